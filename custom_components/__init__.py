@@ -1,0 +1,1 @@
+"""Custom components package (kept so tests import ours before Home Assistant's testing_config)."""
