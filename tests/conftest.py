@@ -7,8 +7,6 @@ before any ``hass`` fixture runs, pins the right one.
 
 from __future__ import annotations
 
-from collections.abc import Generator
-
 import pytest
 
 from custom_components.peer_energy.const import DOMAIN  # noqa: F401  (import pins our package)
@@ -17,6 +15,5 @@ from custom_components.peer_energy.const import DOMAIN  # noqa: F401  (import pi
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(
     enable_custom_integrations: None,
-) -> Generator[None]:
+) -> None:
     """Let Home Assistant load integrations from custom_components."""
-    yield

@@ -38,10 +38,11 @@ def test_engine_module_imports_no_homeassistant(path: Path) -> None:
         name
         for name in _imported_modules(path)
         if name == "homeassistant"
-        or name.startswith("homeassistant.")
-        or name.startswith("..")
-        or name.startswith("custom_components.peer_energy")
-        and not name.startswith("custom_components.peer_energy.core")
+        or name.startswith(("homeassistant.", ".."))
+        or (
+            name.startswith("custom_components.peer_energy")
+            and not name.startswith("custom_components.peer_energy.core")
+        )
     ]
     assert offending == [], f"{path} imports {offending}"
 
