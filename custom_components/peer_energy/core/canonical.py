@@ -1,0 +1,161 @@
+"""One canonical byte encoding for everything that is signed or hashed.
+
+Every signature and every hash in Peer Energy is computed over the bytes this module
+produces, so two peers holding the same data always hash the same bytes.
+
+The encoding is JSON with:
+
+* object keys sorted by Unicode code point, keys must be ``str``;
+* no insignificant whitespace (``,`` and ``:`` separators only);
+* UTF-8, non-ASCII characters written as themselves (no ``\\u`` escapes);
+* values restricted to ``None``, ``bool``, ``int`` (signed 64-bit range), ``str``,
+  lists (tuples encode as lists) and objects;
+* no floats at all (money and energy are exact integers), so no NaN or infinity;
+* strings must be valid Unicode (lone surrogates are refused).
+
+Bytes are not a JSON type: binary values (keys, hashes, signatures) are carried as
+lowercase hex strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import hashlib
+import json
+from typing import Any
+
+type Canonical = None | bool | int | str | list[Canonical] | dict[str, Canonical]
+"""A value the canonical encoding accepts (tuples are accepted and become lists)."""
+
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+MAX_DEPTH = 32
+
+
+class CanonicalError(ValueError):
+    """A value cannot be encoded or decoded canonically."""
+
+
+class FloatNotAllowedError(CanonicalError):
+    """A float (or NaN/Infinity) where only integers are allowed."""
+
+
+def _check(value: object, depth: int) -> None:
+    """Raise ``CanonicalError`` if ``value`` is outside the canonical subset."""
+    if depth > MAX_DEPTH:
+        raise CanonicalError("nesting too deep")
+    if value is None or value is True or value is False:
+        return
+    kind = type(value)
+    if kind is int:
+        if not INT_MIN <= value <= INT_MAX:  # type: ignore[operator]
+            raise CanonicalError("integer outside the signed 64-bit range")
+        return
+    if kind is str:
+        _check_str(value)  # type: ignore[arg-type]
+        return
+    if kind is float:
+        raise FloatNotAllowedError("floats are not allowed; use integers (Wh, W, minor units)")
+    if kind is dict or isinstance(value, Mapping):
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str:
+                raise CanonicalError("object keys must be strings")
+            _check_str(key)
+            _check(item, depth + 1)
+        return
+    if kind is list or kind is tuple:
+        for item in value:  # type: ignore[attr-defined]
+            _check(item, depth + 1)
+        return
+    raise CanonicalError(f"type {kind.__name__} is not canonical")
+
+
+def _check_str(value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise CanonicalError("string is not valid Unicode") from err
+
+
+def _plain(value: Any) -> Any:
+    """Turn mappings other than dict into dicts so ``json`` can encode them."""
+    if isinstance(value, Mapping) and type(value) is not dict:
+        return {key: _plain(item) for key, item in value.items()}
+    if type(value) is dict:
+        if any(isinstance(v, Mapping) and type(v) is not dict for v in value.values()):
+            return {key: _plain(item) for key, item in value.items()}
+        return value
+    if type(value) in (list, tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def canonical_bytes(value: object) -> bytes:
+    """Encode ``value`` canonically; raise ``CanonicalError`` if it is not canonical."""
+    _check(value, 0)
+    return json.dumps(
+        _plain(value),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    ).encode("utf-8")
+
+
+def _refuse_float(text: str) -> Any:
+    raise FloatNotAllowedError(f"float {text!r} is not allowed")
+
+
+def _refuse_constant(text: str) -> Any:
+    raise FloatNotAllowedError(f"constant {text!r} is not allowed")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise CanonicalError("duplicate object key")
+    return result
+
+
+def decode(data: bytes) -> Canonical:
+    """Parse JSON bytes into canonical values.
+
+    Accepts any whitespace, but refuses floats, NaN/Infinity, duplicate keys,
+    integers outside 64 bits and invalid UTF-8 with ``CanonicalError``.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CanonicalError("not valid UTF-8") from err
+    try:
+        value = json.loads(
+            text,
+            parse_float=_refuse_float,
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_object,
+        )
+    except CanonicalError:
+        raise
+    except (ValueError, RecursionError) as err:
+        raise CanonicalError(f"not valid JSON: {err}") from err
+    _check(value, 0)
+    result: Canonical = value
+    return result
+
+
+def decode_strict(data: bytes) -> Canonical:
+    """Parse bytes that must already be in canonical form (re-encoding gives the same bytes)."""
+    value = decode(data)
+    if canonical_bytes(value) != data:
+        raise CanonicalError("bytes are not in canonical form")
+    return value
+
+
+def digest(data: bytes) -> bytes:
+    """SHA-256 of ``data``: the one hash function of the project."""
+    return hashlib.sha256(data).digest()
+
+
+def digest_of(value: object) -> bytes:
+    """SHA-256 of the canonical encoding of ``value``."""
+    return digest(canonical_bytes(value))

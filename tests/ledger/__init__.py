@@ -1,0 +1,1 @@
+"""Tests of identity, envelope, source chain, credit, reputation and storage."""
