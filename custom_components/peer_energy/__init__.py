@@ -1,0 +1,76 @@
+"""Peer Energy: a peer-to-peer energy market among neighbouring Home Assistant homes.
+
+This module sets a config entry up and down. The entry's asset subentries are parsed,
+a push coordinator mirrors their source entities, and the platforms create one home
+device plus one device per asset. Adding, editing or removing an asset, or changing
+the options, reloads the entry.
+"""
+
+from __future__ import annotations
+
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryError
+from homeassistant.helpers import device_registry as dr
+
+from .const import DOMAIN
+from .coordinator import PeerEnergyCoordinator, UnknownAssetKindError, assets_from_entry
+from .entity import home_device_info
+from .issues import async_clear_source_issues, async_watch_sources
+from .runtime import PeerEnergyConfigEntry, PeerEnergyRuntime, default_controls
+
+__all__ = ["PeerEnergyConfigEntry", "PeerEnergyRuntime"]
+
+PLATFORMS: list[Platform] = [
+    Platform.NUMBER,
+    Platform.SENSOR,
+    Platform.SWITCH,
+    Platform.TIME,
+]
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> bool:
+    """Set up Peer Energy from a config entry."""
+    try:
+        assets = assets_from_entry(entry)
+    except UnknownAssetKindError as err:
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="unknown_asset_kind",
+            translation_placeholders={"kind": str(err)},
+        ) from err
+
+    coordinator = PeerEnergyCoordinator(hass, entry, assets)
+    await coordinator.async_config_entry_first_refresh()
+    defaults = default_controls(entry)
+    entry.runtime_data = PeerEnergyRuntime(
+        coordinator=coordinator,
+        assets=assets,
+        controls=dict.fromkeys(assets, defaults),
+    )
+
+    # The home device exists before the asset devices so that their via_device links resolve.
+    dr.async_get(hass).async_get_or_create(
+        config_entry_id=entry.entry_id, **home_device_info(entry)
+    )
+
+    coordinator.async_start()
+    entry.async_on_unload(coordinator.async_stop)
+    entry.async_on_unload(async_watch_sources(hass, entry, assets))
+    entry.async_on_unload(entry.add_update_listener(_async_update_listener))
+
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> bool:
+    """Unload a config entry; its subscriptions go through ``async_on_unload``."""
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unloaded:
+        async_clear_source_issues(hass, entry)
+    return unloaded
+
+
+async def _async_update_listener(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> None:
+    """Reload when options or asset subentries change."""
+    await hass.config_entries.async_reload(entry.entry_id)

@@ -1,0 +1,79 @@
+"""Base entity and device info for Peer Energy.
+
+One home device per config entry (identified by the entry id) and one device per asset
+subentry, linked to the home device with ``via_device``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
+from homeassistant.helpers.entity import EntityDescription
+from homeassistant.helpers.update_coordinator import CoordinatorEntity
+
+from .const import CONF_HOME_NAME, DOMAIN, NAME, AssetKind
+from .coordinator import AssetConfig, PeerEnergyCoordinator
+from .runtime import PeerEnergyRuntime
+
+# Model names shown on the asset devices.
+ASSET_MODELS: dict[AssetKind, str] = {
+    AssetKind.PV: "PV inverter",
+    AssetKind.BATTERY: "Battery",
+    AssetKind.EV_CHARGER: "EV charger",
+    AssetKind.PLUG: "Plug",
+    AssetKind.GRID_METER: "Grid meter",
+}
+
+
+def home_device_info(entry: ConfigEntry[Any]) -> DeviceInfo:
+    """Device info of the home device of an entry."""
+    return DeviceInfo(
+        identifiers={(DOMAIN, entry.entry_id)},
+        name=str(entry.data.get(CONF_HOME_NAME) or entry.title),
+        manufacturer=NAME,
+        model="Home",
+        entry_type=DeviceEntryType.SERVICE,
+    )
+
+
+def asset_device_info(entry: ConfigEntry[Any], asset: AssetConfig) -> DeviceInfo:
+    """Device info of one asset device, linked to the home device."""
+    return DeviceInfo(
+        identifiers={(DOMAIN, f"{entry.entry_id}_{asset.subentry_id}")},
+        name=asset.name,
+        manufacturer=NAME,
+        model=ASSET_MODELS[asset.kind],
+        via_device=(DOMAIN, entry.entry_id),
+    )
+
+
+class PeerEnergyEntity(CoordinatorEntity[PeerEnergyCoordinator]):
+    """An entity of the home device (``asset`` None) or of an asset device."""
+
+    _attr_has_entity_name = True
+
+    def __init__(
+        self,
+        coordinator: PeerEnergyCoordinator,
+        description: EntityDescription,
+        asset: AssetConfig | None = None,
+    ) -> None:
+        """Set unique id and device from the entry and the asset."""
+        super().__init__(coordinator)
+        self.entity_description = description
+        self.asset = asset
+        entry = coordinator.config_entry
+        if asset is None:
+            self._attr_unique_id = f"{entry.entry_id}_{description.key}"
+            self._attr_device_info = home_device_info(entry)
+        else:
+            self._attr_unique_id = f"{entry.entry_id}_{asset.subentry_id}_{description.key}"
+            self._attr_device_info = asset_device_info(entry, asset)
+
+    @property
+    def runtime(self) -> PeerEnergyRuntime:
+        """The entry's runtime data (controls, assets, coordinator)."""
+        runtime: PeerEnergyRuntime = self.coordinator.config_entry.runtime_data
+        return runtime

@@ -1,0 +1,152 @@
+"""Set-up, unload and reload of a Peer Energy entry."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntryState, ConfigSubentry
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr, entity_registry as er
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.peer_energy.const import (
+    CONF_ASSET_KIND,
+    CONF_ASSET_NAME,
+    CONF_BATTERY_RESERVE_PCT,
+    CONF_POWER_ENTITY,
+    DOMAIN,
+    SUBENTRY_ASSET,
+    AssetKind,
+)
+from custom_components.peer_energy.runtime import AssetControls
+
+from .conftest import ENTRY_ID, PLUG_ID, make_entry
+
+
+def _listener_counts(hass: HomeAssistant) -> dict[str, int]:
+    return {str(event): count for event, count in hass.bus.async_listeners().items()}
+
+
+async def test_load_unload_leaves_nothing(
+    hass: HomeAssistant, source_states: dict[str, Any]
+) -> None:
+    """After unload no listener, tracker or entity of ours is left behind.
+
+    The first set-up also loads Home Assistant's entity components (sensor, switch, ...),
+    which keep listeners of their own; so compare the bus after one and after two
+    load/unload cycles: a leak of ours would grow it.
+    """
+    entry = make_entry()
+    entry.add_to_hass(hass)
+    counts: list[dict[str, int]] = []
+    for _ in range(2):
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        assert entry.state is ConfigEntryState.LOADED
+        runtime = entry.runtime_data
+        assert runtime.coordinator.tracked_entity_ids >= {"sensor.pv_power", "sensor.grid_power"}
+        # State tracking and the integration tick are subscribed while loaded.
+        assert runtime.coordinator._unsubscribers
+        loaded = _listener_counts(hass)
+
+        assert await hass.config_entries.async_unload(entry.entry_id)
+        await hass.async_block_till_done()
+        assert entry.state is ConfigEntryState.NOT_LOADED  # type: ignore[comparison-overlap]
+        assert not runtime.coordinator._unsubscribers
+        counts.append(_listener_counts(hass))
+        assert counts[-1] != loaded
+    assert counts[0] == counts[1]
+    # Our entities are gone from the state machine or unavailable (restored on reload).
+    for state in hass.states.async_all():
+        if state.entity_id.startswith(("sensor.maple_street_7", "switch.roof_pv")):
+            assert state.state == "unavailable"
+    # A source change after unload reaches nobody and raises nothing.
+    hass.states.async_set("sensor.pv_power", "1")
+    await hass.async_block_till_done()
+
+
+async def test_reload_leaves_nothing(hass: HomeAssistant, source_states: dict[str, Any]) -> None:
+    """Reloading many times does not pile up listeners."""
+    entry = make_entry()
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    loaded = _listener_counts(hass)
+    for _ in range(3):
+        assert await hass.config_entries.async_reload(entry.entry_id)
+        await hass.async_block_till_done()
+    assert _listener_counts(hass) == loaded
+    assert entry.state is ConfigEntryState.LOADED
+
+
+async def test_reload_on_options_change(
+    hass: HomeAssistant, init_integration: MockConfigEntry
+) -> None:
+    """Changing the options reloads the entry (a new runtime with the new defaults)."""
+    old_runtime = init_integration.runtime_data
+    hass.config_entries.async_update_entry(init_integration, options={CONF_BATTERY_RESERVE_PCT: 40})
+    await hass.async_block_till_done()
+    assert init_integration.state is ConfigEntryState.LOADED
+    assert init_integration.runtime_data is not old_runtime
+
+
+async def test_subentry_added_and_removed(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    device_registry: dr.DeviceRegistry,
+    entity_registry: er.EntityRegistry,
+) -> None:
+    """Adding an asset creates its device and entities; removing it removes them."""
+    hass.states.async_set("sensor.kettle_power", "2000", {"unit_of_measurement": "W"})
+    subentry = ConfigSubentry(
+        data=MappingProxyType(
+            {
+                CONF_ASSET_KIND: AssetKind.PLUG,
+                CONF_ASSET_NAME: "Kettle",
+                CONF_POWER_ENTITY: "sensor.kettle_power",
+            }
+        ),
+        subentry_type=SUBENTRY_ASSET,
+        title="Kettle",
+        unique_id=None,
+    )
+    hass.config_entries.async_add_subentry(init_integration, subentry)
+    await hass.async_block_till_done()
+    assert init_integration.state is ConfigEntryState.LOADED
+    device = device_registry.async_get_device(
+        identifiers={(DOMAIN, f"{ENTRY_ID}_{subentry.subentry_id}")}
+    )
+    assert device is not None
+    assert device.name == "Kettle"
+    state = hass.states.get("sensor.kettle_power")
+    assert state is not None
+    assert hass.states.get("sensor.kettle_power_2") is not None  # ours mirrors the source
+    assert subentry.subentry_id in init_integration.runtime_data.assets
+
+    hass.config_entries.async_remove_subentry(init_integration, PLUG_ID)
+    await hass.async_block_till_done()
+    assert init_integration.state is ConfigEntryState.LOADED
+    assert device_registry.async_get_device(identifiers={(DOMAIN, f"{ENTRY_ID}_{PLUG_ID}")}) is None
+    assert not [
+        entry
+        for entry in er.async_entries_for_config_entry(entity_registry, ENTRY_ID)
+        if entry.config_subentry_id == PLUG_ID
+    ]
+    assert hass.states.get("sensor.dishwasher_power") is None
+
+
+async def test_runtime_controls_api(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
+    """The runtime gives later code the controls and tells listeners about changes."""
+    runtime = init_integration.runtime_data
+    # Defaults come from the options (battery reserve 25 % in the fixture).
+    assert runtime.controls_for(PLUG_ID).battery_reserve_pct == 25
+    assert runtime.controls_for("unknown") == AssetControls()
+    seen: list[tuple[str, AssetControls]] = []
+    unsubscribe = runtime.async_add_controls_listener(lambda sid, c: seen.append((sid, c)))
+    new = runtime.async_update_controls(PLUG_ID, plug_flexible=True)
+    assert new.plug_flexible
+    assert seen == [(PLUG_ID, new)]
+    unsubscribe()
+    runtime.async_update_controls(PLUG_ID, plug_flexible=False)
+    assert len(seen) == 1
