@@ -1,0 +1,415 @@
+"""Orders, market rules and the order book, with validation and plain-data conversion.
+
+Units (integers only): energy in Wh, prices in minor currency units per kWh (for example euro
+cents per kWh), money in milli-minor units (Wh x minor/kWh, exact).
+
+An order is one member's bid (side ``buy``) or offer (side ``sell``) for one delivery slot.
+Its quantity is a step curve: one or more ``(price, energy_wh)`` steps, each an independent
+unit: a buy step wants ``energy_wh`` if the price is at most ``price``; a sell step offers
+``energy_wh`` if the price is at least ``price``. A plain order is a curve of one step.
+
+``to_dict``/``from_dict`` use only ``int``, ``str``, ``bool``, ``list`` and ``dict`` values,
+so another module can encode them canonically and sign them. ``from_dict`` validates and
+raises :class:`OrderError` (a ``ValueError``) with a message naming the bad field.
+
+Public API: :class:`Side`, :class:`Priority`, :class:`Pricing`, :class:`Step`,
+:class:`Reason`, :class:`Order`, :class:`MarketRules`, :class:`OrderBook`,
+:class:`OrderError`, :func:`validate_order`, :func:`parse_book`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from .fairness import FairnessState
+
+MAX_STEPS = 64
+MAX_ID_LENGTH = 128
+BASIS_POINTS = 10_000
+
+
+class OrderError(ValueError):
+    """An order, rule set or order book is invalid."""
+
+
+class Side(StrEnum):
+    """Which way the energy goes for the order's owner."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+
+class Priority(StrEnum):
+    """Scarcity class of a buy order (LastWatt rule): essential > household > other."""
+
+    ESSENTIAL = "essential"
+    HOUSEHOLD = "household"
+    OTHER = "other"
+
+
+class Pricing(StrEnum):
+    """How a fill is priced: uniform clearing price, or the buyer's bid."""
+
+    CLEAR = "pay_as_clear"
+    BID = "pay_as_bid"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One point of a step curve: ``energy_wh`` at limit ``price`` (minor units per kWh)."""
+
+    price: int
+    energy_wh: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Machine-readable reason for an order or allocation: a code and integer/str params."""
+
+    code: str
+    params: tuple[tuple[str, int | str], ...] = ()
+
+    @classmethod
+    def of(cls, code: str, **params: int | str) -> Reason:
+        """Build a reason with params sorted by name."""
+        return cls(code, tuple(sorted(params.items())))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return {"code": self.code, "params": dict(self.params)}
+
+    @classmethod
+    def from_dict(cls, data: object) -> Reason:
+        """Parse and validate the plain-data form."""
+        obj = _mapping(data, "reason")
+        code = _str(obj.get("code"), "reason.code")
+        params = _mapping(obj.get("params", {}), "reason.params")
+        clean: dict[str, int | str] = {}
+        for key, value in params.items():
+            is_int = isinstance(value, int) and not isinstance(value, bool)
+            if not isinstance(key, str) or not (isinstance(value, str) or is_int):
+                raise OrderError("reason.params must map names to integers or strings")
+            clean[key] = value
+        return cls.of(code, **clean)
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A bid or offer for one slot (see the module docstring for units)."""
+
+    order_id: str
+    owner: str
+    side: Side
+    slot_start: int
+    steps: tuple[Step, ...]
+    clean: bool = False
+    local: bool = True
+    clean_only: bool = False
+    preferred_partners: tuple[str, ...] = ()
+    priority: Priority = Priority.HOUSEHOLD
+    reason: Reason | None = None
+
+    @property
+    def energy_wh(self) -> int:
+        """Total energy of all steps."""
+        return sum(step.energy_wh for step in self.steps)
+
+    @classmethod
+    def single(
+        cls,
+        order_id: str,
+        owner: str,
+        side: Side,
+        slot_start: int,
+        energy_wh: int,
+        price: int,
+        **kwargs: Any,
+    ) -> Order:
+        """An order with one step."""
+        return cls(order_id, owner, side, slot_start, (Step(price, energy_wh),), **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (only int/str/bool/list/dict), the form that gets signed."""
+        data: dict[str, Any] = {
+            "order_id": self.order_id,
+            "owner": self.owner,
+            "side": self.side.value,
+            "slot_start": self.slot_start,
+            "steps": [[s.price, s.energy_wh] for s in self.steps],
+            "clean": self.clean,
+            "local": self.local,
+            "clean_only": self.clean_only,
+            "preferred_partners": list(self.preferred_partners),
+            "priority": self.priority.value,
+        }
+        if self.reason is not None:
+            data["reason"] = self.reason.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: object) -> Order:
+        """Parse and validate; raises :class:`OrderError`."""
+        return validate_order(data)
+
+
+def _mapping(value: object, name: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise OrderError(f"{name} must be an object")
+    return value
+
+
+def _int(value: object, name: str, *, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OrderError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise OrderError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise OrderError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _str(value: object, name: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise OrderError(f"{name} must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+    return value
+
+
+_ORDER_KEYS = frozenset(
+    {
+        "order_id",
+        "owner",
+        "side",
+        "slot_start",
+        "steps",
+        "energy_wh",
+        "price",
+        "clean",
+        "local",
+        "clean_only",
+        "preferred_partners",
+        "priority",
+        "reason",
+    }
+)
+
+
+def validate_order(data: object) -> Order:
+    """Check one order in plain-data form and build it; raises :class:`OrderError`.
+
+    Either ``steps`` (a list of ``[price, energy_wh]`` pairs) or the shorthand
+    ``price`` + ``energy_wh`` for a single step must be given.
+    """
+    obj = _mapping(data, "order")
+    unknown = sorted(set(obj) - _ORDER_KEYS)
+    if unknown:
+        raise OrderError(f"order has unknown fields: {', '.join(map(str, unknown))}")
+    order_id = _str(obj.get("order_id"), "order_id")
+    where = f"order {order_id!r}"
+    owner = _str(obj.get("owner"), f"{where}: owner")
+    side_raw = obj.get("side")
+    try:
+        side = Side(side_raw if isinstance(side_raw, str) else "")
+    except ValueError:
+        raise OrderError(f"{where}: side must be 'buy' or 'sell', got {side_raw!r}") from None
+    slot = _int(obj.get("slot_start"), f"{where}: slot_start", minimum=0)
+    if "steps" in obj:
+        if "price" in obj or "energy_wh" in obj:
+            raise OrderError(f"{where}: give either steps or price+energy_wh, not both")
+        raw_steps = obj["steps"]
+        if not isinstance(raw_steps, list) or not raw_steps or len(raw_steps) > MAX_STEPS:
+            raise OrderError(f"{where}: steps must be a list of 1..{MAX_STEPS} [price, energy_wh]")
+        steps = []
+        for k, pair in enumerate(raw_steps):
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise OrderError(f"{where}: step {k} must be [price, energy_wh]")
+            steps.append(
+                Step(
+                    _int(pair[0], f"{where}: step {k} price"),
+                    _int(pair[1], f"{where}: step {k} energy_wh", minimum=0),
+                )
+            )
+    else:
+        steps = [
+            Step(
+                _int(obj.get("price"), f"{where}: price"),
+                _int(obj.get("energy_wh"), f"{where}: energy_wh", minimum=0),
+            )
+        ]
+    clean = _bool(obj.get("clean", False), f"{where}: clean")
+    clean_only = _bool(obj.get("clean_only", False), f"{where}: clean_only")
+    if clean_only and side is Side.SELL:
+        raise OrderError(f"{where}: clean_only is a buyer preference")
+    partners_raw = obj.get("preferred_partners", [])
+    if not isinstance(partners_raw, list):
+        raise OrderError(f"{where}: preferred_partners must be a list of member ids")
+    partners = tuple(_str(p, f"{where}: preferred partner") for p in partners_raw)
+    prio_raw = obj.get("priority", Priority.HOUSEHOLD.value)
+    try:
+        priority = Priority(prio_raw)
+    except ValueError:
+        raise OrderError(
+            f"{where}: priority must be essential, household or other, got {prio_raw!r}"
+        ) from None
+    reason = Reason.from_dict(obj["reason"]) if "reason" in obj else None
+    return Order(
+        order_id=order_id,
+        owner=owner,
+        side=side,
+        slot_start=slot,
+        steps=tuple(steps),
+        clean=clean,
+        local=_bool(obj.get("local", True), f"{where}: local"),
+        clean_only=clean_only,
+        preferred_partners=partners,
+        priority=priority,
+        reason=reason,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MarketRules:
+    """Community market rules that every peer applies identically.
+
+    ``import_price`` caps what any buyer pays (the grid sells at that price) and
+    ``feed_in_tariff`` floors what any seller receives. ``distributor_fee`` is paid by the
+    buyer per kWh traded between members, on top of the price the seller receives.
+    ``fair_share_bp``: the most one seller may fill of a slot's cleared volume, in basis
+    points (10 000 = no cap). ``grid_available`` false means islanded: no grid fallback.
+    Capacities limit the community's exchange with the grid per slot (``None`` = unlimited).
+    """
+
+    import_price: int = 30
+    feed_in_tariff: int = 8
+    distributor_fee: int = 0
+    pricing: Pricing = Pricing.CLEAR
+    fair_share_bp: int = BASIS_POINTS
+    grid_available: bool = True
+    import_capacity_wh: int | None = None
+    export_capacity_wh: int | None = None
+    slot_seconds: int = 900
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (capacities omitted when unlimited)."""
+        data: dict[str, Any] = {
+            "import_price": self.import_price,
+            "feed_in_tariff": self.feed_in_tariff,
+            "distributor_fee": self.distributor_fee,
+            "pricing": self.pricing.value,
+            "fair_share_bp": self.fair_share_bp,
+            "grid_available": self.grid_available,
+            "slot_seconds": self.slot_seconds,
+        }
+        if self.import_capacity_wh is not None:
+            data["import_capacity_wh"] = self.import_capacity_wh
+        if self.export_capacity_wh is not None:
+            data["export_capacity_wh"] = self.export_capacity_wh
+        return data
+
+    @classmethod
+    def from_dict(cls, data: object) -> MarketRules:
+        """Parse and validate; missing fields take the defaults."""
+        obj = _mapping(data, "rules")
+        unknown = sorted(set(obj) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise OrderError(f"rules has unknown fields: {', '.join(map(str, unknown))}")
+        d = cls()
+        pricing_raw = obj.get("pricing", d.pricing.value)
+        try:
+            pricing = Pricing(pricing_raw)
+        except ValueError:
+            raise OrderError(
+                f"rules.pricing must be pay_as_clear or pay_as_bid, got {pricing_raw!r}"
+            ) from None
+        caps: list[int | None] = []
+        for name in ("import_capacity_wh", "export_capacity_wh"):
+            raw = obj.get(name)
+            caps.append(None if raw is None else _int(raw, f"rules.{name}", minimum=0))
+        fair = _int(obj.get("fair_share_bp", d.fair_share_bp), "rules.fair_share_bp", minimum=1)
+        if fair > BASIS_POINTS:
+            raise OrderError(f"rules.fair_share_bp must be <= {BASIS_POINTS}")
+        slot_seconds = _int(
+            obj.get("slot_seconds", d.slot_seconds), "rules.slot_seconds", minimum=1
+        )
+        if 86_400 % slot_seconds:
+            raise OrderError("rules.slot_seconds must divide a day")
+        return cls(
+            import_price=_int(obj.get("import_price", d.import_price), "rules.import_price"),
+            feed_in_tariff=_int(
+                obj.get("feed_in_tariff", d.feed_in_tariff), "rules.feed_in_tariff"
+            ),
+            distributor_fee=_int(
+                obj.get("distributor_fee", d.distributor_fee), "rules.distributor_fee", minimum=0
+            ),
+            pricing=pricing,
+            fair_share_bp=fair,
+            grid_available=_bool(obj.get("grid_available", True), "rules.grid_available"),
+            import_capacity_wh=caps[0],
+            export_capacity_wh=caps[1],
+            slot_seconds=slot_seconds,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBook:
+    """Everything one clearing needs: rules, orders, stakes and the fairness state.
+
+    ``stakes`` maps each staking member to the member it backs (one stake per member per
+    period; moving it means changing the mapping). It weighs ``other``-class demand in
+    scarcity.
+    """
+
+    rules: MarketRules = field(default_factory=MarketRules)
+    orders: tuple[Order, ...] = ()
+    stakes: tuple[tuple[str, str], ...] = ()
+    fairness: FairnessState = field(default_factory=FairnessState)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form, the CLI input format."""
+        return {
+            "rules": self.rules.to_dict(),
+            "orders": [o.to_dict() for o in self.orders],
+            "stakes": dict(self.stakes),
+            "fairness": self.fairness.to_dict(),
+        }
+
+
+def parse_book(data: object) -> OrderBook:
+    """Validate a whole order book in plain-data form; raises :class:`OrderError`.
+
+    Orders must have unique ``order_id`` values and slot starts aligned to the slot length.
+    """
+    obj = _mapping(data, "order book")
+    unknown = sorted(set(obj) - {"rules", "orders", "stakes", "fairness"})
+    if unknown:
+        raise OrderError(f"order book has unknown fields: {', '.join(map(str, unknown))}")
+    rules = MarketRules.from_dict(obj.get("rules", {}))
+    raw_orders = obj.get("orders", [])
+    if not isinstance(raw_orders, list):
+        raise OrderError("orders must be a list")
+    orders = tuple(validate_order(o) for o in raw_orders)
+    seen: set[str] = set()
+    for order in orders:
+        if order.order_id in seen:
+            raise OrderError(f"duplicate order_id {order.order_id!r}")
+        seen.add(order.order_id)
+        if order.slot_start % rules.slot_seconds:
+            raise OrderError(
+                f"order {order.order_id!r}: slot_start {order.slot_start} is not aligned to "
+                f"{rules.slot_seconds} s"
+            )
+    stakes_raw = _mapping(obj.get("stakes", {}), "stakes")
+    stakes = tuple(
+        sorted((_str(k, "stakes key"), _str(v, f"stake of {k}")) for k, v in stakes_raw.items())
+    )
+    try:
+        fairness = FairnessState.from_dict(obj.get("fairness", {}))
+    except ValueError as err:
+        raise OrderError(str(err)) from None
+    return OrderBook(rules=rules, orders=orders, stakes=stakes, fairness=fairness)

@@ -1,0 +1,165 @@
+"""Property tests of the clearing on random order books (hypothesis)."""
+
+from __future__ import annotations
+
+from collections import Counter
+import random
+
+from hypothesis import given, settings, strategies as st
+
+from custom_components.peer_energy.core.clearing import SlotResult, clear_slot
+from custom_components.peer_energy.core.orders import MarketRules, Order, Pricing, Side
+
+from .books import SLOT, orders, rules
+
+SETTINGS = settings(max_examples=80, deadline=None)
+
+
+def _by_id(book: list[Order]) -> dict[str, Order]:
+    return {o.order_id: o for o in book}
+
+
+@SETTINGS
+@given(book=orders(), r=rules())
+def test_energy_balances(book: list[Order], r: MarketRules) -> None:
+    res = clear_slot(book, r, slot_start=SLOT)
+    bought = sum(o.filled_wh for o in res.orders if o.side == "buy")
+    sold = sum(o.filled_wh for o in res.orders if o.side == "sell")
+    assert bought == sold == res.volume_wh == sum(f.energy_wh for f in res.fills)
+    orders_ = _by_id(book)
+    for o in res.orders:
+        order = orders_[o.order_id]
+        assert len(o.steps_filled) == len(order.steps)
+        assert all(
+            0 <= got <= st.energy_wh for got, st in zip(o.steps_filled, order.steps, strict=True)
+        )
+        assert sum(o.steps_filled) == o.filled_wh
+        residual = order.energy_wh - o.filled_wh
+        assert 0 <= o.grid_wh + o.unserved_wh + o.curtailed_wh <= residual
+    assert res.clean_volume_wh == sum(f.energy_wh for f in res.fills if f.clean)
+
+
+@SETTINGS
+@given(book=orders(), r=rules())
+def test_nobody_pays_above_or_receives_below_limit(book: list[Order], r: MarketRules) -> None:
+    res = clear_slot(book, r, slot_start=SLOT)
+    orders_ = _by_id(book)
+    for o in res.orders:
+        steps = orders_[o.order_id].steps
+        if o.side == "buy":
+            limit = sum(
+                got * min(s.price, r.import_price)
+                for got, s in zip(o.steps_filled, steps, strict=True)
+            )
+            assert o.amount_milli + o.fee_milli <= limit
+        else:
+            floor = sum(
+                got * max(s.price, r.feed_in_tariff)
+                for got, s in zip(o.steps_filled, steps, strict=True)
+            )
+            assert o.amount_milli >= floor
+    for f in res.fills:
+        assert r.feed_in_tariff <= f.price
+        assert f.price + f.fee <= r.import_price
+
+
+@SETTINGS
+@given(book=orders(), r=rules())
+def test_payments_balance_including_fees(book: list[Order], r: MarketRules) -> None:
+    res = clear_slot(book, r, slot_start=SLOT)
+    paid = sum(m.paid_milli for m in res.members)
+    received = sum(m.received_milli for m in res.members)
+    assert paid == received + res.fees_milli
+    assert res.fees_milli == res.volume_wh * r.distributor_fee
+    assert sum(f.energy_wh * (f.price + f.fee) for f in res.fills) == paid
+
+
+@SETTINGS
+@given(book=orders(), r=rules())
+def test_clean_only_buyers_get_only_clean_energy(book: list[Order], r: MarketRules) -> None:
+    res = clear_slot(book, r, slot_start=SLOT)
+    orders_ = _by_id(book)
+    for f in res.fills:
+        assert f.clean == orders_[f.seller_order].clean
+        if orders_[f.buyer_order].clean_only:
+            assert f.clean
+        assert orders_[f.buyer_order].side is Side.BUY
+        assert orders_[f.seller_order].side is Side.SELL
+
+
+@SETTINGS
+@given(book=orders(), r=rules(), seed=st.integers(0, 2**32 - 1))
+def test_permutation_invariance(book: list[Order], r: MarketRules, seed: int) -> None:
+    shuffled = list(book)
+    random.Random(seed).shuffle(shuffled)
+    a = clear_slot(book, r, slot_start=SLOT)
+    b = clear_slot(shuffled, r, slot_start=SLOT)
+    assert a.to_dict() == b.to_dict()
+    assert a.fairness == b.fairness
+
+
+def _pool_price(res: SlotResult, clean: bool) -> int | None:
+    if clean and res.mode == "two_prices":
+        return res.clean_price
+    return res.general_price
+
+
+@SETTINGS
+@given(book=orders(), r=rules(), share=st.sampled_from([2_500, 4_000, 6_000]))
+def test_fair_share_cap_held(book: list[Order], r: MarketRules, share: int) -> None:
+    r = MarketRules(
+        import_price=r.import_price,
+        feed_in_tariff=r.feed_in_tariff,
+        distributor_fee=r.distributor_fee,
+        fair_share_bp=share,
+    )
+    res = clear_slot(book, r, slot_start=SLOT)
+    cap = res.volume_wh * share // 10_000
+    sold: Counter[tuple[str, bool]] = Counter()
+    capacity: Counter[tuple[str, bool]] = Counter()
+    orders_ = _by_id(book)
+    for o in res.orders:
+        order = orders_[o.order_id]
+        if o.side != "sell":
+            continue
+        sold[(o.owner, order.clean)] += o.filled_wh
+        price = _pool_price(res, order.clean)
+        if price is not None:
+            capacity[(o.owner, order.clean)] += sum(
+                s.energy_wh for s in order.steps if max(s.price, r.feed_in_tariff) <= price
+            )
+    for (owner, clean), v in sold.items():
+        if v > cap:
+            # Only allowed when every other seller of the same pool is at its limit.
+            for (other, c2), cap2 in capacity.items():
+                if c2 == clean and other != owner:
+                    assert sold[(other, c2)] >= min(cap, cap2)
+
+
+@SETTINGS
+@given(book=orders(), r=rules(fair=False, grid=False))
+def test_pay_as_bid_keeps_volume_and_limits(book: list[Order], r: MarketRules) -> None:
+    clear = clear_slot(book, r, slot_start=SLOT)
+    bid_rules = MarketRules(
+        import_price=r.import_price,
+        feed_in_tariff=r.feed_in_tariff,
+        distributor_fee=r.distributor_fee,
+        pricing=Pricing.BID,
+    )
+    bid = clear_slot(book, bid_rules, slot_start=SLOT)
+    assert bid.volume_wh == clear.volume_wh
+    assert bid.surplus_milli == clear.surplus_milli
+    orders_ = _by_id(book)
+    for f in bid.fills:
+        top = max(min(s.price, r.import_price) for s in orders_[f.buyer_order].steps)
+        assert f.price + f.fee <= top
+
+
+@SETTINGS
+@given(book=orders(), r=rules())
+def test_fairness_state_only_grows(book: list[Order], r: MarketRules) -> None:
+    res = clear_slot(book, r, slot_start=SLOT)
+    before = dict(res.fairness.margin_wins)
+    again = clear_slot(book, r, slot_start=SLOT, fairness=res.fairness)
+    after = dict(again.fairness.margin_wins)
+    assert all(after.get(k, 0) >= v for k, v in before.items())
