@@ -1,0 +1,590 @@
+"""UI set-up for Peer Energy: config, reconfigure, options and asset subentry flows.
+
+Step ids and field names are part of the public surface (the demo drives them over REST):
+
+- Config flow ``user`` and ``reconfigure``: home_name, currency, import_price |
+  import_price_entity, export_price | export_price_entity, carbon_intensity_entity,
+  slot_minutes ("5", "15", "30", "60").
+- Options flow ``init``: clean_only, max_buy_price, min_sell_price, peak_margin_pct,
+  battery_reserve_pct, control_mode ("advise", "control").
+- Subentry type ``asset``: menu ``user`` with the options pv, battery, ev_charger, plug,
+  grid_meter, each leading to a form step of the same name; ``reconfigure`` opens the form
+  of the asset's kind directly.
+
+Prices are stored as entered (major currency units per kWh, a float) and converted to the
+engine's integer minor units per kWh by prices.fixed_price_to_minor at the border.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from homeassistant.config_entries import (
+    SOURCE_RECONFIGURE,
+    ConfigEntry,
+    ConfigFlow,
+    ConfigFlowResult,
+    ConfigSubentry,
+    ConfigSubentryFlow,
+    OptionsFlow,
+    SubentryFlowResult,
+)
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.generated.currencies import ACTIVE_CURRENCIES
+from homeassistant.helpers.selector import (
+    BooleanSelector,
+    EntitySelector,
+    EntitySelectorConfig,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+    TextSelector,
+)
+import voluptuous as vol
+
+from .const import (
+    CONF_ASSET_KIND,
+    CONF_ASSET_NAME,
+    CONF_BATTERY_RESERVE_PCT,
+    CONF_CAPACITY_KWH,
+    CONF_CARBON_INTENSITY_ENTITY,
+    CONF_CLEAN_ONLY,
+    CONF_CONTROL_MODE,
+    CONF_CURRENCY,
+    CONF_CURRENT_ENTITY,
+    CONF_ENERGY_ENTITY,
+    CONF_EXPORT_ENERGY_ENTITY,
+    CONF_EXPORT_PRICE,
+    CONF_EXPORT_PRICE_ENTITY,
+    CONF_HOME_NAME,
+    CONF_IMPORT_ENERGY_ENTITY,
+    CONF_IMPORT_PRICE,
+    CONF_IMPORT_PRICE_ENTITY,
+    CONF_MAX_BUY_PRICE,
+    CONF_MAX_CHARGE_W,
+    CONF_MAX_DISCHARGE_W,
+    CONF_MIN_SELL_PRICE,
+    CONF_MODE_ENTITY,
+    CONF_PEAK_MARGIN_PCT,
+    CONF_PLUGGED_ENTITY,
+    CONF_POWER_ENTITY,
+    CONF_POWER_SIGN,
+    CONF_SETPOINT_ENTITY,
+    CONF_SLOT_MINUTES,
+    CONF_SOC_ENTITY,
+    CONF_SWITCH_ENTITY,
+    DEFAULT_BATTERY_RESERVE_PCT,
+    DEFAULT_CLEAN_ONLY,
+    DEFAULT_CONTROL_MODE,
+    DEFAULT_PEAK_MARGIN_PCT,
+    DEFAULT_SLOT_MINUTES,
+    DOMAIN,
+    SLOT_MINUTES_CHOICES,
+    SUBENTRY_ASSET,
+    AssetKind,
+    ControlMode,
+    PowerSign,
+)
+from .prices import (
+    InvalidPriceError,
+    SourceKind,
+    fixed_price_to_minor,
+    validate_price_entity,
+    validate_source,
+)
+
+# Error and abort codes that are not source errors (those come from prices.SourceError).
+ERROR_NAME_REQUIRED: Final = "name_required"
+ERROR_NAME_IN_USE: Final = "name_in_use"
+ERROR_POWER_IN_USE: Final = "power_entity_in_use"
+ERROR_PRICE_REQUIRED: Final = "price_required"
+ERROR_PRICE_AMBIGUOUS: Final = "price_ambiguous"
+ERROR_EXPORT_ABOVE_IMPORT: Final = "export_above_import"
+ERROR_MIN_SELL_ABOVE_MAX_BUY: Final = "min_sell_above_max_buy"
+ABORT_SINGLE_INSTANCE: Final = "single_instance_allowed"
+ABORT_UNKNOWN_KIND: Final = "unknown_asset_kind"
+
+PRICE_ENTITY_DOMAINS: Final = ["sensor", "input_number"]
+
+
+# --- Entry settings (config flow and reconfigure flow) ------------------------------------
+
+
+def _price_selector(currency: str) -> NumberSelector:
+    """A fixed price in major currency units per kWh, typed into a box."""
+    return NumberSelector(
+        NumberSelectorConfig(
+            mode=NumberSelectorMode.BOX, step="any", unit_of_measurement=f"{currency}/kWh"
+        )
+    )
+
+
+def _settings_schema(hass: HomeAssistant, currency: str) -> vol.Schema:
+    """The entry's settings form; defaults come from Home Assistant's own configuration."""
+    price_entity = EntitySelector(EntitySelectorConfig(domain=PRICE_ENTITY_DOMAINS))
+    return vol.Schema(
+        {
+            vol.Required(CONF_HOME_NAME, default=hass.config.location_name): TextSelector(),
+            vol.Required(CONF_CURRENCY, default=hass.config.currency): SelectSelector(
+                SelectSelectorConfig(
+                    options=sorted(ACTIVE_CURRENCIES), mode=SelectSelectorMode.DROPDOWN
+                )
+            ),
+            vol.Optional(CONF_IMPORT_PRICE): _price_selector(currency),
+            vol.Optional(CONF_IMPORT_PRICE_ENTITY): price_entity,
+            vol.Optional(CONF_EXPORT_PRICE): _price_selector(currency),
+            vol.Optional(CONF_EXPORT_PRICE_ENTITY): price_entity,
+            vol.Optional(CONF_CARBON_INTENSITY_ENTITY): EntitySelector(
+                EntitySelectorConfig(domain="sensor")
+            ),
+            vol.Required(CONF_SLOT_MINUTES, default=str(DEFAULT_SLOT_MINUTES)): SelectSelector(
+                SelectSelectorConfig(
+                    options=[str(minutes) for minutes in SLOT_MINUTES_CHOICES],
+                    mode=SelectSelectorMode.LIST,
+                    translation_key=CONF_SLOT_MINUTES,
+                )
+            ),
+        }
+    )
+
+
+def _suggested_settings(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Entry data as form values (the slot length is a string in the form)."""
+    values = dict(data)
+    if CONF_SLOT_MINUTES in values:
+        values[CONF_SLOT_MINUTES] = str(values[CONF_SLOT_MINUTES])
+    return values
+
+
+def _validate_price(
+    hass: HomeAssistant,
+    user_input: Mapping[str, Any],
+    currency: str,
+    fixed_key: str,
+    entity_key: str,
+    data: dict[str, Any],
+    errors: dict[str, str],
+) -> int | None:
+    """Check one price (fixed number xor entity); return the fixed price in minor units."""
+    fixed: Any = user_input.get(fixed_key)
+    entity_id: Any = user_input.get(entity_key)
+    if fixed is None and not entity_id:
+        errors[fixed_key] = ERROR_PRICE_REQUIRED
+        return None
+    if fixed is not None and entity_id:
+        errors[entity_key] = ERROR_PRICE_AMBIGUOUS
+        return None
+    if entity_id:
+        if error := validate_price_entity(hass.states.get(entity_id), currency):
+            errors[entity_key] = error
+        else:
+            data[entity_key] = entity_id
+        return None
+    try:
+        minor = fixed_price_to_minor(fixed, currency)
+    except InvalidPriceError as err:
+        errors[fixed_key] = err.code
+        return None
+    data[fixed_key] = float(fixed)
+    return minor
+
+
+def validate_settings(
+    hass: HomeAssistant, user_input: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Validate the settings form; return (entry data, errors by field)."""
+    errors: dict[str, str] = {}
+    currency = str(user_input[CONF_CURRENCY])
+    name = str(user_input[CONF_HOME_NAME]).strip()
+    if not name:
+        errors[CONF_HOME_NAME] = ERROR_NAME_REQUIRED
+    data: dict[str, Any] = {
+        CONF_HOME_NAME: name,
+        CONF_CURRENCY: currency,
+        CONF_SLOT_MINUTES: int(user_input[CONF_SLOT_MINUTES]),
+    }
+    import_minor = _validate_price(
+        hass, user_input, currency, CONF_IMPORT_PRICE, CONF_IMPORT_PRICE_ENTITY, data, errors
+    )
+    export_minor = _validate_price(
+        hass, user_input, currency, CONF_EXPORT_PRICE, CONF_EXPORT_PRICE_ENTITY, data, errors
+    )
+    # Only two fixed prices can be compared at set-up: a price entity moves every slot and
+    # may legitimately dip below a fixed feed-in tariff (negative day-ahead prices).
+    if import_minor is not None and export_minor is not None and export_minor > import_minor:
+        errors[CONF_EXPORT_PRICE] = ERROR_EXPORT_ABOVE_IMPORT
+    if carbon := user_input.get(CONF_CARBON_INTENSITY_ENTITY):
+        if error := validate_source(hass.states.get(carbon), SourceKind.CARBON):
+            errors[CONF_CARBON_INTENSITY_ENTITY] = error
+        else:
+            data[CONF_CARBON_INTENSITY_ENTITY] = carbon
+    return data, errors
+
+
+class PeerEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Set up Peer Energy: one entry per Home Assistant instance."""
+
+    VERSION = 1
+    MINOR_VERSION = 1
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> PeerEnergyOptionsFlow:
+        """Return the owner-policy options flow."""
+        return PeerEnergyOptionsFlow()
+
+    @classmethod
+    @callback
+    def async_get_supported_subentry_types(
+        cls, config_entry: ConfigEntry
+    ) -> dict[str, type[ConfigSubentryFlow]]:
+        """Assets (PV, battery, EV charger, plug, grid meter) are subentries."""
+        return {SUBENTRY_ASSET: AssetSubentryFlow}
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask for the home's name, currency, prices, carbon signal and slot length."""
+        if self._async_current_entries():
+            return self.async_abort(reason=ABORT_SINGLE_INSTANCE)
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data, errors = validate_settings(self.hass, user_input)
+            if not errors:
+                await self.async_set_unique_id(DOMAIN)
+                self._abort_if_unique_id_configured()
+                return self.async_create_entry(title=data[CONF_HOME_NAME], data=data)
+        currency = (user_input or {}).get(CONF_CURRENCY, self.hass.config.currency)
+        return self.async_show_form(
+            step_id="user",
+            data_schema=self.add_suggested_values_to_schema(
+                _settings_schema(self.hass, currency), user_input
+            ),
+            errors=errors,
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change the entry's settings with the same form and checks, then reload."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data, errors = validate_settings(self.hass, user_input)
+            if not errors:
+                return self.async_update_reload_and_abort(
+                    entry, title=data[CONF_HOME_NAME], data=data
+                )
+        values = user_input if user_input is not None else _suggested_settings(entry.data)
+        currency = values.get(CONF_CURRENCY, self.hass.config.currency)
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(
+                _settings_schema(self.hass, currency), values
+            ),
+            errors=errors,
+        )
+
+
+# --- Options (owner policy) ---------------------------------------------------------------
+
+
+def _options_schema(currency: str) -> vol.Schema:
+    """The owner's policy form."""
+    percent_box = NumberSelectorConfig(
+        min=0, max=500, step=1, unit_of_measurement="%", mode=NumberSelectorMode.BOX
+    )
+    return vol.Schema(
+        {
+            vol.Required(CONF_CLEAN_ONLY, default=DEFAULT_CLEAN_ONLY): BooleanSelector(),
+            vol.Optional(CONF_MAX_BUY_PRICE): _price_selector(currency),
+            vol.Optional(CONF_MIN_SELL_PRICE): _price_selector(currency),
+            vol.Required(CONF_PEAK_MARGIN_PCT, default=DEFAULT_PEAK_MARGIN_PCT): NumberSelector(
+                percent_box
+            ),
+            vol.Required(
+                CONF_BATTERY_RESERVE_PCT, default=DEFAULT_BATTERY_RESERVE_PCT
+            ): NumberSelector(
+                NumberSelectorConfig(
+                    min=0, max=100, step=1, unit_of_measurement="%", mode=NumberSelectorMode.SLIDER
+                )
+            ),
+            vol.Required(CONF_CONTROL_MODE, default=DEFAULT_CONTROL_MODE.value): SelectSelector(
+                SelectSelectorConfig(
+                    options=[mode.value for mode in ControlMode],
+                    mode=SelectSelectorMode.LIST,
+                    translation_key=CONF_CONTROL_MODE,
+                )
+            ),
+        }
+    )
+
+
+def validate_options(
+    user_input: Mapping[str, Any], currency: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Validate the policy form; return (options, errors by field)."""
+    errors: dict[str, str] = {}
+    options: dict[str, Any] = {
+        CONF_CLEAN_ONLY: bool(user_input[CONF_CLEAN_ONLY]),
+        CONF_PEAK_MARGIN_PCT: round(user_input[CONF_PEAK_MARGIN_PCT]),
+        CONF_BATTERY_RESERVE_PCT: round(user_input[CONF_BATTERY_RESERVE_PCT]),
+        CONF_CONTROL_MODE: ControlMode(user_input[CONF_CONTROL_MODE]).value,
+    }
+    limits: dict[str, int] = {}
+    for key in (CONF_MAX_BUY_PRICE, CONF_MIN_SELL_PRICE):
+        if (value := user_input.get(key)) is None:
+            continue
+        try:
+            limits[key] = fixed_price_to_minor(value, currency)
+        except InvalidPriceError as err:
+            errors[key] = err.code
+        else:
+            options[key] = float(value)
+    if (
+        CONF_MAX_BUY_PRICE in limits
+        and CONF_MIN_SELL_PRICE in limits
+        and limits[CONF_MIN_SELL_PRICE] > limits[CONF_MAX_BUY_PRICE]
+    ):
+        errors[CONF_MIN_SELL_PRICE] = ERROR_MIN_SELL_ABOVE_MAX_BUY
+    return options, errors
+
+
+class PeerEnergyOptionsFlow(OptionsFlow):
+    """The owner's policies: what to buy, price limits, reserve and control."""
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Show and save the policy form."""
+        currency = str(self.config_entry.data.get(CONF_CURRENCY, self.hass.config.currency))
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            options, errors = validate_options(user_input, currency)
+            if not errors:
+                return self.async_create_entry(data=options)
+        values = user_input if user_input is not None else dict(self.config_entry.options)
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(_options_schema(currency), values),
+            errors=errors,
+            description_placeholders={"currency": currency},
+        )
+
+
+# --- Asset subentries ----------------------------------------------------------------------
+
+_POWER_SENSOR: Final = EntitySelector(EntitySelectorConfig(domain="sensor", device_class="power"))
+_ENERGY_SENSOR: Final = EntitySelector(EntitySelectorConfig(domain="sensor", device_class="energy"))
+_SOC_SENSOR: Final = EntitySelector(EntitySelectorConfig(domain="sensor", device_class="battery"))
+_SWITCH: Final = EntitySelector(EntitySelectorConfig(domain=["switch", "input_boolean"]))
+_NUMBER: Final = EntitySelector(EntitySelectorConfig(domain=["number", "input_number"]))
+_SELECT: Final = EntitySelector(EntitySelectorConfig(domain=["select", "input_select"]))
+_PLUGGED: Final = EntitySelector(
+    EntitySelectorConfig(domain="binary_sensor", device_class=["plug", "battery_charging", "power"])
+)
+
+
+def _watts(maximum: int) -> NumberSelector:
+    return NumberSelector(
+        NumberSelectorConfig(
+            min=0, max=maximum, step=1, unit_of_measurement="W", mode=NumberSelectorMode.BOX
+        )
+    )
+
+
+def _asset_schema(fields: dict[vol.Marker, Any]) -> vol.Schema:
+    """An asset form: the asset's name first, then its kind's fields."""
+    return vol.Schema({vol.Required(CONF_ASSET_NAME): TextSelector(), **fields})
+
+
+ASSET_SCHEMAS: Final[Mapping[AssetKind, vol.Schema]] = {
+    AssetKind.PV: _asset_schema(
+        {
+            vol.Required(CONF_POWER_ENTITY): _POWER_SENSOR,
+            vol.Optional(CONF_ENERGY_ENTITY): _ENERGY_SENSOR,
+        }
+    ),
+    AssetKind.BATTERY: _asset_schema(
+        {
+            vol.Required(CONF_SOC_ENTITY): _SOC_SENSOR,
+            vol.Required(CONF_POWER_ENTITY): _POWER_SENSOR,
+            vol.Required(
+                CONF_POWER_SIGN, default=PowerSign.POSITIVE_DISCHARGE.value
+            ): SelectSelector(
+                SelectSelectorConfig(
+                    options=[sign.value for sign in PowerSign],
+                    mode=SelectSelectorMode.LIST,
+                    translation_key=CONF_POWER_SIGN,
+                )
+            ),
+            vol.Required(CONF_CAPACITY_KWH): NumberSelector(
+                NumberSelectorConfig(
+                    min=0.1,
+                    max=1000,
+                    step=0.1,
+                    unit_of_measurement="kWh",
+                    mode=NumberSelectorMode.BOX,
+                )
+            ),
+            vol.Required(CONF_MAX_CHARGE_W): _watts(1_000_000),
+            vol.Required(CONF_MAX_DISCHARGE_W): _watts(1_000_000),
+            vol.Optional(CONF_MODE_ENTITY): _SELECT,
+            vol.Optional(CONF_SETPOINT_ENTITY): _NUMBER,
+        }
+    ),
+    AssetKind.EV_CHARGER: _asset_schema(
+        {
+            vol.Required(CONF_POWER_ENTITY): _POWER_SENSOR,
+            vol.Optional(CONF_ENERGY_ENTITY): _ENERGY_SENSOR,
+            vol.Optional(CONF_PLUGGED_ENTITY): _PLUGGED,
+            vol.Optional(CONF_SWITCH_ENTITY): _SWITCH,
+            vol.Optional(CONF_CURRENT_ENTITY): _NUMBER,
+        }
+    ),
+    AssetKind.PLUG: _asset_schema(
+        {
+            vol.Required(CONF_SWITCH_ENTITY): _SWITCH,
+            vol.Required(CONF_POWER_ENTITY): _POWER_SENSOR,
+            vol.Optional(CONF_ENERGY_ENTITY): _ENERGY_SENSOR,
+        }
+    ),
+    AssetKind.GRID_METER: _asset_schema(
+        {
+            vol.Required(CONF_POWER_ENTITY): _POWER_SENSOR,
+            vol.Optional(CONF_IMPORT_ENERGY_ENTITY): _ENERGY_SENSOR,
+            vol.Optional(CONF_EXPORT_ENERGY_ENTITY): _ENERGY_SENSOR,
+        }
+    ),
+}
+
+# The role of every entity field, which decides how it is checked (prices.validate_source).
+SOURCE_ROLES: Final[Mapping[str, SourceKind]] = {
+    CONF_POWER_ENTITY: SourceKind.POWER,
+    CONF_ENERGY_ENTITY: SourceKind.ENERGY,
+    CONF_IMPORT_ENERGY_ENTITY: SourceKind.ENERGY,
+    CONF_EXPORT_ENERGY_ENTITY: SourceKind.ENERGY,
+    CONF_SOC_ENTITY: SourceKind.SOC,
+    CONF_PLUGGED_ENTITY: SourceKind.ANY,
+    CONF_SWITCH_ENTITY: SourceKind.ANY,
+    CONF_CURRENT_ENTITY: SourceKind.ANY,
+    CONF_MODE_ENTITY: SourceKind.ANY,
+    CONF_SETPOINT_ENTITY: SourceKind.ANY,
+}
+
+
+def validate_asset(
+    hass: HomeAssistant,
+    kind: AssetKind,
+    user_input: Mapping[str, Any],
+    others: list[ConfigSubentry],
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Validate an asset form against its sources and the entry's other assets.
+
+    Return (subentry data, errors by field). The power entity identifies the physical
+    device (it is the subentry's unique_id), so two assets cannot share it: the home's
+    power balance would count that device twice.
+    """
+    errors: dict[str, str] = {}
+    name = str(user_input[CONF_ASSET_NAME]).strip()
+    if not name:
+        errors[CONF_ASSET_NAME] = ERROR_NAME_REQUIRED
+    elif any(other.title.strip().casefold() == name.casefold() for other in others):
+        errors[CONF_ASSET_NAME] = ERROR_NAME_IN_USE
+    data: dict[str, Any] = {CONF_ASSET_KIND: kind.value, CONF_ASSET_NAME: name}
+    for key, role in SOURCE_ROLES.items():
+        if not (entity_id := user_input.get(key)):
+            continue
+        if error := validate_source(hass.states.get(entity_id), role):
+            errors[key] = error
+        else:
+            data[key] = entity_id
+    power = user_input[CONF_POWER_ENTITY]
+    if CONF_POWER_ENTITY not in errors and any(
+        power in (other.unique_id, other.data.get(CONF_POWER_ENTITY)) for other in others
+    ):
+        errors[CONF_POWER_ENTITY] = ERROR_POWER_IN_USE
+    if kind is AssetKind.BATTERY:
+        data[CONF_POWER_SIGN] = PowerSign(user_input[CONF_POWER_SIGN]).value
+        data[CONF_CAPACITY_KWH] = float(user_input[CONF_CAPACITY_KWH])
+        data[CONF_MAX_CHARGE_W] = round(user_input[CONF_MAX_CHARGE_W])
+        data[CONF_MAX_DISCHARGE_W] = round(user_input[CONF_MAX_DISCHARGE_W])
+    return data, errors
+
+
+class AssetSubentryFlow(ConfigSubentryFlow):
+    """Add or edit one asset: a menu picks the kind, then a form maps its entities."""
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        """Choose what kind of device to add."""
+        return self.async_show_menu(step_id="user", menu_options=[kind.value for kind in AssetKind])
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Edit an asset: open the form of its kind with its current values."""
+        subentry = self._get_reconfigure_subentry()
+        try:
+            kind = AssetKind(str(subentry.data.get(CONF_ASSET_KIND)))
+        except ValueError:
+            return self.async_abort(reason=ABORT_UNKNOWN_KIND)
+        return await self._async_asset_form(kind, None)
+
+    async def async_step_pv(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        """PV inverter."""
+        return await self._async_asset_form(AssetKind.PV, user_input)
+
+    async def async_step_battery(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Home battery."""
+        return await self._async_asset_form(AssetKind.BATTERY, user_input)
+
+    async def async_step_ev_charger(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """EV charger."""
+        return await self._async_asset_form(AssetKind.EV_CHARGER, user_input)
+
+    async def async_step_plug(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        """Smart plug with a flexible load."""
+        return await self._async_asset_form(AssetKind.PLUG, user_input)
+
+    async def async_step_grid_meter(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Grid connection meter (monitor only)."""
+        return await self._async_asset_form(AssetKind.GRID_METER, user_input)
+
+    async def _async_asset_form(
+        self, kind: AssetKind, user_input: dict[str, Any] | None
+    ) -> SubentryFlowResult:
+        """Show the kind's form, or validate it and create or update the subentry."""
+        editing = self.source == SOURCE_RECONFIGURE
+        current = self._get_reconfigure_subentry() if editing else None
+        entry = self._get_entry()
+        others = [
+            other
+            for other in entry.subentries.values()
+            if other.subentry_type == SUBENTRY_ASSET
+            and (current is None or other.subentry_id != current.subentry_id)
+        ]
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data, errors = validate_asset(self.hass, kind, user_input, others)
+            if not errors:
+                title = data[CONF_ASSET_NAME]
+                unique_id = data[CONF_POWER_ENTITY]
+                if current is not None:
+                    return self.async_update_and_abort(
+                        entry, current, data=data, title=title, unique_id=unique_id
+                    )
+                return self.async_create_entry(title=title, data=data, unique_id=unique_id)
+        values: Mapping[str, Any] | None = user_input
+        if values is None and current is not None:
+            values = current.data
+        return self.async_show_form(
+            step_id=kind.value,
+            data_schema=self.add_suggested_values_to_schema(ASSET_SCHEMAS[kind], values),
+            errors=errors,
+        )

@@ -1,0 +1,408 @@
+"""Config flow (user step, single instance) and reconfigure flow of Peer Energy."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+import json
+import math
+from pathlib import Path
+from typing import Any
+from unittest.mock import AsyncMock, patch
+
+from homeassistant.config_entries import SOURCE_USER, ConfigFlowResult
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.peer_energy.const import (
+    CONF_CARBON_INTENSITY_ENTITY,
+    CONF_CURRENCY,
+    CONF_EXPORT_PRICE,
+    CONF_EXPORT_PRICE_ENTITY,
+    CONF_HOME_NAME,
+    CONF_IMPORT_PRICE,
+    CONF_IMPORT_PRICE_ENTITY,
+    CONF_SLOT_MINUTES,
+    DOMAIN,
+)
+
+STRINGS = json.loads(
+    (Path(__file__).parent.parent / "custom_components/peer_energy/strings.json").read_text(
+        encoding="utf-8"
+    )
+)
+
+NORD_POOL = "sensor.nord_pool_price"
+FEED_IN = "sensor.feed_in_tariff"
+CO2 = "sensor.co2_intensity"
+
+
+@pytest.fixture
+def mock_setup_entry() -> Generator[AsyncMock]:
+    """Keep the runtime out of flow tests: setting the entry up or down just succeeds."""
+    with (
+        patch("custom_components.peer_energy.async_setup_entry", return_value=True) as setup_entry,
+        patch("custom_components.peer_energy.async_unload_entry", return_value=True),
+    ):
+        yield setup_entry
+
+
+@pytest.fixture
+def sources(hass: HomeAssistant) -> None:
+    """Price and carbon entities as Nord Pool, a supplier and CO2 Signal would give them."""
+    hass.states.async_set(NORD_POOL, "0.2549", {"unit_of_measurement": "EUR/kWh"})
+    hass.states.async_set(FEED_IN, "7.9", {"unit_of_measurement": "ct/kWh"})
+    hass.states.async_set(CO2, "312", {"unit_of_measurement": "gCO2eq/kWh"})
+
+
+def assert_form_error(result: ConfigFlowResult, field: str, code: str) -> None:
+    """The form is shown again with exactly this error, and the error is translated."""
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {field: code}
+    assert code in STRINGS["config"]["error"], f"untranslated error {code}"
+
+
+def suggested_values(result: ConfigFlowResult) -> dict[str, Any]:
+    """The values a form shows pre-filled."""
+    return {
+        str(key): key.description["suggested_value"]
+        for key in result["data_schema"].schema
+        if key.description and "suggested_value" in key.description
+    }
+
+
+async def _start(hass: HomeAssistant) -> ConfigFlowResult:
+    return await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+
+
+def _fixed(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        CONF_HOME_NAME: "Elm Street 4",
+        CONF_CURRENCY: "EUR",
+        CONF_IMPORT_PRICE: 0.3,
+        CONF_EXPORT_PRICE: 0.08,
+        CONF_SLOT_MINUTES: "15",
+    }
+    base.update(overrides)
+    return {key: value for key, value in base.items() if value is not None}
+
+
+async def test_user_step_shows_defaults(hass: HomeAssistant) -> None:
+    hass.config.location_name = "Elm Street 4"
+    result = await _start(hass)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "user"
+    assert result["errors"] == {}
+    schema = result["data_schema"]({CONF_IMPORT_PRICE: 0.3, CONF_EXPORT_PRICE: 0.1})
+    assert schema[CONF_HOME_NAME] == "Elm Street 4"
+    assert schema[CONF_CURRENCY] == hass.config.currency
+    assert schema[CONF_SLOT_MINUTES] == "15"
+    # Every field of the form is labelled and described.
+    step = STRINGS["config"]["step"]["user"]
+    fields = {str(key) for key in result["data_schema"].schema}
+    assert fields == set(step["data"]) == set(step["data_description"])
+
+
+async def test_user_fixed_prices(hass: HomeAssistant, mock_setup_entry: AsyncMock) -> None:
+    result = await _start(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _fixed(**{CONF_HOME_NAME: "  Elm Street 4 ", CONF_SLOT_MINUTES: "5"})
+    )
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "Elm Street 4"
+    assert result["data"] == {
+        CONF_HOME_NAME: "Elm Street 4",
+        CONF_CURRENCY: "EUR",
+        CONF_IMPORT_PRICE: 0.3,
+        CONF_EXPORT_PRICE: 0.08,
+        CONF_SLOT_MINUTES: 5,
+    }
+    assert result["result"].unique_id == DOMAIN
+    assert len(mock_setup_entry.mock_calls) == 1
+
+
+async def test_user_price_entities_and_carbon(
+    hass: HomeAssistant, sources: None, mock_setup_entry: AsyncMock
+) -> None:
+    result = await _start(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            CONF_HOME_NAME: "Elm Street 4",
+            CONF_CURRENCY: "EUR",
+            CONF_IMPORT_PRICE_ENTITY: NORD_POOL,
+            CONF_EXPORT_PRICE_ENTITY: FEED_IN,
+            CONF_CARBON_INTENSITY_ENTITY: CO2,
+            CONF_SLOT_MINUTES: "60",
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"] == {
+        CONF_HOME_NAME: "Elm Street 4",
+        CONF_CURRENCY: "EUR",
+        CONF_IMPORT_PRICE_ENTITY: NORD_POOL,
+        CONF_EXPORT_PRICE_ENTITY: FEED_IN,
+        CONF_CARBON_INTENSITY_ENTITY: CO2,
+        CONF_SLOT_MINUTES: 60,
+    }
+
+
+async def test_user_entity_import_with_higher_fixed_export(
+    hass: HomeAssistant, sources: None, mock_setup_entry: AsyncMock
+) -> None:
+    """A moving import price is not compared with a fixed feed-in tariff at set-up."""
+    result = await _start(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        _fixed(
+            **{CONF_IMPORT_PRICE: None, CONF_IMPORT_PRICE_ENTITY: NORD_POOL, CONF_EXPORT_PRICE: 0.5}
+        ),
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_EXPORT_PRICE] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "code"),
+    [
+        ({CONF_HOME_NAME: "   "}, CONF_HOME_NAME, "name_required"),
+        ({CONF_IMPORT_PRICE: None}, CONF_IMPORT_PRICE, "price_required"),
+        ({CONF_EXPORT_PRICE: None}, CONF_EXPORT_PRICE, "price_required"),
+        ({CONF_IMPORT_PRICE_ENTITY: NORD_POOL}, CONF_IMPORT_PRICE_ENTITY, "price_ambiguous"),
+        ({CONF_EXPORT_PRICE_ENTITY: FEED_IN}, CONF_EXPORT_PRICE_ENTITY, "price_ambiguous"),
+        ({CONF_IMPORT_PRICE: float("nan")}, CONF_IMPORT_PRICE, "invalid_price"),
+        ({CONF_EXPORT_PRICE: float("inf")}, CONF_EXPORT_PRICE, "invalid_price"),
+        ({CONF_EXPORT_PRICE: 0.31}, CONF_EXPORT_PRICE, "export_above_import"),
+        (
+            {CONF_IMPORT_PRICE: None, CONF_IMPORT_PRICE_ENTITY: "sensor.missing"},
+            CONF_IMPORT_PRICE_ENTITY,
+            "entity_not_found",
+        ),
+        (
+            {CONF_IMPORT_PRICE: None, CONF_IMPORT_PRICE_ENTITY: "sensor.text_price"},
+            CONF_IMPORT_PRICE_ENTITY,
+            "not_numeric",
+        ),
+        (
+            {CONF_IMPORT_PRICE: None, CONF_IMPORT_PRICE_ENTITY: "sensor.mwh_price"},
+            CONF_IMPORT_PRICE_ENTITY,
+            "price_unit",
+        ),
+        (
+            {CONF_EXPORT_PRICE: None, CONF_EXPORT_PRICE_ENTITY: "sensor.sek_price"},
+            CONF_EXPORT_PRICE_ENTITY,
+            "currency_mismatch",
+        ),
+        (
+            {CONF_CARBON_INTENSITY_ENTITY: "sensor.missing"},
+            CONF_CARBON_INTENSITY_ENTITY,
+            "entity_not_found",
+        ),
+        (
+            {CONF_CARBON_INTENSITY_ENTITY: "sensor.text_price"},
+            CONF_CARBON_INTENSITY_ENTITY,
+            "not_numeric",
+        ),
+        (
+            {CONF_CARBON_INTENSITY_ENTITY: "sensor.mwh_price"},
+            CONF_CARBON_INTENSITY_ENTITY,
+            "carbon_unit",
+        ),
+    ],
+)
+async def test_user_errors_and_recovery(
+    hass: HomeAssistant,
+    sources: None,
+    mock_setup_entry: AsyncMock,
+    change: dict[str, Any],
+    field: str,
+    code: str,
+) -> None:
+    """Each bad input gives its translated error on its field; fixing it creates the entry."""
+    hass.states.async_set("sensor.text_price", "cheap", {"unit_of_measurement": "EUR/kWh"})
+    hass.states.async_set("sensor.mwh_price", "42", {"unit_of_measurement": "EUR/MWh"})
+    hass.states.async_set("sensor.sek_price", "0.5", {"unit_of_measurement": "SEK/kWh"})
+    result = await _start(hass)
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], _fixed(**change))
+    assert_form_error(result, field, code)
+    # The form keeps what the user typed.
+    shown = suggested_values(result)
+    for key, value in _fixed(**change).items():
+        if not (isinstance(value, float) and math.isnan(value)):  # NaN never equals itself
+            assert shown[key] == value
+
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], _fixed())
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_IMPORT_PRICE] == 0.3
+    assert len(mock_setup_entry.mock_calls) == 1
+
+
+async def test_price_entity_unavailable_at_setup_is_accepted(
+    hass: HomeAssistant, mock_setup_entry: AsyncMock
+) -> None:
+    """A price service that has not answered yet does not block set-up."""
+    hass.states.async_set(NORD_POOL, "unavailable", {"unit_of_measurement": "EUR/kWh"})
+    result = await _start(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _fixed(**{CONF_IMPORT_PRICE: None, CONF_IMPORT_PRICE_ENTITY: NORD_POOL})
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_IMPORT_PRICE_ENTITY] == NORD_POOL
+    assert CONF_IMPORT_PRICE not in result["data"]
+
+
+async def test_single_instance(hass: HomeAssistant) -> None:
+    MockConfigEntry(domain=DOMAIN, unique_id=DOMAIN, data=_fixed()).add_to_hass(hass)
+    result = await _start(hass)
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "single_instance_allowed"
+    assert "single_instance_allowed" in STRINGS["config"]["abort"]
+
+
+async def test_second_flow_aborts_when_first_finishes(
+    hass: HomeAssistant, mock_setup_entry: AsyncMock
+) -> None:
+    """Two forms open at once: the second one to submit cannot make a second entry."""
+    first = await _start(hass)
+    second = await _start(hass)
+    result = await hass.config_entries.flow.async_configure(first["flow_id"], _fixed())
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    result = await hass.config_entries.flow.async_configure(second["flow_id"], _fixed())
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "single_instance_allowed"
+    assert len(hass.config_entries.async_entries(DOMAIN)) == 1
+
+
+# --- Reconfigure ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def entry(hass: HomeAssistant) -> MockConfigEntry:
+    """A set-up home with fixed prices."""
+    config_entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=DOMAIN,
+        title="Elm Street 4",
+        data={
+            CONF_HOME_NAME: "Elm Street 4",
+            CONF_CURRENCY: "EUR",
+            CONF_IMPORT_PRICE: 0.3,
+            CONF_EXPORT_PRICE: 0.08,
+            CONF_SLOT_MINUTES: 15,
+        },
+    )
+    config_entry.add_to_hass(hass)
+    return config_entry
+
+
+async def test_reconfigure_shows_current_values(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    result = await entry.start_reconfigure_flow(hass)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "reconfigure"
+    assert suggested_values(result) == {
+        CONF_HOME_NAME: "Elm Street 4",
+        CONF_CURRENCY: "EUR",
+        CONF_IMPORT_PRICE: 0.3,
+        CONF_EXPORT_PRICE: 0.08,
+        CONF_SLOT_MINUTES: "15",
+    }
+    step = STRINGS["config"]["step"]["reconfigure"]
+    assert {str(key) for key in result["data_schema"].schema} == set(step["data_description"])
+
+
+async def test_reconfigure_switches_to_entities_and_reloads(
+    hass: HomeAssistant, entry: MockConfigEntry, sources: None, mock_setup_entry: AsyncMock
+) -> None:
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert len(mock_setup_entry.mock_calls) == 1
+
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            CONF_HOME_NAME: "Elm Street 4a",
+            CONF_CURRENCY: "EUR",
+            CONF_IMPORT_PRICE_ENTITY: NORD_POOL,
+            CONF_EXPORT_PRICE_ENTITY: FEED_IN,
+            CONF_CARBON_INTENSITY_ENTITY: CO2,
+            CONF_SLOT_MINUTES: "30",
+        },
+    )
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    assert "reconfigure_successful" in STRINGS["config"]["abort"]
+    # The data is replaced: the old fixed prices are gone.
+    assert dict(entry.data) == {
+        CONF_HOME_NAME: "Elm Street 4a",
+        CONF_CURRENCY: "EUR",
+        CONF_IMPORT_PRICE_ENTITY: NORD_POOL,
+        CONF_EXPORT_PRICE_ENTITY: FEED_IN,
+        CONF_CARBON_INTENSITY_ENTITY: CO2,
+        CONF_SLOT_MINUTES: 30,
+    }
+    assert entry.title == "Elm Street 4a"
+    assert len(mock_setup_entry.mock_calls) == 2  # reloaded
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "code"),
+    [
+        ({CONF_EXPORT_PRICE: 0.5}, CONF_EXPORT_PRICE, "export_above_import"),
+        ({CONF_IMPORT_PRICE_ENTITY: NORD_POOL}, CONF_IMPORT_PRICE_ENTITY, "price_ambiguous"),
+        ({CONF_EXPORT_PRICE: None}, CONF_EXPORT_PRICE, "price_required"),
+        (
+            {CONF_CURRENCY: "SEK", CONF_IMPORT_PRICE: None, CONF_IMPORT_PRICE_ENTITY: NORD_POOL},
+            CONF_IMPORT_PRICE_ENTITY,
+            "currency_mismatch",
+        ),
+        ({CONF_CARBON_INTENSITY_ENTITY: NORD_POOL}, CONF_CARBON_INTENSITY_ENTITY, "carbon_unit"),
+    ],
+)
+async def test_reconfigure_errors_and_recovery(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    sources: None,
+    mock_setup_entry: AsyncMock,
+    change: dict[str, Any],
+    field: str,
+    code: str,
+) -> None:
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], _fixed(**change))
+    assert_form_error(result, field, code)
+    assert result["step_id"] == "reconfigure"
+    assert entry.data[CONF_EXPORT_PRICE] == 0.08  # nothing saved yet
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _fixed(**{CONF_EXPORT_PRICE: 0.1})
+    )
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.data[CONF_EXPORT_PRICE] == 0.1
+
+
+def test_every_config_error_is_translated() -> None:
+    """The error texts are written for the codes the flow and prices.py can give."""
+    from custom_components.peer_energy import config_flow
+    from custom_components.peer_energy.prices import SourceError
+
+    codes = {
+        config_flow.ERROR_NAME_REQUIRED,
+        config_flow.ERROR_PRICE_REQUIRED,
+        config_flow.ERROR_PRICE_AMBIGUOUS,
+        config_flow.ERROR_EXPORT_ABOVE_IMPORT,
+        SourceError.ENTITY_NOT_FOUND,
+        SourceError.NOT_NUMERIC,
+        SourceError.INVALID_PRICE,
+        SourceError.PRICE_UNIT,
+        SourceError.CURRENCY_MISMATCH,
+        SourceError.CARBON_UNIT,
+    }
+    assert codes <= set(STRINGS["config"]["error"])
