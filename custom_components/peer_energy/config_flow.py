@@ -155,8 +155,7 @@ def _settings_schema(hass: HomeAssistant, currency: str) -> vol.Schema:
 def _suggested_settings(data: Mapping[str, Any]) -> dict[str, Any]:
     """Entry data as form values (the slot length is a string in the form)."""
     values = dict(data)
-    if CONF_SLOT_MINUTES in values:
-        values[CONF_SLOT_MINUTES] = str(values[CONF_SLOT_MINUTES])
+    values[CONF_SLOT_MINUTES] = str(values.get(CONF_SLOT_MINUTES, DEFAULT_SLOT_MINUTES))
     return values
 
 
