@@ -27,7 +27,7 @@ from custom_components.peer_energy.const import (
     AssetKind,
 )
 
-from .conftest import ASSETS, ENTRY_ID, GRID_ID, PLUG_ID, PV_ID, make_entry
+from .conftest import ASSETS, ENTRY_ID, EV_ID, GRID_ID, PLUG_ID, PV_ID, make_entry
 
 
 @pytest.fixture
@@ -320,3 +320,27 @@ async def test_availability_logged_once(
         hass.states.async_set("sensor.pv_power", value, {"unit_of_measurement": "W"})
         await hass.async_block_till_done()
     assert caplog.text.count("Power source of asset Roof PV is available again") == 1
+
+
+async def test_odd_sources(hass: HomeAssistant, source_states: dict[str, Any]) -> None:
+    """Wrong energy units, a vanished plug sensor and an asset without power entity."""
+    hass.states.async_set("sensor.pv_energy", "5", {"unit_of_measurement": "A"})
+    assets = dict(ASSETS)
+    assets[PV_ID] = {key: value for key, value in ASSETS[PV_ID].items() if key != CONF_POWER_ENTITY}
+    entry = make_entry(assets)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert _state(hass, "sensor.roof_pv_energy_produced") == STATE_UNAVAILABLE
+    assert hass.states.get("sensor.roof_pv_power") is None
+    coordinator = entry.runtime_data.coordinator
+    assert coordinator.data.assets[EV_ID].plugged is True
+    hass.states.async_remove("binary_sensor.ev_plugged")
+    await hass.async_block_till_done()
+    assert coordinator.data.assets[EV_ID].plugged is None
+    hass.states.async_set("binary_sensor.ev_plugged", "off")
+    await hass.async_block_till_done()
+    assert coordinator.data.assets[EV_ID].plugged is False
+    hass.states.async_set("binary_sensor.ev_plugged", "unavailable")
+    await hass.async_block_till_done()
+    assert coordinator.data.assets[EV_ID].plugged is None

@@ -1,0 +1,51 @@
+"""Diagnostics: useful for debugging, with names, entity ids and secrets redacted."""
+
+from __future__ import annotations
+
+import json
+
+from homeassistant.components.diagnostics import REDACTED
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+from syrupy.assertion import SnapshotAssertion
+
+from .conftest import BATTERY_ID, EV_ID, GRID_ID, PV_ID, SOURCE_STATES
+
+
+async def test_diagnostics(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    init_integration: MockConfigEntry,
+    entity_registry: er.EntityRegistry,
+    snapshot: SnapshotAssertion,
+) -> None:
+    """The diagnostics match the snapshot and leak no name or entity id."""
+    # One source unavailable, one only in the registry, one gone altogether.
+    hass.states.async_set("sensor.pv_energy", "unavailable")
+    hass.states.async_remove("sensor.ev_power")
+    entry = entity_registry.async_get_or_create(
+        "sensor", "demo", "ev", suggested_object_id="ev_power"
+    )
+    assert entry.entity_id == "sensor.ev_power"
+    hass.states.async_remove("sensor.grid_power")
+    await hass.async_block_till_done()
+
+    result = await get_diagnostics_for_config_entry(hass, hass_client, init_integration)
+    assert result == snapshot
+
+    text = json.dumps(result)
+    for entity_id in SOURCE_STATES:
+        assert entity_id not in text
+    for name in ("Maple Street", "Roof PV", "Home battery", "Wallbox", "Dishwasher"):
+        assert name not in text
+    assert result["entry"]["title"] == REDACTED
+    assert result["assets"][PV_ID]["sources"]["power_entity"] == {"status": "ok", "unit": "W"}
+    assert result["assets"][PV_ID]["sources"]["energy_entity"]["status"] == "unavailable"
+    assert result["assets"][EV_ID]["sources"]["power_entity"] == {"status": "no_state"}
+    assert result["assets"][GRID_ID]["sources"]["power_entity"] == {"status": "missing"}
+    assert result["assets"][BATTERY_ID]["reading"]["power_w"] == -800
