@@ -110,6 +110,11 @@ class MemberResult(NamedTuple):
         return self._asdict()
 
 
+# NamedTuple._make skips the keyword-argument machinery of the generated __new__ (3x faster).
+_new_fill = Fill._make
+_new_result = OrderResult._make
+
+
 @dataclass(frozen=True, slots=True)
 class SlotResult:
     """The cleared result of one slot."""
@@ -170,47 +175,45 @@ class ClearingResult:
 # Internal step lists
 
 
+class _Flat:
+    """All non-empty steps of one side, in order-id order (order rank, then step index)."""
+
+    __slots__ = ("eff", "first", "flag", "k", "oi", "qty", "raw")
+
+    def __init__(self) -> None:
+        self.eff: list[int] = []
+        self.flag: list[int] = []
+        self.qty: list[int] = []
+        self.oi: list[int] = []
+        self.k: list[int] = []
+        self.raw: list[int] = []
+        self.first: dict[int, int] = {}  # order rank -> index of its first step here
+
+
 class _Steps:
     """Steps of one side in merit order (buyers: bid descending; sellers: ask ascending).
 
     ``flag`` is 1 for clean-only buy steps and for non-clean sell steps, 0 otherwise, so that
-    within a price level the steps that keep clean-only demand servable come first.
+    within a price level the steps that keep clean-only demand servable come first. Ties are
+    broken by order id and step index. ``flat`` maps each step to its :class:`_Flat` index.
     """
 
-    __slots__ = ("buyers", "cum", "eff", "flag", "key", "oi", "qty", "raw", "sidx", "total")
+    __slots__ = ("buyers", "cum", "eff", "flag", "flat", "key", "oi", "qty", "total")
 
-    def __init__(
-        self,
-        buyers: bool,
-        eff: list[int],
-        flag: list[int],
-        qty: list[int],
-        oi: list[int],
-        sidx: list[int],
-        raw: list[int],
-    ) -> None:
+    def __init__(self, buyers: bool, src: _Flat, perm: list[int]) -> None:
         self.buyers = buyers
-        self.eff = eff
-        self.key = [-e for e in eff] if buyers else eff  # ascending
-        self.flag = flag
-        self.qty = qty
-        self.oi = oi
-        self.sidx = sidx
-        self.raw = raw
-        self.cum = list(accumulate(qty))
-        self.total = self.cum[-1] if qty else 0
-
-    def subset(self, want_flag: int) -> _Steps:
-        idx = [i for i, f in enumerate(self.flag) if f == want_flag]
-        return _Steps(
-            self.buyers,
-            [self.eff[i] for i in idx],
-            [want_flag] * len(idx),
-            [self.qty[i] for i in idx],
-            [self.oi[i] for i in idx],
-            [self.sidx[i] for i in idx],
-            [self.raw[i] for i in idx],
-        )
+        self.flat = perm
+        eff = src.eff
+        self.eff = [eff[f] for f in perm]
+        self.key = [-e for e in self.eff] if buyers else self.eff  # ascending
+        flag = src.flag
+        self.flag = [flag[f] for f in perm]
+        qty = src.qty
+        self.qty = [qty[f] for f in perm]
+        oi = src.oi
+        self.oi = [oi[f] for f in perm]
+        self.cum = list(accumulate(self.qty))
+        self.total = self.cum[-1] if perm else 0
 
     def value_at(self, unit: int) -> int | None:
         """Effective price of the ``unit``-th Wh (1-based) in merit order, if it exists."""
@@ -224,47 +227,53 @@ class _Steps:
         return bisect_left(self.key, key), bisect_right(self.key, key)
 
 
-_Rec = tuple[int, int, str, str, int, int, int, int]
-
-
-def _build_steps(orders: Sequence[Order], rules: MarketRules) -> tuple[_Steps, _Steps]:
+def _flatten(orders: Sequence[Order], rules: MarketRules) -> tuple[_Flat, _Flat]:
     cap = rules.import_price
     fee = rules.distributor_fee
     floor = rules.feed_in_tariff
-    brec: list[_Rec] = []
-    srec: list[_Rec] = []
+    fb, fs = _Flat(), _Flat()
     for oi, order in enumerate(orders):
         if order.side is Side.BUY:
+            dst = fb
             flag = 1 if order.clean_only else 0
-            for k, step in enumerate(order.steps):
-                if step.energy_wh > 0:
-                    eff = (step.price if step.price < cap else cap) - fee
-                    brec.append(
-                        (-eff, flag, order.owner, order.order_id, k, step.energy_wh, oi, step.price)
-                    )
         else:
+            dst = fs
             flag = 0 if order.clean else 1
-            for k, step in enumerate(order.steps):
-                if step.energy_wh > 0:
-                    eff = step.price if step.price > floor else floor
-                    srec.append(
-                        (eff, flag, order.owner, order.order_id, k, step.energy_wh, oi, step.price)
-                    )
-    brec.sort()
-    srec.sort()
-    return _unzip(brec, buyers=True), _unzip(srec, buyers=False)
+        dst.first[oi] = len(dst.qty)
+        for k, step in enumerate(order.steps):
+            q = step.energy_wh
+            if q > 0:
+                p = step.price
+                if dst is fb:
+                    dst.eff.append((p if p < cap else cap) - fee)
+                else:
+                    dst.eff.append(p if p > floor else floor)
+                dst.flag.append(flag)
+                dst.qty.append(q)
+                dst.oi.append(oi)
+                dst.k.append(k)
+                dst.raw.append(p)
+    return fb, fs
 
 
-def _unzip(rec: list[_Rec], *, buyers: bool) -> _Steps:
-    return _Steps(
-        buyers,
-        [-r[0] for r in rec] if buyers else [r[0] for r in rec],
-        [r[1] for r in rec],
-        [r[5] for r in rec],
-        [r[6] for r in rec],
-        [r[4] for r in rec],
-        [r[7] for r in rec],
-    )
+def _merit(src: _Flat, *, buyers: bool, flag_filter: int | None = None) -> _Steps:
+    """Sort a side into merit order with one integer key per step."""
+    n = len(src.qty)
+    if flag_filter is None:
+        idx: range | list[int] = range(n)
+    else:
+        idx = [f for f in range(n) if src.flag[f] == flag_filter]
+    if not n:
+        return _Steps(buyers, src, [])
+    eff, flag = src.eff, src.flag
+    if buyers:
+        base = -max(eff)
+        keys = [((-eff[f] - base) * 2 + flag[f]) * n + f for f in idx]
+    else:
+        base = min(eff)
+        keys = [((eff[f] - base) * 2 + flag[f]) * n + f for f in idx]
+    keys.sort()
+    return _Steps(buyers, src, [key % n for key in keys])
 
 
 def _walk(b: _Steps, s: _Steps, constrained: bool) -> int | None:
@@ -420,7 +429,7 @@ def _scarcity_buyers(
     by_order: dict[int, list[int]] = {}
     for i in range(end):
         by_order.setdefault(b.oi[i], []).append(i)
-    ois = sorted(by_order, key=lambda o: orders[o].order_id)
+    ois = sorted(by_order)
     demands = [sum(b.qty[i] for i in by_order[o]) for o in ois]
 
     def split(volume: int, sel: list[int], caps: list[int]) -> list[int]:
@@ -522,44 +531,50 @@ def _pair(
     before others). Every pairing is deterministic.
     """
     b, s = pool.b, pool.s
-    sidx = [j for j in range(len(s.qty)) if pool.sx[j] and s.flag[j] == 0]
-    sidx += [j for j in range(len(s.qty)) if pool.sx[j] and s.flag[j] == 1]
-    srem = {j: pool.sx[j] for j in sidx}
+    sx, sflag = pool.sx, s.flag
+    sidx = [j for j, v in enumerate(sx) if v and sflag[j] == 0]
+    sidx += [j for j, v in enumerate(sx) if v and sflag[j] == 1]
+    srem = list(sx)
+    brem = list(pool.bx)
     bid_priced = rules.pricing is Pricing.BID
+    boi, soi, beff = b.oi, s.oi, b.eff
     seller_steps: dict[str, list[int]] | None = None
     for phase in (1, 0):
-        bidx = [i for i in range(len(b.qty)) if pool.bx[i] and b.flag[i] == phase]
-        brem = {i: pool.bx[i] for i in bidx}
-        if any(orders[b.oi[i]].preferred_partners for i in bidx):
+        bidx = [i for i, v in enumerate(brem) if v and b.flag[i] == phase]
+        if any(orders[boi[i]].preferred_partners for i in bidx):
             if seller_steps is None:
                 seller_steps = {}
                 for j in sidx:
-                    seller_steps.setdefault(orders[s.oi[j]].owner, []).append(j)
+                    seller_steps.setdefault(orders[soi[j]].owner, []).append(j)
             for i in bidx:
-                price = b.eff[i] if bid_priced else pool.price
-                for partner in orders[b.oi[i]].preferred_partners:
+                price = beff[i] if bid_priced else pool.price
+                for partner in orders[boi[i]].preferred_partners:
                     for j in seller_steps.get(partner, ()):
-                        if srem[j] == 0 or (phase == 1 and s.flag[j] == 1):
+                        if brem[i] == 0:
+                            break
+                        if srem[j] == 0 or (phase == 1 and sflag[j] == 1):
                             continue
                         t = min(brem[i], srem[j])
-                        key = (b.oi[i], s.oi[j], price)
+                        key = (boi[i], soi[j], price)
                         out[key] = out.get(key, 0) + t
                         brem[i] -= t
                         srem[j] -= t
-                        if brem[i] == 0:
-                            break
         jj = 0
         for i in bidx:
-            price = b.eff[i] if bid_priced else pool.price
-            while brem[i] > 0:
-                while srem[sidx[jj]] == 0:
-                    jj += 1
+            price = beff[i] if bid_priced else pool.price
+            left = brem[i]
+            while left > 0:
                 j = sidx[jj]
-                t = min(brem[i], srem[j])
-                key = (b.oi[i], s.oi[j], price)
+                avail = srem[j]
+                if not avail:
+                    jj += 1
+                    continue
+                t = left if left < avail else avail
+                key = (boi[i], soi[j], price)
                 out[key] = out.get(key, 0) + t
-                brem[i] -= t
-                srem[j] -= t
+                left -= t
+                srem[j] = avail - t
+            brem[i] = 0
 
 
 def _stake_weights(stakes: Mapping[str, str] | Sequence[tuple[str, str]]) -> dict[str, int]:
@@ -580,10 +595,11 @@ def clear_slot(
 ) -> SlotResult:
     """Clear one slot. ``orders`` must be validated orders of that slot (others are ignored)."""
     fairness = fairness if fairness is not None else FairnessState()
-    orders = [o for o in orders if o.slot_start == slot_start]
+    ranked = sorted((o for o in orders if o.slot_start == slot_start), key=_order_id)
     div = Divider(fairness, slot_start)
     stake_weight = _stake_weights(stakes)
-    b, s = _build_steps(orders, rules)
+    fb, fs = _flatten(ranked, rules)
+    b, s = _merit(fb, buyers=True), _merit(fs, buyers=False)
 
     pools: list[_Pool] = []
     merged = False
@@ -594,8 +610,8 @@ def clear_slot(
             lo, hi = _price(b, s, q)
             pools.append(_Pool(b, s, _mid(lo, hi), q))
     else:
-        kb, cs = b.subset(1), s.subset(0)
-        ib, ns = b.subset(0), s.subset(1)
+        kb, cs = _merit(fb, buyers=True, flag_filter=1), _merit(fs, buyers=False, flag_filter=0)
+        ib, ns = _merit(fb, buyers=True, flag_filter=0), _merit(fs, buyers=False, flag_filter=1)
         qc = _walk(kb, cs, constrained=False) or 0
         qn = _walk(ib, ns, constrained=False) or 0
         pc = pn = None
@@ -606,7 +622,7 @@ def clear_slot(
             lo_n, hi_n = _price(ib, ns, qn)
             pn = _mid(lo_n, hi_n)
         if pc is not None and pn is not None and pc < pn:
-            # Equal prices are then an equilibrium too: take the midpoint of the overlap.
+            # The intervals then overlap and one common price is an equilibrium too.
             pc = pn = _mid(max(lo_c, lo_n), min(hi_c, hi_n))
         if pc is not None:
             pools.append(_Pool(kb, cs, pc, qc))
@@ -614,128 +630,87 @@ def clear_slot(
             pools.append(_Pool(ib, ns, pn, qn))
 
     for pool in pools:
-        _ration(pool.b, pool.bx, pool.price, pool.volume, div, orders)
-        _ration(pool.s, pool.sx, pool.price, pool.volume, div, orders)
+        _ration(pool.b, pool.bx, pool.price, pool.volume, div, ranked)
+        _ration(pool.s, pool.sx, pool.price, pool.volume, div, ranked)
 
     # Scarcity: grid unavailable, or unfilled must-run demand exceeds the import capacity.
-    bfill = _per_order_steps(pools)
-    residual = _import_residuals(orders, rules, bfill[0])
+    residual = _import_residuals(fb, _collect(pools, len(fb.qty), buyers=True), rules)
     scarcity = not rules.grid_available or (
         rules.import_capacity_wh is not None and sum(residual.values()) > rules.import_capacity_wh
     )
     if scarcity and pools:
         for pool in pools:
-            clean_limit = sum(pool.sx[j] for j in range(len(pool.s.qty)) if pool.s.flag[j] == 0)
-            _scarcity_buyers(pool, orders, stake_weight, div, clean_limit if merged else None)
-        bfill = _per_order_steps(pools)
-        residual = _import_residuals(orders, rules, bfill[0])
+            clean_limit = sum(x for x, f in zip(pool.sx, pool.s.flag, strict=True) if f == 0)
+            _scarcity_buyers(pool, ranked, stake_weight, div, clean_limit if merged else None)
+        residual = _import_residuals(fb, _collect(pools, len(fb.qty), buyers=True), rules)
 
-    total_volume = sum(p.volume for p in pools)
     if rules.fair_share_bp < BASIS_POINTS:
-        cap = total_volume * rules.fair_share_bp // BASIS_POINTS
+        cap = sum(p.volume for p in pools) * rules.fair_share_bp // BASIS_POINTS
         for pool in pools:
             for flag in (0, 1):
-                _fair_share(pool, flag, cap, orders, div)
-        bfill = _per_order_steps(pools)
+                _fair_share(pool, flag, cap, ranked, div)
 
     raw_fills: dict[tuple[int, int, int], int] = {}
     for pool in pools:
-        _pair(pool, orders, rules, raw_fills)
+        _pair(pool, ranked, rules, raw_fills)
 
     return _summarise(
-        orders,
-        rules,
-        slot_start,
+        _Context(ranked, rules, slot_start, fb, fs, stake_weight, div, fairness),
         pools,
         merged,
         scarcity,
         raw_fills,
-        bfill,
         residual,
-        stake_weight,
-        div,
-        fairness,
     )
 
 
-def _per_order_steps(
-    pools: Sequence[_Pool],
-) -> tuple[dict[int, dict[int, int]], dict[int, dict[int, int]]]:
-    """Filled Wh per order per step index, for buyers and sellers."""
-    bfill: dict[int, dict[int, int]] = {}
-    sfill: dict[int, dict[int, int]] = {}
+def _order_id(order: Order) -> str:
+    return order.order_id
+
+
+def _collect(pools: Sequence[_Pool], n: int, *, buyers: bool) -> list[int]:
+    """Per-step allocations of one side, indexed like its :class:`_Flat`."""
+    out = [0] * n
     for pool in pools:
-        for st, x, out in ((pool.b, pool.bx, bfill), (pool.s, pool.sx, sfill)):
-            oi_list, sidx = st.oi, st.sidx
-            for i, v in enumerate(x):
-                if v:
-                    steps = out.get(oi_list[i])
-                    if steps is None:
-                        steps = out[oi_list[i]] = {}
-                    steps[sidx[i]] = v
-    return bfill, sfill
-
-
-def _import_residuals(
-    orders: Sequence[Order], rules: MarketRules, bfill: Mapping[int, Mapping[int, int]]
-) -> dict[int, int]:
-    """Unfilled Wh of buy steps at or above the import price (they would use the grid)."""
-    out: dict[int, int] = {}
-    for oi, order in enumerate(orders):
-        if order.side is Side.BUY:
-            got = bfill.get(oi, {})
-            r = sum(
-                st.energy_wh - got.get(k, 0)
-                for k, st in enumerate(order.steps)
-                if st.price >= rules.import_price
-            )
-            if r:
-                out[oi] = r
+        st, x = (pool.b, pool.bx) if buyers else (pool.s, pool.sx)
+        for f, v in zip(st.flat, x, strict=True):
+            if v:
+                out[f] = v
     return out
 
 
-def _summarise(
-    orders: Sequence[Order],
-    rules: MarketRules,
-    slot_start: int,
-    pools: Sequence[_Pool],
-    merged: bool,
-    scarcity: bool,
-    raw_fills: Mapping[tuple[int, int, int], int],
-    bfill: tuple[dict[int, dict[int, int]], dict[int, dict[int, int]]],
-    residual: Mapping[int, int],
-    stake_weight: Mapping[str, int],
-    div: Divider,
-    fairness: FairnessState,
-) -> SlotResult:
-    fee = rules.distributor_fee
-    fills: list[Fill] = []
-    filled = [0] * len(orders)
-    amount = [0] * len(orders)
-    fees = [0] * len(orders)
-    clean_volume = 0
-    for (boi, soi, price), wh in raw_fills.items():
-        bo, so = orders[boi], orders[soi]
-        fills.append(Fill(bo.owner, bo.order_id, so.owner, so.order_id, wh, price, fee, so.clean))
-        filled[boi] += wh
-        filled[soi] += wh
-        amount[boi] += wh * price
-        amount[soi] += wh * price
-        fees[boi] += wh * fee
-        if so.clean:
-            clean_volume += wh
-    fills.sort(key=lambda f: (f.buyer_order, f.seller_order, f.price))
+def _import_residuals(fb: _Flat, gbx: Sequence[int], rules: MarketRules) -> dict[int, int]:
+    """Unfilled Wh per buy order of steps at or above the import price (they use the grid)."""
+    out: dict[int, int] = {}
+    imp = rules.import_price
+    for f, raw in enumerate(fb.raw):
+        if raw >= imp:
+            r = fb.qty[f] - gbx[f]
+            if r:
+                oi = fb.oi[f]
+                out[oi] = out.get(oi, 0) + r
+    return out
 
-    # Surplus on effective prices (what the LP maximises).
-    surplus = 0
-    for pool in pools:
-        surplus += sum(x * e for x, e in zip(pool.bx, pool.b.eff, strict=True))
-        surplus -= sum(x * e for x, e in zip(pool.sx, pool.s.eff, strict=True))
-    volume = sum(p.volume for p in pools)
 
-    # Grid import within capacity (by priority when short), export within capacity.
+@dataclass(slots=True)
+class _Context:
+    orders: list[Order]
+    rules: MarketRules
+    slot_start: int
+    fb: _Flat
+    fs: _Flat
+    stake_weight: Mapping[str, int]
+    div: Divider
+    fairness: FairnessState
+
+
+def _grid(
+    ctx: _Context, gsx: Sequence[int], residual: Mapping[int, int]
+) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
+    """Grid import per buy order, grid export and export residual per sell order."""
+    orders, rules = ctx.orders, ctx.rules
     imp_cap = rules.import_capacity_wh if rules.grid_available else 0
-    r_ois = sorted(residual, key=lambda o: orders[o].order_id)
+    r_ois = sorted(residual)
     r_dem = [residual[o] for o in r_ois]
     if imp_cap is None or imp_cap >= sum(r_dem):
         imported = r_dem
@@ -746,76 +721,144 @@ def _summarise(
             [orders[o].priority for o in r_ois],
             [orders[o].owner for o in r_ois],
             [orders[o].order_id for o in r_ois],
-            stake_weight,
-            div,
+            ctx.stake_weight,
+            ctx.div,
         )
-    grid_in = dict(zip(r_ois, imported, strict=True))
-    sfill = bfill[1]
-    e_ois: list[int] = []
-    e_res: list[int] = []
-    for oi, order in enumerate(orders):
-        if order.side is Side.SELL:
-            got = sfill.get(oi, {})
-            r = sum(
-                st.energy_wh - got.get(k, 0)
-                for k, st in enumerate(order.steps)
-                if st.price <= rules.feed_in_tariff
-            )
+    export_residual: dict[int, int] = {}
+    fs = ctx.fs
+    fit = rules.feed_in_tariff
+    for f, raw in enumerate(fs.raw):
+        if raw <= fit:
+            r = fs.qty[f] - gsx[f]
             if r:
-                e_ois.append(oi)
-                e_res.append(r)
-    e_order = sorted(range(len(e_ois)), key=lambda k: orders[e_ois[k]].order_id)
-    e_ois = [e_ois[k] for k in e_order]
-    e_res = [e_res[k] for k in e_order]
+                oi = fs.oi[f]
+                export_residual[oi] = export_residual.get(oi, 0) + r
+    e_ois = sorted(export_residual)
+    e_res = [export_residual[o] for o in e_ois]
     exp_cap = rules.export_capacity_wh if rules.grid_available else 0
     if exp_cap is None or exp_cap >= sum(e_res):
         exported = e_res
     else:
-        exported = div.waterfill(
+        exported = ctx.div.waterfill(
             exp_cap,
             e_res,
             e_res,
             [orders[o].owner for o in e_ois],
             [orders[o].order_id for o in e_ois],
         )
-    grid_out = dict(zip(e_ois, exported, strict=True))
-    export_residual = dict(zip(e_ois, e_res, strict=True))
+    return (
+        dict(zip(r_ois, imported, strict=True)),
+        dict(zip(e_ois, exported, strict=True)),
+        export_residual,
+    )
+
+
+def _summarise(
+    ctx: _Context,
+    pools: Sequence[_Pool],
+    merged: bool,
+    scarcity: bool,
+    raw_fills: Mapping[tuple[int, int, int], int],
+    residual: Mapping[int, int],
+) -> SlotResult:
+    orders, rules = ctx.orders, ctx.rules
+    fee = rules.distributor_fee
+    n = len(orders)
+    fills: list[Fill] = []
+    filled = [0] * n
+    amount = [0] * n
+    clean_volume = 0
+    for (boi, soi, price), wh in raw_fills.items():
+        bo, so = orders[boi], orders[soi]
+        fills.append(
+            _new_fill((bo.owner, bo.order_id, so.owner, so.order_id, wh, price, fee, so.clean))
+        )
+        filled[boi] += wh
+        filled[soi] += wh
+        money = wh * price
+        amount[boi] += money
+        amount[soi] += money
+        if so.clean:
+            clean_volume += wh
+
+    # Surplus on effective prices (what the LP maximises).
+    surplus = 0
+    for pool in pools:
+        surplus += sum(x * e for x, e in zip(pool.bx, pool.b.eff, strict=True) if x)
+        surplus -= sum(x * e for x, e in zip(pool.sx, pool.s.eff, strict=True) if x)
+    volume = sum(p.volume for p in pools)
+
+    gbx = _collect(pools, len(ctx.fb.qty), buyers=True)
+    gsx = _collect(pools, len(ctx.fs.qty), buyers=False)
+    grid_in, grid_out, export_residual = _grid(ctx, gsx, residual)
 
     results: list[OrderResult] = []
     members: dict[str, list[int]] = {}
+    zeros: dict[int, tuple[int, ...]] = {}
     for oi, order in enumerate(orders):
         buy = order.side is Side.BUY
-        got = (bfill[0] if buy else sfill).get(oi, {})
-        grid = grid_in.get(oi, 0) if buy else grid_out.get(oi, 0)
-        unserved = residual.get(oi, 0) - grid if buy else 0
-        curtailed = 0 if buy else export_residual.get(oi, 0) - grid
-        results.append(
-            OrderResult(
-                order.order_id,
-                order.owner,
-                order.side.value,
-                filled[oi],
-                amount[oi],
-                fees[oi],
-                grid,
-                unserved,
-                curtailed,
-                tuple(got.get(k, 0) for k in range(len(order.steps))),
-            )
-        )
-        m = members.setdefault(order.owner, [0] * 9)
+        nsteps = len(order.steps)
+        if filled[oi]:
+            flat, gx = (ctx.fb, gbx) if buy else (ctx.fs, gsx)
+            per_step = [0] * nsteps
+            f = flat.first[oi]
+            while f < len(flat.oi) and flat.oi[f] == oi:
+                per_step[flat.k[f]] = gx[f]
+                f += 1
+            steps_filled = tuple(per_step)
+        else:
+            steps_filled = zeros.get(nsteps) or zeros.setdefault(nsteps, (0,) * nsteps)
+        m = members.get(order.owner)
+        if m is None:
+            m = members[order.owner] = [0] * 9
         if buy:
+            grid = grid_in.get(oi, 0)
+            unserved = residual.get(oi, 0) - grid
+            fees = filled[oi] * fee
+            results.append(
+                _new_result(
+                    (
+                        order.order_id,
+                        order.owner,
+                        "buy",
+                        filled[oi],
+                        amount[oi],
+                        fees,
+                        grid,
+                        unserved,
+                        0,
+                        steps_filled,
+                    )
+                )
+            )
             m[0] += filled[oi]
-            m[2] += amount[oi] + fees[oi]
-            m[4] += fees[oi]
+            m[2] += amount[oi] + fees
+            m[4] += fees
             m[5] += grid
             m[7] += unserved
         else:
+            grid = grid_out.get(oi, 0)
+            curtailed = export_residual.get(oi, 0) - grid
+            results.append(
+                _new_result(
+                    (
+                        order.order_id,
+                        order.owner,
+                        "sell",
+                        filled[oi],
+                        amount[oi],
+                        0,
+                        grid,
+                        0,
+                        curtailed,
+                        steps_filled,
+                    )
+                )
+            )
             m[1] += filled[oi]
             m[3] += amount[oi]
             m[6] += grid
             m[8] += curtailed
-    results.sort(key=lambda r: r.order_id)
     member_results = tuple(MemberResult(o, *members[o]) for o in sorted(members))
 
     if not pools:
@@ -826,10 +869,10 @@ def _summarise(
         cp = gp if clean_volume else None
     else:
         mode = "two_prices"
-        gp = next((p.price for p in pools if p.s.flag and p.s.flag[0] == 1), None)
-        cp = next((p.price for p in pools if p.s.flag and p.s.flag[0] == 0), None)
+        gp = next((p.price for p in pools if p.s.flag[0] == 1), None)
+        cp = next((p.price for p in pools if p.s.flag[0] == 0), None)
     return SlotResult(
-        slot_start=slot_start,
+        slot_start=ctx.slot_start,
         mode=mode,
         general_price=gp,
         clean_price=cp,
@@ -845,7 +888,7 @@ def _summarise(
         fills=tuple(fills),
         orders=tuple(results),
         members=member_results,
-        fairness=div.state_after(fairness),
+        fairness=ctx.div.state_after(ctx.fairness),
     )
 
 
