@@ -1,0 +1,1115 @@
+"""Peer Energy demo: a real Home Assistant with a simulated home, set up as a user would.
+
+Run through ``./scripts/demo`` (which bootstraps ``.venv`` first). The script
+
+1. creates a throw-away config directory under ``.demo/`` (git-ignored),
+2. writes ``configuration.yaml`` (loopback HTTP on a free port, a handful of core
+   integrations, and template/input entities that simulate a PV inverter, a battery, an EV
+   charger, two smart plugs, a grid meter, a price and a carbon-intensity sensor whose values
+   move over the day) and ``.storage/http`` (so even recovery mode stays on 127.0.0.1),
+3. links the repository's ``custom_components/peer_energy`` into it and starts ``hass -c``,
+4. onboards over REST (creates a user with a random password), removes the integrations that
+   onboarding adds, configures Peer Energy through the REST config flow and adds every asset
+   through the REST subentry flow,
+5. checks over the websocket API that the Peer Energy devices exist and show live values,
+6. prints the URL and login and runs until Ctrl-C (or, with ``--check``, prints a summary and
+   exits 0 when everything is in place, 1 otherwise), then stops Home Assistant with SIGTERM
+   and removes the config directory (unless ``--keep``).
+
+All traffic stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+import contextlib
+from dataclasses import dataclass, field
+import json
+import math
+import os
+from pathlib import Path
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+import zoneinfo
+
+import aiohttp
+import yaml  # type: ignore[import-untyped]  # no stubs in the pinned toolchain
+
+ROOT = Path(__file__).resolve().parent.parent
+DOMAIN = "peer_energy"
+SUBENTRY_TYPE = "asset"
+HASS_BIN = Path(sys.executable).parent / "hass"
+DEMO_ROOT = ROOT / ".demo"
+ONBOARDING_DOMAINS = ("met", "google_translate", "radio_browser", "shopping_list")
+UNAVAILABLE = {"unknown", "unavailable", "none", ""}
+
+START_TIMEOUT = 900.0  # first start pip-installs the frontend and friends
+FLOW_TIMEOUT = 180.0  # a flow step may wait for requirements to install
+LIVE_WINDOW = 45.0  # how long --check watches for values to move
+
+# ---------------------------------------------------------------------------------------
+# The simulated home
+# ---------------------------------------------------------------------------------------
+
+# Variables rendered once per tick (every 10 s) and shared by every simulated sensor, so a
+# tick is internally consistent. "Fast day" runs one simulated hour per real minute.
+SIM_VARIABLES: dict[str, str] = {
+    "tick": "{{ trigger.platform == 'time_pattern' }}",
+    "fast": "{{ is_state('input_boolean.sim_fast_day', 'on') }}",
+    "hour": (
+        "{{ ((as_timestamp(now()) / 60) % 24) if fast"
+        " else (now().hour + now().minute / 60 + now().second / 3600) }}"
+    ),
+    "dt_h": "{{ ((600 if fast else 10) / 3600) if tick else 0 }}",
+    "cloud": "{{ states('input_number.sim_cloud_cover') | float(20) / 100 }}",
+    "sun": "{{ sin(pi * (hour - 6) / 14) if 6 < hour < 20 else 0 }}",
+    "pv_w": (
+        "{{ (6000 * sun ** 1.5 * (1 - 0.75 * cloud)"
+        " * (0.96 + (range(80) | random) / 1000)) | round(0) | int }}"
+    ),
+    "load_w": (
+        "{{ (280 + 900 * e ** (-((hour - 7.5) ** 2) / 0.8)"
+        " + 1500 * e ** (-((hour - 19) ** 2) / 2) + (range(150) | random)) | round(0) | int }}"
+    ),
+    "plugged": "{{ hour >= 17 or hour < 7.5 }}",
+    "ev_w": (
+        "{{ ((states('number.sim_ev_charge_current') | float(16)) * 230 * 3"
+        " * (0.97 + (range(30) | random) / 1000)) | round(0) | int"
+        " if plugged and is_state('switch.sim_ev_charger_enable', 'on') else 0 }}"
+    ),
+    "washer_min": "{{ (hour * 60) % 120 }}",
+    "washer_w": (
+        "{{ 0 if not is_state('switch.sim_washing_machine_plug', 'on')"
+        " else 2000 if washer_min < 20"
+        " else 150 + (range(60) | random) if washer_min < 80"
+        " else 450 if washer_min < 90 else 2 }}"
+    ),
+    "dish_min": "{{ (hour * 60 + 45) % 150 }}",
+    "dish_w": (
+        "{{ 0 if not is_state('switch.sim_dishwasher_plug', 'on')"
+        " else 1800 if dish_min < 25"
+        " else 90 + (range(30) | random) if dish_min < 70"
+        " else 1700 if dish_min < 90 else 1 }}"
+    ),
+    "soc_prev": "{{ states('sensor.sim_battery_soc') | float(55) }}",
+    "surplus": "{{ pv_w - load_w - ev_w - washer_w - dish_w }}",
+    "house_deficit": "{{ load_w + washer_w + dish_w - pv_w }}",
+    # The battery controller aims at zero grid power but misses by a few tens of watts.
+    "ctrl_err": "{{ (range(121) | random) - 60 }}",
+    # Battery power, positive = charging; it does not discharge into the car.
+    "bat_w": (
+        "{{ ([surplus + ctrl_err, 5000] | min) if surplus > 0 and soc_prev < 100"
+        " else -([house_deficit + ctrl_err, 5000] | min)"
+        " if house_deficit > 0 and soc_prev > 10 else 0 }}"
+    ),
+    "grid_w": "{{ load_w + ev_w + washer_w + dish_w + bat_w - pv_w }}",
+    "price_h": "{{ (hour | int) + 0.5 }}",
+}
+
+
+def _total(var: str, start: float) -> str:
+    """A running kWh total: previous state plus this tick's energy."""
+    return f"{{{{ ((this.state | float({start})) + {var} * dt_h / 1000) | round(3) }}}}"
+
+
+def _power(name: str, uid: str, state: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "unique_id": uid,
+        "state": state,
+        "unit_of_measurement": "W",
+        "device_class": "power",
+        "state_class": "measurement",
+    }
+
+
+def _energy(name: str, uid: str, state: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "unique_id": uid,
+        "state": state,
+        "unit_of_measurement": "kWh",
+        "device_class": "energy",
+        "state_class": "total_increasing",
+    }
+
+
+def _relay(name: str, uid: str, helper: str) -> dict[str, Any]:
+    """A template switch backed by an input_boolean (a stand-in for a relay)."""
+    target = {"entity_id": f"input_boolean.{helper}"}
+    return {
+        "name": name,
+        "unique_id": uid,
+        "state": f"{{{{ is_state('input_boolean.{helper}', 'on') }}}}",
+        "turn_on": [{"action": "input_boolean.turn_on", "target": target}],
+        "turn_off": [{"action": "input_boolean.turn_off", "target": target}],
+    }
+
+
+def simulated_home() -> dict[str, Any]:
+    """configuration.yaml fragments for the simulated devices."""
+    sensors = [
+        _power("Sim PV power", "sim_pv_power", "{{ pv_w }}"),
+        _energy("Sim PV energy", "sim_pv_energy", _total("pv_w", 1520.0)),
+        _power("Sim house load", "sim_house_load", "{{ load_w }}"),
+        {
+            "name": "Sim battery SoC",
+            "unique_id": "sim_battery_soc",
+            "state": "{{ [[soc_prev + bat_w * dt_h / 100, 100] | min, 0] | max | round(1) }}",
+            "unit_of_measurement": "%",
+            "device_class": "battery",
+            "state_class": "measurement",
+        },
+        # The simulated inverter reports battery power positive when discharging.
+        _power("Sim battery power", "sim_battery_power", "{{ -bat_w }}"),
+        _power("Sim EV charger power", "sim_ev_charger_power", "{{ ev_w }}"),
+        _energy("Sim EV charger energy", "sim_ev_charger_energy", _total("ev_w", 860.0)),
+        _power("Sim washing machine power", "sim_washing_machine_power", "{{ washer_w }}"),
+        _energy(
+            "Sim washing machine energy", "sim_washing_machine_energy", _total("washer_w", 95.0)
+        ),
+        _power("Sim dishwasher power", "sim_dishwasher_power", "{{ dish_w }}"),
+        _energy("Sim dishwasher energy", "sim_dishwasher_energy", _total("dish_w", 120.0)),
+        _power("Sim grid power", "sim_grid_power", "{{ grid_w }}"),
+        _energy(
+            "Sim grid import energy",
+            "sim_grid_import_energy",
+            _total("([grid_w, 0] | max)", 4210.0),
+        ),
+        _energy(
+            "Sim grid export energy",
+            "sim_grid_export_energy",
+            _total("([-grid_w, 0] | max)", 2980.0),
+        ),
+        {
+            "name": "Sim electricity price",
+            "unique_id": "sim_electricity_price",
+            "state": (
+                "{{ (0.24 + 0.12 * e ** (-((price_h - 19) ** 2) / 3)"
+                " + 0.05 * e ** (-((price_h - 8) ** 2) / 1.5)"
+                " - 0.10 * (sin(pi * (price_h - 6) / 14) if 6 < price_h < 20 else 0))"
+                " | round(4) }}"
+            ),
+            "unit_of_measurement": "EUR/kWh",
+            "state_class": "measurement",
+            "icon": "mdi:cash",
+        },
+        {
+            "name": "Sim carbon intensity",
+            "unique_id": "sim_carbon_intensity",
+            "state": (
+                "{{ (380 - 220 * sun * (1 - 0.5 * cloud)"
+                " + 60 * e ** (-((hour - 19) ** 2) / 4)) | round(0) | int }}"
+            ),
+            "unit_of_measurement": "gCO2eq/kWh",
+            "state_class": "measurement",
+            "icon": "mdi:molecule-co2",
+        },
+    ]
+    return {
+        "input_boolean": {
+            "sim_fast_day": {"name": "Simulation: fast day (1 h per minute)"},
+            "sim_ev_charger_enable": {"name": "Sim EV charger relay state", "initial": True},
+            "sim_washing_machine_plug": {"name": "Sim washing machine relay", "initial": True},
+            "sim_dishwasher_plug": {"name": "Sim dishwasher relay", "initial": True},
+        },
+        "input_number": {
+            "sim_cloud_cover": {
+                "name": "Simulation: cloud cover",
+                "min": 0,
+                "max": 100,
+                "step": 5,
+                "initial": 20,
+                "unit_of_measurement": "%",
+            },
+            "sim_ev_charge_current": {
+                "name": "Sim EV charge current setting",
+                "min": 6,
+                "max": 16,
+                "step": 1,
+                "initial": 16,
+                "unit_of_measurement": "A",
+            },
+        },
+        "template": [
+            {
+                "trigger": [
+                    {"platform": "time_pattern", "seconds": "/10"},
+                    {"platform": "homeassistant", "event": "start"},
+                ],
+                "variables": SIM_VARIABLES,
+                "sensor": sensors,
+                "binary_sensor": [
+                    {
+                        "name": "Sim EV plugged in",
+                        "unique_id": "sim_ev_plugged_in",
+                        "state": "{{ plugged }}",
+                        "device_class": "plug",
+                    }
+                ],
+            },
+            {
+                "switch": [
+                    _relay(
+                        "Sim EV charger enable", "sim_ev_charger_enable", "sim_ev_charger_enable"
+                    ),
+                    _relay(
+                        "Sim washing machine plug",
+                        "sim_washing_machine_plug",
+                        "sim_washing_machine_plug",
+                    ),
+                    _relay("Sim dishwasher plug", "sim_dishwasher_plug", "sim_dishwasher_plug"),
+                ],
+                "number": [
+                    {
+                        "name": "Sim EV charge current",
+                        "unique_id": "sim_ev_charge_current",
+                        "state": "{{ states('input_number.sim_ev_charge_current') }}",
+                        "min": 6,
+                        "max": 16,
+                        "step": 1,
+                        "unit_of_measurement": "A",
+                        "set_value": [
+                            {
+                                "action": "input_number.set_value",
+                                "target": {"entity_id": "input_number.sim_ev_charge_current"},
+                                "data": {"value": "{{ value }}"},
+                            }
+                        ],
+                    }
+                ],
+            },
+        ],
+    }
+
+
+# Entities the Peer Energy set-up maps; the demo waits until all of them have states.
+SIM_ENTITIES = (
+    "sensor.sim_pv_power",
+    "sensor.sim_pv_energy",
+    "sensor.sim_battery_soc",
+    "sensor.sim_battery_power",
+    "sensor.sim_ev_charger_power",
+    "sensor.sim_ev_charger_energy",
+    "binary_sensor.sim_ev_plugged_in",
+    "switch.sim_ev_charger_enable",
+    "number.sim_ev_charge_current",
+    "switch.sim_washing_machine_plug",
+    "sensor.sim_washing_machine_power",
+    "sensor.sim_washing_machine_energy",
+    "switch.sim_dishwasher_plug",
+    "sensor.sim_dishwasher_power",
+    "sensor.sim_dishwasher_energy",
+    "sensor.sim_grid_power",
+    "sensor.sim_grid_import_energy",
+    "sensor.sim_grid_export_energy",
+    "sensor.sim_electricity_price",
+    "sensor.sim_carbon_intensity",
+)
+
+# ---------------------------------------------------------------------------------------
+# What the demo answers in the Peer Energy flows (field names from const.py)
+# ---------------------------------------------------------------------------------------
+
+HOME_ANSWERS: dict[str, Any] = {
+    "home_name": "Demo home",
+    "currency": "EUR",
+    "import_price_entity": "sensor.sim_electricity_price",
+    "export_price": 0.08,
+    "carbon_intensity_entity": "sensor.sim_carbon_intensity",
+    "slot_minutes": "15",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoAsset:
+    """One asset the demo adds through the subentry flow."""
+
+    kind: str
+    answers: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.answers["name"])
+
+
+ASSETS: tuple[DemoAsset, ...] = (
+    DemoAsset(
+        kind="pv",
+        answers={
+            "name": "Rooftop PV",
+            "power_entity": "sensor.sim_pv_power",
+            "energy_entity": "sensor.sim_pv_energy",
+        },
+    ),
+    DemoAsset(
+        kind="battery",
+        answers={
+            "name": "Home battery",
+            "soc_entity": "sensor.sim_battery_soc",
+            "power_entity": "sensor.sim_battery_power",
+            "power_sign": "positive_discharge",
+            "capacity_kwh": 10.0,
+            "max_charge_w": 5000,
+            "max_discharge_w": 5000,
+        },
+    ),
+    DemoAsset(
+        kind="ev_charger",
+        answers={
+            "name": "Wallbox",
+            "power_entity": "sensor.sim_ev_charger_power",
+            "energy_entity": "sensor.sim_ev_charger_energy",
+            "plugged_entity": "binary_sensor.sim_ev_plugged_in",
+            "switch_entity": "switch.sim_ev_charger_enable",
+            "current_entity": "number.sim_ev_charge_current",
+        },
+    ),
+    DemoAsset(
+        kind="plug",
+        answers={
+            "name": "Washing machine",
+            "switch_entity": "switch.sim_washing_machine_plug",
+            "power_entity": "sensor.sim_washing_machine_power",
+            "energy_entity": "sensor.sim_washing_machine_energy",
+        },
+    ),
+    DemoAsset(
+        kind="plug",
+        answers={
+            "name": "Dishwasher",
+            "switch_entity": "switch.sim_dishwasher_plug",
+            "power_entity": "sensor.sim_dishwasher_power",
+            "energy_entity": "sensor.sim_dishwasher_energy",
+        },
+    ),
+    DemoAsset(
+        kind="grid_meter",
+        answers={
+            "name": "Grid meter",
+            "power_entity": "sensor.sim_grid_power",
+            "import_energy_entity": "sensor.sim_grid_import_energy",
+            "export_energy_entity": "sensor.sim_grid_export_energy",
+        },
+    ),
+)
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------
+
+
+class DemoError(Exception):
+    """A step of the demo failed; the message says which and why."""
+
+
+class StopRequestedError(Exception):
+    """Ctrl-C (or SIGTERM) arrived while the demo was setting up."""
+
+
+def say(message: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def local_time_zone() -> str:
+    """The machine's IANA time zone, so the simulated sun follows the user's clock."""
+    candidates: list[str] = []
+    if tz := os.environ.get("TZ", "").lstrip(":"):
+        candidates.append(tz)
+    with contextlib.suppress(OSError):
+        candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    with contextlib.suppress(OSError):
+        target = os.readlink("/etc/localtime")
+        if "zoneinfo/" in target:
+            candidates.append(target.split("zoneinfo/", 1)[1])
+    for name in candidates:
+        with contextlib.suppress(zoneinfo.ZoneInfoNotFoundError, ValueError):
+            zoneinfo.ZoneInfo(name)
+            return name
+    return "UTC"
+
+
+def as_number(state: str | None) -> float | None:
+    if state is None or state.lower() in UNAVAILABLE:
+        return None
+    try:
+        value = float(state)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+# ---------------------------------------------------------------------------------------
+# Config directory
+# ---------------------------------------------------------------------------------------
+
+
+def write_config(config_dir: Path, port: int, *, fast: bool) -> None:
+    """configuration.yaml, .storage/http and the custom_components link."""
+    home = simulated_home()
+    if fast:
+        home["input_boolean"]["sim_fast_day"]["initial"] = True
+    config: dict[str, Any] = {
+        "homeassistant": {
+            "name": "Peer Energy demo",
+            "latitude": 52.52,
+            "longitude": 13.40,
+            "elevation": 35,
+            "unit_system": "metric",
+            "currency": "EUR",
+            "country": "DE",
+            "time_zone": local_time_zone(),
+        },
+        "http": {"server_host": ["127.0.0.1"], "server_port": port},
+        "config": {},
+        "api": {},
+        "websocket_api": {},
+        "frontend": {},
+        "history": {},
+        "energy": {},
+        "logger": {
+            "default": "warning",
+            "logs": {"custom_components.peer_energy": "info"},
+        },
+        **home,
+    }
+    (config_dir / "configuration.yaml").write_text(
+        "# Generated by scripts/demo.py: a throw-away Home Assistant for the Peer Energy demo.\n"
+        + yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100),
+        encoding="utf-8",
+    )
+    storage = config_dir / ".storage"
+    storage.mkdir(exist_ok=True)
+    # Recovery mode (when configuration.yaml fails) reads the last good HTTP settings from
+    # here; writing them up front keeps even that on loopback.
+    (storage / "http").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "minor_version": 1,
+                "key": "http",
+                "data": {"server_host": ["127.0.0.1"], "server_port": port},
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    components = config_dir / "custom_components"
+    components.mkdir(exist_ok=True)
+    (components / DOMAIN).symlink_to(ROOT / "custom_components" / DOMAIN, target_is_directory=True)
+
+
+# ---------------------------------------------------------------------------------------
+# REST and websocket client
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Api:
+    """A tiny Home Assistant REST + websocket client."""
+
+    session: aiohttp.ClientSession
+    base: str
+    token: str | None = None
+    _ws: aiohttp.ClientWebSocketResponse | None = None
+    _ws_id: int = 0
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        payload: Any = None,
+        *,
+        ok: tuple[int, ...] = (200, 201),
+        limit: float = 60.0,
+    ) -> Any:
+        async with self.session.request(
+            method,
+            self.base + path,
+            json=payload,
+            headers=self._headers(),
+            timeout=aiohttp.ClientTimeout(total=limit),
+        ) as resp:
+            text = await resp.text()
+            if resp.status not in ok:
+                raise DemoError(f"{method} {path} -> HTTP {resp.status}: {text[:500]}")
+            return json.loads(text) if text else None
+
+    async def ws_command(self, message: dict[str, Any], limit: float = 60.0) -> Any:
+        if self._ws is None:
+            self._ws = await self.session.ws_connect(self.base + "/api/websocket")
+            hello = await self._ws.receive_json(timeout=limit)
+            if hello.get("type") != "auth_required":
+                raise DemoError(f"websocket: unexpected greeting {hello}")
+            await self._ws.send_json({"type": "auth", "access_token": self.token})
+            auth = await self._ws.receive_json(timeout=limit)
+            if auth.get("type") != "auth_ok":
+                raise DemoError(f"websocket: authentication failed: {auth}")
+        self._ws_id += 1
+        await self._ws.send_json({"id": self._ws_id, **message})
+        while True:
+            reply = await self._ws.receive_json(timeout=limit)
+            if reply.get("id") == self._ws_id and reply.get("type") == "result":
+                break
+        if not reply.get("success"):
+            raise DemoError(f"websocket {message['type']}: {reply.get('error')}")
+        return reply.get("result")
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Driving data entry flows as the frontend does
+# ---------------------------------------------------------------------------------------
+
+
+def fill_form(
+    schema: list[dict[str, Any]], answers: Mapping[str, Any], where: str
+) -> dict[str, Any]:
+    """Answer a serialised form schema from ``answers`` (flat; sections are filled too)."""
+    user_input: dict[str, Any] = {}
+    unanswered: list[str] = []
+    for fld in schema:
+        name = fld["name"]
+        if fld.get("type") == "expandable":  # a section: its fields nest under its name
+            nested_answers = answers.get(name, answers)
+            nested = fill_form(fld.get("schema", []), nested_answers, f"{where}/{name}")
+            if nested:
+                user_input[name] = nested
+            continue
+        if name in answers:
+            user_input[name] = answers[name]
+        elif fld.get("required") and "default" not in fld:
+            unanswered.append(name)
+    if unanswered:
+        raise DemoError(
+            f"{where}: the demo has no answer for required field(s) {unanswered}; "
+            f"form fields: {[f['name'] for f in schema]}"
+        )
+    return user_input
+
+
+def choose_menu(options: Any, preferred: tuple[str, ...], where: str) -> str:
+    names = list(options) if isinstance(options, list | dict) else []
+    for wanted in preferred:
+        if wanted in names:
+            return wanted
+    raise DemoError(f"{where}: menu offers {names}, none of {list(preferred)}")
+
+
+async def drive_flow(
+    api: Api,
+    index_path: str,
+    start: dict[str, Any],
+    answers: Mapping[str, Any],
+    *,
+    menu: tuple[str, ...] = (),
+    label: str,
+) -> dict[str, Any]:
+    """Start a flow and answer each step until it creates an entry."""
+    result: dict[str, Any] = await api.request("POST", index_path, start, limit=FLOW_TIMEOUT)
+    submitted: dict[str, Any] | None = None
+    for _ in range(12):
+        kind = result.get("type")
+        step = result.get("step_id", "?")
+        where = f"{label} step {step!r}"
+        if kind == "create_entry":
+            return result
+        if kind == "abort":
+            raise DemoError(f"{label}: flow aborted: {result.get('reason')}")
+        if kind == "menu":
+            payload: dict[str, Any] = {
+                "next_step_id": choose_menu(result.get("menu_options"), menu, where)
+            }
+        elif kind == "form":
+            if result.get("errors") and submitted is not None:
+                raise DemoError(f"{where}: errors {result['errors']} for input {submitted}")
+            payload = fill_form(result.get("data_schema") or [], answers, where)
+        else:
+            raise DemoError(f"{where}: unexpected flow result type {kind!r}: {result}")
+        submitted = payload
+        result = await api.request(
+            "POST", f"{index_path}/{result['flow_id']}", payload, limit=FLOW_TIMEOUT
+        )
+    raise DemoError(f"{label}: flow did not finish after 12 steps")
+
+
+# ---------------------------------------------------------------------------------------
+# The demo run
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """State of one demo run, for clean-up and the summary."""
+
+    args: argparse.Namespace
+    config_dir: Path
+    port: int
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    username: str = "demo"
+    process: subprocess.Popen[bytes] | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    timings: dict[str, float] = field(default_factory=dict)
+    summary: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.config_dir / "home-assistant.log"
+
+    def log_tail(self, lines: int = 40) -> str:
+        out = self.config_dir / "hass.out"
+        text = ""
+        for path in (self.log_path, out):
+            with contextlib.suppress(OSError):
+                text += f"--- {path} (last {lines} lines)\n"
+                text += "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) + "\n"
+        return text
+
+    def check_alive(self) -> None:
+        if self.stop.is_set():
+            raise StopRequestedError
+        if self.process is not None and self.process.poll() is not None:
+            raise DemoError(
+                f"Home Assistant exited with code {self.process.returncode}\n{self.log_tail()}"
+            )
+
+    async def pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
+        self.check_alive()
+
+    async def until(
+        self,
+        what: str,
+        probe: Callable[[], Awaitable[bool]],
+        *,
+        limit: float,
+        every: float = 1.0,
+        progress: str | None = None,
+    ) -> None:
+        """Poll ``probe`` until it is true; report progress every 15 s."""
+        started = time.monotonic()
+        last_note = started
+        while True:
+            self.check_alive()
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError, DemoError):
+                if await probe():
+                    return
+            now = time.monotonic()
+            if now - started > limit:
+                raise DemoError(f"timed out after {limit:.0f} s waiting for {what}")
+            if now - last_note >= 15:
+                last_note = now
+                say(f"still waiting for {what} ({now - started:.0f} s){progress or ''}")
+            await self.pause(every)
+
+
+def start_hass(run: Run) -> None:
+    if not HASS_BIN.exists():
+        raise DemoError(f"{HASS_BIN} not found; run ./scripts/bootstrap first")
+    out = (run.config_dir / "hass.out").open("wb")
+    run.process = subprocess.Popen(  # fixed argv, no shell
+        [str(HASS_BIN), "-c", str(run.config_dir), "--log-file", str(run.log_path)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C reaches us only; we stop Home Assistant ourselves
+        cwd=run.config_dir,
+    )
+    out.close()
+
+
+def stop_hass(run: Run) -> None:
+    proc = run.process
+    if proc is None or proc.poll() is not None:
+        return
+    say("stopping Home Assistant (SIGTERM) ...")
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        say("Home Assistant did not stop within 90 s; killing it")
+        proc.kill()
+        proc.wait(timeout=30)
+    say(f"Home Assistant stopped (exit code {proc.returncode}, {time.monotonic() - started:.1f} s)")
+
+
+async def onboard(run: Run, api: Api) -> None:
+    client_id = f"{run.url}/"
+    status = await api.request("GET", "/api/onboarding")
+    done = {step["step"] for step in status if step.get("done")}
+    if "user" in done:
+        raise DemoError("this config directory is already onboarded; start from a fresh one")
+    created = await api.request(
+        "POST",
+        "/api/onboarding/users",
+        {
+            "name": "Demo",
+            "username": run.username,
+            "password": run.password,
+            "client_id": client_id,
+            "language": "en",
+        },
+    )
+    async with api.session.post(
+        f"{run.url}/auth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": created["auth_code"],
+            "client_id": client_id,
+        },
+    ) as resp:
+        tokens = await resp.json()
+        if resp.status != 200 or "access_token" not in tokens:
+            raise DemoError(f"token exchange failed: HTTP {resp.status} {tokens}")
+    api.token = tokens["access_token"]
+    await api.request("POST", "/api/onboarding/core_config", {})
+    await api.request("POST", "/api/onboarding/analytics", {})
+    await api.request(
+        "POST",
+        "/api/onboarding/integration",
+        {"client_id": client_id, "redirect_uri": f"{run.url}/?auth_callback=1"},
+    )
+    status = await api.request("GET", "/api/onboarding")
+    missing = [step["step"] for step in status if not step.get("done")]
+    if missing:
+        raise DemoError(f"onboarding steps not done: {missing}")
+
+
+async def remove_onboarding_entries(run: Run, api: Api, deadline: float) -> None:
+    """Onboarding starts flows for met, google_translate, radio_browser and shopping_list
+    (each may first pip-install its requirements); delete their entries as they appear."""
+    seen: set[str] = set()
+    while time.monotonic() < deadline and seen != set(ONBOARDING_DOMAINS):
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError, DemoError):
+            entries = await api.request("GET", "/api/config/config_entries/entry")
+            for entry in entries:
+                if entry["domain"] in ONBOARDING_DOMAINS:
+                    await api.request(
+                        "DELETE", f"/api/config/config_entries/entry/{entry['entry_id']}"
+                    )
+                    seen.add(entry["domain"])
+                    run.removed.append(entry["domain"])
+        if seen != set(ONBOARDING_DOMAINS):
+            await asyncio.sleep(2)
+
+
+async def configure_peer_energy(run: Run, api: Api) -> str:
+    handlers = await api.request("GET", "/api/config/config_entries/flow_handlers")
+    if DOMAIN not in handlers:
+        raise DemoError(
+            f"Home Assistant does not list {DOMAIN} as a config flow handler "
+            "(is config_flow.py there and manifest.json config_flow true?)"
+        )
+    result = await drive_flow(
+        api,
+        "/api/config/config_entries/flow",
+        {"handler": DOMAIN, "show_advanced_options": False},
+        HOME_ANSWERS,
+        label="Peer Energy config flow",
+    )
+    entry_id = str(result["result"]["entry_id"])
+    say(f"Peer Energy configured: entry {result.get('title')!r} ({entry_id})")
+    for asset in ASSETS:
+        answers = {"kind": asset.kind, **asset.answers}
+        sub = await drive_flow(
+            api,
+            "/api/config/config_entries/subentries/flow",
+            {"handler": [entry_id, SUBENTRY_TYPE], "show_advanced_options": False},
+            answers,
+            menu=(asset.kind, f"add_{asset.kind}", f"asset_{asset.kind}"),
+            label=f"add asset {asset.name!r}",
+        )
+        say(f"asset added: {sub.get('title', asset.name)} ({asset.kind})")
+    return entry_id
+
+
+@dataclass
+class DeviceReport:
+    name: str
+    is_home: bool
+    entities: list[str]
+    values: dict[str, str]
+
+
+async def collect(api: Api, entry_id: str) -> tuple[list[DeviceReport], dict[str, str]]:
+    devices = await api.ws_command({"type": "config/device_registry/list"})
+    entities = await api.ws_command({"type": "config/entity_registry/list"})
+    states = await api.ws_command({"type": "get_states"})
+    by_entity = {s["entity_id"]: s for s in states}
+    ours = [d for d in devices if entry_id in d.get("config_entries", [])]
+    reports: list[DeviceReport] = []
+    snapshot: dict[str, str] = {}
+    for dev in ours:
+        ents = sorted(
+            e["entity_id"]
+            for e in entities
+            if e.get("device_id") == dev["id"] and e.get("config_entry_id") == entry_id
+        )
+        values: dict[str, str] = {}
+        for ent in ents:
+            st = by_entity.get(ent)
+            if st is None:
+                continue
+            unit = st.get("attributes", {}).get("unit_of_measurement") or ""
+            values[ent] = f"{st['state']} {unit}".strip()
+            snapshot[ent] = st["state"]
+        reports.append(
+            DeviceReport(
+                name=dev.get("name_by_user") or dev.get("name") or dev["id"],
+                is_home=dev.get("via_device_id") is None,
+                entities=ents,
+                values=values,
+            )
+        )
+    reports.sort(key=lambda r: (not r.is_home, r.name))
+    return reports, snapshot
+
+
+def numeric_sensors(report: DeviceReport) -> list[str]:
+    return [
+        ent
+        for ent in report.entities
+        if ent.startswith("sensor.")
+        and as_number(report.values.get(ent, "").split(" ")[0]) is not None
+    ]
+
+
+async def verify(run: Run, api: Api, entry_id: str) -> bool:
+    """Devices exist (home + one per asset), each has numeric sensors, and values move."""
+    expected_devices = 1 + len(ASSETS)
+    latest: list[DeviceReport] = []
+
+    async def devices_ready() -> bool:
+        nonlocal latest
+        latest, _ = await collect(api, entry_id)
+        return len(latest) >= expected_devices and all(numeric_sensors(r) for r in latest)
+
+    with contextlib.suppress(DemoError):
+        await run.until("Peer Energy devices with live values", devices_ready, limit=120, every=3)
+    reports, first = await collect(api, entry_id)
+    say(f"watching values for up to {LIVE_WINDOW:.0f} s to see them move ...")
+    changed: set[str] = set()
+    started = time.monotonic()
+    while time.monotonic() - started < LIVE_WINDOW:
+        await run.pause(5)
+        reports, snap = await collect(api, entry_id)
+        changed |= {ent for ent, state in snap.items() if ent in first and first[ent] != state}
+        if len(changed) >= 3:
+            break
+    asset_reports = [r for r in reports if not r.is_home]
+    home_reports = [r for r in reports if r.is_home]
+    problems: list[str] = []
+    if len(home_reports) != 1:
+        problems.append(f"expected 1 home device, found {len(home_reports)}")
+    if len(asset_reports) != len(ASSETS):
+        problems.append(f"expected {len(ASSETS)} asset devices, found {len(asset_reports)}")
+    names = {r.name for r in asset_reports}
+    missing = [a.name for a in ASSETS if a.name not in names]
+    if missing:
+        problems.append(f"no device named {missing}")
+    for rep in reports:
+        if not numeric_sensors(rep):
+            problems.append(f"device {rep.name!r} has no sensor with a numeric value")
+    if not changed:
+        problems.append(f"no Peer Energy value changed within {LIVE_WINDOW:.0f} s")
+
+    lines = [f"devices ({len(reports)}):"]
+    for rep in reports:
+        role = "home" if rep.is_home else "asset"
+        live = len(numeric_sensors(rep))
+        lines.append(f"  {rep.name} [{role}]: {len(rep.entities)} entities, {live} live sensors")
+        for ent in rep.entities:
+            mark = " *" if ent in changed else ""
+            lines.append(f"      {ent} = {rep.values.get(ent, '(no state)')}{mark}")
+    lines.append(f"values that changed while watching (*): {len(changed)}")
+    lines.extend(f"PROBLEM: {p}" for p in problems)
+    run.summary.extend(lines)
+    return not problems
+
+
+async def demo(run: Run) -> bool:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, run.stop.set)
+    t0 = time.monotonic()
+    write_config(run.config_dir, run.port, fast=run.args.fast)
+    say(f"config directory: {run.config_dir}")
+    say(f"starting Home Assistant on {run.url} (log: {run.log_path})")
+    start_hass(run)
+    async with aiohttp.ClientSession() as session:
+        api = Api(session, run.url)
+        try:
+
+            async def answers() -> bool:
+                await api.request("GET", "/api/onboarding", limit=5)
+                return True
+
+            await run.until(
+                "Home Assistant to answer",
+                answers,
+                limit=START_TIMEOUT,
+                progress="; a first start pip-installs the frontend (up to a few minutes)",
+            )
+            run.timings["start"] = time.monotonic() - t0
+            say(f"Home Assistant answers after {run.timings['start']:.1f} s; onboarding ...")
+            t1 = time.monotonic()
+            await onboard(run, api)
+
+            async def running() -> bool:
+                cfg = await api.request("GET", "/api/config", limit=5)
+                return bool(cfg.get("state") == "RUNNING")
+
+            await run.until("Home Assistant to reach RUNNING", running, limit=START_TIMEOUT)
+            cleanup = asyncio.create_task(
+                remove_onboarding_entries(run, api, time.monotonic() + 240)
+            )
+
+            async def sim_ready() -> bool:
+                for ent in SIM_ENTITIES:
+                    st = await api.request("GET", f"/api/states/{ent}", ok=(200, 404), limit=5)
+                    if not st or str(st.get("state")).lower() in UNAVAILABLE:
+                        return False
+                return True
+
+            await run.until("the simulated home's entities", sim_ready, limit=120)
+            run.timings["onboarding"] = time.monotonic() - t1
+            say(f"onboarded as {run.username!r}; simulated home is live")
+            t2 = time.monotonic()
+            entry_id = await configure_peer_energy(run, api)
+            run.timings["flows"] = time.monotonic() - t2
+            t3 = time.monotonic()
+            ok = await verify(run, api, entry_id)
+            run.timings["checks"] = time.monotonic() - t3
+            say("waiting for onboarding's extra integrations to be removed ...")
+            await cleanup
+            left = sorted(set(ONBOARDING_DOMAINS) - set(run.removed))
+            run.summary.insert(
+                0,
+                f"removed onboarding entries: {', '.join(sorted(set(run.removed))) or 'none'}"
+                + (f" (never appeared: {', '.join(left)})" if left else ""),
+            )
+            run.timings["total"] = time.monotonic() - t0
+            print_summary(run, ok)
+            if run.args.check:
+                return ok
+            print_login(run)
+            with contextlib.suppress(StopRequestedError):
+                while True:
+                    await run.pause(2)
+            return ok
+        except StopRequestedError:
+            say("interrupted")
+            return False
+        finally:
+            await api.close()
+
+
+def print_summary(run: Run, ok: bool) -> None:
+    print()
+    print(f"Peer Energy demo: {'PASS' if ok else 'FAIL'}")
+    for line in run.summary:
+        print(f"  {line}")
+    t = run.timings
+    print(
+        "  timing: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in t.items() if k != "total")
+        + f", total {t.get('total', 0):.1f} s"
+    )
+    print(flush=True)
+
+
+def print_login(run: Run) -> None:
+    print("=" * 72)
+    print(f"  Home Assistant with Peer Energy: {run.url}")
+    print(f"  username: {run.username}")
+    print(f"  password: {run.password}")
+    print("  Settings > Devices & services > Peer Energy shows the home and its assets.")
+    print("  Toggle 'Simulation: fast day' to run a day in 24 minutes.")
+    print("  Press Ctrl-C to stop.")
+    print("=" * 72, flush=True)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="scripts/demo",
+        description="Run a real Home Assistant with Peer Energy and a simulated home.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="HTTP port (default: a free one)")
+    parser.add_argument("--keep", action="store_true", help="keep the config directory")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="set up, verify devices and live values, print a summary, exit 0/1",
+    )
+    parser.add_argument(
+        "--fast", action="store_true", help="start with a fast day (1 simulated hour per minute)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    port = args.port or free_port()
+    if not port_is_free(port):
+        say(f"port {port} on 127.0.0.1 is in use; pick another with --port")
+        return 2
+    DEMO_ROOT.mkdir(exist_ok=True)
+    config_dir = Path(tempfile.mkdtemp(prefix="ha-", dir=DEMO_ROOT))
+    run = Run(args=args, config_dir=config_dir, port=port)
+    ok = False
+    try:
+        ok = asyncio.run(demo(run))
+    except DemoError as err:
+        say(f"FAILED: {err}")
+        print_summary(run, False)
+    except KeyboardInterrupt:
+        say("interrupted")
+    finally:
+        stop_hass(run)
+        if args.keep:
+            say(f"kept config directory {config_dir}")
+        else:
+            shutil.rmtree(config_dir, ignore_errors=True)
+            say("removed the config directory")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
