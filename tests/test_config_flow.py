@@ -406,3 +406,67 @@ def test_every_config_error_is_translated() -> None:
         SourceError.CARBON_UNIT,
     }
     assert codes <= set(STRINGS["config"]["error"])
+
+
+async def test_historic_currency_default_falls_back(hass: HomeAssistant) -> None:
+    """A currency the selector does not offer is not used as the form's default."""
+    hass.config.currency = "DEM"
+    result = await _start(hass)
+    schema = result["data_schema"]
+    assert schema is not None
+    assert schema({CONF_IMPORT_PRICE: 0.3, CONF_EXPORT_PRICE: 0.1})[CONF_CURRENCY] == "EUR"
+
+
+async def test_user_flow_over_rest(
+    hass: HomeAssistant,
+    hass_client: Any,
+    sources: None,
+    mock_setup_entry: AsyncMock,
+) -> None:
+    """The flow as the frontend and the demo drive it: JSON over HTTP, schema serialised."""
+    from homeassistant.setup import async_setup_component
+
+    assert await async_setup_component(hass, "config", {})
+    client = await hass_client()
+    response = await client.post(
+        "/api/config/config_entries/flow", json={"handler": DOMAIN, "show_advanced_options": False}
+    )
+    assert response.status == 200
+    form = await response.json()
+    assert form["step_id"] == "user"
+    names = [field["name"] for field in form["data_schema"]]
+    assert names == [
+        CONF_HOME_NAME,
+        CONF_CURRENCY,
+        CONF_IMPORT_PRICE,
+        CONF_IMPORT_PRICE_ENTITY,
+        CONF_EXPORT_PRICE,
+        CONF_EXPORT_PRICE_ENTITY,
+        CONF_CARBON_INTENSITY_ENTITY,
+        CONF_SLOT_MINUTES,
+    ]
+    slot = next(field for field in form["data_schema"] if field["name"] == CONF_SLOT_MINUTES)
+    assert slot["selector"]["select"]["translation_key"] == CONF_SLOT_MINUTES
+
+    url = f"/api/config/config_entries/flow/{form['flow_id']}"
+    response = await client.post(url, json=_fixed(**{CONF_EXPORT_PRICE: 0.9}))
+    assert response.status == 200
+    again = await response.json()
+    assert again["errors"] == {CONF_EXPORT_PRICE: "export_above_import"}
+
+    response = await client.post(
+        url,
+        json=_fixed(
+            **{
+                CONF_IMPORT_PRICE: None,
+                CONF_IMPORT_PRICE_ENTITY: NORD_POOL,
+                CONF_EXPORT_PRICE: 0.05,
+            }
+        ),
+    )
+    assert response.status == 200
+    done = await response.json()
+    assert done["type"] == "create_entry"
+    assert done["title"] == "Elm Street 4"
+    entry = hass.config_entries.async_entries(DOMAIN)[0]
+    assert entry.data[CONF_IMPORT_PRICE_ENTITY] == NORD_POOL

@@ -199,3 +199,25 @@ async def test_out_of_range_percent_is_refused(hass: HomeAssistant, entry: MockC
         )
     assert set(info.value.schema_errors) == {CONF_BATTERY_RESERVE_PCT}
     assert not entry.options
+
+
+async def test_options_over_rest(
+    hass: HomeAssistant, hass_client: Any, entry: MockConfigEntry, mock_setup_entry: AsyncMock
+) -> None:
+    """The options flow as the frontend and the demo drive it, JSON over HTTP."""
+    from homeassistant.setup import async_setup_component
+
+    await hass.config_entries.async_setup(entry.entry_id)
+    assert await async_setup_component(hass, "config", {})
+    client = await hass_client()
+    base = "/api/config/config_entries/options/flow"
+    response = await client.post(base, json={"handler": entry.entry_id})
+    assert response.status == 200
+    form = await response.json()
+    assert form["step_id"] == "init"
+    assert [field["name"] for field in form["data_schema"]] == list(POLICY)
+
+    response = await client.post(f"{base}/{form['flow_id']}", json=POLICY)
+    assert response.status == 200
+    assert (await response.json())["type"] == "create_entry"
+    assert entry.options[CONF_CONTROL_MODE] == "control"

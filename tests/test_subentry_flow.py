@@ -510,3 +510,47 @@ def test_every_asset_error_is_translated() -> None:
     }
     assert codes <= set(ASSET_STRINGS["error"])
     assert set(ASSET_STRINGS["step"]) == {"user", *(kind.value for kind in AssetKind)}
+
+
+@pytest.mark.parametrize("kind", list(AssetKind))
+async def test_add_and_edit_over_rest(
+    hass: HomeAssistant, hass_client: Any, entry: MockConfigEntry, kind: AssetKind
+) -> None:
+    """The subentry flow as the frontend and the demo drive it, JSON over HTTP."""
+    from homeassistant.setup import async_setup_component
+
+    assert await async_setup_component(hass, "config", {})
+    client = await hass_client()
+    base = "/api/config/config_entries/subentries/flow"
+    response = await client.post(base, json={"handler": [entry.entry_id, SUBENTRY_ASSET]})
+    assert response.status == 200
+    menu = await response.json()
+    assert menu["type"] == "menu"
+    assert menu["step_id"] == "user"
+
+    response = await client.post(f"{base}/{menu['flow_id']}", json={"next_step_id": kind.value})
+    form = await response.json()
+    assert form["step_id"] == kind.value
+    assert [field["name"] for field in form["data_schema"]] == list(FORMS[kind])
+
+    response = await client.post(f"{base}/{form['flow_id']}", json=FORMS[kind])
+    assert response.status == 200
+    assert (await response.json())["type"] == "create_entry"
+    subentry = _only(entry)
+    assert dict(subentry.data) == EXPECTED_DATA[kind]
+
+    # Edit: the same endpoint with a subentry id opens the kind's form directly.
+    response = await client.post(
+        base,
+        json={"handler": [entry.entry_id, SUBENTRY_ASSET], "subentry_id": subentry.subentry_id},
+    )
+    form = await response.json()
+    assert form["type"] == "form"
+    assert form["step_id"] == kind.value
+    response = await client.post(
+        f"{base}/{form['flow_id']}", json={**FORMS[kind], CONF_ASSET_NAME: "Renamed"}
+    )
+    result = await response.json()
+    assert result["type"] == "abort"
+    assert result["reason"] == "reconfigure_successful"
+    assert _only(entry).title == "Renamed"

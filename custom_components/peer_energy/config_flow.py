@@ -123,13 +123,18 @@ def _price_selector(currency: str) -> NumberSelector:
     )
 
 
+def _default_currency(hass: HomeAssistant) -> str:
+    """Home Assistant's currency, unless it is a historic one the selector does not offer."""
+    return hass.config.currency if hass.config.currency in ACTIVE_CURRENCIES else "EUR"
+
+
 def _settings_schema(hass: HomeAssistant, currency: str) -> vol.Schema:
     """The entry's settings form; defaults come from Home Assistant's own configuration."""
     price_entity = EntitySelector(EntitySelectorConfig(domain=PRICE_ENTITY_DOMAINS))
     return vol.Schema(
         {
             vol.Required(CONF_HOME_NAME, default=hass.config.location_name): TextSelector(),
-            vol.Required(CONF_CURRENCY, default=hass.config.currency): SelectSelector(
+            vol.Required(CONF_CURRENCY, default=_default_currency(hass)): SelectSelector(
                 SelectSelectorConfig(
                     options=sorted(ACTIVE_CURRENCIES), mode=SelectSelectorMode.DROPDOWN
                 )
