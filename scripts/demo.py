@@ -682,6 +682,7 @@ class Run:
     timings: dict[str, float] = field(default_factory=dict)
     summary: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def url(self) -> str:
@@ -968,7 +969,7 @@ async def demo(run: Run) -> bool:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, run.stop.set)
-    t0 = time.monotonic()
+    t0 = run.started = time.monotonic()
     write_config(run.config_dir, run.port, fast=run.args.fast)
     say(f"config directory: {run.config_dir}")
     say(f"starting Home Assistant on {run.url} (log: {run.log_path})")
@@ -1050,7 +1051,7 @@ def print_summary(run: Run, ok: bool) -> None:
     print(
         "  timing: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in t.items() if k != "total")
-        + f", total {t.get('total', 0):.1f} s"
+        + f", total {t.get('total', time.monotonic() - run.started):.1f} s"
     )
     print(flush=True)
 
