@@ -150,3 +150,91 @@ async def test_runtime_controls_api(hass: HomeAssistant, init_integration: MockC
     unsubscribe()
     runtime.async_update_controls(PLUG_ID, plug_flexible=False)
     assert len(seen) == 1
+
+
+async def test_unload_clears_only_own_issues(
+    hass: HomeAssistant, init_integration: MockConfigEntry
+) -> None:
+    """Unloading deletes this entry's repair issues and no others."""
+    from homeassistant.helpers import issue_registry as ir
+
+    hass.states.async_remove("sensor.grid_power")
+    await hass.async_block_till_done()
+    issues = ir.async_get(hass)
+    assert len(issues.issues) == 1
+    other = "source_missing_OTHERENTRY_x_power_entity"
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        other,
+        is_fixable=False,
+        severity=ir.IssueSeverity.WARNING,
+        translation_key="source_missing",
+    )
+    assert await hass.config_entries.async_unload(init_integration.entry_id)
+    assert list(issues.issues) == [(DOMAIN, other)]
+
+
+def test_translation_and_icon_keys() -> None:
+    """Every entity description has a translated name and an icon, and nothing is unused."""
+    import json
+    from pathlib import Path
+
+    from custom_components.peer_energy import number, sensor, switch, time
+
+    package = Path(__file__).parent.parent / "custom_components" / "peer_energy"
+    strings = json.loads((package / "strings.json").read_text(encoding="utf-8"))["entity"]
+    icons = json.loads((package / "icons.json").read_text(encoding="utf-8"))["entity"]
+    used: dict[str, set[str]] = {
+        "sensor": {d.translation_key or "" for d in (*sensor.ASSET_SENSORS, *sensor.HOME_SENSORS)},
+        "switch": {d.translation_key or "" for d in switch.SWITCHES},
+        "number": {d.translation_key or "" for d in number.NUMBERS},
+        "time": {d.translation_key or "" for d in time.TIMES},
+    }
+    assert {platform: set(keys) for platform, keys in strings.items()} == used
+    for platform, keys in used.items():
+        for key in keys:
+            assert strings[platform][key]["name"]
+    # Icons: all but the battery state of charge (its device class has dynamic icons).
+    assert set(icons) == set(used)
+    for platform, keys in icons.items():
+        assert set(keys) <= used[platform]
+        for key in used[platform] - {"battery_soc"}:
+            assert key in keys, (platform, key)
+
+
+# The rules of hassfest's script/hassfest/quality_scale.py (Bronze to Platinum).
+QUALITY_SCALE_RULES = {
+    "action-setup", "appropriate-polling", "brands", "common-modules", "config-flow",
+    "config-flow-test-coverage", "dependency-transparency", "docs-actions", "docs-conditions",
+    "docs-high-level-description", "docs-installation-instructions",
+    "docs-removal-instructions", "docs-triggers", "entity-event-setup", "entity-unique-id",
+    "has-entity-name", "runtime-data", "test-before-configure", "test-before-setup",
+    "unique-config-entry", "action-exceptions", "config-entry-unloading",
+    "docs-configuration-parameters", "docs-installation-parameters", "entity-unavailable",
+    "integration-owner", "log-when-unavailable", "parallel-updates", "reauthentication-flow",
+    "test-coverage", "devices", "diagnostics", "discovery", "discovery-update-info",
+    "docs-data-update", "docs-examples", "docs-known-limitations", "docs-supported-devices",
+    "docs-supported-functions", "docs-troubleshooting", "docs-use-cases", "dynamic-devices",
+    "entity-category", "entity-device-class", "entity-disabled-by-default",
+    "entity-translations", "exception-translations", "icon-translations",
+    "reconfiguration-flow", "repair-issues", "stale-devices", "async-dependency",
+    "inject-websession", "strict-typing",
+}  # fmt: skip
+
+
+def test_quality_scale_lists_every_rule() -> None:
+    """quality_scale.yaml names every rule; each exempt or todo rule says why."""
+    from pathlib import Path
+
+    from homeassistant.util.yaml import load_yaml_dict
+
+    path = Path(__file__).parent.parent / "custom_components/peer_energy/quality_scale.yaml"
+    rules = load_yaml_dict(str(path))["rules"]
+    assert set(rules) == QUALITY_SCALE_RULES
+    for name, value in rules.items():
+        if isinstance(value, str):
+            assert value == "done", name
+        else:
+            assert value["status"] in {"done", "todo", "exempt"}, name
+            assert value["status"] == "done" or value["comment"].strip(), name
