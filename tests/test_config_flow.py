@@ -470,3 +470,49 @@ async def test_user_flow_over_rest(
     assert done["title"] == "Elm Street 4"
     entry = hass.config_entries.async_entries(DOMAIN)[0]
     assert entry.data[CONF_IMPORT_PRICE_ENTITY] == NORD_POOL
+
+
+def _texts(node: Any, path: str = "") -> Generator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _texts(value, f"{path}.{key}")
+    else:
+        yield path, node
+
+
+def test_flow_strings_follow_hassfest_rules() -> None:
+    """The flow sections obey the rules hassfest applies to translations.
+
+    Checked here by hand (home-assistant/core script/hassfest/translations.py): steps only
+    use known keys, every data_description belongs to a data field, subentry types name
+    their entry type and "Add" action, selector option keys are translation keys, texts have
+    no URL, HTML or outer spaces, and placeholders are identifiers. References such as
+    [%key:...%] are not resolved for custom integrations, so none are used.
+    """
+    import re
+    import string
+
+    step_keys = {"title", "description", "data", "data_description", "menu_options", "submit"}
+    flows = {"config": STRINGS["config"], "options": STRINGS["options"]}
+    flows |= {f"subentry {k}": v for k, v in STRINGS["config_subentries"].items()}
+    for name, flow in flows.items():
+        assert set(flow) <= {"step", "error", "abort", "initiate_flow", "entry_type"}, name
+        for step_id, step in flow["step"].items():
+            assert set(step) <= step_keys, (name, step_id)
+            assert set(step.get("data_description", {})) <= set(step.get("data", {}))
+        if name.startswith("subentry"):
+            assert flow["entry_type"]
+            assert "user" in flow["initiate_flow"]
+    key_pattern = re.compile(r"^(?!.+[_-]{2})(?![_-])[a-z0-9-_]+(?<![_-])$")
+    for selector in STRINGS["selector"].values():
+        assert all(key_pattern.match(option) for option in selector["options"])
+
+    sections = ("config", "config_subentries", "options", "selector")
+    for path, text in _texts({key: STRINGS[key] for key in sections}):
+        assert isinstance(text, str), path
+        assert text == text.strip(), path
+        assert text, path
+        assert not re.search(r"https?://|www\.|<[a-z/]", text, re.IGNORECASE), path
+        assert "[%key:" not in text, path
+        for _, field, _, _ in string.Formatter().parse(text):
+            assert field is None or field.isidentifier(), path
