@@ -30,7 +30,7 @@ check both.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -234,37 +234,41 @@ class ChainReport:
 
 
 def verify_chain(
-    entries: Sequence[ChainEntry],
+    entries: Iterable[ChainEntry],
     *,
     mode: VerifyMode = VerifyMode.AUTHOR,
     member: str | None = None,
     entry_check: Callable[[ChainEntry, str], str | None] | None = None,
 ) -> ChainReport:
-    """Verify a whole chain from genesis; never raises.
+    """Verify a whole chain from genesis, streaming (constant memory); never raises.
 
     ``member`` (optional) is the expected member id. ``entry_check(entry, member)``
     runs on every entry in ``FULL`` mode and returns a reason to refuse, or ``None``.
     """
-    if not entries:
+    iterator = iter(entries)
+    first = next(iterator, None)
+    if first is None:
         return ChainReport(False, member or "", 0, "", "", 0, "empty chain")
-    first = entries[0]
     owner = first.author
+    count = 1
 
     def fail(seq: int, reason: str, key: str = "") -> ChainReport:
-        return ChainReport(False, owner, len(entries), "", key, seq, reason)
+        return ChainReport(False, owner, count, "", key, seq, reason)
 
     if first.seq != 0 or first.prev != "" or first.kind != GENESIS:
         return fail(0, "first entry is not a genesis entry")
     if first.body.get("member") != owner or (member is not None and owner != member):
         return fail(0, "genesis does not name its author as the member")
-    if mode is not VerifyMode.LINKS and not first.signature_valid():
+    signatures = mode is not VerifyMode.LINKS
+    if signatures and not first.signature_valid():
         return fail(0, "bad genesis signature")
     key = owner
     previous = first
+    previous_checked = True
     full = mode is VerifyMode.FULL
-    last = len(entries) - 1
-    for index in range(1, len(entries)):
-        entry = entries[index]
+    for entry in iterator:
+        index = count
+        count += 1
         if entry.seq != index:
             return fail(index, f"sequence {entry.seq} where {index} expected", key)
         if entry.prev != previous.hash_hex:
@@ -274,14 +278,14 @@ def verify_chain(
         if entry.author != key:
             return fail(index, "not signed by the chain's current key", key)
         is_rotation = entry.kind == ROTATION
-        check_sig = (full or index == last or is_rotation) and mode is not VerifyMode.LINKS
-        if check_sig and not entry.signature_valid():
+        previous_checked = signatures and (full or is_rotation)
+        if previous_checked and not entry.signature_valid():
             return fail(index, "bad signature", key)
         if is_rotation:
             rotation = KeyRotation.from_dict(entry.body)
             if rotation is None or rotation.member != owner or rotation.old_key != key:
                 return fail(index, "malformed rotation", key)
-            if mode is not VerifyMode.LINKS and not verify_rotation(rotation):
+            if signatures and not verify_rotation(rotation):
                 return fail(index, "rotation signatures do not verify", key)
             key = rotation.new_key
         if full and entry_check is not None:
@@ -289,7 +293,10 @@ def verify_chain(
             if reason is not None:
                 return fail(index, reason, key)
         previous = entry
-    return ChainReport(True, owner, len(entries), previous.hash_hex, key)
+    # The head's signature authenticates every earlier byte through the hash links.
+    if signatures and not previous_checked and not previous.signature_valid():
+        return fail(previous.seq, "bad signature", key)
+    return ChainReport(True, owner, count, previous.hash_hex, key)
 
 
 # --- Fork and rollback proofs ---------------------------------------------------------
