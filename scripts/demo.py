@@ -903,6 +903,21 @@ async def collect(api: Api, entry_id: str) -> tuple[list[DeviceReport], dict[str
     return reports, snapshot
 
 
+def integration_log_errors(log_path: Path) -> list[str]:
+    """ERROR/CRITICAL log records raised by or through Peer Energy."""
+    found: list[str] = []
+    record = ""
+    with contextlib.suppress(OSError):
+        for line in [*log_path.read_text(errors="replace").splitlines(), "0000-"]:
+            if line[:4].isdigit() and "-" in line[:5]:  # a new record starts with the date
+                if (" ERROR " in record or " CRITICAL " in record) and DOMAIN in record:
+                    found.append(record.splitlines()[0][:300])
+                record = line
+            else:
+                record += "\n" + line
+    return found
+
+
 def numeric_sensors(report: DeviceReport) -> list[str]:
     return [
         ent
@@ -950,6 +965,12 @@ async def verify(run: Run, api: Api, entry_id: str) -> bool:
             problems.append(f"device {rep.name!r} has no sensor with a numeric value")
     if not changed:
         problems.append(f"no Peer Energy value changed within {LIVE_WINDOW:.0f} s")
+    entries = await api.request("GET", f"/api/config/config_entries/entry?domain={DOMAIN}")
+    states = [str(e.get("state")) for e in entries if e.get("entry_id") == entry_id]
+    if states != ["loaded"]:
+        problems.append(f"config entry state is {states}, not loaded")
+    errors = integration_log_errors(run.log_path)
+    problems.extend(f"log: {line}" for line in errors[:5])
 
     lines = [f"devices ({len(reports)}):"]
     for rep in reports:
