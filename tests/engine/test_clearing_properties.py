@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 import random
 
 from hypothesis import given, settings, strategies as st
 
-from custom_components.peer_energy.core.clearing import SlotResult, clear_slot
+from custom_components.peer_energy.core.clearing import clear_slot
 from custom_components.peer_energy.core.orders import MarketRules, Order, Pricing, Side
 
 from .books import SLOT, orders, rules
@@ -98,42 +99,40 @@ def test_permutation_invariance(book: list[Order], r: MarketRules, seed: int) ->
     assert a.fairness == b.fairness
 
 
-def _pool_price(res: SlotResult, clean: bool) -> int | None:
-    if clean and res.mode == "two_prices":
-        return res.clean_price
-    return res.general_price
-
-
 @SETTINGS
 @given(book=orders(), r=rules(), share=st.sampled_from([2_500, 4_000, 6_000]))
 def test_fair_share_cap_held(book: list[Order], r: MarketRules, share: int) -> None:
-    r = MarketRules(
+    plain = MarketRules(
         import_price=r.import_price,
         feed_in_tariff=r.feed_in_tariff,
         distributor_fee=r.distributor_fee,
-        fair_share_bp=share,
     )
-    res = clear_slot(book, r, slot_start=SLOT)
-    cap = res.volume_wh * share // 10_000
-    sold: Counter[tuple[str, bool]] = Counter()
-    capacity: Counter[tuple[str, bool]] = Counter()
-    orders_ = _by_id(book)
-    for o in res.orders:
-        order = orders_[o.order_id]
-        if o.side != "sell":
-            continue
-        sold[(o.owner, order.clean)] += o.filled_wh
-        price = _pool_price(res, order.clean)
-        if price is not None:
-            capacity[(o.owner, order.clean)] += sum(
-                s.energy_wh for s in order.steps if max(s.price, r.feed_in_tariff) <= price
+    capped = replace(plain, fair_share_bp=share)
+    uncapped = clear_slot(book, plain, slot_start=SLOT)
+    res = clear_slot(book, capped, slot_start=SLOT)
+    volume = uncapped.volume_wh
+    cap = volume * share // 10_000
+    buys = [o for o in book if o.side is Side.BUY]
+    top_bid = max(
+        (min(s.price, r.import_price) - r.distributor_fee for o in buys for s in o.steps),
+        default=None,
+    )
+    offered: Counter[str] = Counter()
+    for o in book:
+        if o.side is Side.SELL and top_bid is not None:
+            offered[o.owner] += sum(
+                s.energy_wh for s in o.steps if max(s.price, r.feed_in_tariff) <= top_bid
             )
-    for (owner, clean), v in sold.items():
-        if v > cap:
-            # Only allowed when every other seller of the same pool is at its limit.
-            for (other, c2), cap2 in capacity.items():
-                if c2 == clean and other != owner:
-                    assert sold[(other, c2)] >= min(cap, cap2)
+    sold: Counter[str] = Counter()
+    for o in res.orders:
+        if o.side == "sell":
+            sold[o.owner] += o.filled_wh
+    total = sum(offered.values())
+    for owner, v in sold.items():
+        assert v <= max(cap, volume - (total - offered[owner]))
+    # Capping never breaks the money balance.
+    paid = sum(m.paid_milli for m in res.members)
+    assert paid == sum(m.received_milli for m in res.members) + res.fees_milli
 
 
 @SETTINGS

@@ -28,8 +28,9 @@ mechanism; the short version:
 5. *Scarcity* (grid unavailable, or the import capacity would be exceeded): the same volume
    goes to the buyers willing to pay the price by priority class instead of by bid
    (:func:`priority_split`).
-6. *Fair share*: no seller owner sells more than ``fair_share_bp`` of the slot's cleared volume
-   while other sellers in its pool could sell the rest at the same price.
+6. *Fair share*: with ``V`` the uncapped cleared volume, no seller owner may offer more than
+   ``max(V * fair_share_bp // 10000, V - what all others offer at acceptable asks)``; its
+   dearest steps are cut and the slot is cleared again (others take over, at their prices).
 7. *Fills* pair buyer steps with seller steps: preferred partners first, then merit order.
    Pay-as-clear fills are at the pool price, pay-as-bid fills at the buyer's effective bid.
    The buyer pays ``energy x (price + fee)``, the seller receives ``energy x price``.
@@ -200,7 +201,7 @@ class _Steps:
 
     __slots__ = ("buyers", "cum", "eff", "flag", "flat", "key", "oi", "qty", "total")
 
-    def __init__(self, buyers: bool, src: _Flat, perm: list[int]) -> None:
+    def __init__(self, buyers: bool, src: _Flat, perm: list[int], qty: list[int]) -> None:
         self.buyers = buyers
         self.flat = perm
         eff = src.eff
@@ -208,7 +209,6 @@ class _Steps:
         self.key = [-e for e in self.eff] if buyers else self.eff  # ascending
         flag = src.flag
         self.flag = [flag[f] for f in perm]
-        qty = src.qty
         self.qty = [qty[f] for f in perm]
         oi = src.oi
         self.oi = [oi[f] for f in perm]
@@ -256,16 +256,23 @@ def _flatten(orders: Sequence[Order], rules: MarketRules) -> tuple[_Flat, _Flat]
     return fb, fs
 
 
-def _merit(src: _Flat, *, buyers: bool, flag_filter: int | None = None) -> _Steps:
-    """Sort a side into merit order with one integer key per step."""
-    n = len(src.qty)
-    if flag_filter is None:
-        idx: range | list[int] = range(n)
-    else:
-        idx = [f for f in range(n) if src.flag[f] == flag_filter]
+def _merit(
+    src: _Flat,
+    *,
+    buyers: bool,
+    flag_filter: int | None = None,
+    qty: list[int] | None = None,
+) -> _Steps:
+    """Sort a side into merit order with one integer key per step.
+
+    ``qty`` overrides the step quantities (fair-share truncation); empty steps are left out.
+    """
+    q = src.qty if qty is None else qty
+    n = len(q)
     if not n:
-        return _Steps(buyers, src, [])
+        return _Steps(buyers, src, [], q)
     eff, flag = src.eff, src.flag
+    idx = [f for f in range(n) if q[f] and (flag_filter is None or flag[f] == flag_filter)]
     if buyers:
         base = -max(eff)
         keys = [((-eff[f] - base) * 2 + flag[f]) * n + f for f in idx]
@@ -273,7 +280,7 @@ def _merit(src: _Flat, *, buyers: bool, flag_filter: int | None = None) -> _Step
         base = min(eff)
         keys = [((eff[f] - base) * 2 + flag[f]) * n + f for f in idx]
     keys.sort()
-    return _Steps(buyers, src, [key % n for key in keys])
+    return _Steps(buyers, src, [key % n for key in keys], q)
 
 
 def _walk(b: _Steps, s: _Steps, constrained: bool) -> int | None:
@@ -465,57 +472,35 @@ def _scarcity_buyers(
             rest -= take
 
 
-def _fair_share(
-    pool: _Pool,
-    flag: int,
-    cap: int,
-    orders: Sequence[Order],
-    div: Divider,
-) -> None:
-    """Cap each seller owner of one pool group at ``cap`` Wh when others can take over."""
-    s = pool.s
-    end = s.level(pool.price)[1]
-    steps_of: dict[str, list[int]] = {}
-    for i in range(end):
-        if s.flag[i] == flag:
-            steps_of.setdefault(orders[s.oi[i]].owner, []).append(i)
-    owners = sorted(steps_of)
-    sold = {o: sum(pool.sx[i] for i in steps_of[o]) for o in owners}
-    over = [o for o in owners if sold[o] > cap]
-    if not over:
-        return
-    excess = sum(sold[o] - cap for o in over)
-    others = [o for o in owners if sold[o] < cap]
-    spare = [min(sum(s.qty[i] for i in steps_of[o]), cap) - sold[o] for o in others]
-    room = [(o, v) for o, v in zip(others, spare, strict=True) if v > 0]
-    give_total = min(excess, sum(v for _, v in room))
-    gains = div.waterfill(
-        give_total,
-        [v for _, v in room],
-        [v for _, v in room],
-        [o for o, _ in room],
-        [o for o, _ in room],
-    )
-    keep_back = div.waterfill(
-        excess - give_total,
-        [sold[o] - cap for o in over],
-        [sold[o] - cap for o in over],
-        over,
-        over,
-    )
-    for o, back in zip(over, keep_back, strict=True):
-        div.win(o)
-        cut = sold[o] - cap - back
-        for i in reversed(steps_of[o]):
-            take = min(cut, pool.sx[i])
-            pool.sx[i] -= take
-            cut -= take
-    for (o, _), gain in zip(room, gains, strict=True):
-        left = gain
-        for i in steps_of[o]:
-            add = min(left, s.qty[i] - pool.sx[i])
-            pool.sx[i] += add
-            left -= add
+def _fair_share_limits(
+    volume: int, fb: _Flat, fs: _Flat, orders: Sequence[Order], share_bp: int
+) -> tuple[list[int], list[str]]:
+    """Sell quantities truncated to the fair share, and the owners that were capped.
+
+    With ``volume`` the uncapped cleared volume, owner ``o`` may offer at most
+    ``max(volume * share_bp // 10000, volume - others)`` Wh, where ``others`` is what all
+    other sellers offer at asks some buyer accepts; its dearest steps are cut first.
+    """
+    cap = volume * share_bp // BASIS_POINTS
+    top_bid = max(fb.eff)
+    tradeable: dict[str, list[int]] = {}
+    for f, e in enumerate(fs.eff):
+        if e <= top_bid:
+            tradeable.setdefault(orders[fs.oi[f]].owner, []).append(f)
+    offered = {o: sum(fs.qty[f] for f in steps) for o, steps in tradeable.items()}
+    total = sum(offered.values())
+    qty = list(fs.qty)
+    capped: list[str] = []
+    for owner in sorted(tradeable):
+        allowed = max(cap, volume - (total - offered[owner]))
+        if offered[owner] <= allowed:
+            continue
+        capped.append(owner)
+        left = allowed
+        for f in sorted(tradeable[owner], key=lambda f: (fs.eff[f], f)):
+            qty[f] = min(qty[f], left)
+            left -= qty[f]
+    return qty, capped
 
 
 def _pair(
@@ -585,6 +570,39 @@ def _stake_weights(stakes: Mapping[str, str] | Sequence[tuple[str, str]]) -> dic
     return weights
 
 
+def _make_pools(fb: _Flat, fs: _Flat, sell_qty: list[int] | None) -> tuple[list[_Pool], bool]:
+    """Surplus-maximising volumes and prices: one merged pool, or clean and general pools."""
+    b, s = _merit(fb, buyers=True), _merit(fs, buyers=False, qty=sell_qty)
+    pools: list[_Pool] = []
+    q = _walk(b, s, constrained=True)
+    if q is not None:
+        if q > 0:
+            lo, hi = _price(b, s, q)
+            pools.append(_Pool(b, s, _mid(lo, hi), q))
+        return pools, True
+    kb = _merit(fb, buyers=True, flag_filter=1)
+    cs = _merit(fs, buyers=False, flag_filter=0, qty=sell_qty)
+    ib = _merit(fb, buyers=True, flag_filter=0)
+    ns = _merit(fs, buyers=False, flag_filter=1, qty=sell_qty)
+    qc = _walk(kb, cs, constrained=False) or 0
+    qn = _walk(ib, ns, constrained=False) or 0
+    pc = pn = None
+    if qc > 0:
+        lo_c, hi_c = _price(kb, cs, qc)
+        pc = _mid(lo_c, hi_c)
+    if qn > 0:
+        lo_n, hi_n = _price(ib, ns, qn)
+        pn = _mid(lo_n, hi_n)
+    if pc is not None and pn is not None and pc < pn:
+        # The intervals then overlap and one common price is an equilibrium too.
+        pc = pn = _mid(max(lo_c, lo_n), min(hi_c, hi_n))
+    if pc is not None:
+        pools.append(_Pool(kb, cs, pc, qc))
+    if pn is not None:
+        pools.append(_Pool(ib, ns, pn, qn))
+    return pools, False
+
+
 def clear_slot(
     orders: Sequence[Order],
     rules: MarketRules,
@@ -599,39 +617,21 @@ def clear_slot(
     div = Divider(fairness, slot_start)
     stake_weight = _stake_weights(stakes)
     fb, fs = _flatten(ranked, rules)
-    b, s = _merit(fb, buyers=True), _merit(fs, buyers=False)
-
-    pools: list[_Pool] = []
-    merged = False
-    q = _walk(b, s, constrained=True)
-    if q is not None:
-        merged = True
-        if q > 0:
-            lo, hi = _price(b, s, q)
-            pools.append(_Pool(b, s, _mid(lo, hi), q))
-    else:
-        kb, cs = _merit(fb, buyers=True, flag_filter=1), _merit(fs, buyers=False, flag_filter=0)
-        ib, ns = _merit(fb, buyers=True, flag_filter=0), _merit(fs, buyers=False, flag_filter=1)
-        qc = _walk(kb, cs, constrained=False) or 0
-        qn = _walk(ib, ns, constrained=False) or 0
-        pc = pn = None
-        if qc > 0:
-            lo_c, hi_c = _price(kb, cs, qc)
-            pc = _mid(lo_c, hi_c)
-        if qn > 0:
-            lo_n, hi_n = _price(ib, ns, qn)
-            pn = _mid(lo_n, hi_n)
-        if pc is not None and pn is not None and pc < pn:
-            # The intervals then overlap and one common price is an equilibrium too.
-            pc = pn = _mid(max(lo_c, lo_n), min(hi_c, hi_n))
-        if pc is not None:
-            pools.append(_Pool(kb, cs, pc, qc))
-        if pn is not None:
-            pools.append(_Pool(ib, ns, pn, qn))
+    pools, merged = _make_pools(fb, fs, None)
+    if rules.fair_share_bp < BASIS_POINTS and pools:
+        qty, capped = _fair_share_limits(
+            sum(p.volume for p in pools), fb, fs, ranked, rules.fair_share_bp
+        )
+        if capped:
+            for owner in capped:
+                div.win(owner)
+            pools, merged = _make_pools(fb, fs, qty)
 
     for pool in pools:
-        _ration(pool.b, pool.bx, pool.price, pool.volume, div, ranked)
         _ration(pool.s, pool.sx, pool.price, pool.volume, div, ranked)
+    wins_before_buyers = dict(div.won)
+    for pool in pools:
+        _ration(pool.b, pool.bx, pool.price, pool.volume, div, ranked)
 
     # Scarcity: grid unavailable, or unfilled must-run demand exceeds the import capacity.
     residual = _import_residuals(fb, _collect(pools, len(fb.qty), buyers=True), rules)
@@ -639,16 +639,11 @@ def clear_slot(
         rules.import_capacity_wh is not None and sum(residual.values()) > rules.import_capacity_wh
     )
     if scarcity and pools:
+        div.won = wins_before_buyers  # the price-based buyer rationing is replaced
         for pool in pools:
             clean_limit = sum(x for x, f in zip(pool.sx, pool.s.flag, strict=True) if f == 0)
             _scarcity_buyers(pool, ranked, stake_weight, div, clean_limit if merged else None)
         residual = _import_residuals(fb, _collect(pools, len(fb.qty), buyers=True), rules)
-
-    if rules.fair_share_bp < BASIS_POINTS:
-        cap = sum(p.volume for p in pools) * rules.fair_share_bp // BASIS_POINTS
-        for pool in pools:
-            for flag in (0, 1):
-                _fair_share(pool, flag, cap, ranked, div)
 
     raw_fills: dict[tuple[int, int, int], int] = {}
     for pool in pools:
