@@ -11,7 +11,7 @@ from unittest.mock import AsyncMock, patch
 
 from homeassistant.config_entries import SOURCE_USER, ConfigFlowResult
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.data_entry_flow import FlowResultType, UnknownFlow
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -264,14 +264,17 @@ async def test_single_instance(hass: HomeAssistant) -> None:
 async def test_second_flow_aborts_when_first_finishes(
     hass: HomeAssistant, mock_setup_entry: AsyncMock
 ) -> None:
-    """Two forms open at once: the second one to submit cannot make a second entry."""
+    """Two forms open at once: the second one cannot make a second entry.
+
+    The manifest declares ``single_config_entry``, so Home Assistant closes the other
+    open flows as soon as the first one creates the entry.
+    """
     first = await _start(hass)
     second = await _start(hass)
     result = await hass.config_entries.flow.async_configure(first["flow_id"], _fixed())
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    result = await hass.config_entries.flow.async_configure(second["flow_id"], _fixed())
-    assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "single_instance_allowed"
+    with pytest.raises(UnknownFlow):
+        await hass.config_entries.flow.async_configure(second["flow_id"], _fixed())
     assert len(hass.config_entries.async_entries(DOMAIN)) == 1
 
 
