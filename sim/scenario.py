@@ -1,0 +1,333 @@
+"""A community's own data as files: the scenario format (JSON + CSV), read and write.
+
+A scenario is a JSON file that describes the homes and their devices and points to CSV files
+with the time series (paths relative to the JSON file). It is meant to be filled from
+smart-meter exports: one row per home and slot.
+
+``scenario.json``::
+
+    {
+      "format": "peer-energy-scenario/1",
+      "slot_minutes": 15,
+      "start": "2025-05-12T00:00:00+02:00",     # first slot start, ISO 8601 with offset
+      "slots": 96,                              # number of slots
+      "timeseries_csv": "timeseries.csv",
+      "prices_csv": "prices.csv",               # optional, else "tariff" is used
+      "tariff": {"import_ct": 32, "feed_in_ct": 8, "carbon_g_per_kwh": 400},
+      "homes": [
+        {"id": "home001", "pv_kwp": 6.5, "clean_only": false,
+         "battery": {"capacity_wh": 10000, "power_w": 5000, "efficiency_pct": 95,
+                     "initial_soc_wh": 2000},
+         "ev": {"charger_w": 11000, "sessions": [
+             {"arrive": "2025-05-12T18:00:00+02:00", "depart": "2025-05-13T07:00:00+02:00",
+              "energy_wh": 12000}]},
+         "flex": [{"earliest": "2025-05-12T08:00:00+02:00",
+                   "deadline": "2025-05-12T20:00:00+02:00", "energy_wh": 1500,
+                   "power_w": 2000}]}
+      ]
+    }
+
+``timeseries.csv`` (long format, one row per home and slot, every pair present)::
+
+    timestamp,home,load_wh,pv_wh
+    2025-05-12T00:00:00+02:00,home001,112,0
+
+``load_wh`` is the home's inflexible consumption in the slot (without the EV and the
+flexible plugs described in the JSON), ``pv_wh`` its PV generation, both non-negative
+integer Wh. ``prices.csv`` (optional) has ``timestamp,import_ct,feed_in_ct`` and optionally
+``carbon_g_per_kwh`` and ``day_ahead_ct``. Times may use any offset; they must fall on the
+slot grid. Optional fields: ``pv_kwp`` (informative), ``battery``, ``ev``, ``flex``,
+``clean_only`` (default false).
+
+:func:`read_scenario` validates everything and raises :class:`ScenarioError` with the file
+and the field at fault; :func:`write_scenario` writes a community in this format, and
+reading it back gives the same community (the round trip the tests check).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from .community import EV, Battery, Community, EVSession, FlexTask, Home
+
+FORMAT = "peer-energy-scenario/1"
+_ZONE = ZoneInfo("Europe/Berlin")  # only the written offsets; any offset reads back
+
+
+class ScenarioError(ValueError):
+    """The scenario files are missing, malformed or inconsistent."""
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, _ZONE).isoformat()
+
+
+def _ts(text: object, where: str) -> int:
+    if not isinstance(text, str):
+        raise ScenarioError(f"{where}: expected an ISO 8601 time, got {text!r}")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ScenarioError(f"{where}: not an ISO 8601 time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise ScenarioError(f"{where}: the time needs a UTC offset: {text!r}")
+    return int(moment.timestamp())
+
+
+def _int(obj: dict[str, Any], key: str, where: str, *, default: int | None = None) -> int:
+    value = obj.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ScenarioError(f"{where}: {key} must be an integer, got {value!r}")
+    if value < 0:
+        raise ScenarioError(f"{where}: {key} must not be negative")
+    return value
+
+
+def write_scenario(c: Community, path: str | Path) -> Path:
+    """Write ``c`` as ``path`` (JSON) plus ``timeseries.csv`` and ``prices.csv`` beside it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stem = path.stem
+    ts_name, pr_name = f"{stem}.timeseries.csv", f"{stem}.prices.csv"
+    slot_iso = [_iso(int(s)) for s in c.slots]
+
+    def at(index: int) -> str:
+        return _iso(int(c.slots[0]) + index * c.slot_seconds)
+
+    homes = []
+    for h in c.homes:
+        entry: dict[str, Any] = {"id": h.home_id, "pv_kwp": h.pv_kwp, "clean_only": h.clean_only}
+        if h.annual_kwh:
+            entry["annual_kwh"] = h.annual_kwh
+        if h.battery is not None:
+            entry["battery"] = h.battery.to_dict()
+        if h.ev is not None:
+            entry["ev"] = {
+                "charger_w": h.ev.charger_w,
+                "sessions": [
+                    {"arrive": at(s.arrive), "depart": at(s.depart), "energy_wh": s.energy_wh}
+                    for s in h.ev.sessions
+                ],
+            }
+        if h.flex:
+            entry["flex"] = [
+                {
+                    "earliest": at(f.earliest),
+                    "deadline": at(f.deadline),
+                    "energy_wh": f.energy_wh,
+                    "power_w": f.power_w,
+                }
+                for f in h.flex
+            ]
+        homes.append(entry)
+    doc = {
+        "format": FORMAT,
+        "slot_minutes": c.slot_seconds // 60,
+        "start": slot_iso[0],
+        "slots": c.n_slots,
+        "timeseries_csv": ts_name,
+        "prices_csv": pr_name,
+        "homes": homes,
+        "meta": {k: v for k, v in c.meta.items() if isinstance(v, str | int | float | bool)},
+    }
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    with (path.parent / ts_name).open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["timestamp", "home", "load_wh", "pv_wh"])
+        for t, stamp in enumerate(slot_iso):
+            for i, h in enumerate(c.homes):
+                w.writerow([stamp, h.home_id, int(c.load_wh[i, t]), int(c.pv_wh[i, t])])
+    with (path.parent / pr_name).open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        header = ["timestamp", "import_ct", "feed_in_ct", "carbon_g_per_kwh"]
+        if c.day_ahead is not None:
+            header.append("day_ahead_ct")
+        w.writerow(header)
+        for t, stamp in enumerate(slot_iso):
+            row: list[object] = [stamp, int(c.import_price[t]), int(c.feed_in[t]), repr(float(c.carbon[t]))]
+            if c.day_ahead is not None:
+                row.append(repr(float(c.day_ahead[t])))
+            w.writerow(row)
+    return path
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            return list(csv.DictReader(fh))
+    except OSError as err:
+        raise ScenarioError(f"cannot read {path}: {err.strerror}") from None
+
+
+def read_scenario(path: str | Path) -> Community:
+    """Read and validate a scenario (see the module docstring); raises :class:`ScenarioError`."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ScenarioError(f"cannot read {path}: {err.strerror}") from None
+    except json.JSONDecodeError as err:
+        raise ScenarioError(f"{path}: invalid JSON: {err}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ScenarioError(f"{path}: format must be {FORMAT!r}")
+    minutes = _int(doc, "slot_minutes", path.name)
+    if minutes < 1 or 1440 % minutes:
+        raise ScenarioError(f"{path.name}: slot_minutes must divide a day")
+    slot_seconds = minutes * 60
+    start = _ts(doc.get("start"), f"{path.name}: start")
+    if start % slot_seconds:
+        raise ScenarioError(f"{path.name}: start must lie on the {minutes}-minute grid")
+    n = _int(doc, "slots", path.name)
+    if n < 1:
+        raise ScenarioError(f"{path.name}: slots must be at least 1")
+    slots = start + slot_seconds * np.arange(n, dtype=np.int64)
+
+    def index(text: object, where: str, *, end: bool = False) -> int:
+        ts = _ts(text, where)
+        k, rem = divmod(ts - start, slot_seconds)
+        if rem or not 0 <= k <= (n if end else n - 1):
+            raise ScenarioError(f"{where}: {text} is not a slot boundary within the scenario")
+        return int(k)
+
+    raw_homes = doc.get("homes")
+    if not isinstance(raw_homes, list) or not raw_homes:
+        raise ScenarioError(f"{path.name}: homes must be a non-empty list")
+    homes: list[Home] = []
+    for k, raw in enumerate(raw_homes):
+        where = f"{path.name}: homes[{k}]"
+        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not raw["id"]:
+            raise ScenarioError(f"{where}: each home needs an id")
+        where = f"{path.name}: home {raw['id']}"
+        battery = None
+        if raw.get("battery") is not None:
+            b = raw["battery"]
+            if not isinstance(b, dict):
+                raise ScenarioError(f"{where}: battery must be an object")
+            battery = Battery(
+                _int(b, "capacity_wh", where),
+                _int(b, "power_w", where),
+                _int(b, "efficiency_pct", where, default=95),
+                _int(b, "initial_soc_wh", where, default=0),
+            )
+        ev = None
+        if raw.get("ev") is not None:
+            e = raw["ev"]
+            if not isinstance(e, dict) or not isinstance(e.get("sessions", []), list):
+                raise ScenarioError(f"{where}: ev must be an object with a sessions list")
+            sessions = tuple(
+                EVSession(
+                    index(s.get("arrive"), f"{where}: ev session {j} arrive"),
+                    index(s.get("depart"), f"{where}: ev session {j} depart", end=True),
+                    _int(s, "energy_wh", f"{where}: ev session {j}"),
+                )
+                for j, s in enumerate(e.get("sessions", []))
+            )
+            ev = EV(_int(e, "charger_w", where), sessions)
+        flex = []
+        for j, f in enumerate(raw.get("flex", [])):
+            w = f"{where}: flex {j}"
+            if not isinstance(f, dict):
+                raise ScenarioError(f"{w}: must be an object")
+            flex.append(
+                FlexTask(
+                    index(f.get("earliest"), f"{w} earliest"),
+                    index(f.get("deadline"), f"{w} deadline", end=True),
+                    _int(f, "energy_wh", w),
+                    _int(f, "power_w", w),
+                )
+            )
+        pv_kwp = raw.get("pv_kwp", 0.0)
+        if not isinstance(pv_kwp, int | float) or isinstance(pv_kwp, bool) or pv_kwp < 0:
+            raise ScenarioError(f"{where}: pv_kwp must be a non-negative number")
+        clean = raw.get("clean_only", False)
+        if not isinstance(clean, bool):
+            raise ScenarioError(f"{where}: clean_only must be true or false")
+        annual = raw.get("annual_kwh", 0.0)
+        homes.append(
+            Home(raw["id"], float(pv_kwp), battery, ev, tuple(flex), clean, float(annual))
+        )
+    ids = {h.home_id: i for i, h in enumerate(homes)}
+    if len(ids) != len(homes):
+        raise ScenarioError(f"{path.name}: home ids must be unique")
+
+    ts_name = doc.get("timeseries_csv")
+    if not isinstance(ts_name, str):
+        raise ScenarioError(f"{path.name}: timeseries_csv must name a CSV file")
+    load = np.full((len(homes), n), -1, dtype=np.int64)
+    pv = np.zeros((len(homes), n), dtype=np.int64)
+    ts_path = path.parent / ts_name
+    for line, row in enumerate(_read_csv(ts_path), start=2):
+        where = f"{ts_path.name} line {line}"
+        home = row.get("home")
+        if home not in ids:
+            raise ScenarioError(f"{where}: unknown home {home!r}")
+        t = index(row.get("timestamp"), where)
+        try:
+            lw, pw = int(row.get("load_wh") or ""), int(row.get("pv_wh") or "0")
+        except ValueError:
+            raise ScenarioError(f"{where}: load_wh and pv_wh must be integers (Wh)") from None
+        if lw < 0 or pw < 0:
+            raise ScenarioError(f"{where}: load_wh and pv_wh must not be negative")
+        load[ids[home], t] = lw
+        pv[ids[home], t] = pw
+    missing = np.argwhere(load < 0)
+    if missing.size:
+        i, t = missing[0]
+        raise ScenarioError(
+            f"{ts_path.name}: no row for home {homes[i].home_id} at {_iso(int(slots[t]))}"
+        )
+
+    tariff = doc.get("tariff", {})
+    if not isinstance(tariff, dict):
+        raise ScenarioError(f"{path.name}: tariff must be an object")
+    imp = np.full(n, _int(tariff, "import_ct", path.name, default=32), dtype=np.int64)
+    fit = np.full(n, _int(tariff, "feed_in_ct", path.name, default=8), dtype=np.int64)
+    carbon = np.full(n, float(tariff.get("carbon_g_per_kwh", 400.0)))
+    day_ahead = None
+    if doc.get("prices_csv"):
+        pr_path = path.parent / str(doc["prices_csv"])
+        rows = _read_csv(pr_path)
+        seen = np.zeros(n, dtype=bool)
+        has_da = bool(rows) and "day_ahead_ct" in rows[0]
+        if has_da:
+            day_ahead = np.zeros(n)
+        for line, row in enumerate(rows, start=2):
+            where = f"{pr_path.name} line {line}"
+            t = index(row.get("timestamp"), where)
+            try:
+                imp[t] = int(row["import_ct"])
+                fit[t] = int(row["feed_in_ct"])
+                if row.get("carbon_g_per_kwh"):
+                    carbon[t] = float(row["carbon_g_per_kwh"])
+                if day_ahead is not None:
+                    day_ahead[t] = float(row["day_ahead_ct"])
+            except (KeyError, ValueError, TypeError):
+                raise ScenarioError(f"{where}: import_ct and feed_in_ct must be integers") from None
+            seen[t] = True
+        if not seen.all():
+            raise ScenarioError(f"{pr_path.name}: no prices for {_iso(int(slots[np.argmin(seen)]))}")
+    meta = doc.get("meta", {})
+    c = Community(
+        slot_seconds=slot_seconds,
+        slots=slots,
+        homes=tuple(homes),
+        load_wh=load,
+        pv_wh=pv,
+        import_price=imp,
+        feed_in=fit,
+        carbon=carbon,
+        day_ahead=day_ahead,
+        meta={**(meta if isinstance(meta, dict) else {}), "source": str(path)},
+    )
+    try:
+        c.check()
+    except ValueError as err:
+        raise ScenarioError(f"{path.name}: {err}") from None
+    return c
