@@ -294,6 +294,8 @@ def test_key_rotation_survives_restart(tmp_path: Path) -> None:
     again.close()
     with pytest.raises(HomeLedgerError, match="another key"):
         open_ledger(path, THIRD)
+    with pytest.raises(HomeLedgerError, match="another key"):
+        open_ledger(path, HOME)  # the rotated-away key may no longer write
 
 
 def test_ledger_belongs_to_one_community(tmp_path: Path) -> None:
@@ -364,3 +366,27 @@ def test_a_flipped_bit_in_the_stored_chain_is_detected(tmp_path: Path) -> None:
         finally:
             db.close()
     assert detected == 25
+
+
+def test_our_trades_must_commit_to_our_chain(tmp_path: Path) -> None:
+    ledger = busy_ledger(tmp_path / "l.sqlite")
+    old_prev = ledger.db.entry(H, 2)
+    assert old_prev is not None
+    terms, _ = ledger.credit.propose_trade(
+        slot=T0 // 1000, buyer=P, seller=H, energy_wh=5, price=20, seller_prev="ab" * 32
+    )
+    assert terms is not None
+    foreign = SignedTrade(terms, sign_trade(terms, PEER), sign_trade(terms, HOME))
+    result = ledger.commit_slot(T0 + 9 * SLOT_MS, trades=[foreign])
+    assert result.refused[0][1].refusal is Refusal.INVALID_TERMS
+    assert ledger.db.has_entry_hash(H, old_prev.hash_hex)
+    assert not ledger.db.has_entry_hash(H, "zz")
+    # An older entry of our chain is fine (the trade was agreed a little while ago).
+    terms, _ = ledger.credit.propose_trade(
+        slot=T0 // 1000, buyer=P, seller=H, energy_wh=5, price=20, seller_prev=old_prev.hash_hex
+    )
+    assert terms is not None
+    agreed = SignedTrade(terms, sign_trade(terms, PEER), sign_trade(terms, HOME))
+    assert ledger.commit_slot(T0 + 9 * SLOT_MS, trades=[agreed]).refused == ()
+    assert ledger.verify(VerifyMode.FULL).ok
+    ledger.close()

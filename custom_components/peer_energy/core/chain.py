@@ -35,7 +35,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .canonical import Canonical, CanonicalError, canonical_bytes, decode, digest
+from .canonical import (
+    Canonical,
+    CanonicalError,
+    canonical_bytes,
+    decode,
+    decode_trusted,
+    digest,
+)
 from .identity import (
     Identity,
     KeyRing,
@@ -102,13 +109,14 @@ def entry_hash(signed: bytes, sig: bytes) -> bytes:
     return digest(HASH_PREFIX + signed + sig)
 
 
-def parse_entry(signed: bytes, sig: bytes) -> ChainEntry:
-    """Rebuild an entry from its stored parts; ``ChainError`` if malformed.
+def parse_entry(signed: bytes, sig: bytes, *, trusted: bool = False) -> ChainEntry:
+    """Rebuild an entry from its parts; ``ChainError`` if malformed.
 
-    The signature is not checked here (see ``verify_chain``).
+    The signature is not checked here (see ``verify_chain``). ``trusted`` selects the
+    fast parser for bytes this home validated when storing them (``LedgerDB`` reads).
     """
     try:
-        data = decode(signed)
+        data = decode_trusted(signed) if trusted else decode(signed)
     except CanonicalError as err:
         raise ChainError(f"entry is not canonical JSON: {err}") from err
     if not isinstance(data, dict) or set(data) != _ENTRY_KEYS:
@@ -185,7 +193,7 @@ def next_entry(
         raise ChainError(f"use the dedicated builder for {kind!r} entries")
     if ts_ms < head.ts_ms:
         raise ChainError("timestamps never go back on a chain")
-    if identity.public_key != _key_after(head):
+    if identity.public_key != current_key(head):
         raise ChainError("entry must be signed by the chain's current key")
     return _sign_entry(identity, head.seq + 1, head.hash_hex, ts_ms, kind, body)
 
@@ -194,7 +202,7 @@ def rotation_entry(
     member: str, old: Identity, new: Identity, head: ChainEntry, ts_ms: int
 ) -> tuple[ChainEntry, KeyRotation]:
     """Append a key rotation (signed by ``old``); later entries are signed by ``new``."""
-    if old.public_key != _key_after(head):
+    if old.public_key != current_key(head):
         raise ChainError("rotation must be signed by the chain's current key")
     if ts_ms < head.ts_ms:
         raise ChainError("timestamps never go back on a chain")
@@ -203,8 +211,8 @@ def rotation_entry(
     return entry, rotation
 
 
-def _key_after(entry: ChainEntry) -> str:
-    """The key that signs the entry after ``entry``."""
+def current_key(entry: ChainEntry) -> str:
+    """The key that signs the entry after ``entry`` (the chain's current key)."""
     if entry.kind == ROTATION:
         new_key = entry.body.get("new_key")
         if isinstance(new_key, str):

@@ -21,6 +21,7 @@ from .chain import (
     ChainReport,
     ForkProof,
     VerifyMode,
+    current_key,
     genesis_entry,
     next_entry,
     rotation_entry,
@@ -116,9 +117,7 @@ class HomeLedger:
                 entries=[(self.member, head)],
                 meta={"community": community, "member": self.member},
             )
-        elif head.author != identity.public_key and not (
-            head.kind == "rotation" and head.body.get("new_key") == identity.public_key
-        ):
+        elif identity.public_key != current_key(head):
             raise HomeLedgerError("ledger was written by another key")
         self.head: ChainEntry = head
         for name, account in db.accounts().items():
@@ -214,6 +213,10 @@ class HomeLedger:
                 party = self.member in (trade.terms.buyer, trade.terms.seller)
                 if self.db.has_record(record_id):
                     result = CreditResult(Refusal.DUPLICATE, "trade already recorded")
+                elif party and not self._on_chain(trade, head, new_entries):
+                    result = CreditResult(
+                        Refusal.INVALID_TERMS, "trade does not commit to an entry of our chain"
+                    )
                 else:
                     result = credit.apply_trade(trade, enforce_limit=party)
                 if not result.ok:
@@ -267,6 +270,16 @@ class HomeLedger:
         self.head = head
         self.evidence.extend(evidence)
         return SlotResult(tuple(new_entries), tuple(accepted), tuple(refused))
+
+    def _on_chain(
+        self, trade: SignedTrade, head: ChainEntry, new_entries: Sequence[ChainEntry]
+    ) -> bool:
+        """Our previous hash in the trade names an entry of our chain."""
+        terms = trade.terms
+        prev = terms.buyer_prev if terms.buyer == self.member else terms.seller_prev
+        if prev == head.hash_hex or any(e.hash_hex == prev for e in new_entries):
+            return True
+        return self.db.has_entry_hash(self.member, prev)
 
     def rotate_key(self, new: Identity, ts_ms: int) -> ChainEntry:
         """Append a key rotation signed by the current key and switch to ``new``.

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+import re
 from types import MappingProxyType
 
 from nacl.exceptions import BadSignatureError, CryptoError
@@ -61,8 +62,11 @@ def is_sig_hex(value: object) -> bool:
     return isinstance(value, str) and len(value) == SIG_HEX_LEN and _is_lower_hex(value)
 
 
+_LOWER_HEX = re.compile(r"[0-9a-f]*")
+
+
 def _is_lower_hex(value: str) -> bool:
-    return all(c in "0123456789abcdef" for c in value)
+    return _LOWER_HEX.fullmatch(value) is not None
 
 
 _VERIFY_CACHE: dict[str, VerifyKey] = {}

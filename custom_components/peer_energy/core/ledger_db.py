@@ -48,8 +48,9 @@ CREATE TABLE IF NOT EXISTS entries (
     kind TEXT NOT NULL,
     signed BLOB NOT NULL,
     sig BLOB NOT NULL,
-    PRIMARY KEY (chain, seq)
-) WITHOUT ROWID;
+    UNIQUE (chain, seq)
+);
+CREATE INDEX IF NOT EXISTS entries_hash ON entries (hash);
 CREATE TABLE IF NOT EXISTS records (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -209,7 +210,18 @@ class LedgerDB:
             (chain, start),
         )
         for signed, sig in cursor:
-            yield parse_entry(bytes(signed), bytes(sig))
+            yield parse_entry(bytes(signed), bytes(sig), trusted=True)
+
+    def has_entry_hash(self, chain: str, entry_hash_hex: str) -> bool:
+        """True if ``chain`` holds an entry with this hash (hex)."""
+        try:
+            digest = bytes.fromhex(entry_hash_hex)
+        except ValueError:
+            return False
+        row = self._q(
+            "SELECT 1 FROM entries WHERE hash = ? AND chain = ?", (digest, chain)
+        ).fetchone()
+        return row is not None
 
     def chain(self, chain: str, start: int = 0) -> list[ChainEntry]:
         """Entries of ``chain`` from ``start`` as a list."""

@@ -1,0 +1,224 @@
+"""The Home Assistant ledger adapter: key store, SQLite in the executor, restart, exports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from unittest.mock import patch
+
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
+import pytest
+
+from custom_components.peer_energy.core.chain import VerifyMode
+from custom_components.peer_energy.core.credit import (
+    CreditPolicy,
+    SignedTrade,
+    sign_trade,
+)
+from custom_components.peer_energy.core.identity import Identity
+from custom_components.peer_energy.core.ledger_db import LedgerDBError
+from custom_components.peer_energy.core.reputation import delivery_evidence
+from custom_components.peer_energy.ledger import (
+    LedgerSetupError,
+    PeerLedger,
+    ledger_path,
+)
+
+ENTRY = "entry1"
+STORE_KEY = "peer_energy.identity.entry1"
+NEIGHBOUR = Identity(bytes(range(32)))
+T0 = 1_800_000_000_000
+
+
+@pytest.fixture
+def config_dir(hass: HomeAssistant, tmp_path: Path) -> Path:
+    """Keep the SQLite file out of the shared test config directory."""
+    hass.config.config_dir = str(tmp_path)
+    return tmp_path
+
+
+async def open_ledger(hass: HomeAssistant) -> PeerLedger:
+    return await PeerLedger.async_open(
+        hass, ENTRY, "street-7", policy=CreditPolicy(base_limit=1_000_000)
+    )
+
+
+async def sell(ledger: PeerLedger, slot: int, wh: int) -> SignedTrade:
+    terms, result = ledger._ledger.credit.propose_trade(
+        slot=(T0 + slot * 900_000) // 1000,
+        buyer=NEIGHBOUR.public_key,
+        seller=ledger.member,
+        energy_wh=wh,
+        price=22,
+        clean=True,
+        seller_prev=ledger._ledger.head.hash_hex,
+    )
+    assert terms is not None, result
+    return SignedTrade(
+        terms, sign_trade(terms, NEIGHBOUR), sign_trade(terms, ledger._ledger.identity)
+    )
+
+
+async def test_key_created_once_and_kept_private(
+    hass: HomeAssistant,
+    hass_storage: dict[str, Any],
+    config_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ledger = await open_ledger(hass)
+    seed = hass_storage[STORE_KEY]["data"]["seed"]
+    assert Identity.from_seed_hex(seed).public_key == ledger.member == ledger.public_key
+    ours = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith(("custom_components", "homeassistant"))
+    ]
+    assert ours  # the creation is logged, by public key prefix only
+    assert not any(seed in message for message in ours)
+    await ledger.async_close()
+    again = await open_ledger(hass)
+    assert again.member == ledger.member
+    assert hass_storage[STORE_KEY]["data"]["seed"] == seed
+    assert ledger_path(hass, ENTRY).is_relative_to(config_dir / ".storage")
+    assert ledger_path(hass, ENTRY).exists()
+    await again.async_close()
+
+
+async def test_restart_gives_identical_balances(
+    hass: HomeAssistant, hass_storage: dict[str, Any], config_dir: Path
+) -> None:
+    ledger = await open_ledger(hass)
+    for slot in range(1, 4):
+        result = await ledger.async_commit_slot(
+            T0 + slot * 900_000,
+            entries=[("order", {"slot": slot})],
+            trades=[await sell(ledger, slot, 300 * slot)],
+            evidence=[delivery_evidence(NEIGHBOUR.public_key, 10, 10, T0)],
+        )
+        assert result.refused == ()
+    before = (ledger.balances(), ledger.balance(), ledger.scores(T0), ledger.credit_limit())
+    assert ledger.balance() == 22 * 300 * 6
+    assert ledger.balance(NEIGHBOUR.public_key) == -ledger.balance()
+    assert ledger.max_buy_wh(22) == (ledger.balance() + ledger.credit_limit()) // 22
+    await ledger.async_close()
+
+    again = await open_ledger(hass)
+    after = (again.balances(), again.balance(), again.scores(T0), again.credit_limit())
+    assert after == before
+    report = await again.async_verify(VerifyMode.FULL)
+    assert report.ok
+    assert report.length == 7
+    await again.async_close()
+
+
+async def test_exports_and_diagnostics(
+    hass: HomeAssistant, hass_storage: dict[str, Any], config_dir: Path
+) -> None:
+    ledger = await open_ledger(hass)
+    await ledger.async_commit_slot(T0, trades=[await sell(ledger, 1, 500)])
+    text = await ledger.async_export("csv")
+    assert isinstance(text, str)
+    assert text.splitlines()[0].startswith("kind,id,ts_ms")
+    assert "trade" in text
+    data = await ledger.async_export("json", include_chain=True)
+    assert isinstance(data, dict)
+    assert len(data["chain"]) == 2
+    with pytest.raises(HomeAssistantError, match="unknown export format"):
+        await ledger.async_export("xml")
+    for fmt in ("csv", "json"):
+        path = await ledger.async_write_export(fmt)
+        assert path.is_relative_to(config_dir / "peer_energy_exports")
+        assert path.read_text(encoding="utf-8")
+    json.loads((await ledger.async_write_export("json")).read_text(encoding="utf-8"))
+
+    diagnostics = await ledger.async_diagnostics()
+    seed = hass_storage[STORE_KEY]["data"]["seed"]
+    assert seed not in json.dumps(diagnostics)
+    assert diagnostics["identity"]["seed"] == "**REDACTED**"
+    assert diagnostics["identity"]["public_key"] == ledger.member
+    assert diagnostics["ledger"]["balance_mmu"] == 500 * 22
+    await ledger.async_close()
+
+
+async def test_key_rotation_and_interrupted_rotation(
+    hass: HomeAssistant, hass_storage: dict[str, Any], config_dir: Path
+) -> None:
+    ledger = await open_ledger(hass)
+    member = ledger.member
+    new_key = await ledger.async_rotate_key()
+    assert ledger.public_key == new_key != member
+    assert ledger.member == member
+    assert set(hass_storage[STORE_KEY]["data"]) == {"seed"}
+    await ledger.async_close()
+
+    # Crash after the chain announced a rotation but before the store dropped the old key.
+    again = await open_ledger(hass)
+    current = hass_storage[STORE_KEY]["data"]["seed"]
+    with patch.object(type(again._store), "async_save", autospec=True) as save:
+        await again.async_rotate_key()
+    pending_seed = save.call_args_list[0].args[1]["next_seed"]
+    hass_storage[STORE_KEY]["data"] = {"seed": current, "next_seed": pending_seed}
+    await again.async_close()
+    recovered = await open_ledger(hass)
+    assert recovered.public_key == Identity.from_seed_hex(pending_seed).public_key
+    assert hass_storage[STORE_KEY]["data"] == {"seed": pending_seed}
+    assert (await recovered.async_verify()).ok
+    await recovered.async_close()
+
+    # Crash before the chain announced it: the pending key is dropped.
+    other = Identity.generate()
+    hass_storage[STORE_KEY]["data"] = {"seed": pending_seed, "next_seed": other.seed_hex()}
+    kept = await open_ledger(hass)
+    assert kept.public_key == Identity.from_seed_hex(pending_seed).public_key
+    assert hass_storage[STORE_KEY]["data"] == {"seed": pending_seed}
+    await kept.async_close()
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [{"seed": "not hex"}, {}, {"seed": "00" * 32, "next_seed": 5}],
+)
+async def test_broken_key_store_is_a_clear_error(
+    hass: HomeAssistant,
+    hass_storage: dict[str, Any],
+    config_dir: Path,
+    stored: dict[str, Any],
+) -> None:
+    hass_storage[STORE_KEY] = {"version": 1, "minor_version": 1, "key": STORE_KEY, "data": stored}
+    with pytest.raises(LedgerSetupError):
+        await open_ledger(hass)
+
+
+async def test_wrong_key_or_unreadable_file_is_a_clear_error(
+    hass: HomeAssistant, hass_storage: dict[str, Any], config_dir: Path
+) -> None:
+    ledger = await open_ledger(hass)
+    await ledger.async_close()
+    hass_storage[STORE_KEY]["data"] = {"seed": Identity.generate().seed_hex()}
+    with pytest.raises(LedgerSetupError, match="another key"):
+        await open_ledger(hass)
+    hass_storage[STORE_KEY]["data"] = {
+        "seed": Identity.generate().seed_hex(),
+        "next_seed": Identity.generate().seed_hex(),
+    }
+    with pytest.raises(LedgerSetupError, match="another key"):
+        await open_ledger(hass)
+    path = ledger_path(hass, ENTRY)
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(LedgerSetupError, match="cannot open"):
+        await open_ledger(hass)
+
+
+async def test_write_failure_becomes_a_home_assistant_error(
+    hass: HomeAssistant, hass_storage: dict[str, Any], config_dir: Path
+) -> None:
+    ledger = await open_ledger(hass)
+    with (
+        patch.object(ledger._ledger, "commit_slot", side_effect=LedgerDBError("disk full")),
+        pytest.raises(HomeAssistantError, match="disk full"),
+    ):
+        await ledger.async_commit_slot(T0)
+    await ledger.async_close()
