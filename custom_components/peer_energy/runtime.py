@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import time
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import callback
 
 from .const import CONF_BATTERY_RESERVE_PCT, DEFAULT_BATTERY_RESERVE_PCT
 from .coordinator import AssetConfig, PeerEnergyCoordinator
+
+if TYPE_CHECKING:
+    from .market import SlotClock
 
 DEFAULT_EV_DEPARTURE: Final = time(7, 0)
 DEFAULT_EV_ENERGY_NEEDED_WH: Final = 10_000
@@ -48,6 +51,8 @@ class PeerEnergyRuntime:
     coordinator: PeerEnergyCoordinator
     assets: Mapping[str, AssetConfig]
     controls: dict[str, AssetControls] = field(default_factory=dict)
+    # The slot clock (market.py); set in async_setup_entry once the entry is loaded.
+    market: SlotClock | None = None
     _listeners: list[ControlsListener] = field(default_factory=list)
 
     def controls_for(self, subentry_id: str) -> AssetControls:
