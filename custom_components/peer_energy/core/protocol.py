@@ -1,0 +1,1402 @@
+"""The federation protocol: a sans-I/O state machine, one instance per home.
+
+No sockets, no clock, no randomness: the caller hands in bytes and the time (Unix ms) and
+gets back ``Output`` values: ``Send`` (bytes for one address), ``Broadcast`` (bytes for a
+list of addresses) and events (``SlotCleared``, ``SlotVoid``, ``PeerJoined``, ``PeerLeft``,
+``DeviceEnrolled``, ``EquivocationDetected``, ``PeerUnreachable``, ``PeerReachable``,
+``Rejected``). Secrets (invitation secrets, the founding nonce) are passed in. The wire
+format is specified in ``docs/protocol.md``.
+
+Per slot (``s`` = slot start, ``G`` = gate closure = ``s - gate_closure_lead_s``):
+
+1. **Orders** until ``G``: each member signs at most one ``bid`` (its complete order set for
+   the slot) and broadcasts it. Bids are self-authenticating records that anyone may forward.
+2. **Sync** ``[G, G + sync_window)``: three digest rounds; each peer tells the others which
+   bid ids it holds and pushes the bids a peer lacks. Two different bids of one member for
+   one slot are an **equivocation**: both signed bids are the proof, they are forwarded to
+   everyone, and the member is left out of the slot's book by every peer that knows it.
+3. **Attestation** at ``A = G + sync_window``: each peer freezes its book (its bids minus
+   proven equivocators, plus the fairness state after the previous final slot), clears it
+   with ``clear_slot``, and broadcasts one signed ``attest`` (slot, book hash, result hash).
+   A member attests at most once per slot; two different attestations are an equivocation.
+4. **Final** as soon as attestations matching one (book, result) come from a quorum (more
+   than half, ``quorum_bp``) of the members on the roster at ``G``. A peer whose own book
+   differs fetches the quorum's book (``fetch`` -> ``slot_data``), re-clears it and adopts
+   the result if it verifies. Two quorums intersect, so honest peers (who attest once) can
+   never finalise two different results.
+5. **Void** at ``D = A + attest_window`` when no quorum is known: ``SlotVoid``, nothing is
+   recorded. The peer then asks others for a final result; if a verifiable one arrives later
+   (or during catch-up after being offline) it is reported as ``SlotCleared(late=True)``.
+
+Public API: ``Peer`` (``found``, ``joining``, ``invite``, ``receive``, ``tick``,
+``submit_orders``, ``leave``, ``remove``, ``set_address``, ``enrol``, ``catch_up``,
+``next_wakeup_ms`` and read-only properties), the outputs listed above,
+``EquivocationProof``/``verify_equivocation``, ``FinalSlot``, ``Reject``, ``ProtocolError``,
+``MESSAGE_TYPES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from .canonical import CanonicalError, canonical_bytes, decode, digest_of
+from .clearing import SlotResult, clear_slot
+from .community import (
+    Charter,
+    CommunityError,
+    CommunityRules,
+    Invitation,
+    InvitationError,
+    Membership,
+)
+from .envelope import (
+    Envelope,
+    EnvelopePolicy,
+    FieldType,
+    PayloadSchema,
+    RejectCode,
+    ReplayGuard,
+    seal,
+    validate,
+)
+from .fairness import FairnessState
+from .identity import AssetEnrolment, Identity, KeyRing, is_key_hex, verify_enrolment
+from .orders import Order, OrderError, Side, validate_order
+
+MAX_MESSAGE_BYTES = 1024 * 1024
+MAX_PAYLOAD_BYTES = 1000 * 1024
+MAX_ORDERS_PER_BID = 32
+MAX_LOCAL_ID = 100
+RECORDS_PER_MESSAGE = 64
+DIGEST_ROUNDS = 3
+CATCHUP_PEERS = 2
+REPLAY_WINDOW = 1 << 16
+HORIZON_S = 2 * 86_400
+DEFAULT_RETAIN_SLOTS = 192
+DEFAULT_INVITATION_TTL_MS = 7 * 86_400_000
+
+_I, _S, _L, _O, _K = (FieldType.INT, FieldType.STR, FieldType.LIST, FieldType.OBJECT, FieldType.KEY)
+
+MESSAGE_TYPES: Mapping[str, PayloadSchema] = {
+    # records: signed statements anyone may forward
+    "bid": {"slot": _I, "orders": _L},
+    "attest": {"slot": _I, "book": _S, "result": _S},
+    "member": {"member": _K, "address": _S},
+    "leave": {"member": _K},
+    "remove": {"member": _K},
+    "address": {"address": _S},
+    "enrol": {"enrolment": _O},
+    # control messages: point to point (or to all), never forwarded
+    "digest": {"slot": _I, "root": _S, "full": FieldType.BOOL, "bids": _L},
+    "records": {"records": _L},
+    "fetch": {"slot": _I, "book": _S},
+    "slot_data": {"slot": _I, "bids": _L, "attests": _L, "fairness": _O},
+    "catchup": {"since": _I},
+    "join": {"invitation": _S, "address": _S, "proof": _S},
+    "welcome": {"charter": _O, "records": _L},
+}
+RECORD_TYPES = frozenset({"bid", "attest", "member", "leave", "remove", "address", "enrol"})
+MEMBERSHIP_TYPES = frozenset({"member", "leave", "remove", "address", "enrol"})
+
+
+class ProtocolError(ValueError):
+    """A local call (submit, leave, remove, ...) is not allowed now."""
+
+
+class Reject(StrEnum):
+    """Protocol-level reasons to ignore a message (envelope reasons are ``RejectCode``)."""
+
+    NOT_A_RECORD = "not_a_record"  # a forwarded item is not a record type
+    BAD_BID = "bad_bid"  # orders malformed, not the sender's, wrong slot
+    LATE_BID = "late_bid"  # signed after gate closure
+    STALE_SLOT = "stale_slot"  # slot too old or too far ahead
+    OVER_CREDIT_LIMIT = "over_credit_limit"  # could spend more than balance + limit
+    BAD_ATTESTATION = "bad_attestation"
+    BAD_MEMBERSHIP = "bad_membership"  # membership change not allowed
+    BAD_INVITATION = "bad_invitation"  # unknown, used or expired invitation
+    BAD_PROOF = "bad_proof"  # join proof does not match the secret
+    COMMUNITY_FULL = "community_full"
+    BAD_SLOT_DATA = "bad_slot_data"  # fetched book does not verify
+    NOT_JOINED = "not_joined"  # a member message reached a peer still joining
+
+
+# --- Outputs --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Deliver ``data`` to the peer at ``to``."""
+
+    to: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """Deliver ``data`` to every address in ``to``."""
+
+    to: tuple[str, ...]
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FinalSlot:
+    """A final slot: the book that was cleared and its attested result."""
+
+    slot: int
+    book_hash: str
+    result_hash: str
+    orders: tuple[Order, ...]
+    result: SlotResult
+    attesters: tuple[str, ...]
+    late: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SlotCleared:
+    """The slot is final: every honest peer holds the same ``final``."""
+
+    final: FinalSlot
+
+
+@dataclass(frozen=True, slots=True)
+class SlotVoid:
+    """No quorum by the deadline: nothing is recorded for ``slot`` (for now)."""
+
+    slot: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerJoined:
+    """``member`` became a member (``sponsor`` signed its record)."""
+
+    member: str
+    address: str
+    sponsor: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLeft:
+    """``member`` left (``by`` == member) or was removed by the admin ``by``."""
+
+    member: str
+    by: str
+    removed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEnrolled:
+    """``member`` enrolled an asset key."""
+
+    member: str
+    asset_id: str
+    kind: str
+    asset_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class EquivocationProof:
+    """Two different signed records of one member for one slot (both envelopes).
+
+    ``kind`` is ``"bid"`` or ``"attest"``. Anyone holding the key ring checks it with
+    ``verify_equivocation``.
+    """
+
+    kind: str
+    member: str
+    slot: int
+    first: Mapping[str, Any]
+    second: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (the two envelopes as sent)."""
+        return {
+            "kind": self.kind,
+            "member": self.member,
+            "slot": self.slot,
+            "first": dict(self.first),
+            "second": dict(self.second),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EquivocationDetected:
+    """``proof`` shows ``proof.member`` equivocated; it is excluded from the slot."""
+
+    proof: EquivocationProof
+
+
+@dataclass(frozen=True, slots=True)
+class PeerUnreachable:
+    """Nothing valid heard from ``member`` since ``since_ms``."""
+
+    member: str
+    since_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerReachable:
+    """``member`` is heard again after being unreachable."""
+
+    member: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message (or a record inside one) was ignored; ``code`` says why."""
+
+    code: str
+    detail: str
+    sender_address: str
+
+
+type Event = (
+    SlotCleared
+    | SlotVoid
+    | PeerJoined
+    | PeerLeft
+    | DeviceEnrolled
+    | EquivocationDetected
+    | PeerUnreachable
+    | PeerReachable
+    | Rejected
+)
+type Output = Send | Broadcast | Event
+
+
+# --- Verification helpers (pure) ------------------------------------------------------
+
+
+def _policy(community: str) -> EnvelopePolicy:
+    return EnvelopePolicy(
+        community=community,
+        known_types=MESSAGE_TYPES,
+        max_message_bytes=MAX_MESSAGE_BYTES,
+        max_payload_bytes=MAX_PAYLOAD_BYTES,
+    )
+
+
+def verify_record(
+    data: object, *, community: str, keyring: KeyRing
+) -> tuple[Envelope | None, str, str]:
+    """Check a forwarded record: ``(envelope, "", "")`` or ``(None, code, detail)``.
+
+    A record is an envelope of a record type; its signature and the sender's membership
+    at the record's own timestamp are checked (no clock or replay check: records are
+    statements, valid whenever they are read).
+    """
+    if not isinstance(data, Mapping):
+        return None, RejectCode.MALFORMED.value, "record is not an object"
+    if data.get("type") not in RECORD_TYPES:
+        return None, Reject.NOT_A_RECORD.value, f"type {data.get('type')!r} is not a record"
+    ts = data.get("ts")
+    if type(ts) is not int:
+        return None, RejectCode.WRONG_FIELD_TYPE.value, "field 'ts' has the wrong type"
+    result = validate(data, policy=_policy(community), keyring=keyring, now_ms=ts)
+    if result.envelope is None:
+        return None, str(result.error), result.detail
+    return result.envelope, "", ""
+
+
+def verify_equivocation(proof: EquivocationProof, *, community: str, keyring: KeyRing) -> bool:
+    """True if both records verify, come from ``proof.member``, are of ``proof.kind`` for
+    ``proof.slot``, and differ in payload. Never raises."""
+    envs: list[Envelope] = []
+    for data in (proof.first, proof.second):
+        env, _, _ = verify_record(data, community=community, keyring=keyring)
+        if env is None or env.type != proof.kind or env.payload.get("slot") != proof.slot:
+            return False
+        if keyring.member_of(env.sender, env.ts_ms) != proof.member:
+            return False
+        envs.append(env)
+    try:
+        return canonical_bytes(envs[0].payload) != canonical_bytes(envs[1].payload)
+    except CanonicalError:  # pragma: no cover - verified records are canonical
+        return False
+
+
+def record_id(member: str, env: Envelope) -> str:
+    """Identity of a record's statement: member and payload (not seq, ts or signature)."""
+    return digest_of({"member": member, "type": env.type, "payload": env.payload}).hex()
+
+
+def qualified_orders(member: str, payload: Mapping[str, Any]) -> tuple[Order, ...]:
+    """Parse a bid's orders and qualify their ids with the member (``<16 hex>:<id>``).
+
+    Raises ``OrderError`` if the orders are malformed, not owned by ``member``, not for
+    the bid's slot, or their ids repeat.
+    """
+    slot = payload["slot"]
+    raw = payload["orders"]
+    if not isinstance(raw, list) or len(raw) > MAX_ORDERS_PER_BID:
+        raise OrderError(f"a bid holds at most {MAX_ORDERS_PER_BID} orders")
+    orders: list[Order] = []
+    seen: set[str] = set()
+    for item in raw:
+        order = validate_order(item)
+        if order.owner != member:
+            raise OrderError(f"order {order.order_id!r} is not owned by the sender")
+        if order.slot_start != slot:
+            raise OrderError(f"order {order.order_id!r} is for another slot")
+        if len(order.order_id) > MAX_LOCAL_ID or order.order_id in seen:
+            raise OrderError(f"order id {order.order_id!r} too long or repeated")
+        seen.add(order.order_id)
+        orders.append(replace(order, order_id=f"{member[:16]}:{order.order_id}"))
+    return tuple(orders)
+
+
+def max_spend(orders: Iterable[Order], rules: CommunityRules) -> int:
+    """Most a bid's buy orders could cost (milli-minor units): every step filled at its
+    effective limit (capped at the import price) plus the fee."""
+    cap = rules.market.import_price
+    fee = rules.fee
+    total = 0
+    for order in orders:
+        if order.side is Side.BUY:
+            for step in order.steps:
+                total += step.energy_wh * max(0, min(step.price, cap))
+                total += step.energy_wh * fee
+    return total
+
+
+def set_root(ids: Iterable[str]) -> str:
+    """Hash of a set of bid ids (a digest round compares these first)."""
+    return digest_of(sorted(ids)).hex()
+
+
+def book_hash(
+    community: str, slot: int, rules: CommunityRules, bid_ids: Iterable[str], fair: FairnessState
+) -> str:
+    """Hash of a slot's book: rules, sorted bid ids, fairness state before the slot."""
+    return digest_of(
+        {
+            "community": community,
+            "slot": slot,
+            "rules": rules.market.to_dict(),
+            "bids": sorted(bid_ids),
+            "fairness": fair.to_dict(),
+        }
+    ).hex()
+
+
+def result_hash(result: SlotResult) -> str:
+    """Hash of a cleared slot (its canonical plain data)."""
+    return digest_of(result.to_dict()).hex()
+
+
+# --- Per-slot state -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Bid:
+    bid_id: str
+    member: str
+    env: dict[str, Any]
+    orders: tuple[Order, ...]
+
+
+@dataclass(slots=True)
+class _Attest:
+    member: str
+    book: str
+    result: str
+    env: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Slot:
+    slot: int
+    bids: dict[str, dict[str, _Bid]] = field(default_factory=dict)  # member -> id -> bid
+    attests: dict[str, dict[tuple[str, str], _Attest]] = field(default_factory=dict)
+    equivocators: set[str] = field(default_factory=set)
+    att_equivocators: set[str] = field(default_factory=set)
+    heard: dict[str, frozenset[str]] = field(default_factory=dict)  # digests received
+    replied: dict[str, str] = field(default_factory=dict)  # member -> our root we sent it
+    started: bool = False
+    rounds_done: int = 0
+    frozen: bool = False
+    retried: bool = False
+    closed: bool = False  # deadline passed
+    my_book: str = ""
+    my_result: str = ""
+    books: dict[str, tuple[_Bid, ...]] = field(default_factory=dict)  # book hash -> bids
+    fairness: dict[str, FairnessState] = field(default_factory=dict)  # book hash -> state
+    results: dict[str, SlotResult] = field(default_factory=dict)  # book hash -> result
+    result_hashes: dict[str, str] = field(default_factory=dict)  # book hash -> result hash
+    fetched: set[str] = field(default_factory=set)
+    final: FinalSlot | None = None
+    void: bool = False
+
+    _ids: frozenset[str] | None = None
+    _root: str = ""
+
+    def bid_ids(self) -> frozenset[str]:
+        if self._ids is None:
+            self._ids = frozenset(i for per in self.bids.values() for i in per)
+        return self._ids
+
+    def root(self) -> str:
+        if not self._root:
+            self._root = set_root(self.bid_ids())
+        return self._root
+
+    def add_bid(self, bid: _Bid) -> dict[str, _Bid]:
+        per = self.bids.setdefault(bid.member, {})
+        per[bid.bid_id] = bid
+        self._ids = None
+        self._root = ""
+        return per
+
+
+# --- The peer -------------------------------------------------------------------------
+
+
+class Peer:
+    """One home's protocol state machine (see the module docstring).
+
+    Build with ``Peer.found`` (new community) or ``Peer.joining`` (from an invitation).
+    Every method that takes ``now_ms`` returns the outputs to act on, in order.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        membership: Membership,
+        address: str,
+        now_ms: int,
+        *,
+        joined: bool,
+        inviter: str = "",
+        retain_slots: int = DEFAULT_RETAIN_SLOTS,
+    ) -> None:
+        """Low-level constructor; prefer ``found`` and ``joining``."""
+        self.identity = identity
+        self.member_id = identity.public_key
+        self.membership = membership
+        self.address = address
+        self.rules: CommunityRules = membership.charter.rules
+        self.community_id = membership.community
+        self._policy = _policy(self.community_id)
+        self._guard = ReplayGuard(REPLAY_WINDOW)
+        self._seq = 0
+        self._joined = joined
+        self._inviter = inviter
+        self._retain = retain_slots
+        self._slots: dict[int, _Slot] = {}
+        self._invitations: dict[str, Invitation] = {}
+        self._used_invitations: set[str] = set()
+        self._seen: set[str] = set()
+        self._fairness = FairnessState()
+        self._fair_slot = -1
+        self._finals: dict[int, FinalSlot] = {}
+        self._heard: dict[str, int] = {}
+        self._unreachable: set[str] = set()
+        self._balances: dict[str, int] = {}
+        self._last_tick: int | None = None
+        self._missing: set[int] = set()
+        step = self.rules.slot_seconds
+        first = -(-(now_ms // 1000 + self.rules.gate_closure_lead_s + 1) // step) * step
+        self._next_slot = first
+
+    # -- construction --
+    @classmethod
+    def found(
+        cls,
+        identity: Identity,
+        *,
+        name: str,
+        rules: CommunityRules,
+        address: str,
+        now_ms: int,
+        nonce: bytes,
+        admins: Sequence[str] = (),
+    ) -> Peer:
+        """Found a community; this home is its first member and an admin."""
+        charter = Charter(name, identity.public_key, now_ms, nonce.hex(), rules, tuple(admins))
+        peer = cls(identity, Membership(charter, address), address, now_ms, joined=True)
+        env = peer._seal_env("address", {"address": address}, now_ms)
+        peer.membership.remember(digest_of(env.to_dict()).hex(), env.to_dict())
+        return peer
+
+    @classmethod
+    def joining(
+        cls, identity: Identity, invitation: Invitation | str, *, address: str, now_ms: int
+    ) -> tuple[Peer, list[Output]]:
+        """Start joining with a pasted invitation; returns the join request to send.
+
+        Raises ``InvitationError`` for a damaged or expired invitation.
+        """
+        inv = Invitation.decode(invitation) if isinstance(invitation, str) else invitation
+        if inv.expired(now_ms):
+            raise InvitationError("the invitation has expired; ask for a new one")
+        # Provisional charter: replaced by the sponsor's welcome (checked against the id).
+        placeholder = Charter("joining", inv.inviter, 0, "", CommunityRules())
+        membership = Membership(placeholder, inv.address)
+        membership.community = inv.community
+        peer = cls(identity, membership, address, now_ms, joined=False, inviter=inv.inviter)
+        payload = {
+            "invitation": inv.invitation_id,
+            "address": address,
+            "proof": inv.proof(identity.public_key, address),
+        }
+        return peer, [Send(inv.address, peer._seal("join", payload, now_ms))]
+
+    # -- read-only views --
+    @property
+    def joined(self) -> bool:
+        """True once this home is a member."""
+        return self._joined
+
+    @property
+    def finals(self) -> Mapping[int, FinalSlot]:
+        """Final slots still retained, by slot start."""
+        return self._finals
+
+    @property
+    def fairness(self) -> FairnessState:
+        """Fairness state after the newest final slot."""
+        return self._fairness
+
+    def roster(self, at_ms: int | None = None) -> tuple[str, ...]:
+        """Member ids (now, or at ``at_ms``)."""
+        return self.membership.roster(at_ms)
+
+    def is_void(self, slot: int) -> bool:
+        """True if ``slot`` ended without a known result."""
+        state = self._slots.get(slot)
+        return state is not None and state.void and state.final is None
+
+    def next_wakeup_ms(self) -> int:
+        """When ``tick`` next has work (the transport's slot clock schedules it)."""
+        times = [self.rules.gate_closure_ms(self._next_slot)]
+        for state in self._slots.values():
+            if state.started and not state.closed:
+                times.extend(t for t in self._timers(state.slot) if t > (self._last_tick or 0))
+        return min(times)
+
+    # -- sending helpers --
+    def _seal(self, type_: str, payload: Mapping[str, Any], now_ms: int) -> bytes:
+        self._seq = max(self._seq + 1, now_ms)
+        env = seal(
+            self.identity,
+            community=self.community_id,
+            seq=self._seq,
+            ts_ms=now_ms,
+            type=type_,
+            payload=payload,
+        )
+        return env.to_wire()
+
+    def _seal_env(self, type_: str, payload: Mapping[str, Any], now_ms: int) -> Envelope:
+        self._seq = max(self._seq + 1, now_ms)
+        return seal(
+            self.identity,
+            community=self.community_id,
+            seq=self._seq,
+            ts_ms=now_ms,
+            type=type_,
+            payload=payload,
+        )
+
+    def _others(self) -> tuple[str, ...]:
+        return tuple(
+            addr
+            for m in self.membership.roster()
+            if m != self.member_id and (addr := self.membership.address_of(m))
+        )
+
+    def _to_all(self, data: bytes) -> list[Output]:
+        to = self._others()
+        return [Broadcast(to, data)] if to else []
+
+    def _send_records(
+        self, to: str, records: Sequence[Mapping[str, Any]], now_ms: int
+    ) -> list[Output]:
+        out: list[Output] = []
+        for i in range(0, len(records), RECORDS_PER_MESSAGE):
+            chunk = [dict(r) for r in records[i : i + RECORDS_PER_MESSAGE]]
+            out.append(Send(to, self._seal("records", {"records": chunk}, now_ms)))
+        return out
+
+    # -- local actions --
+    def invite(
+        self, secret: bytes, now_ms: int, ttl_ms: int = DEFAULT_INVITATION_TTL_MS
+    ) -> Invitation:
+        """Create a one-time invitation (``secret``: 32 random bytes from the caller)."""
+        if not self._joined:
+            raise ProtocolError("only members can invite")
+        inv = Invitation(self.community_id, self.member_id, self.address, secret, now_ms + ttl_ms)
+        self._invitations[inv.invitation_id] = inv
+        return inv
+
+    def submit_orders(self, slot: int, orders: Sequence[Order], now_ms: int) -> list[Output]:
+        """Sign and broadcast this home's bid (all its orders) for ``slot``.
+
+        Each order's owner is set to this home's member id. One bid per slot: submitting
+        the same orders again is a no-op, different ones raise ``ProtocolError`` (two
+        different bids would be an equivocation). Raises ``ProtocolError`` after gate
+        closure, ``OrderError`` for malformed orders or when the bid could spend more than
+        this home's balance plus its credit limit.
+        """
+        if not self._joined:
+            raise ProtocolError("not a member yet")
+        if slot % self.rules.slot_seconds:
+            raise ProtocolError("slot is not aligned to the slot length")
+        if now_ms >= self.rules.gate_closure_ms(slot):
+            raise ProtocolError("gate closure for this slot has passed")
+        raw = [replace(o, owner=self.member_id).to_dict() for o in orders]
+        payload = {"slot": slot, "orders": raw}
+        parsed = qualified_orders(self.member_id, payload)
+        if max_spend(parsed, self.rules) > self._headroom(self.member_id):
+            raise OrderError("these orders could spend more than the credit limit allows")
+        state = self._slot(slot)
+        mine = state.bids.get(self.member_id, {})
+        env = self._seal_env("bid", payload, now_ms)
+        bid_id = record_id(self.member_id, env)
+        if mine:
+            if bid_id in mine:
+                return []
+            raise ProtocolError("a different bid for this slot was already sent")
+        state.add_bid(_Bid(bid_id, self.member_id, env.to_dict(), parsed))
+        return self._to_all(env.to_wire())
+
+    def leave(self, now_ms: int) -> list[Output]:
+        """Leave the community (a signed ``leave`` record to everyone)."""
+        return self._membership_action("leave", {"member": self.member_id}, now_ms)
+
+    def remove(self, member: str, now_ms: int) -> list[Output]:
+        """Remove ``member`` (admins only)."""
+        if self.member_id not in self.membership.admins:
+            raise ProtocolError("only admins can remove members")
+        return self._membership_action("remove", {"member": member}, now_ms)
+
+    def set_address(self, address: str, now_ms: int) -> list[Output]:
+        """Announce a new address for this home."""
+        out = self._membership_action("address", {"address": address}, now_ms)
+        self.address = address
+        return out
+
+    def enrol(self, enrolment: AssetEnrolment, now_ms: int) -> list[Output]:
+        """Announce a device enrolment signed by this home and the asset."""
+        return self._membership_action("enrol", {"enrolment": enrolment.to_dict()}, now_ms)
+
+    def _membership_action(
+        self, type_: str, payload: Mapping[str, Any], now_ms: int
+    ) -> list[Output]:
+        if not self._joined:
+            raise ProtocolError("not a member")
+        env = self._seal_env(type_, payload, now_ms)
+        to = self._others()
+        target = payload.get("member")
+        extra = self.membership.address_of(target) if isinstance(target, str) else None
+        out: list[Output] = []
+        events = self._apply_membership(env, self.member_id)
+        for event in events:
+            if isinstance(event, Rejected):
+                raise ProtocolError(event.detail)
+        if extra and extra not in to:
+            to = (*to, extra)
+        if to:
+            out.append(Broadcast(to, env.to_wire()))
+        if type_ in {"leave", "remove"} and payload.get("member") == self.member_id:
+            self._joined = False
+        out.extend(events)
+        return out
+
+    def catch_up(self, now_ms: int) -> list[Output]:
+        """Ask a few peers for final slots this home may have missed (after being away)."""
+        if not self._joined:
+            return []
+        oldest = self._next_slot - self._retain * self.rules.slot_seconds
+        self._missing = {s for s in self._missing if s >= oldest and s not in self._finals}
+        since = min(self._missing, default=self._next_slot)
+        data = self._seal("catchup", {"since": since}, now_ms)
+        return [Send(addr, data) for addr in self._pick_peers(now_ms, CATCHUP_PEERS)]
+
+    def _pick_peers(self, now_ms: int, count: int) -> list[str]:
+        others = [m for m in self.membership.roster() if m != self.member_id]
+        if not others:
+            return []
+        start = int(digest_of({"me": self.member_id, "t": now_ms}).hex()[:8], 16) % len(others)
+        chosen = [others[(start + k) % len(others)] for k in range(min(count, len(others)))]
+        return [a for m in chosen if (a := self.membership.address_of(m))]
+
+    # -- credit admission --
+    def _headroom(self, member: str) -> int:
+        return self._balances.get(member, 0) + self.rules.credit_limit_base
+
+    # -- the clock --
+    def _timers(self, slot: int) -> list[int]:
+        g = self.rules.gate_closure_ms(slot)
+        sync, att = self.rules.sync_window_ms, self.rules.attest_window_ms
+        rounds = [g + sync * k // DIGEST_ROUNDS for k in range(DIGEST_ROUNDS)]
+        return [*rounds, g + sync, g + sync + att // 2, g + sync + att]
+
+    def tick(self, now_ms: int) -> list[Output]:
+        """Advance the clock: digests, attestation, retries and deadlines that are due."""
+        out: list[Output] = []
+        if not self._joined:
+            self._last_tick = now_ms
+            return out
+        gap = self._last_tick is not None and now_ms - self._last_tick > (
+            self.rules.sync_window_ms + self.rules.attest_window_ms
+        )
+        step = self.rules.slot_seconds
+        missed = False
+        while self.rules.gate_closure_ms(self._next_slot) <= now_ms:
+            s = self._next_slot
+            g = self.rules.gate_closure_ms(s)
+            if now_ms < g + self.rules.sync_window_ms:
+                self._slot(s).started = True
+            else:
+                missed = True
+                self._missing.add(s)
+            self._next_slot += step
+        for s in sorted(self._slots):
+            state = self._slots[s]
+            if state.started and not state.closed:
+                out.extend(self._run_slot(state, now_ms))
+        if gap or missed:
+            out.extend(self.catch_up(now_ms))
+        out.extend(self._check_reachability(now_ms))
+        self._prune()
+        self._last_tick = now_ms
+        return out
+
+    def _run_slot(self, state: _Slot, now_ms: int) -> list[Output]:
+        out: list[Output] = []
+        timers = self._timers(state.slot)
+        while state.rounds_done < DIGEST_ROUNDS and now_ms >= timers[state.rounds_done]:
+            if now_ms < timers[DIGEST_ROUNDS]:  # skip digests once attestation is due
+                out.extend(self._digest(state, now_ms, first=state.rounds_done == 0))
+            state.rounds_done += 1
+        if not state.frozen and now_ms >= timers[DIGEST_ROUNDS]:
+            out.extend(self._attest(state, now_ms))
+        if state.frozen and not state.retried and now_ms >= timers[DIGEST_ROUNDS + 1]:
+            state.retried = True
+            out.extend(self._retry(state, now_ms))
+        if now_ms >= timers[DIGEST_ROUNDS + 2]:
+            state.closed = True
+            if state.final is None:
+                state.void = True
+                self._missing.add(state.slot)
+                out.append(SlotVoid(state.slot, "no_quorum"))
+                data = self._seal("fetch", {"slot": state.slot, "book": ""}, now_ms)
+                out.extend(Send(a, data) for a in self._pick_peers(now_ms, CATCHUP_PEERS))
+        return out
+
+    def _digest(self, state: _Slot, now_ms: int, *, first: bool) -> list[Output]:
+        ids = state.bid_ids()
+        payload = {"slot": state.slot, "root": state.root(), "full": False, "bids": []}
+        data = self._seal("digest", payload, now_ms)
+        if first:
+            return self._to_all(data)
+        g = self.rules.gate_closure_ms(state.slot)
+        to = tuple(
+            addr
+            for m in self.membership.roster(g)
+            if m != self.member_id
+            and state.heard.get(m) != ids
+            and (addr := self.membership.address_of(m))
+        )
+        return [Broadcast(to, data)] if to else []
+
+    def _book(self, state: _Slot) -> tuple[_Bid, ...]:
+        return tuple(
+            next(iter(per.values()))
+            for member, per in sorted(state.bids.items())
+            if len(per) == 1 and member not in state.equivocators
+        )
+
+    def _clear(
+        self, slot: int, bids: Sequence[_Bid], fair: FairnessState
+    ) -> tuple[str, str, SlotResult]:
+        orders = [o for bid in bids for o in bid.orders]
+        result = clear_slot(orders, self.rules.market, slot_start=slot, fairness=fair)
+        book = book_hash(self.community_id, slot, self.rules, (b.bid_id for b in bids), fair)
+        return book, result_hash(result), result
+
+    def _attest(self, state: _Slot, now_ms: int) -> list[Output]:
+        state.frozen = True
+        if state.final is not None:  # a quorum was faster than our clock: support it
+            book, res = state.final.book_hash, state.final.result_hash
+        else:
+            bids = self._book(state)
+            fair = self._fairness
+            book, res, result = self._clear(state.slot, bids, fair)
+            state.books[book] = bids
+            state.fairness[book] = fair
+            state.results[book] = result
+            state.result_hashes[book] = res
+        state.my_book, state.my_result = book, res
+        if self.member_id not in self.membership.roster(self.rules.gate_closure_ms(state.slot)):
+            return []  # joined after gate closure: observe only
+        env = self._seal_env("attest", {"slot": state.slot, "book": book, "result": res}, now_ms)
+        record = env.to_dict()
+        self._seen.add(digest_of(record).hex())
+        state.attests.setdefault(self.member_id, {})[(book, res)] = _Attest(
+            self.member_id, book, res, record
+        )
+        out = self._to_all(env.to_wire())
+        out.extend(self._check_final(state, now_ms))
+        return out
+
+    def _retry(self, state: _Slot, now_ms: int) -> list[Output]:
+        """Half-way through the attestation window: resend our attestation to peers we
+        have not heard an attestation from, and fetch a quorum's book we lack."""
+        out: list[Output] = []
+        if state.final is not None:
+            return out
+        mine = state.attests.get(self.member_id, {}).get((state.my_book, state.my_result))
+        if mine is not None:
+            g = self.rules.gate_closure_ms(state.slot)
+            to = tuple(
+                addr
+                for m in self.membership.roster(g)
+                if m != self.member_id
+                and m not in state.attests
+                and (addr := self.membership.address_of(m))
+            )
+            if to:
+                out.append(Broadcast(to, canonical_bytes(mine.env)))
+        state.fetched.clear()
+        out.extend(self._check_final(state, now_ms))
+        return out
+
+    # -- finality --
+    def _tally(self, state: _Slot) -> dict[tuple[str, str], list[str]]:
+        g = self.rules.gate_closure_ms(state.slot)
+        roster = set(self.membership.roster(g))
+        tally: dict[tuple[str, str], list[str]] = {}
+        for member, per in state.attests.items():
+            if member in state.att_equivocators or member not in roster or len(per) != 1:
+                continue
+            key = next(iter(per))
+            tally.setdefault(key, []).append(member)
+        return tally
+
+    def _quorum(self, slot: int) -> int:
+        return self.rules.quorum(len(self.membership.roster(self.rules.gate_closure_ms(slot))))
+
+    def _check_final(self, state: _Slot, now_ms: int) -> list[Output]:
+        if state.final is not None or not state.attests:
+            return []
+        need = self._quorum(state.slot)
+        for (book, res), members in sorted(self._tally(state).items()):
+            if len(members) < need:
+                continue
+            if book in state.books and book in state.result_hashes:
+                if state.result_hashes[book] == res:
+                    return self._finalise(state, book, sorted(members), now_ms)
+                continue  # pragma: no cover - a quorum attested a result that does not verify
+            if book not in state.fetched:
+                state.fetched.add(book)
+                data = self._seal("fetch", {"slot": state.slot, "book": book}, now_ms)
+                addrs = [a for m in sorted(members) if (a := self.membership.address_of(m))]
+                start = int(book[:8], 16) % len(addrs) if addrs else 0
+                pick = addrs[start:] + addrs[:start]
+                return [Send(a, data) for a in pick[:CATCHUP_PEERS]]
+        return []
+
+    def _finalise(self, state: _Slot, book: str, attesters: list[str], now_ms: int) -> list[Output]:
+        bids = state.books[book]
+        final = FinalSlot(
+            slot=state.slot,
+            book_hash=book,
+            result_hash=state.result_hashes[book],
+            orders=tuple(o for b in bids for o in b.orders),
+            result=state.results[book],
+            attesters=tuple(attesters),
+            late=state.closed,
+        )
+        state.final = final
+        self._finals[state.slot] = final
+        self._missing.discard(state.slot)
+        if state.slot > self._fair_slot:
+            self._fair_slot = state.slot
+            self._fairness = final.result.fairness
+        return [SlotCleared(final)]
+
+    # -- receiving --
+    def receive(self, data: bytes, sender_address: str, now_ms: int) -> list[Output]:
+        """Handle one incoming message; never raises (bad input gives ``Rejected``)."""
+        try:
+            return self._receive(data, sender_address, now_ms)
+        except Exception as err:  # the contract: bad input never raises
+            return [
+                Rejected(RejectCode.MALFORMED.value, f"{type(err).__name__}: {err}", sender_address)
+            ]
+
+    def _receive(self, data: bytes, sender_address: str, now_ms: int) -> list[Output]:
+        keyring = self.membership.keyring
+        join_sender = _peek_join_sender(data)
+        if join_sender is not None and self._joined and keyring.resolve(join_sender) is None:
+            keyring = keyring.with_member(join_sender, 0)
+        result = validate(
+            data, policy=self._policy, keyring=keyring, now_ms=now_ms, guard=self._guard
+        )
+        env = result.envelope
+        if env is None:
+            return [Rejected(str(result.error), result.detail, sender_address)]
+        if env.type == "welcome":
+            return self._on_welcome(env, sender_address, now_ms)
+        if not self._joined:
+            return [Rejected(Reject.NOT_JOINED.value, "not a member yet", sender_address)]
+        if env.type == "join":
+            return self._on_join(env, sender_address, now_ms)
+        member = self.membership.member_of(env.sender, env.ts_ms)
+        if member is None:  # pragma: no cover - validate() resolved the key
+            return [Rejected(RejectCode.UNKNOWN_SENDER.value, "", sender_address)]
+        out = self._heard_from(member, now_ms)
+        if env.type in RECORD_TYPES:
+            out.extend(self._on_record(env, member, sender_address, now_ms))
+        elif env.type == "digest":
+            out.extend(self._on_digest(env, member, now_ms))
+        elif env.type == "records":
+            out.extend(self._on_records(env.payload["records"], sender_address, now_ms))
+        elif env.type == "fetch":
+            out.extend(self._on_fetch(env, member, now_ms))
+        elif env.type == "slot_data":
+            out.extend(self._on_slot_data(env, sender_address, now_ms))
+        elif env.type == "catchup":
+            out.extend(self._on_catchup(env, member, now_ms))
+        return out
+
+    def _heard_from(self, member: str, now_ms: int) -> list[Output]:
+        self._heard[member] = now_ms
+        if member in self._unreachable:
+            self._unreachable.discard(member)
+            return [PeerReachable(member)]
+        return []
+
+    def _check_reachability(self, now_ms: int) -> list[Output]:
+        limit = 3 * self.rules.slot_seconds * 1000
+        out: list[Output] = []
+        for member in self.membership.roster():
+            if member == self.member_id or member in self._unreachable:
+                continue
+            last = self._heard.setdefault(member, now_ms)
+            if now_ms - last > limit:
+                self._unreachable.add(member)
+                out.append(PeerUnreachable(member, last))
+        return out
+
+    def _on_records(self, items: object, sender_address: str, now_ms: int) -> list[Output]:
+        out: list[Output] = []
+        if not isinstance(items, list):  # pragma: no cover - schema checked
+            return out
+        pending = list(items)
+        progress = True
+        while pending and progress:  # membership records may depend on each other
+            progress = False
+            retry: list[Any] = []
+            for item in pending:
+                try:
+                    key = digest_of(item).hex()
+                except CanonicalError:
+                    out.append(Rejected(RejectCode.MALFORMED.value, "record", sender_address))
+                    continue
+                if key in self._seen:
+                    continue
+                env, code, detail = verify_record(
+                    item, community=self.community_id, keyring=self.membership.keyring
+                )
+                if env is None:
+                    if code == RejectCode.UNKNOWN_SENDER.value:
+                        retry.append(item)
+                    else:
+                        out.append(Rejected(code, detail, sender_address))
+                    continue
+                member = self.membership.member_of(env.sender, env.ts_ms)
+                assert member is not None
+                self._seen.add(key)
+                progress = True
+                out.extend(self._on_record(env, member, sender_address, now_ms))
+            pending = retry
+        out.extend(
+            Rejected(RejectCode.UNKNOWN_SENDER.value, "record from a non-member", sender_address)
+            for _ in pending
+        )
+        return out
+
+    def _on_record(
+        self, env: Envelope, member: str, sender_address: str, now_ms: int
+    ) -> list[Output]:
+        if env.type == "bid":
+            return self._on_bid(env, member, sender_address, now_ms)
+        if env.type == "attest":
+            return self._on_attest(env, member, sender_address, now_ms)
+        return self._apply_membership(env, member, sender_address)
+
+    def _slot(self, slot: int) -> _Slot:
+        state = self._slots.get(slot)
+        if state is None:
+            state = self._slots[slot] = _Slot(slot)
+        return state
+
+    def _slot_in_range(self, slot: int, now_ms: int) -> bool:
+        oldest = self._next_slot - self._retain * self.rules.slot_seconds
+        return slot % self.rules.slot_seconds == 0 and oldest <= slot <= now_ms // 1000 + HORIZON_S
+
+    def _parse_bid(self, env: Envelope, member: str) -> tuple[tuple[Order, ...] | None, str, str]:
+        slot = env.payload["slot"]
+        if not isinstance(slot, int) or slot % self.rules.slot_seconds:
+            return None, Reject.BAD_BID.value, "slot is not aligned"
+        if env.ts_ms >= self.rules.gate_closure_ms(slot):
+            return None, Reject.LATE_BID.value, "bid signed after gate closure"
+        try:
+            orders = qualified_orders(member, env.payload)
+        except OrderError as err:
+            return None, Reject.BAD_BID.value, str(err)
+        return orders, "", ""
+
+    def _on_bid(self, env: Envelope, member: str, sender_address: str, now_ms: int) -> list[Output]:
+        slot = _i(env, "slot")
+        if not self._slot_in_range(slot, now_ms):
+            return [Rejected(Reject.STALE_SLOT.value, f"slot {slot}", sender_address)]
+        orders, code, detail = self._parse_bid(env, member)
+        if orders is None:
+            return [Rejected(code, detail, sender_address)]
+        if max_spend(orders, self.rules) > self._headroom(member):
+            return [Rejected(Reject.OVER_CREDIT_LIMIT.value, "bid exceeds limit", sender_address)]
+        state = self._slot(slot)
+        bid_id = record_id(member, env)
+        if bid_id in state.bids.get(member, {}):
+            return []
+        per = state.add_bid(_Bid(bid_id, member, env.to_dict(), orders))
+        if len(per) == 2 and member not in state.equivocators:
+            state.equivocators.add(member)
+            a, b = sorted(per.values(), key=lambda x: x.bid_id)
+            proof = EquivocationProof("bid", member, slot, a.env, b.env)
+            out: list[Output] = [EquivocationDetected(proof)]
+            data = self._seal("records", {"records": [a.env, b.env]}, now_ms)
+            out.extend(self._to_all(data))
+            return out
+        return []
+
+    def _on_attest(
+        self, env: Envelope, member: str, sender_address: str, now_ms: int
+    ) -> list[Output]:
+        slot, book, res = _i(env, "slot"), _s(env, "book"), _s(env, "result")
+        if not self._slot_in_range(slot, now_ms):
+            return [Rejected(Reject.STALE_SLOT.value, f"slot {slot}", sender_address)]
+        if len(book) != 64 or len(res) != 64:
+            return [Rejected(Reject.BAD_ATTESTATION.value, "hashes are 64 hex", sender_address)]
+        if env.ts_ms < self.rules.gate_closure_ms(slot):
+            return [
+                Rejected(
+                    Reject.BAD_ATTESTATION.value, "attested before gate closure", sender_address
+                )
+            ]
+        state = self._slot(slot)
+        per = state.attests.setdefault(member, {})
+        if (book, res) in per:
+            return []
+        per[(book, res)] = _Attest(member, book, res, env.to_dict())
+        out: list[Output] = []
+        if len(per) == 2 and member not in state.att_equivocators:
+            state.att_equivocators.add(member)
+            a, b = sorted(per.values(), key=lambda x: (x.book, x.result))
+            proof = EquivocationProof("attest", member, slot, a.env, b.env)
+            out.append(EquivocationDetected(proof))
+            out.extend(self._to_all(self._seal("records", {"records": [a.env, b.env]}, now_ms)))
+        out.extend(self._check_final(state, now_ms))
+        return out
+
+    def _on_digest(self, env: Envelope, member: str, now_ms: int) -> list[Output]:
+        slot, ids = _i(env, "slot"), env.payload["bids"]
+        if not isinstance(ids, list):  # pragma: no cover - schema checked
+            return []
+        if not self._slot_in_range(slot, now_ms) or not all(isinstance(i, str) for i in ids):
+            return [Rejected(Reject.STALE_SLOT.value, "digest", "")]
+        state = self._slot(slot)
+        addr = self.membership.address_of(member)
+        mine = state.bid_ids()
+        my_root = state.root()
+        if env.payload["root"] == my_root:
+            state.heard[member] = mine
+            return []
+        if addr is None:  # pragma: no cover - members have addresses
+            return []
+        out: list[Output] = []
+        if env.payload["full"] is True:
+            theirs = frozenset(str(i) for i in ids)
+            state.heard[member] = theirs
+            missing = [
+                bid.env
+                for per in state.bids.values()
+                for bid_id, bid in sorted(per.items())
+                if bid_id not in theirs
+            ]
+            out.extend(self._send_records(addr, missing, now_ms))
+            if theirs <= mine:
+                return out
+        if state.replied.get(member) != my_root:  # tell them what we hold, once per state
+            state.replied[member] = my_root
+            full = {"slot": slot, "root": my_root, "full": True, "bids": sorted(mine)}
+            out.append(Send(addr, self._seal("digest", full, now_ms)))
+        return out
+
+    def _on_fetch(self, env: Envelope, member: str, now_ms: int) -> list[Output]:
+        slot, book = _i(env, "slot"), _s(env, "book")
+        state = self._slots.get(slot)
+        addr = self.membership.address_of(member)
+        if state is None or addr is None:
+            return []
+        if not book:
+            if state.final is None:
+                return []
+            book = state.final.book_hash
+        return self._slot_data(state, book, addr, now_ms)
+
+    def _slot_data(self, state: _Slot, book: str, addr: str, now_ms: int) -> list[Output]:
+        bids = state.books.get(book)
+        if bids is None:
+            return []
+        res = state.result_hashes[book]
+        attests = [
+            a.env
+            for per in state.attests.values()
+            for (b, r), a in per.items()
+            if b == book and r == res
+        ]
+        payload = {
+            "slot": state.slot,
+            "bids": [b.env for b in bids],
+            "attests": attests,
+            "fairness": state.fairness[book].to_dict(),
+        }
+        return [Send(addr, self._seal("slot_data", payload, now_ms))]
+
+    def _on_slot_data(self, env: Envelope, sender_address: str, now_ms: int) -> list[Output]:
+        slot = _i(env, "slot")
+        state = self._slots.get(slot)
+        if state is not None and state.final is not None:
+            return []
+        if not self._slot_in_range(slot, now_ms):
+            return [Rejected(Reject.STALE_SLOT.value, f"slot {slot}", sender_address)]
+        problem = self._adopt(slot, env.payload, sender_address, now_ms)
+        if isinstance(problem, Rejected):
+            return [problem]
+        return problem
+
+    def _adopt(
+        self, slot: int, payload: Mapping[str, Any], sender_address: str, now_ms: int
+    ) -> list[Output] | Rejected:
+        def bad(detail: str) -> Rejected:
+            return Rejected(Reject.BAD_SLOT_DATA.value, detail, sender_address)
+
+        keyring = self.membership.keyring
+        try:
+            fair = FairnessState.from_dict(payload["fairness"])
+        except ValueError as err:
+            return bad(str(err))
+        bids: dict[str, _Bid] = {}
+        for item in payload["bids"]:
+            env, code, detail = verify_record(item, community=self.community_id, keyring=keyring)
+            if env is None or env.type != "bid" or env.payload.get("slot") != slot:
+                return bad(f"bid does not verify: {code} {detail}")
+            member = keyring.member_of(env.sender, env.ts_ms)
+            assert member is not None
+            orders, code, detail = self._parse_bid(env, member)
+            if orders is None or member in bids:
+                return bad(f"bid rejected: {code or 'two bids of one member'} {detail}")
+            bids[member] = _Bid(record_id(member, env), member, env.to_dict(), orders)
+        ordered = tuple(bids[m] for m in sorted(bids))
+        book, res, result = self._clear(slot, ordered, fair)
+        state = self._slot(slot)
+        state.books[book] = ordered
+        state.fairness[book] = fair
+        state.results[book] = result
+        state.result_hashes[book] = res
+        for item in payload["attests"]:
+            key = digest_of(item).hex()
+            env, code, detail = verify_record(item, community=self.community_id, keyring=keyring)
+            if env is None or env.type != "attest":
+                return bad(f"attestation does not verify: {code} {detail}")
+            member = keyring.member_of(env.sender, env.ts_ms)
+            assert member is not None
+            if key not in self._seen:
+                self._seen.add(key)
+                self._on_attest(env, member, sender_address, now_ms)
+        if state.final is not None:  # finalised while recording the attestations
+            return [SlotCleared(state.final)]
+        need = self._quorum(slot)
+        members = self._tally(state).get((book, res), [])
+        if len(members) < need:
+            return bad("the book's result has no quorum of attestations")
+        return self._finalise(state, book, sorted(members), now_ms)
+
+    def _on_catchup(self, env: Envelope, member: str, now_ms: int) -> list[Output]:
+        since = _i(env, "since")
+        addr = self.membership.address_of(member)
+        if addr is None:
+            return []
+        out = self._send_records(addr, list(self.membership.records.values()), now_ms)
+        for slot in sorted(self._finals):
+            if slot >= since:
+                out.extend(
+                    self._slot_data(self._slots[slot], self._finals[slot].book_hash, addr, now_ms)
+                )
+        return out
+
+    # -- membership --
+    def _apply_membership(
+        self, env: Envelope, member: str, sender_address: str = ""
+    ) -> list[Output]:
+        key = digest_of(env.to_dict()).hex()
+        if key in self.membership.records:
+            return []
+        p = env.payload
+        ms = self.membership
+        event: Output
+        try:
+            if env.type == "member":
+                target = str(p["member"])
+                ms.add(target, str(p["address"]), member, env.ts_ms)
+                event = PeerJoined(target, str(p["address"]), member)
+            elif env.type in {"leave", "remove"}:
+                target = str(p["member"])
+                if env.type == "leave" and target != member:
+                    raise CommunityError("a member can only leave for itself")
+                if env.type == "remove" and target == member:
+                    raise CommunityError("use leave to leave")
+                ms.end(target, member, env.ts_ms)
+                event = PeerLeft(target, member, env.type == "remove")
+                if target == self.member_id:
+                    self._joined = False
+            elif env.type == "address":
+                ms.set_address(member, str(p["address"]))
+                ms.remember(key, env.to_dict())
+                return []
+            else:
+                enrolment = _enrolment(p["enrolment"])
+                if enrolment is None or enrolment.member != member:
+                    raise CommunityError("enrolment is malformed or for another member")
+                binding = ms.enrol(enrolment)
+                event = DeviceEnrolled(member, binding.asset_id, enrolment.kind, binding.key)
+        except CommunityError as err:
+            code = Reject.COMMUNITY_FULL if "full" in str(err) else Reject.BAD_MEMBERSHIP
+            return [Rejected(code.value, str(err), sender_address)]
+        ms.remember(key, env.to_dict())
+        return [event]
+
+    def _on_join(self, env: Envelope, sender_address: str, now_ms: int) -> list[Output]:
+        p = env.payload
+        inv_id, address, proof = str(p["invitation"]), str(p["address"]), str(p["proof"])
+        inv = self._invitations.get(inv_id)
+        if inv is None or inv_id in self._used_invitations or inv.expired(now_ms):
+            return [
+                Rejected(Reject.BAD_INVITATION.value, "unknown, used or expired", sender_address)
+            ]
+        if not inv.check_proof(env.sender, address, proof):
+            return [Rejected(Reject.BAD_PROOF.value, "join proof does not match", sender_address)]
+        record = self._seal_env("member", {"member": env.sender, "address": address}, now_ms)
+        others = self._others()
+        events = self._apply_membership(record, self.member_id, sender_address)
+        if any(isinstance(e, Rejected) for e in events):
+            return events
+        self._used_invitations.add(inv_id)
+        out: list[Output] = []
+        if others:
+            out.append(Broadcast(others, record.to_wire()))
+        welcome = {
+            "charter": self.membership.charter.to_dict(),
+            "records": list(self.membership.records.values()),
+        }
+        out.append(Send(address, self._seal("welcome", welcome, now_ms)))
+        out.extend(events)
+        return out
+
+    def _on_welcome(self, env: Envelope, sender_address: str, now_ms: int) -> list[Output]:
+        if self._joined or env.sender != self._inviter:
+            return [Rejected(Reject.BAD_MEMBERSHIP.value, "unexpected welcome", sender_address)]
+        try:
+            charter = Charter.from_dict(env.payload["charter"])
+        except CommunityError as err:
+            return [Rejected(Reject.BAD_MEMBERSHIP.value, str(err), sender_address)]
+        if charter.community_id != self.community_id:
+            return [
+                Rejected(
+                    Reject.BAD_MEMBERSHIP.value, "charter of another community", sender_address
+                )
+            ]
+        founder_address = self.membership.addresses.get(self._inviter, "")
+        self.membership = Membership(
+            charter, founder_address if charter.founder == self._inviter else ""
+        )
+        self.rules = charter.rules
+        step = self.rules.slot_seconds
+        self._next_slot = -(-(now_ms // 1000 + self.rules.gate_closure_lead_s + 1) // step) * step
+        self._seen.clear()
+        out = self._on_records(env.payload["records"], sender_address, now_ms)
+        if not self.membership.is_member(self.member_id):
+            return [
+                *out,
+                Rejected(Reject.BAD_MEMBERSHIP.value, "welcome lacks our record", sender_address),
+            ]
+        self._joined = True
+        return out
+
+    def _prune(self) -> None:
+        oldest = self._next_slot - self._retain * self.rules.slot_seconds
+        for slot in [s for s in self._slots if s < oldest]:
+            del self._slots[slot]
+            self._finals.pop(slot, None)
+        if len(self._seen) > 200_000:
+            self._seen.clear()
+
+
+def _i(env: Envelope, name: str) -> int:
+    """An integer payload field (the schema guarantees the type)."""
+    value = env.payload[name]
+    if type(value) is not int:  # pragma: no cover - schema checked
+        raise TypeError(name)
+    return value
+
+
+def _s(env: Envelope, name: str) -> str:
+    """A string payload field (the schema guarantees the type)."""
+    value = env.payload[name]
+    if type(value) is not str:  # pragma: no cover - schema checked
+        raise TypeError(name)
+    return value
+
+
+def _peek_join_sender(data: bytes) -> str | None:
+    """The sender key of a ``join`` message, before validation (cheap prefilter)."""
+    if b'"type":"join"' not in data[:MAX_MESSAGE_BYTES]:
+        return None
+    try:
+        value = decode(data)
+    except CanonicalError:
+        return None
+    if isinstance(value, dict) and value.get("type") == "join":
+        sender = value.get("sender")
+        if is_key_hex(sender):
+            assert isinstance(sender, str)
+            return sender
+    return None
+
+
+def _enrolment(data: object) -> AssetEnrolment | None:
+    if not isinstance(data, Mapping):
+        return None
+    try:
+        enrolment = AssetEnrolment(
+            str(data["member"]),
+            str(data["home_key"]),
+            str(data["asset_key"]),
+            str(data["asset_id"]),
+            str(data["kind"]),
+            int(data["enrolled_ms"]),
+            str(data["home_sig"]),
+            str(data["asset_sig"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    return enrolment if verify_enrolment(enrolment) else None

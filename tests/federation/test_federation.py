@@ -1,0 +1,45 @@
+"""Many peers over the in-memory network clear every slot together (properties 1 and 2)."""
+
+from __future__ import annotations
+
+from custom_components.peer_energy.core.clearing import clear_slot
+from custom_components.peer_energy.core.protocol import SlotCleared, result_hash
+
+from .helpers import build, next_slot, outcome, run_slot, submit_all
+
+
+def test_fifty_peers_clear_identical_results() -> None:
+    net, peers = build(50)
+    assert all(len(p.roster()) == 50 for p in peers)
+    for _ in range(2):
+        slot = next_slot(net, peers)
+        submit_all(net, peers, slot)
+        run_slot(net, peers, slot)
+        outcomes = {outcome(net, p.address, slot) for p in peers}
+        assert len(outcomes) == 1
+        assert None not in outcomes
+        assert "void" not in outcomes
+        finals = [p.finals[slot] for p in peers]
+        # bit-identical results everywhere, with real trades between members
+        assert len({f.result for f in finals}) == 1
+        assert finals[0].result.volume_wh > 0
+        assert len(finals[0].orders) == 50
+        assert len(finals[0].attesters) >= peers[0].rules.quorum(50)
+        assert not any(f.late for f in finals)
+
+
+def test_result_recomputes_from_the_orders() -> None:
+    net, peers = build(4)
+    slot = next_slot(net, peers)
+    submit_all(net, peers, slot)
+    run_slot(net, peers, slot)
+    final = peers[3].finals[slot]
+    again = clear_slot(
+        list(final.orders),
+        peers[3].rules.market,
+        slot_start=slot,
+        fairness=peers[0].fairness.__class__(),
+    )
+    assert result_hash(again) == final.result_hash
+    cleared = [e for _, e in net.events["p3"] if isinstance(e, SlotCleared)]
+    assert [c.final.slot for c in cleared] == [slot]
