@@ -108,11 +108,15 @@ class PeerLedger:
         *,
         policy: CreditPolicy | None = None,
         keyring: KeyRing | None = None,
+        path: Path | None = None,
     ) -> PeerLedger:
-        """Load or create the key pair, then open (or create) the SQLite ledger."""
+        """Load or create the key pair, then open (or create) the SQLite ledger.
+
+        ``path`` overrides the default file (the federation keeps one file per community).
+        """
         store = identity_store(hass, entry_id)
         identity, pending = await async_load_identity(store)
-        path = ledger_path(hass, entry_id)
+        path = path or ledger_path(hass, entry_id)
         open_with: Callable[[Identity], HomeLedger] = partial(
             _open, path, community=community, policy=policy, keyring=keyring
         )

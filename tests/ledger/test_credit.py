@@ -461,3 +461,14 @@ def test_trades_signed_after_a_key_rotation() -> None:
     old = SignedTrade(terms, sign_trade(terms, ANN), sign_trade(terms, BOB))
     assert led.apply_trade(old).refusal is Refusal.UNKNOWN_MEMBER
     assert led.apply_trade(good).ok
+
+
+def test_old_trades_are_forgotten_from_memory() -> None:
+    led, t, settlement = delivered(600, 600)
+    led.forget_before(SLOT * 1000)  # nothing older than the trade's slot
+    assert t.trade_id in led.trades
+    led.forget_before((SLOT + 1) * 1000)
+    assert led.trades == {}
+    assert t.trade_id not in led.applied
+    assert led.apply_settlement(settlement).refusal is Refusal.UNKNOWN_TRADE
+    led.forget_before((SLOT + 2) * 1000)  # nothing left: no work

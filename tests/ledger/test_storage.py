@@ -324,11 +324,23 @@ def test_a_failing_commit_rolls_memory_back(tmp_path: Path) -> None:
     balances = dict(ledger.credit.balances)
     head = ledger.head
     trade = make_trade(ledger, P, H, 10, 9)
-    ledger.db.close()
+
+    def disk_full(**_: object) -> None:
+        raise LedgerDBError("disk full")
+
+    real_commit = ledger.db.commit_slot
+    ledger.db.commit_slot = disk_full  # type: ignore[method-assign]
     with pytest.raises(LedgerDBError):
-        ledger.commit_slot(T0 + 9 * SLOT_MS, trades=[trade])
+        ledger.commit_slot(T0 + 9 * SLOT_MS, entries=[("order", {})], trades=[trade])
     assert ledger.credit.balances == balances
     assert ledger.head == head
+    assert trade.trade_id not in ledger.credit.applied
+    assert trade.trade_id not in ledger.credit.trades
+    ledger.db.commit_slot = real_commit  # type: ignore[method-assign]
+    assert ledger.commit_slot(T0 + 9 * SLOT_MS, trades=[trade]).accepted == (trade.trade_id,)
+    ledger.db.close()
+    with pytest.raises(LedgerDBError):
+        ledger.commit_slot(T0 + 10 * SLOT_MS, trades=[make_trade(ledger, P, H, 10, 10)])
 
 
 def tamper_db(path: Path, rng: random.Random) -> tuple[int, str]:

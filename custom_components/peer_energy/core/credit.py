@@ -579,6 +579,18 @@ class CreditLedger:
             return MAX_ENERGY_WH
         return min(MAX_ENERGY_WH, self.headroom(member) // unit)
 
+    def forget_before(self, ts_ms: int) -> None:
+        """Drop trades of slots before ``ts_ms`` from memory (bounded memory).
+
+        They can no longer be settled here, and the durable store still refuses them
+        as duplicates.
+        """
+        cut = ts_ms // 1000
+        if self.trades and next(iter(self.trades.values())).slot < cut:
+            for trade_id in [i for i, t in self.trades.items() if t.slot < cut]:
+                del self.trades[trade_id]
+                self.applied.discard(trade_id)
+
     # -- trades --
     def propose_trade(
         self,

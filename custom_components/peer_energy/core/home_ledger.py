@@ -188,12 +188,7 @@ class HomeLedger:
         returns, everything in the result is on disk.
         """
         credit = self.credit
-        saved = (
-            dict(credit.balances),
-            dict(credit.tallies),
-            set(credit.applied),
-            dict(credit.trades),
-        )
+        saved = (dict(credit.balances), dict(credit.tallies))
         head = self.head
         new_entries: list[ChainEntry] = []
         records: list[StoredRecord] = []
@@ -265,9 +260,13 @@ class HomeLedger:
                 evidence=evidence,
             )
         except BaseException:
-            credit.balances, credit.tallies, credit.applied, credit.trades = saved
+            credit.balances, credit.tallies = saved
+            for record_id in accepted:
+                credit.applied.discard(record_id)
+                credit.trades.pop(record_id, None)
             raise
         self.head = head
+        credit.forget_before(ts_ms - RECENT_MS)
         self.evidence.extend(evidence)
         return SlotResult(tuple(new_entries), tuple(accepted), tuple(refused))
 
