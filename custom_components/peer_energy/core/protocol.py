@@ -388,6 +388,77 @@ def result_hash(result: SlotResult) -> str:
     return digest_of(result.to_dict()).hex()
 
 
+def parse_bid(
+    env: Envelope, member: str, rules: CommunityRules
+) -> tuple[tuple[Order, ...] | None, str, str]:
+    """A verified bid record's qualified orders, or ``(None, code, detail)``."""
+    slot = env.payload["slot"]
+    if not isinstance(slot, int) or slot % rules.slot_seconds:
+        return None, Reject.BAD_BID.value, "slot is not aligned"
+    if env.ts_ms >= rules.gate_closure_ms(slot):
+        return None, Reject.LATE_BID.value, "bid signed after gate closure"
+    try:
+        orders = qualified_orders(member, env.payload)
+    except OrderError as err:
+        return None, Reject.BAD_BID.value, str(err)
+    return orders, "", ""
+
+
+def _book_from_payload(
+    slot: int, payload: Mapping[str, Any], membership: Membership
+) -> tuple[FairnessState, tuple[_Bid, ...]]:
+    """Fairness state and verified bids (sorted by member) of a ``slot_data`` payload."""
+    fair = FairnessState.from_dict(payload["fairness"])
+    keyring = membership.keyring
+    bids: dict[str, _Bid] = {}
+    for item in payload["bids"]:
+        env, code, detail = verify_record(item, community=membership.community, keyring=keyring)
+        if env is None or env.type != "bid" or env.payload.get("slot") != slot:
+            raise ValueError(f"bid does not verify: {code} {detail}")
+        member = keyring.member_of(env.sender, env.ts_ms)
+        if member is None:  # pragma: no cover - verify_record resolved the key
+            raise ValueError("bid from a non-member")
+        orders, code, detail = parse_bid(env, member, membership.charter.rules)
+        if orders is None or member in bids:
+            raise ValueError(f"bid rejected: {code or 'two bids of one member'} {detail}")
+        bids[member] = _Bid(record_id(member, env), member, env.to_dict(), orders)
+    return fair, tuple(bids[m] for m in sorted(bids))
+
+
+def verify_slot_data(payload: Mapping[str, Any], *, membership: Membership) -> FinalSlot:
+    """Verify a final slot from its signed bids and attestations alone (property 2).
+
+    ``payload`` is a ``slot_data`` payload (``Peer.slot_data``): the bids are re-checked
+    and re-cleared with the given fairness state, and more than the quorum of the slot's
+    roster must have attested exactly that book and result (members with two different
+    attestations do not count). Raises ``ValueError`` saying what does not verify.
+    """
+    slot = payload.get("slot")
+    if type(slot) is not int:
+        raise ValueError("slot must be an integer")
+    rules = membership.charter.rules
+    fair, bids = _book_from_payload(slot, payload, membership)
+    orders = tuple(o for b in bids for o in b.orders)
+    result = clear_slot(orders, rules.market, slot_start=slot, fairness=fair)
+    book = book_hash(membership.community, slot, rules, (b.bid_id for b in bids), fair)
+    res = result_hash(result)
+    seen: dict[str, set[tuple[str, str]]] = {}
+    for item in payload.get("attests", []):
+        env, code, detail = verify_record(
+            item, community=membership.community, keyring=membership.keyring
+        )
+        if env is None or env.type != "attest" or env.payload.get("slot") != slot:
+            raise ValueError(f"attestation does not verify: {code} {detail}")
+        member = membership.member_of(env.sender, env.ts_ms)
+        key = (str(env.payload["book"]), str(env.payload["result"]))
+        seen.setdefault(str(member), set()).add(key)
+    roster = membership.roster(rules.gate_closure_ms(slot))
+    attesters = tuple(m for m in roster if seen.get(m) == {(book, res)})
+    if len(attesters) < rules.quorum(len(roster)):
+        raise ValueError("the book's result has no quorum of attestations")
+    return FinalSlot(slot, book, res, orders, result, attesters, late=False)
+
+
 # --- Per-slot state -------------------------------------------------------------------
 
 
@@ -498,6 +569,7 @@ class Peer:
         self._balances: dict[str, int] = {}
         self._last_tick: int | None = None
         self._missing: set[int] = set()
+        self._last_catchup = now_ms
         step = self.rules.slot_seconds
         first = -(-(now_ms // 1000 + self.rules.gate_closure_lead_s + 1) // step) * step
         self._next_slot = first
@@ -564,6 +636,14 @@ class Peer:
     def roster(self, at_ms: int | None = None) -> tuple[str, ...]:
         """Member ids (now, or at ``at_ms``)."""
         return self.membership.roster(at_ms)
+
+    def slot_data(self, slot: int) -> dict[str, Any] | None:
+        """The ``slot_data`` payload of a final slot (signed bids, attestations, fairness):
+        what catch-up serves and what ``verify_slot_data`` checks."""
+        final = self._finals.get(slot)
+        if final is None:
+            return None
+        return self._slot_payload(self._slots[slot], final.book_hash)
 
     def is_void(self, slot: int) -> bool:
         """True if ``slot`` ended without a known result."""
@@ -714,6 +794,7 @@ class Peer:
         oldest = self._next_slot - self._retain * self.rules.slot_seconds
         self._missing = {s for s in self._missing if s >= oldest and s not in self._finals}
         since = min(self._missing, default=self._next_slot)
+        self._last_catchup = now_ms
         data = self._seal("catchup", {"since": since}, now_ms)
         return [Send(addr, data) for addr in self._pick_peers(now_ms, CATCHUP_PEERS)]
 
@@ -760,7 +841,8 @@ class Peer:
             state = self._slots[s]
             if state.started and not state.closed:
                 out.extend(self._run_slot(state, now_ms))
-        if gap or missed:
+        retry_due = self._missing and now_ms - self._last_catchup >= step * 1000
+        if gap or missed or retry_due:
             out.extend(self.catch_up(now_ms))
         out.extend(self._check_reachability(now_ms))
         self._prune()
@@ -1043,16 +1125,7 @@ class Peer:
         return slot % self.rules.slot_seconds == 0 and oldest <= slot <= now_ms // 1000 + HORIZON_S
 
     def _parse_bid(self, env: Envelope, member: str) -> tuple[tuple[Order, ...] | None, str, str]:
-        slot = env.payload["slot"]
-        if not isinstance(slot, int) or slot % self.rules.slot_seconds:
-            return None, Reject.BAD_BID.value, "slot is not aligned"
-        if env.ts_ms >= self.rules.gate_closure_ms(slot):
-            return None, Reject.LATE_BID.value, "bid signed after gate closure"
-        try:
-            orders = qualified_orders(member, env.payload)
-        except OrderError as err:
-            return None, Reject.BAD_BID.value, str(err)
-        return orders, "", ""
+        return parse_bid(env, member, self.rules)
 
     def _on_bid(self, env: Envelope, member: str, sender_address: str, now_ms: int) -> list[Output]:
         slot = _i(env, "slot")
@@ -1154,9 +1227,15 @@ class Peer:
         return self._slot_data(state, book, addr, now_ms)
 
     def _slot_data(self, state: _Slot, book: str, addr: str, now_ms: int) -> list[Output]:
+        payload = self._slot_payload(state, book)
+        if payload is None:
+            return []
+        return [Send(addr, self._seal("slot_data", payload, now_ms))]
+
+    def _slot_payload(self, state: _Slot, book: str) -> dict[str, Any] | None:
         bids = state.books.get(book)
         if bids is None:
-            return []
+            return None
         res = state.result_hashes[book]
         attests = [
             a.env
@@ -1164,13 +1243,12 @@ class Peer:
             for (b, r), a in per.items()
             if b == book and r == res
         ]
-        payload = {
+        return {
             "slot": state.slot,
             "bids": [b.env for b in bids],
             "attests": attests,
             "fairness": state.fairness[book].to_dict(),
         }
-        return [Send(addr, self._seal("slot_data", payload, now_ms))]
 
     def _on_slot_data(self, env: Envelope, sender_address: str, now_ms: int) -> list[Output]:
         slot = _i(env, "slot")
@@ -1190,23 +1268,11 @@ class Peer:
         def bad(detail: str) -> Rejected:
             return Rejected(Reject.BAD_SLOT_DATA.value, detail, sender_address)
 
-        keyring = self.membership.keyring
         try:
-            fair = FairnessState.from_dict(payload["fairness"])
+            fair, ordered = _book_from_payload(slot, payload, self.membership)
         except ValueError as err:
             return bad(str(err))
-        bids: dict[str, _Bid] = {}
-        for item in payload["bids"]:
-            env, code, detail = verify_record(item, community=self.community_id, keyring=keyring)
-            if env is None or env.type != "bid" or env.payload.get("slot") != slot:
-                return bad(f"bid does not verify: {code} {detail}")
-            member = keyring.member_of(env.sender, env.ts_ms)
-            assert member is not None
-            orders, code, detail = self._parse_bid(env, member)
-            if orders is None or member in bids:
-                return bad(f"bid rejected: {code or 'two bids of one member'} {detail}")
-            bids[member] = _Bid(record_id(member, env), member, env.to_dict(), orders)
-        ordered = tuple(bids[m] for m in sorted(bids))
+        keyring = self.membership.keyring
         book, res, result = self._clear(slot, ordered, fair)
         state = self._slot(slot)
         state.books[book] = ordered
