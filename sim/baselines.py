@@ -58,37 +58,38 @@ def _fill_early(row: np.ndarray, start: int, end: int, energy: int, per_slot: in
         left -= take
 
 
-def battery_arrays(c: Community) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per home: capacity, power per slot (Wh), efficiency (%), initial state of charge (Wh)."""
-    cap = np.zeros(c.n_homes, dtype=np.int64)
-    pw = np.zeros(c.n_homes, dtype=np.int64)
-    eff = np.full(c.n_homes, 100, dtype=np.int64)
-    soc0 = np.zeros(c.n_homes, dtype=np.int64)
-    for i, home in enumerate(c.homes):
-        if home.battery is not None:
-            cap[i] = home.battery.capacity_wh
-            pw[i] = c.max_wh(home.battery.power_w)
-            eff[i] = home.battery.efficiency_pct
-            soc0[i] = home.battery.initial_soc_wh
-    return cap, pw, eff, soc0
+class Batteries:
+    """The community's batteries as arrays (capacity, power per slot, round-trip efficiency,
+    reserve and initial state of charge, all Wh or %); homes without one have zeros."""
 
+    def __init__(self, c: Community) -> None:
+        n = c.n_homes
+        self.cap = np.zeros(n, dtype=np.int64)
+        self.pw = np.zeros(n, dtype=np.int64)
+        self.eff = np.full(n, 100, dtype=np.int64)
+        self.reserve = np.zeros(n, dtype=np.int64)
+        self.soc0 = np.zeros(n, dtype=np.int64)
+        for i, home in enumerate(c.homes):
+            b = home.battery
+            if b is not None:
+                self.cap[i] = b.capacity_wh
+                self.pw[i] = c.max_wh(b.power_w)
+                self.eff[i] = b.efficiency_pct
+                self.reserve[i] = b.reserve_wh
+                self.soc0[i] = b.initial_soc_wh
 
-def charge_limit(soc: np.ndarray, cap: np.ndarray, pw: np.ndarray, eff: np.ndarray) -> np.ndarray:
-    """Most AC energy each battery can take this slot (integer state update stays <= cap)."""
-    return np.minimum(pw, (cap - soc) * 100 // eff)
+    def charge_limit(self, soc: np.ndarray) -> np.ndarray:
+        """Most AC energy each battery can take this slot (losses booked on charging)."""
+        return np.asarray(np.maximum(np.minimum(self.pw, (self.cap - soc) * 100 // self.eff), 0))
 
+    def discharge_limit(self, soc: np.ndarray) -> np.ndarray:
+        """Most AC energy each battery can deliver this slot (down to the reserve)."""
+        return np.asarray(np.maximum(np.minimum(self.pw, soc - self.reserve), 0))
 
-def discharge_limit(soc: np.ndarray, pw: np.ndarray, eff: np.ndarray) -> np.ndarray:
-    """Most AC energy each battery can deliver this slot."""
-    return np.minimum(pw, soc * eff // 100)
-
-
-def apply_battery(
-    soc: np.ndarray, charge: np.ndarray, discharge: np.ndarray, eff: np.ndarray
-) -> np.ndarray:
-    """New state of charge: ``+ floor(charge x eff) - ceil(discharge / eff)`` (never above
-    the exact lossy update, so the optimum's constraints admit every simulated dispatch)."""
-    return soc + charge * eff // 100 - (-(-discharge * 100 // eff))
+    def apply(self, soc: np.ndarray, charge: np.ndarray, discharge: np.ndarray) -> np.ndarray:
+        """New state of charge: ``+ floor(charge x eff) - discharge`` (never above the exact
+        lossy update, so the optimum's constraints admit every simulated dispatch)."""
+        return np.asarray(soc + charge * self.eff // 100 - discharge)
 
 
 def _empty(c: Community, name: str) -> dict[str, np.ndarray]:
@@ -100,7 +101,8 @@ def no_trade(c: Community) -> RunResult:
     """Baseline 1: every home alone with its own PV and battery (see the module docstring)."""
     began = time.perf_counter()
     ev, flex = fixed_schedules(c)
-    cap, pw, eff, soc0 = battery_arrays(c)
+    bat = Batteries(c)
+    soc0 = bat.soc0
     soc = soc0.copy()
     shape = c.load_wh.shape
     imp = np.zeros(shape, dtype=np.int64)
@@ -110,9 +112,9 @@ def no_trade(c: Community) -> RunResult:
     net = c.load_wh + ev + flex - c.pv_wh
     for t in range(c.n_slots):
         n = net[:, t]
-        ch[:, t] = np.minimum(np.maximum(-n, 0), charge_limit(soc, cap, pw, eff))
-        dis[:, t] = np.minimum(np.maximum(n, 0), discharge_limit(soc, pw, eff))
-        soc = apply_battery(soc, ch[:, t], dis[:, t], eff)
+        ch[:, t] = np.minimum(np.maximum(-n, 0), bat.charge_limit(soc))
+        dis[:, t] = np.minimum(np.maximum(n, 0), bat.discharge_limit(soc))
+        soc = bat.apply(soc, ch[:, t], dis[:, t])
         residual = n + ch[:, t] - dis[:, t]
         imp[:, t] = np.maximum(residual, 0)
         exp[:, t] = np.maximum(-residual, 0)
@@ -146,7 +148,8 @@ def ramp(c: Community, ticks: int = TICKS) -> RunResult:
     """Baseline 2: Grid-Singularity-like linear price ramps on our clearing."""
     began = time.perf_counter()
     ev, flex = fixed_schedules(c)
-    cap, pw, eff, soc0 = battery_arrays(c)
+    bat = Batteries(c)
+    soc0 = bat.soc0
     soc = soc0.copy()
     shape = c.load_wh.shape
     out = {
@@ -166,8 +169,8 @@ def ramp(c: Community, ticks: int = TICKS) -> RunResult:
         slot = int(c.slots[t])
         want = np.maximum(net[:, t], 0)  # deficit after own PV
         have = np.maximum(-net[:, t], 0)  # surplus after own PV
-        room = charge_limit(soc, cap, pw, eff)
-        stock = discharge_limit(soc, pw, eff)
+        room = bat.charge_limit(soc)
+        stock = bat.discharge_limit(soc)
         bat_in = np.zeros(c.n_homes, dtype=np.int64)
         bat_out = np.zeros(c.n_homes, dtype=np.int64)
         buy_final = f + (r - f) * 8 // 10
@@ -252,7 +255,7 @@ def ramp(c: Community, ticks: int = TICKS) -> RunResult:
         # a battery that both bought and sold in the slot only moves the difference
         both = np.minimum(bat_in, bat_out)
         charge, discharge = bat_in - both, bat_out - both
-        soc = apply_battery(soc, charge, discharge, eff)
+        soc = bat.apply(soc, charge, discharge)
         out["ch"][:, t] = charge
         out["dis"][:, t] = discharge
         out["imp"][:, t] = want
@@ -339,22 +342,20 @@ def optimum(c: Community) -> RunResult:
             dis = new_cols(T, 0.0, pw)
             terminal = np.zeros(T)
             terminal[-1] = -fit_end
-            soc = new_cols(T, 0.0, float(b.capacity_wh), terminal)
+            soc = new_cols(T, float(b.reserve_wh), float(b.capacity_wh), terminal)
             for t in range(T):
                 add_use(t, int(ch[t]), 1.0)
                 add_use(t, int(dis[t]), -1.0)
-                # soc_t - soc_{t-1} - eta ch_t + dis_t / eta <= 0   (soc_{-1} = initial)
+                # soc_t - soc_{t-1} - eta ch_t + dis_t <= 0   (soc_{-1} = initial)
                 r_ = new_row(-inf, float(b.initial_soc_wh) if t == 0 else 0.0)
                 rows.extend([r_, r_, r_])
                 cidx.extend([int(soc[t]), int(ch[t]), int(dis[t])])
-                vals.extend([1.0, -eta, 1.0 / eta])
+                vals.extend([1.0, -eta, 1.0])
                 if t > 0:
                     rows.append(r_)
                     cidx.append(int(soc[t - 1]))
                     vals.append(-1.0)
             hc.update(ch=ch, dis=dis, soc=soc)
-            cost_const = fit_end * b.initial_soc_wh  # the credit is relative to the start
-            hc["credit_const"] = cost_const
         evc: list[tuple[int, int]] = []
         if home.ev is not None:
             per = float(c.max_wh(home.ev.charger_w))

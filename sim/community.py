@@ -23,12 +23,22 @@ ORIENTATIONS = ((30, 180), (35, 135), (35, 225), (20, 90), (20, 270), (40, 180))
 
 @dataclass(frozen=True)
 class Battery:
-    """A home battery: usable capacity, charge/discharge power, one-way efficiency."""
+    """A home battery: capacity, charge/discharge power, round-trip efficiency, reserve.
+
+    Losses are booked on charging (``soc += charge x efficiency``, ``soc -= discharge``),
+    the convention of the engine's battery agent; the state of charge never goes below
+    ``reserve_pct`` of the capacity (the owner's backup reserve) in any run.
+    """
 
     capacity_wh: int
     power_w: int
-    efficiency_pct: int = 95
+    efficiency_pct: int = 90
     initial_soc_wh: int = 0
+    reserve_pct: int = 20
+
+    @property
+    def reserve_wh(self) -> int:
+        return self.capacity_wh * self.reserve_pct // 100
 
     def to_dict(self) -> dict[str, int]:
         return {
@@ -36,6 +46,7 @@ class Battery:
             "power_w": self.power_w,
             "efficiency_pct": self.efficiency_pct,
             "initial_soc_wh": self.initial_soc_wh,
+            "reserve_pct": self.reserve_pct,
         }
 
 
@@ -145,7 +156,8 @@ def _check_home(home: Home, t: int, slot_seconds: int) -> None:
         b.capacity_wh > 0
         and b.power_w > 0
         and 50 <= b.efficiency_pct <= 100
-        and 0 <= b.initial_soc_wh <= b.capacity_wh
+        and 0 <= b.reserve_pct < 100
+        and b.reserve_wh <= b.initial_soc_wh <= b.capacity_wh
     ):
         raise ValueError(f"home {home.home_id}: invalid battery {b}")
     if home.ev is not None:
@@ -288,7 +300,7 @@ def build(options: Options) -> Community:
         battery = None
         if i in battery_homes:
             cap = int(home_rng.choice([5_000, 7_500, 10_000, 13_500]))
-            battery = Battery(cap, max(2_500, cap // 2), 95, cap // 5)
+            battery = Battery(cap, max(2_500, cap // 2), 90, cap // 5, 20)
         ev = _ev(home_rng, options.days, per_day, slot_seconds, weekdays) if i in ev_homes else None
         flex = _flex(home_rng, options.days, per_day, slot_seconds) if i in flex_homes else ()
         homes.append(

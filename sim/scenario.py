@@ -16,8 +16,8 @@ smart-meter exports: one row per home and slot.
       "tariff": {"import_ct": 32, "feed_in_ct": 8, "carbon_g_per_kwh": 400},
       "homes": [
         {"id": "home001", "pv_kwp": 6.5, "clean_only": false,
-         "battery": {"capacity_wh": 10000, "power_w": 5000, "efficiency_pct": 95,
-                     "initial_soc_wh": 2000},
+         "battery": {"capacity_wh": 10000, "power_w": 5000, "efficiency_pct": 90,
+                     "initial_soc_wh": 2000, "reserve_pct": 20},
          "ev": {"charger_w": 11000, "sessions": [
              {"arrive": "2025-05-12T18:00:00+02:00", "depart": "2025-05-13T07:00:00+02:00",
               "energy_wh": 12000}]},
@@ -213,8 +213,9 @@ def read_scenario(path: str | Path) -> Community:
             battery = Battery(
                 _int(b, "capacity_wh", where),
                 _int(b, "power_w", where),
-                _int(b, "efficiency_pct", where, default=95),
+                _int(b, "efficiency_pct", where, default=90),
                 _int(b, "initial_soc_wh", where, default=0),
+                _int(b, "reserve_pct", where, default=20),
             )
         ev = None
         if raw.get("ev") is not None:

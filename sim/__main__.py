@@ -1,0 +1,160 @@
+"""Command line: ``python -m sim [options]`` (or ``./scripts/simulate [options]``).
+
+Builds the community (seeded, or from ``--scenario``), runs the market and the baselines,
+prints the KPI table and writes the JSON and HTML reports. See ``docs/simulation.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import baselines, kpi, report, run
+from .community import Community, Options, build
+from .scenario import ScenarioError, read_scenario, write_scenario
+
+DEFAULT_OUT = Path("sim_output")
+
+
+def parser() -> argparse.ArgumentParser:
+    d = Options()
+    p = argparse.ArgumentParser(
+        prog="simulate",
+        description="Simulate a Peer Energy community on the real market engine and report KPIs "
+        "against no trading, a ramp strategy and the perfect-foresight optimum.",
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (same seed, same community)")
+    p.add_argument("--homes", type=int, default=d.homes, help="number of homes (default %(default)s)")
+    p.add_argument("--days", type=int, default=d.days, help="days to simulate (default %(default)s)")
+    p.add_argument("--slot-minutes", type=int, default=d.slot_minutes, help="slot length (default %(default)s)")
+    p.add_argument("--pv-share", type=float, default=d.pv_share, help="share of homes with PV")
+    p.add_argument("--battery-share", type=float, default=d.battery_share, help="share with a battery")
+    p.add_argument("--ev-share", type=float, default=d.ev_share, help="share with an EV charger")
+    p.add_argument("--flex-share", type=float, default=d.flex_share, help="share with flexible plugs")
+    p.add_argument("--clean-only-share", type=float, default=d.clean_only_share,
+                   help="share of homes that buy clean energy only")
+    p.add_argument("--start", default=d.start, help="first day, YYYY-MM-DD (weather is a typical year)")
+    p.add_argument("--region", type=int, default=d.region, help="DWD test-reference-year region 1..15")
+    p.add_argument("--tariff", choices=("fixed", "dynamic"), default=d.tariff,
+                   help="fixed retail price, or day-ahead (pricecast) + fixed charges")
+    p.add_argument("--import-ct", type=int, default=d.import_ct, help="fixed retail price, ct/kWh")
+    p.add_argument("--feed-in-ct", type=int, default=d.feed_in_ct, help="feed-in tariff, ct/kWh")
+    p.add_argument("--scenario", type=Path, help="run a community's own data (scenario JSON)")
+    p.add_argument("--write-scenario", type=Path, help="also write the community as a scenario")
+    p.add_argument("--json", type=Path, default=DEFAULT_OUT / "report.json", help="JSON report path")
+    p.add_argument("--html", type=Path, default=DEFAULT_OUT / "report.html", help="HTML report path")
+    p.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run the ramp strategy and the optimum (default on)")
+    return p
+
+
+def targets(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's targets that one run can check."""
+    out: list[dict[str, Any]] = []
+    m = runs.get("market")
+    if m is None:
+        return out
+    out.append({"target": "no home worse off than not trading", "met": m["homes_worse_off"] == 0,
+                "value": f"{m['homes_worse_off']} homes"})
+    share = m.get("optimum_savings_share")
+    if share is not None:
+        out.append({"target": "market >= 90 % of the optimum's savings", "met": share >= 0.9,
+                    "value": f"{share:.1%}"})
+    if "ramp" in runs:
+        out.append({"target": "market saves more than the ramp strategy",
+                    "met": m["savings_eur"] > runs["ramp"]["savings_eur"],
+                    "value": f"{m['savings_eur']:.2f} vs {runs['ramp']['savings_eur']:.2f} EUR"})
+    return out
+
+
+def simulate(c: Community, *, with_baselines: bool, seed: int, command: str) -> tuple[dict[str, Any], dict[str, kpi.RunResult]]:
+    """Run everything on ``c``; returns the report dict and the raw results."""
+    results: dict[str, kpi.RunResult] = {}
+    results["no_trade"] = baselines.no_trade(c)
+    if with_baselines:
+        results["ramp"] = baselines.ramp(c)
+    market, ledger = run.market(c, seed=seed)
+    results["market"] = market
+    optimum = baselines.optimum(c) if with_baselines else None
+    if optimum is not None:
+        results["optimum"] = optimum
+    runs = {
+        name: kpi.kpis(c, r, results["no_trade"], optimum) for name, r in results.items()
+    }
+    runs["market"]["engine"] = {
+        **market.extra,
+        "ledger_total_milli": ledger.total(),
+        "balance_error_wh": int(market.balance_errors(c).max()),
+    }
+    meta = c.meta
+    data = {
+        "command": command,
+        "community": {
+            "homes": c.n_homes,
+            "days": c.n_slots * c.slot_seconds / 86_400,
+            "slot_minutes": c.slot_seconds // 60,
+            "start": str(meta.get("start", c.slots[0])),
+            "source": str(meta.get("source", "scenario")),
+            "tariff": str(meta.get("tariff", "from scenario")),
+            "seed": meta.get("seed"),
+            "region": meta.get("region"),
+            "station": meta.get("station"),
+            "pv_homes": sum(h.pv_kwp > 0 for h in c.homes),
+            "battery_homes": sum(h.battery is not None for h in c.homes),
+            "ev_homes": sum(h.ev is not None for h in c.homes),
+            "flex_homes": sum(bool(h.flex) for h in c.homes),
+            "clean_only_homes": sum(h.clean_only for h in c.homes),
+            "consumption_kwh": round(float(c.load_wh.sum()) / 1000, 1),
+            "pv_kwh": round(float(c.pv_wh.sum()) / 1000, 1),
+        },
+        "runs": runs,
+        "targets": targets(runs),
+    }
+    return data, results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    command = "./scripts/simulate " + shlex.join(argv if argv is not None else sys.argv[1:])
+    began = time.perf_counter()
+    try:
+        if args.scenario is not None:
+            community = read_scenario(args.scenario)
+        else:
+            community = build(
+                Options(
+                    seed=args.seed, homes=args.homes, days=args.days,
+                    slot_minutes=args.slot_minutes, pv_share=args.pv_share,
+                    battery_share=args.battery_share, ev_share=args.ev_share,
+                    flex_share=args.flex_share, clean_only_share=args.clean_only_share,
+                    start=args.start, region=args.region, tariff=args.tariff,
+                    import_ct=args.import_ct, feed_in_ct=args.feed_in_ct,
+                )
+            )
+    except (ScenarioError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    built = time.perf_counter() - began
+    if args.write_scenario is not None:
+        write_scenario(community, args.write_scenario)
+    data, results = simulate(community, with_baselines=args.baselines, seed=args.seed, command=command)
+    data["timing_s"] = {
+        "build": round(built, 2),
+        **{name: round(r.runtime_s, 2) for name, r in results.items()},
+        "total": round(time.perf_counter() - began, 2),
+    }
+    print(report.table(data))
+    for path in (args.json, args.html):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    report.write_json(data, args.json)
+    report.write_html(community, data, results, args.html)
+    print(f"JSON: {args.json}\nHTML: {args.html}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

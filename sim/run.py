@@ -1,0 +1,327 @@
+"""The slot loop: the engine's agents bid, the engine clears, the ledger settles.
+
+Nothing here decides a price or an allocation: every slot goes through the same code that
+runs inside Home Assistant (``custom_components.peer_energy.core``):
+
+1. **Outlook.** The expected community price per slot of the coming day is the engine's
+   :func:`~custom_components.peer_energy.core.forecast.profile_forecast` over the slots'
+   past prices (a slot without trades counts at the grid price the community faced:
+   the feed-in tariff when it exported, the import price when it imported). Before any
+   history exists, "yesterday" is assumed to look like the first day's inflexible balance.
+2. **Agents.** Each home's assets bid through :mod:`~custom_components.peer_energy.core.agents`
+   (``pv_bids``, ``base_load_bids``, ``battery_bids``, ``ev_bids``, ``plug_bids``) and
+   ``home_order`` nets them into the home's one order. The simulator gives the agents the
+   slot's actual load and PV (a perfect slot-ahead forecast) and the device states.
+3. **Credit.** A buy order is capped at what the buyer's credit headroom allows at the import
+   price (``CreditLedger.max_buy_wh``), dearest steps kept.
+4. **Clearing.** :func:`~custom_components.peer_energy.core.clearing.clear_slot` with the
+   slot's tariff, threading the fairness state.
+5. **Ledger.** Every fill becomes a trade: proposed with the resulting balances, signed by
+   both homes' Ed25519 identities, verified and applied by the engine's ``CreditLedger``.
+6. **Devices.** ``split_fill`` splits each home's result back to its assets; the devices do
+   exactly that (checked against their physical limits), and the meter settles the rest
+   with the grid. The grid exchange each home pays for is that metered exchange.
+
+Anything the agents ask the devices to do beyond their limits is clipped and counted
+(``extra["device_violations"]``); with the current agents the count is zero.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from custom_components.peer_energy.core import agents as ag
+from custom_components.peer_energy.core.clearing import clear_slot
+from custom_components.peer_energy.core.credit import CreditLedger, SignedTrade, sign_trade
+from custom_components.peer_energy.core.fairness import FairnessState
+from custom_components.peer_energy.core.forecast import profile_forecast
+from custom_components.peer_energy.core.identity import Identity
+from custom_components.peer_energy.core.orders import MarketRules, Order, Side, Step
+
+from .baselines import Batteries
+from .community import Community
+from .kpi import RunResult
+
+COMMUNITY_ID = "sim-community"
+PV, LOAD, BATTERY = "pv", "load", "battery"
+
+
+@dataclass
+class _HomeState:
+    """Mutable device state of one home between slots."""
+
+    ev_left: dict[int, int] = field(default_factory=dict)  # session index -> Wh still needed
+    plugs: dict[int, ag.PlugState] = field(default_factory=dict)  # task index -> plug state
+
+
+def identities(c: Community, seed: int) -> list[Identity]:
+    """Deterministic Ed25519 identities per home (same seed, same keys)."""
+    return [
+        Identity.from_seed_hex(
+            hashlib.sha256(f"peer-energy-sim:{seed}:{h.home_id}".encode()).hexdigest()
+        )
+        for h in c.homes
+    ]
+
+
+def _prior_prices(c: Community) -> dict[int, int]:
+    """Price history for the day before the start: the first day's inflexible balance."""
+    per_day = 86_400 // c.slot_seconds
+    n = min(per_day, c.n_slots)
+    net = (c.load_wh[:, :n] - c.pv_wh[:, :n]).sum(axis=0)
+    return {
+        int(c.slots[t]) - 86_400: int(c.import_price[t] if net[t] > 0 else c.feed_in[t])
+        for t in range(n)
+    }
+
+
+def _cap(order: Order, limit: int) -> Order | None:
+    """Keep at most ``limit`` Wh of a buy order, dearest steps first."""
+    kept: list[Step] = []
+    left = max(limit, 0)
+    for step in sorted(order.steps, key=lambda s: -s.price):
+        take = min(step.energy_wh, left)
+        left -= take
+        if take:
+            kept.append(Step(step.price, take))
+    return replace(order, steps=tuple(kept)) if kept else None
+
+
+def market(
+    c: Community,
+    *,
+    rules: MarketRules | None = None,
+    seed: int = 1,
+    horizon_hours: int = 24,
+) -> tuple[RunResult, CreditLedger]:
+    """Run the market over the whole community; returns the result and the final ledger."""
+    began = time.perf_counter()
+    base_rules = rules or MarketRules(slot_seconds=c.slot_seconds)
+    ids = identities(c, seed)
+    keys = [i.public_key for i in ids]
+    index = {k: n for n, k in enumerate(keys)}
+    ledger = CreditLedger(COMMUNITY_ID)
+    H, T, S = c.n_homes, c.n_slots, c.slot_seconds
+    bat = Batteries(c)
+    soc = bat.soc0.copy()
+    names = ("imp", "exp", "ch", "dis", "ev", "flex", "bought", "sold", "paid", "received",
+             "clean_bought")
+    arrays = {k: np.zeros((H, T), dtype=np.int64) for k in names}
+    price = np.full(T, np.nan)
+    policies = [ag.OwnerPolicy(clean_only=h.clean_only) for h in c.homes]
+    states = [_HomeState() for _ in c.homes]
+    for i, home in enumerate(c.homes):
+        if home.ev is not None:
+            states[i].ev_left = {k: s.energy_wh for k, s in enumerate(home.ev.sessions)}
+    has_pv = c.pv_wh.sum(axis=1) > 0
+    history = _prior_prices(c)
+    per_horizon = max(1, horizon_hours * 3600 // S)
+    fairness = FairnessState()
+    counters = {"trades": 0, "refused_trades": 0, "capped_orders": 0, "device_violations": 0,
+                "unfinished_wh": 0, "metered_vs_cleared_wh": 0}
+    for t in range(T):
+        r, f = int(c.import_price[t]), int(c.feed_in[t])
+        slot = int(c.slots[t])
+        slot_rules = MarketRules(
+            import_price=r,
+            feed_in_tariff=f,
+            distributor_fee=base_rules.distributor_fee,
+            pricing=base_rules.pricing,
+            fair_share_bp=base_rules.fair_share_bp,
+            slot_seconds=S,
+        )
+        window = tuple(slot + S * k for k in range(per_horizon))
+        outlook = ag.PriceOutlook(r, f, profile_forecast(history, window))
+        now = ag.Horizon((slot,), S)
+        full = ag.Horizon(window, S)
+        home_bids: list[list[ag.AssetBid]] = []
+        orders: list[Order] = []
+        room = bat.charge_limit(soc)
+        stock = bat.discharge_limit(soc)
+        for i, home in enumerate(c.homes):
+            policy = policies[i]
+            st = states[i]
+            bids: list[ag.AssetBid] = []
+            bids += ag.base_load_bids(LOAD, [int(c.load_wh[i, t])], now, outlook)
+            if has_pv[i]:
+                bids += ag.pv_bids(PV, [int(c.pv_wh[i, t])], now, outlook, policy)
+            if home.battery is not None:
+                b = home.battery
+                state = ag.BatteryState(
+                    BATTERY,
+                    b.capacity_wh,
+                    int(soc[i]),
+                    reserve_pct=b.reserve_pct,
+                    max_charge_w=b.power_w,
+                    max_discharge_w=b.power_w,
+                    efficiency_pct=b.efficiency_pct,
+                    clean=bool(has_pv[i]),
+                )
+                bids += [x for x in ag.battery_bids(state, full, outlook, policy)
+                         if x.slot_start == slot]
+            if home.ev is not None:
+                for k, s in enumerate(home.ev.sessions):
+                    if s.arrive <= t < s.depart and st.ev_left[k] > 0:
+                        ev = ag.EVState(f"ev{k}", st.ev_left[k], slot + (s.depart - t) * S,
+                                        home.ev.charger_w)
+                        bids += ag.ev_bids(ev, now, outlook, policy)
+            for k, task in enumerate(home.flex):
+                if task.earliest <= t < task.deadline:
+                    if k not in st.plugs:
+                        run_slots = -(-task.energy_wh // c.max_wh(task.power_w))
+                        st.plugs[k] = ag.PlugState(
+                            f"plug{k}", task.energy_wh, task.power_w,
+                            (task.deadline - task.earliest - run_slots) * S,
+                        )
+                    if st.plugs[k].remaining_wh > 0:
+                        bids += ag.plug_bids(st.plugs[k], now, outlook, policy)
+            home_bids.append(bids)
+            order = ag.home_order(keys[i], slot, bids, outlook.at(0), policy, r, f)
+            if order is None:
+                continue
+            if order.side is Side.BUY:
+                headroom = ledger.max_buy_wh(keys[i], r, slot_rules.distributor_fee)
+                if order.energy_wh > headroom:
+                    counters["capped_orders"] += 1
+                    order = _cap(order, headroom)
+                    if order is None:
+                        continue
+            orders.append(order)
+
+        result = clear_slot(orders, slot_rules, slot_start=slot, fairness=fairness)
+        fairness = result.fairness
+        if result.fills:
+            vol = sum(fl.energy_wh for fl in result.fills)
+            price[t] = sum(fl.price * fl.energy_wh for fl in result.fills) / vol
+        fill_price: dict[str, int] = {}
+        for fill in result.fills:
+            bi, si = index[fill.buyer], index[fill.seller]
+            e = fill.energy_wh
+            arrays["bought"][bi, t] += e
+            arrays["sold"][si, t] += e
+            arrays["paid"][bi, t] += e * (fill.price + fill.fee)
+            arrays["received"][si, t] += e * fill.price
+            fill_price[fill.buyer] = fill.price
+            fill_price[fill.seller] = fill.price
+            if fill.clean:
+                arrays["clean_bought"][bi, t] += e
+            counters["trades"] += 1
+            if not _settle(ledger, ids[bi], ids[si], slot, e, fill.price, fill.fee, fill.clean):
+                counters["refused_trades"] += 1
+        side_of = {o.owner: o.side for o in orders}
+        members = {m.owner: m for m in result.members}
+        charge = np.zeros(H, dtype=np.int64)
+        discharge = np.zeros(H, dtype=np.int64)
+        for i, home in enumerate(c.homes):
+            key = keys[i]
+            side = side_of.get(key)
+            m = members.get(key)
+            filled = (m.bought_wh if side is Side.BUY else m.sold_wh) if m and side else 0
+            p = fill_price.get(key)
+            if p is None:  # no trade: the price this home's order met
+                pool = result.clean_price if policies[i].clean_only else result.general_price
+                p = pool if pool is not None else (r if side is Side.BUY else f)
+            allocs = ag.split_fill(home_bids[i], slot, side, filled, p, r, f)
+            net = 0
+            st = states[i]
+            for a in allocs:
+                e = a.energy_wh
+                if a.asset_id == BATTERY:
+                    if e > 0:
+                        use = min(e, int(room[i]))
+                        charge[i] += use
+                    else:
+                        use = -min(-e, int(stock[i]))
+                        discharge[i] -= use
+                    if use != e:
+                        counters["device_violations"] += 1
+                    e = use
+                elif a.asset_id.startswith("ev"):
+                    k = int(a.asset_id[2:])
+                    use = max(0, min(e, st.ev_left[k]))
+                    if use != e:
+                        counters["device_violations"] += 1
+                    st.ev_left[k] -= use
+                    arrays["ev"][i, t] += use
+                    e = use
+                elif a.asset_id.startswith("plug"):
+                    k = int(a.asset_id[4:])
+                    plug = st.plugs[k]
+                    use = max(0, min(e, plug.remaining_wh))
+                    if use != e:
+                        counters["device_violations"] += 1
+                    wanted = min(c.max_wh(plug.power_w), plug.remaining_wh)
+                    st.plugs[k] = ag.plug_after_slot(plug, use, wanted, S)
+                    arrays["flex"][i, t] += use
+                    e = use
+                net += e
+            # inflexible load and PV happen whatever the allocation says
+            covered_load = sum(a.energy_wh for a in allocs if a.asset_id == LOAD)
+            covered_pv = -sum(a.energy_wh for a in allocs if a.asset_id == PV)
+            net += int(c.load_wh[i, t]) - covered_load - (int(c.pv_wh[i, t]) - covered_pv)
+            if covered_load != c.load_wh[i, t] or covered_pv != c.pv_wh[i, t]:
+                counters["device_violations"] += 1
+            # the meter settles with the grid whatever the market did not cover
+            grid = net - (int(arrays["bought"][i, t]) - int(arrays["sold"][i, t]))
+            arrays["imp"][i, t] = max(grid, 0)
+            arrays["exp"][i, t] = max(-grid, 0)
+            engine_grid = (m.grid_import_wh - m.grid_export_wh) if m else 0
+            counters["metered_vs_cleared_wh"] += abs(grid - engine_grid)
+        both = np.minimum(charge, discharge)
+        charge -= both
+        discharge -= both
+        soc = bat.apply(soc, charge, discharge)
+        arrays["ch"][:, t] = charge
+        arrays["dis"][:, t] = discharge
+        # the slot's price for the outlook: traded price, else the grid price at the margin
+        if not np.isnan(price[t]):
+            history[slot] = int(round(price[t]))
+        else:
+            history[slot] = r if arrays["imp"][:, t].sum() >= arrays["exp"][:, t].sum() else f
+        # EV sessions and plug tasks that end now must be complete
+        for i, home in enumerate(c.homes):
+            if home.ev is not None:
+                for k, s in enumerate(home.ev.sessions):
+                    if s.depart == t + 1 and states[i].ev_left[k] > 0:
+                        counters["unfinished_wh"] += states[i].ev_left[k]
+            for k, task in enumerate(home.flex):
+                if task.deadline == t + 1 and k in states[i].plugs:
+                    counters["unfinished_wh"] += states[i].plugs[k].remaining_wh
+    run = RunResult(
+        "market", arrays["imp"], arrays["exp"], arrays["bought"], arrays["sold"],
+        arrays["paid"], arrays["received"], arrays["ch"], arrays["dis"], bat.soc0, soc,
+        arrays["ev"], arrays["flex"], arrays["clean_bought"], price,
+        runtime_s=time.perf_counter() - began,
+        extra=counters,
+    )
+    return run, ledger
+
+
+def _settle(
+    ledger: CreditLedger,
+    buyer: Identity,
+    seller: Identity,
+    slot: int,
+    energy: int,
+    price: int,
+    fee: int,
+    clean: bool,
+) -> bool:
+    """Propose, countersign and apply one trade in the mutual-credit ledger."""
+    terms, _result = ledger.propose_trade(
+        slot=slot,
+        buyer=buyer.public_key,
+        seller=seller.public_key,
+        energy_wh=energy,
+        price=price,
+        fee=fee,
+        clean=clean,
+    )
+    if terms is None:
+        return False
+    trade = SignedTrade(terms, sign_trade(terms, buyer), sign_trade(terms, seller))
+    return ledger.apply_trade(trade).ok
