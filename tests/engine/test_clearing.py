@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from custom_components.peer_energy.core.clearing import clear_book, clear_slot, priority_split
+from custom_components.peer_energy.core.clearing import clear_book, clear_slot
 from custom_components.peer_energy.core.fairness import Divider, FairnessState
 from custom_components.peer_energy.core.orders import (
     MarketRules,
@@ -19,6 +19,7 @@ from custom_components.peer_energy.core.orders import (
     parse_book,
     validate_order,
 )
+from custom_components.peer_energy.core.scarcity import priority_split
 from custom_components.peer_energy.core.slots import is_aligned, next_slots, slot_of_day, slot_start
 
 SLOT = 1_800_000_000 - 1_800_000_000 % 900

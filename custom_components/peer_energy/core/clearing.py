@@ -27,7 +27,7 @@ mechanism; the short version:
    :class:`~.fairness.Divider`.
 5. *Scarcity* (grid unavailable, or the import capacity would be exceeded): the same volume
    goes to the buyers willing to pay the price by priority class instead of by bid
-   (:func:`priority_split`).
+   (:func:`.scarcity.priority_split`).
 6. *Fair share*: with ``V`` the uncapped cleared volume, no seller owner may offer more than
    ``max(V * fair_share_bp // 10000, V - what all others offer at acceptable asks)``; its
    dearest steps are cut and the slot is cleared again (others take over, at their prices).
@@ -38,7 +38,7 @@ mechanism; the short version:
    unsold sell steps at or below the feed-in tariff export, within the capacities; the rest is
    reported as unserved or curtailed.
 
-Public API: :func:`clear_book`, :func:`clear_slot`, :func:`priority_split`, :class:`Fill`,
+Public API: :func:`clear_book`, :func:`clear_slot`, :class:`Fill`,
 :class:`OrderResult`, :class:`MemberResult`, :class:`SlotResult`, :class:`ClearingResult`.
 """
 
@@ -51,7 +51,8 @@ from itertools import accumulate
 from typing import Any, NamedTuple
 
 from .fairness import Divider, FairnessState
-from .orders import BASIS_POINTS, MarketRules, Order, OrderBook, Pricing, Priority, Side
+from .orders import BASIS_POINTS, MarketRules, Order, OrderBook, Pricing, Side
+from .scarcity import priority_split, stake_weights
 
 
 class Fill(NamedTuple):
@@ -383,46 +384,6 @@ def _ration(
         k = g_end
 
 
-def priority_split(
-    volume: int,
-    demands: Sequence[int],
-    priorities: Sequence[Priority],
-    owners: Sequence[str],
-    ids: Sequence[str],
-    stake_weight: Mapping[str, int],
-    div: Divider,
-) -> list[int]:
-    """LastWatt scarcity rule: split ``volume`` among demands by priority class.
-
-    Essential demand first, then household demand, each shared max-min fairly (equal weights,
-    nobody gets more than asked); then ``other`` demand weighted by the stakes members placed
-    on its owner, and finally other demand whose owner holds no stake, equally.
-    """
-    n = len(demands)
-    alloc = [0] * n
-    rest = volume
-    groups: list[tuple[list[int], list[int]]] = []
-    for cls in (Priority.ESSENTIAL, Priority.HOUSEHOLD):
-        idx = [i for i in range(n) if priorities[i] is cls]
-        groups.append((idx, [1] * len(idx)))
-    other = [i for i in range(n) if priorities[i] is Priority.OTHER]
-    staked = [i for i in other if stake_weight.get(owners[i], 0) > 0]
-    groups.append((staked, [stake_weight[owners[i]] for i in staked]))
-    unstaked = [i for i in other if stake_weight.get(owners[i], 0) <= 0]
-    groups.append((unstaked, [1] * len(unstaked)))
-    for idx, weights in groups:
-        if rest <= 0:
-            break
-        if not idx:
-            continue
-        caps = [demands[i] for i in idx]
-        got = div.waterfill(rest, weights, caps, [owners[i] for i in idx], [ids[i] for i in idx])
-        for i, g in zip(idx, got, strict=True):
-            alloc[i] = g
-            rest -= g
-    return alloc
-
-
 def _scarcity_buyers(
     pool: _Pool,
     orders: Sequence[Order],
@@ -562,14 +523,6 @@ def _pair(
             brem[i] = 0
 
 
-def _stake_weights(stakes: Mapping[str, str] | Sequence[tuple[str, str]]) -> dict[str, int]:
-    pairs = stakes.items() if isinstance(stakes, Mapping) else stakes
-    weights: dict[str, int] = {}
-    for _staker, backed in pairs:
-        weights[backed] = weights.get(backed, 0) + 1
-    return weights
-
-
 def _make_pools(fb: _Flat, fs: _Flat, sell_qty: list[int] | None) -> tuple[list[_Pool], bool]:
     """Surplus-maximising volumes and prices: one merged pool, or clean and general pools."""
     b, s = _merit(fb, buyers=True), _merit(fs, buyers=False, qty=sell_qty)
@@ -615,7 +568,7 @@ def clear_slot(
     fairness = fairness if fairness is not None else FairnessState()
     ranked = sorted((o for o in orders if o.slot_start == slot_start), key=_order_id)
     div = Divider(fairness, slot_start)
-    stake_weight = _stake_weights(stakes)
+    stake_weight = stake_weights(stakes)
     fb, fs = _flatten(ranked, rules)
     pools, merged = _make_pools(fb, fs, None)
     if rules.fair_share_bp < BASIS_POINTS and pools:
