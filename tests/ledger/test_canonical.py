@@ -89,6 +89,7 @@ def test_too_deep_nesting_is_refused() -> None:
         (b"\xff\xfe", CanonicalError),
         (b"{not json", CanonicalError),
         (b'{"a":99999999999999999999}', CanonicalError),
+        (b'{"a":"\\ud800"}', CanonicalError),
     ],
 )
 def test_decode_refuses(raw: bytes, error: type[Exception]) -> None:

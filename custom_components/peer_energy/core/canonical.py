@@ -52,15 +52,13 @@ def _check(value: object, depth: int) -> None:
             raise CanonicalError("integer outside the signed 64-bit range")
         return
     if kind is str:
-        _check_str(value)  # type: ignore[arg-type]
-        return
+        return  # lone surrogates are caught when the text is encoded to UTF-8
     if kind is float:
         raise FloatNotAllowedError("floats are not allowed; use integers (Wh, W, minor units)")
     if kind is dict or isinstance(value, Mapping):
         for key, item in value.items():  # type: ignore[attr-defined]
             if type(key) is not str:
                 raise CanonicalError("object keys must be strings")
-            _check_str(key)
             _check(item, depth + 1)
         return
     if kind is list or kind is tuple:
@@ -68,13 +66,6 @@ def _check(value: object, depth: int) -> None:
             _check(item, depth + 1)
         return
     raise CanonicalError(f"type {kind.__name__} is not canonical")
-
-
-def _check_str(value: str) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise CanonicalError("string is not valid Unicode") from err
 
 
 def _plain(value: Any) -> Any:
@@ -93,13 +84,17 @@ def _plain(value: Any) -> Any:
 def canonical_bytes(value: object) -> bytes:
     """Encode ``value`` canonically; raise ``CanonicalError`` if it is not canonical."""
     _check(value, 0)
-    return json.dumps(
+    text = json.dumps(
         _plain(value),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
         allow_nan=False,
-    ).encode("utf-8")
+    )
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise CanonicalError("string is not valid Unicode (lone surrogate)") from err
 
 
 def _refuse_float(text: str) -> Any:
@@ -138,7 +133,7 @@ def decode(data: bytes) -> Canonical:
         raise
     except (ValueError, RecursionError) as err:
         raise CanonicalError(f"not valid JSON: {err}") from err
-    _check(value, 0)
+    canonical_bytes(value)  # range, depth and Unicode checks
     result: Canonical = value
     return result
 
