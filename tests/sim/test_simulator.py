@@ -1,0 +1,220 @@
+"""Invariants of the community simulator on a small seeded scenario (6 homes, one day)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim import baselines, kpi, report, run
+from sim.__main__ import main, simulate
+from sim.community import Community, Options, build
+from sim.scenario import ScenarioError, read_scenario, write_scenario
+
+OPTIONS = Options(
+    seed=7, homes=6, days=1, pv_share=0.5, battery_share=0.34, ev_share=0.34, flex_share=0.5,
+    clean_only_share=0.34,
+)
+
+
+@pytest.fixture(scope="module")
+def community() -> Community:
+    return build(OPTIONS)
+
+
+@pytest.fixture(scope="module")
+def results(community: Community) -> dict[str, object]:
+    market, ledger = run.market(community, seed=OPTIONS.seed)
+    return {
+        "no_trade": baselines.no_trade(community),
+        "ramp": baselines.ramp(community),
+        "market": market,
+        "ledger": ledger,
+        "optimum": baselines.optimum(community),
+    }
+
+
+def _runs(results: dict[str, object]) -> list[kpi.RunResult]:
+    return [r for r in results.values() if isinstance(r, kpi.RunResult)]
+
+
+def test_same_seed_same_community(community: Community) -> None:
+    again = build(OPTIONS)
+    assert again.homes == community.homes
+    assert np.array_equal(again.load_wh, community.load_wh)
+    assert np.array_equal(again.pv_wh, community.pv_wh)
+    other = build(Options(**{**OPTIONS.__dict__, "seed": OPTIONS.seed + 1}))
+    assert not np.array_equal(other.load_wh, community.load_wh)
+
+
+def test_community_has_every_device_kind(community: Community) -> None:
+    homes = community.homes
+    assert any(h.battery for h in homes) and any(h.ev for h in homes)
+    assert any(h.flex for h in homes) and any(h.clean_only for h in homes)
+    assert community.pv_wh.sum() > 0 and community.load_wh.min() > 0
+    assert community.n_slots == 96
+
+
+def test_energy_balance_every_slot(community: Community, results: dict[str, object]) -> None:
+    for r in _runs(results):
+        errors = r.balance_errors(community)
+        assert errors.shape == (community.n_slots,)
+        assert errors.max() <= (1e-6 * community.load_wh.sum() if not r.per_home else 0), r.name
+
+
+def test_trades_balance_between_homes(results: dict[str, object]) -> None:
+    market = results["market"]
+    assert isinstance(market, kpi.RunResult)
+    assert market.bought.sum() > 0, "the market must trade on this scenario"
+    assert np.array_equal(market.bought.sum(axis=0), market.sold.sum(axis=0))
+    assert np.array_equal(market.paid.sum(axis=0), market.received.sum(axis=0))  # no fee
+
+
+def test_credit_is_zero_sum_and_matches_payments(
+    community: Community, results: dict[str, object]
+) -> None:
+    market, ledger = results["market"], results["ledger"]
+    assert isinstance(market, kpi.RunResult)
+    assert ledger.total() == 0  # type: ignore[attr-defined]
+    keys = [i.public_key for i in run.identities(community, OPTIONS.seed)]
+    for i, key in enumerate(keys):
+        expected = int(market.received[i].sum() - market.paid[i].sum())
+        assert ledger.balance(key) == expected  # type: ignore[attr-defined]
+    assert market.extra["refused_trades"] == 0
+    assert market.extra["trades"] == len(ledger.trades)  # type: ignore[attr-defined]
+
+
+def test_devices_stay_within_limits(community: Community, results: dict[str, object]) -> None:
+    bat = baselines.Batteries(community)
+    for r in _runs(results):
+        if not r.per_home:
+            continue
+        soc = bat.soc0.copy()
+        for t in range(community.n_slots):
+            assert (r.charge[:, t] <= bat.pw).all() and (r.discharge[:, t] <= bat.pw).all()
+            soc = bat.apply(soc, r.charge[:, t], r.discharge[:, t])
+            assert (soc >= bat.reserve).all() and (soc <= bat.cap).all(), r.name
+        assert np.array_equal(soc, r.soc_end)
+        for i, home in enumerate(community.homes):
+            if home.ev is not None:
+                for s in home.ev.sessions:
+                    assert r.ev[i, s.arrive : s.depart].sum() == s.energy_wh, r.name
+            assert r.flex[i].sum() == sum(task.energy_wh for task in home.flex), r.name
+    market = results["market"]
+    assert isinstance(market, kpi.RunResult)
+    assert market.extra["device_violations"] == 0
+    assert market.extra["unfinished_wh"] == 0
+
+
+def test_no_home_worse_off(community: Community, results: dict[str, object]) -> None:
+    no_trade = results["no_trade"]
+    assert isinstance(no_trade, kpi.RunResult)
+    for name in ("market", "ramp"):
+        r = results[name]
+        assert isinstance(r, kpi.RunResult)
+        values = kpi.kpis(community, r, no_trade)
+        assert values["homes_worse_off"] == 0, name
+        assert (r.bills(community) <= no_trade.bills(community)).all(), name
+
+
+def test_optimum_at_least_as_good_as_every_run(
+    community: Community, results: dict[str, object]
+) -> None:
+    optimum = results["optimum"]
+    assert isinstance(optimum, kpi.RunResult)
+    best = optimum.total_bill(community)
+    for r in _runs(results):
+        assert best <= r.total_bill(community) + 1, r.name  # LP tolerance: 1 milli-cent
+    # the objective the solver reports is the same figure
+    assert abs(optimum.extra["objective_milli"] + optimum.soc_start.sum() * int(
+        community.feed_in[-1]) - best) < 10
+
+
+def test_kpi_definitions(community: Community, results: dict[str, object]) -> None:
+    no_trade, market, optimum = results["no_trade"], results["market"], results["optimum"]
+    assert isinstance(no_trade, kpi.RunResult) and isinstance(market, kpi.RunResult)
+    assert isinstance(optimum, kpi.RunResult)
+    k = kpi.kpis(community, market, no_trade, optimum)
+    base = no_trade.total_bill(community)
+    saved = base - market.total_bill(community)
+    assert k["savings_eur"] == round(saved / kpi.MILLI_PER_EURO, 2)
+    assert k["optimum_savings_share"] == round(
+        saved / (base - optimum.total_bill(community)), 4
+    )
+    assert 0 <= k["self_sufficiency"] <= 1 and 0 <= k["self_consumption"] <= 1
+    assert k["clean_only_market_clean_share"] in (None, 1.0)
+    assert k["traded_kwh"] == round(market.sold.sum() / 1000, 1)
+    assert sum(k["per_home_savings_eur"].values()) == pytest.approx(k["savings_eur"], abs=0.06)
+
+
+def test_gini() -> None:
+    assert kpi.gini(np.array([])) == 0.0
+    assert kpi.gini(np.array([5, 5, 5, 5])) == pytest.approx(0.0)
+    assert kpi.gini(np.array([0, 0, 0, 10])) == pytest.approx(0.75)
+
+
+def test_scenario_round_trip(community: Community, tmp_path: Path) -> None:
+    path = write_scenario(community, tmp_path / "community.json")
+    back = read_scenario(path)
+    assert back.homes == community.homes
+    assert back.slot_seconds == community.slot_seconds
+    for name in ("slots", "load_wh", "pv_wh", "import_price", "feed_in", "carbon", "day_ahead"):
+        assert np.array_equal(getattr(back, name), getattr(community, name)), name
+    # and a second round trip writes the same files
+    write_scenario(back, tmp_path / "again" / "community.json")
+    assert (tmp_path / "again" / "community.timeseries.csv").read_bytes() == (
+        tmp_path / "community.timeseries.csv"
+    ).read_bytes()
+
+
+def test_scenario_errors_are_clear(community: Community, tmp_path: Path) -> None:
+    path = write_scenario(community, tmp_path / "c.json")
+    doc = json.loads(path.read_text())
+    with pytest.raises(ScenarioError, match="cannot read"):
+        read_scenario(tmp_path / "missing.json")
+    bad = dict(doc, slot_minutes=7)
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(ScenarioError, match="slot_minutes"):
+        read_scenario(tmp_path / "bad.json")
+    rows = (tmp_path / "c.timeseries.csv").read_text().splitlines()
+    (tmp_path / "c.timeseries.csv").write_text("\n".join(rows[:-1]) + "\n")
+    with pytest.raises(ScenarioError, match="no row for home"):
+        read_scenario(path)
+    (tmp_path / "c.timeseries.csv").write_text("\n".join([*rows[:-1], rows[-1] + "x"]) + "\n")
+    with pytest.raises(ScenarioError, match="integers"):
+        read_scenario(path)
+
+
+def test_report_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_json, out_html = tmp_path / "r.json", tmp_path / "r.html"
+    code = main([
+        "--seed", "7", "--homes", "6", "--days", "1", "--battery-share", "0.34",
+        "--ev-share", "0.34", "--clean-only-share", "0.34",
+        "--json", str(out_json), "--html", str(out_html),
+    ])
+    assert code == 0
+    console = capsys.readouterr().out
+    data = json.loads(out_json.read_text())
+    assert set(data["runs"]) == {"no_trade", "ramp", "market", "optimum"}
+    market = data["runs"]["market"]
+    assert f"{market['savings_eur']:.2f}" in console
+    page = out_html.read_text()
+    for chart in ("chart-energy", "chart-prices", "chart-savings", "chart-bills"):
+        assert f'id="{chart}"' in page
+    assert f"{market['savings_eur']:.2f}" in page
+    assert f"{market['self_sufficiency']:.1%}" in page
+    assert "<script" not in page and "http://" not in page.replace("http://www.w3.org", "")
+    assert data["targets"] and all("met" in t for t in data["targets"])
+
+
+def test_cli_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--homes", "0"]) == 2
+    assert "at least 1" in capsys.readouterr().err
+
+
+def test_report_table_lists_every_run(community: Community, results: dict[str, object]) -> None:
+    data, _ = simulate(community, with_baselines=False, seed=OPTIONS.seed, command="x")
+    text = report.table(data)
+    assert "no trading" in text and "market" in text and "optimum" not in text
