@@ -155,6 +155,19 @@ def auto_enable_custom_integrations(
     return
 
 
+@pytest.fixture(autouse=True)
+def isolated_config_dir(request: pytest.FixtureRequest, tmp_path_factory: Any) -> None:
+    """Each Home Assistant test gets its own config directory.
+
+    The ledger is a real SQLite file under ``.storage`` while the key Store is in memory in
+    tests: a file left in the harness's shared testing_config by an earlier test holds
+    another key and would refuse to open.
+    """
+    if "hass" in request.fixturenames:
+        hass = request.getfixturevalue("hass")
+        hass.config.config_dir = str(tmp_path_factory.mktemp("config"))
+
+
 @pytest.fixture
 def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
     """Snapshots with Home Assistant's serializer, stored in tests/snapshots/.

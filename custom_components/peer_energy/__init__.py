@@ -10,16 +10,21 @@ from __future__ import annotations
 
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ConfigEntryError
-from homeassistant.helpers import device_registry as dr
+from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady
+from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.typing import ConfigType
 
 from .const import DOMAIN
 from .coordinator import PeerEnergyCoordinator, UnknownAssetKindError, assets_from_entry
 from .entity import home_device_info
+from .federation_setup import async_setup_federation, async_setup_federation_actions
 from .issues import async_clear_source_issues, async_watch_sources
+from .ledger import LedgerSetupError
 from .runtime import PeerEnergyConfigEntry, PeerEnergyRuntime, default_controls
 
 __all__ = ["PeerEnergyConfigEntry", "PeerEnergyRuntime"]
+
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 PLATFORMS: list[Platform] = [
     Platform.NUMBER,
@@ -27,6 +32,12 @@ PLATFORMS: list[Platform] = [
     Platform.SWITCH,
     Platform.TIME,
 ]
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the actions, so they exist (and explain themselves) before an entry loads."""
+    async_setup_federation_actions(hass)
+    return True
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> bool:
@@ -42,11 +53,17 @@ async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
 
     coordinator = PeerEnergyCoordinator(hass, entry, assets)
     await coordinator.async_config_entry_first_refresh()
+    try:
+        ledger, link = await async_setup_federation(hass, entry)
+    except LedgerSetupError as err:
+        raise ConfigEntryNotReady(str(err)) from err
     defaults = default_controls(entry)
     entry.runtime_data = PeerEnergyRuntime(
         coordinator=coordinator,
         assets=assets,
         controls=dict.fromkeys(assets, defaults),
+        ledger=ledger,
+        federation=link if link.joined else None,
     )
 
     # The home device exists before the asset devices so that their via_device links resolve.

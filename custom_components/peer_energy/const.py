@@ -93,3 +93,31 @@ class PowerSign(StrEnum):
 
 
 # Grid meter power: positive means importing from the grid (the common convention).
+
+# --- Community subentry (at most one; written by the config flow or the subentry flow) ---
+SUBENTRY_COMMUNITY: Final = "community"
+CONF_COMMUNITY_ACTION: Final = "action"  # "create" or "join" until done, then "member"
+CONF_COMMUNITY_NAME: Final = "community_name"
+CONF_COMMUNITY_ID: Final = "community_id"
+CONF_INVITATION: Final = "invitation"
+CONF_ADDRESS: Final = "address"
+CONF_RULES: Final = "rules"
+CONF_GATE_CLOSURE_LEAD_S: Final = "gate_closure_lead_s"
+CONF_FEE: Final = "fee"
+CONF_CREDIT_LIMIT: Final = "credit_limit"
+CONF_FAIR_SHARE_PCT: Final = "fair_share_pct"
+CONF_MAX_MEMBERS: Final = "max_members"
+COMMUNITY_SLOT_MINUTES_CHOICES: Final = (1, 5, 15, 30, 60)
+DEFAULT_GATE_CLOSURE_LEAD_S: Final = 60
+DEFAULT_FEE: Final = 0.0
+DEFAULT_CREDIT_LIMIT: Final = 20.0
+DEFAULT_FAIR_SHARE_PCT: Final = 100
+DEFAULT_MAX_MEMBERS: Final = 50
+
+
+class CommunityAction(StrEnum):
+    """What the community subentry asks for; ``MEMBER`` once it is done."""
+
+    CREATE = "create"
+    JOIN = "join"
+    MEMBER = "member"

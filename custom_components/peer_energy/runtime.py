@@ -19,6 +19,8 @@ from .const import CONF_BATTERY_RESERVE_PCT, DEFAULT_BATTERY_RESERVE_PCT
 from .coordinator import AssetConfig, PeerEnergyCoordinator
 
 if TYPE_CHECKING:
+    from .federation import FederationLink
+    from .ledger import PeerLedger
     from .market import SlotClock
 
 DEFAULT_EV_DEPARTURE: Final = time(7, 0)
@@ -53,6 +55,10 @@ class PeerEnergyRuntime:
     controls: dict[str, AssetControls] = field(default_factory=dict)
     # The slot clock (market.py); set in async_setup_entry once the entry is loaded.
     market: SlotClock | None = None
+    # The home's durable ledger (federation_setup.py; closed on unload).
+    ledger: PeerLedger | None = None
+    # The federation link while this home is a member of a community (None otherwise).
+    federation: FederationLink | None = None
     _listeners: list[ControlsListener] = field(default_factory=list)
 
     def controls_for(self, subentry_id: str) -> AssetControls:

@@ -1,0 +1,301 @@
+"""Community steps of the UI: create a community or join one with a pasted invitation.
+
+They appear twice: in the config flow right after the home step (menu ``community`` with
+``create_community``, ``join_community`` and ``skip_community``), and later as the
+``community`` subentry flow of the entry ("Add community"; at most one). Both write one
+subentry of type ``community`` whose data asks the runtime to act:
+
+* ``{"action": "create", "community_name", "address", "rules"}``: the runtime founds the
+  community at set-up (no network needed);
+* ``{"action": "join", "invitation", "address"}``: the runtime sends the join request and
+  waits for the welcome in the background; then the data becomes
+  ``{"action": "member", "community_id", "community_name", "address"}`` and the entry
+  reloads. Deleting the subentry leaves the community.
+
+Form fields (create): community_name, slot_minutes ("1", "5", "15", "30", "60"),
+gate_closure_lead_s, fee and credit_limit (currency per kWh and currency, converted to
+integer engine units here), fair_share_pct, max_members, address. Join: invitation, address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from homeassistant.config_entries import ConfigSubentryData, ConfigSubentryFlow, SubentryFlowResult
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.network import NoURLAvailableError, get_url
+from homeassistant.helpers.selector import (
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+import voluptuous as vol
+from yarl import URL
+
+from .const import (
+    COMMUNITY_SLOT_MINUTES_CHOICES,
+    CONF_ADDRESS,
+    CONF_COMMUNITY_ACTION,
+    CONF_COMMUNITY_NAME,
+    CONF_CREDIT_LIMIT,
+    CONF_CURRENCY,
+    CONF_EXPORT_PRICE,
+    CONF_FAIR_SHARE_PCT,
+    CONF_FEE,
+    CONF_GATE_CLOSURE_LEAD_S,
+    CONF_IMPORT_PRICE,
+    CONF_INVITATION,
+    CONF_MAX_MEMBERS,
+    CONF_RULES,
+    CONF_SLOT_MINUTES,
+    DEFAULT_CREDIT_LIMIT,
+    DEFAULT_EXPORT_PRICE,
+    DEFAULT_FAIR_SHARE_PCT,
+    DEFAULT_FEE,
+    DEFAULT_GATE_CLOSURE_LEAD_S,
+    DEFAULT_IMPORT_PRICE,
+    DEFAULT_MAX_MEMBERS,
+    SUBENTRY_COMMUNITY,
+    CommunityAction,
+)
+from .core.community import MAX_NAME_LEN, CommunityError, Invitation, InvitationError
+from .federation import community_rules, now_ms
+from .http import HttpTransport
+from .prices import InvalidPriceError, fixed_price_to_minor
+
+ERROR_NAME_REQUIRED: Final = "name_required"
+ERROR_INVALID_ADDRESS: Final = "invalid_address"
+ERROR_INVALID_RULES: Final = "invalid_rules"
+ERROR_INVALID_AMOUNT: Final = "invalid_amount"
+ERROR_INVALID_INVITATION: Final = "invalid_invitation"
+ERROR_INVITATION_EXPIRED: Final = "invitation_expired"
+ERROR_CANNOT_CONNECT: Final = "cannot_connect"
+ERROR_WRONG_COMMUNITY: Final = "wrong_community"
+ABORT_ALREADY_IN_COMMUNITY: Final = "already_in_community"
+COMMUNITY_UNIQUE_ID: Final = "community"
+MENU_OPTIONS: Final = ["create_community", "join_community"]
+
+
+def default_address(hass: HomeAssistant) -> str:
+    """Where peers reach this home: Home Assistant's internal URL (IP allowed)."""
+    try:
+        return get_url(hass, prefer_external=False, allow_ip=True)
+    except NoURLAvailableError:
+        return ""
+
+
+def valid_address(address: str) -> bool:
+    """An http(s) base URL with a host, without query or fragment."""
+    try:
+        url = URL(address)
+    except (ValueError, TypeError):
+        return False
+    return (
+        url.scheme in ("http", "https")
+        and bool(url.host)
+        and not url.query_string
+        and not url.fragment
+        and len(address) <= 512
+    )
+
+
+def create_schema(hass: HomeAssistant, currency: str) -> vol.Schema:
+    """The create-community form."""
+    box = NumberSelectorMode.BOX
+    return vol.Schema(
+        {
+            vol.Required(CONF_COMMUNITY_NAME): TextSelector(),
+            vol.Required(CONF_SLOT_MINUTES, default="15"): SelectSelector(
+                SelectSelectorConfig(
+                    options=[str(m) for m in COMMUNITY_SLOT_MINUTES_CHOICES],
+                    mode=SelectSelectorMode.LIST,
+                    translation_key="community_slot_minutes",
+                )
+            ),
+            vol.Required(
+                CONF_GATE_CLOSURE_LEAD_S, default=DEFAULT_GATE_CLOSURE_LEAD_S
+            ): NumberSelector(
+                NumberSelectorConfig(min=8, max=3600, step=1, unit_of_measurement="s", mode=box)
+            ),
+            vol.Required(CONF_FEE, default=DEFAULT_FEE): NumberSelector(
+                NumberSelectorConfig(
+                    min=0, step="any", unit_of_measurement=f"{currency}/kWh", mode=box
+                )
+            ),
+            vol.Required(CONF_CREDIT_LIMIT, default=DEFAULT_CREDIT_LIMIT): NumberSelector(
+                NumberSelectorConfig(min=0, step="any", unit_of_measurement=currency, mode=box)
+            ),
+            vol.Required(CONF_FAIR_SHARE_PCT, default=DEFAULT_FAIR_SHARE_PCT): NumberSelector(
+                NumberSelectorConfig(
+                    min=1, max=100, step=1, unit_of_measurement="%", mode=NumberSelectorMode.SLIDER
+                )
+            ),
+            vol.Required(CONF_MAX_MEMBERS, default=DEFAULT_MAX_MEMBERS): NumberSelector(
+                NumberSelectorConfig(min=2, max=1000, step=1, mode=box)
+            ),
+            vol.Required(CONF_ADDRESS, default=default_address(hass)): TextSelector(
+                TextSelectorConfig(type=TextSelectorType.URL)
+            ),
+        }
+    )
+
+
+def join_schema(hass: HomeAssistant) -> vol.Schema:
+    """The join form."""
+    return vol.Schema(
+        {
+            vol.Required(CONF_INVITATION): TextSelector(TextSelectorConfig(multiline=True)),
+            vol.Required(CONF_ADDRESS, default=default_address(hass)): TextSelector(
+                TextSelectorConfig(type=TextSelectorType.URL)
+            ),
+        }
+    )
+
+
+def _minor(value: Any, currency: str, default: float) -> int:
+    return fixed_price_to_minor(value if isinstance(value, int | float) else default, currency)
+
+
+def validate_create(
+    user_input: Mapping[str, Any], home: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Check the create form; return (subentry data, errors by field).
+
+    Grid prices of the rules come from the home's fixed prices (defaults when the home
+    uses price entities): every member clears with the same integers.
+    """
+    errors: dict[str, str] = {}
+    currency = str(home.get(CONF_CURRENCY, "EUR"))
+    name = str(user_input.get(CONF_COMMUNITY_NAME, "")).strip()
+    if not 0 < len(name) <= MAX_NAME_LEN:
+        errors[CONF_COMMUNITY_NAME] = ERROR_NAME_REQUIRED
+    address = str(user_input.get(CONF_ADDRESS, "")).strip().rstrip("/")
+    if not valid_address(address):
+        errors[CONF_ADDRESS] = ERROR_INVALID_ADDRESS
+    try:
+        fee = fixed_price_to_minor(user_input[CONF_FEE], currency)
+        limit = fixed_price_to_minor(user_input[CONF_CREDIT_LIMIT], currency) * 1000
+    except InvalidPriceError:
+        errors["base"] = ERROR_INVALID_AMOUNT
+        return {}, errors
+    try:
+        rules = community_rules(
+            slot_minutes=int(user_input[CONF_SLOT_MINUTES]),
+            gate_closure_lead_s=round(user_input[CONF_GATE_CLOSURE_LEAD_S]),
+            fee=fee,
+            credit_limit_base=limit,
+            fair_share_pct=round(user_input[CONF_FAIR_SHARE_PCT]),
+            max_members=round(user_input[CONF_MAX_MEMBERS]),
+            import_price=_minor(home.get(CONF_IMPORT_PRICE), currency, DEFAULT_IMPORT_PRICE),
+            feed_in_tariff=_minor(home.get(CONF_EXPORT_PRICE), currency, DEFAULT_EXPORT_PRICE),
+        )
+    except (CommunityError, ValueError):
+        errors["base"] = ERROR_INVALID_RULES
+        return {}, errors
+    if rules.gate_closure_lead_s >= rules.slot_seconds * 4:
+        errors[CONF_GATE_CLOSURE_LEAD_S] = ERROR_INVALID_RULES
+    data = {
+        CONF_COMMUNITY_ACTION: CommunityAction.CREATE.value,
+        CONF_COMMUNITY_NAME: name,
+        CONF_ADDRESS: address,
+        CONF_RULES: rules.to_dict(),
+    }
+    return data, errors
+
+
+async def validate_join(
+    hass: HomeAssistant, user_input: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, str], str]:
+    """Check the join form and that the inviter answers; return (data, errors, name)."""
+    errors: dict[str, str] = {}
+    text = "".join(str(user_input.get(CONF_INVITATION, "")).split())
+    address = str(user_input.get(CONF_ADDRESS, "")).strip().rstrip("/")
+    if not valid_address(address):
+        errors[CONF_ADDRESS] = ERROR_INVALID_ADDRESS
+    try:
+        invitation = Invitation.decode(text)
+    except InvitationError:
+        errors[CONF_INVITATION] = ERROR_INVALID_INVITATION
+        return {}, errors, ""
+    if invitation.expired(now_ms()):
+        errors[CONF_INVITATION] = ERROR_INVITATION_EXPIRED
+        return {}, errors, ""
+    if errors:
+        return {}, errors, ""
+    info = await HttpTransport(hass, lambda: address, attempts=1).async_info(invitation.address)
+    if info is None:
+        errors["base"] = ERROR_CANNOT_CONNECT
+    elif info.get("community") != invitation.community:
+        errors["base"] = ERROR_WRONG_COMMUNITY
+    data = {
+        CONF_COMMUNITY_ACTION: CommunityAction.JOIN.value,
+        CONF_INVITATION: text,
+        CONF_ADDRESS: address,
+    }
+    return data, errors, f"Community {invitation.community[:8]}"
+
+
+def community_subentry(title: str, data: Mapping[str, Any]) -> ConfigSubentryData:
+    """The subentry the config flow creates with the entry."""
+    return ConfigSubentryData(
+        data=dict(data),
+        subentry_type=SUBENTRY_COMMUNITY,
+        title=title,
+        unique_id=COMMUNITY_UNIQUE_ID,
+    )
+
+
+class CommunitySubentryFlow(ConfigSubentryFlow):
+    """Add a community to an existing entry: create one or join one."""
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        """Choose between creating and joining (one community per home)."""
+        entry = self._get_entry()
+        if any(s.subentry_type == SUBENTRY_COMMUNITY for s in entry.subentries.values()):
+            return self.async_abort(reason=ABORT_ALREADY_IN_COMMUNITY)
+        return self.async_show_menu(step_id="user", menu_options=MENU_OPTIONS)
+
+    async def async_step_create_community(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Name and rules of a new community."""
+        entry = self._get_entry()
+        currency = str(entry.data.get(CONF_CURRENCY, "EUR"))
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data, errors = validate_create(user_input, entry.data)
+            if not errors:
+                return self.async_create_entry(
+                    title=data[CONF_COMMUNITY_NAME], data=data, unique_id=COMMUNITY_UNIQUE_ID
+                )
+        return self.async_show_form(
+            step_id="create_community",
+            data_schema=self.add_suggested_values_to_schema(
+                create_schema(self.hass, currency), user_input
+            ),
+            errors=errors,
+        )
+
+    async def async_step_join_community(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Paste an invitation and confirm the address peers reach this home at."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data, errors, title = await validate_join(self.hass, user_input)
+            if not errors:
+                return self.async_create_entry(
+                    title=title, data=data, unique_id=COMMUNITY_UNIQUE_ID
+                )
+        return self.async_show_form(
+            step_id="join_community",
+            data_schema=self.add_suggested_values_to_schema(join_schema(self.hass), user_input),
+            errors=errors,
+        )

@@ -1,0 +1,836 @@
+"""The federation link: one home's protocol peer, driven by Home Assistant's clock and HTTP.
+
+``FederationLink`` wraps the sans-I/O ``core.protocol.Peer``:
+
+* it hands incoming messages (from the views in ``http.py``) to ``Peer.receive`` and the
+  time to ``Peer.tick``, scheduling the next tick at ``Peer.next_wakeup_ms`` with
+  ``async_track_point_in_utc_time``;
+* it sends the peer's ``Send``/``Broadcast`` outputs through a ``Transport`` (the HTTP
+  client of ``http.py`` in production, anything with the same two coroutines in tests),
+  each delivery a background task so the event loop never waits on the network;
+* it turns the peer's events into Home Assistant: result listeners (the slot clock of
+  ``market.py`` subscribes), bus events and persistent notifications when a peer joins or
+  leaves or a device is enrolled, repair issues for unreachable peers, and ledger entries
+  for final slots;
+* it persists what a restart needs in a private ``Store``
+  (``.storage/peer_energy.federation.<entry_id>``): the charter, the signed membership
+  records, the announced address, open invitations (their one-time secrets), the fairness
+  state after the newest final slot and which slots were already settled.
+
+The interface the slot clock uses is fixed in ``/work/issue5_split.md``:
+``async_submit_orders``, ``async_add_result_listener``, ``peers_online``, ``members``,
+``gate_closure_lead_ms``, ``slot_ms`` and ``member_key``.
+
+Settlement: the protocol has no message yet for countersigning trades, so a final slot is
+recorded in this home's own chain (one ``slot`` entry with the attested hashes and this
+home's fills); credit balances move only once countersigned trades exist (not done).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+import secrets
+import time
+from typing import Any, Final, Protocol
+
+from homeassistant.components import persistent_notification
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.event import async_track_point_in_utc_time
+from homeassistant.helpers.storage import Store
+from homeassistant.util import dt as dt_util
+from homeassistant.util.hass_dict import HassKey
+
+from .const import DOMAIN, LOGGER
+from .core.canonical import CanonicalError
+from .core.clearing import Fill, SlotResult
+from .core.community import (
+    Charter,
+    CommunityError,
+    CommunityRules,
+    Invitation,
+    InvitationError,
+    Membership,
+)
+from .core.fairness import FairnessState
+from .core.identity import Identity
+from .core.orders import MarketRules, Order, OrderError
+from .core.protocol import (
+    Broadcast,
+    DeviceEnrolled,
+    EquivocationDetected,
+    Output,
+    Peer,
+    PeerJoined,
+    PeerLeft,
+    PeerReachable,
+    PeerUnreachable,
+    ProtocolError,
+    Rejected,
+    Send,
+    SlotCleared,
+    SlotVoid,
+)
+from .core.reputation import equivocation_evidence
+from .ledger import PeerLedger
+
+STORE_VERSION: Final = 1
+SETTLED_KEPT: Final = 500
+SELF_PROBE_INTERVAL_S: Final = 3600
+
+# Bus events (documented in docs/community.md).
+EVENT_PEER_JOINED: Final = f"{DOMAIN}_peer_joined"
+EVENT_PEER_LEFT: Final = f"{DOMAIN}_peer_left"
+EVENT_DEVICE_ENROLLED: Final = f"{DOMAIN}_device_enrolled"
+EVENT_EQUIVOCATION: Final = f"{DOMAIN}_equivocation"
+EVENT_COMMUNITY_JOINED: Final = f"{DOMAIN}_community_joined"
+
+# Repair issues (translations in strings.json under "issues").
+ISSUE_PEER_UNREACHABLE: Final = "peer_unreachable"
+ISSUE_SELF_UNREACHABLE: Final = "address_unreachable"
+ISSUE_JOIN_FAILED: Final = "join_failed"
+
+DATA_LINK: HassKey[FederationLink] = HassKey(f"{DOMAIN}_federation_link")
+
+
+class FederationError(HomeAssistantError):
+    """A community action cannot be done now (message in English, details in the log)."""
+
+
+class Transport(Protocol):
+    """How the link reaches other homes (``http.HttpTransport`` in production)."""
+
+    async def async_send(self, address: str, data: bytes) -> int:
+        """Deliver one message; return the HTTP status (0 when nobody answered)."""
+
+    async def async_info(self, address: str) -> dict[str, Any] | None:
+        """The public info of the home at ``address`` (None when unreachable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SlotOutcome:
+    """What the community decided for one slot (handed to the slot clock).
+
+    ``result`` is the attested clearing of the slot, or ``None`` when the slot is void
+    (``void_reason`` then says why and nothing is recorded). ``own_fills`` are the fills
+    in which this home is buyer or seller.
+    """
+
+    slot_start_ms: int
+    result: SlotResult | None
+    void_reason: str | None
+    own_fills: tuple[Fill, ...]
+    late: bool = False
+
+
+type ResultListener = Callable[[SlotOutcome], None]
+
+
+def now_ms() -> int:
+    """Wall clock in Unix milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def federation_store(hass: HomeAssistant, entry_id: str) -> Store[dict[str, Any]]:
+    """The private store of the entry's federation state (holds invitation secrets)."""
+    return Store(
+        hass, STORE_VERSION, f"{DOMAIN}.federation.{entry_id}", private=True, atomic_writes=True
+    )
+
+
+def short(member: str) -> str:
+    """A member id as people see it (first 8 hex characters)."""
+    return member[:8]
+
+
+# --- Protocol state across restarts ---------------------------------------------------------
+#
+# ``Peer`` has no public snapshot/restore yet; these two functions read and set its state
+# through its attributes. They belong in core/protocol.py once the protocol helper adds a
+# public API for it (reported to the lead).
+
+
+def peer_snapshot(peer: Peer) -> dict[str, Any]:
+    """What a restarted home needs to carry on as the same member."""
+    return {
+        "charter": peer.membership.charter.to_dict(),
+        "records": list(peer.membership.records.values()),
+        "address": peer.address,
+        "invitations": [
+            {"secret": inv.secret.hex(), "expires_ms": inv.expires_ms}
+            for inv in peer._invitations.values()
+        ],
+        "used": sorted(peer._used_invitations),
+        "fairness": peer.fairness.to_dict(),
+        "fair_slot": peer._fair_slot,
+    }
+
+
+def peer_restore(identity: Identity, data: Mapping[str, Any], now: int) -> Peer:
+    """Rebuild a peer from ``peer_snapshot`` data; raises ``FederationError`` if damaged.
+
+    The membership records are verified again (signatures, sponsors, order), exactly as
+    a newcomer checks the records of its welcome.
+    """
+    try:
+        charter = Charter.from_dict(data["charter"])
+        peer = Peer(identity, Membership(charter), str(data["address"]), now, joined=False)
+        rejected = [
+            out
+            for out in peer._on_records(list(data["records"]), "", now)
+            if isinstance(out, Rejected)
+        ]
+        if rejected:
+            LOGGER.warning("%d stored membership records did not verify", len(rejected))
+        peer._joined = peer.membership.is_member(identity.public_key)
+        for item in data.get("invitations", []):
+            inv = Invitation(
+                peer.community_id,
+                identity.public_key,
+                peer.address,
+                bytes.fromhex(item["secret"]),
+                int(item["expires_ms"]),
+            )
+            if not inv.expired(now):
+                peer._invitations[inv.invitation_id] = inv
+        peer._used_invitations.update(str(i) for i in data.get("used", []))
+        peer._fairness = FairnessState.from_dict(data.get("fairness", {}))
+        peer._fair_slot = int(data.get("fair_slot", -1))
+    except (KeyError, TypeError, ValueError, CommunityError, CanonicalError) as err:
+        raise FederationError(f"stored federation state is damaged: {err}") from err
+    return peer
+
+
+def community_rules(
+    *,
+    slot_minutes: int,
+    gate_closure_lead_s: int,
+    fee: int,
+    credit_limit_base: int,
+    fair_share_pct: int,
+    max_members: int,
+    import_price: int,
+    feed_in_tariff: int,
+) -> CommunityRules:
+    """Rules from the create form (integers in engine units); raises ``CommunityError``.
+
+    The protocol windows take at most a quarter of the gate closure lead each (10 s at most),
+    so digests and attestations finish well before the slot starts.
+    """
+    window = max(1, min(10_000, gate_closure_lead_s * 1000 // 4))
+    try:
+        market = MarketRules(
+            import_price=import_price,
+            feed_in_tariff=feed_in_tariff,
+            distributor_fee=fee,
+            fair_share_bp=fair_share_pct * 100,
+            slot_seconds=slot_minutes * 60,
+        )
+    except (OrderError, ValueError) as err:
+        raise CommunityError(str(err)) from err
+    return CommunityRules(
+        market=market,
+        gate_closure_lead_s=gate_closure_lead_s,
+        sync_window_ms=window,
+        attest_window_ms=window,
+        credit_limit_base=credit_limit_base,
+        max_members=max_members,
+    )
+
+
+# --- The link -------------------------------------------------------------------------------
+
+
+class FederationLink:
+    """One home's place in a community, as Home Assistant runs it."""
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry_id: str,
+        identity: Identity,
+        transport: Transport,
+        *,
+        store: Store[dict[str, Any]] | None = None,
+        clock: Callable[[], int] = now_ms,
+        schedule: bool = True,
+    ) -> None:
+        """Create a link without a peer; use ``async_load``, ``async_found`` or joining."""
+        self.hass = hass
+        self.entry_id = entry_id
+        self.identity = identity
+        self.transport = transport
+        self.store = store if store is not None else federation_store(hass, entry_id)
+        self.clock = clock
+        self.peer: Peer | None = None
+        self.ledger: PeerLedger | None = None
+        self._schedule = schedule
+        self._settled: list[int] = []
+        self._join: dict[str, str] | None = None
+        self._join_done: asyncio.Future[str | None] | None = None
+        self._listeners: list[ResultListener] = []
+        self._on_joined: list[Callable[[], None]] = []
+        self._on_left: list[Callable[[], None]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._unsub_timer: CALLBACK_TYPE | None = None
+        self._timer_at: int | None = None
+        self._unreachable: set[str] = set()
+        self._stopped = False
+        self.rejected = 0
+
+    # --- the interface for the slot clock (market.py) ---
+
+    @property
+    def joined(self) -> bool:
+        """True when this home is a member of a community."""
+        return self.peer is not None and self.peer.joined
+
+    @property
+    def member_key(self) -> str:
+        """This home's member id (its public key)."""
+        return self.identity.public_key
+
+    @property
+    def members(self) -> int:
+        """Current members of the community (this home included)."""
+        return len(self.peer.roster()) if self.peer is not None and self.joined else 0
+
+    @property
+    def peers_online(self) -> int:
+        """Other members heard from recently (not reported unreachable)."""
+        if self.peer is None or not self.joined:
+            return 0
+        others = [m for m in self.peer.roster() if m != self.member_key]
+        return sum(1 for m in others if m not in self._unreachable)
+
+    @property
+    def rules(self) -> CommunityRules | None:
+        """The community's rules (None before joining)."""
+        return self.peer.rules if self.peer is not None and self.joined else None
+
+    @property
+    def gate_closure_lead_ms(self) -> int:
+        """Orders for a slot close this long before it starts."""
+        return (self.rules or CommunityRules()).gate_closure_lead_s * 1000
+
+    @property
+    def slot_ms(self) -> int:
+        """Slot length in milliseconds."""
+        return (self.rules or CommunityRules()).slot_seconds * 1000
+
+    @property
+    def community_id(self) -> str | None:
+        """The community id (None when not in a community)."""
+        return self.peer.community_id if self.peer is not None else None
+
+    @property
+    def community_name(self) -> str | None:
+        """The community's name (None when not a member)."""
+        return self.peer.membership.charter.name if self.peer is not None and self.joined else None
+
+    @property
+    def address(self) -> str | None:
+        """The address this home announces."""
+        return self.peer.address if self.peer is not None else None
+
+    @property
+    def is_admin(self) -> bool:
+        """True if this home may remove members."""
+        return self.joined and self.member_key in self.peer.membership.admins  # type: ignore[union-attr]
+
+    async def async_submit_orders(self, slot_start_ms: int, orders: Sequence[Order]) -> None:
+        """Sign and send this home's aggregate orders for one slot.
+
+        Raises ``FederationError`` when not a member, after gate closure, for a second,
+        different bid for the slot, for malformed orders or orders over the credit limit.
+        """
+        peer = self._member_peer()
+        try:
+            outputs = peer.submit_orders(slot_start_ms // 1000, orders, self.clock())
+        except (ProtocolError, OrderError) as err:
+            raise FederationError(f"orders not sent: {err}") from err
+        self._handle(outputs)
+
+    @callback
+    def async_add_result_listener(self, cb: ResultListener) -> Callable[[], None]:
+        """Call ``cb(SlotOutcome)`` when a slot is final or void; return an unsubscriber."""
+        self._listeners.append(cb)
+
+        @callback
+        def _remove() -> None:
+            if cb in self._listeners:
+                self._listeners.remove(cb)
+
+        return _remove
+
+    @callback
+    def async_on_joined(self, cb: Callable[[], None]) -> None:
+        """Call ``cb`` once a pending join completes (the entry reloads then)."""
+        self._on_joined.append(cb)
+
+    @callback
+    def async_on_left(self, cb: Callable[[], None]) -> None:
+        """Call ``cb`` when this home left or was removed."""
+        self._on_left.append(cb)
+
+    # --- loading, founding, joining ---
+
+    async def async_load(self) -> str:
+        """Restore from the store; return the status: "none", "joining" or "member"."""
+        data = await self.store.async_load()
+        if not data:
+            return "none"
+        self._settled = [int(s) for s in data.get("settled", [])]
+        if "peer" in data:
+            self.peer = peer_restore(self.identity, data["peer"], self.clock())
+            if self.peer.joined:
+                return "member"
+        if join := data.get("join"):
+            self._join = {"invitation": str(join["invitation"]), "address": str(join["address"])}
+            return "joining"
+        return "none"
+
+    async def async_found(self, name: str, rules: CommunityRules, address: str) -> str:
+        """Found a community with this home as its first member; return its id."""
+        now = self.clock()
+        self.peer = Peer.found(
+            self.identity,
+            name=name,
+            rules=rules,
+            address=address,
+            now_ms=now,
+            nonce=secrets.token_bytes(16),
+        )
+        await self.async_save()
+        LOGGER.info("Founded community %s", self.peer.community_id)
+        return self.peer.community_id
+
+    async def async_join(self, invitation: str, address: str) -> int:
+        """Send a join request for a pasted invitation; return the inviter's HTTP status.
+
+        The inviter answers with a ``welcome`` message to ``address`` (through the views);
+        ``async_wait_joined`` waits for it. Raises ``FederationError`` for a damaged or
+        expired invitation.
+        """
+        try:
+            peer, outputs = Peer.joining(
+                self.identity, invitation, address=address, now_ms=self.clock()
+            )
+        except InvitationError as err:
+            raise FederationError(str(err)) from err
+        self.peer = peer
+        self._join = {"invitation": invitation, "address": address}
+        self._join_done = self.hass.loop.create_future()
+        await self.async_save()
+        status = 0
+        for out in outputs:
+            if isinstance(out, Send):
+                status = await self.transport.async_send(out.to, out.data)
+        if status != 202 and not self._join_done.done():
+            self._join_done.set_result(f"http_{status}")
+        return status
+
+    async def async_wait_joined(self, timeout_s: float) -> str | None:
+        """Wait for the welcome; return None when joined, else a reason code."""
+        if self.joined:
+            return None
+        if self._join_done is None:
+            return "not_joining"
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await asyncio.shield(self._join_done)
+        except TimeoutError:
+            return "timeout"
+
+    async def async_resume_join(self) -> int:
+        """After a restart while joining: send the stored join request again."""
+        assert self._join is not None
+        return await self.async_join(self._join["invitation"], self._join["address"])
+
+    def _member_peer(self) -> Peer:
+        if self.peer is None or not self.peer.joined:
+            raise FederationError("this home is not a member of a community")
+        return self.peer
+
+    # --- community actions ---
+
+    async def async_create_invitation(self, ttl_ms: int) -> Invitation:
+        """A new one-time invitation (its secret is stored until used or expired)."""
+        peer = self._member_peer()
+        try:
+            inv = peer.invite(secrets.token_bytes(32), self.clock(), ttl_ms)
+        except ProtocolError as err:  # pragma: no cover - checked by _member_peer
+            raise FederationError(str(err)) from err
+        await self.async_save()
+        return inv
+
+    async def async_leave(self) -> None:
+        """Tell everyone this home leaves (deliveries awaited, bounded by the transport)."""
+        peer = self._member_peer()
+        outputs = peer.leave(self.clock())
+        await self._deliver_now(outputs)
+        self._handle([o for o in outputs if not isinstance(o, Send | Broadcast)])
+
+    async def async_remove(self, member: str) -> None:
+        """Remove ``member`` (admins only)."""
+        peer = self._member_peer()
+        if not peer.membership.is_member(member):
+            raise FederationError(f"{short(member)} is not a current member")
+        try:
+            outputs = peer.remove(member, self.clock())
+        except ProtocolError as err:
+            raise FederationError(str(err)) from err
+        self._handle(outputs)
+        await self.async_save()
+
+    async def async_set_address(self, address: str) -> None:
+        """Announce a new address to every member."""
+        peer = self._member_peer()
+        try:
+            outputs = peer.set_address(address, self.clock())
+        except ProtocolError as err:
+            raise FederationError(str(err)) from err
+        self._handle(outputs)
+        await self.async_save()
+
+    async def _deliver_now(self, outputs: Sequence[Output]) -> None:
+        jobs = [
+            self.transport.async_send(to, out.data)
+            for out in outputs
+            if isinstance(out, Send | Broadcast)
+            for to in ((out.to,) if isinstance(out, Send) else out.to)
+        ]
+        if jobs:
+            await asyncio.gather(*jobs)
+
+    # --- the wire ---
+
+    @callback
+    def receive(self, data: bytes, sender_address: str) -> list[Output]:
+        """Hand one incoming message to the peer; act on and return its outputs."""
+        if self.peer is None or self._stopped:
+            return []
+        was_joined = self.peer.joined
+        outputs = self.peer.receive(data, sender_address, self.clock())
+        self._handle(outputs)
+        if not was_joined and self.peer.joined:
+            self._joined_now()
+        return outputs
+
+    @callback
+    def async_tick(self) -> None:
+        """Advance the peer's clock now (also called by the timer)."""
+        if self.peer is None or self._stopped:
+            return
+        self._handle(self.peer.tick(self.clock()))
+
+    @callback
+    def _handle(self, outputs: Sequence[Output]) -> None:
+        save = False
+        for out in outputs:
+            if isinstance(out, Send):
+                self._spawn(self._send(out.to, out.data), "send")
+            elif isinstance(out, Broadcast):
+                for to in out.to:
+                    self._spawn(self._send(to, out.data), "broadcast")
+            elif isinstance(out, SlotCleared):
+                save = True
+                self._on_cleared(out)
+            elif isinstance(out, SlotVoid):
+                self._notify_listeners(SlotOutcome(out.slot * 1000, None, out.reason, ()))
+            elif isinstance(out, PeerJoined):
+                save = True
+                self._event_peer(EVENT_PEER_JOINED, out.member, sponsor=out.sponsor)
+            elif isinstance(out, PeerLeft):
+                save = True
+                self._on_peer_left(out)
+            elif isinstance(out, DeviceEnrolled):
+                save = True
+                self._on_device(out)
+            elif isinstance(out, EquivocationDetected):
+                self._on_equivocation(out)
+            elif isinstance(out, PeerUnreachable):
+                self._on_unreachable(out.member, out.since_ms)
+            elif isinstance(out, PeerReachable):
+                self._on_reachable(out.member)
+            elif isinstance(out, Rejected):
+                self.rejected += 1
+                LOGGER.debug("Ignored a message from %s: %s", out.sender_address, out.code)
+        if save:
+            self._spawn(self.async_save(), "save")
+        self._reschedule()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        if self._stopped:
+            coro.close()
+            return
+        task = self.hass.async_create_background_task(coro, f"{DOMAIN} {name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, address: str, data: bytes) -> None:
+        status = await self.transport.async_send(address, data)
+        if status not in (200, 202):
+            LOGGER.debug("Delivery to %s failed with status %s", address, status)
+
+    async def async_drain(self) -> None:
+        """Wait until every delivery and save started so far has finished (tests, unload)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # --- timers ---
+
+    @callback
+    def _reschedule(self) -> None:
+        if not self._schedule or self._stopped or self.peer is None or not self.peer.joined:
+            return
+        wake = self.peer.next_wakeup_ms()
+        if self._timer_at == wake and self._unsub_timer is not None:
+            return
+        if self._unsub_timer is not None:
+            self._unsub_timer()
+        self._timer_at = wake
+        self._unsub_timer = async_track_point_in_utc_time(
+            self.hass, self._on_timer, dt_util.utc_from_timestamp(wake / 1000)
+        )
+
+    @callback
+    def _on_timer(self, _now: datetime) -> None:
+        self._unsub_timer = None
+        self._timer_at = None
+        self.async_tick()
+        self._reschedule()
+
+    @callback
+    def async_start(self) -> None:
+        """Start the slot timers (and catch up on slots missed while stopped)."""
+        if self.peer is not None and self.peer.joined:
+            self._handle(self.peer.catch_up(self.clock()))
+        self._reschedule()
+
+    async def async_stop(self) -> None:
+        """Stop timers, cancel deliveries in flight and save the state."""
+        self._stopped = True
+        if self._unsub_timer is not None:
+            self._unsub_timer()
+            self._unsub_timer = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._join_done is not None and not self._join_done.done():
+            self._join_done.set_result("stopped")
+        if self.peer is not None:
+            await self.async_save()
+
+    # --- events ---
+
+    def _notify_listeners(self, outcome: SlotOutcome) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(outcome)
+            except Exception:  # a listener's bug must not stop the federation
+                LOGGER.exception("A slot result listener failed")
+
+    def _on_cleared(self, event: SlotCleared) -> None:
+        final = event.final
+        me = self.member_key
+        fills = tuple(f for f in final.result.fills if me in (f.buyer, f.seller))
+        if final.slot not in self._settled:
+            self._settled = [*self._settled, final.slot][-SETTLED_KEPT:]
+            if self.ledger is not None and fills:
+                body = {
+                    "slot": final.slot,
+                    "book": final.book_hash,
+                    "result": final.result_hash,
+                    "fills": [f._asdict() for f in fills],
+                }
+                self._spawn(self._settle(final.slot, body), "settle")
+        self._notify_listeners(
+            SlotOutcome(final.slot * 1000, final.result, None, fills, late=final.late)
+        )
+
+    async def _settle(self, slot: int, body: dict[str, Any]) -> None:
+        assert self.ledger is not None
+        try:
+            await self.ledger.async_commit_slot(slot * 1000, entries=[("slot", body)])
+        except HomeAssistantError as err:
+            LOGGER.error("Could not record slot %s in the ledger: %s", slot, err)
+
+    def _event_peer(self, event_type: str, member: str, **extra: Any) -> None:
+        if member == self.member_key:
+            return
+        self.hass.bus.async_fire(event_type, {"member": member, **extra})
+        joined = event_type == EVENT_PEER_JOINED
+        persistent_notification.async_create(
+            self.hass,
+            (
+                f"Neighbour {short(member)} joined the community."
+                if joined
+                else f"Neighbour {short(member)} left the community."
+            ),
+            title="Peer Energy",
+            notification_id=f"{DOMAIN}_peer_{short(member)}",
+        )
+
+    def _on_peer_left(self, event: PeerLeft) -> None:
+        if event.member == self.member_key:
+            persistent_notification.async_create(
+                self.hass,
+                (
+                    "This home was removed from the community by an admin."
+                    if event.removed
+                    else "This home left the community."
+                ),
+                title="Peer Energy",
+                notification_id=f"{DOMAIN}_left",
+            )
+            for cb in list(self._on_left):
+                cb()
+            return
+        self._on_reachable(event.member)
+        self._event_peer(EVENT_PEER_LEFT, event.member, by=event.by, removed=event.removed)
+
+    def _on_device(self, event: DeviceEnrolled) -> None:
+        self.hass.bus.async_fire(
+            EVENT_DEVICE_ENROLLED,
+            {"member": event.member, "asset_id": event.asset_id, "kind": event.kind},
+        )
+        persistent_notification.async_create(
+            self.hass,
+            f"Neighbour {short(event.member)} enrolled a device ({event.kind}).",
+            title="Peer Energy",
+            notification_id=f"{DOMAIN}_device_{event.asset_id[:16]}",
+        )
+
+    def _on_equivocation(self, event: EquivocationDetected) -> None:
+        proof = event.proof
+        self.hass.bus.async_fire(
+            EVENT_EQUIVOCATION, {"member": proof.member, "slot": proof.slot, "kind": proof.kind}
+        )
+        if self.ledger is not None:
+            evidence = equivocation_evidence(proof.member, self.clock())
+            self._spawn(self._record_evidence(proof.slot, evidence), "evidence")
+
+    async def _record_evidence(self, slot: int, evidence: Any) -> None:
+        assert self.ledger is not None
+        try:
+            await self.ledger.async_commit_slot(slot * 1000, evidence=[evidence])
+        except HomeAssistantError as err:  # pragma: no cover - disk failure
+            LOGGER.error("Could not record equivocation evidence: %s", err)
+
+    def _on_unreachable(self, member: str, since_ms: int) -> None:
+        self._unreachable.add(member)
+        address = self.peer.membership.address_of(member) if self.peer is not None else None
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            f"{ISSUE_PEER_UNREACHABLE}_{member[:16]}",
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key=ISSUE_PEER_UNREACHABLE,
+            translation_placeholders={
+                "member": short(member),
+                "address": address or "?",
+                "since": dt_util.utc_from_timestamp(since_ms / 1000).isoformat(),
+            },
+        )
+
+    def _on_reachable(self, member: str) -> None:
+        self._unreachable.discard(member)
+        ir.async_delete_issue(self.hass, DOMAIN, f"{ISSUE_PEER_UNREACHABLE}_{member[:16]}")
+
+    def _joined_now(self) -> None:
+        assert self.peer is not None
+        self._join = None
+        if self._join_done is not None and not self._join_done.done():
+            self._join_done.set_result(None)
+        ir.async_delete_issue(self.hass, DOMAIN, ISSUE_JOIN_FAILED)
+        self.hass.bus.async_fire(
+            EVENT_COMMUNITY_JOINED,
+            {"community": self.peer.community_id, "name": self.peer.membership.charter.name},
+        )
+        persistent_notification.async_create(
+            self.hass,
+            f"This home joined the community “{self.peer.membership.charter.name}”.",
+            title="Peer Energy",
+            notification_id=f"{DOMAIN}_joined",
+        )
+        self._spawn(self.async_save(), "save")
+        for cb in list(self._on_joined):
+            cb()
+
+    # --- reachability of our own address ---
+
+    async def async_probe_self(self) -> bool:
+        """Ask our own announced address for its info; raise or clear the repair issue."""
+        if self.peer is None or not self.peer.joined:
+            return True
+        info = await self.transport.async_info(self.peer.address)
+        ok = info is not None and info.get("member") == self.member_key
+        if ok:
+            ir.async_delete_issue(self.hass, DOMAIN, ISSUE_SELF_UNREACHABLE)
+        else:
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                ISSUE_SELF_UNREACHABLE,
+                is_fixable=False,
+                severity=ir.IssueSeverity.ERROR,
+                translation_key=ISSUE_SELF_UNREACHABLE,
+                translation_placeholders={"address": self.peer.address},
+            )
+        return ok
+
+    # --- persistence ---
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything stored (contains invitation secrets: never log it)."""
+        data: dict[str, Any] = {"settled": list(self._settled)}
+        if self.peer is not None and (self.peer.joined or self._join is None):
+            data["peer"] = peer_snapshot(self.peer)
+        if self._join is not None:
+            data["join"] = dict(self._join)
+        return data
+
+    async def async_save(self) -> None:
+        """Write the state to the private store now."""
+        await self.store.async_save(self.snapshot())
+
+    async def async_forget(self) -> None:
+        """Drop the stored community (after leaving)."""
+        self.peer = None
+        self._join = None
+        await self.store.async_remove()
+
+    def info(self) -> dict[str, Any]:
+        """Public facts for ``GET /api/peer_energy/v1/info`` (no secrets, no addresses)."""
+        return {
+            "protocol": 1,
+            "member": self.member_key,
+            "community": self.community_id if self.joined else None,
+            "joined": self.joined,
+            "members": self.members,
+        }
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Federation section of the diagnostics (secrets and addresses left out)."""
+        peer = self.peer
+        return {
+            "joined": self.joined,
+            "joining": self._join is not None,
+            "member": short(self.member_key),
+            "community": self.community_id,
+            "members": self.members,
+            "peers_online": self.peers_online,
+            "admin": self.is_admin,
+            "rules": self.rules.to_dict() if self.rules is not None else None,
+            "open_invitations": len(peer._invitations) if peer is not None else 0,
+            "finals_retained": len(peer.finals) if peer is not None else 0,
+            "settled_slots": len(self._settled),
+            "rejected_messages": self.rejected,
+            "unreachable": sorted(short(m) for m in self._unreachable),
+        }

@@ -1,0 +1,332 @@
+"""Wiring of identity, ledger and federation into a config entry, and the community actions.
+
+At set-up (``async_setup_federation``):
+
+1. load or create the home's key pair (``ledger.identity_store``, a private ``Store``);
+2. restore the federation state and carry out what the ``community`` subentry asks:
+   found a community (``create``), start joining (``join``, finished in the background:
+   the subentry becomes ``member`` and the entry reloads), or leave when the user deleted
+   the subentry;
+3. open the ledger (one SQLite file per community, ``local`` before joining) in the
+   executor and register the HTTP views;
+4. start the slot timers and probe our own address once Home Assistant has started.
+
+Everything is undone by ``entry.async_on_unload`` callbacks: timers stopped, deliveries
+cancelled, state saved, ledger closed.
+
+Actions (registered once in ``async_setup``): ``peer_energy.create_invitation`` (admin,
+returns the invitation as a response and shows it in a persistent notification) and
+``peer_energy.remove_member`` (admin).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from homeassistant.components import persistent_notification
+from homeassistant.config_entries import ConfigSubentry
+from homeassistant.core import (
+    HomeAssistant,
+    ServiceCall,
+    ServiceResponse,
+    SupportsResponse,
+    callback,
+)
+from homeassistant.exceptions import ServiceValidationError, Unauthorized, UnknownUser
+from homeassistant.helpers import config_validation as cv, issue_registry as ir
+from homeassistant.helpers.event import async_track_time_interval
+from homeassistant.helpers.start import async_at_started
+from homeassistant.util import dt as dt_util
+import voluptuous as vol
+
+from .const import (
+    CONF_ADDRESS,
+    CONF_COMMUNITY_ACTION,
+    CONF_COMMUNITY_ID,
+    CONF_COMMUNITY_NAME,
+    CONF_INVITATION,
+    CONF_RULES,
+    DOMAIN,
+    LOGGER,
+    SUBENTRY_COMMUNITY,
+    CommunityAction,
+)
+from .core.community import CommunityError, CommunityRules
+from .core.credit import CreditPolicy
+from .federation import (
+    DATA_LINK,
+    ISSUE_JOIN_FAILED,
+    SELF_PROBE_INTERVAL_S,
+    FederationError,
+    FederationLink,
+    short,
+)
+from .http import HttpTransport, async_register_views
+from .ledger import PeerLedger, async_load_identity, identity_store
+from .runtime import PeerEnergyConfigEntry
+
+LOCAL_COMMUNITY: Final = "local"
+JOIN_TIMEOUT_S: Final = 60.0
+SERVICE_CREATE_INVITATION: Final = "create_invitation"
+SERVICE_REMOVE_MEMBER: Final = "remove_member"
+ATTR_TTL_HOURS: Final = "ttl_hours"
+ATTR_MEMBER: Final = "member"
+DEFAULT_TTL_HOURS: Final = 168
+
+
+def community_ledger_path(hass: HomeAssistant, entry_id: str, community: str) -> Path:
+    """One ledger file per community (balances of different communities never mix)."""
+    name = (
+        f"ledger_{entry_id}.sqlite"
+        if community == LOCAL_COMMUNITY
+        else (f"ledger_{entry_id}_{community}.sqlite")
+    )
+    return Path(hass.config.path(".storage", DOMAIN, name))
+
+
+def community_subentry(entry: PeerEnergyConfigEntry) -> ConfigSubentry | None:
+    """The entry's community subentry, if any."""
+    return next(
+        (s for s in entry.subentries.values() if s.subentry_type == SUBENTRY_COMMUNITY), None
+    )
+
+
+def _member_data(link: FederationLink) -> dict[str, Any]:
+    return {
+        CONF_COMMUNITY_ACTION: CommunityAction.MEMBER.value,
+        CONF_COMMUNITY_ID: link.community_id,
+        CONF_COMMUNITY_NAME: link.community_name,
+        CONF_ADDRESS: link.address,
+    }
+
+
+async def async_setup_federation(
+    hass: HomeAssistant, entry: PeerEnergyConfigEntry
+) -> tuple[PeerLedger, FederationLink]:
+    """Identity, federation and ledger of an entry (see the module docstring)."""
+    identity, _pending = await async_load_identity(identity_store(hass, entry.entry_id))
+    link: FederationLink | None = None
+    transport = HttpTransport(hass, lambda: (link.address if link else None) or "")
+    link = FederationLink(hass, entry.entry_id, identity, transport)
+    try:
+        status = await link.async_load()
+    except FederationError as err:
+        LOGGER.error("Starting without the stored community: %s", err)
+        status = "none"
+    subentry = community_subentry(entry)
+    action = subentry.data.get(CONF_COMMUNITY_ACTION) if subentry is not None else None
+
+    if subentry is None and status != "none":
+        await _async_leave(hass, link)
+    elif subentry is not None and status == "none" and action == CommunityAction.CREATE:
+        try:
+            rules = CommunityRules.from_dict(subentry.data[CONF_RULES])
+            await link.async_found(
+                str(subentry.data[CONF_COMMUNITY_NAME]), rules, str(subentry.data[CONF_ADDRESS])
+            )
+        except (CommunityError, KeyError) as err:
+            LOGGER.error("Cannot found the community: %s", err)
+    if subentry is not None and link.joined and action != CommunityAction.MEMBER:
+        # The update listener is not registered yet: no reload.
+        hass.config_entries.async_update_subentry(
+            entry, subentry, title=link.community_name or subentry.title, data=_member_data(link)
+        )
+
+    community = link.community_id if link.joined and link.community_id else LOCAL_COMMUNITY
+    policy = (
+        CreditPolicy(base_limit=link.rules.credit_limit_base) if link.rules is not None else None
+    )
+    ledger = await PeerLedger.async_open(
+        hass,
+        entry.entry_id,
+        community,
+        policy=policy,
+        path=community_ledger_path(hass, entry.entry_id, community),
+    )
+    link.ledger = ledger
+    hass.data[DATA_LINK] = link
+    async_register_views(hass)
+
+    @callback
+    def _joined() -> None:
+        current = community_subentry(entry)
+        if current is not None:
+            hass.config_entries.async_update_subentry(
+                entry, current, title=link.community_name or current.title, data=_member_data(link)
+            )
+        else:  # pragma: no cover - the subentry was deleted while joining
+            hass.config_entries.async_schedule_reload(entry.entry_id)
+
+    @callback
+    def _left() -> None:
+        hass.async_create_task(_async_forget_and_drop(hass, entry, link))
+
+    link.async_on_joined(_joined)
+    link.async_on_left(_left)
+
+    wants_join = status == "joining" or (status == "none" and action == CommunityAction.JOIN)
+    if subentry is not None and not link.joined and wants_join:
+        entry.async_create_background_task(
+            hass, _async_join(hass, link, subentry), f"{DOMAIN} join"
+        )
+
+    async def _stop() -> None:
+        await link.async_stop()
+        if hass.data.get(DATA_LINK) is link:
+            hass.data.pop(DATA_LINK)
+        await ledger.async_close()
+
+    entry.async_on_unload(_stop)
+    link.async_start()
+
+    @callback
+    def _probe(_: Any = None) -> None:
+        entry.async_create_background_task(hass, link.async_probe_self(), f"{DOMAIN} probe")
+
+    if link.joined:
+        entry.async_on_unload(async_at_started(hass, _probe))
+        entry.async_on_unload(
+            async_track_time_interval(hass, _probe, timedelta(seconds=SELF_PROBE_INTERVAL_S))
+        )
+    return ledger, link
+
+
+async def _async_join(hass: HomeAssistant, link: FederationLink, subentry: ConfigSubentry) -> None:
+    """Send the join request and wait for the welcome; tell the user if it fails."""
+    try:
+        if link._join is not None:
+            status = await link.async_resume_join()
+        else:
+            status = await link.async_join(
+                str(subentry.data[CONF_INVITATION]), str(subentry.data[CONF_ADDRESS])
+            )
+    except FederationError as err:
+        _join_failed(hass, str(err))
+        return
+    reason = await link.async_wait_joined(JOIN_TIMEOUT_S)
+    if reason is None or reason == "stopped":
+        return
+    detail = {
+        "http_0": "the inviting home did not answer",
+        "http_403": "the invitation was already used, has expired or does not match",
+        "timeout": "the inviting home did not send the welcome (is our address reachable?)",
+    }.get(reason, f"the inviting home answered {status}")
+    _join_failed(hass, detail)
+
+
+def _join_failed(hass: HomeAssistant, detail: str) -> None:
+    LOGGER.warning("Joining the community failed: %s", detail)
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        ISSUE_JOIN_FAILED,
+        is_fixable=False,
+        severity=ir.IssueSeverity.ERROR,
+        translation_key=ISSUE_JOIN_FAILED,
+        translation_placeholders={"detail": detail},
+    )
+
+
+async def _async_leave(hass: HomeAssistant, link: FederationLink) -> None:
+    """The community subentry was deleted: leave (best effort) and forget the community."""
+    if link.joined:
+        try:
+            await link.async_leave()
+        except FederationError as err:  # pragma: no cover - checked by link.joined
+            LOGGER.warning("Leaving the community: %s", err)
+    await link.async_forget()
+    ir.async_delete_issue(hass, DOMAIN, ISSUE_JOIN_FAILED)
+
+
+async def _async_forget_and_drop(
+    hass: HomeAssistant, entry: PeerEnergyConfigEntry, link: FederationLink
+) -> None:
+    """We were removed (or left): forget the community and drop its subentry (reloads)."""
+    await link.async_forget()
+    if (subentry := community_subentry(entry)) is not None:
+        hass.config_entries.async_remove_subentry(entry, subentry.subentry_id)
+
+
+# --- Actions -----------------------------------------------------------------------------------
+
+
+async def _require_admin(hass: HomeAssistant, call: ServiceCall) -> None:
+    if call.context.user_id:
+        user = await hass.auth.async_get_user(call.context.user_id)
+        if user is None:
+            raise UnknownUser(context=call.context)
+        if not user.is_admin:
+            raise Unauthorized(context=call.context)
+
+
+def _member_link(hass: HomeAssistant) -> FederationLink:
+    link = hass.data.get(DATA_LINK)
+    if link is None or not link.joined:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="not_in_community")
+    return link
+
+
+async def _async_create_invitation(call: ServiceCall) -> ServiceResponse:
+    hass = call.hass
+    await _require_admin(hass, call)
+    link = _member_link(hass)
+    hours = int(call.data[ATTR_TTL_HOURS])
+    invitation = await link.async_create_invitation(hours * 3_600_000)
+    text = invitation.encode()
+    expires = dt_util.utc_from_timestamp(invitation.expires_ms / 1000).isoformat()
+    persistent_notification.async_create(
+        hass,
+        (
+            f"Invitation to “{link.community_name}” (one use, valid until {expires} UTC). "
+            "Send it privately to your neighbour, who pastes it when adding Peer Energy "
+            "or the community:\n\n"
+            f"```\n{text}\n```"
+        ),
+        title="Peer Energy invitation",
+        notification_id=f"{DOMAIN}_invitation",
+    )
+    return {"invitation": text, "expires": expires, "community": link.community_id}
+
+
+async def _async_remove_member(call: ServiceCall) -> None:
+    hass = call.hass
+    await _require_admin(hass, call)
+    link = _member_link(hass)
+    if not link.is_admin:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="not_admin")
+    wanted = str(call.data[ATTR_MEMBER]).strip().lower()
+    matches = [m for m in link.peer.roster() if m.startswith(wanted)] if link.peer else []
+    if len(wanted) < 8 or len(matches) != 1 or matches[0] == link.member_key:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="unknown_member",
+            translation_placeholders={"member": wanted[:16]},
+        )
+    await link.async_remove(matches[0])
+    LOGGER.info("Removed member %s", short(matches[0]))
+
+
+@callback
+def async_setup_federation_actions(hass: HomeAssistant) -> None:
+    """Register the community actions (once, in ``async_setup``)."""
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_CREATE_INVITATION,
+        _async_create_invitation,
+        schema=vol.Schema(
+            {
+                vol.Optional(ATTR_TTL_HOURS, default=DEFAULT_TTL_HOURS): vol.All(
+                    vol.Coerce(int), vol.Range(min=1, max=24 * 30)
+                )
+            }
+        ),
+        supports_response=SupportsResponse.OPTIONAL,
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_REMOVE_MEMBER,
+        _async_remove_member,
+        schema=vol.Schema({vol.Required(ATTR_MEMBER): cv.string}),
+    )
