@@ -222,3 +222,25 @@ async def test_write_failure_becomes_a_home_assistant_error(
     ):
         await ledger.async_commit_slot(T0)
     await ledger.async_close()
+
+
+async def test_peer_chains_keyring_and_limits(
+    hass: HomeAssistant, hass_storage: dict[str, Any], config_dir: Path
+) -> None:
+    from custom_components.peer_energy.core.chain import Comparison, genesis_entry, next_entry
+    from custom_components.peer_energy.core.identity import KeyRing
+    from custom_components.peer_energy.core.reputation import equivocation_evidence
+
+    ledger = await open_ledger(hass)
+    g = genesis_entry(NEIGHBOUR, T0, "street-7")
+    copy = [g, next_entry(NEIGHBOUR, g, T0 + 1, "order", {"wh": 5})]
+    result = await ledger.async_sync_peer_chain(copy)
+    assert result.outcome is Comparison.EXTENDS
+    ledger.set_keyring(KeyRing().with_member(ledger.member).with_member(NEIGHBOUR.public_key))
+    base = ledger._ledger.credit.limit(NEIGHBOUR.public_key)
+    await ledger.async_commit_slot(T0, evidence=[equivocation_evidence(NEIGHBOUR.public_key, T0)])
+    ledger.refresh_limits(T0)
+    assert ledger._ledger.credit.limit(NEIGHBOUR.public_key) < base
+    ledger.refresh_limits()
+    assert ledger.scores()[NEIGHBOUR.public_key] < 500
+    await ledger.async_close()

@@ -28,7 +28,7 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.storage import Store
 
 from .const import DOMAIN, LOGGER
-from .core.chain import ChainReport, VerifyMode
+from .core.chain import ChainComparison, ChainEntry, ChainReport, VerifyMode
 from .core.credit import CreditPolicy, Settlement, SignedTrade, Transfer
 from .core.home_ledger import HomeLedger, HomeLedgerError, SlotResult
 from .core.identity import Identity, KeyRing
@@ -175,7 +175,22 @@ class PeerLedger:
         """This home's reputation score of each peer (permille)."""
         return self._ledger.scores(_now_ms() if now_ms is None else now_ms)
 
+    def set_keyring(self, keyring: KeyRing) -> None:
+        """Update the community's member keys (from the federation's membership)."""
+        self._ledger.credit.keyring = keyring
+
+    def refresh_limits(self, now_ms: int | None = None) -> None:
+        """Feed current reputation scores into the credit limits (CPU-light)."""
+        self._ledger.refresh_limits(_now_ms() if now_ms is None else now_ms)
+
     # --- executor-backed operations ---
+
+    async def async_sync_peer_chain(self, entries: Sequence[ChainEntry]) -> ChainComparison:
+        """Store a peer's newer chain copy or prove its fork (see ``HomeLedger``)."""
+        async with self._lock:
+            return await self.hass.async_add_executor_job(
+                self._ledger.sync_peer_chain, entries, _now_ms()
+            )
 
     async def async_commit_slot(
         self,

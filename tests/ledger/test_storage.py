@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 import io
 import json
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from custom_components.peer_energy.core.chain import (
     ChainError,
+    Comparison,
     ForkProof,
     VerifyMode,
     genesis_entry,
@@ -401,4 +403,30 @@ def test_our_trades_must_commit_to_our_chain(tmp_path: Path) -> None:
     agreed = SignedTrade(terms, sign_trade(terms, PEER), sign_trade(terms, HOME))
     assert ledger.commit_slot(T0 + 9 * SLOT_MS, trades=[agreed]).refused == ()
     assert ledger.verify(VerifyMode.FULL).ok
+    ledger.close()
+
+
+def test_peer_chain_copies_extend_and_forks_are_proven(tmp_path: Path) -> None:
+    ledger = open_ledger(tmp_path / "l.sqlite")
+    g = genesis_entry(PEER, T0, "street-7")
+    chain = [g]
+    for i in range(1, 4):
+        chain.append(next_entry(PEER, chain[-1], T0 + i, "order", {"i": i}))
+    assert ledger.sync_peer_chain(chain[:2], T0).outcome is Comparison.EXTENDS
+    assert ledger.sync_peer_chain(chain, T0).outcome is Comparison.EXTENDS
+    assert ledger.db.chain(P) == chain
+    assert ledger.sync_peer_chain(chain, T0).outcome is Comparison.SAME
+    assert ledger.sync_peer_chain(chain[:2], T0).outcome is Comparison.SHORTER
+    # A copy that does not verify, an empty one, or our own chain: ignored.
+    broken = [*chain[:3], replace(chain[3], sig=bytes(64))]
+    assert ledger.sync_peer_chain(broken, T0).outcome is Comparison.SAME
+    assert ledger.sync_peer_chain([], T0).outcome is Comparison.SAME
+    assert ledger.sync_peer_chain(ledger.db.chain(H), T0).outcome is Comparison.SAME
+    # The peer rewrites entry 2: a fork, proven and stored, and the peer's score drops.
+    rewritten = [*chain[:2], next_entry(PEER, chain[1], T0 + 2, "order", {"i": "other"})]
+    result = ledger.sync_peer_chain(rewritten, T0)
+    assert result.outcome is Comparison.FORK
+    assert ledger.db.proof_count() == 1
+    assert ledger.scores(T0)[P] < 300
+    assert ledger.db.chain(P) == chain  # our copy is unchanged
     ledger.close()

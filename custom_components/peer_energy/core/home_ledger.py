@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from .chain import (
+    ChainComparison,
     ChainEntry,
     ChainReport,
+    Comparison,
     ForkProof,
     VerifyMode,
+    compare_chains,
     current_key,
     genesis_entry,
     next_entry,
@@ -310,6 +313,27 @@ class HomeLedger:
         )
         self.evidence.append(evidence)
         return True
+
+    def sync_peer_chain(self, presented: Sequence[ChainEntry], ts_ms: int) -> ChainComparison:
+        """Compare a peer's chain copy with the one we hold and keep the longer honest one.
+
+        The presented chain must verify from genesis (``author`` mode). New entries that
+        extend our copy are stored; a fork is proven, stored and counted as equivocation;
+        a shorter copy changes nothing (see ``check_head_claim`` for rollbacks). Returns
+        the comparison; ``Comparison.SAME`` with no proof also for an unverifiable copy.
+        """
+        if not presented:
+            return ChainComparison(Comparison.SAME)
+        member = presented[0].author
+        if member == self.member or not verify_chain(presented, member=member).ok:
+            return ChainComparison(Comparison.SAME)
+        known = self.db.chain(member)
+        comparison = compare_chains(known, presented)
+        if comparison.outcome is Comparison.FORK and comparison.proof is not None:
+            self.record_fork(comparison.proof, ts_ms)
+        elif comparison.outcome is Comparison.EXTENDS:
+            self.db.commit_slot(entries=[(member, e) for e in presented[len(known) :]])
+        return comparison
 
     # --- reads ---
 
