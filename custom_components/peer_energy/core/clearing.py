@@ -117,9 +117,15 @@ _new_fill = Fill._make
 _new_result = OrderResult._make
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class SlotResult:
-    """The cleared result of one slot."""
+    """The cleared result of one slot.
+
+    ``fills``, ``orders`` (per-order results, by order id) and ``members`` (per member, by
+    member id) are built from the clearing's internal arrays on first access and cached:
+    the market decision itself is complete when :func:`clear_slot` returns. Two results are
+    equal when their plain-data forms and fairness states are.
+    """
 
     slot_start: int
     mode: str
@@ -134,10 +140,30 @@ class SlotResult:
     grid_export_wh: int
     unserved_wh: int
     curtailed_wh: int
-    fills: tuple[Fill, ...]
-    orders: tuple[OrderResult, ...]
-    members: tuple[MemberResult, ...]
-    fairness: FairnessState = field(default_factory=FairnessState)
+    fairness: FairnessState
+    _parts: _Parts = field(repr=False)
+
+    @property
+    def fills(self) -> tuple[Fill, ...]:
+        """Member-to-member trades, in pairing order."""
+        return self._parts.fills()
+
+    @property
+    def orders(self) -> tuple[OrderResult, ...]:
+        """One result per order of the slot, sorted by order id."""
+        return self._parts.order_results()
+
+    @property
+    def members(self) -> tuple[MemberResult, ...]:
+        """One result per member with orders in the slot, sorted by member id."""
+        return self._parts.member_results()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SlotResult):
+            return NotImplemented
+        return self.to_dict() == other.to_dict() and self.fairness == other.fairness
+
+    __hash__ = None  # type: ignore[assignment]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (the CLI output per slot, without the fairness state)."""
@@ -701,6 +727,144 @@ def _grid(
     )
 
 
+class _Parts:
+    """The clearing's internal arrays, turned into result objects on demand (cached)."""
+
+    def __init__(
+        self,
+        ctx: _Context,
+        raw_fills: Mapping[tuple[int, int, int], int],
+        gbx: list[int],
+        gsx: list[int],
+        residual: Mapping[int, int],
+        grid_in: Mapping[int, int],
+        grid_out: Mapping[int, int],
+        export_residual: Mapping[int, int],
+    ) -> None:
+        self.ctx = ctx
+        self.raw_fills = raw_fills
+        self.gbx = gbx
+        self.gsx = gsx
+        self.residual = residual
+        self.grid_in = grid_in
+        self.grid_out = grid_out
+        self.export_residual = export_residual
+        self._fills: tuple[Fill, ...] | None = None
+        self._orders: tuple[OrderResult, ...] | None = None
+        self._members: tuple[MemberResult, ...] | None = None
+
+    def fills(self) -> tuple[Fill, ...]:
+        if self._fills is None:
+            orders = self.ctx.orders
+            fee = self.ctx.rules.distributor_fee
+            out = []
+            for (boi, soi, price), wh in self.raw_fills.items():
+                bo, so = orders[boi], orders[soi]
+                out.append(
+                    _new_fill(
+                        (bo.owner, bo.order_id, so.owner, so.order_id, wh, price, fee, so.clean)
+                    )
+                )
+            self._fills = tuple(out)
+        return self._fills
+
+    def order_results(self) -> tuple[OrderResult, ...]:
+        if self._orders is None:
+            self._orders = self._build_orders()
+        return self._orders
+
+    def _build_orders(self) -> tuple[OrderResult, ...]:
+        ctx = self.ctx
+        orders = ctx.orders
+        fee = ctx.rules.distributor_fee
+        n = len(orders)
+        amount = [0] * n
+        for (boi, soi, price), wh in self.raw_fills.items():
+            money = wh * price
+            amount[boi] += money
+            amount[soi] += money
+        per_step: list[list[int] | None] = [None] * n
+        for flat, gx in ((ctx.fb, self.gbx), (ctx.fs, self.gsx)):
+            for f, v in enumerate(gx):
+                if v:
+                    oi = flat.oi[f]
+                    row = per_step[oi]
+                    if row is None:
+                        row = per_step[oi] = [0] * len(orders[oi].steps)
+                    row[flat.k[f]] = v
+        zeros: dict[int, tuple[int, ...]] = {}
+        results = []
+        grid_in, grid_out = self.grid_in, self.grid_out
+        residual, export_residual = self.residual, self.export_residual
+        for oi, order in enumerate(orders):
+            row = per_step[oi]
+            if row is None:
+                k = len(order.steps)
+                steps_filled = zeros.get(k) or zeros.setdefault(k, (0,) * k)
+                filled = 0
+            else:
+                steps_filled = tuple(row)
+                filled = sum(row)
+            if order.side is Side.BUY:
+                grid = grid_in.get(oi, 0)
+                results.append(
+                    _new_result(
+                        (
+                            order.order_id,
+                            order.owner,
+                            "buy",
+                            filled,
+                            amount[oi],
+                            filled * fee,
+                            grid,
+                            residual.get(oi, 0) - grid,
+                            0,
+                            steps_filled,
+                        )
+                    )
+                )
+            else:
+                grid = grid_out.get(oi, 0)
+                results.append(
+                    _new_result(
+                        (
+                            order.order_id,
+                            order.owner,
+                            "sell",
+                            filled,
+                            amount[oi],
+                            0,
+                            grid,
+                            0,
+                            export_residual.get(oi, 0) - grid,
+                            steps_filled,
+                        )
+                    )
+                )
+        return tuple(results)
+
+    def member_results(self) -> tuple[MemberResult, ...]:
+        if self._members is None:
+            members: dict[str, list[int]] = {}
+            for r in self.order_results():
+                m = members.get(r.owner)
+                if m is None:
+                    m = members[r.owner] = [0] * 9
+                if r.side == "buy":
+                    m[0] += r.filled_wh
+                    m[2] += r.amount_milli + r.fee_milli
+                    m[4] += r.fee_milli
+                    m[5] += r.grid_wh
+                    m[7] += r.unserved_wh
+                else:
+                    m[1] += r.filled_wh
+                    m[3] += r.amount_milli
+                    m[6] += r.grid_wh
+                    m[8] += r.curtailed_wh
+            self._members = tuple(MemberResult(o, *members[o]) for o in sorted(members))
+        return self._members
+
+
 def _summarise(
     ctx: _Context,
     pools: Sequence[_Pool],
@@ -709,105 +873,17 @@ def _summarise(
     raw_fills: Mapping[tuple[int, int, int], int],
     residual: Mapping[int, int],
 ) -> SlotResult:
-    orders, rules = ctx.orders, ctx.rules
-    fee = rules.distributor_fee
-    n = len(orders)
-    fills: list[Fill] = []
-    filled = [0] * n
-    amount = [0] * n
-    clean_volume = 0
-    for (boi, soi, price), wh in raw_fills.items():
-        bo, so = orders[boi], orders[soi]
-        fills.append(
-            _new_fill((bo.owner, bo.order_id, so.owner, so.order_id, wh, price, fee, so.clean))
-        )
-        filled[boi] += wh
-        filled[soi] += wh
-        money = wh * price
-        amount[boi] += money
-        amount[soi] += money
-        if so.clean:
-            clean_volume += wh
-
-    # Surplus on effective prices (what the LP maximises).
+    fee = ctx.rules.distributor_fee
     surplus = 0
+    clean_volume = 0
     for pool in pools:
         surplus += sum(x * e for x, e in zip(pool.bx, pool.b.eff, strict=True) if x)
         surplus -= sum(x * e for x, e in zip(pool.sx, pool.s.eff, strict=True) if x)
+        clean_volume += sum(x for x, f in zip(pool.sx, pool.s.flag, strict=True) if x and not f)
     volume = sum(p.volume for p in pools)
-
     gbx = _collect(pools, len(ctx.fb.qty), buyers=True)
     gsx = _collect(pools, len(ctx.fs.qty), buyers=False)
     grid_in, grid_out, export_residual = _grid(ctx, gsx, residual)
-
-    results: list[OrderResult] = []
-    members: dict[str, list[int]] = {}
-    zeros: dict[int, tuple[int, ...]] = {}
-    for oi, order in enumerate(orders):
-        buy = order.side is Side.BUY
-        nsteps = len(order.steps)
-        if filled[oi]:
-            flat, gx = (ctx.fb, gbx) if buy else (ctx.fs, gsx)
-            per_step = [0] * nsteps
-            f = flat.first[oi]
-            while f < len(flat.oi) and flat.oi[f] == oi:
-                per_step[flat.k[f]] = gx[f]
-                f += 1
-            steps_filled = tuple(per_step)
-        else:
-            steps_filled = zeros.get(nsteps) or zeros.setdefault(nsteps, (0,) * nsteps)
-        m = members.get(order.owner)
-        if m is None:
-            m = members[order.owner] = [0] * 9
-        if buy:
-            grid = grid_in.get(oi, 0)
-            unserved = residual.get(oi, 0) - grid
-            fees = filled[oi] * fee
-            results.append(
-                _new_result(
-                    (
-                        order.order_id,
-                        order.owner,
-                        "buy",
-                        filled[oi],
-                        amount[oi],
-                        fees,
-                        grid,
-                        unserved,
-                        0,
-                        steps_filled,
-                    )
-                )
-            )
-            m[0] += filled[oi]
-            m[2] += amount[oi] + fees
-            m[4] += fees
-            m[5] += grid
-            m[7] += unserved
-        else:
-            grid = grid_out.get(oi, 0)
-            curtailed = export_residual.get(oi, 0) - grid
-            results.append(
-                _new_result(
-                    (
-                        order.order_id,
-                        order.owner,
-                        "sell",
-                        filled[oi],
-                        amount[oi],
-                        0,
-                        grid,
-                        0,
-                        curtailed,
-                        steps_filled,
-                    )
-                )
-            )
-            m[1] += filled[oi]
-            m[3] += amount[oi]
-            m[6] += grid
-            m[8] += curtailed
-    member_results = tuple(MemberResult(o, *members[o]) for o in sorted(members))
 
     if not pools:
         mode, gp, cp = "no_trade", None, None
@@ -819,6 +895,8 @@ def _summarise(
         mode = "two_prices"
         gp = next((p.price for p in pools if p.s.flag[0] == 1), None)
         cp = next((p.price for p in pools if p.s.flag[0] == 0), None)
+    imported = sum(grid_in.values())
+    exported = sum(grid_out.values())
     return SlotResult(
         slot_start=ctx.slot_start,
         mode=mode,
@@ -829,14 +907,12 @@ def _summarise(
         surplus_milli=surplus,
         fees_milli=volume * fee,
         scarcity=scarcity,
-        grid_import_wh=sum(grid_in.values()),
-        grid_export_wh=sum(grid_out.values()),
-        unserved_wh=sum(r.unserved_wh for r in results),
-        curtailed_wh=sum(r.curtailed_wh for r in results),
-        fills=tuple(fills),
-        orders=tuple(results),
-        members=member_results,
+        grid_import_wh=imported,
+        grid_export_wh=exported,
+        unserved_wh=sum(residual.values()) - imported,
+        curtailed_wh=sum(export_residual.values()) - exported,
         fairness=ctx.div.state_after(ctx.fairness),
+        _parts=_Parts(ctx, raw_fills, gbx, gsx, residual, grid_in, grid_out, export_residual),
     )
 
 
