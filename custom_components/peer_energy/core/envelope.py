@@ -273,7 +273,7 @@ def validate(
     """Check an incoming message; on success record its sequence number in ``guard``.
 
     Checks run cheapest first: size, decoding, structure, field types, version,
-    type, community, payload size and schema, sender, clock, signature, replay.
+    type, community, payload size and schema, sender, clock, replay, signature.
     Never raises.
     """
     try:
@@ -342,11 +342,14 @@ def _validate(
         data["payload"],
         data["sig"],
     )
-    if not verify_hex(envelope.sender, Purpose.ENVELOPE, envelope.signed_body(), envelope.sig):
-        return _reject(RejectCode.BAD_SIGNATURE, "signature does not verify")
+    # Replays are refused before the (costlier) signature check, but a sequence number
+    # is only recorded once the signature verified: forgeries cannot poison the guard.
     if guard is not None:
         code = guard.check(envelope.sender, envelope.seq)
         if code is not None:
             return _reject(code, f"sequence {envelope.seq}")
+    if not verify_hex(envelope.sender, Purpose.ENVELOPE, envelope.signed_body(), envelope.sig):
+        return _reject(RejectCode.BAD_SIGNATURE, "signature does not verify")
+    if guard is not None:
         guard.record(envelope.sender, envelope.seq)
     return ValidationResult(envelope)
