@@ -391,3 +391,33 @@ def test_orders_of_other_slots_are_ignored() -> None:
     other = Order.single("x", "x", Side.BUY, SLOT + 900, 100, 30)
     res = clear_slot([other, sell("s", "y", 100, 10)], RULES, slot_start=SLOT)
     assert [o.order_id for o in res.orders] == ["s"]
+
+
+def test_totals_beyond_int64_use_exact_python_paths() -> None:
+    huge = 1 << 62
+    orders = [
+        buy("b1", "x", huge, 30),
+        buy("b2", "w", huge, 25),
+        sell("s1", "y", huge, 10),
+        sell("s2", "z", huge, 12, clean=True),
+    ]
+    res = clear_slot(orders, RULES, slot_start=SLOT)
+    assert res.volume_wh == 2 * huge
+    assert sum(f.energy_wh for f in res.fills) == 2 * huge
+    assert [(f.buyer_order, f.seller_order) for f in res.fills] == sorted(
+        (f.buyer_order, f.seller_order) for f in res.fills
+    )
+    small = clear_slot(
+        [
+            buy("b1", "x", 4, 30),
+            buy("b2", "w", 4, 25),
+            sell("s1", "y", 4, 10),
+            sell("s2", "z", 4, 12, clean=True),
+        ],  # fmt: skip
+        RULES,
+        slot_start=SLOT,
+    )
+    # Same pairing structure whichever path computed it.
+    assert [(f.buyer_order, f.seller_order, f.price) for f in res.fills] == [
+        (f.buyer_order, f.seller_order, f.price) for f in small.fills
+    ]

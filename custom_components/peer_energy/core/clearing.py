@@ -48,7 +48,10 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
+
+import numpy as np
+import numpy.typing as npt
 
 from .fairness import Divider, FairnessState
 from .orders import BASIS_POINTS, MarketRules, Order, OrderBook, Pricing, Side
@@ -145,7 +148,7 @@ class SlotResult:
 
     @property
     def fills(self) -> tuple[Fill, ...]:
-        """Member-to-member trades, in pairing order."""
+        """Member-to-member trades, sorted by buyer order id, seller order id and price."""
         return self._parts.fills()
 
     @property
@@ -490,12 +493,105 @@ def _fair_share_limits(
     return qty, capped
 
 
-def _pair(
-    pool: _Pool,
-    orders: Sequence[Order],
-    rules: MarketRules,
-    out: dict[tuple[int, int, int], int],
-) -> None:
+class _Segments:
+    """Pairing segments: buyer order, seller order, price and energy, as parallel lists."""
+
+    __slots__ = ("b", "p", "q", "s")
+
+    def __init__(self) -> None:
+        self.b: list[int] = []
+        self.s: list[int] = []
+        self.p: list[int] = []
+        self.q: list[int] = []
+
+    def add(self, b: int, s: int, p: int, q: int) -> None:
+        self.b.append(b)
+        self.s.append(s)
+        self.p.append(p)
+        self.q.append(q)
+
+    def aggregate(self) -> _Segments:
+        """One segment per (buyer order, seller order, price), sorted by those keys."""
+        out = _Segments()
+        if not self.q:
+            return out
+        if sum(self.q) < _SAFE and all(-_SAFE < p < _SAFE for p in (min(self.p), max(self.p))):
+            a, b, c, q = (_arr(x) for x in (self.b, self.s, self.p, self.q))
+            order = np.lexsort((c, b, a))
+            a, b, c, q = a[order], b[order], c[order], q[order]
+            change = (a[1:] != a[:-1]) | (b[1:] != b[:-1]) | (c[1:] != c[:-1])
+            starts = np.flatnonzero(np.concatenate(([True], change)))
+            out.b = _list(a[starts])
+            out.s = _list(b[starts])
+            out.p = _list(c[starts])
+            out.q = _list(np.add.reduceat(q, starts))
+            return out
+        merged: dict[tuple[int, int, int], int] = {}
+        for key in zip(self.b, self.s, self.p, self.q, strict=True):
+            k3 = key[:3]
+            merged[k3] = merged.get(k3, 0) + key[3]
+        for (bo, so, pr), qty in sorted(merged.items()):
+            out.add(bo, so, pr, qty)
+        return out
+
+
+_SAFE = 1 << 62  # numpy int64 is exact below this
+
+
+def _arr(values: Sequence[int]) -> npt.NDArray[np.int64]:
+    return np.array(values, dtype=np.int64)
+
+
+def _list(values: npt.NDArray[np.int64] | npt.NDArray[np.intp]) -> list[int]:
+    return cast(list[int], values.tolist())
+
+
+def _northwest(
+    bo: list[int],
+    bp: list[int],
+    bq: list[int],
+    so: list[int],
+    sq: list[int],
+    out: _Segments,
+) -> list[int]:
+    """Pair buyer quantities with seller quantities in sequence; return sellers' remainders.
+
+    The sellers must cover the buyers. Vectorised with numpy when the totals fit in int64.
+    """
+    tb = sum(bq)
+    if tb == 0:
+        return sq
+    if sum(sq) < _SAFE:
+        cb = np.cumsum(_arr(bq))
+        sq_arr = _arr(sq)
+        cs = np.cumsum(sq_arr)
+        bounds = np.union1d(cb, cs[cs < tb])
+        bounds = bounds[bounds > 0]
+        starts = np.concatenate((np.zeros(1, dtype=np.int64), bounds[:-1]))
+        bi = np.searchsorted(cb, bounds, side="left")
+        sj = np.searchsorted(cs, bounds, side="left")
+        out.b.extend(_list(_arr(bo)[bi]))
+        out.s.extend(_list(_arr(so)[sj]))
+        out.p.extend(_list(_arr(bp)[bi]))
+        out.q.extend(_list(bounds - starts))
+        return _list(np.minimum(sq_arr, np.maximum(cs - tb, 0)))
+    rest = list(sq)
+    jj = 0
+    for i, want in enumerate(bq):
+        left = want
+        while left > 0:
+            avail = rest[jj]
+            if not avail:
+                jj += 1
+                continue
+            t = left if left < avail else avail
+            out.add(bo[i], so[jj], bp[i], t)
+            left -= t
+            rest[jj] = avail - t
+    return rest
+
+
+def _pair(pool: _Pool, orders: Sequence[Order], rules: MarketRules, out: _Segments) -> None:
     """Pair the pool's buyer steps with its seller steps.
 
     Clean-only buy steps go first (they can only take clean steps), then the others. Each
@@ -506,47 +602,35 @@ def _pair(
     sx, sflag = pool.sx, s.flag
     sidx = [j for j, v in enumerate(sx) if v and sflag[j] == 0]
     sidx += [j for j, v in enumerate(sx) if v and sflag[j] == 1]
-    srem = list(sx)
-    brem = list(pool.bx)
+    srem = [sx[j] for j in sidx]
+    so = [s.oi[j] for j in sidx]
     bid_priced = rules.pricing is Pricing.BID
-    boi, soi, beff = b.oi, s.oi, b.eff
-    seller_steps: dict[str, list[int]] | None = None
+    boi, beff = b.oi, b.eff
+    seller_pos: dict[str, list[int]] | None = None
     for phase in (1, 0):
-        bidx = [i for i, v in enumerate(brem) if v and b.flag[i] == phase]
-        if any(orders[boi[i]].preferred_partners for i in bidx):
-            if seller_steps is None:
-                seller_steps = {}
-                for j in sidx:
-                    seller_steps.setdefault(orders[soi[j]].owner, []).append(j)
-            for i in bidx:
-                price = beff[i] if bid_priced else pool.price
-                for partner in orders[boi[i]].preferred_partners:
-                    for j in seller_steps.get(partner, ()):
-                        if brem[i] == 0:
+        bidx = [i for i, v in enumerate(pool.bx) if v and b.flag[i] == phase]
+        if not bidx:
+            continue
+        brem = [pool.bx[i] for i in bidx]
+        prices = [beff[i] for i in bidx] if bid_priced else [pool.price] * len(bidx)
+        bo = [boi[i] for i in bidx]
+        if any(orders[o].preferred_partners for o in set(bo)):
+            if seller_pos is None:
+                seller_pos = {}
+                for pos, o in enumerate(so):
+                    seller_pos.setdefault(orders[o].owner, []).append(pos)
+            for k, o in enumerate(bo):
+                for partner in orders[o].preferred_partners:
+                    for pos in seller_pos.get(partner, ()):
+                        if brem[k] == 0:
                             break
-                        if srem[j] == 0 or (phase == 1 and sflag[j] == 1):
+                        if srem[pos] == 0 or (phase == 1 and sflag[sidx[pos]] == 1):
                             continue
-                        t = min(brem[i], srem[j])
-                        key = (boi[i], soi[j], price)
-                        out[key] = out.get(key, 0) + t
-                        brem[i] -= t
-                        srem[j] -= t
-        jj = 0
-        for i in bidx:
-            price = beff[i] if bid_priced else pool.price
-            left = brem[i]
-            while left > 0:
-                j = sidx[jj]
-                avail = srem[j]
-                if not avail:
-                    jj += 1
-                    continue
-                t = left if left < avail else avail
-                key = (boi[i], soi[j], price)
-                out[key] = out.get(key, 0) + t
-                left -= t
-                srem[j] = avail - t
-            brem[i] = 0
+                        t = min(brem[k], srem[pos])
+                        out.add(o, so[pos], prices[k], t)
+                        brem[k] -= t
+                        srem[pos] -= t
+        srem = _northwest(bo, prices, brem, so, srem, out)
 
 
 def _make_pools(fb: _Flat, fs: _Flat, sell_qty: list[int] | None) -> tuple[list[_Pool], bool]:
@@ -624,9 +708,10 @@ def clear_slot(
             _scarcity_buyers(pool, ranked, stake_weight, div, clean_limit if merged else None)
         residual = _import_residuals(fb, _collect(pools, len(fb.qty), buyers=True), rules)
 
-    raw_fills: dict[tuple[int, int, int], int] = {}
+    segments = _Segments()
     for pool in pools:
-        _pair(pool, ranked, rules, raw_fills)
+        _pair(pool, ranked, rules, segments)
+    raw_fills = segments.aggregate()
 
     return _summarise(
         _Context(ranked, rules, slot_start, fb, fs, stake_weight, div, fairness),
@@ -733,7 +818,7 @@ class _Parts:
     def __init__(
         self,
         ctx: _Context,
-        raw_fills: Mapping[tuple[int, int, int], int],
+        raw_fills: _Segments,
         gbx: list[int],
         gsx: list[int],
         residual: Mapping[int, int],
@@ -758,7 +843,8 @@ class _Parts:
             orders = self.ctx.orders
             fee = self.ctx.rules.distributor_fee
             out = []
-            for (boi, soi, price), wh in self.raw_fills.items():
+            seg = self.raw_fills
+            for boi, soi, price, wh in zip(seg.b, seg.s, seg.p, seg.q, strict=True):
                 bo, so = orders[boi], orders[soi]
                 out.append(
                     _new_fill(
@@ -779,7 +865,8 @@ class _Parts:
         fee = ctx.rules.distributor_fee
         n = len(orders)
         amount = [0] * n
-        for (boi, soi, price), wh in self.raw_fills.items():
+        seg = self.raw_fills
+        for boi, soi, price, wh in zip(seg.b, seg.s, seg.p, seg.q, strict=True):
             money = wh * price
             amount[boi] += money
             amount[soi] += money
@@ -870,7 +957,7 @@ def _summarise(
     pools: Sequence[_Pool],
     merged: bool,
     scarcity: bool,
-    raw_fills: Mapping[tuple[int, int, int], int],
+    raw_fills: _Segments,
     residual: Mapping[int, int],
 ) -> SlotResult:
     fee = ctx.rules.distributor_fee
