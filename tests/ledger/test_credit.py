@@ -472,3 +472,18 @@ def test_old_trades_are_forgotten_from_memory() -> None:
     assert t.trade_id not in led.applied
     assert led.apply_settlement(settlement).refusal is Refusal.UNKNOWN_TRADE
     led.forget_before((SLOT + 2) * 1000)  # nothing left: no work
+
+
+def test_asset_keys_cannot_sign_money() -> None:
+    from custom_components.peer_energy.core.identity import enrol_asset
+
+    plug = make_identity("ann-plug")
+    ring = RING.with_enrolment(enrol_asset(A, ANN, plug, "plug.kitchen", "plug", 0))
+    led = CreditLedger("street-7", policy=POLICY, keyring=ring)
+    terms, _ = led.propose_trade(slot=SLOT, buyer=A, seller=B, energy_wh=10, price=20)
+    assert terms is not None
+    by_plug = SignedTrade(terms, sign_trade(terms, plug), sign_trade(terms, BOB))
+    assert led.apply_trade(by_plug).refusal is Refusal.UNKNOWN_MEMBER
+    led.balances[A] = 5000
+    gift = sign_transfer(Transfer("street-7", A, "ext:x", 10, SLOT * 1000, "", "", 4990), plug)
+    assert led.apply_transfer(gift).refusal is Refusal.UNKNOWN_MEMBER

@@ -35,7 +35,7 @@ from typing import Any
 
 from .canonical import CanonicalError, canonical_bytes, digest
 from .chain import ChainEntry
-from .identity import Identity, KeyRing, Purpose, is_key_hex, verify_hex
+from .identity import Identity, KeyRing, KeyRole, Purpose, is_key_hex, verify_hex
 
 MAX_ENERGY_WH = 10**9
 MAX_PRICE = 10**6
@@ -265,12 +265,24 @@ class SignedTrade:
             raise ValueError(f"malformed signed trade: {err}") from err
 
 
+def _home_member(keyring: KeyRing, key: str, at_ms: int) -> str | None:
+    """The member ``key`` is a *home* key of at ``at_ms``: only homes sign money.
+
+    Enrolled asset keys may sign envelopes and delivery reports, never trades or
+    transfers.
+    """
+    binding = keyring.resolve(key, at_ms)
+    if binding is None or binding.role is not KeyRole.HOME:
+        return None
+    return binding.member
+
+
 def _signed_by(
     member: str, half: TradeSignature, at_ms: int, body: bytes, keyring: KeyRing | None
 ) -> CreditResult:
     if not half.key or not half.sig:
         return _refuse(Refusal.MISSING_SIGNATURE, "a party has not signed")
-    owner = half.key if keyring is None else keyring.member_of(half.key, at_ms)
+    owner = half.key if keyring is None else _home_member(keyring, half.key, at_ms)
     if owner is None:
         return _refuse(Refusal.UNKNOWN_MEMBER, "signing key is not a member key")
     if owner != member:
@@ -710,7 +722,7 @@ class CreditLedger:
             return _refuse(Refusal.DUPLICATE, "transfer already recorded")
         if not t.sig:
             return _refuse(Refusal.MISSING_SIGNATURE, "transfer is not signed")
-        owner = t.key if self.keyring is None else self.keyring.member_of(t.key, t.ts_ms)
+        owner = t.key if self.keyring is None else _home_member(self.keyring, t.key, t.ts_ms)
         if owner is None:
             return _refuse(Refusal.UNKNOWN_MEMBER, "signing key is not a member key")
         if owner != t.sender or not verify_hex(t.key, Purpose.TRANSFER, body, t.sig):
