@@ -118,6 +118,10 @@ async def test_exports_and_diagnostics(
 ) -> None:
     ledger = await open_ledger(hass)
     await ledger.async_commit_slot(T0, trades=[await sell(ledger, 1, 500)])
+    records = await ledger.async_records("trade")
+    assert [r.kind for r in records] == ["trade"]
+    assert await ledger.async_records("transfer") == []
+    assert await ledger.async_records(since_ms=T0 * 2) == []
     text = await ledger.async_export("csv")
     assert isinstance(text, str)
     assert text.splitlines()[0].startswith("kind,id,ts_ms")

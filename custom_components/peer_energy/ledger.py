@@ -32,7 +32,7 @@ from .core.chain import ChainComparison, ChainEntry, ChainReport, VerifyMode
 from .core.credit import CreditPolicy, Settlement, SignedTrade, Transfer
 from .core.home_ledger import HomeLedger, HomeLedgerError, SlotResult
 from .core.identity import Identity, KeyRing
-from .core.ledger_db import LedgerDBError
+from .core.ledger_db import LedgerDBError, StoredRecord
 from .core.reputation import Evidence
 
 IDENTITY_STORE_VERSION: Final = 1
@@ -217,6 +217,13 @@ class PeerLedger:
                 return await self.hass.async_add_executor_job(job)
             except LedgerDBError as err:
                 raise HomeAssistantError(f"ledger write failed: {err}") from err
+
+    async def async_records(self, kind: str | None = None, since_ms: int = 0) -> list[StoredRecord]:
+        """Accepted credit records (``trade``, ``transfer``, ``settlement``), oldest first."""
+        async with self._lock:
+            return await self.hass.async_add_executor_job(
+                partial(self._ledger.db.records, kind, since_ms)
+            )
 
     async def async_rotate_key(self) -> str:
         """Replace the signing key; the new key is stored before the chain announces it."""
