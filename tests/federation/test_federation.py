@@ -21,7 +21,8 @@ def test_fifty_peers_clear_identical_results() -> None:
         assert "void" not in outcomes
         finals = [p.finals[slot] for p in peers]
         # bit-identical results everywhere, with real trades between members
-        assert len({f.result for f in finals}) == 1
+        assert len({result_hash(f.result) for f in finals}) == 1
+        assert all(f.result == finals[0].result for f in finals)
         assert finals[0].result.volume_wh > 0
         assert len(finals[0].orders) == 50
         assert len(finals[0].attesters) >= peers[0].rules.quorum(50)

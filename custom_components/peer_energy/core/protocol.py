@@ -931,8 +931,6 @@ class Peer:
         """Half-way through the attestation window: resend our attestation to peers we
         have not heard an attestation from, and fetch a quorum's book we lack."""
         out: list[Output] = []
-        if state.final is not None:
-            return out
         mine = state.attests.get(self.member_id, {}).get((state.my_book, state.my_result))
         if mine is not None:
             g = self.rules.gate_closure_ms(state.slot)
@@ -993,7 +991,7 @@ class Peer:
             orders=tuple(o for b in bids for o in b.orders),
             result=state.results[book],
             attesters=tuple(attesters),
-            late=state.closed,
+            late=now_ms >= self._timers(state.slot)[-1],
         )
         state.final = final
         self._finals[state.slot] = final
@@ -1129,11 +1127,11 @@ class Peer:
 
     def _on_bid(self, env: Envelope, member: str, sender_address: str, now_ms: int) -> list[Output]:
         slot = _i(env, "slot")
-        if not self._slot_in_range(slot, now_ms):
-            return [Rejected(Reject.STALE_SLOT.value, f"slot {slot}", sender_address)]
         orders, code, detail = self._parse_bid(env, member)
         if orders is None:
             return [Rejected(code, detail, sender_address)]
+        if not self._slot_in_range(slot, now_ms):
+            return [Rejected(Reject.STALE_SLOT.value, f"slot {slot}", sender_address)]
         if max_spend(orders, self.rules) > self._headroom(member):
             return [Rejected(Reject.OVER_CREDIT_LIMIT.value, "bid exceeds limit", sender_address)]
         state = self._slot(slot)
