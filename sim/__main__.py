@@ -7,10 +7,10 @@ prints the KPI table and writes the JSON and HTML reports. See ``docs/simulation
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import shlex
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from . import baselines, kpi, report, run
@@ -27,28 +27,60 @@ def parser() -> argparse.ArgumentParser:
         description="Simulate a Peer Energy community on the real market engine and report KPIs "
         "against no trading, a ramp strategy and the perfect-foresight optimum.",
     )
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (same seed, same community)")
-    p.add_argument("--homes", type=int, default=d.homes, help="number of homes (default %(default)s)")
-    p.add_argument("--days", type=int, default=d.days, help="days to simulate (default %(default)s)")
-    p.add_argument("--slot-minutes", type=int, default=d.slot_minutes, help="slot length (default %(default)s)")
+    p.add_argument(
+        "--seed", type=int, default=d.seed, help="random seed (same seed, same community)"
+    )
+    p.add_argument(
+        "--homes", type=int, default=d.homes, help="number of homes (default %(default)s)"
+    )
+    p.add_argument(
+        "--days", type=int, default=d.days, help="days to simulate (default %(default)s)"
+    )
+    p.add_argument(
+        "--slot-minutes", type=int, default=d.slot_minutes, help="slot length (default %(default)s)"
+    )
     p.add_argument("--pv-share", type=float, default=d.pv_share, help="share of homes with PV")
-    p.add_argument("--battery-share", type=float, default=d.battery_share, help="share with a battery")
+    p.add_argument(
+        "--battery-share", type=float, default=d.battery_share, help="share with a battery"
+    )
     p.add_argument("--ev-share", type=float, default=d.ev_share, help="share with an EV charger")
-    p.add_argument("--flex-share", type=float, default=d.flex_share, help="share with flexible plugs")
-    p.add_argument("--clean-only-share", type=float, default=d.clean_only_share,
-                   help="share of homes that buy clean energy only")
-    p.add_argument("--start", default=d.start, help="first day, YYYY-MM-DD (weather is a typical year)")
-    p.add_argument("--region", type=int, default=d.region, help="DWD test-reference-year region 1..15")
-    p.add_argument("--tariff", choices=("fixed", "dynamic"), default=d.tariff,
-                   help="fixed retail price, or day-ahead (pricecast) + fixed charges")
+    p.add_argument(
+        "--flex-share", type=float, default=d.flex_share, help="share with flexible plugs"
+    )
+    p.add_argument(
+        "--clean-only-share",
+        type=float,
+        default=d.clean_only_share,
+        help="share of homes that buy clean energy only",
+    )
+    p.add_argument(
+        "--start", default=d.start, help="first day, YYYY-MM-DD (weather is a typical year)"
+    )
+    p.add_argument(
+        "--region", type=int, default=d.region, help="DWD test-reference-year region 1..15"
+    )
+    p.add_argument(
+        "--tariff",
+        choices=("fixed", "dynamic"),
+        default=d.tariff,
+        help="fixed retail price, or day-ahead (pricecast) + fixed charges",
+    )
     p.add_argument("--import-ct", type=int, default=d.import_ct, help="fixed retail price, ct/kWh")
     p.add_argument("--feed-in-ct", type=int, default=d.feed_in_ct, help="feed-in tariff, ct/kWh")
     p.add_argument("--scenario", type=Path, help="run a community's own data (scenario JSON)")
     p.add_argument("--write-scenario", type=Path, help="also write the community as a scenario")
-    p.add_argument("--json", type=Path, default=DEFAULT_OUT / "report.json", help="JSON report path")
-    p.add_argument("--html", type=Path, default=DEFAULT_OUT / "report.html", help="HTML report path")
-    p.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
-                   help="also run the ramp strategy and the optimum (default on)")
+    p.add_argument(
+        "--json", type=Path, default=DEFAULT_OUT / "report.json", help="JSON report path"
+    )
+    p.add_argument(
+        "--html", type=Path, default=DEFAULT_OUT / "report.html", help="HTML report path"
+    )
+    p.add_argument(
+        "--baselines",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the ramp strategy and the optimum (default on)",
+    )
     return p
 
 
@@ -58,20 +90,36 @@ def targets(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     m = runs.get("market")
     if m is None:
         return out
-    out.append({"target": "no home worse off than not trading", "met": m["homes_worse_off"] == 0,
-                "value": f"{m['homes_worse_off']} homes"})
+    out.append(
+        {
+            "target": "no home worse off than not trading",
+            "met": m["homes_worse_off"] == 0,
+            "value": f"{m['homes_worse_off']} homes",
+        }
+    )
     share = m.get("optimum_savings_share")
     if share is not None:
-        out.append({"target": "market >= 90 % of the optimum's savings", "met": share >= 0.9,
-                    "value": f"{share:.1%}"})
+        out.append(
+            {
+                "target": "market >= 90 % of the optimum's savings",
+                "met": share >= 0.9,
+                "value": f"{share:.1%}",
+            }
+        )
     if "ramp" in runs:
-        out.append({"target": "market saves more than the ramp strategy",
-                    "met": m["savings_eur"] > runs["ramp"]["savings_eur"],
-                    "value": f"{m['savings_eur']:.2f} vs {runs['ramp']['savings_eur']:.2f} EUR"})
+        out.append(
+            {
+                "target": "market saves more than the ramp strategy",
+                "met": m["savings_eur"] > runs["ramp"]["savings_eur"],
+                "value": f"{m['savings_eur']:.2f} vs {runs['ramp']['savings_eur']:.2f} EUR",
+            }
+        )
     return out
 
 
-def simulate(c: Community, *, with_baselines: bool, seed: int, command: str) -> tuple[dict[str, Any], dict[str, kpi.RunResult]]:
+def simulate(
+    c: Community, *, with_baselines: bool, seed: int, command: str
+) -> tuple[dict[str, Any], dict[str, kpi.RunResult]]:
     """Run everything on ``c``; returns the report dict and the raw results."""
     results: dict[str, kpi.RunResult] = {}
     results["no_trade"] = baselines.no_trade(c)
@@ -82,9 +130,7 @@ def simulate(c: Community, *, with_baselines: bool, seed: int, command: str) -> 
     optimum = baselines.optimum(c) if with_baselines else None
     if optimum is not None:
         results["optimum"] = optimum
-    runs = {
-        name: kpi.kpis(c, r, results["no_trade"], optimum) for name, r in results.items()
-    }
+    runs = {name: kpi.kpis(c, r, results["no_trade"], optimum) for name, r in results.items()}
     runs["market"]["engine"] = {
         **market.extra,
         "ledger_total_milli": ledger.total(),
@@ -127,12 +173,20 @@ def main(argv: list[str] | None = None) -> int:
         else:
             community = build(
                 Options(
-                    seed=args.seed, homes=args.homes, days=args.days,
-                    slot_minutes=args.slot_minutes, pv_share=args.pv_share,
-                    battery_share=args.battery_share, ev_share=args.ev_share,
-                    flex_share=args.flex_share, clean_only_share=args.clean_only_share,
-                    start=args.start, region=args.region, tariff=args.tariff,
-                    import_ct=args.import_ct, feed_in_ct=args.feed_in_ct,
+                    seed=args.seed,
+                    homes=args.homes,
+                    days=args.days,
+                    slot_minutes=args.slot_minutes,
+                    pv_share=args.pv_share,
+                    battery_share=args.battery_share,
+                    ev_share=args.ev_share,
+                    flex_share=args.flex_share,
+                    clean_only_share=args.clean_only_share,
+                    start=args.start,
+                    region=args.region,
+                    tariff=args.tariff,
+                    import_ct=args.import_ct,
+                    feed_in_ct=args.feed_in_ct,
                 )
             )
     except (ScenarioError, ValueError) as err:
@@ -141,17 +195,25 @@ def main(argv: list[str] | None = None) -> int:
     built = time.perf_counter() - began
     if args.write_scenario is not None:
         write_scenario(community, args.write_scenario)
-    data, results = simulate(community, with_baselines=args.baselines, seed=args.seed, command=command)
+    data, results = simulate(
+        community, with_baselines=args.baselines, seed=args.seed, command=command
+    )
     data["timing_s"] = {
         "build": round(built, 2),
         **{name: round(r.runtime_s, 2) for name, r in results.items()},
         "total": round(time.perf_counter() - began, 2),
+        "market_cpu": results["market"].extra.get("cpu_s"),
     }
     print(report.table(data))
     for path in (args.json, args.html):
         path.parent.mkdir(parents=True, exist_ok=True)
     report.write_json(data, args.json)
     report.write_html(community, data, results, args.html)
+    timing = data["timing_s"]
+    print(
+        f"market: {timing['market']:.1f} s wall, {timing['market_cpu']:.1f} s CPU; "
+        f"whole run {timing['total']:.1f} s"
+    )
     print(f"JSON: {args.json}\nHTML: {args.html}")
     return 0
 

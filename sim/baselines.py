@@ -20,9 +20,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 import time
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from custom_components.peer_energy.core.clearing import clear_slot
 from custom_components.peer_energy.core.fairness import FairnessState
@@ -32,7 +35,7 @@ from .community import Community
 from .kpi import RunResult
 
 
-def fixed_schedules(c: Community) -> tuple[np.ndarray, np.ndarray]:
+def fixed_schedules(c: Community) -> tuple[NDArray[Any], NDArray[Any]]:
     """EV and flexible-plug consumption without smart control: full power, as early as possible."""
     ev = np.zeros_like(c.load_wh)
     flex = np.zeros_like(c.load_wh)
@@ -48,7 +51,7 @@ def fixed_schedules(c: Community) -> tuple[np.ndarray, np.ndarray]:
     return ev, flex
 
 
-def _fill_early(row: np.ndarray, start: int, end: int, energy: int, per_slot: int) -> None:
+def _fill_early(row: NDArray[Any], start: int, end: int, energy: int, per_slot: int) -> None:
     left = energy
     for t in range(start, end):
         if left <= 0:
@@ -64,11 +67,11 @@ class Batteries:
 
     def __init__(self, c: Community) -> None:
         n = c.n_homes
-        self.cap = np.zeros(n, dtype=np.int64)
-        self.pw = np.zeros(n, dtype=np.int64)
-        self.eff = np.full(n, 100, dtype=np.int64)
-        self.reserve = np.zeros(n, dtype=np.int64)
-        self.soc0 = np.zeros(n, dtype=np.int64)
+        self.cap: NDArray[Any] = np.zeros(n, dtype=np.int64)
+        self.pw: NDArray[Any] = np.zeros(n, dtype=np.int64)
+        self.eff: NDArray[Any] = np.full(n, 100, dtype=np.int64)
+        self.reserve: NDArray[Any] = np.zeros(n, dtype=np.int64)
+        self.soc0: NDArray[Any] = np.zeros(n, dtype=np.int64)
         for i, home in enumerate(c.homes):
             b = home.battery
             if b is not None:
@@ -78,21 +81,23 @@ class Batteries:
                 self.reserve[i] = b.reserve_wh
                 self.soc0[i] = b.initial_soc_wh
 
-    def charge_limit(self, soc: np.ndarray) -> np.ndarray:
+    def charge_limit(self, soc: NDArray[Any]) -> NDArray[Any]:
         """Most AC energy each battery can take this slot (losses booked on charging)."""
         return np.asarray(np.maximum(np.minimum(self.pw, (self.cap - soc) * 100 // self.eff), 0))
 
-    def discharge_limit(self, soc: np.ndarray) -> np.ndarray:
+    def discharge_limit(self, soc: NDArray[Any]) -> NDArray[Any]:
         """Most AC energy each battery can deliver this slot (down to the reserve)."""
         return np.asarray(np.maximum(np.minimum(self.pw, soc - self.reserve), 0))
 
-    def apply(self, soc: np.ndarray, charge: np.ndarray, discharge: np.ndarray) -> np.ndarray:
+    def apply(
+        self, soc: NDArray[Any], charge: NDArray[Any], discharge: NDArray[Any]
+    ) -> NDArray[Any]:
         """New state of charge: ``+ floor(charge x eff) - discharge`` (never above the exact
         lossy update, so the optimum's constraints admit every simulated dispatch)."""
         return np.asarray(soc + charge * self.eff // 100 - discharge)
 
 
-def _empty(c: Community, name: str) -> dict[str, np.ndarray]:
+def _empty(c: Community, name: str) -> dict[str, NDArray[Any]]:
     z = np.zeros_like(c.load_wh)
     return {k: z.copy() for k in ("bought", "sold", "paid", "received", "clean_bought")}
 
@@ -285,13 +290,24 @@ def ramp(c: Community, ticks: int = TICKS) -> RunResult:
 # --- Perfect-foresight optimum --------------------------------------------------------------
 
 
+@dataclass
+class _Cols:
+    """LP column indices of one home's devices."""
+
+    ch: NDArray[Any] | None = None
+    dis: NDArray[Any] | None = None
+    soc: NDArray[Any] | None = None
+    ev: list[tuple[int, int]] = field(default_factory=list)
+    flex: list[tuple[int, int]] = field(default_factory=list)
+
+
 def optimum(c: Community) -> RunResult:
     """Baseline 3: the community's cost-minimal dispatch with perfect foresight (HiGHS LP)."""
-    import highspy
-    from scipy import sparse
+    import highspy  # type: ignore[import-untyped]
+    from scipy import sparse  # type: ignore[import-untyped]
 
     began = time.perf_counter()
-    T, H = c.n_slots, c.n_homes
+    n_t, n_h = c.n_slots, c.n_homes
     cols_lo: list[float] = []
     cols_hi: list[float] = []
     cost: list[float] = []
@@ -301,11 +317,11 @@ def optimum(c: Community) -> RunResult:
     row_lo: list[float] = []
     row_hi: list[float] = []
 
-    def new_cols(n: int, lo: float, hi: float, obj: np.ndarray | float = 0.0) -> np.ndarray:
+    def new_cols(n: int, lo: float, hi: float, obj: NDArray[Any] | float = 0.0) -> NDArray[Any]:
         start = len(cost)
         cols_lo.extend([lo] * n)
         cols_hi.extend([hi] * n)
-        cost.extend(np.broadcast_to(np.asarray(obj, dtype=float), (n,)).tolist())
+        cost.extend(float(x) for x in np.broadcast_to(np.asarray(obj, dtype=float), (n,)))
         return np.arange(start, start + n)
 
     def new_row(lo: float, hi: float) -> int:
@@ -314,11 +330,11 @@ def optimum(c: Community) -> RunResult:
         return len(row_lo) - 1
 
     inf = highspy.kHighsInf
-    imp = new_cols(T, 0.0, inf, c.import_price.astype(float))
-    exp = new_cols(T, 0.0, inf, -c.feed_in.astype(float))
-    balance = [new_row(0.0, 0.0) for _ in range(T)]
+    imp = new_cols(n_t, 0.0, inf, c.import_price.astype(float))
+    exp = new_cols(n_t, 0.0, inf, -c.feed_in.astype(float))
+    balance = [new_row(0.0, 0.0) for _ in range(n_t)]
     rhs = (c.load_wh - c.pv_wh).sum(axis=0).astype(float)
-    for t in range(T):
+    for t in range(n_t):
         row_lo[balance[t]] = row_hi[balance[t]] = float(rhs[t])
         rows.extend([balance[t], balance[t]])
         cidx.extend([int(imp[t]), int(exp[t])])
@@ -330,20 +346,20 @@ def optimum(c: Community) -> RunResult:
         cidx.append(col)
         vals.append(-sign)
 
-    home_cols: list[dict[str, object]] = []
+    home_cols: list[_Cols] = []
     fit_end = float(c.feed_in[-1])
     for home in c.homes:
-        hc: dict[str, object] = {}
+        hc = _Cols()
         b = home.battery
         if b is not None:
             pw = float(c.max_wh(b.power_w))
             eta = b.efficiency_pct / 100.0
-            ch = new_cols(T, 0.0, pw)
-            dis = new_cols(T, 0.0, pw)
-            terminal = np.zeros(T)
+            ch = new_cols(n_t, 0.0, pw)
+            dis = new_cols(n_t, 0.0, pw)
+            terminal = np.zeros(n_t)
             terminal[-1] = -fit_end
-            soc = new_cols(T, float(b.reserve_wh), float(b.capacity_wh), terminal)
-            for t in range(T):
+            soc = new_cols(n_t, float(b.reserve_wh), float(b.capacity_wh), terminal)
+            for t in range(n_t):
                 add_use(t, int(ch[t]), 1.0)
                 add_use(t, int(dis[t]), -1.0)
                 # soc_t - soc_{t-1} - eta ch_t + dis_t <= 0   (soc_{-1} = initial)
@@ -355,7 +371,7 @@ def optimum(c: Community) -> RunResult:
                     rows.append(r_)
                     cidx.append(int(soc[t - 1]))
                     vals.append(-1.0)
-            hc.update(ch=ch, dis=dis, soc=soc)
+            hc.ch, hc.dis, hc.soc = ch, dis, soc
         evc: list[tuple[int, int]] = []
         if home.ev is not None:
             per = float(c.max_wh(home.ev.charger_w))
@@ -368,7 +384,7 @@ def optimum(c: Community) -> RunResult:
                     cidx.append(int(cols[k]))
                     vals.append(1.0)
                     evc.append((t, int(cols[k])))
-        hc["ev"] = evc
+        hc.ev = evc
         flc: list[tuple[int, int]] = []
         for task in home.flex:
             cols = new_cols(task.deadline - task.earliest, 0.0, float(c.max_wh(task.power_w)))
@@ -379,7 +395,7 @@ def optimum(c: Community) -> RunResult:
                 cidx.append(int(cols[k]))
                 vals.append(1.0)
                 flc.append((t, int(cols[k])))
-        hc["flex"] = flc
+        hc.flex = flc
         home_cols.append(hc)
 
     n_col, n_row = len(cost), len(row_lo)
@@ -411,19 +427,19 @@ def optimum(c: Community) -> RunResult:
     dis_a = np.zeros(shape)
     ev_a = np.zeros(shape)
     fl_a = np.zeros(shape)
-    soc0 = np.zeros(H)
-    soc_end = np.zeros(H)
+    soc0 = np.zeros(n_h)
+    soc_end = np.zeros(n_h)
     for i, (home, hc) in enumerate(zip(c.homes, home_cols, strict=True)):
-        if home.battery is not None:
-            ch_a[i] = x[hc["ch"]]  # type: ignore[index]
-            dis_a[i] = x[hc["dis"]]  # type: ignore[index]
+        if home.battery is not None and hc.ch is not None and hc.dis is not None:
+            ch_a[i] = x[hc.ch]
+            dis_a[i] = x[hc.dis]
             soc0[i] = home.battery.initial_soc_wh
-            soc_end[i] = x[hc["soc"]][-1]  # type: ignore[index]
-        for t, col in hc["ev"]:  # type: ignore[attr-defined]
+            soc_end[i] = x[hc.soc][-1] if hc.soc is not None else 0.0
+        for t, col in hc.ev:
             ev_a[i, t] += x[col]
-        for t, col in hc["flex"]:  # type: ignore[attr-defined]
+        for t, col in hc.flex:
             fl_a[i, t] += x[col]
-    z = np.zeros((1, T))
+    z = np.zeros((1, n_t))
     zh = np.zeros(shape)
     return RunResult(
         "optimum",
@@ -440,7 +456,7 @@ def optimum(c: Community) -> RunResult:
         ev_a,
         fl_a,
         zh,
-        np.full(T, np.nan),
+        np.full(n_t, np.nan),
         runtime_s=time.perf_counter() - began,
         per_home=False,
         extra={"objective_milli": float(solver.getInfo().objective_function_value)},

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
+from numpy.typing import NDArray
+import pandas as pd  # type: ignore[import-untyped]
 
 from . import data
 
@@ -98,14 +99,14 @@ class Community:
     """A community and its data on a slot grid (see the module docstring for units)."""
 
     slot_seconds: int
-    slots: np.ndarray  # (T,) int64 Unix seconds of each slot start
+    slots: NDArray[Any]  # (T,) int64 Unix seconds of each slot start
     homes: tuple[Home, ...]
-    load_wh: np.ndarray  # (H, T) int64 inflexible household load
-    pv_wh: np.ndarray  # (H, T) int64 PV generation
-    import_price: np.ndarray  # (T,) int64 retail price, ct/kWh
-    feed_in: np.ndarray  # (T,) int64 feed-in tariff, ct/kWh
-    carbon: np.ndarray  # (T,) float g CO2/kWh (grid proxy)
-    day_ahead: np.ndarray | None = None  # (T,) float ct/kWh, for the report
+    load_wh: NDArray[Any]  # (H, T) int64 inflexible household load
+    pv_wh: NDArray[Any]  # (H, T) int64 PV generation
+    import_price: NDArray[Any]  # (T,) int64 retail price, ct/kWh
+    feed_in: NDArray[Any]  # (T,) int64 feed-in tariff, ct/kWh
+    carbon: NDArray[Any]  # (T,) float g CO2/kWh (grid proxy)
+    day_ahead: NDArray[Any] | None = None  # (T,) float ct/kWh, for the report
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -210,11 +211,11 @@ class Options:
 
 
 def _pick(rng: np.random.Generator, n: int, share: float) -> set[int]:
-    return set(rng.permutation(n)[: int(round(share * n))].tolist())
+    return {int(x) for x in rng.permutation(n)[: round(share * n)]}
 
 
 def _slot_of(hour: float, day: int, per_day: int) -> int:
-    return day * per_day + int(round(hour * per_day / 24.0))
+    return day * per_day + round(hour * per_day / 24.0)
 
 
 def _ev(
@@ -275,13 +276,13 @@ def build(options: Options) -> Community:
     pv_homes = _pick(rng, n, options.pv_share)
     # batteries go to PV homes first (the usual pairing), then to others
     order = sorted(range(n), key=lambda i: (i not in pv_homes, rng.random()))
-    battery_homes = set(order[: int(round(options.battery_share * n))])
+    battery_homes = set(order[: round(options.battery_share * n)])
     ev_homes = _pick(rng, n, options.ev_share)
     flex_homes = _pick(rng, n, options.flex_share)
     clean_homes = _pick(rng, n, options.clean_only_share)
 
     base = data.household_profile(slots, slot_seconds)
-    pv_cache: dict[tuple[int, int], np.ndarray] = {}
+    pv_cache: dict[tuple[int, int], NDArray[Any]] = {}
     homes: list[Home] = []
     load = np.zeros((n, t), dtype=np.int64)
     pv = np.zeros((n, t), dtype=np.int64)

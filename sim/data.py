@@ -22,14 +22,16 @@ Arrays are numpy; the slot grid is given as Unix seconds (UTC) of each slot's st
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+import re
+from typing import Any
 
 import numpy as np
-import pandas as pd
+from numpy.typing import NDArray
+import pandas as pd  # type: ignore[import-untyped]
 
 LOCAL_TZ = "Europe/Berlin"
 REFERENCE_YEAR = 2025  # the calendar year the typical-year weather is laid on
@@ -90,9 +92,9 @@ def load_weather(region: int = DEFAULT_REGION) -> Weather:
 
 
 @lru_cache(maxsize=64)
-def _pv_hourly(region: int, tilt: int, azimuth: int) -> tuple[np.ndarray, np.ndarray]:
+def _pv_hourly(region: int, tilt: int, azimuth: int) -> tuple[NDArray[Any], NDArray[Any]]:
     """AC power per kWp (W) at each weather hour's midpoint: (unix seconds, watts)."""
-    import pvlib  # imported lazily: it is slow to import and only needed here
+    import pvlib  # type: ignore[import-untyped]  # lazily: slow to import
 
     w = load_weather(region)
     mid = w.frame.index + pd.Timedelta(minutes=30)
@@ -128,20 +130,20 @@ def _pv_hourly(region: int, tilt: int, azimuth: int) -> tuple[np.ndarray, np.nda
 
 
 def pv_per_kwp(
-    slots: np.ndarray, slot_seconds: int, region: int, tilt: int, azimuth: int
-) -> np.ndarray:
+    slots: NDArray[Any], slot_seconds: int, region: int, tilt: int, azimuth: int
+) -> NDArray[Any]:
     """Mean AC power per kWp (W) in each slot, interpolated between hourly midpoints."""
     seconds, ac = _pv_hourly(region, tilt, azimuth)
     year_start = int(pd.Timestamp(f"{REFERENCE_YEAR}-01-01", tz="UTC").timestamp())
     span = 365 * 86_400
     mids = (slots + slot_seconds // 2 - year_start) % span + year_start
-    return np.interp(mids, seconds, ac)
+    return np.asarray(np.interp(mids, seconds, ac), dtype=float)
 
 
 @lru_cache(maxsize=8)
-def _h25(start: int, slots15: int) -> np.ndarray:
+def _h25(start: int, slots15: int) -> NDArray[Any]:
     """BDEW H25 household profile in kW for 1 GWh/year on 15-min slots from ``start``."""
-    from demandlib.bdew import H25
+    from demandlib.bdew import H25  # type: ignore[import-untyped]
 
     index = pd.date_range(
         pd.Timestamp(start, unit="s", tz="UTC").tz_convert(LOCAL_TZ),
@@ -151,7 +153,7 @@ def _h25(start: int, slots15: int) -> np.ndarray:
     return np.asarray(H25(index), dtype=float)
 
 
-def household_profile(slots: np.ndarray, slot_seconds: int) -> np.ndarray:
+def household_profile(slots: NDArray[Any], slot_seconds: int) -> NDArray[Any]:
     """H25 power (W) per slot for a home using 1000 kWh a year (mean over each slot).
 
     demandlib scales H25 to kW for 1 GWh a year, which is numerically W for 1000 kWh.
@@ -167,8 +169,8 @@ def household_profile(slots: np.ndarray, slot_seconds: int) -> np.ndarray:
 
 
 def vary_load(
-    base_w: np.ndarray, annual_kwh: float, slot_seconds: int, rng: np.random.Generator
-) -> np.ndarray:
+    base_w: NDArray[Any], annual_kwh: float, slot_seconds: int, rng: np.random.Generator
+) -> NDArray[Any]:
     """One home's load (W per slot) from the per-1000-kWh profile with per-home variation.
 
     Time shift up to +-45 min, hour-smoothed multiplicative noise (sd about 30 %), and
@@ -177,7 +179,7 @@ def vary_load(
     """
     n = base_w.size
     per_hour = max(1, 3600 // slot_seconds)
-    shift_slots = int(round(int(rng.integers(-3, 4)) * 900 / slot_seconds))
+    shift_slots = round(int(rng.integers(-3, 4)) * 900 / slot_seconds)
     shaped = np.roll(base_w, shift_slots)
     noise = rng.normal(0.0, 1.0, n)
     smooth = np.convolve(noise, np.ones(per_hour) / per_hour, mode="same") * np.sqrt(per_hour)
@@ -192,10 +194,10 @@ def vary_load(
         power = float(rng.uniform(1500.0, 3000.0))
         covered = -(-duration // slot_seconds)
         load[s : s + covered] += power * duration / (covered * slot_seconds)
-    return np.maximum(load, 50.0)
+    return np.asarray(np.maximum(load, 50.0), dtype=float)
 
 
-def national_drivers(slots: np.ndarray, slot_seconds: int, region: int) -> pd.DataFrame:
+def national_drivers(slots: NDArray[Any], slot_seconds: int, region: int) -> pd.DataFrame:
     """Hourly German load, solar and wind (MW) for pricecast, from the same weather.
 
     Load: H25 shape scaled to a 55 GW mean with a flat commercial/industrial base;
@@ -221,9 +223,9 @@ def national_drivers(slots: np.ndarray, slot_seconds: int, region: int) -> pd.Da
     return pd.DataFrame({"load": load, "solar": solar, "wind": wind}, index=wind_idx)
 
 
-def day_ahead_prices(slots: np.ndarray, slot_seconds: int, region: int) -> np.ndarray:
+def day_ahead_prices(slots: NDArray[Any], slot_seconds: int, region: int) -> NDArray[Any]:
     """Day-ahead price (euro cents/kWh, float) per slot from pricecast's German model."""
-    import pricecast
+    import pricecast  # type: ignore[import-untyped]
 
     drivers = national_drivers(slots, slot_seconds, region)
     model = pricecast.load("DE")
@@ -233,7 +235,7 @@ def day_ahead_prices(slots: np.ndarray, slot_seconds: int, region: int) -> np.nd
     return np.asarray(hourly[idx], dtype=float)
 
 
-def carbon_intensity(slots: np.ndarray, slot_seconds: int, region: int) -> np.ndarray:
+def carbon_intensity(slots: NDArray[Any], slot_seconds: int, region: int) -> NDArray[Any]:
     """Grid carbon intensity proxy (g CO2/kWh) per slot.
 
     ``80 + 620 x residual share``, where the residual share is ``max(load - solar - wind, 0)

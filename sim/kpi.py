@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .community import Community
 
@@ -44,31 +45,31 @@ class RunResult:
     """One run's outcome on a community (energy in Wh, money in milli-cents)."""
 
     name: str
-    grid_import: np.ndarray  # (H, T); for the optimum: community level only (H = 1)
-    grid_export: np.ndarray
-    bought: np.ndarray  # (H, T) energy bought from other homes
-    sold: np.ndarray
-    paid: np.ndarray  # (H, T) money paid to other homes (incl. fees)
-    received: np.ndarray
-    charge: np.ndarray  # (H, T) battery charging (AC side)
-    discharge: np.ndarray
-    soc_start: np.ndarray  # (H,)
-    soc_end: np.ndarray  # (H,)
-    ev: np.ndarray  # (H, T) EV charging
-    flex: np.ndarray  # (H, T) flexible plug consumption
-    clean_bought: np.ndarray  # (H, T) clean energy bought
-    price: np.ndarray  # (T,) float, market clearing price (nan when no trade)
+    grid_import: NDArray[Any]  # (H, T); for the optimum: community level only (H = 1)
+    grid_export: NDArray[Any]
+    bought: NDArray[Any]  # (H, T) energy bought from other homes
+    sold: NDArray[Any]
+    paid: NDArray[Any]  # (H, T) money paid to other homes (incl. fees)
+    received: NDArray[Any]
+    charge: NDArray[Any]  # (H, T) battery charging (AC side)
+    discharge: NDArray[Any]
+    soc_start: NDArray[Any]  # (H,)
+    soc_end: NDArray[Any]  # (H,)
+    ev: NDArray[Any]  # (H, T) EV charging
+    flex: NDArray[Any]  # (H, T) flexible plug consumption
+    clean_bought: NDArray[Any]  # (H, T) clean energy bought
+    price: NDArray[Any]  # (T,) float, market clearing price (nan when no trade)
     runtime_s: float = 0.0
     per_home: bool = True  # False for the optimum (community-level grid exchange)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def community_import(self) -> np.ndarray:
+    def community_import(self) -> NDArray[Any]:
         return np.asarray(self.grid_import.sum(axis=0))
 
-    def community_export(self) -> np.ndarray:
+    def community_export(self) -> NDArray[Any]:
         return np.asarray(self.grid_export.sum(axis=0))
 
-    def grid_cost(self, c: Community) -> np.ndarray:
+    def grid_cost(self, c: Community) -> NDArray[Any]:
         """Per home (or community) grid cost minus stored-energy credit, milli-cents."""
         cost = (self.grid_import * c.import_price).sum(axis=1) - (self.grid_export * c.feed_in).sum(
             axis=1
@@ -78,7 +79,7 @@ class RunResult:
             return np.asarray([cost.sum() - credit.sum()])
         return np.asarray(cost - credit)
 
-    def bills(self, c: Community) -> np.ndarray:
+    def bills(self, c: Community) -> NDArray[Any]:
         """Per home bill in milli-cents (community total in a 1-element array if not per home)."""
         cost = self.grid_cost(c)
         if not self.per_home:
@@ -88,7 +89,7 @@ class RunResult:
     def total_bill(self, c: Community) -> int:
         return int(self.bills(c).sum())
 
-    def balance_errors(self, c: Community) -> np.ndarray:
+    def balance_errors(self, c: Community) -> NDArray[Any]:
         """Per slot, the largest per-home energy imbalance (Wh); all zeros when consistent.
 
         For community-level runs the balance is checked for the community as a whole.
@@ -102,7 +103,7 @@ class RunResult:
         return np.asarray(np.abs(err))
 
 
-def gini(values: np.ndarray) -> float:
+def gini(values: NDArray[Any]) -> float:
     """Gini coefficient of non-negative values (0 for none or all zero)."""
     x = np.sort(np.asarray(values, dtype=float))
     n = x.size

@@ -6,16 +6,17 @@ The HTML report needs no network and no plotting library: the charts are SVG dra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 import html
 import json
 import math
-from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .community import Community
 from .kpi import RunResult
@@ -79,7 +80,10 @@ def table(report: dict[str, Any]) -> str:
     ]
     widths = [max(len(r[k]) for r in [head, *body]) for k in range(len(head))]
     lines = [
-        "  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(row, widths, strict=True)))
+        "  ".join(
+            c.ljust(w) if k == 0 else c.rjust(w)
+            for k, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
         for row in [head, *body]
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -90,7 +94,9 @@ def table(report: dict[str, Any]) -> str:
         f"({c['source']}); tariff {c['tariff']}",
     )
     for check in report.get("targets", []):
-        lines.append(f"target: {check['target']}: {'met' if check['met'] else 'MISSED'} ({check['value']})")
+        lines.append(
+            f"target: {check['target']}: {'met' if check['met'] else 'MISSED'} ({check['value']})"
+        )
     return "\n".join(lines)
 
 
@@ -121,8 +127,8 @@ def line_chart(
     chart_id: str,
     title: str,
     unit: str,
-    times: np.ndarray,
-    series: Sequence[tuple[str, np.ndarray]],
+    times: NDArray[Any],
+    series: Sequence[tuple[str, NDArray[Any]]],
     *,
     width: int = 960,
     height: int = 300,
@@ -131,7 +137,9 @@ def line_chart(
     """An SVG line chart over time (x: Unix seconds, gaps where a value is nan)."""
     left, right, top, bottom = 60, 20, 34, 40
     pw, ph = width - left - right, height - top - bottom
-    vals = np.concatenate([np.asarray(v, dtype=float) for _, v in series]) if series else np.zeros(1)
+    vals = (
+        np.concatenate([np.asarray(v, dtype=float) for _, v in series]) if series else np.zeros(1)
+    )
     finite = vals[np.isfinite(vals)]
     lo = float(min(0.0, finite.min())) if finite.size else 0.0
     hi = float(finite.max()) if finite.size else 1.0
@@ -154,13 +162,18 @@ def line_chart(
     for v in ticks:
         y = sy(v)
         out.append(f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{v:g}</text>')
+        out.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{v:g}</text>'
+        )
     out.append(
-        f'<text x="14" y="{top + ph / 2:.0f}" class="tick" transform="rotate(-90 14 {top + ph / 2:.0f})" '
+        f'<text x="14" y="{top + ph / 2:.0f}" class="tick" '
+        f'transform="rotate(-90 14 {top + ph / 2:.0f})" '
         f'text-anchor="middle">{html.escape(unit)}</text>'
     )
     day = 86_400
-    first_day = int(datetime.fromtimestamp(t0, ZONE).replace(hour=0, minute=0, second=0).timestamp())
+    first_day = int(
+        datetime.fromtimestamp(t0, ZONE).replace(hour=0, minute=0, second=0).timestamp()
+    )
     d = first_day if first_day >= t0 else first_day + day
     while d <= t1:
         x = sx(d)
@@ -171,10 +184,10 @@ def line_chart(
     lx = left + 8
     for name, values in series:
         color = COLORS.get(name, "#333")
-        v = np.asarray(values, dtype=float)
+        arr = np.asarray(values, dtype=float)
         path: list[str] = []
         pen = False
-        for k, (t, y) in enumerate(zip(times, v, strict=True)):
+        for k, (t, y) in enumerate(zip(times, arr, strict=True)):
             if not math.isfinite(y):
                 pen = False
                 continue
@@ -205,7 +218,7 @@ def bar_chart(
     left, right, top, bottom = 60, 20, 34, 58
     pw, ph = width - left - right, height - top - bottom
     allv = [float(v) for _, vs in bars for v in vs] or [0.0]
-    ticks = _nice_ticks(min(0.0, min(allv)), max(0.0, max(allv)))
+    ticks = _nice_ticks(min(0.0, *allv), max(0.0, *allv))
     lo, hi = ticks[0], ticks[-1] if ticks[-1] > ticks[0] else ticks[0] + 1
 
     def sy(v: float) -> float:
@@ -220,9 +233,12 @@ def bar_chart(
     for v in ticks:
         y = sy(v)
         out.append(f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{v:g}</text>')
+        out.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{v:g}</text>'
+        )
     out.append(
-        f'<text x="14" y="{top + ph / 2:.0f}" class="tick" transform="rotate(-90 14 {top + ph / 2:.0f})" '
+        f'<text x="14" y="{top + ph / 2:.0f}" class="tick" '
+        f'transform="rotate(-90 14 {top + ph / 2:.0f})" '
         f'text-anchor="middle">{html.escape(unit)}</text>'
     )
     n = max(1, len(labels))
@@ -236,8 +252,9 @@ def bar_chart(
             y0, y1 = sorted((zero, sy(v)))
             out.append(
                 f'<rect x="{x:.1f}" y="{y0:.1f}" width="{bw:.1f}" height="{max(y1 - y0, 0.5):.1f}" '
-                f'fill="{COLORS.get(name, "#333")}"><title>{html.escape(label)} {html.escape(name)}: '
-                f'{v:.2f} {html.escape(unit)}</title></rect>'
+                f'fill="{COLORS.get(name, "#333")}">'
+                f"<title>{html.escape(label)} {html.escape(name)}: "
+                f"{v:.2f} {html.escape(unit)}</title></rect>"
             )
         if n <= 40 or g % max(1, n // 40) == 0:
             cx = left + g * group + group / 2
@@ -247,7 +264,10 @@ def bar_chart(
             )
     lx = left + 8
     for name, _ in bars:
-        out.append(f'<rect x="{lx}" y="{height - 14}" width="12" height="8" fill="{COLORS.get(name, "#333")}"/>')
+        out.append(
+            f'<rect x="{lx}" y="{height - 14}" width="12" height="8" '
+            f'fill="{COLORS.get(name, "#333")}"/>'
+        )
         out.append(f'<text x="{lx + 16}" y="{height - 7}" class="tick">{html.escape(name)}</text>')
         lx += 30 + 7 * len(name)
     out.append("</svg>")
@@ -257,10 +277,13 @@ def bar_chart(
 # --- HTML --------------------------------------------------------------------------------------
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1000px;color:#222}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;
+max-width:1000px;color:#222}
 h1{font-size:1.5em;margin-bottom:0} .sub{color:#666;margin-top:4px}
-table{border-collapse:collapse;margin:12px 0;font-size:.92em} th,td{padding:4px 10px;border-bottom:1px solid #ddd}
-td.n{text-align:right;font-variant-numeric:tabular-nums} th{text-align:right} th:first-child{text-align:left}
+table{border-collapse:collapse;margin:12px 0;font-size:.92em}
+th,td{padding:4px 10px;border-bottom:1px solid #ddd}
+td.n{text-align:right;font-variant-numeric:tabular-nums} th{text-align:right}
+th:first-child{text-align:left}
 .cards{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}
 .card{border:1px solid #ddd;border-radius:8px;padding:10px 14px;min-width:150px}
 .card b{display:block;font-size:1.5em} .ok{color:#2ca02c} .miss{color:#d62728}
@@ -316,7 +339,9 @@ def html_report(c: Community, report: dict[str, Any], runs: dict[str, RunResult]
         if not any(key in report["runs"][n] for n in names):
             continue
         parts.append(f"<tr><td>{esc(label)}</td>")
-        parts += [f"<td class='n'>{esc(_fmt(report['runs'][n].get(key), pattern))}</td>" for n in names]
+        parts += [
+            f"<td class='n'>{esc(_fmt(report['runs'][n].get(key), pattern))}</td>" for n in names
+        ]
         parts.append("</tr>")
     parts.append("</table>")
 
@@ -330,10 +355,15 @@ def html_report(c: Community, report: dict[str, Any], runs: dict[str, RunResult]
     if market is not None:
         series.append(("traded", market.sold.sum(axis=0) * kw))
     parts.append(
-        line_chart("chart-energy", f"Community load, generation and trades ({focus.name})", "kW",
-                   c.slots, series)
+        line_chart(
+            "chart-energy",
+            f"Community load, generation and trades ({focus.name})",
+            "kW",
+            c.slots,
+            series,
+        )
     )
-    prices: list[tuple[str, np.ndarray]] = [
+    prices: list[tuple[str, NDArray[Any]]] = [
         ("retail", c.import_price.astype(float)),
         ("feed-in", c.feed_in.astype(float)),
     ]
@@ -346,7 +376,8 @@ def html_report(c: Community, report: dict[str, Any], runs: dict[str, RunResult]
     parts.append(line_chart("chart-prices", "Prices", "ct/kWh", c.slots, prices, step=True))
 
     per_home = [
-        (n, report["runs"][n].get("per_home_savings_eur")) for n in ("market", "ramp")
+        (n, report["runs"][n].get("per_home_savings_eur"))
+        for n in ("market", "ramp")
         if report["runs"].get(n, {}).get("per_home_savings_eur")
     ]
     if per_home:
@@ -364,8 +395,14 @@ def html_report(c: Community, report: dict[str, Any], runs: dict[str, RunResult]
         )
     bills = [(report["runs"][n]["run"], report["runs"][n]["total_bill_eur"]) for n in names]
     parts.append(
-        bar_chart("chart-bills", "Community bill per run", "EUR", [b[0] for b in bills],
-                  [("market", [b[1] for b in bills])], height=260)
+        bar_chart(
+            "chart-bills",
+            "Community bill per run",
+            "EUR",
+            [b[0] for b in bills],
+            [("market", [b[1] for b in bills])],
+            height=260,
+        )
     )
     parts.append(
         "<p class='sub'>Definitions of every KPI and of the baselines: docs/simulation.md. "
@@ -375,5 +412,7 @@ def html_report(c: Community, report: dict[str, Any], runs: dict[str, RunResult]
     return "\n".join(parts)
 
 
-def write_html(c: Community, report: dict[str, Any], runs: dict[str, RunResult], path: str | Path) -> None:
+def write_html(
+    c: Community, report: dict[str, Any], runs: dict[str, RunResult], path: str | Path
+) -> None:
     Path(path).write_text(html_report(c, report, runs), encoding="utf-8")

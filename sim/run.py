@@ -28,9 +28,9 @@ Anything the agents ask the devices to do beyond their limits is clipped and cou
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 import hashlib
 import time
-from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -100,18 +100,30 @@ def market(
 ) -> tuple[RunResult, CreditLedger]:
     """Run the market over the whole community; returns the result and the final ledger."""
     began = time.perf_counter()
+    cpu_began = time.process_time()
     base_rules = rules or MarketRules(slot_seconds=c.slot_seconds)
     ids = identities(c, seed)
     keys = [i.public_key for i in ids]
     index = {k: n for n, k in enumerate(keys)}
     ledger = CreditLedger(COMMUNITY_ID)
-    H, T, S = c.n_homes, c.n_slots, c.slot_seconds
+    n_h, n_t, sec = c.n_homes, c.n_slots, c.slot_seconds
     bat = Batteries(c)
     soc = bat.soc0.copy()
-    names = ("imp", "exp", "ch", "dis", "ev", "flex", "bought", "sold", "paid", "received",
-             "clean_bought")
-    arrays = {k: np.zeros((H, T), dtype=np.int64) for k in names}
-    price = np.full(T, np.nan)
+    names = (
+        "imp",
+        "exp",
+        "ch",
+        "dis",
+        "ev",
+        "flex",
+        "bought",
+        "sold",
+        "paid",
+        "received",
+        "clean_bought",
+    )
+    arrays = {k: np.zeros((n_h, n_t), dtype=np.int64) for k in names}
+    price = np.full(n_t, np.nan)
     policies = [ag.OwnerPolicy(clean_only=h.clean_only) for h in c.homes]
     states = [_HomeState() for _ in c.homes]
     for i, home in enumerate(c.homes):
@@ -119,11 +131,17 @@ def market(
             states[i].ev_left = {k: s.energy_wh for k, s in enumerate(home.ev.sessions)}
     has_pv = c.pv_wh.sum(axis=1) > 0
     history = _prior_prices(c)
-    per_horizon = max(1, horizon_hours * 3600 // S)
+    per_horizon = max(1, horizon_hours * 3600 // sec)
     fairness = FairnessState()
-    counters = {"trades": 0, "refused_trades": 0, "capped_orders": 0, "device_violations": 0,
-                "unfinished_wh": 0, "metered_vs_cleared_wh": 0}
-    for t in range(T):
+    counters = {
+        "trades": 0,
+        "refused_trades": 0,
+        "capped_orders": 0,
+        "device_violations": 0,
+        "unfinished_wh": 0,
+        "metered_vs_cleared_wh": 0,
+    }
+    for t in range(n_t):
         r, f = int(c.import_price[t]), int(c.feed_in[t])
         slot = int(c.slots[t])
         slot_rules = MarketRules(
@@ -132,12 +150,12 @@ def market(
             distributor_fee=base_rules.distributor_fee,
             pricing=base_rules.pricing,
             fair_share_bp=base_rules.fair_share_bp,
-            slot_seconds=S,
+            slot_seconds=sec,
         )
-        window = tuple(slot + S * k for k in range(per_horizon))
+        window = tuple(slot + sec * k for k in range(per_horizon))
         outlook = ag.PriceOutlook(r, f, profile_forecast(history, window))
-        now = ag.Horizon((slot,), S)
-        full = ag.Horizon(window, S)
+        now = ag.Horizon((slot,), sec)
+        full = ag.Horizon(window, sec)
         home_bids: list[list[ag.AssetBid]] = []
         orders: list[Order] = []
         room = bat.charge_limit(soc)
@@ -161,21 +179,25 @@ def market(
                     efficiency_pct=b.efficiency_pct,
                     clean=bool(has_pv[i]),
                 )
-                bids += [x for x in ag.battery_bids(state, full, outlook, policy)
-                         if x.slot_start == slot]
+                bids += [
+                    x for x in ag.battery_bids(state, full, outlook, policy) if x.slot_start == slot
+                ]
             if home.ev is not None:
                 for k, s in enumerate(home.ev.sessions):
                     if s.arrive <= t < s.depart and st.ev_left[k] > 0:
-                        ev = ag.EVState(f"ev{k}", st.ev_left[k], slot + (s.depart - t) * S,
-                                        home.ev.charger_w)
+                        ev = ag.EVState(
+                            f"ev{k}", st.ev_left[k], slot + (s.depart - t) * sec, home.ev.charger_w
+                        )
                         bids += ag.ev_bids(ev, now, outlook, policy)
             for k, task in enumerate(home.flex):
                 if task.earliest <= t < task.deadline:
                     if k not in st.plugs:
                         run_slots = -(-task.energy_wh // c.max_wh(task.power_w))
                         st.plugs[k] = ag.PlugState(
-                            f"plug{k}", task.energy_wh, task.power_w,
-                            (task.deadline - task.earliest - run_slots) * S,
+                            f"plug{k}",
+                            task.energy_wh,
+                            task.power_w,
+                            (task.deadline - task.earliest - run_slots) * sec,
                         )
                     if st.plugs[k].remaining_wh > 0:
                         bids += ag.plug_bids(st.plugs[k], now, outlook, policy)
@@ -214,9 +236,9 @@ def market(
                 counters["refused_trades"] += 1
         side_of = {o.owner: o.side for o in orders}
         members = {m.owner: m for m in result.members}
-        charge = np.zeros(H, dtype=np.int64)
-        discharge = np.zeros(H, dtype=np.int64)
-        for i, home in enumerate(c.homes):
+        charge = np.zeros(n_h, dtype=np.int64)
+        discharge = np.zeros(n_h, dtype=np.int64)
+        for i in range(n_h):
             key = keys[i]
             side = side_of.get(key)
             m = members.get(key)
@@ -255,7 +277,7 @@ def market(
                     if use != e:
                         counters["device_violations"] += 1
                     wanted = min(c.max_wh(plug.power_w), plug.remaining_wh)
-                    st.plugs[k] = ag.plug_after_slot(plug, use, wanted, S)
+                    st.plugs[k] = ag.plug_after_slot(plug, use, wanted, sec)
                     arrays["flex"][i, t] += use
                     e = use
                 net += e
@@ -271,6 +293,7 @@ def market(
             arrays["exp"][i, t] = max(-grid, 0)
             engine_grid = (m.grid_import_wh - m.grid_export_wh) if m else 0
             counters["metered_vs_cleared_wh"] += abs(grid - engine_grid)
+
         both = np.minimum(charge, discharge)
         charge -= both
         discharge -= both
@@ -279,7 +302,7 @@ def market(
         arrays["dis"][:, t] = discharge
         # the slot's price for the outlook: traded price, else the grid price at the margin
         if not np.isnan(price[t]):
-            history[slot] = int(round(price[t]))
+            history[slot] = round(price[t])
         else:
             history[slot] = r if arrays["imp"][:, t].sum() >= arrays["exp"][:, t].sum() else f
         # EV sessions and plug tasks that end now must be complete
@@ -292,11 +315,23 @@ def market(
                 if task.deadline == t + 1 and k in states[i].plugs:
                     counters["unfinished_wh"] += states[i].plugs[k].remaining_wh
     run = RunResult(
-        "market", arrays["imp"], arrays["exp"], arrays["bought"], arrays["sold"],
-        arrays["paid"], arrays["received"], arrays["ch"], arrays["dis"], bat.soc0, soc,
-        arrays["ev"], arrays["flex"], arrays["clean_bought"], price,
+        "market",
+        arrays["imp"],
+        arrays["exp"],
+        arrays["bought"],
+        arrays["sold"],
+        arrays["paid"],
+        arrays["received"],
+        arrays["ch"],
+        arrays["dis"],
+        bat.soc0,
+        soc,
+        arrays["ev"],
+        arrays["flex"],
+        arrays["clean_bought"],
+        price,
         runtime_s=time.perf_counter() - began,
-        extra=counters,
+        extra={**counters, "cpu_s": round(time.process_time() - cpu_began, 2)},
     )
     return run, ledger
 

@@ -47,8 +47,8 @@ reading it back gives the same community (the round trip the tests check).
 from __future__ import annotations
 
 import csv
-import json
 from datetime import datetime
+import json
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -87,7 +87,7 @@ def _int(obj: dict[str, Any], key: str, where: str, *, default: int | None = Non
         raise ScenarioError(f"{where}: {key} must be an integer, got {value!r}")
     if value < 0:
         raise ScenarioError(f"{where}: {key} must not be negative")
-    return value
+    return int(value)
 
 
 def write_scenario(c: Community, path: str | Path) -> Path:
@@ -151,7 +151,12 @@ def write_scenario(c: Community, path: str | Path) -> Path:
             header.append("day_ahead_ct")
         w.writerow(header)
         for t, stamp in enumerate(slot_iso):
-            row: list[object] = [stamp, int(c.import_price[t]), int(c.feed_in[t]), repr(float(c.carbon[t]))]
+            row: list[object] = [
+                stamp,
+                int(c.import_price[t]),
+                int(c.feed_in[t]),
+                repr(float(c.carbon[t])),
+            ]
             if c.day_ahead is not None:
                 row.append(repr(float(c.day_ahead[t])))
             w.writerow(row)
@@ -251,9 +256,7 @@ def read_scenario(path: str | Path) -> Community:
         if not isinstance(clean, bool):
             raise ScenarioError(f"{where}: clean_only must be true or false")
         annual = raw.get("annual_kwh", 0.0)
-        homes.append(
-            Home(raw["id"], float(pv_kwp), battery, ev, tuple(flex), clean, float(annual))
-        )
+        homes.append(Home(raw["id"], float(pv_kwp), battery, ev, tuple(flex), clean, float(annual)))
     ids = {h.home_id: i for i, h in enumerate(homes)}
     if len(ids) != len(homes):
         raise ScenarioError(f"{path.name}: home ids must be unique")
@@ -313,7 +316,9 @@ def read_scenario(path: str | Path) -> Community:
                 raise ScenarioError(f"{where}: import_ct and feed_in_ct must be integers") from None
             seen[t] = True
         if not seen.all():
-            raise ScenarioError(f"{pr_path.name}: no prices for {_iso(int(slots[np.argmin(seen)]))}")
+            raise ScenarioError(
+                f"{pr_path.name}: no prices for {_iso(int(slots[np.argmin(seen)]))}"
+            )
     meta = doc.get("meta", {})
     c = Community(
         slot_seconds=slot_seconds,

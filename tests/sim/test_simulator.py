@@ -14,7 +14,13 @@ from sim.community import Community, Options, build
 from sim.scenario import ScenarioError, read_scenario, write_scenario
 
 OPTIONS = Options(
-    seed=7, homes=6, days=1, pv_share=0.5, battery_share=0.34, ev_share=0.34, flex_share=0.5,
+    seed=7,
+    homes=6,
+    days=1,
+    pv_share=0.5,
+    battery_share=0.34,
+    ev_share=0.34,
+    flex_share=0.5,
     clean_only_share=0.34,
 )
 
@@ -51,9 +57,12 @@ def test_same_seed_same_community(community: Community) -> None:
 
 def test_community_has_every_device_kind(community: Community) -> None:
     homes = community.homes
-    assert any(h.battery for h in homes) and any(h.ev for h in homes)
-    assert any(h.flex for h in homes) and any(h.clean_only for h in homes)
-    assert community.pv_wh.sum() > 0 and community.load_wh.min() > 0
+    assert any(h.battery for h in homes)
+    assert any(h.ev for h in homes)
+    assert any(h.flex for h in homes)
+    assert any(h.clean_only for h in homes)
+    assert community.pv_wh.sum() > 0
+    assert community.load_wh.min() > 0
     assert community.n_slots == 96
 
 
@@ -93,9 +102,11 @@ def test_devices_stay_within_limits(community: Community, results: dict[str, obj
             continue
         soc = bat.soc0.copy()
         for t in range(community.n_slots):
-            assert (r.charge[:, t] <= bat.pw).all() and (r.discharge[:, t] <= bat.pw).all()
+            assert (r.charge[:, t] <= bat.pw).all()
+            assert (r.discharge[:, t] <= bat.pw).all()
             soc = bat.apply(soc, r.charge[:, t], r.discharge[:, t])
-            assert (soc >= bat.reserve).all() and (soc <= bat.cap).all(), r.name
+            assert (soc >= bat.reserve).all(), r.name
+            assert (soc <= bat.cap).all(), r.name
         assert np.array_equal(soc, r.soc_end)
         for i, home in enumerate(community.homes):
             if home.ev is not None:
@@ -128,22 +139,28 @@ def test_optimum_at_least_as_good_as_every_run(
     for r in _runs(results):
         assert best <= r.total_bill(community) + 1, r.name  # LP tolerance: 1 milli-cent
     # the objective the solver reports is the same figure
-    assert abs(optimum.extra["objective_milli"] + optimum.soc_start.sum() * int(
-        community.feed_in[-1]) - best) < 10
+    assert (
+        abs(
+            optimum.extra["objective_milli"]
+            + optimum.soc_start.sum() * int(community.feed_in[-1])
+            - best
+        )
+        < 10
+    )
 
 
 def test_kpi_definitions(community: Community, results: dict[str, object]) -> None:
     no_trade, market, optimum = results["no_trade"], results["market"], results["optimum"]
-    assert isinstance(no_trade, kpi.RunResult) and isinstance(market, kpi.RunResult)
+    assert isinstance(no_trade, kpi.RunResult)
+    assert isinstance(market, kpi.RunResult)
     assert isinstance(optimum, kpi.RunResult)
     k = kpi.kpis(community, market, no_trade, optimum)
     base = no_trade.total_bill(community)
     saved = base - market.total_bill(community)
     assert k["savings_eur"] == round(saved / kpi.MILLI_PER_EURO, 2)
-    assert k["optimum_savings_share"] == round(
-        saved / (base - optimum.total_bill(community)), 4
-    )
-    assert 0 <= k["self_sufficiency"] <= 1 and 0 <= k["self_consumption"] <= 1
+    assert k["optimum_savings_share"] == round(saved / (base - optimum.total_bill(community)), 4)
+    assert 0 <= k["self_sufficiency"] <= 1
+    assert 0 <= k["self_consumption"] <= 1
     assert k["clean_only_market_clean_share"] in (None, 1.0)
     assert k["traded_kwh"] == round(market.sold.sum() / 1000, 1)
     assert sum(k["per_home_savings_eur"].values()) == pytest.approx(k["savings_eur"], abs=0.06)
@@ -189,11 +206,26 @@ def test_scenario_errors_are_clear(community: Community, tmp_path: Path) -> None
 
 def test_report_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_json, out_html = tmp_path / "r.json", tmp_path / "r.html"
-    code = main([
-        "--seed", "7", "--homes", "6", "--days", "1", "--battery-share", "0.34",
-        "--ev-share", "0.34", "--clean-only-share", "0.34",
-        "--json", str(out_json), "--html", str(out_html),
-    ])
+    code = main(
+        [
+            "--seed",
+            "7",
+            "--homes",
+            "6",
+            "--days",
+            "1",
+            "--battery-share",
+            "0.34",
+            "--ev-share",
+            "0.34",
+            "--clean-only-share",
+            "0.34",
+            "--json",
+            str(out_json),
+            "--html",
+            str(out_html),
+        ]
+    )
     assert code == 0
     console = capsys.readouterr().out
     data = json.loads(out_json.read_text())
@@ -205,8 +237,10 @@ def test_report_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         assert f'id="{chart}"' in page
     assert f"{market['savings_eur']:.2f}" in page
     assert f"{market['self_sufficiency']:.1%}" in page
-    assert "<script" not in page and "http://" not in page.replace("http://www.w3.org", "")
-    assert data["targets"] and all("met" in t for t in data["targets"])
+    assert "<script" not in page
+    assert "http://" not in page.replace("http://www.w3.org", "")
+    assert data["targets"]
+    assert all("met" in t for t in data["targets"])
 
 
 def test_cli_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -217,4 +251,6 @@ def test_cli_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
 def test_report_table_lists_every_run(community: Community, results: dict[str, object]) -> None:
     data, _ = simulate(community, with_baselines=False, seed=OPTIONS.seed, command="x")
     text = report.table(data)
-    assert "no trading" in text and "market" in text and "optimum" not in text
+    assert "no trading" in text
+    assert "market" in text
+    assert "optimum" not in text
