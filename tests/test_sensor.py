@@ -36,6 +36,12 @@ def platforms() -> list[Platform]:
     return [Platform.SENSOR]
 
 
+@pytest.fixture(autouse=True)
+def _fixed_time(freezer: FrozenDateTimeFactory) -> None:
+    """A fixed start time: the slot clock's plans (EV deadline urgency) depend on it."""
+    freezer.move_to("2026-11-22T12:07:30+00:00")
+
+
 def _state(hass: HomeAssistant, entity_id: str) -> str:
     state = hass.states.get(entity_id)
     assert state is not None, entity_id
@@ -263,12 +269,18 @@ async def test_only_plug(hass: HomeAssistant, source_states: dict[str, Any]) -> 
 
 
 async def test_no_assets(hass: HomeAssistant) -> None:
-    """An entry without assets loads with a home device and no sensors."""
+    """An entry without assets loads with a home device and only the home's market sensors."""
+    from custom_components.peer_energy.binary_sensor import BINARY_SENSORS
+    from custom_components.peer_energy.sensor import MARKET_SENSORS
+
     entry = make_entry({})
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    assert er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id) == []
+    entries = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+    assert {e.unique_id for e in entries} == {
+        f"{entry.entry_id}_{d.key}" for d in (*MARKET_SENSORS, *BINARY_SENSORS)
+    }
 
 
 async def test_defaults_for_odd_subentry_data(hass: HomeAssistant) -> None:

@@ -20,13 +20,16 @@ from .entity import home_device_info
 from .federation_setup import async_setup_federation, async_setup_federation_actions
 from .issues import async_clear_source_issues, async_watch_sources
 from .ledger import LedgerSetupError
+from .market import SlotClock, async_populate_blueprints
 from .runtime import PeerEnergyConfigEntry, PeerEnergyRuntime, default_controls
+from .services import async_setup_services
 
 __all__ = ["PeerEnergyConfigEntry", "PeerEnergyRuntime"]
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 PLATFORMS: list[Platform] = [
+    Platform.BINARY_SENSOR,
     Platform.NUMBER,
     Platform.SENSOR,
     Platform.SWITCH,
@@ -36,6 +39,7 @@ PLATFORMS: list[Platform] = [
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register the actions, so they exist (and explain themselves) before an entry loads."""
+    async_setup_services(hass)
     async_setup_federation_actions(hass)
     return True
 
@@ -76,7 +80,14 @@ async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
     entry.async_on_unload(async_watch_sources(hass, entry, assets))
     entry.async_on_unload(entry.add_update_listener(_async_update_listener))
 
+    # The slot clock exists before the platforms (its entities read it) and starts after
+    # them (its first plan and restored totals then reach the entities).
+    market = SlotClock(hass, entry)
+    entry.runtime_data.market = market
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    market.async_start()
+    entry.async_on_unload(market.async_stop)
+    await async_populate_blueprints(hass)
     return True
 
 

@@ -6,9 +6,10 @@ subentry, linked to the home device with ``via_device``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import callback
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
@@ -16,6 +17,9 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity
 from .const import CONF_HOME_NAME, DOMAIN, NAME, AssetKind
 from .coordinator import AssetConfig, PeerEnergyCoordinator
 from .runtime import PeerEnergyRuntime
+
+if TYPE_CHECKING:
+    from .market import SlotClock
 
 # Model names shown on the asset devices.
 ASSET_MODELS: dict[AssetKind, str] = {
@@ -77,3 +81,29 @@ class PeerEnergyEntity(CoordinatorEntity[PeerEnergyCoordinator]):
         """The entry's runtime data (controls, assets, coordinator)."""
         runtime: PeerEnergyRuntime = self.coordinator.config_entry.runtime_data
         return runtime
+
+
+class PeerEnergyMarketEntity(PeerEnergyEntity):
+    """An entity showing the slot clock's state, written when the clock changes.
+
+    Source readings alone do not change market values, so coordinator updates are ignored.
+    """
+
+    @property
+    def market(self) -> SlotClock | None:
+        """The entry's slot clock (None before it starts)."""
+        return self.runtime.market
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the slot clock."""
+        await super().async_added_to_hass()
+        if (market := self.market) is not None:
+            self.async_on_remove(market.async_add_listener(self._handle_market_update))
+
+    @callback
+    def _handle_market_update(self) -> None:
+        self.async_write_ha_state()
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Readings do not change market values; nothing to write."""

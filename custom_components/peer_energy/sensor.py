@@ -1,10 +1,12 @@
-"""Sensors: each asset's live power, energy and state of charge; home-level grid values."""
+"""Sensors: each asset's live power, energy and state of charge; home-level grid values;
+the market (clearing prices, own position, peer energy and credit totals, reputation,
+peers online) and each asset's order, allocation and reason from the slot clock."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from homeassistant.components.sensor import (
     SensorDeviceClass,
@@ -12,7 +14,7 @@ from homeassistant.components.sensor import (
     SensorEntityDescription,
     SensorStateClass,
 )
-from homeassistant.const import PERCENTAGE, UnitOfEnergy, UnitOfPower
+from homeassistant.const import PERCENTAGE, EntityCategory, UnitOfEnergy, UnitOfPower
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.restore_state import ExtraStoredData, RestoreEntity
@@ -32,8 +34,12 @@ from .coordinator import (
     PeerEnergyData,
     state_number,
 )
-from .entity import PeerEnergyEntity
+from .entity import PeerEnergyEntity, PeerEnergyMarketEntity
+from .market import REASON_CODES, SitOut, major_to_milli_amount, price_to_major, utc_from_ts
 from .runtime import PeerEnergyConfigEntry
+
+if TYPE_CHECKING:
+    from .market import SlotClock, SlotReport
 
 # Values are pushed by the coordinator; entities never update themselves.
 PARALLEL_UPDATES = 0
@@ -176,16 +182,23 @@ async def async_setup_entry(
             home.append(PeerEnergyTotalSensor(coordinator, home_description))
         else:
             home.append(PeerEnergyHomeSensor(coordinator, home_description))
+    if entry.runtime_data.market is not None:
+        home.extend(
+            PeerEnergyMarketSensor(coordinator, description) for description in MARKET_SENSORS
+        )
     async_add_entities(home)
     for subentry_id, asset in entry.runtime_data.assets.items():
-        async_add_entities(
-            (
-                PeerEnergyAssetSensor(coordinator, description, asset)
-                for description in ASSET_SENSORS
-                if description.exists_fn(asset)
-            ),
-            config_subentry_id=subentry_id,
-        )
+        asset_sensors: list[SensorEntity] = [
+            PeerEnergyAssetSensor(coordinator, description, asset)
+            for description in ASSET_SENSORS
+            if description.exists_fn(asset)
+        ]
+        if entry.runtime_data.market is not None and asset.kind is not AssetKind.GRID_METER:
+            asset_sensors.extend(
+                PeerEnergyAssetMarketSensor(coordinator, description, asset)
+                for description in ASSET_MARKET_SENSORS
+            )
+        async_add_entities(asset_sensors, config_subentry_id=subentry_id)
 
 
 class PeerEnergyAssetSensor(PeerEnergyEntity, SensorEntity):
@@ -280,3 +293,381 @@ class PeerEnergyTotalSensor(PeerEnergyHomeSensor, RestoreEntity):
     def extra_restore_state_data(self) -> ExtraStoredData | None:
         """Store the exact integrated total (nothing when mirrored from a meter)."""
         return EnergyTotalStoredData(self._wms) if self._integrated else None
+
+
+# --- Market sensors (slot clock) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerEnergyMarketSensorDescription(SensorEntityDescription):
+    """A market sensor of the home device, read from the slot clock."""
+
+    value_fn: Callable[[SlotClock], StateType]
+    available_fn: Callable[[SlotClock], bool] = lambda _clock: True
+    attrs_fn: Callable[[SlotClock], dict[str, Any]] | None = None
+    # Unit from the entry's currency ("{currency}" is replaced), for prices and credit.
+    currency_unit: str | None = None
+    # MarketTotals field this sensor shows and restores across restarts.
+    total: str | None = None
+
+
+def _report_attrs(report: SlotReport | None, currency: str) -> dict[str, Any]:
+    if report is None:
+        return {}
+    return {
+        "slot_start": utc_from_ts(report.slot_start).isoformat(),
+        "clean_price": price_to_major(report.clean_price, currency),
+        "price_minor": report.price,
+        "local": report.local,
+        "void": report.void,
+        "void_reason": report.void_reason,
+    }
+
+
+def _price(report: SlotReport | None, clock: SlotClock) -> float | None:
+    return None if report is None else price_to_major(report.price, clock.currency)
+
+
+def _ledger(clock: SlotClock) -> Any:
+    return getattr(clock.runtime, "ledger", None)
+
+
+def _own_reputation(clock: SlotClock) -> float | None:
+    """This home's reputation as its peers report it (permille shown as percent)."""
+    value = getattr(clock.federation, "own_reputation", None)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value / 10
+
+
+MARKET_SENSORS: tuple[PeerEnergyMarketSensorDescription, ...] = (
+    PeerEnergyMarketSensorDescription(
+        key="clearing_price",
+        translation_key="clearing_price",
+        state_class=SensorStateClass.MEASUREMENT,
+        currency_unit="{currency}/kWh",
+        suggested_display_precision=3,
+        value_fn=lambda clock: _price(clock.current, clock),
+        attrs_fn=lambda clock: _report_attrs(clock.current, clock.currency),
+    ),
+    PeerEnergyMarketSensorDescription(
+        key="next_clearing_price",
+        translation_key="next_clearing_price",
+        currency_unit="{currency}/kWh",
+        suggested_display_precision=3,
+        value_fn=lambda clock: _price(clock.next, clock),
+        attrs_fn=lambda clock: _report_attrs(clock.next, clock.currency),
+    ),
+    PeerEnergyMarketSensorDescription(
+        key="net_position",
+        translation_key="net_position",
+        device_class=SensorDeviceClass.ENERGY,
+        native_unit_of_measurement=UnitOfEnergy.WATT_HOUR,
+        suggested_display_precision=0,
+        value_fn=lambda clock: None if clock.current is None else clock.current.position_wh,
+        attrs_fn=lambda clock: {}
+        if clock.current is None
+        else {
+            "slot_start": utc_from_ts(clock.current.slot_start).isoformat(),
+            "bought_from_peers_wh": clock.current.bought_wh,
+            "sold_to_peers_wh": clock.current.sold_wh,
+        },
+    ),
+    PeerEnergyMarketSensorDescription(
+        key="energy_bought_peers",
+        translation_key="energy_bought_peers",
+        device_class=SensorDeviceClass.ENERGY,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=3,
+        value_fn=lambda clock: clock.totals.bought_wh / 1000,
+        total="bought_wh",
+    ),
+    PeerEnergyMarketSensorDescription(
+        key="energy_sold_peers",
+        translation_key="energy_sold_peers",
+        device_class=SensorDeviceClass.ENERGY,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=3,
+        value_fn=lambda clock: clock.totals.sold_wh / 1000,
+        total="sold_wh",
+    ),
+    PeerEnergyMarketSensorDescription(
+        key="credit_balance",
+        translation_key="credit_balance",
+        device_class=SensorDeviceClass.MONETARY,
+        state_class=SensorStateClass.TOTAL,
+        currency_unit="{currency}",
+        suggested_display_precision=2,
+        available_fn=lambda clock: _ledger(clock) is not None,
+        value_fn=lambda clock: None
+        if (ledger := _ledger(clock)) is None
+        else major_to_milli_amount(int(ledger.balance()), clock.currency),
+        attrs_fn=lambda clock: {}
+        if (ledger := _ledger(clock)) is None
+        else {
+            "balance_mmu": int(ledger.balance()),
+            "credit_limit": major_to_milli_amount(int(ledger.credit_limit()), clock.currency),
+        },
+    ),
+    PeerEnergyMarketSensorDescription(
+        key="credit_earned",
+        translation_key="credit_earned",
+        device_class=SensorDeviceClass.MONETARY,
+        state_class=SensorStateClass.TOTAL,
+        currency_unit="{currency}",
+        suggested_display_precision=2,
+        value_fn=lambda clock: major_to_milli_amount(clock.totals.earned_milli, clock.currency),
+        total="earned_milli",
+    ),
+    PeerEnergyMarketSensorDescription(
+        key="credit_spent",
+        translation_key="credit_spent",
+        device_class=SensorDeviceClass.MONETARY,
+        state_class=SensorStateClass.TOTAL,
+        currency_unit="{currency}",
+        suggested_display_precision=2,
+        value_fn=lambda clock: major_to_milli_amount(clock.totals.spent_milli, clock.currency),
+        total="spent_milli",
+    ),
+    PeerEnergyMarketSensorDescription(
+        key="reputation",
+        translation_key="reputation",
+        native_unit_of_measurement=PERCENTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        available_fn=lambda clock: _own_reputation(clock) is not None,
+        value_fn=_own_reputation,
+    ),
+    PeerEnergyMarketSensorDescription(
+        key="peers_online",
+        translation_key="peers_online",
+        state_class=SensorStateClass.MEASUREMENT,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        available_fn=lambda clock: clock.federation is not None,
+        value_fn=lambda clock: None
+        if (federation := clock.federation) is None
+        else int(federation.peers_online),
+        attrs_fn=lambda clock: {}
+        if (federation := clock.federation) is None
+        else {"members": int(federation.members)},
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MarketTotalStoredData(ExtraStoredData):
+    """An exact market total (Wh or milli-minor units)."""
+
+    value: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a dict for the restore cache."""
+        return {"value": self.value}
+
+
+class PeerEnergyMarketSensor(PeerEnergyMarketEntity, SensorEntity, RestoreEntity):
+    """A market value of the home from the slot clock; totals survive restarts."""
+
+    entity_description: PeerEnergyMarketSensorDescription
+
+    def __init__(
+        self,
+        coordinator: PeerEnergyCoordinator,
+        description: PeerEnergyMarketSensorDescription,
+    ) -> None:
+        """Set the unit from the entry's currency where it has one."""
+        super().__init__(coordinator, description)
+        if description.currency_unit is not None and (market := self.market) is not None:
+            self._attr_native_unit_of_measurement = description.currency_unit.format(
+                currency=market.currency
+            )
+
+    async def async_added_to_hass(self) -> None:
+        """Give the slot clock the total stored before the restart."""
+        await super().async_added_to_hass()
+        name = self.entity_description.total
+        if name is None or (market := self.market) is None:
+            return
+        if (extra := await self.async_get_last_extra_data()) is not None:
+            value = extra.as_dict().get("value")
+            if isinstance(value, int) and not isinstance(value, bool):
+                market.restore_total(name, value)
+
+    @property
+    def extra_restore_state_data(self) -> ExtraStoredData | None:
+        """Store the exact total (nothing for other market sensors)."""
+        name = self.entity_description.total
+        if name is None or (market := self.market) is None:
+            return None
+        return MarketTotalStoredData(int(getattr(market.totals, name)))
+
+    @property
+    def available(self) -> bool:
+        """Unavailable while the value's source (ledger, federation) is missing."""
+        market = self.market
+        return market is not None and self.entity_description.available_fn(market)
+
+    @property
+    def native_value(self) -> StateType:
+        """Return the value from the slot clock."""
+        market = self.market
+        return None if market is None else self.entity_description.value_fn(market)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        """Context of the value (slot, flags) where the description has some."""
+        market = self.market
+        if market is None or self.entity_description.attrs_fn is None:
+            return None
+        return self.entity_description.attrs_fn(market)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerEnergyAssetMarketSensorDescription(SensorEntityDescription):
+    """A market sensor of an asset device: its order, allocation or reason."""
+
+    value_fn: Callable[[SlotClock, str], StateType]
+    attrs_fn: Callable[[SlotClock, str], dict[str, Any]]
+
+
+def _order_value(clock: SlotClock, sid: str) -> StateType:
+    plan = clock.next_plan
+    asset = None if plan is None else plan.assets.get(sid)
+    return None if asset is None else asset.signed_wh
+
+
+def _order_attrs(clock: SlotClock, sid: str) -> dict[str, Any]:
+    plan = clock.next_plan
+    asset = None if plan is None else plan.assets.get(sid)
+    if plan is None or asset is None:
+        return {}
+    return {
+        "slot_start": utc_from_ts(plan.slot_start).isoformat(),
+        "bids": [
+            {
+                "side": bid.side.value,
+                "steps": [[step.price, step.energy_wh] for step in bid.steps],
+                "clean": bid.clean,
+                "reason": bid.reason.code,
+            }
+            for bid in asset.bids
+        ],
+        "reason": asset.reason.code,
+        **dict(asset.reason.params),
+    }
+
+
+def _allocation_value(clock: SlotClock, sid: str) -> StateType:
+    report = clock.current
+    if report is None:
+        return None
+    alloc = report.allocations.get(sid)
+    return 0 if alloc is None else alloc.energy_wh
+
+
+def _allocation_attrs(clock: SlotClock, sid: str) -> dict[str, Any]:
+    report = clock.current
+    if report is None:
+        return {}
+    alloc = report.allocations.get(sid)
+    attrs: dict[str, Any] = {"slot_start": utc_from_ts(report.slot_start).isoformat()}
+    if alloc is not None:
+        attrs |= {
+            "market_wh": alloc.market_wh,
+            "internal_wh": alloc.internal_wh,
+            "grid_wh": alloc.grid_wh,
+        }
+    actions = clock.actions.get(sid, ()) if clock.actions_slot == report.slot_start else ()
+    attrs["control_mode"] = clock.control_mode.value
+    attrs["actions"] = [action.describe() for action in actions if action.applied]
+    attrs["advice"] = [action.describe() for action in actions if not action.applied]
+    return attrs
+
+
+def _current_reason(clock: SlotClock, sid: str) -> tuple[str, dict[str, int | str]] | None:
+    """The reason of the running slot, else (before the first outcome) of the next plan."""
+    if (report := clock.current) is not None and (reason := report.reasons.get(sid)):
+        return reason.code, dict(reason.params)
+    plan = clock.next_plan
+    if plan is not None and (asset := plan.assets.get(sid)) is not None:
+        return asset.reason.code, dict(asset.reason.params)
+    return None
+
+
+def _reason_value(clock: SlotClock, sid: str) -> StateType:
+    found = _current_reason(clock, sid)
+    if found is None:
+        return None
+    return found[0] if found[0] in REASON_CODES else SitOut.OTHER.value
+
+
+def _reason_attrs(clock: SlotClock, sid: str) -> dict[str, Any]:
+    found = _current_reason(clock, sid)
+    if found is None:
+        return {}
+    code, params = found
+    return {"code": code, **params}
+
+
+ASSET_MARKET_SENSORS: tuple[PeerEnergyAssetMarketSensorDescription, ...] = (
+    PeerEnergyAssetMarketSensorDescription(
+        key="market_order",
+        translation_key="market_order",
+        device_class=SensorDeviceClass.ENERGY,
+        native_unit_of_measurement=UnitOfEnergy.WATT_HOUR,
+        suggested_display_precision=0,
+        value_fn=_order_value,
+        attrs_fn=_order_attrs,
+    ),
+    PeerEnergyAssetMarketSensorDescription(
+        key="allocation",
+        translation_key="allocation",
+        device_class=SensorDeviceClass.ENERGY,
+        native_unit_of_measurement=UnitOfEnergy.WATT_HOUR,
+        suggested_display_precision=0,
+        value_fn=_allocation_value,
+        attrs_fn=_allocation_attrs,
+    ),
+    PeerEnergyAssetMarketSensorDescription(
+        key="market_reason",
+        translation_key="market_reason",
+        device_class=SensorDeviceClass.ENUM,
+        options=list(REASON_CODES),
+        value_fn=_reason_value,
+        attrs_fn=_reason_attrs,
+    ),
+)
+
+
+class PeerEnergyAssetMarketSensor(PeerEnergyMarketEntity, SensorEntity):
+    """An asset's order for the next slot, its allocation now, or the reason for it."""
+
+    entity_description: PeerEnergyAssetMarketSensorDescription
+    asset: AssetConfig
+
+    def __init__(
+        self,
+        coordinator: PeerEnergyCoordinator,
+        description: PeerEnergyAssetMarketSensorDescription,
+        asset: AssetConfig,
+    ) -> None:
+        """Bind the description to one asset."""
+        super().__init__(coordinator, description, asset)
+
+    @property
+    def native_value(self) -> StateType:
+        """Return the value for this asset."""
+        market = self.market
+        if market is None:
+            return None
+        return self.entity_description.value_fn(market, self.asset.subentry_id)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        """Slot, steps, energy split, actions or reason parameters."""
+        market = self.market
+        if market is None:
+            return None
+        return self.entity_description.attrs_fn(market, self.asset.subentry_id)

@@ -1,0 +1,1237 @@
+"""The slot clock: every slot, read the home, run the agents, trade, and act on the result.
+
+The SlotClock is the shell's market loop. It holds no market logic of its own: the bidding
+agents, the home agent, clearing and the split of a fill back to the assets all come from
+the engine (``core.agents``, ``core.clearing``). What it does, per slot ``S`` (slot starts are
+aligned to UTC multiples of the slot length):
+
+1. At the start of the slot before ``S`` it *prepares* ``S``: it reads the asset states from the
+   coordinator, the per-asset controls from the runtime, the grid prices and the owner's
+   policy, runs one agent per participating asset (plus the home's inflexible base load and
+   any manual orders), and nets their bids into ONE home order. Only that aggregate order
+   leaves the house.
+2. In a community (``runtime.federation`` set) it hands the order to
+   ``federation.async_submit_orders``; the federation clears ``S`` with the peers at gate
+   closure and calls back with a ``SlotOutcome``. Without a community the home clears on
+   its own at gate closure (``S - lead``): its assets trade with each other and the grid
+   only, so the owner sees what the agents would do and why.
+3. On the outcome it splits the home's result back to the assets (``split_fill``), each
+   allocation with a reason, updates the entities and fires ``peer_energy_slot_cleared``.
+4. At the start of ``S`` it *acts*: in control mode (``ControlMode.CONTROL``) it switches
+   plugs and the EV charger, sets the charge current and the battery's mode or setpoint
+   through the entities the owner mapped, logging every action with its reason at info
+   level. In advise mode it only shows the same actions as advice.
+
+An asset without readings sits the slot out with a reason; nothing here raises on missing
+or odd readings. Units: energy Wh, power W, prices minor units per kWh, money milli-minor
+units (Wh x minor/kWh), all integers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+import inspect
+import math
+from pathlib import Path
+import shutil
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON
+from homeassistant.core import HassJob, HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers.event import async_track_point_in_utc_time
+from homeassistant.util import dt as dt_util
+
+from .const import (
+    CONF_CLEAN_ONLY,
+    CONF_CONTROL_MODE,
+    CONF_CURRENCY,
+    CONF_CURRENT_ENTITY,
+    CONF_EXPORT_PRICE,
+    CONF_EXPORT_PRICE_ENTITY,
+    CONF_IMPORT_PRICE,
+    CONF_IMPORT_PRICE_ENTITY,
+    CONF_MAX_BUY_PRICE,
+    CONF_MIN_SELL_PRICE,
+    CONF_MODE_ENTITY,
+    CONF_PEAK_MARGIN_PCT,
+    CONF_SETPOINT_ENTITY,
+    CONF_SLOT_MINUTES,
+    CONF_SWITCH_ENTITY,
+    DEFAULT_PEAK_MARGIN_PCT,
+    DEFAULT_SLOT_MINUTES,
+    DOMAIN,
+    LOGGER,
+    AssetKind,
+    ControlMode,
+    PowerSign,
+)
+from .core.agents import (
+    AssetAllocation,
+    AssetBid,
+    AssetKind as AgentKind,
+    BatteryState,
+    EVState,
+    Horizon,
+    OwnerPolicy,
+    PlugState,
+    PriceOutlook,
+    base_load_bids,
+    battery_bids,
+    ev_bids,
+    home_order,
+    plug_after_slot,
+    plug_bids,
+    pv_bids,
+    split_fill,
+)
+from .core.clearing import Fill, SlotResult, clear_slot
+from .core.orders import MarketRules, Order, Reason, Side, Step
+from .prices import (
+    InvalidPriceError,
+    fixed_price_to_minor,
+    minor_digits,
+    price_state_to_minor,
+)
+
+if TYPE_CHECKING:
+    from homeassistant.config_entries import ConfigEntry
+
+    from .coordinator import AssetConfig, PeerEnergyData
+    from .runtime import PeerEnergyRuntime
+
+EVENT_SLOT_CLEARED: Final = f"{DOMAIN}_slot_cleared"
+EVENT_REPLENISHMENT_REQUESTED: Final = f"{DOMAIN}_replenishment_requested"
+
+# Gate closure lead without a community: orders of a slot are final this long before it.
+DEFAULT_GATE_LEAD_S: Final = 60
+# Horizon the agents plan over (slots); only the first slot's bids become an order.
+MAX_HORIZON_SLOTS: Final = 96
+# Bids of the home's inflexible load and of manual orders use these asset ids.
+BASE_LOAD_ID: Final = "base_load"
+MANUAL_ID: Final = "manual"
+# Agent defaults for limits the owner did not configure.
+DEFAULT_BATTERY_POWER_W: Final = 3000
+DEFAULT_EV_POWER_W: Final = 11_000
+SECONDS_PER_DAY: Final = 86_400
+# Largest manual order (Wh), a guard against typos.
+MAX_MANUAL_WH: Final = 1_000_000
+
+
+class SitOut(StrEnum):
+    """Reason codes of an asset that places no bid this slot (besides the agents' codes)."""
+
+    NO_READING = "no_reading"
+    NOT_PARTICIPATING = "not_participating"
+    NOT_FLEXIBLE = "not_flexible"
+    METER_ONLY = "meter_only"
+    NOT_PLUGGED = "not_plugged"
+    NO_CAPACITY = "no_capacity"
+    NO_PRICE = "no_price"
+    NO_BID = "no_bid"
+    SLOT_VOID = "slot_void"
+    PLUG_WAIT = "plug_wait"
+    MANUAL_ORDER = "manual_order"
+    OTHER = "other"
+
+
+# Every reason code an asset can show (the agents' codes and ours), the options of the
+# per-asset reason sensor; translated in strings.json. A code not listed shows as "other".
+AGENT_REASON_CODES: Final = (
+    "pv_surplus",
+    "base_load",
+    "battery_charge_cheap",
+    "battery_discharge_dear",
+    "ev_charge",
+    "ev_deadline",
+    "plug_run",
+    "plug_delay_exhausted",
+    "bought_market",
+    "served_internal",
+    "grid_fallback",
+    "not_served_price",
+    "sold_market",
+    "used_internal",
+    "exported_feed_in",
+    "held_back",
+)
+REASON_CODES: Final = (*AGENT_REASON_CODES, *(code.value for code in SitOut))
+
+
+class FederationLike(Protocol):
+    """What the slot clock uses of the federation link (see issue5_split.md)."""
+
+    gate_closure_lead_ms: int
+    slot_ms: int
+    member_key: str
+    peers_online: int
+    members: int
+
+    async def async_submit_orders(self, slot_start_ms: int, orders: Sequence[Order]) -> None:
+        """Send the home's orders for one slot to the community."""
+
+    def async_add_result_listener(self, cb: Callable[[Any], None]) -> Callable[[], None]:
+        """Call ``cb(outcome)`` for every slot outcome; return an unsubscriber."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssetPlan:
+    """One asset in one slot: its bid (None when it sits out) and why."""
+
+    asset_id: str
+    bids: tuple[AssetBid, ...]
+    reason: Reason
+
+    @property
+    def signed_wh(self) -> int:
+        """Energy of the bids: positive buys (consumes), negative sells (produces)."""
+        return sum(bid.energy_wh if bid.side is Side.BUY else -bid.energy_wh for bid in self.bids)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlotPlan:
+    """Everything the home decided for one slot before gate closure."""
+
+    slot_start: int
+    import_price: int
+    feed_in_tariff: int
+    order: Order | None
+    bids: tuple[AssetBid, ...]
+    assets: Mapping[str, AssetPlan]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssetAction:
+    """A service call on one of the owner's entities, with the reason for it."""
+
+    asset_id: str
+    domain: str
+    service: str
+    entity_id: str
+    data: Mapping[str, Any]
+    reason: Reason
+    applied: bool = False
+    error: str | None = None
+
+    def describe(self) -> str:
+        """Short text for logs and attributes, such as ``switch.turn_off switch.plug``."""
+        extra = "".join(f" {key}={value}" for key, value in sorted(self.data.items()))
+        return f"{self.domain}.{self.service} {self.entity_id}{extra}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlotReport:
+    """The outcome of one slot for this home, split back to its assets."""
+
+    slot_start: int
+    price: int | None
+    clean_price: int | None
+    void: bool
+    void_reason: str | None
+    local: bool
+    position_wh: int
+    bought_wh: int
+    sold_wh: int
+    paid_milli: int
+    received_milli: int
+    allocations: Mapping[str, AssetAllocation]
+    reasons: Mapping[str, Reason]
+
+
+@dataclass(slots=True)
+class MarketTotals:
+    """Running totals since installation (restored across restarts by their sensors)."""
+
+    bought_wh: int = 0
+    sold_wh: int = 0
+    earned_milli: int = 0
+    spent_milli: int = 0
+    restored: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _PlugMemory:
+    power_w: int | None = None
+    delay_used_s: int = 0
+    flex_wh: int = 0
+
+
+def utc_from_ts(ts: int) -> datetime:
+    """A UTC datetime from integer Unix seconds."""
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def price_to_major(price: int | None, currency: str) -> float | None:
+    """A price in minor units per kWh shown in major units per kWh (display only)."""
+    if price is None:
+        return None
+    return float(price / 10 ** minor_digits(currency))
+
+
+def major_to_milli_amount(milli: int, currency: str) -> float:
+    """A milli-minor amount shown in major currency units (display only)."""
+    return float(milli / (1000 * 10 ** minor_digits(currency)))
+
+
+def _policy_price(options: Mapping[str, Any], key: str, currency: str) -> int | None:
+    value = options.get(key)
+    if value is None:
+        return None
+    try:
+        return fixed_price_to_minor(value, currency)
+    except (InvalidPriceError, TypeError):
+        return None
+
+
+def _reason_params(reason: Reason) -> dict[str, int | str]:
+    return dict(reason.params)
+
+
+class SlotClock:
+    """Runs the home's market every slot (see the module docstring)."""
+
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry[Any]) -> None:
+        """Bind to a loaded entry; ``async_start`` starts the timers."""
+        self.hass = hass
+        self.entry = entry
+        self.currency = str(entry.data.get(CONF_CURRENCY) or hass.config.currency)
+        self.plans: dict[int, SlotPlan] = {}
+        self.reports: dict[int, SlotReport] = {}
+        self.actions: dict[str, tuple[AssetAction, ...]] = {}
+        self.actions_slot: int | None = None
+        self.prices: dict[int, int] = {}
+        self.manual: dict[int, list[AssetBid]] = {}
+        self.totals = MarketTotals()
+        self._listeners: list[Callable[[], None]] = []
+        self._unsubs: list[Callable[[], None]] = []
+        self._timers: dict[str, Callable[[], None]] = {}
+        self._ev_charged: dict[str, int] = {}
+        self._ev_departure: dict[str, int] = {}
+        self._plugs: dict[str, _PlugMemory] = {}
+        self._last_import: int | None = None
+        self._last_export: int | None = None
+        self._manual_seq = 0
+        self._stopped = True
+
+    # --- configuration read each slot ---------------------------------------------------
+
+    @property
+    def runtime(self) -> PeerEnergyRuntime:
+        """The entry's runtime data."""
+        runtime: PeerEnergyRuntime = self.entry.runtime_data
+        return runtime
+
+    @property
+    def federation(self) -> FederationLike | None:
+        """The community link, or None while the home is in no community."""
+        federation: FederationLike | None = getattr(self.runtime, "federation", None)
+        return federation
+
+    @property
+    def slot_seconds(self) -> int:
+        """Slot length: the community's when in one, else the entry's."""
+        if (federation := self.federation) is not None and federation.slot_ms > 0:
+            return max(1, federation.slot_ms // 1000)
+        minutes = self.entry.data.get(CONF_SLOT_MINUTES, DEFAULT_SLOT_MINUTES)
+        try:
+            seconds = int(minutes) * 60
+        except (TypeError, ValueError):
+            seconds = DEFAULT_SLOT_MINUTES * 60
+        if seconds <= 0 or SECONDS_PER_DAY % seconds:
+            seconds = DEFAULT_SLOT_MINUTES * 60
+        return seconds
+
+    @property
+    def gate_lead_seconds(self) -> int:
+        """How long before a slot its orders are final (always less than a slot)."""
+        federation = self.federation
+        lead = (
+            federation.gate_closure_lead_ms // 1000
+            if federation is not None
+            else DEFAULT_GATE_LEAD_S
+        )
+        return max(0, min(lead, self.slot_seconds // 2))
+
+    @property
+    def control_mode(self) -> ControlMode:
+        """Whether the owner allowed Peer Energy to act on the devices."""
+        try:
+            return ControlMode(self.entry.options.get(CONF_CONTROL_MODE, ControlMode.ADVISE))
+        except ValueError:
+            return ControlMode.ADVISE
+
+    @property
+    def peak_margin_pct(self) -> int:
+        """The owner's peak margin in percent."""
+        value = self.entry.options.get(CONF_PEAK_MARGIN_PCT, DEFAULT_PEAK_MARGIN_PCT)
+        try:
+            return max(0, int(value))
+        except (TypeError, ValueError):
+            return DEFAULT_PEAK_MARGIN_PCT
+
+    @property
+    def member(self) -> str:
+        """The id this home's orders carry."""
+        if (federation := self.federation) is not None:
+            return federation.member_key
+        ledger = getattr(self.runtime, "ledger", None)
+        if ledger is not None:
+            return str(ledger.member)
+        return self.entry.entry_id
+
+    def policy(self) -> OwnerPolicy:
+        """The owner's policy from the options."""
+        options = self.entry.options
+        return OwnerPolicy(
+            clean_only=bool(options.get(CONF_CLEAN_ONLY, False)),
+            max_buy_price=_policy_price(options, CONF_MAX_BUY_PRICE, self.currency),
+            min_sell_price=_policy_price(options, CONF_MIN_SELL_PRICE, self.currency),
+            peak_margin_pct=self.peak_margin_pct,
+        )
+
+    def _price(self, fixed_key: str, entity_key: str) -> int | None:
+        data = self.entry.data
+        if (entity_id := data.get(entity_key)) is not None:
+            try:
+                return price_state_to_minor(self.hass.states.get(entity_id), self.currency)
+            except InvalidPriceError as err:
+                LOGGER.debug("Price entity %s has no usable price: %s", entity_id, err.code)
+                return None
+        if (value := data.get(fixed_key)) is None:
+            return None
+        try:
+            return fixed_price_to_minor(value, self.currency)
+        except (InvalidPriceError, TypeError):
+            return None
+
+    def grid_prices(self) -> tuple[int, int] | None:
+        """(import price, feed-in tariff) now; the last known ones while an entity is away."""
+        import_price = self._price(CONF_IMPORT_PRICE, CONF_IMPORT_PRICE_ENTITY)
+        export_price = self._price(CONF_EXPORT_PRICE, CONF_EXPORT_PRICE_ENTITY)
+        if import_price is not None:
+            self._last_import = import_price
+        if export_price is not None:
+            self._last_export = export_price
+        if self._last_import is None or self._last_export is None:
+            return None
+        return self._last_import, self._last_export
+
+    # --- views for entities -------------------------------------------------------------
+
+    def slot_now(self, now: datetime | None = None) -> int:
+        """Start of the slot that contains ``now`` (Unix seconds)."""
+        ts = int((now or dt_util.utcnow()).timestamp())
+        return ts - ts % self.slot_seconds
+
+    @property
+    def current(self) -> SlotReport | None:
+        """The outcome of the slot running now."""
+        return self.reports.get(self.slot_now())
+
+    @property
+    def next(self) -> SlotReport | None:
+        """The outcome of the next slot, once it is known (after its gate closure)."""
+        return self.reports.get(self.slot_now() + self.slot_seconds)
+
+    @property
+    def next_plan(self) -> SlotPlan | None:
+        """The plan (orders) for the next slot."""
+        return self.plans.get(self.slot_now() + self.slot_seconds)
+
+    def average_price(self) -> int | None:
+        """Mean clearing price over the last day (floored), None without history."""
+        start = self.slot_now() - SECONDS_PER_DAY
+        recent = [price for slot, price in self.prices.items() if slot >= start]
+        if not recent:
+            return None
+        return sum(recent) // len(recent)
+
+    def price_peak(self) -> bool | None:
+        """Whether the current price is above the average by more than the peak margin."""
+        current = self.current
+        average = self.average_price()
+        if current is None or current.price is None or average is None:
+            return None
+        return current.price * 100 > average * (100 + self.peak_margin_pct)
+
+    @callback
+    def async_add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` whenever plans, outcomes or actions change."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    @callback
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()
+
+    @callback
+    def restore_total(self, name: str, value: int) -> None:
+        """Add a total restored by its sensor (once per name)."""
+        if name in self.totals.restored or value < 0 or not hasattr(self.totals, name):
+            return
+        self.totals.restored.add(name)
+        setattr(self.totals, name, getattr(self.totals, name) + value)
+        self._notify()
+
+    # --- timers -------------------------------------------------------------------------
+
+    @callback
+    def async_start(self) -> None:
+        """Prepare the next slot now and start the slot timers."""
+        self._stopped = False
+        federation = self.federation
+        if federation is not None:
+            self._unsubs.append(federation.async_add_result_listener(self.async_handle_outcome))
+        now = dt_util.utcnow()
+        current = self.slot_now(now)
+        upcoming = current + self.slot_seconds
+        if int(now.timestamp()) < upcoming - self.gate_lead_seconds:
+            self._schedule_prepare(upcoming)
+        self._schedule("boundary", utc_from_ts(upcoming), self._async_boundary)
+
+    @callback
+    def async_stop(self) -> None:
+        """Cancel every timer and subscription (called on unload)."""
+        self._stopped = True
+        for unsub in self._timers.values():
+            unsub()
+        self._timers.clear()
+        while self._unsubs:
+            self._unsubs.pop()()
+
+    @property
+    def timers(self) -> tuple[str, ...]:
+        """Names of the pending timers (for tests and diagnostics)."""
+        return tuple(sorted(self._timers))
+
+    @callback
+    def _schedule(self, name: str, when: datetime, action: Callable[[datetime], Any]) -> None:
+        if (old := self._timers.pop(name, None)) is not None:
+            old()
+
+        @callback
+        def fire(now: datetime) -> None:
+            self._timers.pop(name, None)
+            result = action(now)
+            if inspect.isawaitable(result):
+                self.entry.async_create_task(self.hass, result, f"{DOMAIN} {name}")
+
+        self._timers[name] = async_track_point_in_utc_time(
+            self.hass, HassJob(fire, f"{DOMAIN} {name}"), when
+        )
+
+    @callback
+    def _schedule_prepare(self, slot: int) -> None:
+        """Prepare ``slot`` now (as a task); clear it locally at its gate closure."""
+        self.entry.async_create_task(self.hass, self.async_prepare(slot), f"{DOMAIN} prepare")
+        if self.federation is None:
+            gate = utc_from_ts(slot - self.gate_lead_seconds)
+            self._schedule("gate", gate, lambda _now: self._local_clear(slot))
+
+    async def _async_boundary(self, now: datetime) -> None:
+        """A slot starts: act on its outcome, prepare the next one, re-arm the timer."""
+        if self._stopped:
+            return
+        slot = self.slot_now(now)
+        nxt = slot + self.slot_seconds
+        self._prune(slot)
+        self._schedule("boundary", utc_from_ts(nxt), self._async_boundary)
+        self._schedule_prepare(nxt)
+        await self.async_act(slot)
+
+    def _prune(self, slot: int) -> None:
+        keep = slot - SECONDS_PER_DAY
+        for store in (self.plans, self.reports, self.prices, self.manual):
+            for old in [s for s in store if s < keep]:
+                del store[old]
+
+    # --- step 1: plan the slot ----------------------------------------------------------
+
+    async def async_prepare(self, slot: int) -> SlotPlan | None:
+        """Build the home order for ``slot`` and submit it (community) or keep it (local)."""
+        plan = self.plan_slot(slot)
+        self.plans[slot] = plan
+        self._notify()
+        federation = self.federation
+        if federation is None:
+            return plan
+        orders = () if plan.order is None else (plan.order,)
+        try:
+            await federation.async_submit_orders(slot * 1000, orders)
+        except HomeAssistantError as err:
+            LOGGER.warning("Could not send the orders for slot %s: %s", utc_from_ts(slot), err)
+        return plan
+
+    def plan_slot(self, slot: int) -> SlotPlan:
+        """Run the agents for ``slot`` from the current readings (pure, no I/O)."""
+        runtime = self.runtime
+        prices = self.grid_prices()
+        if prices is None:
+            reason = Reason.of(SitOut.NO_PRICE)
+            return SlotPlan(
+                slot_start=slot,
+                import_price=0,
+                feed_in_tariff=0,
+                order=None,
+                bids=(),
+                assets={
+                    sid: AssetPlan(asset_id=sid, bids=(), reason=reason) for sid in runtime.assets
+                },
+            )
+        import_price, feed_in = prices
+        seconds = self.slot_seconds
+        horizon = Horizon(
+            tuple(
+                slot + k * seconds
+                for k in range(min(MAX_HORIZON_SLOTS, SECONDS_PER_DAY // seconds))
+            ),
+            seconds,
+        )
+        outlook = PriceOutlook(
+            import_price=import_price,
+            feed_in_tariff=feed_in,
+            expected=tuple(self._expected(s, import_price, feed_in) for s in horizon.slots),
+        )
+        policy = self.policy()
+        data: PeerEnergyData = runtime.coordinator.data
+        plans: dict[str, AssetPlan] = {}
+        for sid, asset in runtime.assets.items():
+            plans[sid] = self._plan_asset(asset, data, slot, horizon, outlook, policy)
+        plans[BASE_LOAD_ID] = self._plan_base_load(data, slot, horizon, outlook)
+        bids = [bid for plan in plans.values() for bid in plan.bids]
+        for k, bid in enumerate(self.manual.get(slot, ())):
+            plans[f"{MANUAL_ID}_{k + 1}"] = AssetPlan(
+                asset_id=bid.asset_id, bids=(bid,), reason=bid.reason
+            )
+            bids.append(bid)
+        order = home_order(self.member, slot, bids, outlook.at(0), policy, import_price, feed_in)
+        return SlotPlan(
+            slot_start=slot,
+            import_price=import_price,
+            feed_in_tariff=feed_in,
+            order=order,
+            bids=tuple(bids),
+            assets=plans,
+        )
+
+    def _expected(self, slot: int, import_price: int, feed_in: int) -> int:
+        """Expected price of a slot: the same slot a day earlier, else the grid midpoint."""
+        return self.prices.get(slot - SECONDS_PER_DAY, (import_price + feed_in) // 2)
+
+    def _plan_asset(
+        self,
+        asset: AssetConfig,
+        data: PeerEnergyData,
+        slot: int,
+        horizon: Horizon,
+        outlook: PriceOutlook,
+        policy: OwnerPolicy,
+    ) -> AssetPlan:
+        sid = asset.subentry_id
+        controls = self.runtime.controls_for(sid)
+
+        def out(code: str, **params: int | str) -> AssetPlan:
+            return AssetPlan(asset_id=sid, bids=(), reason=Reason.of(code, **params))
+
+        if asset.kind is AssetKind.GRID_METER:
+            return out(SitOut.METER_ONLY)
+        if not controls.participating:
+            return out(SitOut.NOT_PARTICIPATING)
+        reading = data.assets.get(sid)
+        if reading is None:
+            return out(SitOut.NO_READING, missing="all")
+        bids: tuple[AssetBid, ...] = ()
+        if asset.kind is AssetKind.PV:
+            if reading.power_w is None:
+                return out(SitOut.NO_READING, missing="power")
+            bids = pv_bids(sid, [horizon.energy(max(reading.power_w, 0))], horizon, outlook, policy)
+        elif asset.kind is AssetKind.BATTERY:
+            if not asset.capacity_wh:
+                return out(SitOut.NO_CAPACITY)
+            if reading.soc_pct is None:
+                return out(SitOut.NO_READING, missing="soc")
+            state = BatteryState(
+                sid,
+                capacity_wh=asset.capacity_wh,
+                soc_wh=round(asset.capacity_wh * reading.soc_pct / 100),
+                reserve_pct=controls.battery_reserve_pct,
+                max_charge_w=asset.max_charge_w or DEFAULT_BATTERY_POWER_W,
+                max_discharge_w=asset.max_discharge_w or DEFAULT_BATTERY_POWER_W,
+            )
+            bids = battery_bids(state, horizon, outlook, policy)
+        elif asset.kind is AssetKind.EV_CHARGER:
+            if "plugged_entity" in asset.sources and reading.plugged is None:
+                return out(SitOut.NO_READING, missing="plugged")
+            departure = self._departure(sid, slot, controls.ev_departure)
+            if reading.plugged is False:
+                self._ev_charged[sid] = 0
+                return out(SitOut.NOT_PLUGGED)
+            needed = max(0, controls.ev_energy_needed_wh - self._ev_charged.get(sid, 0))
+            ev = EVState(
+                sid,
+                energy_needed_wh=needed,
+                departure=departure,
+                max_charge_w=asset.max_charge_w or DEFAULT_EV_POWER_W,
+            )
+            bids = ev_bids(ev, horizon, outlook, policy)
+        elif asset.kind is AssetKind.PLUG:
+            if not controls.plug_flexible:
+                return out(SitOut.NOT_FLEXIBLE)
+            memory = self._plugs.setdefault(sid, _PlugMemory())
+            if reading.power_w is not None and reading.power_w > 0:
+                memory.power_w = reading.power_w
+            if memory.power_w is None:
+                return out(SitOut.NO_READING, missing="power")
+            plug = PlugState(
+                sid,
+                remaining_wh=horizon.energy(memory.power_w),
+                power_w=memory.power_w,
+                max_delay_s=controls.plug_max_delay_min * 60,
+                delay_used_s=memory.delay_used_s,
+                flex_wh=memory.flex_wh,
+            )
+            bids = plug_bids(plug, horizon, outlook, policy)
+            if not any(bid.slot_start == slot for bid in bids):
+                # The agent holds the plug off this slot (price above its threshold).
+                return AssetPlan(
+                    asset_id=sid,
+                    bids=(),
+                    reason=Reason.of(
+                        SitOut.PLUG_WAIT,
+                        expected=outlook.at(0),
+                        delay_used_s=memory.delay_used_s,
+                    ),
+                )
+        mine = [bid for bid in bids if bid.slot_start == slot]
+        if not mine:
+            return out(SitOut.NO_BID)
+        return AssetPlan(asset_id=sid, bids=tuple(mine), reason=mine[0].reason)
+
+    def _departure(self, sid: str, slot: int, departure: Any) -> int:
+        """Next departure (Unix seconds) after the slot starts; resets the charged count."""
+        local = dt_util.as_local(utc_from_ts(slot))
+        when = local.replace(hour=departure.hour, minute=departure.minute, second=0, microsecond=0)
+        if when <= local:
+            when += timedelta(days=1)
+        ts = int(when.timestamp())
+        if self._ev_departure.get(sid) != ts:
+            self._ev_departure[sid] = ts
+            self._ev_charged[sid] = 0
+        return ts
+
+    def _plan_base_load(
+        self, data: PeerEnergyData, slot: int, horizon: Horizon, outlook: PriceOutlook
+    ) -> AssetPlan:
+        """The home's inflexible load: everything no agent bids for, as persistence forecast."""
+        runtime = self.runtime
+        grid = data.grid_power_w
+        if grid is None:
+            return AssetPlan(
+                asset_id=BASE_LOAD_ID,
+                bids=(),
+                reason=Reason.of(SitOut.NO_READING, missing="grid"),
+            )
+        load = grid
+        for sid, asset in runtime.assets.items():
+            reading = data.assets.get(sid)
+            power = 0 if reading is None or reading.power_w is None else reading.power_w
+            controls = runtime.controls_for(sid)
+            if asset.kind is AssetKind.PV:
+                load += max(power, 0)
+            elif asset.kind is AssetKind.BATTERY:
+                load += power
+            elif controls.participating and (
+                asset.kind is AssetKind.EV_CHARGER
+                or (asset.kind is AssetKind.PLUG and controls.plug_flexible)
+            ):
+                load -= power
+        bids = base_load_bids(BASE_LOAD_ID, [horizon.energy(max(load, 0))], horizon, outlook)
+        if not bids:
+            return AssetPlan(
+                asset_id=BASE_LOAD_ID, bids=(), reason=Reason.of("base_load", forecast_wh=0)
+            )
+        return AssetPlan(asset_id=BASE_LOAD_ID, bids=bids[:1], reason=bids[0].reason)
+
+    # --- manual orders ------------------------------------------------------------------
+
+    def add_manual_order(self, slot: int, side: Side, energy_wh: int, price: int) -> str:
+        """Add the owner's own bid or offer to a slot's home order; return its id.
+
+        The caller checks that the slot is still open (before its gate closure).
+        """
+        self._manual_seq += 1
+        asset_id = f"{MANUAL_ID}_{self._manual_seq}"
+        bid = AssetBid(
+            asset_id,
+            AgentKind.BASE_LOAD,
+            slot,
+            side,
+            (Step(price, energy_wh),),
+            Reason.of(SitOut.MANUAL_ORDER, energy_wh=energy_wh, limit=price),
+        )
+        self.manual.setdefault(slot, []).append(bid)
+        return asset_id
+
+    def gate_closure(self, slot: int) -> int:
+        """Gate closure of ``slot`` (Unix seconds)."""
+        return slot - self.gate_lead_seconds
+
+    # --- step 2/3: outcome --------------------------------------------------------------
+
+    @callback
+    def _local_clear(self, slot: int) -> None:
+        """Clear ``slot`` for this home alone: its assets with each other and the grid."""
+        plan = self.plans.get(slot)
+        if plan is None or self.federation is not None:
+            return
+        self._record(self._report(plan, fills=(), result=None, local=True))
+
+    @callback
+    def async_handle_outcome(self, outcome: Any) -> None:
+        """Take a community ``SlotOutcome`` (from the federation link)."""
+        slot = int(outcome.slot_start_ms) // 1000
+        plan = self.plans.get(slot)
+        if plan is None:
+            LOGGER.debug("Outcome for slot %s without a plan here; ignored", slot)
+            return
+        result: SlotResult | None = outcome.result
+        void_reason: str | None = outcome.void_reason
+        report = self._report(
+            plan,
+            fills=tuple(outcome.own_fills),
+            result=result,
+            local=False,
+            void_reason=void_reason if result is None else None,
+        )
+        self._record(report)
+
+    def _report(
+        self,
+        plan: SlotPlan,
+        *,
+        fills: Sequence[Fill],
+        result: SlotResult | None,
+        local: bool,
+        void_reason: str | None = None,
+    ) -> SlotReport:
+        me = self.member
+        bought = sum(f.energy_wh for f in fills if f.buyer == me)
+        sold = sum(f.energy_wh for f in fills if f.seller == me)
+        paid = sum(f.energy_wh * (f.price + f.fee) for f in fills if f.buyer == me)
+        received = sum(f.energy_wh * f.price for f in fills if f.seller == me)
+        traded = bought + sold
+        void = not local and result is None
+        side = plan.order.side if plan.order is not None else None
+        clean_price = None if result is None else result.clean_price
+        if traded:
+            # Volume-weighted price of this home's own fills (fees excluded).
+            price = sum(f.energy_wh * f.price for f in fills) // traded
+        elif result is not None and result.general_price is not None:
+            price = result.general_price
+        else:
+            price = self._home_price(plan)
+        allocations = split_fill(
+            plan.bids,
+            plan.slot_start,
+            side,
+            bought if side is Side.BUY else sold,
+            price,
+            plan.import_price,
+            plan.feed_in_tariff,
+        )
+        by_asset = _merge_allocations(allocations)
+        reasons: dict[str, Reason] = {}
+        for key, asset_plan in plan.assets.items():
+            alloc = by_asset.get(asset_plan.asset_id)
+            if alloc is None:
+                reasons[key] = asset_plan.reason
+            elif void:
+                reasons[key] = Reason.of(
+                    SitOut.SLOT_VOID,
+                    void_reason=void_reason or "unknown",
+                    **dict(alloc.reason.params),
+                )
+            else:
+                reasons[key] = alloc.reason
+        position = sum(a.market_wh + a.grid_wh for a in allocations)
+        return SlotReport(
+            slot_start=plan.slot_start,
+            price=price if plan.order is not None or traded else None,
+            clean_price=clean_price,
+            void=void,
+            void_reason=void_reason if void else None,
+            local=local,
+            position_wh=position,
+            bought_wh=bought,
+            sold_wh=sold,
+            paid_milli=paid,
+            received_milli=received,
+            allocations={
+                key: by_asset[p.asset_id]
+                for key, p in plan.assets.items()
+                if p.asset_id in by_asset
+            },
+            reasons=reasons,
+        )
+
+    def _home_price(self, plan: SlotPlan) -> int:
+        """The home's own price without a peer trade: its assets cleared among themselves.
+
+        When its assets trade with each other that internal clearing price; otherwise the
+        grid price the home faces (import price when it buys, feed-in tariff when it sells).
+        """
+        orders = [
+            Order(
+                order_id=bid.asset_id,
+                owner=bid.asset_id,
+                side=bid.side,
+                slot_start=plan.slot_start,
+                steps=bid.steps,
+                clean=bid.clean,
+            )
+            for bid in plan.bids
+        ]
+        rules = MarketRules(
+            import_price=plan.import_price,
+            feed_in_tariff=plan.feed_in_tariff,
+            slot_seconds=self.slot_seconds,
+        )
+        internal = clear_slot(orders, rules, slot_start=plan.slot_start)
+        if internal.volume_wh > 0 and internal.general_price is not None:
+            return internal.general_price
+        if plan.order is not None and plan.order.side is Side.SELL:
+            return plan.feed_in_tariff
+        return plan.import_price
+
+    @callback
+    def _record(self, report: SlotReport) -> None:
+        """Keep an outcome, update totals and agent memories, tell entities and the bus."""
+        slot = report.slot_start
+        self.reports[slot] = report
+        if report.price is not None:
+            self.prices[slot] = report.price
+        totals = self.totals
+        totals.bought_wh += report.bought_wh
+        totals.sold_wh += report.sold_wh
+        totals.spent_milli += report.paid_milli
+        totals.earned_milli += report.received_milli
+        self._after_slot(report)
+        LOGGER.debug(
+            "Slot %s cleared%s: price %s, position %s Wh",
+            utc_from_ts(slot).isoformat(),
+            " (void)" if report.void else "",
+            report.price,
+            report.position_wh,
+        )
+        self.hass.bus.async_fire(
+            EVENT_SLOT_CLEARED,
+            {
+                "config_entry_id": self.entry.entry_id,
+                "slot_start": utc_from_ts(slot).isoformat(),
+                "price": price_to_major(report.price, self.currency),
+                "price_minor": report.price,
+                "currency": self.currency,
+                "position_wh": report.position_wh,
+                "bought_wh": report.bought_wh,
+                "sold_wh": report.sold_wh,
+                "void": report.void,
+                "void_reason": report.void_reason,
+                "local": report.local,
+            },
+        )
+        self._notify()
+
+    def _after_slot(self, report: SlotReport) -> None:
+        """Update what agents remember across slots (EV energy charged, plug delay)."""
+        plan = self.plans.get(report.slot_start)
+        if plan is None:
+            return
+        for sid, asset in self.runtime.assets.items():
+            alloc = report.allocations.get(sid)
+            if asset.kind is AssetKind.EV_CHARGER and alloc is not None:
+                self._ev_charged[sid] = self._ev_charged.get(sid, 0) + max(alloc.energy_wh, 0)
+            elif asset.kind is AssetKind.PLUG and sid in self._plugs:
+                memory = self._plugs[sid]
+                asset_plan = plan.assets.get(sid)
+                if asset_plan is None or memory.power_w is None:
+                    continue
+                if asset_plan.reason.code in (SitOut.NOT_FLEXIBLE, SitOut.NOT_PARTICIPATING):
+                    continue
+                wanted = memory.power_w * self.slot_seconds // 3600
+                ran = 0 if alloc is None else max(alloc.energy_wh, 0)
+                state = plug_after_slot(
+                    PlugState(
+                        sid,
+                        remaining_wh=wanted,
+                        power_w=memory.power_w,
+                        max_delay_s=0,
+                        delay_used_s=memory.delay_used_s,
+                        flex_wh=memory.flex_wh,
+                    ),
+                    ran,
+                    wanted,
+                    self.slot_seconds,
+                )
+                memory.flex_wh = state.flex_wh
+                # Work done resets the delay budget; a slot held off uses it up.
+                memory.delay_used_s = 0 if ran >= wanted else state.delay_used_s
+
+    # --- step 4: act --------------------------------------------------------------------
+
+    async def async_act(self, slot: int) -> tuple[AssetAction, ...]:
+        """Turn the slot's allocations into actions; carry them out in control mode."""
+        report = self.reports.get(slot)
+        if report is None:
+            self.actions = {}
+            self.actions_slot = slot
+            self._notify()
+            return ()
+        control = self.control_mode is ControlMode.CONTROL
+        done: list[AssetAction] = []
+        for sid, asset in self.runtime.assets.items():
+            alloc = report.allocations.get(sid)
+            if alloc is None:
+                continue
+            reason = report.reasons.get(sid, alloc.reason)
+            for planned in self._actions_for(asset, alloc, reason):
+                if control:
+                    done.append(await self._async_apply(asset, planned, slot))
+                else:
+                    LOGGER.debug("Advice for %s: %s", asset.name, planned.describe())
+                    done.append(planned)
+        grouped: dict[str, list[AssetAction]] = {}
+        for action in done:
+            grouped.setdefault(action.asset_id, []).append(action)
+        self.actions = {sid: tuple(actions) for sid, actions in grouped.items()}
+        self.actions_slot = slot
+        self._notify()
+        return tuple(done)
+
+    def _actions_for(
+        self, asset: AssetConfig, alloc: AssetAllocation, reason: Reason
+    ) -> list[AssetAction]:
+        """The service calls that make an asset follow its allocation (not yet applied)."""
+        sources = asset.sources
+        sid = asset.subentry_id
+        actions: list[AssetAction] = []
+
+        def add(domain: str, service: str, entity_id: str, **data: Any) -> None:
+            actions.append(
+                AssetAction(
+                    asset_id=sid,
+                    domain=domain,
+                    service=service,
+                    entity_id=entity_id,
+                    data=data,
+                    reason=reason,
+                )
+            )
+
+        power = alloc.energy_wh * 3600 // self.slot_seconds
+        if asset.kind in (AssetKind.PLUG, AssetKind.EV_CHARGER):
+            switch = sources.get(CONF_SWITCH_ENTITY)
+            on = alloc.energy_wh > 0
+            if switch is not None:
+                add("switch", "turn_on" if on else "turn_off", switch)
+            current = sources.get(CONF_CURRENT_ENTITY)
+            if asset.kind is AssetKind.EV_CHARGER and on and current is not None:
+                amps = self._charge_current(current, power, asset.max_charge_w)
+                if amps is not None:
+                    add("number", "set_value", current, value=amps)
+        elif asset.kind is AssetKind.BATTERY:
+            if (setpoint := sources.get(CONF_SETPOINT_ENTITY)) is not None:
+                # Our allocation: positive charges. The entity's sign follows the sensor's.
+                value = power if asset.power_sign is PowerSign.POSITIVE_CHARGE else -power
+                value = self._clamp(setpoint, value)
+                add("number", "set_value", setpoint, value=value)
+            if (mode := sources.get(CONF_MODE_ENTITY)) is not None:
+                option = self._battery_option(mode, power)
+                if option is not None:
+                    add("select", "select_option", mode, option=option)
+        return actions
+
+    def _clamp(self, entity_id: str, value: int) -> int:
+        state = self.hass.states.get(entity_id)
+        if state is None:
+            return value
+        low = _finite(state.attributes.get("min"))
+        high = _finite(state.attributes.get("max"))
+        if low is not None:
+            value = max(value, math.ceil(low))
+        if high is not None:
+            value = min(value, math.floor(high))
+        return value
+
+    def _charge_current(self, entity_id: str, power_w: int, max_power_w: int | None) -> int | None:
+        """Charge current (A) for ``power_w``: a share of the number's range by power."""
+        state = self.hass.states.get(entity_id)
+        if state is None:
+            return None
+        high = _finite(state.attributes.get("max"))
+        low = _finite(state.attributes.get("min"))
+        if high is None or high <= 0:
+            return None
+        full = max_power_w or DEFAULT_EV_POWER_W
+        amps = math.ceil(high * min(power_w, full) / full)
+        if low is not None:
+            amps = max(amps, math.ceil(low))
+        return min(amps, math.floor(high))
+
+    def _battery_option(self, entity_id: str, power: int) -> str | None:
+        """Pick the select option for charging, discharging or automatic operation."""
+        state = self.hass.states.get(entity_id)
+        options = [] if state is None else state.attributes.get("options") or []
+        names = [str(option) for option in options]
+        if power > 0:
+            wanted: Iterable[str] = ("force_charge", "charge", "charging")
+        elif power < 0:
+            wanted = ("force_discharge", "discharge", "discharging")
+        else:
+            wanted = ("auto", "automatic", "self_consumption", "self consumption", "normal", "idle")
+        lowered = {name.lower(): name for name in names}
+        for word in wanted:
+            if word in lowered:
+                return lowered[word]
+        for word in wanted:
+            for low, name in lowered.items():
+                if word in low and (power <= 0 or "discharge" not in low):
+                    return name
+        return None
+
+    async def _async_apply(self, asset: AssetConfig, action: AssetAction, slot: int) -> AssetAction:
+        """Carry one action out (unless the entity is already there) and log it."""
+        state = self.hass.states.get(action.entity_id)
+        if state is not None and _already(action, state.state):
+            return replace(action, applied=True)
+        params = _reason_params(action.reason)
+        LOGGER.info(
+            "Slot %s: %s for %s because %s %s",
+            utc_from_ts(slot).isoformat(),
+            action.describe(),
+            asset.name,
+            action.reason.code,
+            params,
+        )
+        try:
+            await self.hass.services.async_call(
+                action.domain,
+                action.service,
+                {ATTR_ENTITY_ID: action.entity_id, **action.data},
+                blocking=True,
+            )
+        except (HomeAssistantError, ValueError) as err:
+            LOGGER.warning("Could not %s for %s: %s", action.describe(), asset.name, err)
+            return replace(action, error=str(err))
+        return replace(action, applied=True)
+
+    # --- Peer Bank ----------------------------------------------------------------------
+
+    @callback
+    def async_request_replenishment(
+        self, *, energy_wh: int, slot_start: int, requested_by: str = "community"
+    ) -> None:
+        """Tell automations that the community asks this home for energy.
+
+        Fired when the Peer Bank model (or a peer through the federation) solicits
+        replenishment; the battery blueprint answers it.
+        """
+        power = energy_wh * 3600 // self.slot_seconds
+        self.hass.bus.async_fire(
+            EVENT_REPLENISHMENT_REQUESTED,
+            {
+                "config_entry_id": self.entry.entry_id,
+                "slot_start": utc_from_ts(slot_start).isoformat(),
+                "slot_end": utc_from_ts(slot_start + self.slot_seconds).isoformat(),
+                "energy_wh": energy_wh,
+                "power_w": power,
+                "requested_by": requested_by,
+            },
+        )
+
+
+def _merge_allocations(allocations: Iterable[AssetAllocation]) -> dict[str, AssetAllocation]:
+    """One allocation per asset: an asset with a bid and an offer in a slot gets their sum.
+
+    The reason is that of the part that moved energy (the first one when none did).
+    """
+    merged: dict[str, AssetAllocation] = {}
+    for alloc in allocations:
+        old = merged.get(alloc.asset_id)
+        if old is None:
+            merged[alloc.asset_id] = alloc
+            continue
+        reason = old.reason if old.energy_wh or not alloc.energy_wh else alloc.reason
+        merged[alloc.asset_id] = AssetAllocation(
+            alloc.asset_id,
+            alloc.slot_start,
+            old.energy_wh + alloc.energy_wh,
+            old.market_wh + alloc.market_wh,
+            old.internal_wh + alloc.internal_wh,
+            old.grid_wh + alloc.grid_wh,
+            reason,
+        )
+    return merged
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _already(action: AssetAction, state: str) -> bool:
+    """Whether the entity is already where the action would put it."""
+    if action.service == "turn_on":
+        return state == STATE_ON
+    if action.service == "turn_off":
+        return state == STATE_OFF
+    if action.service == "select_option":
+        return state == action.data.get("option")
+    if action.service == "set_value":
+        try:
+            return float(state) == float(action.data["value"])
+        except (TypeError, ValueError):
+            return False
+    return False
+
+
+# --- Blueprints ---------------------------------------------------------------------------
+
+BLUEPRINT_SOURCE: Final = Path(__file__).parent / "blueprints"
+BLUEPRINT_FOLDER: Final = ("blueprints", "automation", DOMAIN)
+
+
+async def async_populate_blueprints(hass: HomeAssistant) -> list[str]:
+    """Copy our automation blueprints into the user's config (missing files only).
+
+    Runs in the executor. A file the user already has, perhaps edited, is never replaced.
+    Returns the names of the files copied.
+    """
+    target = Path(hass.config.path(*BLUEPRINT_FOLDER))
+
+    def copy() -> list[str]:
+        copied: list[str] = []
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            for source in sorted(BLUEPRINT_SOURCE.glob("*.yaml")):
+                destination = target / source.name
+                if not destination.exists():
+                    shutil.copyfile(source, destination)
+                    copied.append(source.name)
+        except OSError as err:
+            LOGGER.warning("Could not copy the Peer Energy blueprints to %s: %s", target, err)
+        return copied
+
+    copied = await hass.async_add_executor_job(copy)
+    if copied:
+        LOGGER.info("Added Peer Energy blueprints to %s: %s", target, ", ".join(copied))
+    return copied

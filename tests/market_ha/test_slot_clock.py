@@ -1,0 +1,456 @@
+"""The slot clock: planning, local clearing at gate closure, acting at the slot start."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+import pytest
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_capture_events,
+    async_fire_time_changed,
+    async_mock_service,
+)
+
+from custom_components.peer_energy.const import ControlMode
+from custom_components.peer_energy.core.clearing import Fill
+from custom_components.peer_energy.market import (
+    BASE_LOAD_ID,
+    EVENT_REPLENISHMENT_REQUESTED,
+    EVENT_SLOT_CLEARED,
+    SitOut,
+    SlotClock,
+)
+from tests.conftest import BATTERY_ID, EV_ID, GRID_ID, PLUG_ID, PV_ID
+from tests.market_ha.conftest import GATE, NEXT_SLOT, START
+
+NEXT_TS = int(NEXT_SLOT.timestamp())
+
+
+async def _advance(hass: HomeAssistant, freezer: FrozenDateTimeFactory, when: Any) -> None:
+    freezer.move_to(when)
+    async_fire_time_changed(hass, when)
+    await hass.async_block_till_done()
+
+
+async def test_plans_next_slot_at_setup(hass: HomeAssistant, market: SlotClock) -> None:
+    """Set-up plans the next slot with one home order and arms the gate and slot timers."""
+    assert market.slot_seconds == 900
+    assert market.gate_lead_seconds == 60
+    assert market.timers == ("boundary", "gate")
+    plan = market.plans[NEXT_TS]
+    assert plan.order is not None
+    assert plan.order.slot_start == NEXT_TS
+    assert plan.order.owner == market.member
+    # Fixed prices of the entry: 0.30 and 0.08 EUR/kWh.
+    assert (plan.import_price, plan.feed_in_tariff) == (30, 8)
+    # Every asset has a plan with a reason; the grid meter only measures.
+    assert set(plan.assets) >= {PV_ID, BATTERY_ID, EV_ID, PLUG_ID, GRID_ID, BASE_LOAD_ID}
+    assert plan.assets[GRID_ID].reason.code == SitOut.METER_ONLY
+    assert plan.assets[PLUG_ID].reason.code == SitOut.NOT_FLEXIBLE
+    assert plan.assets[PV_ID].reason.code == "pv_surplus"
+    # 2500 W of PV for 15 minutes is offered as 625 Wh.
+    assert plan.assets[PV_ID].signed_wh == -625
+    assert plan.assets[EV_ID].signed_wh > 0
+    # Nothing is known about the slot's outcome before its gate closure.
+    assert market.next is None
+    assert market.current is None
+
+
+async def test_gate_closure_clears_locally(
+    hass: HomeAssistant, market: SlotClock, frozen: FrozenDateTimeFactory
+) -> None:
+    """Without a community the home clears at gate closure against the grid only."""
+    events = async_capture_events(hass, EVENT_SLOT_CLEARED)
+    await _advance(hass, frozen, GATE - timedelta(seconds=1))
+    assert not events
+    await _advance(hass, frozen, GATE)
+    assert len(events) == 1
+    data = events[0].data
+    report = market.reports[NEXT_TS]
+    assert data["slot_start"] == NEXT_SLOT.isoformat()
+    assert data["void"] is False
+    assert data["local"] is True
+    assert data["price_minor"] == report.price
+    assert data["position_wh"] == report.position_wh
+    # Nothing is traded with peers in a home of one.
+    assert report.bought_wh == report.sold_wh == 0
+    assert report.price is not None
+    assert 8 <= report.price <= 30
+    # The position is what the grid supplies or takes (own assets cancel out).
+    assert report.position_wh == sum(a.grid_wh for a in report.allocations.values())
+    assert market.next is report
+    state = hass.states.get("sensor.maple_street_7_next_clearing_price")
+    assert state is not None
+    assert float(state.state) == pytest.approx(report.price / 100)
+    assert state.attributes["unit_of_measurement"] == "EUR/kWh"
+
+
+async def test_advise_mode_only_advises(
+    hass: HomeAssistant,
+    market: SlotClock,
+    frozen: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """In advise mode the actions are shown, never carried out."""
+    calls = [
+        *async_mock_service(hass, "switch", "turn_on"),
+        *async_mock_service(hass, "switch", "turn_off"),
+    ]
+    set_value = async_mock_service(hass, "number", "set_value")
+    select = async_mock_service(hass, "select", "select_option")
+    await _advance(hass, frozen, GATE)
+    with caplog.at_level(logging.INFO):
+        await _advance(hass, frozen, NEXT_SLOT)
+    assert market.actions_slot == NEXT_TS
+    advised = [a for actions in market.actions.values() for a in actions]
+    assert advised
+    assert not any(a.applied for a in advised)
+    assert not calls
+    assert not set_value
+    assert not select
+    assert "because" not in caplog.text
+    state = hass.states.get("sensor.home_battery_allocation")
+    assert state is not None
+    assert state.attributes["control_mode"] == "advise"
+    assert state.attributes["advice"] == [a.describe() for a in market.actions[BATTERY_ID]]
+    assert state.attributes["actions"] == []
+
+
+@pytest.mark.parametrize("control_mode", [ControlMode.CONTROL])
+async def test_control_mode_acts_with_reasons(
+    hass: HomeAssistant,
+    market: SlotClock,
+    frozen: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """In control mode every action follows the allocation and is logged with its reason."""
+    # The charger is off now, so switching it on is a real action.
+    hass.states.async_set("switch.ev_charger", "off")
+    turn_on = async_mock_service(hass, "switch", "turn_on")
+    turn_off = async_mock_service(hass, "switch", "turn_off")
+    set_value = async_mock_service(hass, "number", "set_value")
+    select = async_mock_service(hass, "select", "select_option")
+    await _advance(hass, frozen, GATE)
+    report = market.reports[NEXT_TS]
+    with caplog.at_level(logging.INFO):
+        await _advance(hass, frozen, NEXT_SLOT)
+
+    ev = report.allocations[EV_ID]
+    ev_switch = turn_on if ev.energy_wh > 0 else turn_off
+    assert [c.data["entity_id"] for c in ev_switch] == ["switch.ev_charger"]
+    ev_reason = report.reasons[EV_ID]
+    assert f"for Wallbox because {ev_reason.code}" in caplog.text
+
+    battery = report.allocations[BATTERY_ID]
+    power = battery.energy_wh * 3600 // 900
+    # The battery reports "positive while charging": the setpoint follows that sign.
+    setpoints = [c.data for c in set_value if c.data["entity_id"] == "number.battery_setpoint"]
+    assert setpoints == [{"entity_id": "number.battery_setpoint", "value": power}]
+    expected_option = "auto" if power == 0 else "force_charge" if power > 0 else "discharge"
+    if expected_option != "force_charge":  # force_charge is the mode it is in already
+        assert [c.data["option"] for c in select] == [expected_option]
+    else:
+        assert not select
+    applied = [a for actions in market.actions.values() for a in actions]
+    assert applied
+    assert all(a.applied for a in applied)
+    state = hass.states.get("sensor.home_battery_allocation")
+    assert state is not None
+    assert int(float(state.state)) == battery.energy_wh
+    assert state.attributes["control_mode"] == "control"
+
+
+@pytest.mark.parametrize("control_mode", [ControlMode.CONTROL])
+async def test_control_skips_entities_already_there_and_survives_errors(
+    hass: HomeAssistant,
+    market: SlotClock,
+    frozen: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No call when the entity is where it should be; a failing call is logged, not raised."""
+    await _advance(hass, frozen, GATE)
+    report = market.reports[NEXT_TS]
+    ev = report.allocations[EV_ID]
+    hass.states.async_set("switch.ev_charger", "on" if ev.energy_wh > 0 else "off")
+    turn_on = async_mock_service(hass, "switch", "turn_on")
+    turn_off = async_mock_service(hass, "switch", "turn_off")
+    from homeassistant.exceptions import HomeAssistantError
+
+    async_mock_service(
+        hass, "number", "set_value", raise_exception=HomeAssistantError("device offline")
+    )
+    async_mock_service(hass, "select", "select_option")
+    await _advance(hass, frozen, NEXT_SLOT)
+    assert not [c for c in (*turn_on, *turn_off) if c.data["entity_id"] == "switch.ev_charger"]
+    failed = [a for a in market.actions[BATTERY_ID] if a.error]
+    assert failed
+    assert "device offline" in failed[0].error
+    assert "Could not number.set_value number.battery_setpoint" in caplog.text
+    assert hass.states.get("sensor.home_battery_allocation") is not None
+
+
+async def test_missing_readings_sit_out(
+    hass: HomeAssistant, market: SlotClock, frozen: FrozenDateTimeFactory
+) -> None:
+    """Assets without readings sit the slot out with a reason; nothing crashes."""
+    for entity_id in (
+        "sensor.pv_power",
+        "sensor.battery_soc",
+        "binary_sensor.ev_plugged",
+        "sensor.grid_power",
+    ):
+        hass.states.async_set(entity_id, STATE_UNAVAILABLE)
+    await hass.async_block_till_done()
+    plan = await market.async_prepare(NEXT_TS)
+    assert plan is not None
+    assert plan.assets[PV_ID].reason.code == SitOut.NO_READING
+    assert dict(plan.assets[PV_ID].reason.params) == {"missing": "power"}
+    assert dict(plan.assets[BATTERY_ID].reason.params) == {"missing": "soc"}
+    assert dict(plan.assets[EV_ID].reason.params) == {"missing": "plugged"}
+    assert dict(plan.assets[BASE_LOAD_ID].reason.params) == {"missing": "grid"}
+    assert plan.order is None
+    await _advance(hass, frozen, GATE)
+    state = hass.states.get("sensor.roof_pv_reason")
+    assert state is not None
+    assert state.state == "no_reading"
+    assert state.attributes["missing"] == "power"
+    # A slot with no order has no price; the clock carries on to the next slot.
+    assert market.reports[NEXT_TS].price is None
+    await _advance(hass, frozen, NEXT_SLOT)
+    assert NEXT_TS + 900 in market.plans
+
+
+async def test_unplugged_ev_and_not_participating(hass: HomeAssistant, market: SlotClock) -> None:
+    """An unplugged car and an asset the owner took out of the market place no bids."""
+    hass.states.async_set("binary_sensor.ev_plugged", "off")
+    await hass.async_block_till_done()
+    market.runtime.async_update_controls(PV_ID, participating=False)
+    plan = market.plan_slot(NEXT_TS)
+    assert plan.assets[EV_ID].reason.code == SitOut.NOT_PLUGGED
+    assert plan.assets[PV_ID].reason.code == SitOut.NOT_PARTICIPATING
+    assert plan.assets[EV_ID].bids == ()
+
+
+async def test_flexible_plug_waits_out_a_peak(hass: HomeAssistant, market: SlotClock) -> None:
+    """A flexible plug bids to run at normal prices and waits while a peak is expected."""
+    market.runtime.async_update_controls(PLUG_ID, plug_flexible=True)
+    plan = market.plan_slot(NEXT_TS)
+    assert plan.assets[PLUG_ID].reason.code == "plug_run"
+    # Yesterday the same slot cleared far above the usual price: expect a peak.
+    market.prices[NEXT_TS - 86_400] = 29
+    for k in range(1, 40):
+        market.prices[NEXT_TS - 86_400 + k * 900] = 10
+    plan = market.plan_slot(NEXT_TS)
+    assert plan.assets[PLUG_ID].reason.code == SitOut.PLUG_WAIT
+    assert plan.assets[PLUG_ID].bids == ()
+
+
+async def test_no_price_sits_everything_out(hass: HomeAssistant, market: SlotClock) -> None:
+    """Without any usable grid price no order is placed."""
+    market._last_import = None
+    entry = market.entry
+    hass.config_entries.async_update_entry(
+        entry, data={**entry.data, "import_price": None, "import_price_entity": "sensor.nope"}
+    )
+    plan = market.plan_slot(NEXT_TS)
+    assert plan.order is None
+    assert {p.reason.code for p in plan.assets.values()} == {SitOut.NO_PRICE}
+
+
+async def test_unload_cancels_timers(
+    hass: HomeAssistant,
+    market: SlotClock,
+    init_integration: MockConfigEntry,
+    frozen: FrozenDateTimeFactory,
+) -> None:
+    """Unloading the entry cancels the slot timers: nothing fires afterwards."""
+    assert market.timers
+    assert await hass.config_entries.async_unload(init_integration.entry_id)
+    await hass.async_block_till_done()
+    assert init_integration.state is ConfigEntryState.NOT_LOADED
+    assert market.timers == ()
+    events = async_capture_events(hass, EVENT_SLOT_CLEARED)
+    await _advance(hass, frozen, NEXT_SLOT + timedelta(minutes=1))
+    assert not events
+
+
+async def test_slots_keep_coming(
+    hass: HomeAssistant, market: SlotClock, frozen: FrozenDateTimeFactory
+) -> None:
+    """Each slot start plans the next slot and re-arms both timers; old data is pruned."""
+    market.prices[NEXT_TS - 3 * 86_400] = 5
+    events = async_capture_events(hass, EVENT_SLOT_CLEARED)
+    when = NEXT_SLOT
+    for _ in range(3):
+        await _advance(hass, frozen, when - timedelta(seconds=60))
+        await _advance(hass, frozen, when)
+        when += timedelta(minutes=15)
+    assert [e.data["slot_start"] for e in events] == [
+        (NEXT_SLOT + timedelta(minutes=15 * k)).isoformat() for k in range(3)
+    ]
+    assert market.timers == ("boundary", "gate")
+    assert NEXT_TS - 3 * 86_400 not in market.prices
+    assert market.current is market.reports[NEXT_TS + 1800]
+
+
+class FakeLink:
+    """A federation link as the slot clock sees it (issue5_split.md interface)."""
+
+    gate_closure_lead_ms = 30_000
+    slot_ms = 900_000
+    member_key = "me" * 16
+    peers_online = 3
+    members = 4
+    own_reputation = 875
+
+    def __init__(self) -> None:
+        self.submitted: list[tuple[int, tuple[Any, ...]]] = []
+        self.listeners: list[Any] = []
+        self.fail = False
+
+    async def async_submit_orders(self, slot_start_ms: int, orders: Any) -> None:
+        from homeassistant.exceptions import HomeAssistantError
+
+        if self.fail:
+            raise HomeAssistantError("gate closed")
+        self.submitted.append((slot_start_ms, tuple(orders)))
+
+    def async_add_result_listener(self, cb: Any) -> Any:
+        self.listeners.append(cb)
+        return lambda: self.listeners.remove(cb)
+
+
+@pytest.fixture
+async def link(hass: HomeAssistant, market: SlotClock) -> FakeLink:
+    """The market restarted as a member of a community."""
+    fake = FakeLink()
+    market.async_stop()
+    market.runtime.federation = fake  # type: ignore[assignment]
+    market.async_start()
+    return fake
+
+
+async def test_community_orders_and_outcome(
+    hass: HomeAssistant, market: SlotClock, link: FakeLink, frozen: FrozenDateTimeFactory
+) -> None:
+    """In a community the aggregate order goes to the federation and its outcome is applied."""
+    await hass.async_block_till_done()
+    assert market.gate_lead_seconds == 30
+    assert market.timers == ("boundary",)  # no local gate timer
+    ((slot_ms, orders),) = link.submitted
+    assert slot_ms == NEXT_TS * 1000
+    (order,) = orders
+    assert order.owner == link.member_key
+    events = async_capture_events(hass, EVENT_SLOT_CLEARED)
+    me, peer = link.member_key, "peer" * 8
+    fills = (
+        Fill(me, order.order_id, peer, "p1", 400, 20, 1, True)
+        if order.side.value == "buy"
+        else Fill(peer, "p1", me, order.order_id, 400, 20, 1, True)
+    )
+    result = SimpleNamespace(general_price=20, clean_price=None)
+    (listener,) = link.listeners
+    listener(
+        SimpleNamespace(
+            slot_start_ms=NEXT_TS * 1000, result=result, void_reason=None, own_fills=(fills,)
+        )
+    )
+    await hass.async_block_till_done()
+    report = market.reports[NEXT_TS]
+    assert report.price == 20
+    assert report.local is False
+    assert events[0].data["void"] is False
+    bought = order.side.value == "buy"
+    assert (report.bought_wh, report.sold_wh) == ((400, 0) if bought else (0, 400))
+    assert (market.totals.spent_milli, market.totals.earned_milli) == (
+        (400 * 21, 0) if bought else (0, 400 * 20)
+    )
+    key = "energy_bought_from_peers" if bought else "energy_sold_to_peers"
+    state = hass.states.get(f"sensor.maple_street_7_{key}")
+    assert state is not None
+    assert float(state.state) == pytest.approx(0.4)
+    peers = hass.states.get("sensor.maple_street_7_peers_online")
+    assert peers is not None
+    assert peers.state == "3"
+    assert peers.attributes["members"] == 4
+    reputation = hass.states.get("sensor.maple_street_7_reputation")
+    assert reputation is not None
+    assert float(reputation.state) == pytest.approx(87.5)
+    # An outcome for a slot this home did not plan is ignored.
+    listener(SimpleNamespace(slot_start_ms=0, result=None, void_reason="x", own_fills=()))
+    assert 0 not in market.reports
+
+
+async def test_void_slot(hass: HomeAssistant, market: SlotClock, link: FakeLink) -> None:
+    """A void slot records nothing with peers; assets fall back to the grid with a reason."""
+    (listener,) = link.listeners
+    events = async_capture_events(hass, EVENT_SLOT_CLEARED)
+    listener(
+        SimpleNamespace(
+            slot_start_ms=NEXT_TS * 1000,
+            result=None,
+            void_reason="attestation_mismatch",
+            own_fills=(),
+        )
+    )
+    await hass.async_block_till_done()
+    report = market.reports[NEXT_TS]
+    assert report.void is True
+    assert report.void_reason == "attestation_mismatch"
+    assert report.bought_wh == report.sold_wh == 0
+    assert events[0].data["void"] is True
+    assert events[0].data["void_reason"] == "attestation_mismatch"
+    moved = [sid for sid, alloc in report.allocations.items() if alloc.energy_wh]
+    for sid in moved:
+        assert report.reasons[sid].code == SitOut.SLOT_VOID
+
+
+async def test_submit_failure_is_logged(
+    hass: HomeAssistant,
+    market: SlotClock,
+    link: FakeLink,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A refused submission is logged; the plan is kept for the entities."""
+    link.fail = True
+    plan = await market.async_prepare(NEXT_TS + 900)
+    assert plan is not None
+    assert market.plans[NEXT_TS + 900] is plan
+    assert "Could not send the orders" in caplog.text
+
+
+async def test_replenishment_event(hass: HomeAssistant, market: SlotClock) -> None:
+    """A replenishment request becomes a bus event with power and slot end."""
+    events = async_capture_events(hass, EVENT_REPLENISHMENT_REQUESTED)
+    market.async_request_replenishment(energy_wh=500, slot_start=NEXT_TS)
+    await hass.async_block_till_done()
+    (event,) = events
+    assert event.data["power_w"] == 2000
+    assert event.data["energy_wh"] == 500
+    assert event.data["slot_end"] == (NEXT_SLOT + timedelta(minutes=15)).isoformat()
+
+
+async def test_start_after_gate_skips_the_closed_slot(
+    hass: HomeAssistant,
+    frozen: FrozenDateTimeFactory,
+    mock_config_entry: MockConfigEntry,
+    source_states: Any,
+) -> None:
+    """Starting between gate closure and slot start plans nothing for the closed slot."""
+    frozen.move_to(GATE + timedelta(seconds=10))
+    mock_config_entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    await hass.async_block_till_done()
+    market = mock_config_entry.runtime_data.market
+    assert market is not None
+    assert NEXT_TS not in market.plans
+    assert market.timers == ("boundary",)
+    assert START < NEXT_SLOT
