@@ -37,7 +37,9 @@ def schedules(draw: st.DrawFn) -> dict:
     }
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=20, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(schedules())
 def test_agreement_under_faults(s: dict) -> None:
     malice = {N - 1: s["malice"]} if s["malice"] else None

@@ -72,7 +72,7 @@ MAX_ORDERS_PER_BID = 32
 MAX_LOCAL_ID = 100
 RECORDS_PER_MESSAGE = 64
 DIGEST_ROUNDS = 3
-CATCHUP_PEERS = 2
+CATCHUP_PEERS = 3
 REPLAY_WINDOW = 1 << 16
 HORIZON_S = 2 * 86_400
 DEFAULT_RETAIN_SLOTS = 192
@@ -798,12 +798,20 @@ class Peer:
         data = self._seal("catchup", {"since": since}, now_ms)
         return [Send(addr, data) for addr in self._pick_peers(now_ms, CATCHUP_PEERS)]
 
-    def _pick_peers(self, now_ms: int, count: int) -> list[str]:
+    def _pick_peers(self, now_ms: int, count: int, prefer: Sequence[str] = ()) -> list[str]:
+        """``count`` peers to ask: ``prefer`` first, then peers heard from most recently,
+        rotated by time so that retries ask others."""
         others = [m for m in self.membership.roster() if m != self.member_id]
         if not others:
             return []
         start = int(digest_of({"me": self.member_id, "t": now_ms}).hex()[:8], 16) % len(others)
-        chosen = [others[(start + k) % len(others)] for k in range(min(count, len(others)))]
+        rotated = others[start:] + others[:start]
+        recent = sorted(rotated, key=lambda m: -self._heard.get(m, 0))
+        chosen: list[str] = []
+        for m in [*prefer, *recent[: max(1, count - 1)], *rotated]:
+            if m != self.member_id and m in others and m not in chosen:
+                chosen.append(m)
+        chosen = chosen[:count]
         return [a for m in chosen if (a := self.membership.address_of(m))]
 
     # -- credit admission --
@@ -841,7 +849,8 @@ class Peer:
             state = self._slots[s]
             if state.started and not state.closed:
                 out.extend(self._run_slot(state, now_ms))
-        retry_due = self._missing and now_ms - self._last_catchup >= step * 1000
+        retry_every = self.rules.sync_window_ms + self.rules.attest_window_ms
+        retry_due = self._missing and now_ms - self._last_catchup >= retry_every
         if gap or missed or retry_due:
             out.extend(self.catch_up(now_ms))
         out.extend(self._check_reachability(now_ms))
@@ -868,7 +877,9 @@ class Peer:
                 self._missing.add(state.slot)
                 out.append(SlotVoid(state.slot, "no_quorum"))
                 data = self._seal("fetch", {"slot": state.slot, "book": ""}, now_ms)
-                out.extend(Send(a, data) for a in self._pick_peers(now_ms, CATCHUP_PEERS))
+                groups = sorted(self._tally(state).values(), key=lambda ms: (-len(ms), ms))
+                prefer = [m for group in groups for m in sorted(group)]
+                out.extend(Send(a, data) for a in self._pick_peers(now_ms, CATCHUP_PEERS, prefer))
         return out
 
     def _digest(self, state: _Slot, now_ms: int, *, first: bool) -> list[Output]:
