@@ -617,6 +617,86 @@ class Peer:
         }
         return peer, [Send(inv.address, peer._seal("join", payload, now_ms))]
 
+    # -- persistence --
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data to persist (Home Assistant ``Store``) so a restart loses nothing that
+        matters: charter, membership records, pending invitations (their secrets: keep the
+        store private), the fairness state and the slots still to catch up. In-flight slot
+        state is not kept: after a restart the peer catches up instead. The identity's seed
+        is not included (it lives in the key store)."""
+        return {
+            "version": 1,
+            "address": self.address,
+            "joined": self._joined,
+            "inviter": self._inviter,
+            "community": self.community_id,
+            "charter": self.membership.charter.to_dict(),
+            "records": list(self.membership.records.values()),
+            "invitations": [
+                {
+                    "community": inv.community,
+                    "inviter": inv.inviter,
+                    "address": inv.address,
+                    "secret": inv.secret.hex(),
+                    "expires_ms": inv.expires_ms,
+                }
+                for inv_id, inv in sorted(self._invitations.items())
+                if inv_id not in self._used_invitations
+            ],
+            "used_invitations": sorted(self._used_invitations),
+            "fairness": self._fairness.to_dict(),
+            "fair_slot": self._fair_slot,
+            "missing": sorted(self._missing),
+        }
+
+    @classmethod
+    def restore(cls, identity: Identity, data: Mapping[str, Any], now_ms: int) -> Peer:
+        """Rebuild a peer from ``snapshot`` data; raises ``ValueError`` if it is damaged.
+
+        The first ``tick`` after a restore asks peers for the slots missed meanwhile.
+        """
+        if not isinstance(data, Mapping) or data.get("version") != 1:
+            raise ValueError("unknown peer snapshot version")
+        try:
+            charter = Charter.from_dict(data["charter"])
+            address = str(data["address"])
+            joined = data["joined"] is True
+            inviter = str(data.get("inviter", ""))
+            peer = cls(
+                identity,
+                Membership(charter),
+                address,
+                now_ms,
+                joined=True,
+                inviter=inviter,
+            )
+            if not joined:  # still joining: keep the placeholder identity of the community
+                peer.membership.community = peer.community_id = str(data["community"])
+                peer._policy = _policy(peer.community_id)
+            elif charter.community_id != data["community"]:
+                raise ValueError("snapshot community does not match its charter")
+            events = peer._on_records(list(data["records"]), "snapshot", now_ms)
+            if any(isinstance(e, Rejected) for e in events):
+                raise ValueError("a membership record in the snapshot does not verify")
+            peer._joined = joined and peer.membership.is_member(peer.member_id)
+            for raw in data["invitations"]:
+                inv = Invitation(
+                    str(raw["community"]),
+                    str(raw["inviter"]),
+                    str(raw["address"]),
+                    bytes.fromhex(str(raw["secret"])),
+                    int(raw["expires_ms"]),
+                )
+                peer._invitations[inv.invitation_id] = inv
+            peer._used_invitations = {str(i) for i in data["used_invitations"]}
+            peer._fairness = FairnessState.from_dict(data["fairness"])
+            peer._fair_slot = int(data["fair_slot"])
+            peer._missing = {int(s) for s in data["missing"]}
+            peer._last_tick = 0  # the first tick sees a gap and catches up
+        except (KeyError, TypeError, CommunityError, InvitationError) as err:
+            raise ValueError(f"damaged peer snapshot: {err}") from None
+        return peer
+
     # -- read-only views --
     @property
     def joined(self) -> bool:
