@@ -118,14 +118,14 @@ def targets(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def simulate(
-    c: Community, *, with_baselines: bool, seed: int, command: str
+    c: Community, *, with_baselines: bool, seed: int, command: str, outlook: str = "home"
 ) -> tuple[dict[str, Any], dict[str, kpi.RunResult]]:
     """Run everything on ``c``; returns the report dict and the raw results."""
     results: dict[str, kpi.RunResult] = {}
     results["no_trade"] = baselines.no_trade(c)
     if with_baselines:
         results["ramp"] = baselines.ramp(c)
-    market, ledger = run.market(c, seed=seed)
+    market, ledger = run.market(c, seed=seed, outlook=outlook)
     results["market"] = market
     optimum = baselines.optimum(c) if with_baselines else None
     if optimum is not None:
@@ -157,6 +157,7 @@ def simulate(
             "consumption_kwh": round(float(c.load_wh.sum()) / 1000, 1),
             "pv_kwh": round(float(c.pv_wh.sum()) / 1000, 1),
         },
+        "outlook": outlook,
         "runs": runs,
         "targets": targets(runs),
     }
@@ -196,7 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_scenario is not None:
         write_scenario(community, args.write_scenario)
     data, results = simulate(
-        community, with_baselines=args.baselines, seed=args.seed, command=command
+        community,
+        with_baselines=args.baselines,
+        seed=args.seed,
+        command=command,
+        outlook=args.outlook,
     )
     data["timing_s"] = {
         "build": round(built, 2),

@@ -3,11 +3,14 @@
 Nothing here decides a price or an allocation: every slot goes through the same code that
 runs inside Home Assistant (``custom_components.peer_energy.core``):
 
-1. **Outlook.** The expected community price per slot of the coming day is the engine's
-   :func:`~custom_components.peer_energy.core.forecast.profile_forecast` over the slots'
-   past prices (a slot without trades counts at the grid price the community faced:
-   the feed-in tariff when it exported, the import price when it imported). Before any
-   history exists, "yesterday" is assumed to look like the first day's inflexible balance.
+1. **Outlook.** ``outlook="home"`` (default) does what the integration's slot clock does
+   (``custom_components/peer_energy/market.py``): each home expects for every slot of the
+   coming day the price it got in the same slot a day earlier, else the midpoint of the
+   import price and the feed-in tariff. ``outlook="community"`` instead uses the engine's
+   :func:`~custom_components.peer_energy.core.forecast.profile_forecast` over the
+   community's past slot prices (a slot without trades counts at the grid price the
+   community faced), with "yesterday" assumed to look like the first day's inflexible
+   balance before any history exists.
 2. **Agents.** Each home's assets bid through :mod:`~custom_components.peer_energy.core.agents`
    (``pv_bids``, ``base_load_bids``, ``battery_bids``, ``ev_bids``, ``plug_bids``) and
    ``home_order`` nets them into the home's one order. The simulator gives the agents the
@@ -18,7 +21,9 @@ runs inside Home Assistant (``custom_components.peer_energy.core``):
    slot's tariff, threading the fairness state.
 5. **Ledger.** Every fill becomes a trade: proposed with the resulting balances, signed by
    both homes' Ed25519 identities, verified and applied by the engine's ``CreditLedger``.
-6. **Devices.** ``split_fill`` splits each home's result back to its assets; the devices do
+6. **Devices.** ``split_fill`` splits each home's result back to its assets at the home's
+   price (as the integration computes it: its own fills' volume-weighted price, else the
+   slot's general price, else its assets cleared among themselves); the devices do
    exactly that (checked against their physical limits), and the meter settles the rest
    with the grid. The grid exchange each home pays for is that metered exchange.
 
@@ -79,6 +84,23 @@ def _prior_prices(c: Community) -> dict[int, int]:
     }
 
 
+def _home_price(bids: list[ag.AssetBid], order: Order | None, slot: int, rules: MarketRules) -> int:
+    """The home's price without any community trade (as the integration computes it)."""
+    internal = clear_slot(
+        [
+            Order(b.asset_id + f".{k}", b.asset_id, b.side, slot, b.steps, clean=b.clean)
+            for k, b in enumerate(bids)
+        ],
+        rules,
+        slot_start=slot,
+    )
+    if internal.volume_wh > 0 and internal.general_price is not None:
+        return internal.general_price
+    if order is not None and order.side is Side.SELL:
+        return rules.feed_in_tariff
+    return rules.import_price
+
+
 def _cap(order: Order, limit: int) -> Order | None:
     """Keep at most ``limit`` Wh of a buy order, dearest steps first."""
     kept: list[Step] = []
@@ -97,6 +119,7 @@ def market(
     rules: MarketRules | None = None,
     seed: int = 1,
     horizon_hours: int = 24,
+    outlook: str = "home",
 ) -> tuple[RunResult, CreditLedger]:
     """Run the market over the whole community; returns the result and the final ledger."""
     began = time.perf_counter()
@@ -130,7 +153,10 @@ def market(
         if home.ev is not None:
             states[i].ev_left = {k: s.energy_wh for k, s in enumerate(home.ev.sessions)}
     has_pv = c.pv_wh.sum(axis=1) > 0
+    if outlook not in ("home", "community"):
+        raise ValueError("outlook must be 'home' or 'community'")
     history = _prior_prices(c)
+    own_prices: list[dict[int, int]] = [{} for _ in c.homes]
     per_horizon = max(1, horizon_hours * 3600 // sec)
     fairness = FairnessState()
     counters = {
@@ -153,20 +179,27 @@ def market(
             slot_seconds=sec,
         )
         window = tuple(slot + sec * k for k in range(per_horizon))
-        outlook = ag.PriceOutlook(r, f, profile_forecast(history, window))
+        shared = ag.PriceOutlook(r, f, profile_forecast(history, window))
+        mid = (r + f) // 2
         now = ag.Horizon((slot,), sec)
         full = ag.Horizon(window, sec)
         home_bids: list[list[ag.AssetBid]] = []
         orders: list[Order] = []
         room = bat.charge_limit(soc)
         stock = bat.discharge_limit(soc)
+        home_orders: list[Order | None] = []
         for i, home in enumerate(c.homes):
             policy = policies[i]
             st = states[i]
+            if outlook == "home":
+                mine = own_prices[i]
+                view = ag.PriceOutlook(r, f, tuple(mine.get(s - 86_400, mid) for s in window))
+            else:
+                view = shared
             bids: list[ag.AssetBid] = []
-            bids += ag.base_load_bids(LOAD, [int(c.load_wh[i, t])], now, outlook)
+            bids += ag.base_load_bids(LOAD, [int(c.load_wh[i, t])], now, view)
             if has_pv[i]:
-                bids += ag.pv_bids(PV, [int(c.pv_wh[i, t])], now, outlook, policy)
+                bids += ag.pv_bids(PV, [int(c.pv_wh[i, t])], now, view, policy)
             if home.battery is not None:
                 b = home.battery
                 state = ag.BatteryState(
@@ -180,7 +213,7 @@ def market(
                     clean=bool(has_pv[i]),
                 )
                 bids += [
-                    x for x in ag.battery_bids(state, full, outlook, policy) if x.slot_start == slot
+                    x for x in ag.battery_bids(state, full, view, policy) if x.slot_start == slot
                 ]
             if home.ev is not None:
                 for k, s in enumerate(home.ev.sessions):
@@ -188,7 +221,7 @@ def market(
                         ev = ag.EVState(
                             f"ev{k}", st.ev_left[k], slot + (s.depart - t) * sec, home.ev.charger_w
                         )
-                        bids += ag.ev_bids(ev, now, outlook, policy)
+                        bids += ag.ev_bids(ev, now, view, policy)
             for k, task in enumerate(home.flex):
                 if task.earliest <= t < task.deadline:
                     if k not in st.plugs:
@@ -200,9 +233,10 @@ def market(
                             (task.deadline - task.earliest - run_slots) * sec,
                         )
                     if st.plugs[k].remaining_wh > 0:
-                        bids += ag.plug_bids(st.plugs[k], now, outlook, policy)
+                        bids += ag.plug_bids(st.plugs[k], now, view, policy)
             home_bids.append(bids)
-            order = ag.home_order(keys[i], slot, bids, outlook.at(0), policy, r, f)
+            order = ag.home_order(keys[i], slot, bids, view.at(0), policy, r, f)
+            home_orders.append(order)
             if order is None:
                 continue
             if order.side is Side.BUY:
@@ -219,7 +253,8 @@ def market(
         if result.fills:
             vol = sum(fl.energy_wh for fl in result.fills)
             price[t] = sum(fl.price * fl.energy_wh for fl in result.fills) / vol
-        fill_price: dict[str, int] = {}
+        own_value: dict[str, int] = {}
+        own_volume: dict[str, int] = {}
         for fill in result.fills:
             bi, si = index[fill.buyer], index[fill.seller]
             e = fill.energy_wh
@@ -227,8 +262,9 @@ def market(
             arrays["sold"][si, t] += e
             arrays["paid"][bi, t] += e * (fill.price + fill.fee)
             arrays["received"][si, t] += e * fill.price
-            fill_price[fill.buyer] = fill.price
-            fill_price[fill.seller] = fill.price
+            for who in (fill.buyer, fill.seller):
+                own_value[who] = own_value.get(who, 0) + e * fill.price
+                own_volume[who] = own_volume.get(who, 0) + e
             if fill.clean:
                 arrays["clean_bought"][bi, t] += e
             counters["trades"] += 1
@@ -243,10 +279,14 @@ def market(
             side = side_of.get(key)
             m = members.get(key)
             filled = (m.bought_wh if side is Side.BUY else m.sold_wh) if m and side else 0
-            p = fill_price.get(key)
-            if p is None:  # no trade: the price this home's order met
-                pool = result.clean_price if policies[i].clean_only else result.general_price
-                p = pool if pool is not None else (r if side is Side.BUY else f)
+            if own_volume.get(key):
+                p = own_value[key] // own_volume[key]
+            elif result.general_price is not None:
+                p = result.general_price
+            else:
+                p = _home_price(home_bids[i], home_orders[i], slot, slot_rules)
+            if home_orders[i] is not None or own_volume.get(key):
+                own_prices[i][slot] = p
             allocs = ag.split_fill(home_bids[i], slot, side, filled, p, r, f)
             net = 0
             st = states[i]
