@@ -206,19 +206,79 @@ class ClearingResult:
 # Internal step lists
 
 
+_COLUMNS = ("eff", "flag", "oi", "k", "qty", "raw")
+
+
 class _Flat:
-    """All non-empty steps of one side, in order-id order (order rank, then step index)."""
+    """All non-empty steps of one side, in order-id order (order rank, then step index).
 
-    __slots__ = ("eff", "first", "flag", "k", "oi", "qty", "raw")
+    Columns: effective price, flag, order rank, step index, energy, limit price. They are held
+    as int64 arrays when every number fits (then the lists are made on first use), otherwise
+    as exact Python int lists only.
+    """
 
-    def __init__(self) -> None:
-        self.eff: list[int] = []
-        self.flag: list[int] = []
-        self.qty: list[int] = []
-        self.oi: list[int] = []
-        self.k: list[int] = []
-        self.raw: list[int] = []
-        self.first: dict[int, int] = {}  # order rank -> index of its first step here
+    __slots__ = ("_lists", "_np")
+
+    def __init__(
+        self,
+        lists: dict[str, list[int]] | None = None,
+        arrays: dict[str, _I64] | None = None,
+    ) -> None:
+        self._lists = lists if lists is not None else {c: [] for c in _COLUMNS}
+        self._np = arrays
+
+    def _col(self, name: str) -> list[int]:
+        col = self._lists.get(name)
+        if col is None:
+            assert self._np is not None
+            col = self._lists[name] = _list(self._np[name])
+        return col
+
+    @property
+    def eff(self) -> list[int]:
+        return self._col("eff")
+
+    @property
+    def flag(self) -> list[int]:
+        return self._col("flag")
+
+    @property
+    def oi(self) -> list[int]:
+        return self._col("oi")
+
+    @property
+    def k(self) -> list[int]:
+        return self._col("k")
+
+    @property
+    def qty(self) -> list[int]:
+        return self._col("qty")
+
+    @property
+    def raw(self) -> list[int]:
+        return self._col("raw")
+
+    def __len__(self) -> int:
+        return len(self._np["qty"]) if self._np is not None else len(self._lists["qty"])
+
+    def arrays(self) -> tuple[_I64, _I64, _I64, _I64] | None:
+        """(eff, flag, oi, qty) as int64 arrays, or None when the numbers are too large."""
+        if self._np is None:
+            return None
+        return self._np["eff"], self._np["flag"], self._np["oi"], self._np["qty"]
+
+
+_I64 = npt.NDArray[np.int64]
+_SAFE = 1 << 62  # numpy int64 is exact below this
+_SAFE_PRICE = 1 << 58
+
+
+def _arr(values: Sequence[int]) -> _I64:
+    return np.array(values, dtype=np.int64)
+
+
+def _list(values: npt.NDArray[np.int64] | npt.NDArray[np.intp]) -> list[int]:
+    return cast(list[int], values.tolist())
 
 
 class _Steps:
@@ -227,23 +287,37 @@ class _Steps:
     ``flag`` is 1 for clean-only buy steps and for non-clean sell steps, 0 otherwise, so that
     within a price level the steps that keep clean-only demand servable come first. Ties are
     broken by order id and step index. ``flat`` maps each step to its :class:`_Flat` index.
+    ``np`` holds int64 copies of (eff, flag, cum, oi) when the totals fit.
     """
 
-    __slots__ = ("buyers", "cum", "eff", "flag", "flat", "key", "oi", "qty", "total")
+    __slots__ = ("buyers", "cum", "eff", "flag", "flat", "key", "np", "oi", "qty", "total")
 
-    def __init__(self, buyers: bool, src: _Flat, perm: list[int], qty: list[int]) -> None:
+    def __init__(
+        self,
+        buyers: bool,
+        flat: list[int],
+        eff: list[int],
+        flag: list[int],
+        qty: list[int],
+        oi: list[int],
+        arrays: tuple[_I64, _I64, _I64, _I64] | None = None,
+    ) -> None:
         self.buyers = buyers
-        self.flat = perm
-        eff = src.eff
-        self.eff = [eff[f] for f in perm]
-        self.key = [-e for e in self.eff] if buyers else self.eff  # ascending
-        flag = src.flag
-        self.flag = [flag[f] for f in perm]
-        self.qty = [qty[f] for f in perm]
-        oi = src.oi
-        self.oi = [oi[f] for f in perm]
-        self.cum = list(accumulate(self.qty))
-        self.total = self.cum[-1] if perm else 0
+        self.flat = flat
+        self.eff = eff
+        if arrays is not None and buyers:
+            self.key = _list(-arrays[0])  # ascending
+        else:
+            self.key = [-e for e in eff] if buyers else eff
+        self.flag = flag
+        self.qty = qty
+        self.oi = oi
+        self.np = arrays
+        if arrays is not None:
+            self.cum = _list(arrays[2])
+        else:
+            self.cum = list(accumulate(qty))
+        self.total = self.cum[-1] if flat else 0
 
     def value_at(self, unit: int) -> int | None:
         """Effective price of the ``unit``-th Wh (1-based) in merit order, if it exists."""
@@ -258,32 +332,113 @@ class _Steps:
 
 
 def _flatten(orders: Sequence[Order], rules: MarketRules) -> tuple[_Flat, _Flat]:
-    cap = rules.import_price
-    fee = rules.distributor_fee
-    floor = rules.feed_in_tariff
-    fb, fs = _Flat(), _Flat()
-    for oi, order in enumerate(orders):
-        if order.side is Side.BUY:
-            dst = fb
-            flag = 1 if order.clean_only else 0
+    """Split the ranked orders into buy and sell steps (columns, empty steps dropped)."""
+    buy = Side.BUY
+    is_buy = [o.side is buy for o in orders]
+    out = []
+    for want in (True, False):
+        ois = [i for i, v in enumerate(is_buy) if v is want]
+        sel = [orders[i] for i in ois]
+        nst = [len(o.steps) for o in sel]
+        steps = [st for o in sel for st in o.steps]
+        price = [st.price for st in steps]
+        qty = [st.energy_wh for st in steps]
+        if want:
+            flags = [1 if o.clean_only else 0 for o in sel]
         else:
-            dst = fs
-            flag = 0 if order.clean else 1
-        dst.first[oi] = len(dst.qty)
-        for k, step in enumerate(order.steps):
-            q = step.energy_wh
-            if q > 0:
-                p = step.price
-                if dst is fb:
-                    dst.eff.append((p if p < cap else cap) - fee)
-                else:
-                    dst.eff.append(p if p > floor else floor)
-                dst.flag.append(flag)
-                dst.qty.append(q)
-                dst.oi.append(oi)
-                dst.k.append(k)
-                dst.raw.append(p)
-    return fb, fs
+            flags = [0 if o.clean else 1 for o in sel]
+        flat = None
+        rules_fit = (
+            max(abs(rules.import_price), abs(rules.feed_in_tariff), rules.distributor_fee)
+            < _SAFE_PRICE
+        )
+        if steps and rules_fit:
+            flat = _flatten_np(want, rules, ois, nst, flags, price, qty)
+        out.append(flat or _flatten_py(want, rules, ois, nst, flags, price, qty))
+    return out[0], out[1]
+
+
+def _effective(want_buy: bool, rules: MarketRules, price: list[int]) -> list[int]:
+    if want_buy:
+        cap, fee = rules.import_price, rules.distributor_fee
+        return [(p if p < cap else cap) - fee for p in price]
+    floor = rules.feed_in_tariff
+    return [p if p > floor else floor for p in price]
+
+
+def _flatten_py(
+    want_buy: bool,
+    rules: MarketRules,
+    ois: list[int],
+    nst: list[int],
+    flags: list[int],
+    price: list[int],
+    qty: list[int],
+) -> _Flat:
+    oi = [o for o, n in zip(ois, nst, strict=True) for _ in range(n)]
+    k = [j for n in nst for j in range(n)]
+    flag = [g for g, n in zip(flags, nst, strict=True) for _ in range(n)]
+    keep = [f for f, q in enumerate(qty) if q > 0]
+    cols = {
+        name: [col[f] for f in keep]
+        for name, col in (("price", price), ("qty", qty), ("oi", oi), ("k", k), ("flag", flag))
+    }
+    return _Flat(
+        {
+            "eff": _effective(want_buy, rules, cols["price"]),
+            "flag": cols["flag"],
+            "oi": cols["oi"],
+            "k": cols["k"],
+            "qty": cols["qty"],
+            "raw": cols["price"],
+        }
+    )
+
+
+def _flatten_np(
+    want_buy: bool,
+    rules: MarketRules,
+    ois: list[int],
+    nst: list[int],
+    flags: list[int],
+    price: list[int],
+    qty: list[int],
+) -> _Flat | None:
+    """Columns as int64 arrays; None when a number does not fit (then use Python ints)."""
+    try:
+        raw_a: _I64 = _arr(price)
+        qty_a: _I64 = _arr(qty)
+    except OverflowError:
+        return None
+    top = int(qty_a.max())
+    if (
+        int(raw_a.min()) <= -_SAFE_PRICE
+        or int(raw_a.max()) >= _SAFE_PRICE
+        or top * len(qty) >= _SAFE
+        or int(qty_a.min()) < 0
+    ):
+        return None
+    oi_a: _I64
+    flag_a: _I64
+    k_a: _I64
+    if len(qty) == len(ois):
+        oi_a, flag_a = _arr(ois), _arr(flags)
+        k_a = np.zeros(len(ois), dtype=np.int64)
+    else:
+        n_a = _arr(nst)
+        oi_a, flag_a = np.repeat(_arr(ois), n_a), np.repeat(_arr(flags), n_a)
+        k_a = np.arange(len(qty), dtype=np.int64) - np.repeat(np.cumsum(n_a) - n_a, n_a)
+    keep = qty_a > 0
+    if not keep.all():
+        raw_a, qty_a, oi_a, flag_a, k_a = (a[keep] for a in (raw_a, qty_a, oi_a, flag_a, k_a))
+    if want_buy:
+        eff_a = np.minimum(raw_a, rules.import_price) - rules.distributor_fee
+    else:
+        eff_a = np.maximum(raw_a, rules.feed_in_tariff)
+    return _Flat(
+        {},
+        {"eff": eff_a, "flag": flag_a, "oi": oi_a, "k": k_a, "qty": qty_a, "raw": raw_a},
+    )
 
 
 def _merit(
@@ -293,24 +448,46 @@ def _merit(
     flag_filter: int | None = None,
     qty: list[int] | None = None,
 ) -> _Steps:
-    """Sort a side into merit order with one integer key per step.
+    """Sort a side into merit order: effective price, then flag, then order id and step.
 
     ``qty`` overrides the step quantities (fair-share truncation); empty steps are left out.
     """
+    if not len(src):
+        return _Steps(buyers, [], [], [], [], [])
+    arrays = src.arrays()
+    if arrays is not None:  # quantities only ever shrink (fair share), so they fit too
+        eff_a, flag_a, oi_a, q_a = arrays
+        if qty is not None:
+            q_a = _arr(qty)
+        key_a = (-eff_a if buyers else eff_a) * 2 + flag_a
+        mask = q_a > 0
+        if flag_filter is not None:
+            mask &= flag_a == flag_filter
+        idx = np.flatnonzero(mask)
+        perm = idx[np.argsort(key_a[idx], kind="stable")]
+        eff_p, flag_p, q_p = eff_a[perm], flag_a[perm], q_a[perm]
+        return _Steps(
+            buyers,
+            _list(perm),
+            _list(eff_p),
+            _list(flag_p),
+            _list(q_p),
+            _list(oi_a[perm]),
+            (eff_p, flag_p, np.cumsum(q_p), oi_a[perm]),
+        )
     q = src.qty if qty is None else qty
-    n = len(q)
-    if not n:
-        return _Steps(buyers, src, [], q)
     eff, flag = src.eff, src.flag
-    idx = [f for f in range(n) if q[f] and (flag_filter is None or flag[f] == flag_filter)]
-    if buyers:
-        base = -max(eff)
-        keys = [((-eff[f] - base) * 2 + flag[f]) * n + f for f in idx]
-    else:
-        base = min(eff)
-        keys = [((eff[f] - base) * 2 + flag[f]) * n + f for f in idx]
-    keys.sort()
-    return _Steps(buyers, src, [key % n for key in keys], q)
+    sel = [f for f in range(len(q)) if q[f] and (flag_filter is None or flag[f] == flag_filter)]
+    sign = -1 if buyers else 1
+    sel.sort(key=lambda f: (sign * eff[f], flag[f], f))
+    return _Steps(
+        buyers,
+        sel,
+        [eff[f] for f in sel],
+        [flag[f] for f in sel],
+        [q[f] for f in sel],
+        [src.oi[f] for f in sel],
+    )
 
 
 def _walk(b: _Steps, s: _Steps, constrained: bool) -> int | None:
@@ -319,6 +496,8 @@ def _walk(b: _Steps, s: _Steps, constrained: bool) -> int | None:
     Walks both merit orders; units with bid > ask must trade, units with bid == ask may.
     Returns None when no surplus-maximising volume satisfies the constraint.
     """
+    if b.np is not None and s.np is not None:
+        return _walk_np(b.np[:3], s.np[:3], constrained)
     i = j = 0
     nb, ns = len(b.qty), len(s.qty)
     rb = b.qty[0] if nb else 0
@@ -358,6 +537,44 @@ def _walk(b: _Steps, s: _Steps, constrained: bool) -> int | None:
             rs = s.qty[j] if j < ns else 0
     if positive and f <= 0:
         best = q
+    return best
+
+
+def _walk_np(b: tuple[_I64, ...], s: tuple[_I64, ...], constrained: bool) -> int | None:
+    """:func:`_walk` on int64 arrays: the same segments, evaluated all at once."""
+    b_eff, b_flag, cb = b
+    s_eff, s_flag, cs = s
+    if not len(cb) or not len(cs):
+        return 0
+    total = min(int(cb[-1]), int(cs[-1]))
+    ends = np.union1d(cb[cb < total], cs[cs < total])
+    ends = np.append(ends, total)
+    starts = np.concatenate((np.zeros(1, dtype=np.int64), ends[:-1]))
+    bi = np.searchsorted(cb, ends, side="left")
+    sj = np.searchsorted(cs, ends, side="left")
+    be, se = b_eff[bi], s_eff[sj]
+    bad = np.flatnonzero(be < se)
+    m = int(bad[0]) if len(bad) else len(ends)  # segments [0, m) trade
+    zero = np.flatnonzero(be[:m] == se[:m])
+    m_pos = int(zero[0]) if len(zero) else m  # segments [0, m_pos) have positive surplus
+    q_lo = int(ends[m_pos - 1]) if m_pos else 0
+    if not constrained:
+        return int(ends[m - 1]) if m else 0
+    length = ends[:m] - starts[:m]
+    df = b_flag[bi[:m]] - (1 - s_flag[sj[:m]])
+    f_end = np.cumsum(df * length)
+    f_start = f_end - df * length
+    best: int | None = None
+    if (int(f_end[m_pos - 1]) if m_pos else 0) <= 0:
+        best = q_lo
+    if m > m_pos:
+        d, fs_, fe = df[m_pos:], f_start[m_pos:], f_end[m_pos:]
+        st, ln, en = starts[m_pos:m], length[m_pos:], ends[m_pos:m]
+        cand_down = np.where((d <= 0) & (fe <= 0), en, -1)
+        cand_up = np.where((d > 0) & (fs_ <= 0), st + np.minimum(ln, -fs_), -1)
+        top = int(max(cand_down.max(), cand_up.max()))
+        if top >= 0 and (best is None or top > best):
+            best = top
     return best
 
 
@@ -494,15 +711,20 @@ def _fair_share_limits(
 
 
 class _Segments:
-    """Pairing segments: buyer order, seller order, price and energy, as parallel lists."""
+    """Pairing segments: buyer order, seller order, price and energy, as parallel lists.
 
-    __slots__ = ("b", "p", "q", "s")
+    ``chunks`` collects int64 array segments from the vectorised pairing; :meth:`aggregate`
+    merges both kinds.
+    """
+
+    __slots__ = ("b", "chunks", "p", "q", "s")
 
     def __init__(self) -> None:
         self.b: list[int] = []
         self.s: list[int] = []
         self.p: list[int] = []
         self.q: list[int] = []
+        self.chunks: list[tuple[_I64, _I64, _I64, _I64]] = []
 
     def add(self, b: int, s: int, p: int, q: int) -> None:
         self.b.append(b)
@@ -513,37 +735,34 @@ class _Segments:
     def aggregate(self) -> _Segments:
         """One segment per (buyer order, seller order, price), sorted by those keys."""
         out = _Segments()
+        if not self.q and not self.chunks:
+            return out
         if not self.q:
-            return out
-        if sum(self.q) < _SAFE and all(-_SAFE < p < _SAFE for p in (min(self.p), max(self.p))):
+            a, b, c, q = (np.concatenate(parts) for parts in zip(*self.chunks, strict=True))
+        elif (
+            not self.chunks and sum(self.q) < _SAFE and -_SAFE < min(self.p) <= max(self.p) < _SAFE
+        ):
             a, b, c, q = (_arr(x) for x in (self.b, self.s, self.p, self.q))
-            order = np.lexsort((c, b, a))
-            a, b, c, q = a[order], b[order], c[order], q[order]
-            change = (a[1:] != a[:-1]) | (b[1:] != b[:-1]) | (c[1:] != c[:-1])
-            starts = np.flatnonzero(np.concatenate(([True], change)))
-            out.b = _list(a[starts])
-            out.s = _list(b[starts])
-            out.p = _list(c[starts])
-            out.q = _list(np.add.reduceat(q, starts))
+        else:
+            for chunk in self.chunks:
+                for dst, part in zip((self.b, self.s, self.p, self.q), chunk, strict=True):
+                    dst.extend(_list(part))
+            merged: dict[tuple[int, int, int], int] = {}
+            for key in zip(self.b, self.s, self.p, self.q, strict=True):
+                k3 = key[:3]
+                merged[k3] = merged.get(k3, 0) + key[3]
+            for (bo, so, pr), qty in sorted(merged.items()):
+                out.add(bo, so, pr, qty)
             return out
-        merged: dict[tuple[int, int, int], int] = {}
-        for key in zip(self.b, self.s, self.p, self.q, strict=True):
-            k3 = key[:3]
-            merged[k3] = merged.get(k3, 0) + key[3]
-        for (bo, so, pr), qty in sorted(merged.items()):
-            out.add(bo, so, pr, qty)
+        order = np.lexsort((c, b, a))
+        a, b, c, q = a[order], b[order], c[order], q[order]
+        change = (a[1:] != a[:-1]) | (b[1:] != b[:-1]) | (c[1:] != c[:-1])
+        starts = np.flatnonzero(np.concatenate(([True], change)))
+        out.b = _list(a[starts])
+        out.s = _list(b[starts])
+        out.p = _list(c[starts])
+        out.q = _list(np.add.reduceat(q, starts))
         return out
-
-
-_SAFE = 1 << 62  # numpy int64 is exact below this
-
-
-def _arr(values: Sequence[int]) -> npt.NDArray[np.int64]:
-    return np.array(values, dtype=np.int64)
-
-
-def _list(values: npt.NDArray[np.int64] | npt.NDArray[np.intp]) -> list[int]:
-    return cast(list[int], values.tolist())
 
 
 def _northwest(
@@ -591,7 +810,41 @@ def _northwest(
     return rest
 
 
-def _pair(pool: _Pool, orders: Sequence[Order], rules: MarketRules, out: _Segments) -> None:
+def _pair_np(
+    pool: _Pool,
+    b: tuple[_I64, _I64, _I64, _I64],
+    s: tuple[_I64, _I64, _I64, _I64],
+    rules: MarketRules,
+    out: _Segments,
+) -> None:
+    """:func:`_pair` without preferred partners, vectorised: one north-west walk over
+    [clean-only buy steps, other buy steps] x [clean sell steps, other sell steps]."""
+    bx, sx = _arr(pool.bx), _arr(pool.sx)
+    b_eff, b_flag, _, b_oi = b
+    _, s_flag, _, s_oi = s
+    border = np.concatenate(
+        (np.flatnonzero((bx > 0) & (b_flag == 1)), np.flatnonzero((bx > 0) & (b_flag == 0)))
+    )
+    sorder = np.concatenate(
+        (np.flatnonzero((sx > 0) & (s_flag == 0)), np.flatnonzero((sx > 0) & (s_flag == 1)))
+    )
+    cb = np.cumsum(bx[border])
+    cs = np.cumsum(sx[sorder])
+    ends = np.union1d(cb, cs)
+    starts = np.concatenate((np.zeros(1, dtype=np.int64), ends[:-1]))
+    bi = border[np.searchsorted(cb, ends, side="left")]
+    sj = sorder[np.searchsorted(cs, ends, side="left")]
+    price = b_eff[bi] if rules.pricing is Pricing.BID else np.full(len(ends), pool.price)
+    out.chunks.append((b_oi[bi], s_oi[sj], price.astype(np.int64), ends - starts))
+
+
+def _pair(
+    pool: _Pool,
+    orders: Sequence[Order],
+    rules: MarketRules,
+    out: _Segments,
+    partners: bool = True,
+) -> None:
     """Pair the pool's buyer steps with its seller steps.
 
     Clean-only buy steps go first (they can only take clean steps), then the others. Each
@@ -599,6 +852,9 @@ def _pair(pool: _Pool, orders: Sequence[Order], rules: MarketRules, out: _Segmen
     before others). Every pairing is deterministic.
     """
     b, s = pool.b, pool.s
+    if b.np is not None and s.np is not None and not partners and pool.volume < _SAFE:
+        _pair_np(pool, b.np, s.np, rules, out)
+        return
     sx, sflag = pool.sx, s.flag
     sidx = [j for j, v in enumerate(sx) if v and sflag[j] == 0]
     sidx += [j for j, v in enumerate(sx) if v and sflag[j] == 1]
@@ -697,7 +953,7 @@ def clear_slot(
         _ration(pool.b, pool.bx, pool.price, pool.volume, div, ranked)
 
     # Scarcity: grid unavailable, or unfilled must-run demand exceeds the import capacity.
-    residual = _import_residuals(fb, _collect(pools, len(fb.qty), buyers=True), rules)
+    residual = _import_residuals(fb, _collect(pools, len(fb), buyers=True), rules)
     scarcity = not rules.grid_available or (
         rules.import_capacity_wh is not None and sum(residual.values()) > rules.import_capacity_wh
     )
@@ -706,11 +962,12 @@ def clear_slot(
         for pool in pools:
             clean_limit = sum(x for x, f in zip(pool.sx, pool.s.flag, strict=True) if f == 0)
             _scarcity_buyers(pool, ranked, stake_weight, div, clean_limit if merged else None)
-        residual = _import_residuals(fb, _collect(pools, len(fb.qty), buyers=True), rules)
+        residual = _import_residuals(fb, _collect(pools, len(fb), buyers=True), rules)
 
     segments = _Segments()
+    partners = any(o.preferred_partners for o in ranked)
     for pool in pools:
-        _pair(pool, ranked, rules, segments)
+        _pair(pool, ranked, rules, segments, partners)
     raw_fills = segments.aggregate()
 
     return _summarise(
@@ -968,8 +1225,8 @@ def _summarise(
         surplus -= sum(x * e for x, e in zip(pool.sx, pool.s.eff, strict=True) if x)
         clean_volume += sum(x for x, f in zip(pool.sx, pool.s.flag, strict=True) if x and not f)
     volume = sum(p.volume for p in pools)
-    gbx = _collect(pools, len(ctx.fb.qty), buyers=True)
-    gsx = _collect(pools, len(ctx.fs.qty), buyers=False)
+    gbx = _collect(pools, len(ctx.fb), buyers=True)
+    gsx = _collect(pools, len(ctx.fs), buyers=False)
     grid_in, grid_out, export_residual = _grid(ctx, gsx, residual)
 
     if not pools:
