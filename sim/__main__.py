@@ -76,6 +76,14 @@ def parser() -> argparse.ArgumentParser:
         "--html", type=Path, default=DEFAULT_OUT / "report.html", help="HTML report path"
     )
     p.add_argument(
+        "--outlook",
+        choices=("home", "community"),
+        default="home",
+        help="price outlook of the agents: 'home' mirrors the integration (own price of the "
+        "same slot yesterday, else the grid midpoint); 'community': 7-day profile of "
+        "community prices",
+    )
+    p.add_argument(
         "--baselines",
         action=argparse.BooleanOptionalAction,
         default=True,
