@@ -45,9 +45,12 @@ Public API: :func:`clear_book`, :func:`clear_slot`, :class:`Fill`,
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, compress
+from math import sumprod
+from operator import attrgetter
 from typing import Any, NamedTuple, cast
 
 import numpy as np
@@ -260,6 +263,15 @@ class _Flat:
 
     def __len__(self) -> int:
         return len(self._np["qty"]) if self._np is not None else len(self._lists["qty"])
+
+    def where(self, price: int, *, at_least: bool) -> list[int]:
+        """Indices of the steps whose limit price is >= (or <=) ``price``."""
+        if self._np is not None and -_SAFE_PRICE < price < _SAFE_PRICE:
+            raw = self._np["raw"]
+            return _list(np.flatnonzero(raw >= price if at_least else raw <= price))
+        if at_least:
+            return [f for f, p in enumerate(self.raw) if p >= price]
+        return [f for f, p in enumerate(self.raw) if p <= price]
 
     def arrays(self) -> tuple[_I64, _I64, _I64, _I64] | None:
         """(eff, flag, oi, qty) as int64 arrays, or None when the numbers are too large."""
@@ -932,7 +944,7 @@ def clear_slot(
 ) -> SlotResult:
     """Clear one slot. ``orders`` must be validated orders of that slot (others are ignored)."""
     fairness = fairness if fairness is not None else FairnessState()
-    ranked = sorted((o for o in orders if o.slot_start == slot_start), key=_order_id)
+    ranked = sorted((o for o in orders if o.slot_start == slot_start), key=_ORDER_ID)
     div = Divider(fairness, slot_start)
     stake_weight = stake_weights(stakes)
     fb, fs = _flatten(ranked, rules)
@@ -980,8 +992,7 @@ def clear_slot(
     )
 
 
-def _order_id(order: Order) -> str:
-    return order.order_id
+_ORDER_ID = attrgetter("order_id")
 
 
 def _collect(pools: Sequence[_Pool], n: int, *, buyers: bool) -> list[int]:
@@ -989,22 +1000,19 @@ def _collect(pools: Sequence[_Pool], n: int, *, buyers: bool) -> list[int]:
     out = [0] * n
     for pool in pools:
         st, x = (pool.b, pool.bx) if buyers else (pool.s, pool.sx)
-        for f, v in zip(st.flat, x, strict=True):
-            if v:
-                out[f] = v
+        deque(map(out.__setitem__, st.flat, x), maxlen=0)  # out[flat[i]] = x[i], in C
     return out
 
 
 def _import_residuals(fb: _Flat, gbx: Sequence[int], rules: MarketRules) -> dict[int, int]:
     """Unfilled Wh per buy order of steps at or above the import price (they use the grid)."""
     out: dict[int, int] = {}
-    imp = rules.import_price
-    for f, raw in enumerate(fb.raw):
-        if raw >= imp:
-            r = fb.qty[f] - gbx[f]
-            if r:
-                oi = fb.oi[f]
-                out[oi] = out.get(oi, 0) + r
+    qty, ois = fb.qty, fb.oi
+    for f in fb.where(rules.import_price, at_least=True):
+        r = qty[f] - gbx[f]
+        if r:
+            oi = ois[f]
+            out[oi] = out.get(oi, 0) + r
     return out
 
 
@@ -1042,13 +1050,12 @@ def _grid(
         )
     export_residual: dict[int, int] = {}
     fs = ctx.fs
-    fit = rules.feed_in_tariff
-    for f, raw in enumerate(fs.raw):
-        if raw <= fit:
-            r = fs.qty[f] - gsx[f]
-            if r:
-                oi = fs.oi[f]
-                export_residual[oi] = export_residual.get(oi, 0) + r
+    qty, ois = fs.qty, fs.oi
+    for f in fs.where(rules.feed_in_tariff, at_least=False):
+        r = qty[f] - gsx[f]
+        if r:
+            oi = ois[f]
+            export_residual[oi] = export_residual.get(oi, 0) + r
     e_ois = sorted(export_residual)
     e_res = [export_residual[o] for o in e_ois]
     exp_cap = rules.export_capacity_wh if rules.grid_available else 0
@@ -1221,9 +1228,8 @@ def _summarise(
     surplus = 0
     clean_volume = 0
     for pool in pools:
-        surplus += sum(x * e for x, e in zip(pool.bx, pool.b.eff, strict=True) if x)
-        surplus -= sum(x * e for x, e in zip(pool.sx, pool.s.eff, strict=True) if x)
-        clean_volume += sum(x for x, f in zip(pool.sx, pool.s.flag, strict=True) if x and not f)
+        surplus += int(sumprod(pool.bx, pool.b.eff)) - int(sumprod(pool.sx, pool.s.eff))
+        clean_volume += sum(compress(pool.sx, [not f for f in pool.s.flag]))
     volume = sum(p.volume for p in pools)
     gbx = _collect(pools, len(ctx.fb), buyers=True)
     gsx = _collect(pools, len(ctx.fs), buyers=False)
