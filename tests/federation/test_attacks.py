@@ -273,3 +273,20 @@ def test_slot_data_that_does_not_verify_is_refused() -> None:
     assert _codes(net, "p3")[-1] == "bad_slot_data"
     cleared = [e for _, e in net.events["p3"] if isinstance(e, SlotCleared)]
     assert len(cleared) == 1
+
+
+def test_balances_limit_bid_admission() -> None:
+    net, peers = build(3)
+    p0, p1, _ = peers
+    slot = next_slot(net, peers)
+    order = Order.single("x", p1.member_id, Side.BUY, slot, 1_000, 20)  # costs 21_000 mmu
+    limit = p0.rules.credit_limit_base
+    for p in peers:
+        p.set_balances({p1.member_id: 20_000 - limit})
+    with pytest.raises(OrderError, match="credit limit"):
+        p1.submit_orders(slot, [order], net.now)
+    for p in peers:
+        p.set_balances({p1.member_id: 21_000 - limit})
+    net.apply("p1", p1.submit_orders(slot, [order], net.now))
+    net.run_until(net.now + 50)
+    assert not _codes(net, "p0")

@@ -895,6 +895,13 @@ class Peer:
         return [a for m in chosen if (a := self.membership.address_of(m))]
 
     # -- credit admission --
+    def set_balances(self, balances: Mapping[str, int]) -> None:
+        """Community balances (milli-minor units) from the mutual-credit ledger, used to
+        admit bids: a bid that could spend more than balance + ``credit_limit_base`` is
+        refused. Every peer should pass the same settled ledger state; a peer whose view
+        differs may admit other bids, ends in the minority and adopts the quorum's book."""
+        self._balances = {m: int(v) for m, v in balances.items()}
+
     def _headroom(self, member: str) -> int:
         return self._balances.get(member, 0) + self.rules.credit_limit_base
 
