@@ -84,6 +84,12 @@ def parser() -> argparse.ArgumentParser:
         "community prices",
     )
     p.add_argument(
+        "--federation",
+        action="store_true",
+        help="clear every slot through the federation protocol (each home a peer on the "
+        "in-memory transport); cost grows with homes squared, for small communities",
+    )
+    p.add_argument(
         "--baselines",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -126,14 +132,20 @@ def targets(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def simulate(
-    c: Community, *, with_baselines: bool, seed: int, command: str, outlook: str = "home"
+    c: Community,
+    *,
+    with_baselines: bool,
+    seed: int,
+    command: str,
+    outlook: str = "home",
+    federation: bool = False,
 ) -> tuple[dict[str, Any], dict[str, kpi.RunResult]]:
     """Run everything on ``c``; returns the report dict and the raw results."""
     results: dict[str, kpi.RunResult] = {}
     results["no_trade"] = baselines.no_trade(c)
     if with_baselines:
         results["ramp"] = baselines.ramp(c)
-    market, ledger = run.market(c, seed=seed, outlook=outlook)
+    market, ledger = run.market(c, seed=seed, outlook=outlook, federation=federation)
     results["market"] = market
     optimum = baselines.optimum(c) if with_baselines else None
     if optimum is not None:
@@ -166,6 +178,7 @@ def simulate(
             "pv_kwh": round(float(c.pv_wh.sum()) / 1000, 1),
         },
         "outlook": outlook,
+        "federation": federation,
         "runs": runs,
         "targets": targets(runs),
     }
@@ -198,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                     feed_in_ct=args.feed_in_ct,
                 )
             )
+        if args.federation and len(set(community.import_price.tolist())) > 1:
+            raise ValueError("--federation needs a fixed tariff (community rules are fixed)")
     except (ScenarioError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -210,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         command=command,
         outlook=args.outlook,
+        federation=args.federation,
     )
     data["timing_s"] = {
         "build": round(built, 2),

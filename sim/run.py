@@ -18,7 +18,10 @@ runs inside Home Assistant (``custom_components.peer_energy.core``):
 3. **Credit.** A buy order is capped at what the buyer's credit headroom allows at the import
    price (``CreditLedger.max_buy_wh``), dearest steps kept.
 4. **Clearing.** :func:`~custom_components.peer_energy.core.clearing.clear_slot` with the
-   slot's tariff, threading the fairness state.
+   slot's tariff, threading the fairness state; or, with ``federation=True``, through the
+   federation protocol: every home is a ``protocol.Peer`` on the in-memory transport
+   (``memnet.MemNet``), signs and broadcasts its bid, and the slot's attested final result
+   is used (:class:`Federation`).
 5. **Ledger.** Every fill becomes a trade: proposed with the resulting balances, signed by
    both homes' Ed25519 identities, verified and applied by the engine's ``CreditLedger``.
 6. **Devices.** ``split_fill`` splits each home's result back to its assets at the home's
@@ -40,12 +43,15 @@ import time
 import numpy as np
 
 from custom_components.peer_energy.core import agents as ag
-from custom_components.peer_energy.core.clearing import clear_slot
+from custom_components.peer_energy.core.clearing import SlotResult, clear_slot
+from custom_components.peer_energy.core.community import CommunityRules
 from custom_components.peer_energy.core.credit import CreditLedger, SignedTrade, sign_trade
 from custom_components.peer_energy.core.fairness import FairnessState
 from custom_components.peer_energy.core.forecast import profile_forecast
 from custom_components.peer_energy.core.identity import Identity
+from custom_components.peer_energy.core.memnet import MemNet
 from custom_components.peer_energy.core.orders import MarketRules, Order, Side, Step
+from custom_components.peer_energy.core.protocol import Peer
 
 from .baselines import Batteries
 from .community import Community
@@ -84,6 +90,65 @@ def _prior_prices(c: Community) -> dict[int, int]:
     }
 
 
+class Federation:
+    """Every home as a protocol ``Peer`` on one in-memory network (``memnet.MemNet``).
+
+    The community is founded by the first home and every other home joins through a real
+    invitation. Each slot, every home signs and broadcasts its bid; the peers exchange
+    digests and attestations on the virtual clock, and the slot's final, attested result is
+    what every peer holds (checked identical). Each bid is verified by every peer, so the
+    cost grows with the square of the number of homes: meant for small communities.
+    The community rules are fixed for its life, so the tariff must be fixed too.
+    """
+
+    def __init__(self, c: Community, ids: list[Identity], market: MarketRules, seed: int) -> None:
+        if len(set(c.import_price.tolist())) > 1 or len(set(c.feed_in.tolist())) > 1:
+            raise ValueError("the federation needs a fixed tariff (community rules are fixed)")
+        self.rules = CommunityRules(market=market, max_members=max(100, c.n_homes))
+        self.net = MemNet(start_ms=(int(c.slots[0]) - 3600) * 1000, seed=seed)
+        founder = Peer.found(
+            ids[0],
+            name="Simulated street",
+            rules=self.rules,
+            address="home0",
+            now_ms=self.net.now,
+            nonce=hashlib.sha256(f"sim:{seed}".encode()).digest()[:16],
+        )
+        self.net.add(founder)
+        self.peers = [founder]
+        for i in range(1, c.n_homes):
+            secret = hashlib.sha256(f"sim-invite:{seed}:{i}".encode()).digest()
+            invitation = founder.invite(secret, self.net.now)
+            peer, outs = Peer.joining(
+                ids[i], invitation.encode(), address=f"home{i}", now_ms=self.net.now
+            )
+            self.net.add(peer)
+            self.net.apply(peer.address, outs)
+            self.net.run_until(self.net.now + 30)
+            self.peers.append(peer)
+        self.net.run_until(self.net.now + 500)
+        if not all(len(p.roster()) == c.n_homes for p in self.peers):
+            raise RuntimeError("not every home joined the federation")
+
+    def clear(self, slot: int, orders: list[Order]) -> SlotResult:
+        """Submit each home's order, run the protocol to the slot's deadline, return the
+        final result every peer agrees on."""
+        by_owner = {o.owner: o for o in orders}
+        for peer in self.peers:
+            order = by_owner.get(peer.member_id)
+            if order is not None:
+                self.net.apply(peer.address, peer.submit_orders(slot, [order], self.net.now))
+        r = self.rules
+        self.net.run_until(r.gate_closure_ms(slot) + r.sync_window_ms + r.attest_window_ms + 1000)
+        finals = [p.finals.get(slot) for p in self.peers]
+        first = finals[0]
+        if first is None or any(f is None for f in finals):
+            raise RuntimeError(f"slot {slot} is void or not final at every peer")
+        if any(f is not None and f.result_hash != first.result_hash for f in finals):
+            raise RuntimeError(f"slot {slot}: peers hold different results")
+        return first.result
+
+
 def _home_price(bids: list[ag.AssetBid], order: Order | None, slot: int, rules: MarketRules) -> int:
     """The home's price without any community trade (as the integration computes it)."""
     internal = clear_slot(
@@ -99,6 +164,18 @@ def _home_price(bids: list[ag.AssetBid], order: Order | None, slot: int, rules: 
     if order is not None and order.side is Side.SELL:
         return rules.feed_in_tariff
     return rules.import_price
+
+
+def _slot_rules(c: Community, base: MarketRules, t: int) -> MarketRules:
+    """The market rules of slot ``t``: the community's rules with the slot's tariff."""
+    return MarketRules(
+        import_price=int(c.import_price[t]),
+        feed_in_tariff=int(c.feed_in[t]),
+        distributor_fee=base.distributor_fee,
+        pricing=base.pricing,
+        fair_share_bp=base.fair_share_bp,
+        slot_seconds=c.slot_seconds,
+    )
 
 
 def _cap(order: Order, limit: int) -> Order | None:
@@ -120,6 +197,7 @@ def market(
     seed: int = 1,
     horizon_hours: int = 24,
     outlook: str = "home",
+    federation: bool = False,
 ) -> tuple[RunResult, CreditLedger]:
     """Run the market over the whole community; returns the result and the final ledger."""
     began = time.perf_counter()
@@ -159,6 +237,7 @@ def market(
     own_prices: list[dict[int, int]] = [{} for _ in c.homes]
     per_horizon = max(1, horizon_hours * 3600 // sec)
     fairness = FairnessState()
+    fed = Federation(c, ids, _slot_rules(c, base_rules, 0), seed) if federation else None
     counters = {
         "trades": 0,
         "refused_trades": 0,
@@ -170,14 +249,7 @@ def market(
     for t in range(n_t):
         r, f = int(c.import_price[t]), int(c.feed_in[t])
         slot = int(c.slots[t])
-        slot_rules = MarketRules(
-            import_price=r,
-            feed_in_tariff=f,
-            distributor_fee=base_rules.distributor_fee,
-            pricing=base_rules.pricing,
-            fair_share_bp=base_rules.fair_share_bp,
-            slot_seconds=sec,
-        )
+        slot_rules = _slot_rules(c, base_rules, t)
         window = tuple(slot + sec * k for k in range(per_horizon))
         shared = ag.PriceOutlook(r, f, profile_forecast(history, window))
         mid = (r + f) // 2
@@ -248,8 +320,11 @@ def market(
                         continue
             orders.append(order)
 
-        result = clear_slot(orders, slot_rules, slot_start=slot, fairness=fairness)
-        fairness = result.fairness
+        if fed is not None:
+            result = fed.clear(slot, orders)
+        else:
+            result = clear_slot(orders, slot_rules, slot_start=slot, fairness=fairness)
+            fairness = result.fairness
         if result.fills:
             vol = sum(fl.energy_wh for fl in result.fills)
             price[t] = sum(fl.price * fl.energy_wh for fl in result.fills) / vol

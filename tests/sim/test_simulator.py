@@ -95,6 +95,29 @@ def test_credit_is_zero_sum_and_matches_payments(
     assert market.extra["trades"] == len(ledger.trades)  # type: ignore[attr-defined]
 
 
+def test_federation_gives_the_same_market(community: Community, results: dict[str, object]) -> None:
+    """Through the protocol (every home a peer on the in-memory transport) the market is
+    bit-identical to clearing the orders directly."""
+    direct, ledger = results["market"], results["ledger"]
+    assert isinstance(direct, kpi.RunResult)
+    federated, fed_ledger = run.market(community, seed=OPTIONS.seed, federation=True)
+    for name in (
+        "grid_import",
+        "grid_export",
+        "bought",
+        "sold",
+        "paid",
+        "received",
+        "charge",
+        "discharge",
+        "ev",
+        "flex",
+        "clean_bought",
+    ):
+        assert np.array_equal(getattr(federated, name), getattr(direct, name)), name
+    assert fed_ledger.balances == ledger.balances  # type: ignore[attr-defined]
+
+
 def test_devices_stay_within_limits(community: Community, results: dict[str, object]) -> None:
     bat = baselines.Batteries(community)
     for r in _runs(results):
