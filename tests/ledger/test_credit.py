@@ -487,3 +487,16 @@ def test_asset_keys_cannot_sign_money() -> None:
     led.balances[A] = 5000
     gift = sign_transfer(Transfer("street-7", A, "ext:x", 10, SLOT * 1000, "", "", 4990), plug)
     assert led.apply_transfer(gift).refusal is Refusal.UNKNOWN_MEMBER
+
+
+def test_orders_past_the_limit_are_refused_before_the_market() -> None:
+    led = ledger()
+    assert led.check_order(A, 5000, 20).ok
+    assert led.check_order(A, 5001, 20).refusal is Refusal.OVER_LIMIT
+    assert led.check_order(A, 4000, 24, 1).ok
+    assert led.check_order(A, 4001, 24, 1).refusal is Refusal.OVER_LIMIT
+    assert led.check_order(A, 0, 20).refusal is Refusal.INVALID_TERMS
+    assert led.check_order(A, 10, -1).refusal is Refusal.INVALID_TERMS
+    assert led.check_order(A, 10, 2.5).refusal is Refusal.INVALID_TERMS  # type: ignore[arg-type]
+    led.scores = {A: 0}
+    assert led.check_order(A, 1, 1).refusal is Refusal.OVER_LIMIT

@@ -591,6 +591,22 @@ class CreditLedger:
             return MAX_ENERGY_WH
         return min(MAX_ENERGY_WH, self.headroom(member) // unit)
 
+    def check_order(self, member: str, energy_wh: int, price: int, fee: int = 0) -> CreditResult:
+        """Refuse a buy order whose full execution at its limit price would pass the
+        member's credit limit, before it reaches the market."""
+        if type(energy_wh) is not int or type(price) is not int or type(fee) is not int:
+            return _refuse(Refusal.INVALID_TERMS, "order numbers must be integers")
+        if energy_wh <= 0 or price < 0 or fee < 0:
+            return _refuse(
+                Refusal.INVALID_TERMS, "order energy must be positive, prices not negative"
+            )
+        if energy_wh > self.max_buy_wh(member, price, fee):
+            return _refuse(
+                Refusal.OVER_LIMIT,
+                f"at most {self.max_buy_wh(member, price, fee)} Wh within the credit limit",
+            )
+        return _OK
+
     def forget_before(self, ts_ms: int) -> None:
         """Drop trades of slots before ``ts_ms`` from memory (bounded memory).
 
