@@ -430,3 +430,45 @@ def test_peer_chain_copies_extend_and_forks_are_proven(tmp_path: Path) -> None:
     assert ledger.scores(T0)[P] < 300
     assert ledger.db.chain(P) == chain  # our copy is unchanged
     ledger.close()
+
+
+def test_two_homes_and_an_observer_agree(tmp_path: Path) -> None:
+    """Each party records its side on its own chain; every view ends identical."""
+    home = open_ledger(tmp_path / "home.sqlite", HOME)
+    peer = open_ledger(tmp_path / "peer.sqlite", PEER)
+    observer = open_ledger(tmp_path / "third.sqlite", THIRD)
+    rng = random.Random(11)
+    for slot in range(1, 30):
+        ts = T0 + slot * SLOT_MS
+        buyer, seller = (home, peer) if rng.random() < 0.5 else (peer, home)
+        terms, result = buyer.credit.propose_trade(
+            slot=ts // 1000,
+            buyer=buyer.member,
+            seller=seller.member,
+            energy_wh=rng.randint(1, 3000),
+            price=rng.randint(5, 40),
+            fee=1,
+            clean=rng.random() < 0.5,
+            buyer_prev=buyer.head.hash_hex,
+            seller_prev=seller.head.hash_hex,
+        )
+        if terms is None:
+            assert result.refusal is Refusal.OVER_LIMIT
+            continue
+        trade = SignedTrade(
+            terms, sign_trade(terms, buyer.identity), sign_trade(terms, seller.identity)
+        )
+        for ledger in (home, peer, observer):
+            assert ledger.commit_slot(ts, trades=[trade]).accepted == (trade.trade_id,)
+    assert home.credit.balances == peer.credit.balances == observer.credit.balances
+    assert home.credit.tallies == peer.credit.tallies == observer.credit.tallies
+    assert home.credit.total() == 0
+    for ledger in (home, peer):
+        assert ledger.verify(VerifyMode.FULL).ok
+    # The observer holds copies of both chains and finds them consistent.
+    for ledger in (home, peer):
+        copy = ledger.db.chain(ledger.member)
+        assert observer.sync_peer_chain(copy, T0).outcome is Comparison.EXTENDS
+    assert observer.db.proof_count() == 0
+    for ledger in (home, peer, observer):
+        ledger.close()
