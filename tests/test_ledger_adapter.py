@@ -98,14 +98,16 @@ async def test_restart_gives_identical_balances(
             evidence=[delivery_evidence(NEIGHBOUR.public_key, 10, 10, T0)],
         )
         assert result.refused == ()
-    before = (ledger.balances(), ledger.balance(), ledger.scores(T0), ledger.credit_limit())
+    await ledger.async_refresh_limits(T0)
+    before = (ledger.balances(), ledger.balance(), ledger.scores(), ledger.credit_limit())
     assert ledger.balance() == 22 * 300 * 6
     assert ledger.balance(NEIGHBOUR.public_key) == -ledger.balance()
     assert ledger.max_buy_wh(22) == (ledger.balance() + ledger.credit_limit()) // 22
     await ledger.async_close()
 
     again = await open_ledger(hass)
-    after = (again.balances(), again.balance(), again.scores(T0), again.credit_limit())
+    await again.async_refresh_limits(T0)
+    after = (again.balances(), again.balance(), again.scores(), again.credit_limit())
     assert after == before
     report = await again.async_verify(VerifyMode.FULL)
     assert report.ok
@@ -243,8 +245,9 @@ async def test_peer_chains_keyring_and_limits(
     ledger.set_keyring(KeyRing().with_member(ledger.member).with_member(NEIGHBOUR.public_key))
     base = ledger._ledger.credit.limit(NEIGHBOUR.public_key)
     await ledger.async_commit_slot(T0, evidence=[equivocation_evidence(NEIGHBOUR.public_key, T0)])
-    ledger.refresh_limits(T0)
+    await ledger.async_refresh_limits(T0)
     assert ledger._ledger.credit.limit(NEIGHBOUR.public_key) < base
-    ledger.refresh_limits()
-    assert ledger.scores()[NEIGHBOUR.public_key] < 500
+    scores = await ledger.async_refresh_limits()
+    assert scores[NEIGHBOUR.public_key] < 500
+    assert ledger.scores() == scores
     await ledger.async_close()

@@ -171,17 +171,22 @@ class PeerLedger:
         """Every known account balance (milli-minor units)."""
         return dict(self._ledger.credit.balances)
 
-    def scores(self, now_ms: int | None = None) -> dict[str, int]:
-        """This home's reputation score of each peer (permille)."""
-        return self._ledger.scores(_now_ms() if now_ms is None else now_ms)
+    def scores(self) -> dict[str, int]:
+        """This home's reputation score of each peer (permille), as of the last
+        ``async_refresh_limits``."""
+        return dict(self._ledger.credit.scores)
 
     def set_keyring(self, keyring: KeyRing) -> None:
         """Update the community's member keys (from the federation's membership)."""
         self._ledger.credit.keyring = keyring
 
-    def refresh_limits(self, now_ms: int | None = None) -> None:
-        """Feed current reputation scores into the credit limits (CPU-light)."""
-        self._ledger.refresh_limits(_now_ms() if now_ms is None else now_ms)
+    async def async_refresh_limits(self, now_ms: int | None = None) -> dict[str, int]:
+        """Recompute reputation scores from the evidence (in the executor: a year of
+        evidence is tens of thousands of items) and feed them into the credit limits."""
+        at = _now_ms() if now_ms is None else now_ms
+        async with self._lock:
+            await self.hass.async_add_executor_job(self._ledger.refresh_limits, at)
+        return self.scores()
 
     # --- executor-backed operations ---
 
