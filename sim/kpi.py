@@ -17,6 +17,8 @@ Definitions (all over the whole horizon):
 * savings = no-trading bills - bills (absolute, and in % of the no-trading bills);
 * share of the optimum's savings = market savings / optimum savings;
 * peak grid import = the largest community import of one slot, as average kW;
+* battery discharged / battery content at the end = energy all batteries delivered, and
+  what they hold after the last slot (the reserve is the floor);
 * traded volume = energy that changed hands between homes;
 * clean share to clean-only buyers = clean energy those homes bought / all they bought in
   the market (1.0 when the engine keeps its promise), and the share of their consumption
@@ -142,6 +144,8 @@ def kpis(
         "grid_import_kwh": round(float(imp.sum()) / 1000, 1),
         "grid_export_kwh": round(float(exp.sum()) / 1000, 1),
         "peak_grid_import_kw": round(float(imp.max()) / 1000 / hours, 2),
+        "battery_discharged_kwh": round(float(run.discharge.sum()) / 1000, 1),
+        "battery_end_kwh": round(float(run.soc_end.sum()) / 1000, 1),
         "grid_emissions_kg": round(float((imp * c.carbon).sum()) / 1e6, 1),
         "runtime_s": round(run.runtime_s, 3),
     }

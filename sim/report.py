@@ -49,6 +49,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("grid_export_kwh", "Grid export (kWh)", "{:.1f}"),
     ("peak_grid_import_kw", "Peak grid import (kW)", "{:.1f}"),
     ("traded_kwh", "Traded between homes (kWh)", "{:.1f}"),
+    ("battery_discharged_kwh", "Battery energy delivered (kWh)", "{:.1f}"),
+    ("battery_end_kwh", "Battery content at the end (kWh)", "{:.1f}"),
     ("clean_only_market_clean_share", "Clean share of clean-only buyers' purchases", "{:.1%}"),
     ("clean_only_consumption_clean_share", "Clean share of clean-only homes' use", "{:.1%}"),
     ("largest_seller_share", "Largest seller's share of sales", "{:.1%}"),

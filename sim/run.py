@@ -151,6 +151,13 @@ class Federation:
 
 def _home_price(bids: list[ag.AssetBid], order: Order | None, slot: int, rules: MarketRules) -> int:
     """The home's price without any community trade (as the integration computes it)."""
+    sides = {b.side for b in bids if b.steps}
+    if len(sides) < 2:  # nothing to clear among its own assets: the grid price it faces
+        return (
+            rules.feed_in_tariff
+            if order is not None and order.side is Side.SELL
+            else (rules.import_price)
+        )
     internal = clear_slot(
         [
             Order(b.asset_id + f".{k}", b.asset_id, b.side, slot, b.steps, clean=b.clean)
