@@ -28,7 +28,7 @@ from custom_components.peer_energy.core.clearing import clear_slot
 from custom_components.peer_energy.core.orders import MarketRules, Reason, Side, Step
 
 SLOT = 1_800_000_000 - 1_800_000_000 % 900
-AGENT_SETTINGS = settings(max_examples=60, deadline=None)
+AGENT_SETTINGS = settings(max_examples=40, deadline=None)
 
 
 def horizon(n: int) -> Horizon:

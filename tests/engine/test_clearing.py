@@ -421,3 +421,19 @@ def test_totals_beyond_int64_use_exact_python_paths() -> None:
     assert [(f.buyer_order, f.seller_order, f.price) for f in res.fills] == [
         (f.buyer_order, f.seller_order, f.price) for f in small.fills
     ]
+
+
+def test_prices_beyond_int64_are_exact() -> None:
+    big = 1 << 70
+    rules = MarketRules(import_price=big, feed_in_tariff=0)
+    res = clear_slot([buy("b", "x", 10, big), sell("s", "y", 10, 2)], rules, slot_start=SLOT)
+    assert res.general_price == (big + 2) // 2
+    assert res.surplus_milli == 10 * (big - 2)
+
+
+def test_results_compare_by_content() -> None:
+    a = clear_slot([buy("b", "x", 10, 20), sell("s", "y", 10, 10)], RULES, slot_start=SLOT)
+    b = clear_slot([sell("s", "y", 10, 10), buy("b", "x", 10, 20)], RULES, slot_start=SLOT)
+    assert a == b
+    assert a != "a result"
+    assert a != clear_slot([], RULES, slot_start=SLOT)

@@ -52,7 +52,7 @@ def lp_optimum(book: list[Order], r: MarketRules) -> float:
     return float(h.getObjectiveValue())
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(book=orders(max_orders=9), r=rules(fair=False, grid=False))
 def test_surplus_equals_lp_optimum(book: list[Order], r: MarketRules) -> None:
     result = clear_slot(book, r, slot_start=SLOT)

@@ -13,7 +13,7 @@ from custom_components.peer_energy.core.orders import MarketRules, Order, Pricin
 
 from .books import SLOT, orders, rules
 
-SETTINGS = settings(max_examples=80, deadline=None)
+SETTINGS = settings(max_examples=60, deadline=None)
 
 
 def _by_id(book: list[Order]) -> dict[str, Order]:
@@ -162,3 +162,32 @@ def test_fairness_state_only_grows(book: list[Order], r: MarketRules) -> None:
     again = clear_slot(book, r, slot_start=SLOT, fairness=res.fairness)
     after = dict(again.fairness.margin_wins)
     assert all(after.get(k, 0) >= v for k, v in before.items())
+
+
+SHIFT = 1 << 60  # beyond the int64 fast paths' price bound: forces the exact Python paths
+
+
+@settings(max_examples=40, deadline=None)
+@given(book=orders(), r=rules())
+def test_fast_and_exact_paths_agree(book: list[Order], r: MarketRules) -> None:
+    shifted_book = [
+        replace(o, steps=tuple(replace(s, price=s.price + SHIFT) for s in o.steps)) for o in book
+    ]
+    shifted_rules = replace(
+        r, import_price=r.import_price + SHIFT, feed_in_tariff=r.feed_in_tariff + SHIFT
+    )
+    fast = clear_slot(book, r, slot_start=SLOT)
+    exact = clear_slot(shifted_book, shifted_rules, slot_start=SLOT)
+    assert (exact.volume_wh, exact.surplus_milli, exact.mode, exact.scarcity) == (
+        fast.volume_wh,
+        fast.surplus_milli,
+        fast.mode,
+        fast.scarcity,
+    )
+    assert [(f.buyer_order, f.seller_order, f.energy_wh, f.price - SHIFT) for f in exact.fills] == [
+        (f.buyer_order, f.seller_order, f.energy_wh, f.price) for f in fast.fills
+    ]
+    assert [(o.filled_wh, o.grid_wh, o.unserved_wh, o.steps_filled) for o in exact.orders] == [
+        (o.filled_wh, o.grid_wh, o.unserved_wh, o.steps_filled) for o in fast.orders
+    ]
+    assert exact.fairness == fast.fairness

@@ -792,7 +792,7 @@ def _northwest(
     tb = sum(bq)
     if tb == 0:
         return sq
-    if sum(sq) < _SAFE:
+    if sum(sq) < _SAFE and min(bp) > -_SAFE and max(bp) < _SAFE:
         cb = np.cumsum(_arr(bq))
         sq_arr = _arr(sq)
         cs = np.cumsum(sq_arr)
