@@ -256,19 +256,25 @@ class FederationLink:
         transport: Transport,
         *,
         store: Store[dict[str, Any]] | None = None,
-        clock: Callable[[], int] = now_ms,
+        clock: Callable[[], int] | None = None,
         schedule: bool = True,
+        announce: bool = True,
     ) -> None:
-        """Create a link without a peer; use ``async_load``, ``async_found`` or joining."""
+        """Create a link without a peer; use ``async_load``, ``async_found`` or joining.
+
+        ``schedule=False`` leaves ticking to the caller; ``announce=False`` keeps events,
+        notifications and repair issues off Home Assistant (several homes in one test).
+        """
         self.hass = hass
         self.entry_id = entry_id
         self.identity = identity
         self.transport = transport
         self.store = store if store is not None else federation_store(hass, entry_id)
-        self.clock = clock
+        self.clock: Callable[[], int] = clock or (lambda: now_ms())
         self.peer: Peer | None = None
         self.ledger: PeerLedger | None = None
         self._schedule = schedule
+        self._announce = announce
         self._settled: list[int] = []
         self._join: dict[str, str] | None = None
         self._join_done: asyncio.Future[str | None] | None = None
@@ -579,8 +585,9 @@ class FederationLink:
 
     async def async_drain(self) -> None:
         """Wait until every delivery and save started so far has finished (tests, unload)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        async with asyncio.timeout(60):
+            while self._tasks:
+                await asyncio.wait(list(self._tasks))
 
     # --- timers ---
 
@@ -628,6 +635,18 @@ class FederationLink:
 
     # --- events ---
 
+    def _fire(self, event_type: str, data: dict[str, Any]) -> None:
+        if self._announce:
+            self.hass.bus.async_fire(event_type, data)
+
+    def _notify(
+        self, hass: HomeAssistant, message: str, *, title: str, notification_id: str
+    ) -> None:
+        if self._announce:
+            persistent_notification.async_create(
+                hass, message, title=title, notification_id=notification_id
+            )
+
     def _notify_listeners(self, outcome: SlotOutcome) -> None:
         for listener in list(self._listeners):
             try:
@@ -661,11 +680,11 @@ class FederationLink:
             LOGGER.error("Could not record slot %s in the ledger: %s", slot, err)
 
     def _event_peer(self, event_type: str, member: str, **extra: Any) -> None:
-        if member == self.member_key:
+        if member == self.member_key or not self._announce:
             return
-        self.hass.bus.async_fire(event_type, {"member": member, **extra})
+        self._fire(event_type, {"member": member, **extra})
         joined = event_type == EVENT_PEER_JOINED
-        persistent_notification.async_create(
+        self._notify(
             self.hass,
             (
                 f"Neighbour {short(member)} joined the community."
@@ -678,7 +697,7 @@ class FederationLink:
 
     def _on_peer_left(self, event: PeerLeft) -> None:
         if event.member == self.member_key:
-            persistent_notification.async_create(
+            self._notify(
                 self.hass,
                 (
                     "This home was removed from the community by an admin."
@@ -695,11 +714,13 @@ class FederationLink:
         self._event_peer(EVENT_PEER_LEFT, event.member, by=event.by, removed=event.removed)
 
     def _on_device(self, event: DeviceEnrolled) -> None:
-        self.hass.bus.async_fire(
+        if not self._announce:
+            return
+        self._fire(
             EVENT_DEVICE_ENROLLED,
             {"member": event.member, "asset_id": event.asset_id, "kind": event.kind},
         )
-        persistent_notification.async_create(
+        self._notify(
             self.hass,
             f"Neighbour {short(event.member)} enrolled a device ({event.kind}).",
             title="Peer Energy",
@@ -708,7 +729,7 @@ class FederationLink:
 
     def _on_equivocation(self, event: EquivocationDetected) -> None:
         proof = event.proof
-        self.hass.bus.async_fire(
+        self._fire(
             EVENT_EQUIVOCATION, {"member": proof.member, "slot": proof.slot, "kind": proof.kind}
         )
         if self.ledger is not None:
@@ -724,6 +745,8 @@ class FederationLink:
 
     def _on_unreachable(self, member: str, since_ms: int) -> None:
         self._unreachable.add(member)
+        if not self._announce:
+            return
         address = self.peer.membership.address_of(member) if self.peer is not None else None
         ir.async_create_issue(
             self.hass,
@@ -741,19 +764,21 @@ class FederationLink:
 
     def _on_reachable(self, member: str) -> None:
         self._unreachable.discard(member)
-        ir.async_delete_issue(self.hass, DOMAIN, f"{ISSUE_PEER_UNREACHABLE}_{member[:16]}")
+        if self._announce:
+            ir.async_delete_issue(self.hass, DOMAIN, f"{ISSUE_PEER_UNREACHABLE}_{member[:16]}")
 
     def _joined_now(self) -> None:
         assert self.peer is not None
         self._join = None
         if self._join_done is not None and not self._join_done.done():
             self._join_done.set_result(None)
-        ir.async_delete_issue(self.hass, DOMAIN, ISSUE_JOIN_FAILED)
-        self.hass.bus.async_fire(
+        if self._announce:
+            ir.async_delete_issue(self.hass, DOMAIN, ISSUE_JOIN_FAILED)
+        self._fire(
             EVENT_COMMUNITY_JOINED,
             {"community": self.peer.community_id, "name": self.peer.membership.charter.name},
         )
-        persistent_notification.async_create(
+        self._notify(
             self.hass,
             f"This home joined the community “{self.peer.membership.charter.name}”.",
             title="Peer Energy",

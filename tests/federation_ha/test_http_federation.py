@@ -1,0 +1,137 @@
+"""Three homes over real HTTP on loopback: invitation, join, one traded slot, same result."""
+
+from __future__ import annotations
+
+from homeassistant.components import persistent_notification
+from homeassistant.core import Event, HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+
+from custom_components.peer_energy.const import DOMAIN
+from custom_components.peer_energy.core.orders import Order, Side
+from custom_components.peer_energy.core.protocol import result_hash
+from custom_components.peer_energy.federation import (
+    EVENT_PEER_JOINED,
+    EVENT_PEER_LEFT,
+    ISSUE_PEER_UNREACHABLE,
+)
+from custom_components.peer_energy.runtime import PeerEnergyConfigEntry
+
+from .conftest import (
+    Clock,
+    Home,
+    HomeFactory,
+    fast_rules,
+    join,
+    next_slot,
+    run_slot,
+    settle,
+    tick_all,
+)
+
+
+async def test_three_homes_clear_one_slot_identically(
+    hass: HomeAssistant,
+    clock: Clock,
+    home_a: tuple[PeerEnergyConfigEntry, Home],
+    make_home: HomeFactory,
+) -> None:
+    """B and C join A through invitations; all three hold the same attested result."""
+    entry, a = home_a
+    assert entry.runtime_data.federation is a.link
+    assert a.link.joined
+    assert a.link.members == 1
+    joined: list[Event] = []
+    hass.bus.async_listen(EVENT_PEER_JOINED, joined.append)
+
+    b = await make_home("B")
+    c = await make_home("C")
+    await join(hass, a, b, [])
+    await join(hass, a, c, [b])
+    await hass.async_block_till_done()
+    assert [e.data["member"] for e in joined] == [b.link.member_key, c.link.member_key]
+    notifications = persistent_notification._async_get_or_create_notifications(hass)
+    assert f"{DOMAIN}_peer_{b.link.member_key[:8]}" in notifications
+    for home in (a, b, c):
+        assert home.link.members == 3
+        assert home.link.community_id == a.link.community_id
+
+    rules = fast_rules()
+    slot = next_slot(clock, rules)
+    homes = [a, b, c]
+    await a.link.async_submit_orders(
+        slot * 1000, [Order.single("sell", "", Side.SELL, slot, 1_000, 10)]
+    )
+    await b.link.async_submit_orders(
+        slot * 1000, [Order.single("buy", "", Side.BUY, slot, 600, 25)]
+    )
+    await c.link.async_submit_orders(
+        slot * 1000, [Order.single("buy", "", Side.BUY, slot, 600, 20)]
+    )
+    await settle(*homes)
+    await run_slot(clock, homes, slot, rules)
+
+    hashes = set()
+    for home in homes:
+        assert len(home.outcomes) == 1, home.name
+        outcome = home.outcomes[0]
+        assert outcome.slot_start_ms == slot * 1000
+        assert outcome.result is not None
+        assert outcome.void_reason is None
+        hashes.add(result_hash(outcome.result))
+    assert len(hashes) == 1
+    result = a.outcomes[0].result
+    assert result is not None
+    assert result.volume_wh == 1_000
+    sold = sum(f.energy_wh for f in a.outcomes[0].own_fills if f.seller == a.link.member_key)
+    bought_b = sum(f.energy_wh for f in b.outcomes[0].own_fills)
+    bought_c = sum(f.energy_wh for f in c.outcomes[0].own_fills)
+    assert sold == 1_000 == bought_b + bought_c
+    assert all(b.link.member_key in (f.buyer, f.seller) for f in b.outcomes[0].own_fills)
+
+    # A recorded its fills in its own chain (one "slot" entry).
+    await a.link.async_drain()
+    ledger = entry.runtime_data.ledger
+    assert ledger is not None
+    exported = await ledger.async_export("json", include_chain=True)
+    assert isinstance(exported, dict)
+    assert '"kind": "slot"' in str(exported).replace("'", '"')
+
+
+async def test_peer_leaves_and_unreachable_repairs(
+    hass: HomeAssistant,
+    clock: Clock,
+    home_a: tuple[PeerEnergyConfigEntry, Home],
+    make_home: HomeFactory,
+) -> None:
+    """A silent peer raises a repair issue that goes away when it is heard; leaving is told."""
+    _, a = home_a
+    b = await make_home("B")
+    c = await make_home("C")
+    await join(hass, a, b, [])
+    await join(hass, a, c, [b])
+    rules = fast_rules()
+    homes = [a, b, c]
+    # C goes offline (hears nothing, says nothing) for four slots; A and B keep ticking.
+    await tick_all(clock, homes, clock.now + 1)
+    c.link._stopped = True
+    for _ in range(4):
+        await tick_all(clock, [a, b], clock.now + rules.slot_seconds * 1000)
+    issue_id = f"{ISSUE_PEER_UNREACHABLE}_{c.link.member_key[:16]}"
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
+    assert a.link.peers_online == 1
+    # C is back: its next message clears the issue.
+    c.link._stopped = False
+    await tick_all(clock, homes, clock.now + 1)
+    await tick_all(clock, homes, rules.gate_closure_ms(next_slot(clock, rules)) + 10)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+    assert a.link.peers_online == 2
+
+    left = []
+    hass.bus.async_listen(EVENT_PEER_LEFT, left.append)
+    await c.link.async_leave()
+    await settle(*homes)
+    await hass.async_block_till_done()
+    assert [e.data["member"] for e in left] == [c.link.member_key]
+    assert a.link.members == 2
+    assert b.link.members == 2
+    assert not c.link.joined
