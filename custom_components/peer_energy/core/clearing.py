@@ -302,7 +302,7 @@ class _Steps:
     ``np`` holds int64 copies of (eff, flag, cum, oi) when the totals fit.
     """
 
-    __slots__ = ("buyers", "cum", "eff", "flag", "flat", "key", "np", "oi", "qty", "total")
+    __slots__ = ("_oi", "buyers", "cum", "eff", "flag", "flat", "key", "np", "qty", "total")
 
     def __init__(
         self,
@@ -311,7 +311,7 @@ class _Steps:
         eff: list[int],
         flag: list[int],
         qty: list[int],
-        oi: list[int],
+        oi: list[int] | None,
         arrays: tuple[_I64, _I64, _I64, _I64] | None = None,
     ) -> None:
         self.buyers = buyers
@@ -323,13 +323,21 @@ class _Steps:
             self.key = [-e for e in eff] if buyers else eff
         self.flag = flag
         self.qty = qty
-        self.oi = oi
+        self._oi = oi
         self.np = arrays
         if arrays is not None:
             self.cum = _list(arrays[2])
         else:
             self.cum = list(accumulate(qty))
         self.total = self.cum[-1] if flat else 0
+
+    @property
+    def oi(self) -> list[int]:
+        """Order rank of each step (made from the int64 copy on first use)."""
+        if self._oi is None:
+            assert self.np is not None
+            self._oi = _list(self.np[3])
+        return self._oi
 
     def value_at(self, unit: int) -> int | None:
         """Effective price of the ``unit``-th Wh (1-based) in merit order, if it exists."""
@@ -484,7 +492,7 @@ def _merit(
             _list(eff_p),
             _list(flag_p),
             _list(q_p),
-            _list(oi_a[perm]),
+            None,
             (eff_p, flag_p, np.cumsum(q_p), oi_a[perm]),
         )
     q = src.qty if qty is None else qty
@@ -944,7 +952,7 @@ def clear_slot(
 ) -> SlotResult:
     """Clear one slot. ``orders`` must be validated orders of that slot (others are ignored)."""
     fairness = fairness if fairness is not None else FairnessState()
-    ranked = sorted((o for o in orders if o.slot_start == slot_start), key=_ORDER_ID)
+    ranked = sorted([o for o in orders if o.slot_start == slot_start], key=_ORDER_ID)
     div = Divider(fairness, slot_start)
     stake_weight = stake_weights(stakes)
     fb, fs = _flatten(ranked, rules)
@@ -977,7 +985,7 @@ def clear_slot(
         residual = _import_residuals(fb, _collect(pools, len(fb), buyers=True), rules)
 
     segments = _Segments()
-    partners = any(o.preferred_partners for o in ranked)
+    partners = any(map(_PARTNERS, ranked))
     for pool in pools:
         _pair(pool, ranked, rules, segments, partners)
     raw_fills = segments.aggregate()
@@ -993,6 +1001,7 @@ def clear_slot(
 
 
 _ORDER_ID = attrgetter("order_id")
+_PARTNERS = attrgetter("preferred_partners")
 
 
 def _collect(pools: Sequence[_Pool], n: int, *, buyers: bool) -> list[int]:
