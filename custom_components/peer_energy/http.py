@@ -31,6 +31,7 @@ from aiohttp import ClientError, ClientTimeout, web
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.http import KEY_HASS, HomeAssistantView
+from homeassistant.util.hass_dict import HassKey
 
 from .const import DOMAIN, LOGGER
 from .core.envelope import RejectCode
@@ -46,7 +47,6 @@ RATE_PER_S: Final = 20.0
 RATE_BURST: Final = 200.0
 MAX_BUCKETS: Final = 10_000
 CONTENT_TYPE: Final = "application/json"
-DATA_VIEWS: Final = f"{DOMAIN}_views_registered"
 
 # Status of a message the peer refused, by reject code.
 STATUS_BY_CODE: Final[dict[str, int]] = {
@@ -120,6 +120,9 @@ class RateLimiter:
             bucket.tokens -= 1
             return 0.0
         return (1 - bucket.tokens) / self.rate
+
+
+DATA_VIEWS: HassKey[RateLimiter] = HassKey(f"{DOMAIN}_views")
 
 
 # --- Handlers (shared by the Home Assistant views and plain aiohttp apps in tests) ---------
@@ -218,10 +221,11 @@ class PeerInfoView(HomeAssistantView):
 
 def async_register_views(hass: HomeAssistant) -> None:
     """Register the views once (Home Assistant cannot unregister views)."""
-    if hass.data.get(DATA_VIEWS):
+    if DATA_VIEWS in hass.data:
         return
-    hass.data[DATA_VIEWS] = True
-    hass.http.register_view(PeerMessageView())
+    view = PeerMessageView()
+    hass.data[DATA_VIEWS] = view.limiter
+    hass.http.register_view(view)
     hass.http.register_view(PeerInfoView())
 
 

@@ -1,0 +1,165 @@
+"""The HTTP views refuse what they must, with the documented status and code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.core import HomeAssistant
+from homeassistant.setup import async_setup_component
+import pytest
+
+from custom_components.peer_energy.core.envelope import seal
+from custom_components.peer_energy.core.identity import Identity
+from custom_components.peer_energy.core.protocol import Rejected
+from custom_components.peer_energy.http import (
+    ADDRESS_HEADER,
+    DATA_VIEWS,
+    INFO_PATH,
+    MAX_BODY_BYTES,
+    MESSAGE_PATH,
+    RateLimiter,
+    async_register_views,
+    status_of,
+)
+from custom_components.peer_energy.runtime import PeerEnergyConfigEntry
+
+from .conftest import Clock, Home, HomeFactory, join
+
+
+@pytest.fixture
+async def member_b(
+    hass: HomeAssistant, home_a: tuple[PeerEnergyConfigEntry, Home], make_home: HomeFactory
+) -> Home:
+    """B, a member of A's community."""
+    _, a = home_a
+    b = await make_home("B")
+    await join(hass, a, b, [])
+    return b
+
+
+def _fetch(home: Home, clock: Clock) -> bytes:
+    assert home.link.peer is not None
+    return home.link.peer._seal("fetch", {"slot": 1_800_000_060, "book": ""}, clock.now)
+
+
+async def test_views_refuse_bad_messages(
+    hass: HomeAssistant,
+    hass_client_no_auth: Any,
+    clock: Clock,
+    home_a: tuple[PeerEnergyConfigEntry, Home],
+    member_b: Home,
+) -> None:
+    """Signature, membership, replay, size, format: each has its status and code."""
+    _, a = home_a
+    client = await hass_client_no_auth()
+
+    async def post(body: bytes) -> tuple[int, dict[str, Any]]:
+        resp = await client.post(MESSAGE_PATH, data=body, headers={ADDRESS_HEADER: "test"})
+        return resp.status, await resp.json()
+
+    good = _fetch(member_b, clock)
+    assert await post(good) == (202, {"code": "accepted"})
+    status, body = await post(good)
+    assert (status, body["code"]) == (409, "replay")
+
+    forged = bytearray(_fetch(member_b, clock))
+    at = forged.index(b'"sig":"') + 10
+    forged[at] = ord("0") if forged[at] != ord("0") else ord("1")
+    status, body = await post(bytes(forged))
+    assert (status, body["code"]) == (403, "bad_signature")
+
+    outsider = Identity.generate()
+    stranger = seal(
+        outsider,
+        community=a.link.community_id or "",
+        seq=clock.now,
+        ts_ms=clock.now,
+        type="fetch",
+        payload={"slot": 1_800_000_060, "book": ""},
+    ).to_wire()
+    status, body = await post(stranger)
+    assert (status, body["code"]) == (403, "unknown_sender")
+
+    status, body = await post(b"not json at all")
+    assert (status, body["code"]) == (400, "malformed")
+
+    status, body = await post(b"x" * (MAX_BODY_BYTES + 1))
+    assert (status, body["code"]) == (413, "body_too_large")
+
+    resp = await client.get(INFO_PATH)
+    assert resp.status == 200
+    info = await resp.json()
+    assert info["community"] == a.link.community_id
+    assert info["member"] == a.link.member_key
+    assert info["members"] == 2
+
+
+async def test_rate_limit_per_peer(
+    hass: HomeAssistant,
+    hass_client_no_auth: Any,
+    clock: Clock,
+    home_a: tuple[PeerEnergyConfigEntry, Home],
+    member_b: Home,
+    make_home: HomeFactory,
+) -> None:
+    """A flooding sender gets 429 with Retry-After; another sender still gets through."""
+    limiter = hass.data[DATA_VIEWS]
+    limiter.burst = 3
+    limiter.rate = 0.01
+    limiter._buckets.clear()
+    client = await hass_client_no_auth()
+    statuses = []
+    for _ in range(5):
+        resp = await client.post(MESSAGE_PATH, data=_fetch(member_b, clock))
+        statuses.append(resp.status)
+        if resp.status == 429:
+            assert int(resp.headers["Retry-After"]) >= 1
+            assert (await resp.json())["code"] == "rate_limited"
+    assert statuses == [202, 202, 202, 429, 429]
+    other = Identity.generate()
+    resp = await client.post(
+        MESSAGE_PATH,
+        data=seal(
+            other, community="0" * 32, seq=1, ts_ms=clock.now, type="digest", payload={}
+        ).to_wire(),
+    )
+    assert resp.status != 429
+
+
+async def test_views_without_community(hass: HomeAssistant, hass_client_no_auth: Any) -> None:
+    """Before any entry is set up both endpoints answer 503."""
+    assert await async_setup_component(hass, "http", {})
+    async_register_views(hass)
+    async_register_views(hass)  # idempotent
+    client = await hass_client_no_auth()
+    resp = await client.post(MESSAGE_PATH, data=b"{}")
+    assert resp.status == 503
+    assert (await resp.json())["code"] == "no_community"
+    resp = await client.get(INFO_PATH)
+    assert resp.status == 503
+
+
+def test_rate_limiter_refills() -> None:
+    """Tokens come back at the configured rate, up to the burst."""
+    now = [0.0]
+    limiter = RateLimiter(rate_per_s=2, burst=2, clock=lambda: now[0])
+    key = ("1.2.3.4", "k")
+    assert limiter.take(key) == 0
+    assert limiter.take(key) == 0
+    assert limiter.take(key) == pytest.approx(0.5)
+    now[0] = 0.5
+    assert limiter.take(key) == 0
+    now[0] = 100
+    assert limiter.take(key) == 0
+    assert limiter.take(key) == 0
+    assert limiter.take(key) > 0
+
+
+def test_status_mapping() -> None:
+    """Protocol rejections map to the documented statuses; unknown codes to 400."""
+    assert status_of([]) == (202, "accepted", "")
+    assert status_of([Rejected("late_bid", "x", "")])[0] == 422
+    assert status_of([Rejected("bad_invitation", "x", "")])[0] == 403
+    assert status_of([Rejected("something_new", "x", "")])[0] == 400
+    two = [Rejected("bad_bid", "x", ""), Rejected("bad_bid", "y", "")]
+    assert status_of(two)[0] == 202
