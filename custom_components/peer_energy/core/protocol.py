@@ -1133,7 +1133,7 @@ class Peer:
         if env.type in RECORD_TYPES:
             out.extend(self._on_record(env, member, sender_address, now_ms))
         elif env.type == "digest":
-            out.extend(self._on_digest(env, member, now_ms))
+            out.extend(self._on_digest(env, member, sender_address, now_ms))
         elif env.type == "records":
             out.extend(self._on_records(env.payload["records"], sender_address, now_ms))
         elif env.type == "fetch":
@@ -1276,12 +1276,14 @@ class Peer:
         out.extend(self._check_final(state, now_ms))
         return out
 
-    def _on_digest(self, env: Envelope, member: str, now_ms: int) -> list[Output]:
+    def _on_digest(
+        self, env: Envelope, member: str, sender_address: str, now_ms: int
+    ) -> list[Output]:
         slot, ids = _i(env, "slot"), env.payload["bids"]
         if not isinstance(ids, list):  # pragma: no cover - schema checked
             return []
         if not self._slot_in_range(slot, now_ms) or not all(isinstance(i, str) for i in ids):
-            return [Rejected(Reject.STALE_SLOT.value, "digest", "")]
+            return [Rejected(Reject.STALE_SLOT.value, "digest", sender_address)]
         state = self._slot(slot)
         addr = self.membership.address_of(member)
         mine = state.bid_ids()
