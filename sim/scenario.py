@@ -279,6 +279,8 @@ def read_scenario(path: str | Path) -> Community:
             raise ScenarioError(f"{where}: load_wh and pv_wh must be integers (Wh)") from None
         if lw < 0 or pw < 0:
             raise ScenarioError(f"{where}: load_wh and pv_wh must not be negative")
+        if load[ids[home], t] >= 0:
+            raise ScenarioError(f"{where}: a second row for home {home} in this slot")
         load[ids[home], t] = lw
         pv[ids[home], t] = pw
     missing = np.argwhere(load < 0)

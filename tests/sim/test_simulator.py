@@ -241,6 +241,14 @@ def test_scenario_errors_are_clear(community: Community, tmp_path: Path) -> None
     (tmp_path / "c.timeseries.csv").write_text("\n".join([*rows[:-1], rows[-1] + "x"]) + "\n")
     with pytest.raises(ScenarioError, match="integers"):
         read_scenario(path)
+    (tmp_path / "c.timeseries.csv").write_text("\n".join([*rows, rows[-1]]) + "\n")
+    with pytest.raises(ScenarioError, match="second row"):
+        read_scenario(path)
+    (tmp_path / "c.timeseries.csv").write_text("\n".join(rows) + "\n")
+    doc["homes"][0]["battery"] = {"capacity_wh": 1000, "power_w": 500, "initial_soc_wh": 5000}
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    with pytest.raises(ScenarioError, match="invalid battery"):
+        read_scenario(tmp_path / "bad.json")
 
 
 def test_report_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
