@@ -710,13 +710,14 @@ def _fair_share_limits(
     """
     cap = volume * share_bp // BASIS_POINTS
     top_bid = max(fb.eff)
+    eff, ois, src_qty = fs.eff, fs.oi, fs.qty
     tradeable: dict[str, list[int]] = {}
-    for f, e in enumerate(fs.eff):
+    for f, e in enumerate(eff):
         if e <= top_bid:
-            tradeable.setdefault(orders[fs.oi[f]].owner, []).append(f)
-    offered = {o: sum(fs.qty[f] for f in steps) for o, steps in tradeable.items()}
+            tradeable.setdefault(orders[ois[f]].owner, []).append(f)
+    offered = {o: sum(src_qty[f] for f in steps) for o, steps in tradeable.items()}
     total = sum(offered.values())
-    qty = list(fs.qty)
+    qty = list(src_qty)
     capped: list[str] = []
     for owner in sorted(tradeable):
         allowed = max(cap, volume - (total - offered[owner]))
@@ -724,7 +725,7 @@ def _fair_share_limits(
             continue
         capped.append(owner)
         left = allowed
-        for f in sorted(tradeable[owner], key=lambda f: (fs.eff[f], f)):
+        for f in sorted(tradeable[owner], key=lambda f: (eff[f], f)):
             qty[f] = min(qty[f], left)
             left -= qty[f]
     return qty, capped
@@ -1145,13 +1146,14 @@ class _Parts:
             amount[soi] += money
         per_step: list[list[int] | None] = [None] * n
         for flat, gx in ((ctx.fb, self.gbx), (ctx.fs, self.gsx)):
+            ois, ks = flat.oi, flat.k
             for f, v in enumerate(gx):
                 if v:
-                    oi = flat.oi[f]
+                    oi = ois[f]
                     row = per_step[oi]
                     if row is None:
                         row = per_step[oi] = [0] * len(orders[oi].steps)
-                    row[flat.k[f]] = v
+                    row[ks[f]] = v
         zeros: dict[int, tuple[int, ...]] = {}
         results = []
         grid_in, grid_out = self.grid_in, self.grid_out
