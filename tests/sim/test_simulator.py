@@ -301,3 +301,20 @@ def test_report_table_lists_every_run(community: Community, results: dict[str, o
     assert "no trading" in text
     assert "market" in text
     assert "optimum" not in text
+
+
+def test_dynamic_tariff_follows_day_ahead_prices() -> None:
+    """Retail = day-ahead (pricecast) + charges, above the feed-in tariff; invariants hold."""
+    c = build(Options(seed=3, homes=4, days=1, battery_share=0.5, tariff="dynamic"))
+    assert c.day_ahead is not None
+    assert len(set(c.import_price.tolist())) > 3
+    assert (c.import_price > c.feed_in).all()
+    expected = np.clip(np.rint(22 + c.day_ahead), 9, 100)
+    assert np.array_equal(c.import_price, expected)
+    no_trade = baselines.no_trade(c)
+    market, ledger = run.market(c, seed=3)
+    optimum = baselines.optimum(c)
+    assert market.balance_errors(c).max() == 0
+    assert ledger.total() == 0
+    assert optimum.total_bill(c) <= market.total_bill(c) + 1
+    assert optimum.total_bill(c) <= no_trade.total_bill(c) + 1
