@@ -59,8 +59,6 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Create the home's market binary sensors."""
-    if entry.runtime_data.market is None:
-        return
     coordinator = entry.runtime_data.coordinator
     async_add_entities(
         PeerEnergyBinarySensor(coordinator, description) for description in BINARY_SENSORS
@@ -75,11 +73,9 @@ class PeerEnergyBinarySensor(PeerEnergyMarketEntity, BinarySensorEntity):
     @property
     def is_on(self) -> bool | None:
         """None (unknown) until a price and an average exist."""
-        market = self.market
-        return None if market is None else self.entity_description.is_on_fn(market)
+        return self.entity_description.is_on_fn(self.market)
 
     @property
     def extra_state_attributes(self) -> dict[str, Any] | None:
         """Price, average and threshold in the entry's currency per kWh."""
-        market = self.market
-        return None if market is None else self.entity_description.attrs_fn(market)
+        return self.entity_description.attrs_fn(self.market)

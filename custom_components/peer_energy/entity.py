@@ -90,15 +90,16 @@ class PeerEnergyMarketEntity(PeerEnergyEntity):
     """
 
     @property
-    def market(self) -> SlotClock | None:
-        """The entry's slot clock (None before it starts)."""
-        return self.runtime.market
+    def market(self) -> SlotClock:
+        """The entry's slot clock (set before the platforms are set up)."""
+        market = self.runtime.market
+        assert market is not None, "market entities exist only with a slot clock"
+        return market
 
     async def async_added_to_hass(self) -> None:
         """Follow the slot clock."""
         await super().async_added_to_hass()
-        if (market := self.market) is not None:
-            self.async_on_remove(market.async_add_listener(self._handle_market_update))
+        self.async_on_remove(self.market.async_add_listener(self._handle_market_update))
 
     @callback
     def _handle_market_update(self) -> None:

@@ -522,7 +522,7 @@ class SlotClock:
         def fire(now: datetime) -> None:
             self._timers.pop(name, None)
             result = action(now)
-            if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
                 self.entry.async_create_task(self.hass, result, f"{DOMAIN} {name}")
 
         self._timers[name] = async_track_point_in_utc_time(

@@ -182,10 +182,7 @@ async def async_setup_entry(
             home.append(PeerEnergyTotalSensor(coordinator, home_description))
         else:
             home.append(PeerEnergyHomeSensor(coordinator, home_description))
-    if entry.runtime_data.market is not None:
-        home.extend(
-            PeerEnergyMarketSensor(coordinator, description) for description in MARKET_SENSORS
-        )
+    home.extend(PeerEnergyMarketSensor(coordinator, description) for description in MARKET_SENSORS)
     async_add_entities(home)
     for subentry_id, asset in entry.runtime_data.assets.items():
         asset_sensors: list[SensorEntity] = [
@@ -193,7 +190,7 @@ async def async_setup_entry(
             for description in ASSET_SENSORS
             if description.exists_fn(asset)
         ]
-        if entry.runtime_data.market is not None and asset.kind is not AssetKind.GRID_METER:
+        if asset.kind is not AssetKind.GRID_METER:
             asset_sensors.extend(
                 PeerEnergyAssetMarketSensor(coordinator, description, asset)
                 for description in ASSET_MARKET_SENSORS
@@ -479,49 +476,46 @@ class PeerEnergyMarketSensor(PeerEnergyMarketEntity, SensorEntity, RestoreEntity
     ) -> None:
         """Set the unit from the entry's currency where it has one."""
         super().__init__(coordinator, description)
-        if description.currency_unit is not None and (market := self.market) is not None:
+        if description.currency_unit is not None:
             self._attr_native_unit_of_measurement = description.currency_unit.format(
-                currency=market.currency
+                currency=self.market.currency
             )
 
     async def async_added_to_hass(self) -> None:
         """Give the slot clock the total stored before the restart."""
         await super().async_added_to_hass()
         name = self.entity_description.total
-        if name is None or (market := self.market) is None:
+        if name is None:
             return
         if (extra := await self.async_get_last_extra_data()) is not None:
             value = extra.as_dict().get("value")
             if isinstance(value, int) and not isinstance(value, bool):
-                market.restore_total(name, value)
+                self.market.restore_total(name, value)
 
     @property
     def extra_restore_state_data(self) -> ExtraStoredData | None:
         """Store the exact total (nothing for other market sensors)."""
         name = self.entity_description.total
-        if name is None or (market := self.market) is None:
+        if name is None:
             return None
-        return MarketTotalStoredData(int(getattr(market.totals, name)))
+        return MarketTotalStoredData(int(getattr(self.market.totals, name)))
 
     @property
     def available(self) -> bool:
         """Unavailable while the value's source (ledger, federation) is missing."""
-        market = self.market
-        return market is not None and self.entity_description.available_fn(market)
+        return self.entity_description.available_fn(self.market)
 
     @property
     def native_value(self) -> StateType:
         """Return the value from the slot clock."""
-        market = self.market
-        return None if market is None else self.entity_description.value_fn(market)
+        return self.entity_description.value_fn(self.market)
 
     @property
     def extra_state_attributes(self) -> dict[str, Any] | None:
         """Context of the value (slot, flags) where the description has some."""
-        market = self.market
-        if market is None or self.entity_description.attrs_fn is None:
+        if self.entity_description.attrs_fn is None:
             return None
-        return self.entity_description.attrs_fn(market)
+        return self.entity_description.attrs_fn(self.market)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -659,15 +653,9 @@ class PeerEnergyAssetMarketSensor(PeerEnergyMarketEntity, SensorEntity):
     @property
     def native_value(self) -> StateType:
         """Return the value for this asset."""
-        market = self.market
-        if market is None:
-            return None
-        return self.entity_description.value_fn(market, self.asset.subentry_id)
+        return self.entity_description.value_fn(self.market, self.asset.subentry_id)
 
     @property
     def extra_state_attributes(self) -> dict[str, Any] | None:
         """Slot, steps, energy split, actions or reason parameters."""
-        market = self.market
-        if market is None:
-            return None
-        return self.entity_description.attrs_fn(market, self.asset.subentry_id)
+        return self.entity_description.attrs_fn(self.market, self.asset.subentry_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 import logging
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
@@ -257,8 +257,12 @@ async def test_no_price_sits_everything_out(hass: HomeAssistant, market: SlotClo
     """Without any usable grid price no order is placed."""
     market._last_import = None
     entry = market.entry
-    hass.config_entries.async_update_entry(
-        entry, data={**entry.data, "import_price": None, "import_price_entity": "sensor.nope"}
+    object.__setattr__(
+        entry,
+        "data",
+        MappingProxyType(
+            {**entry.data, "import_price": None, "import_price_entity": "sensor.nope"}
+        ),
     )
     plan = market.plan_slot(NEXT_TS)
     assert plan.order is None
