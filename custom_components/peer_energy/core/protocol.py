@@ -28,11 +28,17 @@ Per slot (``s`` = slot start, ``G`` = gate closure = ``s - gate_closure_lead_s``
    recorded. The peer then asks others for a final result; if a verifiable one arrives later
    (or during catch-up after being offline) it is reported as ``SlotCleared(late=True)``.
 
-Public API: ``Peer`` (``found``, ``joining``, ``invite``, ``receive``, ``tick``,
-``submit_orders``, ``leave``, ``remove``, ``set_address``, ``enrol``, ``catch_up``,
-``next_wakeup_ms`` and read-only properties), the outputs listed above,
-``EquivocationProof``/``verify_equivocation``, ``FinalSlot``, ``Reject``, ``ProtocolError``,
-``MESSAGE_TYPES``.
+Public API: ``Peer`` (``found``, ``joining``, ``restore``; ``receive``, ``tick``,
+``next_wakeup_ms``; ``submit_orders``, ``invite``, ``leave``, ``remove``, ``set_address``,
+``enrol``, ``catch_up``, ``set_balances``; ``snapshot``, ``slot_data``, ``is_void``,
+``roster``; properties ``joined``, ``finals``, ``fairness``, ``member_id``,
+``community_id``, ``rules``, ``address``, ``membership``), the outputs listed above,
+``FinalSlot``, ``EquivocationProof``, ``verify_equivocation``, ``verify_slot_data``,
+``verify_record``, ``Reject``, ``ProtocolError``, ``MESSAGE_TYPES``.
+
+Threading: a ``Peer`` is not thread-safe; call it from one thread (or one executor job at a
+time). Each call is short (a signature check per message, under a millisecond); the slot's
+clearing runs once at attestation and when a fetched book is verified (milliseconds).
 """
 
 from __future__ import annotations
