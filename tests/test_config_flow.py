@@ -76,6 +76,15 @@ async def _start(hass: HomeAssistant) -> ConfigFlowResult:
     return await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
 
 
+async def _skip_community(hass: HomeAssistant, result: Any) -> Any:
+    """Answer the community menu that follows the home step with "skip for now"."""
+    if result["type"] is FlowResultType.MENU and result["step_id"] == "community":
+        return await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"next_step_id": "skip_community"}
+        )
+    return result
+
+
 def _fixed(**overrides: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         CONF_HOME_NAME: "Elm Street 4",
@@ -110,6 +119,7 @@ async def test_user_fixed_prices(hass: HomeAssistant, mock_setup_entry: AsyncMoc
         result["flow_id"], _fixed(**{CONF_HOME_NAME: "  Elm Street 4 ", CONF_SLOT_MINUTES: "5"})
     )
     await hass.async_block_till_done()
+    result = await _skip_community(hass, result)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "Elm Street 4"
     assert result["data"] == {
@@ -138,6 +148,7 @@ async def test_user_price_entities_and_carbon(
             CONF_SLOT_MINUTES: "60",
         },
     )
+    result = await _skip_community(hass, result)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["data"] == {
         CONF_HOME_NAME: "Elm Street 4",
@@ -160,6 +171,7 @@ async def test_user_entity_import_with_higher_fixed_export(
             **{CONF_IMPORT_PRICE: None, CONF_IMPORT_PRICE_ENTITY: NORD_POOL, CONF_EXPORT_PRICE: 0.5}
         ),
     )
+    result = await _skip_community(hass, result)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["data"][CONF_EXPORT_PRICE] == 0.5
 
@@ -234,6 +246,7 @@ async def test_user_errors_and_recovery(
             assert shown[key] == value
 
     result = await hass.config_entries.flow.async_configure(result["flow_id"], _fixed())
+    result = await _skip_community(hass, result)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["data"][CONF_IMPORT_PRICE] == 0.3
     assert len(mock_setup_entry.mock_calls) == 1
@@ -248,6 +261,7 @@ async def test_price_entity_unavailable_at_setup_is_accepted(
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], _fixed(**{CONF_IMPORT_PRICE: None, CONF_IMPORT_PRICE_ENTITY: NORD_POOL})
     )
+    result = await _skip_community(hass, result)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["data"][CONF_IMPORT_PRICE_ENTITY] == NORD_POOL
     assert CONF_IMPORT_PRICE not in result["data"]
@@ -272,6 +286,7 @@ async def test_second_flow_aborts_when_first_finishes(
     first = await _start(hass)
     second = await _start(hass)
     result = await hass.config_entries.flow.async_configure(first["flow_id"], _fixed())
+    result = await _skip_community(hass, result)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     with pytest.raises(UnknownFlow):
         await hass.config_entries.flow.async_configure(second["flow_id"], _fixed())
@@ -468,6 +483,12 @@ async def test_user_flow_over_rest(
         ),
     )
     assert response.status == 200
+    done = await response.json()
+    # After the home: the community menu; "skip for now" creates the entry.
+    assert done["type"] == "menu"
+    assert done["step_id"] == "community"
+    assert done["menu_options"] == ["create_community", "join_community", "skip_community"]
+    response = await client.post(url, json={"next_step_id": "skip_community"})
     done = await response.json()
     assert done["type"] == "create_entry"
     assert done["title"] == "Elm Street 4"

@@ -39,6 +39,7 @@ from homeassistant.helpers.selector import (
 import voluptuous as vol
 from yarl import URL
 
+from . import federation
 from .const import (
     COMMUNITY_SLOT_MINUTES_CHOICES,
     CONF_ADDRESS,
@@ -66,7 +67,7 @@ from .const import (
     CommunityAction,
 )
 from .core.community import MAX_NAME_LEN, CommunityError, Invitation, InvitationError
-from .federation import community_rules, now_ms
+from .federation import community_rules
 from .http import HttpTransport
 from .prices import InvalidPriceError, fixed_price_to_minor
 
@@ -224,7 +225,7 @@ async def validate_join(
     except InvitationError:
         errors[CONF_INVITATION] = ERROR_INVALID_INVITATION
         return {}, errors, ""
-    if invitation.expired(now_ms()):
+    if invitation.expired(federation.now_ms()):
         errors[CONF_INVITATION] = ERROR_INVITATION_EXPIRED
         return {}, errors, ""
     if errors:

@@ -5,6 +5,9 @@ Step ids and field names are part of the public surface (the demo drives them ov
 - Config flow ``user`` and ``reconfigure``: home_name, currency, import_price |
   import_price_entity, export_price | export_price_entity, carbon_intensity_entity,
   slot_minutes ("5", "15", "30", "60").
+- Config flow, after ``user``: menu ``community`` with create_community, join_community,
+  skip_community (fields in community_flow.py); the subentry type ``community`` offers the
+  same create/join steps later.
 - Options flow ``init``: clean_only, max_buy_price, min_sell_price, peak_margin_pct,
   battery_reserve_pct, control_mode ("advise", "control").
 - Subentry type ``asset``: menu ``user`` with the options pv, battery, ev_charger, plug,
@@ -46,6 +49,15 @@ from homeassistant.helpers.selector import (
 )
 import voluptuous as vol
 
+from .community_flow import (
+    MENU_OPTIONS,
+    CommunitySubentryFlow,
+    community_subentry,
+    create_schema,
+    join_schema,
+    validate_create,
+    validate_join,
+)
 from .const import (
     CONF_ASSET_KIND,
     CONF_ASSET_NAME,
@@ -53,6 +65,7 @@ from .const import (
     CONF_CAPACITY_KWH,
     CONF_CARBON_INTENSITY_ENTITY,
     CONF_CLEAN_ONLY,
+    CONF_COMMUNITY_NAME,
     CONF_CONTROL_MODE,
     CONF_CURRENCY,
     CONF_CURRENT_ENTITY,
@@ -85,6 +98,7 @@ from .const import (
     DOMAIN,
     SLOT_MINUTES_CHOICES,
     SUBENTRY_ASSET,
+    SUBENTRY_COMMUNITY,
     AssetKind,
     ControlMode,
     PowerSign,
@@ -234,6 +248,7 @@ class PeerEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
 
     VERSION = 1
     MINOR_VERSION = 1
+    _home: dict[str, Any]
 
     @staticmethod
     @callback
@@ -247,7 +262,7 @@ class PeerEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
         cls, config_entry: ConfigEntry
     ) -> dict[str, type[ConfigSubentryFlow]]:
         """Assets (PV, battery, EV charger, plug, grid meter) are subentries."""
-        return {SUBENTRY_ASSET: AssetSubentryFlow}
+        return {SUBENTRY_ASSET: AssetSubentryFlow, SUBENTRY_COMMUNITY: CommunitySubentryFlow}
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask for the home's name, currency, prices, carbon signal and slot length."""
@@ -259,13 +274,68 @@ class PeerEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
             if not errors:
                 await self.async_set_unique_id(DOMAIN)
                 self._abort_if_unique_id_configured()
-                return self.async_create_entry(title=data[CONF_HOME_NAME], data=data)
+                self._home = data
+                return await self.async_step_community()
         currency = (user_input or {}).get(CONF_CURRENCY, self.hass.config.currency)
         return self.async_show_form(
             step_id="user",
             data_schema=self.add_suggested_values_to_schema(
                 _settings_schema(self.hass, currency), user_input
             ),
+            errors=errors,
+        )
+
+    async def async_step_community(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """After the home: create a community, join one, or skip for now."""
+        return self.async_show_menu(
+            step_id="community", menu_options=[*MENU_OPTIONS, "skip_community"]
+        )
+
+    async def async_step_skip_community(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Create the entry without a community (trading locally against the grid)."""
+        return self.async_create_entry(title=self._home[CONF_HOME_NAME], data=self._home)
+
+    async def async_step_create_community(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Name and rules of a new community; it is founded when the entry sets up."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data, errors = validate_create(user_input, self._home)
+            if not errors:
+                return self.async_create_entry(
+                    title=self._home[CONF_HOME_NAME],
+                    data=self._home,
+                    subentries=[community_subentry(data[CONF_COMMUNITY_NAME], data)],
+                )
+        return self.async_show_form(
+            step_id="create_community",
+            data_schema=self.add_suggested_values_to_schema(
+                create_schema(self.hass, self._home[CONF_CURRENCY]), user_input
+            ),
+            errors=errors,
+        )
+
+    async def async_step_join_community(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Paste an invitation; the join completes in the background after set-up."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data, errors, title = await validate_join(self.hass, user_input)
+            if not errors:
+                return self.async_create_entry(
+                    title=self._home[CONF_HOME_NAME],
+                    data=self._home,
+                    subentries=[community_subentry(title, data)],
+                )
+        return self.async_show_form(
+            step_id="join_community",
+            data_schema=self.add_suggested_values_to_schema(join_schema(self.hass), user_input),
             errors=errors,
         )
 

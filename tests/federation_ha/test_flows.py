@@ -1,0 +1,238 @@
+"""Community steps of the config flow and the community subentry flow, end to end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant import config_entries
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+import pytest
+
+from custom_components.peer_energy.community_flow import valid_address
+from custom_components.peer_energy.const import (
+    CONF_ADDRESS,
+    CONF_COMMUNITY_ACTION,
+    CONF_COMMUNITY_NAME,
+    CONF_CREDIT_LIMIT,
+    CONF_CURRENCY,
+    CONF_EXPORT_PRICE,
+    CONF_FAIR_SHARE_PCT,
+    CONF_FEE,
+    CONF_GATE_CLOSURE_LEAD_S,
+    CONF_HOME_NAME,
+    CONF_IMPORT_PRICE,
+    CONF_INVITATION,
+    CONF_MAX_MEMBERS,
+    CONF_SLOT_MINUTES,
+    DOMAIN,
+    SUBENTRY_COMMUNITY,
+)
+from custom_components.peer_energy.core.community import Invitation
+from custom_components.peer_energy.federation import DATA_LINK
+from custom_components.peer_energy.federation_setup import community_subentry
+
+from .conftest import Clock, HomeFactory, fast_rules, settle
+
+HOME = {
+    CONF_HOME_NAME: "Oak Lane 3",
+    CONF_CURRENCY: "EUR",
+    CONF_IMPORT_PRICE: 0.32,
+    CONF_EXPORT_PRICE: 0.07,
+    CONF_SLOT_MINUTES: "15",
+}
+
+
+def create_form(address: str, **change: Any) -> dict[str, Any]:
+    form = {
+        CONF_COMMUNITY_NAME: "Oak Lane",
+        CONF_SLOT_MINUTES: "1",
+        CONF_GATE_CLOSURE_LEAD_S: 20,
+        CONF_FEE: 0.01,
+        CONF_CREDIT_LIMIT: 15,
+        CONF_FAIR_SHARE_PCT: 60,
+        CONF_MAX_MEMBERS: 12,
+        CONF_ADDRESS: address,
+    }
+    form.update(change)
+    return form
+
+
+async def _menu(hass: HomeAssistant) -> dict[str, Any]:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_USER}
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], HOME)
+    assert result["type"] is FlowResultType.MENU
+    assert result["step_id"] == "community"
+    return result
+
+
+async def test_config_flow_creates_community(
+    hass: HomeAssistant, clock: Clock, http_address: str
+) -> None:
+    """Home, then "create a community": the entry sets up as the community's founder."""
+    result = await _menu(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "create_community"}
+    )
+    assert result["step_id"] == "create_community"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], create_form("ftp://nowhere")
+    )
+    assert result["errors"] == {CONF_ADDRESS: "invalid_address"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], create_form(http_address, **{CONF_GATE_CLOSURE_LEAD_S: 3600})
+    )
+    assert result["errors"] == {CONF_GATE_CLOSURE_LEAD_S: "invalid_rules"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], create_form(http_address + "/")
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    entry = result["result"]
+    link = entry.runtime_data.federation
+    assert link is not None
+    assert link.community_name == "Oak Lane"
+    rules = link.rules
+    assert rules is not None
+    assert rules.slot_seconds == 60
+    assert rules.fee == 1  # 0.01 EUR/kWh = 1 cent
+    assert rules.credit_limit_base == 1_500_000  # 15 EUR in milli-cents
+    assert rules.fair_share_bp == 6000
+    assert rules.max_members == 12
+    assert rules.market.import_price == 32
+    assert link.address == http_address
+    subentry = community_subentry(entry)
+    assert subentry is not None
+    assert subentry.data[CONF_COMMUNITY_ACTION] == "member"
+    assert subentry.data["community_id"] == link.community_id
+
+
+async def test_config_flow_joins_community(
+    hass: HomeAssistant, clock: Clock, http_address: str, make_home: HomeFactory
+) -> None:
+    """Home, then "join": the invitation is checked, the home joins after set-up."""
+    founder = await make_home("F")
+    await founder.link.async_found("Birch Row", fast_rules(), founder.address)
+    other = await make_home("O")
+    await other.link.async_found("Elsewhere", fast_rules(), other.address)
+    good = (await founder.link.async_create_invitation(3_600_000)).encode()
+    inv = Invitation.decode(good)
+    expired = Invitation(inv.community, inv.inviter, inv.address, b"\1" * 32, clock.now - 1)
+    silent = Invitation(
+        inv.community, inv.inviter, "http://127.0.0.1:9", b"\2" * 32, inv.expires_ms
+    )
+    moved = Invitation(inv.community, inv.inviter, other.address, b"\3" * 32, inv.expires_ms)
+
+    result = await _menu(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "join_community"}
+    )
+    for text, errors in (
+        ("hello", {CONF_INVITATION: "invalid_invitation"}),
+        (expired.encode(), {CONF_INVITATION: "invitation_expired"}),
+        (silent.encode(), {"base": "cannot_connect"}),
+        (moved.encode(), {"base": "wrong_community"}),
+    ):
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {CONF_INVITATION: text, CONF_ADDRESS: http_address}
+        )
+        assert result.get("errors") == errors, (text[:20], result)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_INVITATION: good, CONF_ADDRESS: "nope"}
+    )
+    assert result["errors"] == {CONF_ADDRESS: "invalid_address"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {CONF_INVITATION: f"  {good[:30]}\n{good[30:]} ", CONF_ADDRESS: http_address},
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    entry = result["result"]
+    await hass.async_block_till_done()
+    link = hass.data[DATA_LINK]
+    assert await link.async_wait_joined(5) is None
+    await settle(founder)
+    await hass.async_block_till_done()
+    assert entry.runtime_data.federation is not None
+    assert entry.runtime_data.federation.community_id == founder.link.community_id
+    assert founder.link.members == 2
+    subentry = community_subentry(entry)
+    assert subentry is not None
+    assert subentry.title == "Birch Row"
+    assert CONF_INVITATION not in subentry.data  # the one-time secret is not kept
+
+
+async def test_subentry_flow_adds_one_community(
+    hass: HomeAssistant, clock: Clock, http_address: str
+) -> None:
+    """An entry without a community gets one through "Add community"; only one."""
+    from tests.conftest import make_entry
+
+    entry = make_entry(assets={})
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.runtime_data.federation is None
+
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_COMMUNITY), context={"source": config_entries.SOURCE_USER}
+    )
+    assert result["type"] is FlowResultType.MENU
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {"next_step_id": "create_community"}
+    )
+    assert result["type"] is FlowResultType.FORM
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], create_form(http_address, **{CONF_GATE_CLOSURE_LEAD_S: 900})
+    )
+    assert result["errors"] == {CONF_GATE_CLOSURE_LEAD_S: "invalid_rules"}
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], create_form(http_address)
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert entry.runtime_data.federation is not None
+    assert entry.runtime_data.federation.community_name == "Oak Lane"
+
+    again = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_COMMUNITY), context={"source": config_entries.SOURCE_USER}
+    )
+    assert again["type"] is FlowResultType.ABORT
+    assert again["reason"] == "already_in_community"
+
+
+async def test_subentry_join_form_shows(hass: HomeAssistant, http_address: str) -> None:
+    """The join step of the subentry flow shows its form and checks the invitation."""
+    from tests.conftest import make_entry
+
+    entry = make_entry(assets={})
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_COMMUNITY), context={"source": config_entries.SOURCE_USER}
+    )
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {"next_step_id": "join_community"}
+    )
+    assert result["step_id"] == "join_community"
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {CONF_INVITATION: "peerenergy1:xx", CONF_ADDRESS: http_address}
+    )
+    assert result["errors"] == {CONF_INVITATION: "invalid_invitation"}
+
+
+@pytest.mark.parametrize(
+    ("address", "ok"),
+    [
+        ("http://192.168.1.5:8123", True),
+        ("https://home.example.org", True),
+        ("http://", False),
+        ("http://host/?a=1", False),
+        ("ws://host", False),
+        ("no scheme", False),
+    ],
+)
+def test_valid_address(address: str, ok: bool) -> None:
+    assert valid_address(address) is ok
