@@ -90,6 +90,13 @@ from .core.agents import (
 )
 from .core.clearing import Fill, SlotResult, clear_slot
 from .core.orders import MarketRules, Order, Reason, Side, Step
+from .core.peerbank import (
+    Observation,
+    PeerBankConfig,
+    PeerBankState,
+    PeerCapacity,
+    step as peer_bank_step,
+)
 from .prices import (
     InvalidPriceError,
     fixed_price_to_minor,
@@ -117,6 +124,10 @@ MANUAL_ID: Final = "manual"
 DEFAULT_BATTERY_POWER_W: Final = 3000
 DEFAULT_EV_POWER_W: Final = 11_000
 SECONDS_PER_DAY: Final = 86_400
+# Peer Bank thresholds on the community's predicted net inventory per slot (Wh): below
+# the low one the community asks peers for energy, above the high one it cancels requests.
+PEER_BANK_LOW_WH: Final = 0
+PEER_BANK_HIGH_WH: Final = 2_000
 # Largest manual order (Wh), a guard against typos.
 MAX_MANUAL_WH: Final = 1_000_000
 
@@ -305,6 +316,7 @@ class SlotClock:
         self.prices: dict[int, int] = {}
         self.manual: dict[int, list[AssetBid]] = {}
         self.totals = MarketTotals()
+        self.peer_bank = PeerBankState()
         self._listeners: list[Callable[[], None]] = []
         self._unsubs: list[Callable[[], None]] = []
         self._timers: dict[str, Callable[[], None]] = {}
@@ -799,11 +811,13 @@ class SlotClock:
     def async_handle_outcome(self, outcome: Any) -> None:
         """Take a community ``SlotOutcome`` (from the federation link)."""
         slot = int(outcome.slot_start_ms) // 1000
+        result: SlotResult | None = outcome.result
+        if result is not None:
+            self._peer_bank_step(slot, result)
         plan = self.plans.get(slot)
         if plan is None:
             LOGGER.debug("Outcome for slot %s without a plan here; ignored", slot)
             return
-        result: SlotResult | None = outcome.result
         void_reason: str | None = outcome.void_reason
         report = self._report(
             plan,
@@ -1134,6 +1148,44 @@ class SlotClock:
         return replace(action, applied=True)
 
     # --- Peer Bank ----------------------------------------------------------------------
+
+    def _peer_bank_step(self, slot: int, result: SlotResult) -> None:
+        """Run the Peer Bank model on a community result; fire the requests for this home.
+
+        Every member runs the same model on the same attested results, so all agree on
+        who is asked. The community inventory of a slot is what it exported minus what it
+        imported or left unserved; a member's capacity to help is what it sold in the slot
+        (it had surplus). The thresholds are a first, fixed choice (PEER_BANK_LOW_WH,
+        PEER_BANK_HIGH_WH); the model's state is kept in memory only.
+        """
+        members = getattr(result, "members", ())
+        observation = Observation(
+            slot_start=slot,
+            inventory_wh=int(result.grid_export_wh)
+            - int(result.grid_import_wh)
+            - int(result.unserved_wh),
+            consumption_wh=int(result.volume_wh) + int(result.grid_import_wh),
+            replenishment_wh=0,
+        )
+        peers = [PeerCapacity(m.owner, int(m.sold_wh)) for m in members if m.sold_wh > 0]
+        config = PeerBankConfig(
+            low_wh=PEER_BANK_LOW_WH, high_wh=PEER_BANK_HIGH_WH, slot_seconds=self.slot_seconds
+        )
+        self.peer_bank, decision = peer_bank_step(self.peer_bank, observation, peers, config)
+        me = self.member
+        for request in decision.requests:
+            if request.peer == me:
+                LOGGER.info(
+                    "The community asks this home for %s Wh in slot %s (%s)",
+                    request.energy_wh,
+                    utc_from_ts(request.slot_start).isoformat(),
+                    decision.reason.code,
+                )
+                self.async_request_replenishment(
+                    energy_wh=request.energy_wh,
+                    slot_start=request.slot_start,
+                    requested_by="peer_bank",
+                )
 
     @callback
     def async_request_replenishment(

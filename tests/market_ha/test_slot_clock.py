@@ -20,7 +20,8 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.peer_energy.const import ControlMode
-from custom_components.peer_energy.core.clearing import Fill
+from custom_components.peer_energy.core.clearing import clear_slot
+from custom_components.peer_energy.core.orders import MarketRules, Order, Side
 from custom_components.peer_energy.market import (
     BASE_LOAD_ID,
     EVENT_REPLENISHMENT_REQUESTED,
@@ -355,27 +356,29 @@ async def test_community_orders_and_outcome(
     assert order.owner == link.member_key
     events = async_capture_events(hass, EVENT_SLOT_CLEARED)
     me, peer = link.member_key, "peer" * 8
-    fills = (
-        Fill(me, order.order_id, peer, "p1", 400, 20, 1, True)
-        if order.side.value == "buy"
-        else Fill(peer, "p1", me, order.order_id, 400, 20, 1, True)
+    # A neighbour takes the other side of 400 Wh; the community clears both orders.
+    bought = order.side is Side.BUY
+    counter = Order.single(
+        "p1", peer, Side.SELL if bought else Side.BUY, NEXT_TS, 400, 9 if bought else 29
     )
-    result = SimpleNamespace(general_price=20, clean_price=None)
+    result = clear_slot([order, counter], MarketRules(30, 8), slot_start=NEXT_TS)
+    own = tuple(f for f in result.fills if me in (f.buyer, f.seller))
+    assert sum(f.energy_wh for f in own) == 400
     (listener,) = link.listeners
     listener(
         SimpleNamespace(
-            slot_start_ms=NEXT_TS * 1000, result=result, void_reason=None, own_fills=(fills,)
+            slot_start_ms=NEXT_TS * 1000, result=result, void_reason=None, own_fills=own
         )
     )
     await hass.async_block_till_done()
     report = market.reports[NEXT_TS]
-    assert report.price == 20
+    assert report.price == sum(f.energy_wh * f.price for f in own) // 400
     assert report.local is False
     assert events[0].data["void"] is False
-    bought = order.side.value == "buy"
     assert (report.bought_wh, report.sold_wh) == ((400, 0) if bought else (0, 400))
+    money = sum(f.energy_wh * f.price for f in own)
     assert (market.totals.spent_milli, market.totals.earned_milli) == (
-        (400 * 21, 0) if bought else (0, 400 * 20)
+        (money, 0) if bought else (0, money)
     )
     key = "energy_bought_from_peers" if bought else "energy_sold_to_peers"
     state = hass.states.get(f"sensor.maple_street_7_{key}")
@@ -458,3 +461,39 @@ async def test_start_after_gate_skips_the_closed_slot(
     assert NEXT_TS not in market.plans
     assert market.timers == ("boundary",)
     assert START < NEXT_SLOT
+
+
+async def test_peer_bank_asks_this_home(
+    hass: HomeAssistant, market: SlotClock, link: FakeLink
+) -> None:
+    """When the community runs short, the Peer Bank asks the members with surplus."""
+    me, peer = link.member_key, "peer" * 8
+    slot = NEXT_TS + 900
+    orders = [
+        Order.single("m1", me, Side.SELL, slot, 500, 8),
+        Order.single("p1", peer, Side.BUY, slot, 2000, 30),
+    ]
+    result = clear_slot(orders, MarketRules(30, 8), slot_start=slot)
+    assert result.grid_import_wh == 1500
+    events = async_capture_events(hass, EVENT_REPLENISHMENT_REQUESTED)
+    (listener,) = link.listeners
+    listener(
+        SimpleNamespace(slot_start_ms=slot * 1000, result=result, void_reason=None, own_fills=())
+    )
+    await hass.async_block_till_done()
+    (event,) = events
+    assert event.data["requested_by"] == "peer_bank"
+    # This home sold 500 Wh, all it was seen to have: it is asked for at most that.
+    assert 0 < event.data["energy_wh"] <= 500
+    assert market.peer_bank.history[-1].inventory_wh == -1500
+    # A community with surplus asks nobody.
+    events.clear()
+    orders = [Order.single("m2", me, Side.SELL, slot + 900, 3000, 8)]
+    result = clear_slot(orders, MarketRules(30, 8), slot_start=slot + 900)
+    listener(
+        SimpleNamespace(
+            slot_start_ms=(slot + 900) * 1000, result=result, void_reason=None, own_fills=()
+        )
+    )
+    await hass.async_block_till_done()
+    assert not events
