@@ -351,14 +351,12 @@ class _Steps:
         return bisect_left(self.key, key), bisect_right(self.key, key)
 
 
-def _flatten(orders: Sequence[Order], rules: MarketRules) -> tuple[_Flat, _Flat]:
-    """Split the ranked orders into buy and sell steps (columns, empty steps dropped)."""
-    buy = Side.BUY
-    is_buy = [o.side is buy for o in orders]
+def _flatten(orders: Sequence[Order], n_buy: int, rules: MarketRules) -> tuple[_Flat, _Flat]:
+    """Split the ranked orders (buy orders first) into step columns, empty steps dropped."""
     out = []
     for want in (True, False):
-        ois = [i for i, v in enumerate(is_buy) if v is want]
-        sel = [orders[i] for i in ois]
+        ois = range(n_buy) if want else range(n_buy, len(orders))
+        sel = orders[:n_buy] if want else orders[n_buy:]
         nst = [len(o.steps) for o in sel]
         steps = [st for o in sel for st in o.steps]
         price = [st.price for st in steps]
@@ -389,7 +387,7 @@ def _effective(want_buy: bool, rules: MarketRules, price: list[int]) -> list[int
 def _flatten_py(
     want_buy: bool,
     rules: MarketRules,
-    ois: list[int],
+    ois: range,
     nst: list[int],
     flags: list[int],
     price: list[int],
@@ -418,7 +416,7 @@ def _flatten_py(
 def _flatten_np(
     want_buy: bool,
     rules: MarketRules,
-    ois: list[int],
+    ois: range,
     nst: list[int],
     flags: list[int],
     price: list[int],
@@ -442,11 +440,12 @@ def _flatten_np(
     flag_a: _I64
     k_a: _I64
     if len(qty) == len(ois):
-        oi_a, flag_a = _arr(ois), _arr(flags)
+        oi_a, flag_a = np.arange(ois.start, ois.stop, dtype=np.int64), _arr(flags)
         k_a = np.zeros(len(ois), dtype=np.int64)
     else:
         n_a = _arr(nst)
-        oi_a, flag_a = np.repeat(_arr(ois), n_a), np.repeat(_arr(flags), n_a)
+        oi_a = np.repeat(np.arange(ois.start, ois.stop, dtype=np.int64), n_a)
+        flag_a = np.repeat(_arr(flags), n_a)
         k_a = np.arange(len(qty), dtype=np.int64) - np.repeat(np.cumsum(n_a) - n_a, n_a)
     keep = qty_a > 0
     if not keep.all():
@@ -953,10 +952,14 @@ def clear_slot(
 ) -> SlotResult:
     """Clear one slot. ``orders`` must be validated orders of that slot (others are ignored)."""
     fairness = fairness if fairness is not None else FairnessState()
-    ranked = sorted([o for o in orders if o.slot_start == slot_start], key=_ORDER_ID)
+    buy = Side.BUY
+    mine = [o for o in orders if o.slot_start == slot_start]
+    ranked = sorted([o for o in mine if o.side is buy], key=_ORDER_ID)
+    n_buy = len(ranked)
+    ranked += sorted([o for o in mine if o.side is not buy], key=_ORDER_ID)
     div = Divider(fairness, slot_start)
     stake_weight = stake_weights(stakes)
-    fb, fs = _flatten(ranked, rules)
+    fb, fs = _flatten(ranked, n_buy, rules)
     pools, merged = _make_pools(fb, fs, None)
     if rules.fair_share_bp < BASIS_POINTS and pools:
         qty, capped = _fair_share_limits(
@@ -1203,6 +1206,7 @@ class _Parts:
                         )
                     )
                 )
+        results.sort(key=_ORDER_ID)
         return tuple(results)
 
     def member_results(self) -> tuple[MemberResult, ...]:
