@@ -25,6 +25,7 @@ from .const import (
     CONF_IMPORT_PRICE_ENTITY,
 )
 from .coordinator import SOURCE_KEYS, on_off, state_number
+from .federation import DATA_LINK
 from .runtime import PeerEnergyConfigEntry
 
 TO_REDACT: Final = {
@@ -45,7 +46,13 @@ TO_REDACT: Final = {
     "token",
     "access_token",
     "password",
+    # Federation: where this home is reached is personal; key material never leaves.
+    "address",
+    "seed",
+    "next_seed",
 }
+# The ledger summary and identity: public, but per-home values that identify the home.
+LEDGER_REDACT: Final = {"member", "public_key", "head_hash", "seed", "next_seed", "database_bytes"}
 
 
 def _source_status(hass: HomeAssistant, entity_id: str) -> dict[str, Any]:
@@ -87,7 +94,15 @@ async def async_get_config_entry_diagnostics(
             "reading": None if reading is None else asdict(reading),
             "controls": controls,
         }
+    ledger = runtime.ledger
+    link = hass.data.get(DATA_LINK)
     return {
+        "ledger": (
+            async_redact_data(await ledger.async_diagnostics(), LEDGER_REDACT)
+            if ledger is not None
+            else None
+        ),
+        "federation": link.diagnostics() if link is not None else None,
         "entry": async_redact_data(
             {
                 "title": entry.title,

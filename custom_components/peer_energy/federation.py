@@ -847,13 +847,20 @@ class FederationLink:
         return {
             "joined": self.joined,
             "joining": self._join is not None,
-            "member": short(self.member_key),
             "community": self.community_id,
             "members": self.members,
             "peers_online": self.peers_online,
             "admin": self.is_admin,
             "rules": self.rules.to_dict() if self.rules is not None else None,
-            "open_invitations": len(peer._invitations) if peer is not None else 0,
+            "open_invitations": (
+                sum(
+                    1
+                    for inv_id, inv in peer._invitations.items()
+                    if inv_id not in peer._used_invitations and not inv.expired(self.clock())
+                )
+                if peer is not None
+                else 0
+            ),
             "finals_retained": len(peer.finals) if peer is not None else 0,
             "settled_slots": len(self._settled),
             "rejected_messages": self.rejected,

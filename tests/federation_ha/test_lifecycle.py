@@ -197,3 +197,33 @@ async def test_self_probe_raises_and_clears_issue(
     a.link.peer.address = good
     assert await a.link.async_probe_self()
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_SELF_UNREACHABLE) is None
+
+
+async def test_diagnostics_of_a_member_hide_secrets(
+    hass: HomeAssistant,
+    clock: Clock,
+    home_a: tuple[PeerEnergyConfigEntry, Home],
+    make_home: HomeFactory,
+) -> None:
+    """The federation section counts; addresses, keys and invitation secrets stay out."""
+    from custom_components.peer_energy.diagnostics import async_get_config_entry_diagnostics
+
+    entry, a = home_a
+    b = await make_home("B")
+    await join(hass, a, b, [])
+    text = await invite(hass)
+    diag = await async_get_config_entry_diagnostics(hass, entry)
+    fed = diag["federation"]
+    assert fed["joined"] is True
+    assert fed["members"] == 2
+    assert fed["admin"] is True
+    assert fed["open_invitations"] == 1
+    dumped = str(diag)
+    assert a.address not in dumped
+    assert text not in dumped
+    assert a.link.member_key not in dumped
+    stored = await federation_store(hass, entry.entry_id).async_load()
+    assert stored is not None
+    secret = stored["peer"]["invitations"][0]["secret"]
+    assert secret not in dumped
+    assert diag["ledger"]["ledger"]["community"] == a.link.community_id
