@@ -58,6 +58,7 @@ from .community import (
     InvitationError,
     Membership,
 )
+from .credit import SignedTrade, TradeSignature, TradeTerms, sign_trade, verify_trade
 from .envelope import (
     Envelope,
     EnvelopePolicy,
@@ -69,7 +70,15 @@ from .envelope import (
     validate,
 )
 from .fairness import FairnessState
-from .identity import AssetEnrolment, Identity, KeyRing, is_key_hex, verify_enrolment
+from .identity import (
+    AssetEnrolment,
+    Identity,
+    KeyRing,
+    Purpose,
+    is_key_hex,
+    verify_enrolment,
+    verify_hex,
+)
 from .orders import Order, OrderError, Side, validate_order
 
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -103,6 +112,9 @@ MESSAGE_TYPES: Mapping[str, PayloadSchema] = {
     "catchup": {"since": _I},
     "join": {"invitation": _S, "address": _S, "proof": _S},
     "welcome": {"charter": _O, "records": _L},
+    # settlement: countersigning the trades of a final slot
+    "trade_terms": {"slot": _I, "halves": _L},
+    "trade_sig": {"slot": _I, "fill": _I, "terms": _O, "sig": _S},
 }
 RECORD_TYPES = frozenset({"bid", "attest", "member", "leave", "remove", "address", "enrol"})
 MEMBERSHIP_TYPES = frozenset({"member", "leave", "remove", "address", "enrol"})
@@ -127,6 +139,7 @@ class Reject(StrEnum):
     COMMUNITY_FULL = "community_full"
     BAD_SLOT_DATA = "bad_slot_data"  # fetched book does not verify
     NOT_JOINED = "not_joined"  # a member message reached a peer still joining
+    BAD_TRADE = "bad_trade"  # trade terms or signature that do not match the final fills
 
 
 # --- Outputs --------------------------------------------------------------------------
@@ -260,6 +273,18 @@ class Rejected:
     sender_address: str
 
 
+@dataclass(frozen=True, slots=True)
+class TradeSigned:
+    """Both parties signed the trade of one fill of a final slot (``fill``: its index in
+    ``SlotResult.fills``). Apply trades of a slot in fill order. ``party``: this home is
+    buyer or seller (else it observed the trade)."""
+
+    slot: int
+    fill: int
+    trade: SignedTrade
+    party: bool
+
+
 type Event = (
     SlotCleared
     | SlotVoid
@@ -270,6 +295,7 @@ type Event = (
     | PeerUnreachable
     | PeerReachable
     | Rejected
+    | TradeSigned
 )
 type Output = Send | Broadcast | Event
 
@@ -575,6 +601,7 @@ class Peer:
         self._balances: dict[str, int] = {}
         self._last_tick: int | None = None
         self._missing: set[int] = set()
+        self._settle: dict[int, dict[str, dict[int, Any]]] = {}
         self._last_catchup = now_ms
         step = self.rules.slot_seconds
         first = -(-(now_ms // 1000 + self.rules.gate_closure_lead_s + 1) // step) * step
@@ -1148,7 +1175,196 @@ class Peer:
             out.extend(self._on_slot_data(env, sender_address, now_ms))
         elif env.type == "catchup":
             out.extend(self._on_catchup(env, member, now_ms))
+        elif env.type == "trade_terms":
+            out.extend(self._on_trade_terms(env, member, sender_address, now_ms))
+        elif env.type == "trade_sig":
+            out.extend(self._on_trade_sig(env, member, sender_address))
         return out
+
+    # -- settlement --
+    def settle(self, slot: int, *, prev: str, balance: int, now_ms: int) -> list[Output]:
+        """Start countersigning this home's trades of a final slot.
+
+        ``prev`` is the hash of this home's newest source-chain entry and ``balance`` its
+        credit balance (milli-minor units) before the slot, both from its ledger. For each
+        fill this home is party to (self-trades excepted), in fill order, it sends the
+        counterparty its half of the terms: ``prev`` and its balance after that trade.
+        When both halves are known each party signs the ``TradeTerms`` and broadcasts its
+        signature; with both signatures a ``TradeSigned`` event follows (for observers too).
+        Raises ``ProtocolError`` if the slot is not final here.
+        """
+        final = self._finals.get(slot)
+        if final is None:
+            raise ProtocolError("only a final slot can be settled")
+        st = self._settlement(slot)
+        if st["mine"]:
+            return []
+        running = balance
+        halves: dict[str, list[dict[str, Any]]] = {}
+        for i, fill in enumerate(final.result.fills):
+            if fill.buyer == fill.seller or self.member_id not in (fill.buyer, fill.seller):
+                continue
+            buyer = fill.buyer == self.member_id
+            value = fill.energy_wh * fill.price
+            running += -(value + fill.energy_wh * fill.fee) if buyer else value
+            half = {
+                "fill": i,
+                "role": "buyer" if buyer else "seller",
+                "prev": prev,
+                "balance": running,
+            }
+            st["mine"][i] = half
+            halves.setdefault(fill.seller if buyer else fill.buyer, []).append(half)
+        out: list[Output] = []
+        for other, items in sorted(halves.items()):
+            addr = self.membership.address_of(other)
+            if addr:
+                out.append(
+                    Send(addr, self._seal("trade_terms", {"slot": slot, "halves": items}, now_ms))
+                )
+        for i in sorted(st["mine"]):
+            out.extend(self._try_sign(slot, i, now_ms))
+        return out
+
+    def _settlement(self, slot: int) -> dict[str, dict[int, Any]]:
+        st = self._settle.get(slot)
+        if st is None:
+            st = self._settle[slot] = {
+                "mine": {},
+                "theirs": {},
+                "terms": {},
+                "sigs": {},
+                "pending": {},
+                "done": {},
+            }
+        return st
+
+    def _terms(self, slot: int, i: int) -> TradeTerms | None:
+        st = self._settlement(slot)
+        if i in st["terms"]:
+            return st["terms"][i]  # type: ignore[no-any-return]
+        mine, theirs = st["mine"].get(i), st["theirs"].get(i)
+        if mine is None or theirs is None:
+            return None
+        fill = self._finals[slot].result.fills[i]
+        b, sl = (mine, theirs) if mine["role"] == "buyer" else (theirs, mine)
+        terms = TradeTerms(
+            self.community_id,
+            slot,
+            fill.buyer,
+            fill.seller,
+            fill.energy_wh,
+            fill.price,
+            fill.fee,
+            fill.clean,
+            True,
+            b["prev"],
+            sl["prev"],
+            b["balance"],
+            sl["balance"],
+        )
+        st["terms"][i] = terms
+        return terms
+
+    def _try_sign(self, slot: int, i: int, now_ms: int) -> list[Output]:
+        terms = self._terms(slot, i)
+        st = self._settlement(slot)
+        if terms is None or self.member_id in st["sigs"].get(i, {}):
+            return []
+        sig = sign_trade(terms, self.identity)
+        sigs = st["sigs"].setdefault(i, {})
+        sigs[self.member_id] = sig
+        for other, (offered, half) in st["pending"].pop(i, {}).items():
+            if offered == terms:  # the counterparty signed before we did
+                sigs[other] = half
+        payload = {"slot": slot, "fill": i, "terms": terms.to_dict(), "sig": sig.sig}
+        out = self._to_all(self._seal("trade_sig", payload, now_ms))
+        out.extend(self._complete(slot, i))
+        return out
+
+    def _complete(self, slot: int, i: int) -> list[Output]:
+        st = self._settlement(slot)
+        terms = st["terms"].get(i)
+        sigs = st["sigs"].get(i, {})
+        if terms is None or i in st["done"] or not {terms.buyer, terms.seller} <= set(sigs):
+            return []
+        trade = SignedTrade(terms, sigs[terms.buyer], sigs[terms.seller])
+        if not verify_trade(trade).ok:  # pragma: no cover - each half was checked
+            return []
+        st["done"][i] = trade
+        party = self.member_id in (terms.buyer, terms.seller)
+        return [TradeSigned(slot, i, trade, party)]
+
+    def _on_trade_terms(
+        self, env: Envelope, member: str, sender_address: str, now_ms: int
+    ) -> list[Output]:
+        slot = _i(env, "slot")
+        final = self._finals.get(slot)
+        if final is None:
+            return [Rejected(Reject.BAD_TRADE.value, "slot is not final here", sender_address)]
+        st = self._settlement(slot)
+        out: list[Output] = []
+        fills = final.result.fills
+        halves: Any = env.payload["halves"]
+        for half in halves:
+            ok = (
+                isinstance(half, dict)
+                and type(half.get("fill")) is int
+                and 0 <= half["fill"] < len(fills)
+                and half.get("role") in ("buyer", "seller")
+                and isinstance(half.get("prev"), str)
+                and type(half.get("balance")) is int
+            )
+            if not ok:
+                out.append(Rejected(Reject.BAD_TRADE.value, "malformed half", sender_address))
+                continue
+            i: int = half["fill"]
+            fill = fills[i]
+            party = fill.buyer if half["role"] == "buyer" else fill.seller
+            other = fill.seller if half["role"] == "buyer" else fill.buyer
+            if party != member or other != self.member_id or i in st["theirs"]:
+                out.append(
+                    Rejected(Reject.BAD_TRADE.value, "not a fill between us", sender_address)
+                )
+                continue
+            st["theirs"][i] = dict(half)
+            out.extend(self._try_sign(slot, i, now_ms))
+        return out
+
+    def _on_trade_sig(self, env: Envelope, member: str, sender_address: str) -> list[Output]:
+        slot, i = _i(env, "slot"), _i(env, "fill")
+        final = self._finals.get(slot)
+        if final is None or not 0 <= i < len(final.result.fills):
+            return [Rejected(Reject.BAD_TRADE.value, "no such fill here", sender_address)]
+        fill = final.result.fills[i]
+        try:
+            terms = TradeTerms.from_dict(env.payload["terms"])  # type: ignore[arg-type]
+        except ValueError as err:
+            return [Rejected(Reject.BAD_TRADE.value, str(err), sender_address)]
+        agreed = (
+            terms.community == self.community_id
+            and terms.slot == slot
+            and (terms.buyer, terms.seller) == (fill.buyer, fill.seller)
+            and (terms.energy_wh, terms.price, terms.fee, terms.clean)
+            == (fill.energy_wh, fill.price, fill.fee, fill.clean)
+            and member in (fill.buyer, fill.seller)
+        )
+        st = self._settlement(slot)
+        known = st["terms"].get(i)
+        if not agreed or (known is not None and known != terms):
+            return [Rejected(Reject.BAD_TRADE.value, "terms differ from the fill", sender_address)]
+        half = TradeSignature(member, _s(env, "sig"))
+        if not _half_valid(terms, half):
+            return [
+                Rejected(Reject.BAD_TRADE.value, "trade signature does not verify", sender_address)
+            ]
+        if known is None:
+            if self.member_id in (fill.buyer, fill.seller):  # checked once we build ours
+                st["pending"].setdefault(i, {})[member] = (terms, half)
+                return []
+            st["terms"][i] = terms
+        st["sigs"].setdefault(i, {})[member] = half
+        return self._complete(slot, i)
 
     def _heard_from(self, member: str, now_ms: int) -> list[Output]:
         self._heard[member] = now_ms
@@ -1517,8 +1733,18 @@ class Peer:
         for slot in [s for s in self._slots if s < oldest]:
             del self._slots[slot]
             self._finals.pop(slot, None)
+            self._settle.pop(slot, None)
         if len(self._seen) > 200_000:
             self._seen.clear()
+
+
+def _half_valid(terms: TradeTerms, half: TradeSignature) -> bool:
+    """One party's signature over the trade terms (its key is its member id)."""
+    try:
+        body = terms.body()
+    except CanonicalError:
+        return False
+    return verify_hex(half.key, Purpose.TRADE, body, half.sig)
 
 
 def _i(env: Envelope, name: str) -> int:
