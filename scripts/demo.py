@@ -843,6 +843,7 @@ async def configure_peer_energy(run: Run, api: Api) -> str:
         "/api/config/config_entries/flow",
         {"handler": DOMAIN, "show_advanced_options": False},
         HOME_ANSWERS,
+        menu=("skip_community",),
         label="Peer Energy config flow",
     )
     entry_id = str(result["result"]["entry_id"])
