@@ -977,7 +977,8 @@ def clear_slot(
         _ration(pool.b, pool.bx, pool.price, pool.volume, div, ranked)
 
     # Scarcity: grid unavailable, or unfilled must-run demand exceeds the import capacity.
-    residual = _import_residuals(fb, _collect(pools, len(fb), buyers=True), rules)
+    gbx = _collect(pools, len(fb), buyers=True)
+    residual = _import_residuals(fb, gbx, rules)
     scarcity = not rules.grid_available or (
         rules.import_capacity_wh is not None and sum(residual.values()) > rules.import_capacity_wh
     )
@@ -986,7 +987,8 @@ def clear_slot(
         for pool in pools:
             clean_limit = sum(x for x, f in zip(pool.sx, pool.s.flag, strict=True) if f == 0)
             _scarcity_buyers(pool, ranked, stake_weight, div, clean_limit if merged else None)
-        residual = _import_residuals(fb, _collect(pools, len(fb), buyers=True), rules)
+        gbx = _collect(pools, len(fb), buyers=True)
+        residual = _import_residuals(fb, gbx, rules)
 
     segments = _Segments()
     partners = any(map(_PARTNERS, ranked))
@@ -1001,6 +1003,7 @@ def clear_slot(
         scarcity,
         raw_fills,
         residual,
+        gbx,
     )
 
 
@@ -1238,6 +1241,7 @@ def _summarise(
     scarcity: bool,
     raw_fills: _Segments,
     residual: Mapping[int, int],
+    gbx: list[int],
 ) -> SlotResult:
     fee = ctx.rules.distributor_fee
     surplus = 0
@@ -1246,7 +1250,6 @@ def _summarise(
         surplus += int(sumprod(pool.bx, pool.b.eff)) - int(sumprod(pool.sx, pool.s.eff))
         clean_volume += sum(compress(pool.sx, [not f for f in pool.s.flag]))
     volume = sum(p.volume for p in pools)
-    gbx = _collect(pools, len(ctx.fb), buyers=True)
     gsx = _collect(pools, len(ctx.fs), buyers=False)
     grid_in, grid_out, export_residual = _grid(ctx, gsx, residual)
 
