@@ -827,6 +827,9 @@ class SlotClock:
             void_reason=void_reason if result is None else None,
         )
         self._record(report)
+        if slot == self.slot_now() and self.actions_slot == slot and not self.actions:
+            # The outcome came after the slot started (a late community result): act now.
+            self.entry.async_create_task(self.hass, self.async_act(slot), f"{DOMAIN} act")
 
     def _report(
         self,

@@ -497,3 +497,26 @@ async def test_peer_bank_asks_this_home(
     )
     await hass.async_block_till_done()
     assert not events
+
+
+@pytest.mark.parametrize("control_mode", [ControlMode.CONTROL])
+async def test_late_outcome_is_acted_on(
+    hass: HomeAssistant, market: SlotClock, link: FakeLink, frozen: FrozenDateTimeFactory
+) -> None:
+    """An outcome that arrives after its slot started is acted on at once."""
+    hass.states.async_set("switch.ev_charger", "off")
+    turn_on = async_mock_service(hass, "switch", "turn_on")
+    async_mock_service(hass, "switch", "turn_off")
+    async_mock_service(hass, "number", "set_value")
+    async_mock_service(hass, "select", "select_option")
+    await _advance(hass, frozen, NEXT_SLOT)
+    assert market.actions_slot == NEXT_TS
+    assert market.actions == {}
+    (listener,) = link.listeners
+    listener(
+        SimpleNamespace(slot_start_ms=NEXT_TS * 1000, result=None, void_reason="late", own_fills=())
+    )
+    await hass.async_block_till_done()
+    assert market.actions[EV_ID][0].applied
+    ev = market.reports[NEXT_TS].allocations[EV_ID]
+    assert ([c.data["entity_id"] for c in turn_on] == ["switch.ev_charger"]) is (ev.energy_wh > 0)
