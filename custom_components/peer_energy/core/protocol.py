@@ -1197,24 +1197,23 @@ class Peer:
         if final is None:
             raise ProtocolError("only a final slot can be settled")
         st = self._settlement(slot)
-        if st["mine"]:
-            return []
-        running = balance
         halves: dict[str, list[dict[str, Any]]] = {}
-        for i, fill in enumerate(final.result.fills):
-            if fill.buyer == fill.seller or self.member_id not in (fill.buyer, fill.seller):
-                continue
-            buyer = fill.buyer == self.member_id
-            value = fill.energy_wh * fill.price
-            running += -(value + fill.energy_wh * fill.fee) if buyer else value
-            half = {
-                "fill": i,
-                "role": "buyer" if buyer else "seller",
-                "prev": prev,
-                "balance": running,
-            }
-            st["mine"][i] = half
-            halves.setdefault(fill.seller if buyer else fill.buyer, []).append(half)
+        fills = final.result.fills
+        if not st["mine"]:
+            running = balance
+            for i, fill in enumerate(fills):
+                if fill.buyer == fill.seller or self.member_id not in (fill.buyer, fill.seller):
+                    continue
+                buyer = fill.buyer == self.member_id
+                value = fill.energy_wh * fill.price
+                running += -(value + fill.energy_wh * fill.fee) if buyer else value
+                role = "buyer" if buyer else "seller"
+                st["mine"][i] = {"fill": i, "role": role, "prev": prev, "balance": running}
+        for i, half in sorted(st["mine"].items()):  # called again: resend what is not done
+            if i not in st["done"]:
+                fill = fills[i]
+                other = fill.seller if half["role"] == "buyer" else fill.buyer
+                halves.setdefault(other, []).append(half)
         out: list[Output] = []
         for other, items in sorted(halves.items()):
             addr = self.membership.address_of(other)
@@ -1322,6 +1321,14 @@ class Peer:
             fill = fills[i]
             party = fill.buyer if half["role"] == "buyer" else fill.seller
             other = fill.seller if half["role"] == "buyer" else fill.buyer
+            if st["theirs"].get(i) == half:  # a resend: answer with our signature again
+                mine = st["sigs"].get(i, {}).get(self.member_id)
+                terms = st["terms"].get(i)
+                addr = self.membership.address_of(member)
+                if mine is not None and terms is not None and addr:
+                    payload = {"slot": slot, "fill": i, "terms": terms.to_dict(), "sig": mine.sig}
+                    out.append(Send(addr, self._seal("trade_sig", payload, now_ms)))
+                continue
             if party != member or other != self.member_id or i in st["theirs"]:
                 out.append(
                     Rejected(Reject.BAD_TRADE.value, "not a fill between us", sender_address)
