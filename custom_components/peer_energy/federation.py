@@ -46,17 +46,14 @@ from homeassistant.util import dt as dt_util
 from homeassistant.util.hass_dict import HassKey
 
 from .const import DOMAIN, LOGGER
-from .core.canonical import CanonicalError
 from .core.clearing import Fill, SlotResult
 from .core.community import (
-    Charter,
     CommunityError,
     CommunityRules,
     Invitation,
     InvitationError,
-    Membership,
 )
-from .core.fairness import FairnessState
+from .core.credit import SignedTrade
 from .core.identity import Identity
 from .core.orders import MarketRules, Order, OrderError
 from .core.protocol import (
@@ -74,6 +71,7 @@ from .core.protocol import (
     Send,
     SlotCleared,
     SlotVoid,
+    TradeSigned,
 )
 from .core.reputation import equivocation_evidence
 from .ledger import PeerLedger
@@ -148,61 +146,18 @@ def short(member: str) -> str:
 
 
 # --- Protocol state across restarts ---------------------------------------------------------
-#
-# ``Peer`` has no public snapshot/restore yet; these two functions read and set its state
-# through its attributes. They belong in core/protocol.py once the protocol helper adds a
-# public API for it (reported to the lead).
-
-
-def peer_snapshot(peer: Peer) -> dict[str, Any]:
-    """What a restarted home needs to carry on as the same member."""
-    return {
-        "charter": peer.membership.charter.to_dict(),
-        "records": list(peer.membership.records.values()),
-        "address": peer.address,
-        "invitations": [
-            {"secret": inv.secret.hex(), "expires_ms": inv.expires_ms}
-            for inv in peer._invitations.values()
-        ],
-        "used": sorted(peer._used_invitations),
-        "fairness": peer.fairness.to_dict(),
-        "fair_slot": peer._fair_slot,
-    }
 
 
 def peer_restore(identity: Identity, data: Mapping[str, Any], now: int) -> Peer:
-    """Rebuild a peer from ``peer_snapshot`` data; raises ``FederationError`` if damaged.
+    """Rebuild a peer from ``Peer.snapshot`` data; raises ``FederationError`` if damaged.
 
     The membership records are verified again (signatures, sponsors, order), exactly as
     a newcomer checks the records of its welcome.
     """
     try:
-        charter = Charter.from_dict(data["charter"])
-        peer = Peer(identity, Membership(charter), str(data["address"]), now, joined=False)
-        rejected = [
-            out
-            for out in peer._on_records(list(data["records"]), "", now)
-            if isinstance(out, Rejected)
-        ]
-        if rejected:
-            LOGGER.warning("%d stored membership records did not verify", len(rejected))
-        peer._joined = peer.membership.is_member(identity.public_key)
-        for item in data.get("invitations", []):
-            inv = Invitation(
-                peer.community_id,
-                identity.public_key,
-                peer.address,
-                bytes.fromhex(item["secret"]),
-                int(item["expires_ms"]),
-            )
-            if not inv.expired(now):
-                peer._invitations[inv.invitation_id] = inv
-        peer._used_invitations.update(str(i) for i in data.get("used", []))
-        peer._fairness = FairnessState.from_dict(data.get("fairness", {}))
-        peer._fair_slot = int(data.get("fair_slot", -1))
-    except (KeyError, TypeError, ValueError, CommunityError, CanonicalError) as err:
+        return Peer.restore(identity, data, now)
+    except ValueError as err:
         raise FederationError(f"stored federation state is damaged: {err}") from err
-    return peer
 
 
 def community_rules(
@@ -276,6 +231,11 @@ class FederationLink:
         self._schedule = schedule
         self._announce = announce
         self._settled: list[int] = []
+        # Countersigned trades waiting for the ones before them (fill order), per slot.
+        self._trades: dict[int, dict[int, SignedTrade]] = {}
+        self._next_fill: dict[int, int] = {}
+        self.trades_recorded = 0
+        self.trades_refused = 0
         self._join: dict[str, str] | None = None
         self._join_done: asyncio.Future[str | None] | None = None
         self._listeners: list[ResultListener] = []
@@ -563,6 +523,8 @@ class FederationLink:
                 self._on_unreachable(out.member, out.since_ms)
             elif isinstance(out, PeerReachable):
                 self._on_reachable(out.member)
+            elif isinstance(out, TradeSigned):
+                self._on_trade(out)
             elif isinstance(out, Rejected):
                 self.rejected += 1
                 LOGGER.debug("Ignored a message from %s: %s", out.sender_address, out.code)
@@ -660,6 +622,7 @@ class FederationLink:
         fills = tuple(f for f in final.result.fills if me in (f.buyer, f.seller))
         if final.slot not in self._settled:
             self._settled = [*self._settled, final.slot][-SETTLED_KEPT:]
+            self._start_settlement(final.slot, fills)
             if self.ledger is not None and fills:
                 body = {
                     "slot": final.slot,
@@ -671,6 +634,61 @@ class FederationLink:
         self._notify_listeners(
             SlotOutcome(final.slot * 1000, final.result, None, fills, late=final.late)
         )
+
+    def _start_settlement(self, slot: int, fills: Sequence[Fill]) -> None:
+        """Exchange trade halves for our fills with other members (countersigning)."""
+        peer = self.peer
+        if self.ledger is None or peer is None or not peer.joined:
+            return
+        if not any(f.buyer != f.seller for f in fills):
+            return
+        try:
+            outputs = peer.settle(
+                slot,
+                prev=self.ledger._ledger.head.hash_hex,
+                balance=self.ledger.balance(),
+                now_ms=self.clock(),
+            )
+        except ProtocolError as err:  # pragma: no cover - the slot was just finalised
+            LOGGER.warning("Cannot settle slot %s: %s", slot, err)
+            return
+        self._handle(outputs)
+
+    def _on_trade(self, event: TradeSigned) -> None:
+        """Record countersigned trades in fill order (balances after each trade chain up)."""
+        final = self.peer.finals.get(event.slot) if self.peer is not None else None
+        if self.ledger is None or final is None:
+            return
+        order = [i for i, f in enumerate(final.result.fills) if f.buyer != f.seller]
+        waiting = self._trades.setdefault(event.slot, {})
+        waiting[event.fill] = event.trade
+        position = self._next_fill.get(event.slot, 0)
+        batch: list[SignedTrade] = []
+        while position < len(order) and order[position] in waiting:
+            batch.append(waiting.pop(order[position]))
+            position += 1
+        self._next_fill[event.slot] = position
+        if position >= len(order):
+            self._trades.pop(event.slot, None)
+            self._next_fill.pop(event.slot, None)
+        if batch:
+            self._spawn(self._record_trades(event.slot, batch), "trades")
+
+    async def _record_trades(self, slot: int, trades: list[SignedTrade]) -> None:
+        assert self.ledger is not None
+        if self.peer is not None:
+            self.ledger.set_keyring(self.peer.membership.keyring)
+        try:
+            result = await self.ledger.async_commit_slot(slot * 1000, trades=trades)
+        except HomeAssistantError as err:
+            LOGGER.error("Could not record the trades of slot %s: %s", slot, err)
+            return
+        self.trades_recorded += len(result.accepted)
+        self.trades_refused += len(result.refused)
+        for trade_id, refusal in result.refused:
+            LOGGER.debug("Trade %s of slot %s not recorded: %s", trade_id[:12], slot, refusal)
+        if self.peer is not None:
+            self.peer.set_balances(self.ledger.balances())
 
     async def _settle(self, slot: int, body: dict[str, Any]) -> None:
         assert self.ledger is not None
@@ -816,7 +834,7 @@ class FederationLink:
         """Everything stored (contains invitation secrets: never log it)."""
         data: dict[str, Any] = {"settled": list(self._settled)}
         if self.peer is not None and (self.peer.joined or self._join is None):
-            data["peer"] = peer_snapshot(self.peer)
+            data["peer"] = self.peer.snapshot()
         if self._join is not None:
             data["join"] = dict(self._join)
         return data
@@ -864,5 +882,7 @@ class FederationLink:
             "finals_retained": len(peer.finals) if peer is not None else 0,
             "settled_slots": len(self._settled),
             "rejected_messages": self.rejected,
+            "trades_recorded": self.trades_recorded,
+            "trades_refused": self.trades_refused,
             "unreachable": sorted(short(m) for m in self._unreachable),
         }

@@ -146,6 +146,9 @@ async def async_setup_federation(
         path=community_ledger_path(hass, entry.entry_id, community),
     )
     link.ledger = ledger
+    if link.peer is not None and link.joined:
+        ledger.set_keyring(link.peer.membership.keyring)
+        link.peer.set_balances(ledger.balances())
     hass.data[DATA_LINK] = link
     async_register_views(hass)
 

@@ -40,6 +40,7 @@ from custom_components.peer_energy.federation import (
     SlotOutcome,
     federation_store,
 )
+from custom_components.peer_energy.federation_setup import community_ledger_path
 from custom_components.peer_energy.http import (
     INFO_PATH,
     MESSAGE_PATH,
@@ -49,6 +50,7 @@ from custom_components.peer_energy.http import (
     async_register_views,
     handle_info,
 )
+from custom_components.peer_energy.ledger import PeerLedger, identity_store
 from custom_components.peer_energy.runtime import PeerEnergyConfigEntry
 from tests.conftest import make_entry
 
@@ -86,6 +88,7 @@ class Home:
     address: str
     outcomes: list[SlotOutcome] = field(default_factory=list)
     server: TestServer | None = None
+    ledger: PeerLedger | None = None
 
 
 @pytest.fixture
@@ -197,6 +200,8 @@ async def make_home(
     yield factory
     for link in links:
         await link.async_stop()
+        if link.ledger is not None:
+            await link.ledger.async_close()
     for server in servers:
         await server.close()
 
@@ -260,3 +265,17 @@ async def join(hass: HomeAssistant, a: Home, home: Home, others: list[Home]) -> 
     await settle(a, home, *others)
     assert await home.link.async_wait_joined(1) is None
     assert home.link.joined
+    await open_ledger(hass, home)
+
+
+async def open_ledger(hass: HomeAssistant, home: Home) -> None:
+    """Give a remote home its own SQLite ledger for the community (same key as its link)."""
+    key = home.link.entry_id
+    await identity_store(hass, key).async_save({"seed": home.link.identity.seed_hex()})
+    community = home.link.community_id or "local"
+    ledger = await PeerLedger.async_open(
+        hass, key, community, path=community_ledger_path(hass, key, community)
+    )
+    assert ledger.member == home.link.member_key
+    home.link.ledger = ledger
+    home.ledger = ledger

@@ -88,8 +88,25 @@ async def test_three_homes_clear_one_slot_identically(
     assert sold == 1_000 == bought_b + bought_c
     assert all(b.link.member_key in (f.buyer, f.seller) for f in b.outcomes[0].own_fills)
 
-    # A recorded its fills in its own chain (one "slot" entry).
+    # The fills were countersigned: A's ledger holds the trades and A's balance grew by
+    # exactly what the buyers paid for the energy (fee excluded), in milli-cents.
+    await settle(*homes)
     await a.link.async_drain()
+    assert a.link.trades_recorded == len(result.fills)
+    assert a.link.trades_refused == 0
+    ledger_a = entry.runtime_data.ledger
+    assert ledger_a is not None
+    earned = sum(f.energy_wh * f.price for f in result.fills if f.seller == a.link.member_key)
+    assert earned > 0
+    assert ledger_a.balance() == earned
+    balances = ledger_a.balances()
+    assert sum(balances.values()) == 0  # mutual credit sums to zero (fee account included)
+    assert b.ledger is not None
+    paid_b = sum(f.energy_wh * (f.price + f.fee) for f in b.outcomes[0].own_fills)
+    assert b.ledger.balance() == -paid_b
+    assert b.ledger.balances() == balances  # every home holds the same community view
+
+    # A recorded its fills in its own chain (one "slot" entry).
     ledger = entry.runtime_data.ledger
     assert ledger is not None
     exported = await ledger.async_export("json", include_chain=True)
