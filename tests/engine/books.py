@@ -40,7 +40,7 @@ def orders(draw: st.DrawFn, max_orders: int = 10, max_steps: int = 3) -> list[Or
                 steps=tuple(steps),
                 clean=(not buy) and draw(st.booleans()),
                 clean_only=buy and draw(st.booleans()),
-                priority=draw(st.sampled_from(list(Priority))),
+                priority=draw(st.sampled_from(list(Priority.__members__.values()))),
                 preferred_partners=tuple(
                     draw(st.lists(st.sampled_from([f"m{i}" for i in range(7)]), max_size=2))
                 ),
@@ -58,7 +58,7 @@ def rules(draw: st.DrawFn, fair: bool = True, grid: bool = True) -> MarketRules:
         import_price=imp,
         feed_in_tariff=fit,
         distributor_fee=draw(st.integers(0, 4)),
-        pricing=draw(st.sampled_from(list(Pricing))),
+        pricing=draw(st.sampled_from(list(Pricing.__members__.values()))),
         fair_share_bp=draw(st.sampled_from([10_000, 10_000, 5_000, 3_000])) if fair else 10_000,
         grid_available=draw(st.booleans()) if grid else True,
         import_capacity_wh=draw(st.one_of(st.none(), st.integers(0, 8000))) if grid else None,

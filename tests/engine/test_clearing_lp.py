@@ -8,7 +8,7 @@ to the feed-in tariff). Clean-only buy steps pair only with clean sell steps.
 
 from __future__ import annotations
 
-import highspy
+import highspy  # type: ignore[import-untyped]
 from hypothesis import given, settings, strategies as st
 
 from custom_components.peer_energy.core.clearing import clear_slot

@@ -124,9 +124,9 @@ def test_fair_share_cap_held(book: list[Order], r: MarketRules, share: int) -> N
                 s.energy_wh for s in o.steps if max(s.price, r.feed_in_tariff) <= top_bid
             )
     sold: Counter[str] = Counter()
-    for o in res.orders:
-        if o.side == "sell":
-            sold[o.owner] += o.filled_wh
+    for result in res.orders:
+        if result.side == "sell":
+            sold[result.owner] += result.filled_wh
     total = sum(offered.values())
     for owner, v in sold.items():
         assert v <= max(cap, volume - (total - offered[owner]))
