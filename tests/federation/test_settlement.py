@@ -31,7 +31,9 @@ def test_fills_become_countersigned_trades() -> None:
     assert trades
     with pytest.raises(ProtocolError, match="final"):
         peers[0].settle(slot + 60, prev="h", balance=0, now_ms=net.now)
-    # homes settle at different moments (halves arrive before or after their own call)
+    # homes settle at different moments (halves arrive before or after their own call), and
+    # jitter lets a signature overtake the half it answers
+    net.jitter_ms = 20
     for k, peer in enumerate(peers):
         net.apply(peer.address, peer.settle(slot, prev=f"head-{k}", balance=0, now_ms=net.now))
         # calling again resends the halves still open; answered, never refused
