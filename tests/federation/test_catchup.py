@@ -115,3 +115,25 @@ def test_silent_peer_is_reported_unreachable_and_back() -> None:
     run_slot(net, peers, slot)
     back = [e for _, e in net.events["p0"] if isinstance(e, PeerReachable)]
     assert [e.member for e in back] == [peers[2].member_id]
+
+
+def test_bids_delayed_past_gate_closure() -> None:
+    net, peers = build(5)
+    r = peers[0].rules
+    for latency, included in ((1_000, True), (5_000, False)):
+        slot = next_slot(net, peers)
+        g = r.gate_closure_ms(slot)
+        for other in ("p0", "p1", "p2", "p3"):
+            net.set_link("p4", other, latency_ms=latency)
+        submit_all(net, peers, slot, skip=frozenset({4}))
+        net.run_until(g - 500)
+        net.apply("p4", peers[4].submit_orders(slot, [], net.now))  # an empty bid, late on the wire
+        run_slot(net, peers, slot)
+        net.run_until(net.now + 10_000)
+        outcomes = {outcome(net, p.address, slot) for p in peers}
+        assert len(outcomes) == 1
+        final = peers[0].finals[slot]
+        # the slow peer never holds the market: the others are final in time either way
+        assert not final.late
+        book = peers[0]._slots[slot].books[final.book_hash]
+        assert (peers[4].member_id in {b.member for b in book}) is included
