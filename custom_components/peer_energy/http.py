@@ -4,8 +4,8 @@ Endpoints (specified in ``docs/protocol.md``, section "HTTP transport"):
 
 * ``POST /api/peer_energy/v1/message``: one signed envelope (canonical JSON). Not behind
   Home Assistant's login: every message is authenticated by its Ed25519 signature and the
-  sender's membership (a ``join`` by its invitation proof). Answers ``202`` when accepted,
-  otherwise a JSON body ``{"code": ..., "message": ...}`` with the status of ``STATUS_BY_CODE``.
+  sender's membership (a ``join`` by its invitation proof). Answers ``202 {"ok": true}`` when
+  accepted, otherwise ``{"error": code, "detail": text}`` with the status of ``STATUS_BY_CODE``.
 * ``GET /api/peer_energy/v1/info``: public facts (protocol version, member key, community
   id, member count) used by joiners and by the reachability probe.
 
@@ -74,6 +74,7 @@ STATUS_BY_CODE: Final[dict[str, int]] = {
     Reject.BAD_ATTESTATION: 422,
     Reject.BAD_MEMBERSHIP: 422,
     Reject.BAD_SLOT_DATA: 422,
+    Reject.BAD_TRADE: 422,
 }
 CODE_BODY_TOO_LARGE: Final = "body_too_large"
 CODE_RATE_LIMITED: Final = "rate_limited"
@@ -131,7 +132,7 @@ DATA_VIEWS: HassKey[RateLimiter] = HassKey(f"{DOMAIN}_views")
 def _error(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
-    return web.json_response({"code": code, "message": message}, status=status, headers=headers)
+    return web.json_response({"error": code, "detail": message}, status=status, headers=headers)
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes | None:
@@ -180,7 +181,7 @@ async def async_handle_message(
     status, code, detail = status_of(outputs)
     if status != 202:
         return _error(status, code, detail[:200])
-    return web.json_response({"code": code}, status=202)
+    return web.json_response({"ok": True}, status=202)
 
 
 def handle_info(link: FederationLink | None) -> web.Response:

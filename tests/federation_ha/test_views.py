@@ -58,15 +58,15 @@ async def test_views_refuse_bad_messages(
         return resp.status, await resp.json()
 
     good = _fetch(member_b, clock)
-    assert await post(good) == (202, {"code": "accepted"})
+    assert await post(good) == (202, {"ok": True})
     status, body = await post(good)
-    assert (status, body["code"]) == (409, "replay")
+    assert (status, body["error"]) == (409, "replay")
 
     forged = bytearray(_fetch(member_b, clock))
     at = forged.index(b'"sig":"') + 10
     forged[at] = ord("0") if forged[at] != ord("0") else ord("1")
     status, body = await post(bytes(forged))
-    assert (status, body["code"]) == (403, "bad_signature")
+    assert (status, body["error"]) == (403, "bad_signature")
 
     outsider = Identity.generate()
     stranger = seal(
@@ -78,13 +78,13 @@ async def test_views_refuse_bad_messages(
         payload={"slot": 1_800_000_060, "book": ""},
     ).to_wire()
     status, body = await post(stranger)
-    assert (status, body["code"]) == (403, "unknown_sender")
+    assert (status, body["error"]) == (403, "unknown_sender")
 
     status, body = await post(b"not json at all")
-    assert (status, body["code"]) == (400, "malformed")
+    assert (status, body["error"]) == (400, "malformed")
 
     status, body = await post(b"x" * (MAX_BODY_BYTES + 1))
-    assert (status, body["code"]) == (413, "body_too_large")
+    assert (status, body["error"]) == (413, "body_too_large")
 
     resp = await client.get(INFO_PATH)
     assert resp.status == 200
@@ -114,7 +114,7 @@ async def test_rate_limit_per_peer(
         statuses.append(resp.status)
         if resp.status == 429:
             assert int(resp.headers["Retry-After"]) >= 1
-            assert (await resp.json())["code"] == "rate_limited"
+            assert (await resp.json())["error"] == "rate_limited"
     assert statuses == [202, 202, 202, 429, 429]
     other = Identity.generate()
     resp = await client.post(
@@ -134,7 +134,7 @@ async def test_views_without_community(hass: HomeAssistant, hass_client_no_auth:
     client = await hass_client_no_auth()
     resp = await client.post(MESSAGE_PATH, data=b"{}")
     assert resp.status == 503
-    assert (await resp.json())["code"] == "no_community"
+    assert (await resp.json())["error"] == "no_community"
     resp = await client.get(INFO_PATH)
     assert resp.status == 503
 
