@@ -302,7 +302,7 @@ class _Steps:
     ``np`` holds int64 copies of (eff, flag, cum, oi) when the totals fit.
     """
 
-    __slots__ = ("_oi", "buyers", "cum", "eff", "flag", "flat", "key", "np", "qty", "total")
+    __slots__ = ("_cum", "_oi", "buyers", "eff", "flag", "flat", "key", "np", "qty", "total")
 
     def __init__(
         self,
@@ -317,19 +317,18 @@ class _Steps:
         self.buyers = buyers
         self.flat = flat
         self.eff = eff
-        if arrays is not None and buyers:
-            self.key = _list(-arrays[0])  # ascending
-        else:
-            self.key = [-e for e in eff] if buyers else eff
         self.flag = flag
         self.qty = qty
         self._oi = oi
         self.np = arrays
+        self.key: list[int] | None = None
+        self._cum: list[int] | None = None
         if arrays is not None:
-            self.cum = _list(arrays[2])
+            self.total = int(arrays[2][-1]) if flat else 0
         else:
-            self.cum = list(accumulate(qty))
-        self.total = self.cum[-1] if flat else 0
+            self.key = [-e for e in eff] if buyers else eff  # ascending
+            self._cum = list(accumulate(qty))
+            self.total = self._cum[-1] if flat else 0
 
     @property
     def oi(self) -> list[int]:
@@ -339,16 +338,35 @@ class _Steps:
             self._oi = _list(self.np[3])
         return self._oi
 
+    def cum_before(self, i: int) -> int:
+        """Energy of the steps before step ``i`` in merit order."""
+        if i <= 0:
+            return 0
+        if self._cum is not None:
+            return self._cum[i - 1]
+        assert self.np is not None
+        return int(self.np[2][i - 1])
+
     def value_at(self, unit: int) -> int | None:
         """Effective price of the ``unit``-th Wh (1-based) in merit order, if it exists."""
         if unit < 1 or unit > self.total:
             return None
-        return self.eff[bisect_left(self.cum, unit)]
+        if self._cum is not None:
+            return self.eff[bisect_left(self._cum, unit)]
+        assert self.np is not None
+        return self.eff[int(np.searchsorted(self.np[2], unit, side="left"))]
 
     def level(self, price: int) -> tuple[int, int]:
         """Index range of the steps whose effective price equals ``price``."""
         key = -price if self.buyers else price
-        return bisect_left(self.key, key), bisect_right(self.key, key)
+        if self.key is not None:
+            return bisect_left(self.key, key), bisect_right(self.key, key)
+        assert self.np is not None
+        keys = -self.np[0] if self.buyers else self.np[0]
+        return (
+            int(np.searchsorted(keys, key, side="left")),
+            int(np.searchsorted(keys, key, side="right")),
+        )
 
 
 def _flatten(orders: Sequence[Order], n_buy: int, rules: MarketRules) -> tuple[_Flat, _Flat]:
@@ -632,7 +650,7 @@ def _ration(
     i1, i2 = st.level(price)
     for i in range(i1):
         x[i] = st.qty[i]
-    rest = volume - (st.cum[i1 - 1] if i1 else 0)
+    rest = volume - st.cum_before(i1)
     k = i1
     while k < i2 and rest > 0:
         g_end = k
