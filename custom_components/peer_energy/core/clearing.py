@@ -770,11 +770,11 @@ class _Segments:
         self.p.append(p)
         self.q.append(q)
 
-    def aggregate(self) -> _Segments:
+    def aggregate(self) -> _FillTable:
         """One segment per (buyer order, seller order, price), sorted by those keys."""
         out = _Segments()
         if not self.q and not self.chunks:
-            return out
+            return _FillTable((out.b, out.s, out.p, out.q))
         if not self.q:
             a, b, c, q = (np.concatenate(parts) for parts in zip(*self.chunks, strict=True))
         elif (
@@ -791,16 +791,34 @@ class _Segments:
                 merged[k3] = merged.get(k3, 0) + key[3]
             for (bo, so, pr), qty in sorted(merged.items()):
                 out.add(bo, so, pr, qty)
-            return out
+            return _FillTable((out.b, out.s, out.p, out.q))
         order = np.lexsort((c, b, a))
         a, b, c, q = a[order], b[order], c[order], q[order]
         change = (a[1:] != a[:-1]) | (b[1:] != b[:-1]) | (c[1:] != c[:-1])
         starts = np.flatnonzero(np.concatenate(([True], change)))
-        out.b = _list(a[starts])
-        out.s = _list(b[starts])
-        out.p = _list(c[starts])
-        out.q = _list(np.add.reduceat(q, starts))
-        return out
+        return _FillTable(None, (a[starts], b[starts], c[starts], np.add.reduceat(q, starts)))
+
+
+class _FillTable:
+    """Aggregated fills as columns (buyer rank, seller rank, price, Wh), lists made lazily."""
+
+    __slots__ = ("_arrays", "_lists")
+
+    def __init__(
+        self,
+        lists: tuple[list[int], list[int], list[int], list[int]] | None,
+        arrays: tuple[_I64, _I64, _I64, _I64] | None = None,
+    ) -> None:
+        self._lists = lists
+        self._arrays = arrays
+
+    def columns(self) -> tuple[list[int], list[int], list[int], list[int]]:
+        """The four columns as lists of Python ints."""
+        if self._lists is None:
+            assert self._arrays is not None
+            b, s, p, q = self._arrays
+            self._lists = (_list(b), _list(s), _list(p), _list(q))
+        return self._lists
 
 
 def _northwest(
@@ -1116,7 +1134,7 @@ class _Parts:
     def __init__(
         self,
         ctx: _Context,
-        raw_fills: _Segments,
+        raw_fills: _FillTable,
         gbx: list[int],
         gsx: list[int],
         residual: Mapping[int, int],
@@ -1141,8 +1159,7 @@ class _Parts:
             orders = self.ctx.orders
             fee = self.ctx.rules.distributor_fee
             out = []
-            seg = self.raw_fills
-            for boi, soi, price, wh in zip(seg.b, seg.s, seg.p, seg.q, strict=True):
+            for boi, soi, price, wh in zip(*self.raw_fills.columns(), strict=True):
                 bo, so = orders[boi], orders[soi]
                 out.append(
                     _new_fill(
@@ -1163,8 +1180,7 @@ class _Parts:
         fee = ctx.rules.distributor_fee
         n = len(orders)
         amount = [0] * n
-        seg = self.raw_fills
-        for boi, soi, price, wh in zip(seg.b, seg.s, seg.p, seg.q, strict=True):
+        for boi, soi, price, wh in zip(*self.raw_fills.columns(), strict=True):
             money = wh * price
             amount[boi] += money
             amount[soi] += money
@@ -1257,7 +1273,7 @@ def _summarise(
     pools: Sequence[_Pool],
     merged: bool,
     scarcity: bool,
-    raw_fills: _Segments,
+    raw_fills: _FillTable,
     residual: Mapping[int, int],
     gbx: list[int],
 ) -> SlotResult:
