@@ -177,16 +177,15 @@ def community_rules(
     so digests and attestations finish well before the slot starts.
     """
     window = max(1, min(10_000, gate_closure_lead_s * 1000 // 4))
-    try:
-        market = MarketRules(
-            import_price=import_price,
-            feed_in_tariff=feed_in_tariff,
-            distributor_fee=fee,
-            fair_share_bp=fair_share_pct * 100,
-            slot_seconds=slot_minutes * 60,
-        )
-    except (OrderError, ValueError) as err:
-        raise CommunityError(str(err)) from err
+    if slot_minutes < 1 or not 0 < fair_share_pct <= 100 or fee < 0 or import_price < 0:
+        raise CommunityError("slot length, fair-share cap, fee and prices must be in range")
+    market = MarketRules(
+        import_price=import_price,
+        feed_in_tariff=feed_in_tariff,
+        distributor_fee=fee,
+        fair_share_bp=fair_share_pct * 100,
+        slot_seconds=slot_minutes * 60,
+    )
     return CommunityRules(
         market=market,
         gate_closure_lead_s=gate_closure_lead_s,
@@ -590,6 +589,7 @@ class FederationLink:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self._tasks.clear()
         if self._join_done is not None and not self._join_done.done():
             self._join_done.set_result("stopped")
         if self.peer is not None:
