@@ -105,7 +105,7 @@ def one_slot(clock: SlotClock, slot: int) -> int:
     plan = clock.plan_slot(slot)
     clock.plans[slot] = plan
     report = clock._report(plan, fills=(), result=None, local=True)
-    clock._record(report)
+    clock._record(report, plan)
     actions = 0
     for sid, asset in clock.runtime.assets.items():
         alloc = report.allocations.get(sid)

@@ -805,7 +805,7 @@ class SlotClock:
         plan = self.plans.get(slot)
         if plan is None or self.federation is not None:
             return
-        self._record(self._report(plan, fills=(), result=None, local=True))
+        self._record(self._report(plan, fills=(), result=None, local=True), plan)
 
     @callback
     def async_handle_outcome(self, outcome: Any) -> None:
@@ -826,7 +826,7 @@ class SlotClock:
             local=False,
             void_reason=void_reason if result is None else None,
         )
-        self._record(report)
+        self._record(report, plan)
         if slot == self.slot_now() and self.actions_slot == slot and not self.actions:
             # The outcome came after the slot started (a late community result): act now.
             self.entry.async_create_task(self.hass, self.async_act(slot), f"{DOMAIN} act")
@@ -930,7 +930,7 @@ class SlotClock:
         return plan.import_price
 
     @callback
-    def _record(self, report: SlotReport) -> None:
+    def _record(self, report: SlotReport, plan: SlotPlan) -> None:
         """Keep an outcome, update totals and agent memories, tell entities and the bus."""
         slot = report.slot_start
         self.reports[slot] = report
@@ -941,7 +941,7 @@ class SlotClock:
         totals.sold_wh += report.sold_wh
         totals.spent_milli += report.paid_milli
         totals.earned_milli += report.received_milli
-        self._after_slot(report)
+        self._after_slot(report, plan)
         LOGGER.debug(
             "Slot %s cleared%s: price %s, position %s Wh",
             utc_from_ts(slot).isoformat(),
@@ -967,11 +967,8 @@ class SlotClock:
         )
         self._notify()
 
-    def _after_slot(self, report: SlotReport) -> None:
+    def _after_slot(self, report: SlotReport, plan: SlotPlan) -> None:
         """Update what agents remember across slots (EV energy charged, plug delay)."""
-        plan = self.plans.get(report.slot_start)
-        if plan is None:
-            return
         for sid, asset in self.runtime.assets.items():
             alloc = report.allocations.get(sid)
             if asset.kind is AssetKind.EV_CHARGER and alloc is not None:

@@ -520,3 +520,56 @@ async def test_late_outcome_is_acted_on(
     assert market.actions[EV_ID][0].applied
     ev = market.reports[NEXT_TS].allocations[EV_ID]
     assert ([c.data["entity_id"] for c in turn_on] == ["switch.ev_charger"]) is (ev.energy_wh > 0)
+
+
+async def test_community_price_without_own_trade(
+    hass: HomeAssistant, market: SlotClock, link: FakeLink
+) -> None:
+    """A home that traded nothing in a cleared slot sees the community's price."""
+    slot = NEXT_TS
+    orders = [
+        Order.single("a", "seller" * 4, Side.SELL, slot, 1000, 10),
+        Order.single("b", "buyer" * 4, Side.BUY, slot, 1000, 20),
+    ]
+    result = clear_slot(orders, MarketRules(30, 8), slot_start=slot)
+    assert result.general_price is not None
+    (listener,) = link.listeners
+    listener(
+        SimpleNamespace(slot_start_ms=slot * 1000, result=result, void_reason=None, own_fills=())
+    )
+    await hass.async_block_till_done()
+    report = market.reports[slot]
+    assert report.price == result.general_price
+    assert report.bought_wh == report.sold_wh == 0
+
+
+async def test_selling_home_without_internal_trade_gets_feed_in(
+    hass: HomeAssistant, market: SlotClock, frozen: FrozenDateTimeFactory
+) -> None:
+    """A home that only sells (nothing of its own to serve) is priced at the feed-in tariff."""
+    for sid in (EV_ID, BATTERY_ID):
+        market.runtime.async_update_controls(sid, participating=False)
+    # Exporting 2000 W while the PV makes 2500 W and the battery charges 800 W: the
+    # household uses nothing the agents would have to buy for.
+    hass.states.async_set("sensor.grid_power", "-2000", {"unit_of_measurement": "W"})
+    await hass.async_block_till_done()
+    plan = await market.async_prepare(NEXT_TS)
+    assert plan is not None
+    assert plan.order is not None
+    assert plan.order.side is Side.SELL
+    assert plan.assets[BASE_LOAD_ID].bids == ()
+    await _advance(hass, frozen, GATE)
+    assert market.reports[NEXT_TS].price == 8
+
+
+async def test_departure_before_the_slot_is_tomorrow(
+    hass: HomeAssistant, market: SlotClock
+) -> None:
+    """A departure time already past on the slot's day means the next day's."""
+    from datetime import time
+
+    market.runtime.async_update_controls(EV_ID, ev_departure=time(3, 0))
+    plan = market.plan_slot(NEXT_TS)
+    # 12:15 UTC is 04:15 in the test's time zone (US/Pacific): departure 03:00 tomorrow,
+    # 22:45 later, 91 slots of 15 minutes.
+    assert dict(plan.assets[EV_ID].reason.params)["slots_left"] == 91
