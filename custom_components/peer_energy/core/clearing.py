@@ -376,9 +376,8 @@ def _flatten(orders: Sequence[Order], n_buy: int, rules: MarketRules) -> tuple[_
         ois = range(n_buy) if want else range(n_buy, len(orders))
         sel = orders[:n_buy] if want else orders[n_buy:]
         nst = [len(o.steps) for o in sel]
-        steps = [st for o in sel for st in o.steps]
-        price = [st.price for st in steps]
-        qty = [st.energy_wh for st in steps]
+        price = [st.price for o in sel for st in o.steps]
+        qty = [st.energy_wh for o in sel for st in o.steps]
         if want:
             flags = [1 if o.clean_only else 0 for o in sel]
         else:
@@ -388,7 +387,7 @@ def _flatten(orders: Sequence[Order], n_buy: int, rules: MarketRules) -> tuple[_
             max(abs(rules.import_price), abs(rules.feed_in_tariff), rules.distributor_fee)
             < _SAFE_PRICE
         )
-        if steps and rules_fit:
+        if qty and rules_fit:
             flat = _flatten_np(want, rules, ois, nst, flags, price, qty)
         out.append(flat or _flatten_py(want, rules, ois, nst, flags, price, qty))
     return out[0], out[1]
