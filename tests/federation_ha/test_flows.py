@@ -232,7 +232,81 @@ async def test_subentry_join_form_shows(hass: HomeAssistant, http_address: str) 
         ("http://host/?a=1", False),
         ("ws://host", False),
         ("no scheme", False),
+        ("http://[::1", False),
     ],
 )
 def test_valid_address(address: str, ok: bool) -> None:
     assert valid_address(address) is ok
+
+
+async def test_subentry_join_then_removed_by_admin(
+    hass: HomeAssistant, clock: Clock, http_address: str, make_home: HomeFactory
+) -> None:
+    """Join through "Add community"; when the admin removes this home, it forgets the
+    community and its community entry disappears."""
+    from tests.conftest import make_entry
+
+    founder = await make_home("F")
+    await founder.link.async_found("Hazel Green", fast_rules(), founder.address)
+    text = (await founder.link.async_create_invitation(3_600_000)).encode()
+    entry = make_entry(assets={})
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_COMMUNITY), context={"source": config_entries.SOURCE_USER}
+    )
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {"next_step_id": "join_community"}
+    )
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {CONF_INVITATION: text, CONF_ADDRESS: http_address}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert await hass.data[DATA_LINK].async_wait_joined(5) is None
+    await settle(founder)
+    await hass.async_block_till_done()
+    link = entry.runtime_data.federation
+    assert link is not None
+    assert founder.link.members == 2
+
+    await founder.link.async_remove(link.member_key)
+    await settle(founder)
+    await hass.async_block_till_done()
+    await hass.async_block_till_done()
+    assert community_subentry(entry) is None
+    assert entry.runtime_data.federation is None
+    assert founder.link.members == 1
+
+
+def test_validate_create_rejects_bad_numbers() -> None:
+    """Amounts that are not numbers and rules out of range are form errors."""
+    from custom_components.peer_energy.community_flow import validate_create
+
+    form = create_form("http://10.0.0.2:8123", **{CONF_FEE: float("nan")})
+    assert validate_create(form, HOME)[1] == {"base": "invalid_amount"}
+    form = create_form("http://10.0.0.2:8123", **{CONF_FAIR_SHARE_PCT: 0, CONF_COMMUNITY_NAME: ""})
+    assert validate_create(form, HOME)[1] == {
+        CONF_COMMUNITY_NAME: "name_required",
+        "base": "invalid_rules",
+    }
+
+
+async def test_default_address(hass: HomeAssistant) -> None:
+    """The address field proposes Home Assistant's URL, or nothing when there is none."""
+    from unittest.mock import patch
+
+    from homeassistant.helpers.network import NoURLAvailableError
+
+    from custom_components.peer_energy.community_flow import default_address
+
+    with patch(
+        "custom_components.peer_energy.community_flow.get_url",
+        side_effect=NoURLAvailableError,
+    ):
+        assert default_address(hass) == ""
+    with patch(
+        "custom_components.peer_energy.community_flow.get_url", return_value="http://h:8123"
+    ):
+        assert default_address(hass) == "http://h:8123"

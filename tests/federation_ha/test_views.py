@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.setup import async_setup_component
 import pytest
 
@@ -163,3 +164,70 @@ def test_status_mapping() -> None:
     assert status_of([Rejected("something_new", "x", "")])[0] == 400
     two = [Rejected("bad_bid", "x", ""), Rejected("bad_bid", "y", "")]
     assert status_of(two)[0] == 202
+
+
+async def test_transport_retries_and_limits(hass: HomeAssistant, socket_enabled: None) -> None:
+    """429 with Retry-After and 5xx are retried, 4xx are not; chunked bodies are bounded;
+    info of a home that answers 503 is None."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from custom_components.peer_energy.http import HttpTransport, _read_body
+
+    calls: list[int] = []
+    answers = [429, 500, 202, 400, 400]
+
+    async def message(request: web.Request) -> web.Response:
+        calls.append(1)
+        status = answers[len(calls) - 1]
+        headers = {"Retry-After": "0"} if status == 429 else None
+        return web.json_response({}, status=status, headers=headers)
+
+    async def bounded(request: web.Request) -> web.Response:
+        body = await _read_body(request, 1000)
+        return web.json_response({"size": None if body is None else len(body)})
+
+    async def info(request: web.Request) -> web.Response:
+        return web.json_response({}, status=503)
+
+    app = web.Application()
+    app.router.add_post(MESSAGE_PATH, message)
+    app.router.add_post("/bounded", bounded)
+    app.router.add_get(INFO_PATH, info)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        address = str(server.make_url("")).rstrip("/")
+        transport = HttpTransport(hass, lambda: "http://me", backoff_s=0.01)
+        assert await transport.async_send(address, b"{}") == 202
+        assert len(calls) == 3
+        assert await transport.async_send(address, b"{}") == 400
+        assert len(calls) == 4  # a 4xx is final
+        assert transport.sent == 1
+        assert transport.failed == 1
+        assert await transport.async_info(address) is None
+        assert await transport.async_info("http://127.0.0.1:9") is None
+        assert await transport.async_send("http://127.0.0.1:9", b"{}") == 0
+
+        async def chunks():  # type: ignore[no-untyped-def]
+            for _ in range(3):
+                yield b"x" * 600
+
+        session = async_get_clientsession(hass)
+        async with session.post(f"{address}/bounded", data=chunks()) as resp:
+            assert (await resp.json())["size"] is None
+        async with session.post(f"{address}/bounded", data=b"y" * 10) as resp:
+            assert (await resp.json())["size"] == 10
+    finally:
+        await server.close()
+
+
+def test_rate_limiter_bounds_its_memory() -> None:
+    """A flood of distinct keys cannot grow the bucket table without bound."""
+    from unittest.mock import patch
+
+    limiter = RateLimiter()
+    with patch("custom_components.peer_energy.http.MAX_BUCKETS", 5):
+        for i in range(12):
+            assert limiter.take((str(i), "")) == 0
+        assert len(limiter._buckets) <= 5
