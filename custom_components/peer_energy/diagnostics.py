@@ -103,6 +103,7 @@ async def async_get_config_entry_diagnostics(
             else None
         ),
         "federation": link.diagnostics() if link is not None else None,
+        "market": runtime.market.diagnostics() if runtime.market is not None else None,
         "entry": async_redact_data(
             {
                 "title": entry.title,

@@ -1147,6 +1147,40 @@ class SlotClock:
             return replace(action, error=str(err))
         return replace(action, applied=True)
 
+    # --- diagnostics --------------------------------------------------------------------
+
+    def diagnostics(self) -> dict[str, Any]:
+        """The clock's settings and last outcome (plain data, nothing secret)."""
+        last = self.reports[max(self.reports)] if self.reports else None
+        return {
+            "slot_seconds": self.slot_seconds,
+            "gate_lead_seconds": self.gate_lead_seconds,
+            "control_mode": self.control_mode.value,
+            "community": self.federation is not None,
+            "manual_orders": sum(len(bids) for bids in self.manual.values()),
+            "last_outcome": None
+            if last is None
+            else {
+                "slot_start": utc_from_ts(last.slot_start).isoformat(),
+                "price": last.price,
+                "position_wh": last.position_wh,
+                "void": last.void,
+                "void_reason": last.void_reason,
+                "local": last.local,
+                "reasons": sorted({reason.code for reason in last.reasons.values()}),
+            },
+            "totals": {
+                "bought_wh": self.totals.bought_wh,
+                "sold_wh": self.totals.sold_wh,
+                "earned_mmu": self.totals.earned_milli,
+                "spent_mmu": self.totals.spent_milli,
+            },
+            "peer_bank": {
+                "observations": len(self.peer_bank.history),
+                "open_requests": len(self.peer_bank.open_requests),
+            },
+        }
+
     # --- Peer Bank ----------------------------------------------------------------------
 
     def _peer_bank_step(self, slot: int, result: SlotResult) -> None:

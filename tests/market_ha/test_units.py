@@ -324,3 +324,20 @@ async def test_rescheduling_replaces_timer(
     with caplog.at_level(logging.DEBUG):
         await market._async_boundary(NEXT_SLOT + timedelta(minutes=1))
     assert market.timers == ()
+
+
+async def test_diagnostics_after_a_slot(
+    hass: HomeAssistant, market: SlotClock, frozen: FrozenDateTimeFactory
+) -> None:
+    """Diagnostics show the clock's settings and its last outcome."""
+    assert market.diagnostics()["last_outcome"] is None
+    frozen.move_to(GATE)
+    async_fire_time_changed(hass, GATE)
+    await hass.async_block_till_done()
+    diag = market.diagnostics()
+    report = market.reports[NEXT_TS]
+    assert diag["last_outcome"]["slot_start"] == NEXT_SLOT.isoformat()
+    assert diag["last_outcome"]["price"] == report.price
+    assert diag["last_outcome"]["local"] is True
+    assert set(diag["last_outcome"]["reasons"]) == {r.code for r in report.reasons.values()}
+    assert diag["slot_seconds"] == 900
