@@ -302,22 +302,22 @@ class _Steps:
     ``np`` holds int64 copies of (eff, flag, cum, oi) when the totals fit.
     """
 
-    __slots__ = ("_cum", "_oi", "buyers", "eff", "flag", "flat", "key", "np", "qty", "total")
+    __slots__ = ("_cum", "_eff", "_flag", "_oi", "buyers", "flat", "key", "np", "qty", "total")
 
     def __init__(
         self,
         buyers: bool,
         flat: list[int],
-        eff: list[int],
-        flag: list[int],
+        eff: list[int] | None,
+        flag: list[int] | None,
         qty: list[int],
         oi: list[int] | None,
         arrays: tuple[_I64, _I64, _I64, _I64] | None = None,
     ) -> None:
         self.buyers = buyers
         self.flat = flat
-        self.eff = eff
-        self.flag = flag
+        self._eff = eff
+        self._flag = flag
         self.qty = qty
         self._oi = oi
         self.np = arrays
@@ -326,9 +326,26 @@ class _Steps:
         if arrays is not None:
             self.total = int(arrays[2][-1]) if flat else 0
         else:
+            assert eff is not None
             self.key = [-e for e in eff] if buyers else eff  # ascending
             self._cum = list(accumulate(qty))
             self.total = self._cum[-1] if flat else 0
+
+    @property
+    def eff(self) -> list[int]:
+        """Effective price of each step (made from the int64 copy on first use)."""
+        if self._eff is None:
+            assert self.np is not None
+            self._eff = _list(self.np[0])
+        return self._eff
+
+    @property
+    def flag(self) -> list[int]:
+        """Flag of each step (made from the int64 copy on first use)."""
+        if self._flag is None:
+            assert self.np is not None
+            self._flag = _list(self.np[1])
+        return self._flag
 
     @property
     def oi(self) -> list[int]:
@@ -337,6 +354,10 @@ class _Steps:
             assert self.np is not None
             self._oi = _list(self.np[3])
         return self._oi
+
+    def first_flag(self) -> int:
+        """Flag of the first step (the pool kind, in the two-pool case)."""
+        return int(self.np[1][0]) if self.np is not None else self.flag[0]
 
     def cum_before(self, i: int) -> int:
         """Energy of the steps before step ``i`` in merit order."""
@@ -354,7 +375,7 @@ class _Steps:
         if self._cum is not None:
             return self.eff[bisect_left(self._cum, unit)]
         assert self.np is not None
-        return self.eff[int(np.searchsorted(self.np[2], unit, side="left"))]
+        return int(self.np[0][int(np.searchsorted(self.np[2], unit, side="left"))])
 
     def level(self, price: int) -> tuple[int, int]:
         """Index range of the steps whose effective price equals ``price``."""
@@ -505,8 +526,8 @@ def _merit(
         return _Steps(
             buyers,
             _list(perm),
-            _list(eff_p),
-            _list(flag_p),
+            None,
+            None,
             _list(q_p),
             None,
             (eff_p, flag_p, np.cumsum(q_p), oi_a[perm]),
@@ -635,6 +656,13 @@ class _Pool:
         self.volume = volume
         self.bx = [0] * len(b.qty)
         self.sx = [0] * len(s.qty)
+        self._x: tuple[_I64, _I64] | None = None
+
+    def arrays(self) -> tuple[_I64, _I64]:
+        """The final allocations as int64 arrays (call once they are final; cached)."""
+        if self._x is None:
+            self._x = (_arr(self.bx), _arr(self.sx))
+        return self._x
 
 
 def _ration(
@@ -647,13 +675,15 @@ def _ration(
 ) -> None:
     """Fill steps strictly better than ``price``; share the rest pro rata at the price."""
     i1, i2 = st.level(price)
-    for i in range(i1):
-        x[i] = st.qty[i]
+    x[:i1] = st.qty[:i1]
     rest = volume - st.cum_before(i1)
     k = i1
+    if rest > 0 and i2 > i1:
+        mflags = _list(st.np[1][i1:i2]) if st.np is not None else st.flag[i1:i2]
+        flags = [0] * i1 + mflags  # indexable by merit position up to i2
     while k < i2 and rest > 0:
         g_end = k
-        while g_end < i2 and st.flag[g_end] == st.flag[k]:
+        while g_end < i2 and flags[g_end] == flags[k]:
             g_end += 1
         caps = st.qty[k:g_end]
         take = min(rest, sum(caps))
@@ -874,7 +904,7 @@ def _pair_np(
 ) -> None:
     """:func:`_pair` without preferred partners, vectorised: one north-west walk over
     [clean-only buy steps, other buy steps] x [clean sell steps, other sell steps]."""
-    bx, sx = _arr(pool.bx), _arr(pool.sx)
+    bx, sx = pool.arrays()
     b_eff, b_flag, _, b_oi = b
     _, s_flag, _, s_oi = s
     border = np.concatenate(
@@ -1267,6 +1297,13 @@ class _Parts:
         return self._members
 
 
+def _top(b: _Steps, s: _Steps) -> int:
+    """Largest absolute effective price of two int64-backed step lists."""
+    assert b.np is not None
+    assert s.np is not None
+    return max(int(np.abs(b.np[0]).max()), int(np.abs(s.np[0]).max()), 1)
+
+
 def _summarise(
     ctx: _Context,
     pools: Sequence[_Pool],
@@ -1280,8 +1317,14 @@ def _summarise(
     surplus = 0
     clean_volume = 0
     for pool in pools:
-        surplus += int(sumprod(pool.bx, pool.b.eff)) - int(sumprod(pool.sx, pool.s.eff))
-        clean_volume += sum(compress(pool.sx, [not f for f in pool.s.flag]))
+        b, s = pool.b, pool.s
+        if b.np is not None and s.np is not None and pool.volume * _top(b, s) < _SAFE:
+            bx, sx = pool.arrays()
+            surplus += int(bx @ b.np[0]) - int(sx @ s.np[0])
+            clean_volume += int(sx[s.np[1] == 0].sum())
+        else:
+            surplus += int(sumprod(pool.bx, b.eff)) - int(sumprod(pool.sx, s.eff))
+            clean_volume += sum(compress(pool.sx, [not f for f in s.flag]))
     volume = sum(p.volume for p in pools)
     gsx = _collect(pools, len(ctx.fs), buyers=False)
     grid_in, grid_out, export_residual = _grid(ctx, gsx, residual)
@@ -1294,8 +1337,8 @@ def _summarise(
         cp = gp if clean_volume else None
     else:
         mode = "two_prices"
-        gp = next((p.price for p in pools if p.s.flag[0] == 1), None)
-        cp = next((p.price for p in pools if p.s.flag[0] == 0), None)
+        gp = next((p.price for p in pools if p.s.first_flag() == 1), None)
+        cp = next((p.price for p in pools if p.s.first_flag() == 0), None)
     imported = sum(grid_in.values())
     exported = sum(grid_out.values())
     return SlotResult(
