@@ -1089,6 +1089,235 @@ def print_login(run: Run) -> None:
     print("=" * 72, flush=True)
 
 
+# ---------------------------------------------------------------------------------------
+# The neighbourhood: several homes joined into one community (--homes N, N >= 2)
+# ---------------------------------------------------------------------------------------
+
+COMMUNITY_ANSWERS: dict[str, Any] = {
+    "community_name": "Demo street",
+    "slot_minutes": "1",
+    "gate_closure_lead_s": 20,
+    "fee": 0.01,
+    "credit_limit": 20,
+    "fair_share_pct": 100,
+    "max_members": 50,
+}
+COMMUNITY_TIMEOUT = 240.0  # joining and the first cleared slot (1-minute slots)
+
+
+async def start_home(run: Run, api: Api, label: str) -> None:
+    """Start, onboard and wait for the simulated home of one instance."""
+    write_config(run.config_dir, run.port, fast=run.args.fast)
+    start_hass(run)
+
+    async def answers() -> bool:
+        await api.request("GET", "/api/onboarding", limit=5)
+        return True
+
+    await run.until(f"{label} to answer", answers, limit=START_TIMEOUT)
+    await onboard(run, api)
+
+    async def running() -> bool:
+        cfg = await api.request("GET", "/api/config", limit=5)
+        return bool(cfg.get("state") == "RUNNING")
+
+    await run.until(f"{label} to reach RUNNING", running, limit=START_TIMEOUT)
+
+    async def sim_ready() -> bool:
+        for ent in SIM_ENTITIES:
+            st = await api.request("GET", f"/api/states/{ent}", ok=(200, 404), limit=5)
+            if not st or str(st.get("state")).lower() in UNAVAILABLE:
+                return False
+        return True
+
+    await run.until(f"{label}'s simulated entities", sim_ready, limit=120)
+    say(f"{label}: {run.url} onboarded, simulated home live")
+
+
+async def configure_home(
+    api: Api, label: str, community_step: str, community_answers: Mapping[str, Any]
+) -> str:
+    """The config flow as a user clicks it: home form, community menu, community form."""
+    path = "/api/config/config_entries/flow"
+    result = await api.request(
+        "POST", path, {"handler": DOMAIN, "show_advanced_options": False}, limit=FLOW_TIMEOUT
+    )
+    steps = [
+        fill_form(result.get("data_schema") or [], HOME_ANSWERS, f"{label} home"),
+        {"next_step_id": community_step},
+    ]
+    for payload in steps:
+        result = await api.request("POST", f"{path}/{result['flow_id']}", payload)
+    if result.get("type") != "form":
+        raise DemoError(f"{label}: expected the community form, got {result}")
+    payload = fill_form(result.get("data_schema") or [], community_answers, f"{label} community")
+    result = await api.request("POST", f"{path}/{result['flow_id']}", payload)
+    if result.get("type") != "create_entry":
+        raise DemoError(f"{label}: community step did not create the entry: {result}")
+    entry_id = str(result["result"]["entry_id"])
+    for asset in ASSETS:
+        await drive_flow(
+            api,
+            "/api/config/config_entries/subentries/flow",
+            {"handler": [entry_id, SUBENTRY_TYPE], "show_advanced_options": False},
+            {"kind": asset.kind, **asset.answers},
+            menu=(asset.kind,),
+            label=f"{label}: add asset {asset.name!r}",
+        )
+    return entry_id
+
+
+async def federation_state(api: Api, entry_id: str) -> dict[str, Any]:
+    """The federation section of the entry's diagnostics."""
+    diag = await api.request("GET", f"/api/diagnostics/config_entry/{entry_id}", limit=30)
+    return dict(diag["data"].get("federation") or {})
+
+
+async def neighbourhood(runs: list[Run]) -> bool:
+    """Start N homes, create the community on the first, join the others by invitation."""
+    loop = asyncio.get_running_loop()
+    lead = runs[0]
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: [r.stop.set() for r in runs])
+    t0 = time.monotonic()
+    async with aiohttp.ClientSession() as session:
+        apis = [Api(session, run.url) for run in runs]
+        try:
+            labels = [f"home {i + 1}" for i in range(len(runs))]
+            await asyncio.gather(
+                *(start_home(r, a, lbl) for r, a, lbl in zip(runs, apis, labels, strict=True))
+            )
+            cleanups = [
+                asyncio.create_task(remove_onboarding_entries(r, a, time.monotonic() + 240))
+                for r, a in zip(runs, apis, strict=True)
+            ]
+            lead.timings["start"] = time.monotonic() - t0
+            t1 = time.monotonic()
+            entries = [
+                await configure_home(
+                    apis[0],
+                    labels[0],
+                    "create_community",
+                    {**COMMUNITY_ANSWERS, "address": lead.url},
+                )
+            ]
+            say(f"{labels[0]}: created community {COMMUNITY_ANSWERS['community_name']!r}")
+            for run, api, label in zip(runs[1:], apis[1:], labels[1:], strict=True):
+                reply = await apis[0].request(
+                    "POST", "/api/services/peer_energy/create_invitation?return_response", {}
+                )
+                invitation = reply["service_response"]["invitation"]
+                say(f"{labels[0]}: invitation for {label}: {invitation[:28]}...")
+                entries.append(
+                    await configure_home(
+                        api,
+                        label,
+                        "join_community",
+                        {"invitation": invitation, "address": run.url},
+                    )
+                )
+            lead.timings["flows"] = time.monotonic() - t1
+            n = len(runs)
+
+            async def formed() -> bool:
+                states = [await federation_state(a, e) for a, e in zip(apis, entries, strict=True)]
+                return all(st.get("joined") and st.get("members") == n for st in states)
+
+            t2 = time.monotonic()
+            await lead.until(f"all {n} homes in the community", formed, limit=COMMUNITY_TIMEOUT)
+            lead.timings["join"] = time.monotonic() - t2
+            say(f"community formed: {n} members on every home")
+            ok = True
+            if lead.args.check:
+                common: dict[str, str] = {}
+
+                async def cleared() -> bool:
+                    finals = [
+                        (await federation_state(a, e)).get("recent_finals") or {}
+                        for a, e in zip(apis, entries, strict=True)
+                    ]
+                    slots = set.intersection(*(set(f) for f in finals))
+                    for slot in sorted(slots):
+                        hashes = {f[slot] for f in finals}
+                        if len(hashes) == 1:
+                            common[slot] = hashes.pop()
+                    return bool(common)
+
+                t3 = time.monotonic()
+                await lead.until(
+                    "a slot cleared identically on every home", cleared, limit=COMMUNITY_TIMEOUT
+                )
+                lead.timings["first_slot"] = time.monotonic() - t3
+                slot, digest = sorted(common.items())[-1]
+                lead.summary.append(
+                    f"{n} homes, one community; slot {slot} cleared on all with result {digest}"
+                )
+                for label, api, entry in zip(labels, apis, entries, strict=True):
+                    st = await federation_state(api, entry)
+                    lead.summary.append(
+                        f"{label}: members {st.get('members')}, peers online "
+                        f"{st.get('peers_online')}, final slots {len(st.get('recent_finals', {}))}"
+                        f", trades recorded {st.get('trades_recorded')}"
+                    )
+            for task in cleanups:
+                task.cancel()
+            lead.timings["total"] = time.monotonic() - t0
+            lead.summary.insert(0, "homes: " + ", ".join(r.url for r in runs))
+            print_summary(lead, ok)
+            if lead.args.check:
+                return ok
+            print("=" * 72)
+            for label, run in zip(labels, runs, strict=True):
+                print(f"  {label}: {run.url}  username: {run.username}  password: {run.password}")
+            print(
+                "  Every home trades in 1-minute slots with the others (community 'Demo street')."
+            )
+            print("  Press Ctrl-C to stop.")
+            print("=" * 72, flush=True)
+            with contextlib.suppress(StopRequestedError):
+                while True:
+                    await lead.pause(2)
+            return ok
+        except StopRequestedError:
+            say("interrupted")
+            return False
+        finally:
+            for api in apis:
+                await api.close()
+
+
+def main_neighbourhood(args: argparse.Namespace) -> int:
+    """Run ``--homes N`` instances; clean all of them up."""
+    DEMO_ROOT.mkdir(exist_ok=True)
+    runs: list[Run] = []
+    ports: set[int] = set()
+    for _ in range(args.homes):
+        port = free_port()
+        while port in ports:
+            port = free_port()
+        ports.add(port)
+        config_dir = Path(tempfile.mkdtemp(prefix="ha-", dir=DEMO_ROOT))
+        runs.append(Run(args=args, config_dir=config_dir, port=port))
+    ok = False
+    try:
+        ok = asyncio.run(neighbourhood(runs))
+    except DemoError as err:
+        say(f"FAILED: {err}")
+        print_summary(runs[0], False)
+    except KeyboardInterrupt:
+        say("interrupted")
+    finally:
+        for run in runs:
+            stop_hass(run)
+            if args.keep:
+                say(f"kept config directory {run.config_dir}")
+            else:
+                shutil.rmtree(run.config_dir, ignore_errors=True)
+        if not args.keep:
+            say("removed the config directories")
+    return 0 if ok else 1
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="scripts/demo",
@@ -1104,11 +1333,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--fast", action="store_true", help="start with a fast day (1 simulated hour per minute)"
     )
+    parser.add_argument(
+        "--homes",
+        type=int,
+        default=3,
+        help=(
+            "number of homes (default 3): 2 or more form a community through invitations "
+            "and trade in 1-minute slots; 1 runs the single home without a community"
+        ),
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.homes > 1:
+        return main_neighbourhood(args)
     port = args.port or free_port()
     if not port_is_free(port):
         say(f"port {port} on 127.0.0.1 is in use; pick another with --port")

@@ -882,6 +882,14 @@ class FederationLink:
             "finals_retained": len(peer.finals) if peer is not None else 0,
             "settled_slots": len(self._settled),
             "rejected_messages": self.rejected,
+            "recent_finals": (
+                {
+                    str(slot): final.result_hash[:16]
+                    for slot, final in sorted(peer.finals.items())[-5:]
+                }
+                if peer is not None
+                else {}
+            ),
             "trades_recorded": self.trades_recorded,
             "trades_refused": self.trades_refused,
             "unreachable": sorted(short(m) for m in self._unreachable),
