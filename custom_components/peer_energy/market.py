@@ -240,6 +240,7 @@ class SlotReport:
     slot_start: int
     price: int | None
     clean_price: int | None
+    own_price: int | None
     void: bool
     void_reason: str | None
     local: bool
@@ -849,19 +850,23 @@ class SlotClock:
         void = not local and result is None
         side = plan.order.side if plan.order is not None else None
         clean_price = None if result is None else result.clean_price
-        if traded:
-            # Volume-weighted price of this home's own fills (fees excluded).
-            price = sum(f.energy_wh * f.price for f in fills) // traded
-        elif result is not None and result.general_price is not None:
-            price = result.general_price
-        else:
-            price = self._home_price(plan)
+        # Volume-weighted price of this home's own fills (fees excluded).
+        own_price = sum(f.energy_wh * f.price for f in fills) // traded if traded else None
+        community_price = None
+        if result is not None:
+            community_price = (
+                result.general_price if result.general_price is not None else clean_price
+            )
+        # The slot's price: the community's (the same for every member), else this home's.
+        price = community_price
+        if price is None:
+            price = own_price if own_price is not None else self._home_price(plan)
         allocations = split_fill(
             plan.bids,
             plan.slot_start,
             side,
             bought if side is Side.BUY else sold,
-            price,
+            own_price if own_price is not None else price,
             plan.import_price,
             plan.feed_in_tariff,
         )
@@ -882,8 +887,9 @@ class SlotClock:
         position = sum(a.market_wh + a.grid_wh for a in allocations)
         return SlotReport(
             slot_start=plan.slot_start,
-            price=price if plan.order is not None or traded else None,
+            price=price if plan.order is not None or community_price is not None else None,
             clean_price=clean_price,
+            own_price=own_price,
             void=void,
             void_reason=void_reason if void else None,
             local=local,
@@ -956,6 +962,7 @@ class SlotClock:
                 "slot_start": utc_from_ts(slot).isoformat(),
                 "price": price_to_major(report.price, self.currency),
                 "price_minor": report.price,
+                "own_price": price_to_major(report.own_price, self.currency),
                 "currency": self.currency,
                 "position_wh": report.position_wh,
                 "bought_wh": report.bought_wh,

@@ -314,6 +314,7 @@ def _report_attrs(report: SlotReport | None, currency: str) -> dict[str, Any]:
     return {
         "slot_start": utc_from_ts(report.slot_start).isoformat(),
         "clean_price": price_to_major(report.clean_price, currency),
+        "own_price": price_to_major(report.own_price, currency),
         "price_minor": report.price,
         "local": report.local,
         "void": report.void,

@@ -372,7 +372,9 @@ async def test_community_orders_and_outcome(
     )
     await hass.async_block_till_done()
     report = market.reports[NEXT_TS]
-    assert report.price == sum(f.energy_wh * f.price for f in own) // 400
+    # Every member shows the community's price; the home's own fill price is kept too.
+    assert report.price == result.general_price
+    assert report.own_price == sum(f.energy_wh * f.price for f in own) // 400
     assert report.local is False
     assert events[0].data["void"] is False
     assert (report.bought_wh, report.sold_wh) == ((400, 0) if bought else (0, 400))
