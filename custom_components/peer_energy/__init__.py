@@ -12,6 +12,7 @@ from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.start import async_at_started
 from homeassistant.helpers.typing import ConfigType
 
 from .const import DOMAIN
@@ -20,7 +21,7 @@ from .entity import home_device_info
 from .federation_setup import async_setup_federation, async_setup_federation_actions
 from .issues import async_clear_source_issues, async_watch_sources
 from .ledger import LedgerSetupError
-from .market import SlotClock, async_populate_blueprints
+from .market import SlotClock, async_add_blueprints
 from .runtime import PeerEnergyConfigEntry, PeerEnergyRuntime, default_controls
 from .services import async_setup_services
 
@@ -87,7 +88,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     market.async_start()
     entry.async_on_unload(market.async_stop)
-    await async_populate_blueprints(hass)
+    # Once Home Assistant runs (after the automation integration has added its own example
+    # blueprints, which it skips when the folder already exists), add ours.
+    entry.async_on_unload(async_at_started(hass, async_add_blueprints))
     return True
 
 

@@ -1328,3 +1328,8 @@ async def async_populate_blueprints(hass: HomeAssistant) -> list[str]:
     if copied:
         LOGGER.info("Added Peer Energy blueprints to %s: %s", target, ", ".join(copied))
     return copied
+
+
+async def async_add_blueprints(hass: HomeAssistant) -> None:
+    """Start-up hook (``async_at_started``): add the blueprints the user does not have."""
+    await async_populate_blueprints(hass)

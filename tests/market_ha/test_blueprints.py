@@ -252,3 +252,10 @@ async def test_battery_ignores_empty_request(hass: HomeAssistant) -> None:
     )
     await hass.async_block_till_done()
     assert not set_value
+
+
+async def test_setup_adds_blueprints(hass: HomeAssistant, market: SlotClock) -> None:
+    """Setting the entry up (Home Assistant running) adds the blueprints to the config."""
+    target = Path(hass.config.path("blueprints", "automation", "peer_energy"))
+    names = await hass.async_add_executor_job(lambda: sorted(p.name for p in target.iterdir()))
+    assert tuple(names) == NAMES
