@@ -1137,7 +1137,11 @@ async def start_home(run: Run, api: Api, label: str) -> None:
 async def configure_home(
     api: Api, label: str, community_step: str, community_answers: Mapping[str, Any]
 ) -> str:
-    """The config flow as a user clicks it: home form, community menu, community form."""
+    """The config flow as a user clicks it: home form, community menu, community form.
+
+    The assets are added later (``add_assets``): every added asset reloads the entry, and a
+    home should not reload while its join is in flight.
+    """
     path = "/api/config/config_entries/flow"
     result = await api.request(
         "POST", path, {"handler": DOMAIN, "show_advanced_options": False}, limit=FLOW_TIMEOUT
@@ -1154,7 +1158,11 @@ async def configure_home(
     result = await api.request("POST", f"{path}/{result['flow_id']}", payload)
     if result.get("type") != "create_entry":
         raise DemoError(f"{label}: community step did not create the entry: {result}")
-    entry_id = str(result["result"]["entry_id"])
+    return str(result["result"]["entry_id"])
+
+
+async def add_assets(api: Api, label: str, entry_id: str) -> None:
+    """Every simulated asset through the subentry flow."""
     for asset in ASSETS:
         await drive_flow(
             api,
@@ -1164,7 +1172,6 @@ async def configure_home(
             menu=(asset.kind,),
             label=f"{label}: add asset {asset.name!r}",
         )
-    return entry_id
 
 
 async def federation_state(api: Api, entry_id: str) -> dict[str, Any]:
@@ -1226,7 +1233,11 @@ async def neighbourhood(runs: list[Run]) -> bool:
             t2 = time.monotonic()
             await lead.until(f"all {n} homes in the community", formed, limit=COMMUNITY_TIMEOUT)
             lead.timings["join"] = time.monotonic() - t2
-            say(f"community formed: {n} members on every home")
+            say(f"community formed: {n} members on every home; adding the assets ...")
+            await asyncio.gather(
+                *(add_assets(a, lbl, e) for a, lbl, e in zip(apis, labels, entries, strict=True))
+            )
+            await lead.until(f"all {n} homes back after the reloads", formed, limit=120)
             ok = True
             if lead.args.check:
                 common: dict[str, str] = {}

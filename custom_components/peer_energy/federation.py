@@ -425,6 +425,8 @@ class FederationLink:
 
     async def async_create_invitation(self, ttl_ms: int) -> Invitation:
         """A new one-time invitation (its secret is stored until used or expired)."""
+        if self._stopped:
+            raise FederationError("Peer Energy is reloading; try again in a moment")
         peer = self._member_peer()
         try:
             inv = peer.invite(secrets.token_bytes(32), self.clock(), ttl_ms)
