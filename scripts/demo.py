@@ -1234,6 +1234,14 @@ async def neighbourhood(runs: list[Run]) -> bool:
             await lead.until(f"all {n} homes in the community", formed, limit=COMMUNITY_TIMEOUT)
             lead.timings["join"] = time.monotonic() - t2
             say(f"community formed: {n} members on every home; adding the assets ...")
+            # Different weather per home, so that some homes have surplus and others need
+            # energy (identical simulated homes would all want the same).
+            for i, api in enumerate(apis):
+                await api.request(
+                    "POST",
+                    "/api/services/input_number/set_value",
+                    {"entity_id": "input_number.sim_cloud_cover", "value": (i * 45) % 100},
+                )
             await asyncio.gather(
                 *(add_assets(a, lbl, e) for a, lbl, e in zip(apis, labels, entries, strict=True))
             )
