@@ -37,10 +37,14 @@ Anything the agents ask the devices to do beyond their limits is clipped and cou
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 import hashlib
 import time
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
+from numpy.typing import NDArray
 
 from custom_components.peer_energy.core import agents as ag
 from custom_components.peer_energy.core.clearing import SlotResult, clear_slot
@@ -55,6 +59,7 @@ from custom_components.peer_energy.core.protocol import Peer
 
 from .baselines import Batteries
 from .community import Community
+from .data import LOCAL_TZ
 from .kpi import RunResult
 
 COMMUNITY_ID = "sim-community"
@@ -173,6 +178,39 @@ def _home_price(bids: list[ag.AssetBid], order: Order | None, slot: int, rules: 
     return rules.import_price
 
 
+def _known_until(c: Community) -> NDArray[Any] | None:
+    """For a dynamic tariff, the last slot whose price is known at each slot: day-ahead
+    prices are published around 13:00 local time for the next day, so until the end of the
+    next local day from 13:00 on, else until the end of the current one. None when fixed."""
+    if len(set(c.import_price.tolist())) <= 1 and len(set(c.feed_in.tolist())) <= 1:
+        return None
+    tz = ZoneInfo(LOCAL_TZ)
+    days = [datetime.fromtimestamp(int(s), tz) for s in c.slots]
+    out = np.zeros(c.n_slots, dtype=np.int64)
+    for t, now in enumerate(days):
+        end_date = now.date() + timedelta(days=1 if now.hour >= 13 else 0)
+        last = t
+        while last + 1 < c.n_slots and days[last + 1].date() <= end_date:
+            last += 1
+        out[t] = last
+    return out
+
+
+def _with_known_tariff(
+    c: Community, view: ag.PriceOutlook, t: int, last: int, per_horizon: int
+) -> ag.PriceOutlook:
+    """The outlook with the known grid prices of the coming slots; expected community prices
+    kept within each known slot's feed-in tariff and import price."""
+    end = min(t + per_horizon, int(last) + 1)
+    imports = tuple(int(x) for x in c.import_price[t:end])
+    feed_ins = tuple(int(x) for x in c.feed_in[t:end])
+    expected = tuple(
+        min(max(e, feed_ins[k]), imports[k]) if k < len(imports) else e
+        for k, e in enumerate(view.expected)
+    )
+    return replace(view, expected=expected, import_prices=imports, feed_in_tariffs=feed_ins)
+
+
 def _slot_rules(c: Community, base: MarketRules, t: int) -> MarketRules:
     """The market rules of slot ``t``: the community's rules with the slot's tariff."""
     return MarketRules(
@@ -243,6 +281,9 @@ def market(
     history = _prior_prices(c)
     own_prices: list[dict[int, int]] = [{} for _ in c.homes]
     per_horizon = max(1, horizon_hours * 3600 // sec)
+    per_day = 86_400 // sec
+    home_net = c.load_wh - c.pv_wh  # the battery agent's forecast: own history (see below)
+    known = _known_until(c)
     fairness = FairnessState()
     fed = Federation(c, ids, _slot_rules(c, base_rules, 0), seed) if federation else None
     counters = {
@@ -275,6 +316,8 @@ def market(
                 view = ag.PriceOutlook(r, f, tuple(mine.get(s - 86_400, mid) for s in window))
             else:
                 view = shared
+            if known is not None:
+                view = _with_known_tariff(c, view, t, known[t], per_horizon)
             bids: list[ag.AssetBid] = []
             bids += ag.base_load_bids(LOAD, [int(c.load_wh[i, t])], now, view)
             if has_pv[i]:
@@ -291,8 +334,16 @@ def market(
                     efficiency_pct=b.efficiency_pct,
                     clean=bool(has_pv[i]),
                 )
+                # Net demand forecast: this slot's (the agents' slot-ahead forecast) and, once a
+                # day of history exists, the same slots a day earlier (persistence).
+                forecast = [int(home_net[i, t])]
+                if t >= per_day:
+                    past = home_net[i, t - per_day + 1 : t - per_day + per_horizon]
+                    forecast += [int(x) for x in past]
                 bids += [
-                    x for x in ag.battery_bids(state, full, view, policy) if x.slot_start == slot
+                    x
+                    for x in ag.battery_bids(state, full, view, policy, net_wh=forecast)
+                    if x.slot_start == slot
                 ]
             if home.ev is not None:
                 for k, s in enumerate(home.ev.sessions):

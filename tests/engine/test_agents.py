@@ -82,6 +82,9 @@ def test_base_load_bids_at_import_price() -> None:
     assert all(b.reason.code == "base_load" for b in bids)
 
 
+BATTERY_CODES = {"battery_self_consumption", "battery_charge_cheap", "battery_discharge_dear"}
+
+
 @AGENT_SETTINGS
 @given(
     outlook=outlooks,
@@ -91,6 +94,7 @@ def test_base_load_bids_at_import_price() -> None:
     reserve=st.integers(0, 60),
     power=st.integers(0, 10_000),
     eff=st.integers(50, 100),
+    net=st.one_of(st.none(), st.lists(st.integers(-4000, 4000), min_size=1, max_size=16)),
 )
 def test_battery_never_below_reserve_nor_above_capacity(
     outlook: PriceOutlook,
@@ -100,42 +104,106 @@ def test_battery_never_below_reserve_nor_above_capacity(
     reserve: int,
     power: int,
     eff: int,
+    net: list[int] | None,
 ) -> None:
     state = BatteryState(
         "bat", capacity, capacity * soc_pct // 100, reserve, power, power, eff, degradation=2
     )
     h = horizon(len(outlook.expected))
-    bids = battery_bids(state, h, outlook, policy)
+    bids = battery_bids(state, h, outlook, policy, net_wh=net)
     per_slot = h.energy(power)
     # Worst cases: every discharge filled and no charge, or every charge filled.
     discharged = sum(b.energy_wh for b in bids if b.side is Side.SELL)
     charged = sum(b.energy_wh for b in bids if b.side is Side.BUY)
     assert state.soc_wh - discharged >= min(state.soc_wh, state.reserve_wh)
     assert state.soc_wh + charged * eff // 100 <= capacity
+    assert discharged <= per_slot
+    assert charged <= per_slot
+    assert all(b.slot_start == SLOT for b in bids)  # re-planned every slot
+    buys = [s.price for b in bids if b.side is Side.BUY for s in b.steps]
+    sells = [s.price for b in bids if b.side is Side.SELL for s in b.steps]
+    assert not buys or not sells or max(buys) < min(sells)  # never buys and sells at one price
     for b in bids:
-        assert b.energy_wh <= per_slot
-        assert b.reason.code in {"battery_charge_cheap", "battery_discharge_dear"}
+        assert b.reason.code in BATTERY_CODES
+        assert {"soc_pct", "event", "value"} <= set(dict(b.reason.params))
         prices = [s.price for s in b.steps]
         if b.side is Side.BUY:
             assert prices == sorted(prices, reverse=True)
-            assert all(p <= outlook.import_price for p in prices)
+            assert all(outlook.feed_in_tariff <= p <= outlook.import_price for p in prices)
         else:
             assert prices == sorted(prices)
             assert all(p >= outlook.feed_in_tariff for p in prices)
 
 
-def test_battery_charges_cheap_and_discharges_dear() -> None:
+def test_battery_without_forecast_steps_around_the_mean() -> None:
     outlook = PriceOutlook(40, 5, (10, 10, 30, 30))
     state = BatteryState("bat", 10_000, 5_000, 20, 4000, 4000, 90, 2)
     bids = battery_bids(state, horizon(4), outlook, OwnerPolicy())
-    sides = {(b.slot_start - SLOT) // 900: b.side for b in bids}
-    assert sides == {0: Side.BUY, 1: Side.BUY, 2: Side.SELL, 3: Side.SELL}
     buy = next(b for b in bids if b.side is Side.BUY)
     sell = next(b for b in bids if b.side is Side.SELL)
-    # value 20 * 0.9 - 2 = 16 < ask 20 + 2 = 22: no loss-making round trip
-    assert max(s.price for s in buy.steps) == 16
-    assert min(s.price for s in sell.steps) == 22
-    assert len(buy.steps) == 3
+    # mean 20, spread 10: buys at 20 x 0.9 - 2 = 16 and half a spread lower each step,
+    # sells at 20 + 2 = 22 and half a spread higher: no loss-making round trip.
+    assert [s.price for s in buy.steps] == [16, 11, 6]
+    assert [s.price for s in sell.steps] == [22, 27, 32]
+    assert (buy.reason.code, sell.reason.code) == ("battery_charge_cheap", "battery_discharge_dear")
+    # The home nets it with the expected price of the slot: a buyer at 10, a seller at 30.
+    assert home_order("h", SLOT, bids, 10, OwnerPolicy(), 40, 5).side is Side.BUY  # type: ignore[union-attr]
+    assert home_order("h", SLOT, bids, 30, OwnerPolicy(), 40, 5).side is Side.SELL  # type: ignore[union-attr]
+
+
+def _night_then_noon(capacity: int, soc: int) -> tuple[BatteryState, Horizon, PriceOutlook]:
+    state = BatteryState("bat", capacity, soc, 20, 8000, 8000, 90, 2)  # 2 kWh per slot
+    return state, horizon(8), PriceOutlook(32, 8, (20,) * 8)
+
+
+def test_battery_stores_own_surplus_and_buys_when_it_will_run_short() -> None:
+    # Now 1 kWh surplus; then four slots of 1 kWh deficit: with 0.4 kWh usable the battery
+    # would run short, so every kWh stored now avoids an import at 32 later.
+    state, h, outlook = _night_then_noon(10_000, 2_400)
+    net = [-1000, 1000, 1000, 1000, 1000, 0, 0, 0]
+    bids = battery_bids(state, h, outlook, OwnerPolicy(), net_wh=net)
+    own = next(b for b in bids if b.reason.code == "battery_self_consumption")
+    assert (own.side, own.energy_wh) == (Side.BUY, 1000)
+    # stored, 1 kWh becomes 0.9 kWh that avoids 0.9 x 32 = 28.8 later: sold only above that
+    assert own.steps[0].price == 29
+    assert dict(own.reason.params)["event"] == "short"
+    extra = next(b for b in bids if b.reason.code == "battery_charge_cheap")
+    # 32 x 0.9 - 2 = 26.8: charging from the community pays up to 26 while it runs short
+    assert extra.steps[0].price == 26
+    assert not [b for b in bids if b.side is Side.SELL]
+
+
+def test_battery_sells_what_it_will_not_need_before_it_is_full_again() -> None:
+    # 8 kWh usable, 1 kWh needed tonight, then a sunny morning fills it: the stored energy
+    # only displaces surplus that would be exported at 8, so it sells for a little more.
+    state, h, outlook = _night_then_noon(10_000, 10_000)
+    net = [500, 500, -3000, -3000, -3000, -3000, -3000, -3000]
+    bids = battery_bids(state, h, outlook, OwnerPolicy(), net_wh=net)
+    own = next(b for b in bids if b.reason.code == "battery_self_consumption")
+    assert (own.side, own.energy_wh) == (Side.SELL, 500)
+    dear = next(b for b in bids if b.reason.code == "battery_discharge_dear")
+    assert dict(dear.reason.params)["event"] == "full"
+    assert 8 + 2 <= dear.steps[0].price <= 8 * 100 // 90 + 1 + 2
+    assert dear.energy_wh == 2000 - 500  # the rest of its power this slot
+
+
+def test_battery_holds_energy_for_a_dearer_known_import_price() -> None:
+    # Day-ahead prices known: 20 now, 45 in the evening; the battery can cover only one of
+    # the two, so it keeps its energy for the evening and the home imports now.
+    state = BatteryState("bat", 10_000, 3_000, 20, 4000, 4000, 90, 2)
+    imports = (20, 20, 45, 45)
+    outlook = PriceOutlook(20, 8, (15, 15, 40, 40), import_prices=imports)
+    net = [1000, 0, 1000, 1000]
+    bids = battery_bids(state, horizon(4), outlook, OwnerPolicy(), net_wh=net)
+    own = next(b for b in bids if b.reason.code == "battery_self_consumption")
+    assert own.side is Side.SELL
+    assert own.steps[0].price == 45  # above the import price now: it does not discharge
+    allocs = {a.asset_id: a for a in split_fill(
+        [*bids, *base_load_bids("house", [1000], horizon(1), outlook)], SLOT, None, 0, 20, 20, 8
+    )}  # fmt: skip
+    assert allocs["bat"].energy_wh == 0
+    assert allocs["house"].grid_wh == 1000
+    assert (outlook.import_at(2), outlook.import_at(9), outlook.feed_in_at(3)) == (45, 20, 8)
 
 
 @AGENT_SETTINGS

@@ -142,23 +142,7 @@ def test_devices_stay_within_limits(community: Community, results: dict[str, obj
     assert market.extra["unfinished_wh"] == 0
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "ramp",
-        pytest.param(
-            "market",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="KNOWN ISSUE (reported to the lead): with the integration's outlook (no "
-                "price history on day one: flat grid midpoint) the engine's battery agent charges "
-                "a PV home's battery with 2.8 of 12.3 kWh and never discharges it, so home006 "
-                "pays 0.56 EUR more than alone. Remove this mark when the agents keep the "
-                "invariant.",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("name", ["ramp", "market"])
 def test_no_home_worse_off(community: Community, results: dict[str, object], name: str) -> None:
     no_trade = results["no_trade"]
     assert isinstance(no_trade, kpi.RunResult)

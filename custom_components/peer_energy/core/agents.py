@@ -46,11 +46,18 @@ class AssetKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PriceOutlook:
-    """Grid prices and the expected community price for each slot of the horizon."""
+    """Grid prices and the expected community price for each slot of the horizon.
+
+    ``import_price`` and ``feed_in_tariff`` are the current slot's grid prices;
+    ``import_prices`` and ``feed_in_tariffs`` optionally give the known grid prices of the
+    coming slots (a dynamic tariff's published day-ahead prices), slot ``k`` at index ``k``.
+    """
 
     import_price: int
     feed_in_tariff: int
     expected: tuple[int, ...]
+    import_prices: tuple[int, ...] = ()
+    feed_in_tariffs: tuple[int, ...] = ()
 
     @property
     def mean(self) -> int:
@@ -70,6 +77,14 @@ class PriceOutlook:
     def at(self, k: int) -> int:
         """Expected price of slot ``k`` of the horizon (the mean beyond the forecast)."""
         return self.expected[k] if k < len(self.expected) else self.mean
+
+    def import_at(self, k: int) -> int:
+        """Import price of slot ``k``: the known (e.g. day-ahead) price, else the current one."""
+        return self.import_prices[k] if k < len(self.import_prices) else self.import_price
+
+    def feed_in_at(self, k: int) -> int:
+        """Feed-in tariff of slot ``k``: the known one, else the current one."""
+        return self.feed_in_tariffs[k] if k < len(self.feed_in_tariffs) else self.feed_in_tariff
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,82 +234,226 @@ def _thirds(total: int) -> list[int]:
     return [base + (1 if k < total - 3 * base else 0) for k in range(3)]
 
 
-def battery_bids(
-    state: BatteryState, horizon: Horizon, outlook: PriceOutlook, policy: OwnerPolicy
-) -> tuple[AssetBid, ...]:
-    """Charge in the cheapest expected slots, discharge in the dearest, as step curves.
+@dataclass(frozen=True, slots=True)
+class _Continuation:
+    """What the battery's self-consumption controller does after this slot (see
+    :func:`battery_bids`): its cost for a given state of charge, and the first slot where the
+    battery runs empty ("short") or full ("full") on the way."""
 
-    Energy is valued at ``mean x efficiency - degradation`` when charging and at
-    ``mean + degradation`` when discharging; each curve has three equal steps spaced by half
-    the spread, so more is bought the cheaper and more sold the dearer the price. The
-    discharge offered over the whole horizon never exceeds ``soc - reserve`` and the charge
-    never exceeds the free capacity (the round-trip loss is booked on charging), so the
-    battery stays within its limits even if every bid is filled.
+    state: BatteryState
+    net: tuple[int, ...]  # the home's forecast net demand (load - PV) of slots 1..
+    imports: tuple[int, ...]
+    feed_ins: tuple[int, ...]
+    per_charge: int
+    per_discharge: int
+
+    def run(self, soc: int, terminal: int) -> tuple[int, str, int]:
+        """Cost (milli-minor units) of slots 1.. from ``soc`` with the content left at the end
+        valued at ``terminal`` per kWh; and the first binding event and its slot offset."""
+        s = self.state
+        eff = max(1, min(100, s.efficiency_pct))
+        reserve, cap = s.reserve_wh, s.capacity_wh
+        cost = 0
+        event, at = "none", 0
+        for k, n in enumerate(self.net, start=1):
+            if n > 0:
+                want = min(n, self.per_discharge)
+                d = min(want, max(0, soc - reserve))
+                if d < want and event == "none":
+                    event, at = "short", k
+                soc -= d
+                cost += (n - d) * self.imports[k - 1]
+            elif n < 0:
+                want = min(-n, self.per_charge)
+                c = min(want, max(0, cap - soc) * 100 // eff)
+                if c < want and event == "none":
+                    event, at = "full", k
+                soc += c * eff // 100
+                cost -= (-n - c) * self.feed_ins[k - 1]
+        return cost - soc * terminal, event, at
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def battery_bids(
+    state: BatteryState,
+    horizon: Horizon,
+    outlook: PriceOutlook,
+    policy: OwnerPolicy,
+    *,
+    net_wh: Sequence[int] | None = None,
+) -> tuple[AssetBid, ...]:
+    """The battery's bids for the first slot of the horizon: self-consumption first, then
+    trades priced at the value of stored energy.
+
+    ``net_wh`` is the home's forecast net demand without the battery (load - PV, Wh) for the
+    slots of the horizon, the first being the slot bid for. The battery is re-planned every
+    slot, so it only bids for that first slot.
+
+    **Self-consumption is the floor.** What the stand-alone controller would do this slot
+    (charge from the home's own surplus, cover its own deficit, within power, capacity and
+    reserve) is bid as its own step, reason ``battery_self_consumption``: the own surplus
+    is stored unless someone pays more than storing it is worth (limit >= the feed-in
+    tariff, so surplus nobody buys is always stored), the own deficit is covered unless the
+    community sells for less than keeping the energy is worth. :func:`split_fill` gives
+    unsold own surplus to the own battery and uncovered own demand to its own discharge.
+
+    **Trades only where they improve on it.** The rest of the power is bid in three
+    tranches: charge from the community (``battery_charge_cheap``) at no more than what the
+    stored energy is worth x efficiency - degradation, discharge to it
+    (``battery_discharge_dear``) at no less than what keeping it is worth + degradation.
+
+    **Value of stored energy.** With a forecast (``net_wh`` of two slots or more), the
+    stand-alone controller is run over the rest of the horizon at the grid prices of each
+    slot (``PriceOutlook.import_at``/``feed_in_at``: known day-ahead prices when given): a
+    tranche is worth the change in that continuation's cost. Energy kept is used where the
+    battery would otherwise run short (it avoids importing at that slot's import price) or
+    displaces surplus the battery would spill when full (worth the feed-in tariff); the
+    content left at the end of the horizon counts at the feed-in tariff when buying and at
+    the expected mean when selling, so both sides err towards not trading. Without a
+    forecast, stored energy is worth the mean expected price, and the tranches step by half
+    the spread (the cheaper, the more it buys; the dearer, the more it sells).
+
+    Limits: discharge never below ``reserve``, charge never above capacity (the round-trip
+    loss is booked on charging), each side within its power, even if every step fills.
     """
-    mean, spread = outlook.mean, outlook.spread
     eff = max(1, min(100, state.efficiency_pct))
-    n = len(horizon.slots)
-    discharge_budget = max(0, state.soc_wh - state.reserve_wh)
-    charge_budget = max(0, state.capacity_wh - state.soc_wh) * 100 // eff
+    deg = state.degradation
+    imp0, fit0 = outlook.import_at(0), outlook.feed_in_at(0)
+    if not horizon.slots:
+        return ()
+    slot = horizon.slots[0]
     per_charge = horizon.energy(state.max_charge_w)
     per_discharge = horizon.energy(state.max_discharge_w)
-    value = mean * eff // 100 - state.degradation
-    ask = max(_sell_floor(outlook, policy), mean + state.degradation)
+    soc = state.soc_wh
+    room_ac = max(0, state.capacity_wh - soc) * 100 // eff
+    stock = max(0, soc - state.reserve_wh)
+    c_max = max(0, min(per_charge, room_ac))
+    d_max = max(0, min(per_discharge, stock))
+    net = list(net_wh) if net_wh is not None else []
+    n0 = net[0] if net else 0
+    c0 = min(-n0, c_max) if n0 < 0 else 0
+    d0 = min(n0, d_max) if n0 > 0 else 0
+    mean = min(max(outlook.mean, fit0), imp0)
+    spread = outlook.spread
+    soc_pct = soc * 100 // state.capacity_wh if state.capacity_wh > 0 else 0
+    h = min(len(net), len(horizon.slots))
+    # A forecast of the whole horizon (or of two slots or more) values stored energy by the
+    # continuation; a forecast of only the current slot of a longer horizon does not.
+    forecast = h >= 2 or (h == 1 and len(horizon.slots) == 1)
+    cont = _Continuation(
+        state,
+        tuple(net[1:h]),
+        tuple(outlook.import_at(k) for k in range(1, h)),
+        tuple(outlook.feed_in_at(k) for k in range(1, h)),
+        per_charge,
+        per_discharge,
+    )
+    t_acq = outlook.feed_in_at(max(h - 1, 0)) if forecast else mean
+    t_rel = max(t_acq, mean)
+    s1 = soc + c0 * eff // 100 - d0  # state after the stand-alone controller's slot
+    base_acq, event, at = cont.run(s1, t_acq)
+    base_rel = cont.run(s1, t_rel)[0] if t_rel != t_acq else base_acq
     half = max(1, spread // 2)
-    soc_pct = state.soc_wh * 100 // state.capacity_wh if state.capacity_wh else 0
+
+    def acq_value(lo: int, hi: int, qty: int) -> int:
+        """Worth of raising the content from ``lo`` to ``hi`` (Wh), per kWh of ``qty``."""
+        if not forecast:
+            return (hi - lo) * t_acq // qty if qty else t_acq
+        a = base_acq if lo == s1 else cont.run(lo, t_acq)[0]
+        b = cont.run(hi, t_acq)[0]
+        return (a - b) // qty
+
+    def rel_cost(lo: int, hi: int, qty: int) -> int:
+        """Cost of lowering the content from ``hi`` to ``lo`` (Wh), per kWh of ``qty``."""
+        if not forecast:
+            return _ceil_div((hi - lo) * t_rel, qty) if qty else t_rel
+        a = cont.run(lo, t_rel)[0]
+        b = base_rel if hi == s1 else cont.run(hi, t_rel)[0]
+        return _ceil_div(a - b, qty)
+
+    params: dict[str, int | str] = {
+        "soc_pct": soc_pct,
+        "reserve_pct": state.reserve_pct,
+        "mean": mean,
+        "spread": spread,
+        "event": event,
+        "event_in_slots": at,
+    }
     bids: list[AssetBid] = []
-    charge_order = sorted(range(n), key=lambda k: (outlook.at(k), k))
-    for k in charge_order:
-        if outlook.at(k) > mean or charge_budget <= 0:
-            continue
-        qty = min(per_charge, charge_budget)
-        charge_budget -= qty
-        prices = [_buy_cap(outlook, policy, value - j * half) for j in range(3)]
-        steps = tuple(Step(p, q) for p, q in zip(prices, _thirds(qty), strict=True) if q)
+
+    def add(side: Side, steps: list[Step], code: str, **extra: int | str) -> None:
+        steps = [s for s in steps if s.energy_wh > 0]
         if steps:
             bids.append(
                 AssetBid(
                     state.asset_id,
                     AssetKind.BATTERY,
-                    horizon.slots[k],
-                    Side.BUY,
-                    steps,
-                    Reason.of(
-                        "battery_charge_cheap",
-                        expected=outlook.at(k),
-                        mean=mean,
-                        spread=spread,
-                        soc_pct=soc_pct,
-                    ),
+                    slot,
+                    side,
+                    tuple(steps),
+                    Reason.of(code, **params, **extra),
+                    clean=state.clean and side is Side.SELL,
                 )
             )
-    discharge_order = sorted(range(n), key=lambda k: (-outlook.at(k), k))
-    for k in discharge_order:
-        if outlook.at(k) < mean or discharge_budget <= 0:
+
+    # Buying side: store own surplus, then charge from the community.
+    buy_top = -1
+    if c0 > 0:
+        keep = rel_cost(soc, s1, c0)
+        limit = min(max(keep, fit0), imp0)
+        buy_top = limit
+        add(Side.BUY, [Step(limit, c0)], "battery_self_consumption", own_wh=c0, value=keep)
+    extra_c = c_max - c0
+    steps: list[Step] = []
+    done = c0
+    prev = imp0 if buy_top < 0 else buy_top
+    for j, q in enumerate(_thirds(extra_c)):
+        if q <= 0:
             continue
-        qty = min(per_discharge, discharge_budget)
-        discharge_budget -= qty
-        steps = tuple(Step(ask + j * half, q) for j, q in enumerate(_thirds(qty)) if q)
-        if steps:
-            bids.append(
-                AssetBid(
-                    state.asset_id,
-                    AssetKind.BATTERY,
-                    horizon.slots[k],
-                    Side.SELL,
-                    steps,
-                    Reason.of(
-                        "battery_discharge_dear",
-                        expected=outlook.at(k),
-                        mean=mean,
-                        spread=spread,
-                        soc_pct=soc_pct,
-                        reserve_pct=state.reserve_pct,
-                    ),
-                    clean=state.clean,
-                )
-            )
-    return tuple(sorted(bids, key=lambda b: (b.slot_start, b.side)))
+        lo = soc + done * eff // 100
+        hi = soc + (done + q) * eff // 100
+        done += q
+        # per AC kWh (with a forecast the charging loss is in the state change)
+        value = acq_value(lo, hi, q) if forecast else t_acq * eff // 100 - j * half
+        price = value - deg
+        price = min(_buy_cap(outlook, policy, price), prev)
+        if price < fit0:
+            break
+        prev = price
+        steps.append(Step(price, q))
+    if steps:
+        buy_top = max(buy_top, steps[0].price)
+        add(Side.BUY, steps, "battery_charge_cheap", value=steps[0].price + deg)
+
+    # Selling side: cover own deficit, then discharge to the community.
+    floor_ask = max(fit0, buy_top + 1)
+    if d0 > 0:
+        worth = acq_value(s1, soc, d0)
+        ask = max(worth, floor_ask)
+        add(Side.SELL, [Step(ask, d0)], "battery_self_consumption", own_wh=d0, value=worth)
+    extra_d = d_max - d0
+    steps = []
+    done = d0
+    prev = floor_ask
+    for j, q in enumerate(_thirds(extra_d)):
+        if q <= 0:
+            continue
+        hi = soc - done
+        lo = soc - done - q
+        done += q
+        cost = rel_cost(lo, hi, q) if forecast else t_rel
+        ask = cost + deg + (0 if forecast else j * half)
+        ask = max(ask, _sell_floor(outlook, policy), prev)
+        if ask > imp0:
+            break
+        prev = ask
+        steps.append(Step(ask, q))
+    if steps:
+        add(Side.SELL, steps, "battery_discharge_dear", value=steps[0].price - deg)
+    return tuple(bids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,106 +724,104 @@ def split_fill(
 ) -> tuple[AssetAllocation, ...]:
     """Split the home's result for one slot back to its assets.
 
-    At the slot's ``price`` (what the home paid or received per kWh), each asset wants what its
-    steps ask for at that price. The home's own supply serves its own demand first
-    (``internal``), the market fill covers the rest of its side. Demand is served in order of
-    limit price (highest first), supply in order of ask (lowest first), ties in asset order.
-    Unserved demand at or above the import price comes from the grid; unsold supply at or
-    below the feed-in tariff goes to the grid; anything else is not used this slot.
+    1. At the slot's ``price`` (what the home paid or received per kWh), each asset wants
+       what its steps ask for at that price. The home's own supply serves its own demand
+       first (``internal``), the market fill covers the rest of its side. Demand is served
+       in order of limit price (highest first), supply in order of ask (lowest first), ties
+       in asset order.
+    2. What is left of the home's own supply then serves what is left of its own demand
+       wherever the demand's limit is at least the supply's ask (merit order, never an asset
+       with itself): the alternatives are the grid's prices, so both sides gain. This is how
+       PV surplus nobody bought still charges the home's own battery and a battery still
+       covers its home's load when the market did not: self-consumption is the floor.
+    3. Unserved demand at or above the import price comes from the grid; unsold supply at or
+       below the feed-in tariff goes to the grid; anything else is not used this slot.
     """
     mine = [b for b in bids if b.slot_start == slot_start]
-    want: list[tuple[int, int, str, int, AssetBid]] = []  # (sort key, k, id, qty, bid)
-    offer: list[tuple[int, int, str, int, AssetBid]] = []
+    # per step: [bid index, limit or ask, energy, market, internal, grid]
+    demand: list[list[int]] = []
+    supply: list[list[int]] = []
     for k, b in enumerate(mine):
         for s in b.steps:
-            if b.side is Side.BUY and s.price >= price:
-                want.append((-s.price, k, b.asset_id, s.energy_wh, b))
-            elif b.side is Side.SELL and s.price <= price:
-                offer.append((s.price, k, b.asset_id, s.energy_wh, b))
-    want.sort(key=lambda t: (t[0], t[1]))
-    offer.sort(key=lambda t: (t[0], t[1]))
-    total_want = sum(t[3] for t in want)
-    total_offer = sum(t[3] for t in offer)
-    market_in = filled_wh if side is Side.BUY else 0
-    market_out = filled_wh if side is Side.SELL else 0
-    internal = min(total_want, total_offer)
-    served = {id(t): 0 for t in want}
-    sold = {id(t): 0 for t in offer}
-    left = min(total_want, internal + market_in)
-    for t in want:
-        take = min(left, t[3])
-        served[id(t)] = take
-        left -= take
-    left = min(total_offer, internal + market_out)
-    for t in offer:
-        take = min(left, t[3])
-        sold[id(t)] = take
-        left -= take
-    # Internal energy is attributed before market energy, in the same priority order.
-    out: list[AssetAllocation] = []
-    internal_left_in = internal
-    internal_left_out = internal
-    for b in mine:
-        if b.side is Side.BUY:
-            got = sum(served[id(t)] for t in want if t[4] is b)
-            inside = min(got, internal_left_in)
-            internal_left_in -= inside
-            market = got - inside
-            grid = 0
-            if grid_available:
-                grid = sum(s.energy_wh for s in b.steps if s.price >= import_price) - sum(
-                    served[id(t)] for t in want if t[4] is b and -t[0] >= import_price
+            if s.energy_wh > 0:
+                (demand if b.side is Side.BUY else supply).append(
+                    [k, s.price, s.energy_wh, 0, 0, 0]
                 )
-                grid = max(0, grid)
-            energy = got + grid
+    demand.sort(key=lambda e: (-e[1], e[0]))
+    supply.sort(key=lambda e: (e[1], e[0]))
+    want = [e for e in demand if e[1] >= price]
+    offer = [e for e in supply if e[1] <= price]
+    total_want = sum(e[2] for e in want)
+    total_offer = sum(e[2] for e in offer)
+    internal = min(total_want, total_offer)
+    market_in = max(0, min(filled_wh if side is Side.BUY else 0, total_want - internal))
+    market_out = max(0, min(filled_wh if side is Side.SELL else 0, total_offer - internal))
+    for entries, market in ((want, market_in), (offer, market_out)):
+        left_int, left_mkt = internal, market
+        for e in entries:
+            take = min(left_int, e[2])
+            e[4] += take
+            left_int -= take
+            more = min(left_mkt, e[2] - take)
+            e[3] += more
+            left_mkt -= more
+    for d in demand:
+        rest_d = d[2] - d[3] - d[4]
+        for u in supply:
+            if rest_d <= 0 or u[1] > d[1]:
+                break
+            rest_u = u[2] - u[3] - u[4]
+            if rest_u <= 0 or mine[u[0]].asset_id == mine[d[0]].asset_id:
+                continue
+            take = min(rest_d, rest_u)
+            d[4] += take
+            u[4] += take
+            rest_d -= take
+    if grid_available:
+        for d in demand:
+            if d[1] >= import_price:
+                d[5] = d[2] - d[3] - d[4]
+        for u in supply:
+            if u[1] <= feed_in_tariff:
+                u[5] = u[2] - u[3] - u[4]
+    out: list[AssetAllocation] = []
+    for k, b in enumerate(mine):
+        entries = [e for e in (demand if b.side is Side.BUY else supply) if e[0] == k]
+        market = sum(e[3] for e in entries)
+        inside = sum(e[4] for e in entries)
+        grid = sum(e[5] for e in entries)
+        energy = market + inside + grid
+        if b.side is Side.BUY:
             if energy == 0:
                 code = "not_served_price"
-            elif grid and not got:
+            elif grid and not market and not inside:
                 code = "grid_fallback"
             elif market:
                 code = "bought_market"
             else:
                 code = "served_internal"
-            out.append(
-                AssetAllocation(
-                    b.asset_id,
-                    slot_start,
-                    energy,
-                    market,
-                    inside,
-                    grid,
-                    Reason.of(code, price=price, bid_wh=b.energy_wh),
-                )
-            )
+            sign = 1
+            params: dict[str, int | str] = {"price": price, "bid_wh": b.energy_wh}
         else:
-            gave = sum(sold[id(t)] for t in offer if t[4] is b)
-            inside = min(gave, internal_left_out)
-            internal_left_out -= inside
-            market = gave - inside
-            grid = 0
-            if grid_available:
-                grid = sum(s.energy_wh for s in b.steps if s.price <= feed_in_tariff) - sum(
-                    sold[id(t)] for t in offer if t[4] is b and t[0] <= feed_in_tariff
-                )
-                grid = max(0, grid)
-            energy = gave + grid
             if energy == 0:
                 code = "held_back"
-            elif grid and not gave:
+            elif grid and not market and not inside:
                 code = "exported_feed_in"
             elif market:
                 code = "sold_market"
             else:
                 code = "used_internal"
-            out.append(
-                AssetAllocation(
-                    b.asset_id,
-                    slot_start,
-                    -energy,
-                    -market,
-                    -inside,
-                    -grid,
-                    Reason.of(code, price=price, offer_wh=b.energy_wh),
-                )
+            sign = -1
+            params = {"price": price, "offer_wh": b.energy_wh}
+        out.append(
+            AssetAllocation(
+                b.asset_id,
+                slot_start,
+                sign * energy,
+                sign * market,
+                sign * inside,
+                sign * grid,
+                Reason.of(code, **params),
             )
+        )
     return tuple(out)
