@@ -224,11 +224,11 @@ async def test_subentry_type_supports_add_and_edit(
     hass: HomeAssistant, entry: MockConfigEntry
 ) -> None:
     """The entry offers "Add asset" and "Edit asset" (the frontend reads this), and
-    "Add community" (no edit: delete it to leave)."""
+    "Add community" and "Change address" (delete it to leave)."""
     await _open_form(hass, entry, AssetKind.PV)  # loads the flow handler
     assert entry.supported_subentry_types == {
         SUBENTRY_ASSET: {"supports_reconfigure": True},
-        "community": {"supports_reconfigure": False},
+        "community": {"supports_reconfigure": True},
     }
     assert {"user", "reconfigure"} <= set(ASSET_STRINGS["initiate_flow"])
 

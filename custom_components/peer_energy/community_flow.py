@@ -67,7 +67,7 @@ from .const import (
     CommunityAction,
 )
 from .core.community import MAX_NAME_LEN, CommunityError, Invitation, InvitationError
-from .federation import community_rules
+from .federation import DATA_LINK, community_rules
 from .http import HttpTransport
 from .prices import InvalidPriceError, fixed_price_to_minor
 
@@ -80,6 +80,7 @@ ERROR_INVITATION_EXPIRED: Final = "invitation_expired"
 ERROR_CANNOT_CONNECT: Final = "cannot_connect"
 ERROR_WRONG_COMMUNITY: Final = "wrong_community"
 ABORT_ALREADY_IN_COMMUNITY: Final = "already_in_community"
+ABORT_NOT_MEMBER: Final = "not_member"
 COMMUNITY_UNIQUE_ID: Final = "community"
 MENU_OPTIONS: Final = ["create_community", "join_community"]
 
@@ -298,5 +299,38 @@ class CommunitySubentryFlow(ConfigSubentryFlow):
         return self.async_show_form(
             step_id="join_community",
             data_schema=self.add_suggested_values_to_schema(join_schema(self.hass), user_input),
+            errors=errors,
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Change the address this home announces; every member is told."""
+        entry = self._get_entry()
+        subentry = self._get_reconfigure_subentry()
+        link = self.hass.data.get(DATA_LINK)
+        if link is None or not link.joined:
+            return self.async_abort(reason=ABORT_NOT_MEMBER)
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            address = str(user_input.get(CONF_ADDRESS, "")).strip().rstrip("/")
+            if valid_address(address):
+                await link.async_set_address(address)
+                return self.async_update_and_abort(
+                    entry, subentry, data={**subentry.data, CONF_ADDRESS: address}
+                )
+            errors[CONF_ADDRESS] = ERROR_INVALID_ADDRESS
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_ADDRESS): TextSelector(
+                    TextSelectorConfig(type=TextSelectorType.URL)
+                )
+            }
+        )
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(
+                schema, user_input or {CONF_ADDRESS: link.address}
+            ),
             errors=errors,
         )

@@ -310,3 +310,42 @@ async def test_default_address(hass: HomeAssistant) -> None:
         "custom_components.peer_energy.community_flow.get_url", return_value="http://h:8123"
     ):
         assert default_address(hass) == "http://h:8123"
+
+
+async def test_change_address_tells_the_community(
+    hass: HomeAssistant, clock: Clock, http_address: str, make_home: HomeFactory
+) -> None:
+    """ "Change address" on the community entry announces the new address to every member."""
+    from .conftest import community_entry, join
+
+    entry = community_entry(http_address)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    from .conftest import Home
+
+    a = Home("A", hass.data[DATA_LINK], http_address)
+    b = await make_home("B")
+    await join(hass, a, b, [])
+    subentry = community_subentry(entry)
+    assert subentry is not None
+    result = await entry.start_subentry_reconfigure_flow(
+        hass, SUBENTRY_COMMUNITY, subentry.subentry_id
+    )
+    assert result["step_id"] == "reconfigure"
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {CONF_ADDRESS: "not a url"}
+    )
+    assert result["errors"] == {CONF_ADDRESS: "invalid_address"}
+    new = "http://127.0.0.1:9"
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {CONF_ADDRESS: new + "/"}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    await settle(a, b)
+    await hass.async_block_till_done()
+    assert b.link.peer is not None
+    assert b.link.peer.membership.address_of(a.link.member_key) == new
+    assert hass.data[DATA_LINK].address == new
+    assert community_subentry(entry).data[CONF_ADDRESS] == new  # type: ignore[union-attr]
