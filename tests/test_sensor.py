@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
+from unittest.mock import patch
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN, Platform
@@ -38,8 +40,16 @@ def platforms() -> list[Platform]:
 
 @pytest.fixture(autouse=True)
 def _fixed_time(freezer: FrozenDateTimeFactory) -> None:
-    """A fixed start time: the slot clock's plans (EV deadline urgency) depend on it."""
+    """A fixed start time: the slot clock's timers depend on it."""
     freezer.move_to("2026-11-22T12:07:30+00:00")
+
+
+@pytest.fixture(autouse=True)
+def _no_asset_market_sensors() -> Generator[None]:
+    """Leave out the per-asset order/allocation/reason sensors: their values follow the
+    agents (tested in tests/market_ha); this module is about readings."""
+    with patch("custom_components.peer_energy.sensor.ASSET_MARKET_SENSORS", ()):
+        yield
 
 
 def _state(hass: HomeAssistant, entity_id: str) -> str:

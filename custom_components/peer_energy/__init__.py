@@ -85,6 +85,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
     # them (its first plan and restored totals then reach the entities).
     market = SlotClock(hass, entry)
     entry.runtime_data.market = market
+    await market.async_load()
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     market.async_start()
     entry.async_on_unload(market.async_stop)

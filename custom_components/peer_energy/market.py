@@ -43,6 +43,7 @@ from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON
 from homeassistant.core import HassJob, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.event import async_track_point_in_utc_time
+from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
 from .const import (
@@ -128,6 +129,8 @@ SECONDS_PER_DAY: Final = 86_400
 # the low one the community asks peers for energy, above the high one it cancels requests.
 PEER_BANK_LOW_WH: Final = 0
 PEER_BANK_HIGH_WH: Final = 2_000
+# The clearing prices of the last day are kept in .storage/peer_energy.market.<entry id>.
+MARKET_STORE_VERSION: Final = 1
 # Largest manual order (Wh), a guard against typos.
 MAX_MANUAL_WH: Final = 1_000_000
 
@@ -317,6 +320,9 @@ class SlotClock:
         self.prices: dict[int, int] = {}
         self.manual: dict[int, list[AssetBid]] = {}
         self.totals = MarketTotals()
+        self._store: Store[dict[str, Any]] = Store(
+            hass, MARKET_STORE_VERSION, f"{DOMAIN}.market.{entry.entry_id}"
+        )
         self.peer_bank = PeerBankState()
         self._listeners: list[Callable[[], None]] = []
         self._unsubs: list[Callable[[], None]] = []
@@ -496,6 +502,26 @@ class SlotClock:
         self._notify()
 
     # --- timers -------------------------------------------------------------------------
+
+    async def async_load(self) -> None:
+        """Load the clearing prices of the last day (expected prices, price peak average)."""
+        data = await self._store.async_load()
+        prices = data.get("prices") if isinstance(data, dict) else None
+        if not isinstance(prices, dict):
+            return
+        for key, value in prices.items():
+            if not (isinstance(key, str) and key.isdigit()):
+                continue
+            if isinstance(value, int) and not isinstance(value, bool):
+                self.prices[int(key)] = value
+
+    @callback
+    def _save_prices(self) -> None:
+        """Write the price history (small: one day of slots) in the background."""
+        data = {"prices": {str(slot): price for slot, price in sorted(self.prices.items())}}
+        self.entry.async_create_background_task(
+            self.hass, self._store.async_save(data), f"{DOMAIN} save prices"
+        )
 
     @callback
     def async_start(self) -> None:
@@ -942,6 +968,7 @@ class SlotClock:
         self.reports[slot] = report
         if report.price is not None:
             self.prices[slot] = report.price
+            self._save_prices()
         totals = self.totals
         totals.bought_wh += report.bought_wh
         totals.sold_wh += report.sold_wh

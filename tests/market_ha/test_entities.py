@@ -14,13 +14,14 @@ from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_fire_time_changed,
     mock_restore_cache_with_extra_data,
-    snapshot_platform,
 )
 from syrupy.assertion import SnapshotAssertion
 
+from custom_components.peer_energy.binary_sensor import BINARY_SENSORS
 from custom_components.peer_energy.core.orders import Reason
 from custom_components.peer_energy.market import SlotClock
-from tests.conftest import ENTRY_ID, PV_ID
+from custom_components.peer_energy.sensor import ASSET_MARKET_SENSORS, MARKET_SENSORS
+from tests.conftest import BATTERY_ID, ENTRY_ID, EV_ID, PLUG_ID, PV_ID
 from tests.market_ha.conftest import GATE, NEXT_SLOT
 
 NEXT_TS = int(NEXT_SLOT.timestamp())
@@ -39,17 +40,76 @@ def platforms() -> list[Platform]:
     return [Platform.SENSOR]
 
 
-@pytest.mark.parametrize("platforms", [[Platform.SENSOR], [Platform.BINARY_SENSOR]])
-async def test_market_entities_snapshot(
+@pytest.mark.parametrize("platforms", [[Platform.SENSOR, Platform.BINARY_SENSOR]])
+async def test_market_entities_registry_snapshot(
     hass: HomeAssistant,
     market: SlotClock,
-    frozen: FrozenDateTimeFactory,
     entity_registry: er.EntityRegistry,
     snapshot: SnapshotAssertion,
 ) -> None:
-    """Every entity once a slot has cleared and started (fixed time, fixed readings)."""
+    """Ids, translation keys, classes, units and options of every market entity.
+
+    Only the registry is snapshotted: the states follow the agents (another module), so
+    they are checked against the slot clock's own plan and outcome below.
+    """
+    wanted = {f"{ENTRY_ID}_{d.key}" for d in (*MARKET_SENSORS, *BINARY_SENSORS)} | {
+        f"{ENTRY_ID}_{sid}_{d.key}"
+        for sid in (PV_ID, BATTERY_ID, EV_ID, PLUG_ID)
+        for d in ASSET_MARKET_SENSORS
+    }
+    entries = [
+        {
+            "entity_id": e.entity_id,
+            "unique_id": e.unique_id,
+            "translation_key": e.translation_key,
+            "device_class": e.original_device_class,
+            "unit": e.unit_of_measurement,
+            "capabilities": e.capabilities,
+            "entity_category": e.entity_category,
+        }
+        for e in er.async_entries_for_config_entry(entity_registry, ENTRY_ID)
+        if e.unique_id in wanted
+    ]
+    assert len(entries) == len(wanted)
+    assert sorted(entries, key=lambda e: e["entity_id"]) == snapshot
+
+
+@pytest.mark.parametrize("platforms", [[Platform.SENSOR, Platform.BINARY_SENSOR]])
+async def test_states_follow_the_slot_clock(
+    hass: HomeAssistant, market: SlotClock, frozen: FrozenDateTimeFactory
+) -> None:
+    """After a cleared and started slot every market entity shows the clock's values."""
     await _run_one_slot(hass, frozen)
-    await snapshot_platform(hass, entity_registry, snapshot, ENTRY_ID)
+    report = market.reports[NEXT_TS]
+    plan = market.next_plan
+    assert plan is not None
+    assert market.current is report
+
+    def state(entity_id: str) -> State:
+        found = hass.states.get(entity_id)
+        assert found is not None, entity_id
+        return found
+
+    assert report.price is not None
+    assert float(state("sensor.maple_street_7_clearing_price").state) == pytest.approx(
+        report.price / 100
+    )
+    assert int(state("sensor.maple_street_7_net_position").state) == report.position_wh
+    assert state("sensor.maple_street_7_next_clearing_price").state == STATE_UNKNOWN
+    peak = market.price_peak()
+    assert state("binary_sensor.maple_street_7_price_peak").state == ("on" if peak else "off")
+    for prefix, sid in (
+        ("roof_pv", PV_ID),
+        ("home_battery", BATTERY_ID),
+        ("wallbox", EV_ID),
+        ("dishwasher", PLUG_ID),
+    ):
+        alloc = report.allocations.get(sid)
+        assert int(state(f"sensor.{prefix}_allocation").state) == (
+            0 if alloc is None else alloc.energy_wh
+        )
+        assert int(state(f"sensor.{prefix}_order").state) == plan.assets[sid].signed_wh
+        assert state(f"sensor.{prefix}_reason").state == report.reasons[sid].code
 
 
 async def test_states_before_any_outcome(hass: HomeAssistant, market: SlotClock) -> None:

@@ -341,3 +341,41 @@ async def test_diagnostics_after_a_slot(
     assert diag["last_outcome"]["local"] is True
     assert set(diag["last_outcome"]["reasons"]) == {r.code for r in report.reasons.values()}
     assert diag["slot_seconds"] == 900
+
+
+async def test_price_history_survives_a_restart(
+    hass: HomeAssistant,
+    market: SlotClock,
+    frozen: FrozenDateTimeFactory,
+    hass_storage: dict[str, Any],
+) -> None:
+    """Clearing prices are stored each slot and loaded again by the next slot clock."""
+    frozen.move_to(GATE)
+    async_fire_time_changed(hass, GATE)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    price = market.reports[NEXT_TS].price
+    assert price is not None
+    key = f"peer_energy.market.{market.entry.entry_id}"
+    assert hass_storage[key]["data"]["prices"] == {str(NEXT_TS): price}
+    hass_storage[key]["data"]["prices"] |= {"junk": 1, "123": "x"}
+    entry = market.entry
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    reloaded = entry.runtime_data.market
+    assert reloaded is not None
+    assert reloaded is not market
+    assert reloaded.prices == {NEXT_TS: price}
+
+
+async def test_price_store_ignores_odd_data(
+    hass: HomeAssistant, market: SlotClock, hass_storage: dict[str, Any]
+) -> None:
+    """A store without a price map loads nothing."""
+    hass_storage[f"peer_energy.market.{market.entry.entry_id}"] = {
+        "version": 1,
+        "key": f"peer_energy.market.{market.entry.entry_id}",
+        "data": {"prices": [1, 2]},
+    }
+    market.prices.clear()
+    await market.async_load()
+    assert market.prices == {}
