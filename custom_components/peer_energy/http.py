@@ -278,7 +278,7 @@ class HttpTransport:
                         if retry_after.isdigit():
                             delay = max(delay, min(float(retry_after), 5.0))
                     await response.read()
-            except (ClientError, TimeoutError, ValueError) as err:
+            except (ClientError, TimeoutError, ValueError, OSError) as err:
                 status = 0
                 LOGGER.debug("Sending to %s failed: %s", address, type(err).__name__)
             if status < 500 and status not in (0, HTTPStatus.TOO_MANY_REQUESTS):
@@ -299,6 +299,6 @@ class HttpTransport:
                 if resp.status != HTTPStatus.OK:
                     return None
                 data = await resp.json(content_type=None)
-        except (ClientError, TimeoutError, ValueError):
+        except (ClientError, TimeoutError, ValueError, OSError):
             return None
         return data if isinstance(data, dict) else None
