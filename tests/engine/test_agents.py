@@ -147,8 +147,11 @@ def test_battery_without_forecast_steps_around_the_mean() -> None:
     assert [s.price for s in sell.steps] == [22, 27, 32]
     assert (buy.reason.code, sell.reason.code) == ("battery_charge_cheap", "battery_discharge_dear")
     # The home nets it with the expected price of the slot: a buyer at 10, a seller at 30.
-    assert home_order("h", SLOT, bids, 10, OwnerPolicy(), 40, 5).side is Side.BUY  # type: ignore[union-attr]
-    assert home_order("h", SLOT, bids, 30, OwnerPolicy(), 40, 5).side is Side.SELL  # type: ignore[union-attr]
+    cheap = home_order("h", SLOT, bids, 10, OwnerPolicy(), 40, 5)
+    dear = home_order("h", SLOT, bids, 30, OwnerPolicy(), 40, 5)
+    assert cheap is not None
+    assert dear is not None
+    assert (cheap.side, dear.side) == (Side.BUY, Side.SELL)
 
 
 def _night_then_noon(capacity: int, soc: int) -> tuple[BatteryState, Horizon, PriceOutlook]:
@@ -204,6 +207,92 @@ def test_battery_holds_energy_for_a_dearer_known_import_price() -> None:
     assert allocs["bat"].energy_wh == 0
     assert allocs["house"].grid_wh == 1000
     assert (outlook.import_at(2), outlook.import_at(9), outlook.feed_in_at(3)) == (45, 20, 8)
+
+
+def _no_trade_bill(
+    load: list[int], pv: list[int], battery: BatteryState, imports: list[int], fit: int
+) -> tuple[int, int]:
+    """The stand-alone home: own PV first, battery charges from surplus and covers deficit."""
+    eff, soc = battery.efficiency_pct, battery.soc_wh
+    per_c = battery.max_charge_w * 900 // 3600
+    per_d = battery.max_discharge_w * 900 // 3600
+    bill = 0
+    for k, (demand, production) in enumerate(zip(load, pv, strict=True)):
+        net = demand - production
+        if net < 0:
+            c = min(-net, per_c, (battery.capacity_wh - soc) * 100 // eff)
+            soc += c * eff // 100
+            net += c
+        else:
+            d = min(net, per_d, max(0, soc - battery.reserve_wh))
+            soc -= d
+            net -= d
+        bill += max(net, 0) * imports[k] - max(-net, 0) * fit
+    return bill, soc
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_home_with_pv_and_battery_never_worse_off_than_alone(data: st.DataObject) -> None:
+    """Over a random day at random clearing prices between the feed-in tariff and the import
+    price, with random partial fills, a PV + battery home that follows its agents (forecast
+    of its own load and PV exact, as the agents are told) pays no more than alone; the
+    battery's content at the end counts at the feed-in tariff, as in the simulator's bills.
+    """
+    n = data.draw(st.integers(1, 16), label="slots")
+    fit = data.draw(st.integers(0, 10), label="feed-in")
+    if data.draw(st.booleans(), label="dynamic tariff"):
+        imports = data.draw(st.lists(st.integers(fit + 1, fit + 40), min_size=n, max_size=n))
+    else:
+        imports = [data.draw(st.integers(fit + 1, fit + 40))] * n
+    load = data.draw(st.lists(st.integers(0, 2500), min_size=n, max_size=n), label="load")
+    pv = data.draw(st.lists(st.integers(0, 5000), min_size=n, max_size=n), label="pv")
+    capacity = data.draw(st.integers(1000, 15_000))
+    reserve = data.draw(st.integers(0, 50))
+    soc0 = data.draw(st.integers(capacity * reserve // 100, capacity), label="soc")
+    power = data.draw(st.integers(400, 10_000))
+    eff = data.draw(st.integers(60, 100))
+    deg = data.draw(st.integers(0, 5))
+    battery = BatteryState("bat", capacity, soc0, reserve, power, power, eff, deg)
+    expected = data.draw(st.lists(st.integers(0, 60), min_size=n, max_size=n), label="expected")
+    prices = [data.draw(st.integers(fit, imports[k]), label=f"price {k}") for k in range(n)]
+    fills = data.draw(st.lists(st.integers(0, 100), min_size=n, max_size=n), label="fill %")
+    policy = OwnerPolicy()
+    soc, bill = soc0, 0
+    for k in range(n):
+        h = Horizon(tuple(SLOT + 900 * j for j in range(n - k)), 900)
+        now = Horizon(h.slots[:1], 900)
+        outlook = PriceOutlook(
+            imports[k], fit, tuple(expected[k:]), import_prices=tuple(imports[k:])
+        )
+        state = BatteryState("bat", capacity, soc, reserve, power, power, eff, deg)
+        net = [load[j] - pv[j] for j in range(k, n)]
+        bids = [
+            *base_load_bids("house", [load[k]], now, outlook),
+            *pv_bids("pv", [pv[k]], now, outlook, policy),
+            *battery_bids(state, h, outlook, policy, net_wh=net),
+        ]
+        order = home_order("h", h.slots[0], bids, outlook.at(0), policy, imports[k], fit)
+        p, side, filled = prices[k], None, 0
+        if order is not None:
+            side = order.side
+            buy = side is Side.BUY
+            at_p = sum(s.energy_wh for s in order.steps if (s.price >= p if buy else s.price <= p))
+            filled = at_p * fills[k] // 100
+        allocs = split_fill(bids, h.slots[0], side, filled, p, imports[k], fit)
+        energy = {a.asset_id: 0 for a in allocs}
+        for a in allocs:
+            energy[a.asset_id] += a.energy_wh
+        assert energy.get("house", 0) == load[k]  # the load is always served
+        assert energy.get("pv", 0) == -pv[k]  # and PV never curtailed
+        e = energy.get("bat", 0)
+        soc += e * eff // 100 if e > 0 else e
+        assert battery.reserve_wh <= soc <= capacity
+        traded = filled if side is Side.BUY else -filled
+        grid = load[k] - pv[k] + e - traded
+        bill += traded * p + max(grid, 0) * imports[k] - max(-grid, 0) * fit
+    alone, soc_alone = _no_trade_bill(load, pv, battery, imports, fit)
+    assert bill - soc * fit <= alone - soc_alone * fit
 
 
 @AGENT_SETTINGS

@@ -375,6 +375,7 @@ def battery_bids(
         return _ceil_div(a - b, qty)
 
     params: dict[str, int | str] = {
+        "expected": outlook.at(0),
         "soc_pct": soc_pct,
         "reserve_pct": state.reserve_pct,
         "mean": mean,
