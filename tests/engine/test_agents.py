@@ -238,6 +238,13 @@ def test_home_with_pv_and_battery_never_worse_off_than_alone(data: st.DataObject
     price, with random partial fills, a PV + battery home that follows its agents (forecast
     of its own load and PV exact, as the agents are told) pays no more than alone; the
     battery's content at the end counts at the feed-in tariff, as in the simulator's bills.
+    The only slack is the integer state of charge (at most one Wh per slot, see below).
+
+    Why it holds: every deviation from the stand-alone controller is priced at the change in
+    that controller's cost over the rest of the horizon (convex in the state of charge, so a
+    partial fill is worth at least its share), so by induction over the slots the day never
+    costs more than the controller alone. With a wrong forecast it can; the simulator
+    measures how often on realistic data.
     """
     n = data.draw(st.integers(1, 16), label="slots")
     fit = data.draw(st.integers(0, 10), label="feed-in")
@@ -292,7 +299,11 @@ def test_home_with_pv_and_battery_never_worse_off_than_alone(data: st.DataObject
         grid = load[k] - pv[k] + e - traded
         bill += traded * p + max(grid, 0) * imports[k] - max(-grid, 0) * fit
     alone, soc_alone = _no_trade_bill(load, pv, battery, imports, fit)
-    assert bill - soc * fit <= alone - soc_alone * fit
+    # Integer state of charge: charging e Wh stores floor(e x efficiency), so a partial fill
+    # can store up to 1 Wh less than the whole tranche the agent valued; that Wh is worth at
+    # most an import or 1/efficiency Wh of feed-in. Nothing else is allowed.
+    rounding = n * max(*imports, -(-fit * 100 // eff))
+    assert bill - soc * fit <= alone - soc_alone * fit + rounding
 
 
 @AGENT_SETTINGS
