@@ -138,7 +138,15 @@ def test_battery_never_below_reserve_nor_above_capacity(
 def test_battery_without_forecast_steps_around_the_mean() -> None:
     outlook = PriceOutlook(40, 5, (10, 10, 30, 30))
     state = BatteryState("bat", 10_000, 5_000, 20, 4000, 4000, 90, 2)
-    bids = battery_bids(state, horizon(4), outlook, OwnerPolicy())
+    # Expected 10 now, below the mean: it only charges; at 30 it only discharges.
+    (charge,) = battery_bids(state, horizon(4), outlook, OwnerPolicy())
+    later = PriceOutlook(40, 5, (30, 30, 10, 10))
+    (discharge,) = battery_bids(state, horizon(4), later, OwnerPolicy())
+    assert (charge.side, discharge.side) == (Side.BUY, Side.SELL)
+    # A flat outlook (no history yet): both, and the home picks the side.
+    bids = battery_bids(state, horizon(4), PriceOutlook(40, 5, (20,)), OwnerPolicy())
+    assert {b.side for b in bids} == {Side.BUY, Side.SELL}
+    bids = (charge, discharge)
     buy = next(b for b in bids if b.side is Side.BUY)
     sell = next(b for b in bids if b.side is Side.SELL)
     # mean 20, spread 10: buys at 20 x 0.9 - 2 = 16 and half a spread lower each step,

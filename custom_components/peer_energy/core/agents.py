@@ -313,8 +313,9 @@ def battery_bids(
     displaces surplus the battery would spill when full (worth the feed-in tariff); the
     content left at the end of the horizon counts at the feed-in tariff when buying and at
     the expected mean when selling, so both sides err towards not trading. Without a
-    forecast, stored energy is worth the mean expected price, and the tranches step by half
-    the spread (the cheaper, the more it buys; the dearer, the more it sells).
+    forecast, stored energy is worth the mean expected price, the tranches step by half the
+    spread (the cheaper, the more it buys; the dearer, the more it sells), and it only
+    charges in a slot expected at or below the mean, discharges at or above it.
 
     Limits: discharge never below ``reserve``, charge never above capacity (the round-trip
     loss is booked on charging), each side within its power, even if every step fills.
@@ -407,7 +408,10 @@ def battery_bids(
         limit = min(max(keep, fit0), imp0)
         buy_top = limit
         add(Side.BUY, [Step(limit, c0)], "battery_self_consumption", own_wh=c0, value=keep)
-    extra_c = c_max - c0
+    # Without a forecast the slot's expected price picks the side, as the home will: charge
+    # when it is below the mean, discharge when above (both when it is the mean).
+    expected0 = outlook.at(0)
+    extra_c = c_max - c0 if forecast or expected0 <= outlook.mean else 0
     steps: list[Step] = []
     done = c0
     prev = imp0 if buy_top < 0 else buy_top
@@ -435,7 +439,7 @@ def battery_bids(
         worth = acq_value(s1, soc, d0)
         ask = max(worth, floor_ask)
         add(Side.SELL, [Step(ask, d0)], "battery_self_consumption", own_wh=d0, value=worth)
-    extra_d = d_max - d0
+    extra_d = d_max - d0 if forecast or expected0 >= outlook.mean else 0
     steps = []
     done = d0
     prev = floor_ask
