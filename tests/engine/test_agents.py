@@ -138,11 +138,20 @@ def test_battery_never_below_reserve_nor_above_capacity(
 def test_battery_without_forecast_steps_around_the_mean() -> None:
     outlook = PriceOutlook(40, 5, (10, 10, 30, 30))
     state = BatteryState("bat", 10_000, 5_000, 20, 4000, 4000, 90, 2)
-    # Expected 10 now, below the mean: it only charges; at 30 it only discharges.
-    (charge,) = battery_bids(state, horizon(4), outlook, OwnerPolicy())
+    # Expected 10 now, below the mean: it only trades by charging; at 30 only by discharging.
+    now = battery_bids(state, horizon(4), outlook, OwnerPolicy())
     later = PriceOutlook(40, 5, (30, 30, 10, 10))
-    (discharge,) = battery_bids(state, horizon(4), later, OwnerPolicy())
-    assert (charge.side, discharge.side) == (Side.BUY, Side.SELL)
+    after = battery_bids(state, horizon(4), later, OwnerPolicy())
+    (charge,) = [b for b in now if b.reason.code == "battery_charge_cheap"]
+    (discharge,) = [b for b in after if b.reason.code == "battery_discharge_dear"]
+    assert not [b for b in now if b.reason.code == "battery_discharge_dear"]
+    assert not [b for b in after if b.reason.code == "battery_charge_cheap"]
+    # The rest of its power is the self-consumption floor: discharge at the import price
+    # (covers the home's own load), charge at the feed-in tariff (stores unsold surplus).
+    (floor_now,) = [b for b in now if b.reason.code == "battery_self_consumption"]
+    assert (floor_now.side, floor_now.steps) == (Side.SELL, (Step(40, 1000),))
+    (floor_after,) = [b for b in after if b.reason.code == "battery_self_consumption"]
+    assert (floor_after.side, floor_after.steps) == (Side.BUY, (Step(5, 1000),))
     # A flat outlook (no history yet): both, and the home picks the side.
     bids = battery_bids(state, horizon(4), PriceOutlook(40, 5, (20,)), OwnerPolicy())
     assert {b.side for b in bids} == {Side.BUY, Side.SELL}
@@ -160,6 +169,35 @@ def test_battery_without_forecast_steps_around_the_mean() -> None:
     assert cheap is not None
     assert dear is not None
     assert (cheap.side, dear.side) == (Side.BUY, Side.SELL)
+
+
+@AGENT_SETTINGS
+@given(
+    expected=st.lists(st.integers(0, 60), min_size=1, max_size=8),
+    soc_pct=st.integers(30, 70),
+    load=st.integers(0, 2000),
+    pv=st.integers(0, 2000),
+    price=st.integers(8, 32),
+)
+def test_battery_without_forecast_keeps_self_consumption_when_nobody_trades(
+    expected: list[int], soc_pct: int, load: int, pv: int, price: int
+) -> None:
+    """As in Home Assistant today (no net forecast): whatever the outlook, when the market
+    fills nothing the battery still takes the home's surplus and covers its load."""
+    outlook = PriceOutlook(32, 8, tuple(expected))
+    state = BatteryState("bat", 10_000, 100 * soc_pct, 20, 8000, 8000, 90, 2)
+    h = horizon(len(expected))
+    now = Horizon(h.slots[:1], 900)
+    bids = [
+        *battery_bids(state, h, outlook, OwnerPolicy()),
+        *base_load_bids("house", [load], now, outlook),
+        *pv_bids("pv", [pv], now, outlook, OwnerPolicy()),
+    ]
+    battery = [a for a in split_fill(bids, SLOT, None, 0, price, 32, 8) if a.asset_id == "bat"]
+    room = (10_000 - state.soc_wh) * 100 // 90
+    stock = state.soc_wh - state.reserve_wh
+    alone = min(pv - load, 2000, room) if pv >= load else -min(load - pv, 2000, stock)
+    assert sum(a.energy_wh for a in battery) == alone
 
 
 def _night_then_noon(capacity: int, soc: int) -> tuple[BatteryState, Horizon, PriceOutlook]:

@@ -315,7 +315,10 @@ def battery_bids(
     the expected mean when selling, so both sides err towards not trading. Without a
     forecast, stored energy is worth the mean expected price, the tranches step by half the
     spread (the cheaper, the more it buys; the dearer, the more it sells), and it only
-    charges in a slot expected at or below the mean, discharges at or above it.
+    charges in a slot expected at or below the mean, discharges at or above it; the rest of
+    its power is bid at the feed-in tariff (charge) and the import price (discharge), with
+    reason ``battery_self_consumption``, so it still stores the home's unsold surplus and
+    covers its unserved load (:func:`split_fill`).
 
     Limits: discharge never below ``reserve``, charge never above capacity (the round-trip
     loss is booked on charging), each side within its power, even if every step fills.
@@ -432,6 +435,13 @@ def battery_bids(
     if steps:
         buy_top = max(buy_top, steps[0].price)
         add(Side.BUY, steps, "battery_charge_cheap", value=steps[0].price + deg)
+    # Without a forecast the home's own surplus is unknown: the rest of the charge power is
+    # bid at the feed-in tariff, so surplus nobody pays more for still charges the battery.
+    rest_c = c_max - c0 - sum(s.energy_wh for s in steps)
+    cap_ok = policy.max_buy_price is None or policy.max_buy_price >= fit0
+    if not forecast and rest_c > 0 and cap_ok:
+        buy_top = max(buy_top, fit0)
+        add(Side.BUY, [Step(fit0, rest_c)], "battery_self_consumption", own_wh=0, value=fit0)
 
     # Selling side: cover own deficit, then discharge to the community.
     floor_ask = max(fit0, buy_top + 1)
@@ -458,6 +468,12 @@ def battery_bids(
         steps.append(Step(ask, q))
     if steps:
         add(Side.SELL, steps, "battery_discharge_dear", value=steps[0].price - deg)
+    # Likewise the rest of the discharge power at the import price: the home's own load the
+    # community does not serve is still covered by its battery.
+    rest_d = d_max - d0 - sum(s.energy_wh for s in steps)
+    floor_ok = policy.min_sell_price is None or policy.min_sell_price <= imp0
+    if not forecast and rest_d > 0 and floor_ok and imp0 >= floor_ask:
+        add(Side.SELL, [Step(imp0, rest_d)], "battery_self_consumption", own_wh=0, value=imp0)
     return tuple(bids)
 
 
