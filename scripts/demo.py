@@ -26,6 +26,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 import contextlib
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 import json
 import math
 import os
@@ -73,14 +74,16 @@ SIM_VARIABLES: dict[str, str] = {
     "cloud": "{{ states('input_number.sim_cloud_cover') | float(20) / 100 }}",
     "sun": "{{ sin(pi * (hour - 6) / 14) if 6 < hour < 20 else 0 }}",
     "pv_w": (
-        "{{ (6000 * sun ** 1.5 * (1 - 0.75 * cloud)"
+        "{{ (states('input_number.sim_pv_peak_w') | float(6000) * sun ** 1.5 * (1 - 0.75 * cloud)"
         " * (0.96 + (range(80) | random) / 1000)) | round(0) | int }}"
     ),
     "load_w": (
         "{{ (280 + 900 * e ** (-((hour - 7.5) ** 2) / 0.8)"
         " + 1500 * e ** (-((hour - 19) ** 2) / 2) + (range(150) | random)) | round(0) | int }}"
     ),
-    "plugged": "{{ hour >= 17 or hour < 7.5 }}",
+    "plugged": (
+        "{{ hour >= 17 or hour < 7.5 or is_state('input_boolean.sim_ev_home_daytime', 'on') }}"
+    ),
     "ev_w": (
         "{{ ((states('number.sim_ev_charge_current') | float(16)) * 230 * 3"
         " * (0.97 + (range(30) | random) / 1000)) | round(0) | int"
@@ -218,11 +221,20 @@ def simulated_home() -> dict[str, Any]:
     return {
         "input_boolean": {
             "sim_fast_day": {"name": "Simulation: fast day (1 h per minute)"},
+            "sim_ev_home_daytime": {"name": "Simulation: EV at home in the daytime"},
             "sim_ev_charger_enable": {"name": "Sim EV charger relay state", "initial": True},
             "sim_washing_machine_plug": {"name": "Sim washing machine relay", "initial": True},
             "sim_dishwasher_plug": {"name": "Sim dishwasher relay", "initial": True},
         },
         "input_number": {
+            "sim_pv_peak_w": {
+                "name": "Simulation: PV peak power",
+                "min": 0,
+                "max": 10000,
+                "step": 100,
+                "initial": 6000,
+                "unit_of_measurement": "W",
+            },
             "sim_cloud_cover": {
                 "name": "Simulation: cloud cover",
                 "min": 0,
@@ -1103,6 +1115,7 @@ COMMUNITY_ANSWERS: dict[str, Any] = {
     "max_members": 50,
 }
 COMMUNITY_TIMEOUT = 240.0  # joining and the first cleared slot (1-minute slots)
+TRADE_WAIT = 200.0  # --check: how long to wait for a first trade between two homes
 
 
 async def start_home(run: Run, api: Api, label: str) -> None:
@@ -1174,6 +1187,67 @@ async def add_assets(api: Api, label: str, entry_id: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class HomeProfile:
+    """How one simulated home differs from its neighbours."""
+
+    description: str
+    pv_peak_w: int
+    cloud_pct: int
+    ev_home_daytime: bool = False
+    ev_leaves_soon: bool = False
+
+
+# Home 1 has a large sunny roof, home 2 a small shaded one and a car at home that must leave
+# soon, home 3 sits in between; more homes repeat the pattern.
+HOME_PROFILES: tuple[HomeProfile, ...] = (
+    HomeProfile("large sunny roof", pv_peak_w=7000, cloud_pct=0),
+    HomeProfile(
+        "small shaded roof, car at home leaving in 2 h",
+        pv_peak_w=1500,
+        cloud_pct=60,
+        ev_home_daytime=True,
+        ev_leaves_soon=True,
+    ),
+    HomeProfile("medium roof, some cloud", pv_peak_w=4500, cloud_pct=30),
+)
+
+
+async def set_profile(api: Api, label: str, profile: HomeProfile) -> None:
+    """Apply a home profile to the simulation helpers."""
+    for entity_id, value in (
+        ("input_number.sim_pv_peak_w", profile.pv_peak_w),
+        ("input_number.sim_cloud_cover", profile.cloud_pct),
+    ):
+        await api.request(
+            "POST", "/api/services/input_number/set_value", {"entity_id": entity_id, "value": value}
+        )
+    service = "turn_on" if profile.ev_home_daytime else "turn_off"
+    await api.request(
+        "POST",
+        f"/api/services/input_boolean/{service}",
+        {"entity_id": "input_boolean.sim_ev_home_daytime"},
+    )
+    say(f"{label}: {profile.description}")
+
+
+async def make_ev_urgent(api: Api, label: str) -> None:
+    """The car needs 20 kWh and leaves in two hours: its agent bids to charge now."""
+    config = await api.request("GET", "/api/config", limit=30)
+    local = datetime.now(zoneinfo.ZoneInfo(config["time_zone"])) + timedelta(hours=2)
+    await api.request(
+        "POST",
+        "/api/services/time/set_value",
+        {"entity_id": "time.wallbox_departure_time", "time": local.strftime("%H:%M:00")},
+    )
+    await api.request(
+        "POST",
+        "/api/services/number/set_value",
+        {"entity_id": "number.wallbox_energy_needed", "value": 20},
+    )
+    say(f"{label}: the car needs 20 kWh by {local.strftime('%H:%M')}")
+
+
 async def federation_state(api: Api, entry_id: str) -> dict[str, Any]:
     """The federation section of the entry's diagnostics."""
     diag = await api.request("GET", f"/api/diagnostics/config_entry/{entry_id}", limit=30)
@@ -1184,8 +1258,13 @@ async def neighbourhood(runs: list[Run]) -> bool:
     """Start N homes, create the community on the first, join the others by invitation."""
     loop = asyncio.get_running_loop()
     lead = runs[0]
+
+    def stop_all() -> None:
+        for run in runs:
+            run.stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: [r.stop.set() for r in runs])
+        loop.add_signal_handler(sig, stop_all)
     t0 = time.monotonic()
     async with aiohttp.ClientSession() as session:
         apis = [Api(session, run.url) for run in runs]
@@ -1234,18 +1313,17 @@ async def neighbourhood(runs: list[Run]) -> bool:
             await lead.until(f"all {n} homes in the community", formed, limit=COMMUNITY_TIMEOUT)
             lead.timings["join"] = time.monotonic() - t2
             say(f"community formed: {n} members on every home; adding the assets ...")
-            # Different weather per home, so that some homes have surplus and others need
-            # energy (identical simulated homes would all want the same).
+            # Different homes, so that some have surplus while others need energy (identical
+            # simulated homes would all want the same and never trade with each other).
             for i, api in enumerate(apis):
-                await api.request(
-                    "POST",
-                    "/api/services/input_number/set_value",
-                    {"entity_id": "input_number.sim_cloud_cover", "value": (i * 45) % 100},
-                )
+                await set_profile(api, labels[i], HOME_PROFILES[i % len(HOME_PROFILES)])
             await asyncio.gather(
                 *(add_assets(a, lbl, e) for a, lbl, e in zip(apis, labels, entries, strict=True))
             )
             await lead.until(f"all {n} homes back after the reloads", formed, limit=120)
+            for i, api in enumerate(apis):
+                if HOME_PROFILES[i % len(HOME_PROFILES)].ev_leaves_soon:
+                    await make_ev_urgent(api, labels[i])
             ok = True
             if lead.args.check:
                 common: dict[str, str] = {}
@@ -1267,6 +1345,31 @@ async def neighbourhood(runs: list[Run]) -> bool:
                     "a slot cleared identically on every home", cleared, limit=COMMUNITY_TIMEOUT
                 )
                 lead.timings["first_slot"] = time.monotonic() - t3
+
+                async def traded() -> bool:
+                    pairs = zip(apis, entries, strict=True)
+                    states = [await federation_state(a, e) for a, e in pairs]
+                    return sum(1 for st in states if st.get("trades_recorded")) >= 2
+
+                # Whether homes trade depends on the time of day (at night nobody has surplus
+                # but the batteries): wait a few slots for a trade and report it, but do not
+                # fail the check on it.
+                t4 = time.monotonic()
+                say("waiting for a trade between two homes ...")
+                has_traded = False
+                while not has_traded and time.monotonic() - t4 < TRADE_WAIT:
+                    lead.check_alive()
+                    with contextlib.suppress(aiohttp.ClientError, TimeoutError, DemoError):
+                        has_traded = await traded()
+                    if not has_traded:
+                        await lead.pause(2)
+                if has_traded:
+                    lead.timings["first_trade"] = time.monotonic() - t4
+                else:
+                    lead.summary.append(
+                        f"no trade between homes within {TRADE_WAIT:.0f} s (time of day: "
+                        "every home has surplus, or none has)"
+                    )
                 slot, digest = sorted(common.items())[-1]
                 lead.summary.append(
                     f"{n} homes, one community; slot {slot} cleared on all with result {digest}"
