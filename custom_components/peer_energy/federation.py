@@ -647,7 +647,7 @@ class FederationLink:
         try:
             outputs = peer.settle(
                 slot,
-                prev=self.ledger._ledger.head.hash_hex,
+                prev=self.ledger.head_hash,
                 balance=self.ledger.balance(),
                 now_ms=self.clock(),
             )
@@ -872,15 +872,7 @@ class FederationLink:
             "peers_online": self.peers_online,
             "admin": self.is_admin,
             "rules": self.rules.to_dict() if self.rules is not None else None,
-            "open_invitations": (
-                sum(
-                    1
-                    for inv_id, inv in peer._invitations.items()
-                    if inv_id not in peer._used_invitations and not inv.expired(self.clock())
-                )
-                if peer is not None
-                else 0
-            ),
+            "open_invitations": peer.open_invitations(self.clock()) if peer is not None else 0,
             "finals_retained": len(peer.finals) if peer is not None else 0,
             "settled_slots": len(self._settled),
             "rejected_messages": self.rejected,

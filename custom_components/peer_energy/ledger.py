@@ -155,6 +155,11 @@ class PeerLedger:
         """The key currently signing for this home."""
         return self._ledger.identity.public_key
 
+    @property
+    def head_hash(self) -> str:
+        """Hash (hex) of the newest entry of this home's own chain."""
+        return self._ledger.head.hash_hex
+
     def balance(self, account: str | None = None) -> int:
         """Balance in milli-minor units (this home's by default)."""
         return self._ledger.credit.balance(account or self.member)

@@ -741,6 +741,14 @@ class Peer:
         """Final slots still retained, by slot start."""
         return self._finals
 
+    def open_invitations(self, now_ms: int) -> int:
+        """How many invitations this peer issued that are neither used nor expired."""
+        return sum(
+            1
+            for inv_id, inv in self._invitations.items()
+            if inv_id not in self._used_invitations and not inv.expired(now_ms)
+        )
+
     @property
     def fairness(self) -> FairnessState:
         """Fairness state after the newest final slot."""
