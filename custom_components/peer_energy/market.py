@@ -159,6 +159,7 @@ AGENT_REASON_CODES: Final = (
     "base_load",
     "battery_charge_cheap",
     "battery_discharge_dear",
+    "battery_self_consumption",
     "ev_charge",
     "ev_deadline",
     "plug_run",
