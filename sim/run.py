@@ -154,30 +154,6 @@ class Federation:
         return first.result
 
 
-def _home_price(bids: list[ag.AssetBid], order: Order | None, slot: int, rules: MarketRules) -> int:
-    """The home's price without any community trade (as the integration computes it)."""
-    sides = {b.side for b in bids if b.steps}
-    if len(sides) < 2:  # nothing to clear among its own assets: the grid price it faces
-        return (
-            rules.feed_in_tariff
-            if order is not None and order.side is Side.SELL
-            else (rules.import_price)
-        )
-    internal = clear_slot(
-        [
-            Order(b.asset_id + f".{k}", b.asset_id, b.side, slot, b.steps, clean=b.clean)
-            for k, b in enumerate(bids)
-        ],
-        rules,
-        slot_start=slot,
-    )
-    if internal.volume_wh > 0 and internal.general_price is not None:
-        return internal.general_price
-    if order is not None and order.side is Side.SELL:
-        return rules.feed_in_tariff
-    return rules.import_price
-
-
 def _known_until(c: Community) -> NDArray[Any] | None:
     """For a dynamic tariff, the last slot whose price is known at each slot: day-ahead
     prices are published around 13:00 local time for the next day, so until the end of the
@@ -300,7 +276,6 @@ def market(
         slot_rules = _slot_rules(c, base_rules, t)
         window = tuple(slot + sec * k for k in range(per_horizon))
         shared = ag.PriceOutlook(r, f, profile_forecast(history, window))
-        mid = (r + f) // 2
         now = ag.Horizon((slot,), sec)
         full = ag.Horizon(window, sec)
         home_bids: list[list[ag.AssetBid]] = []
@@ -313,7 +288,7 @@ def market(
             st = states[i]
             if outlook == "home":
                 mine = own_prices[i]
-                view = ag.PriceOutlook(r, f, tuple(mine.get(s - 86_400, mid) for s in window))
+                view = ag.persistence_outlook(mine, window, r, f)
             else:
                 view = shared
             if known is not None:
@@ -417,7 +392,7 @@ def market(
             elif result.general_price is not None:
                 p = result.general_price
             else:
-                p = _home_price(home_bids[i], home_orders[i], slot, slot_rules)
+                p = ag.home_price(home_bids[i], home_orders[i], slot_rules, slot)
             if home_orders[i] is not None or own_volume.get(key):
                 own_prices[i][slot] = p
             allocs = ag.split_fill(home_bids[i], slot, side, filled, p, r, f)

@@ -84,12 +84,14 @@ from .core.agents import (
     battery_bids,
     ev_bids,
     home_order,
+    home_price,
+    persistence_outlook,
     plug_after_slot,
     plug_bids,
     pv_bids,
     split_fill,
 )
-from .core.clearing import Fill, SlotResult, clear_slot
+from .core.clearing import Fill, SlotResult
 from .core.orders import MarketRules, Order, Reason, Side, Step
 from .core.peerbank import (
     Observation,
@@ -636,11 +638,7 @@ class SlotClock:
             ),
             seconds,
         )
-        outlook = PriceOutlook(
-            import_price=import_price,
-            feed_in_tariff=feed_in,
-            expected=tuple(self._expected(s, import_price, feed_in) for s in horizon.slots),
-        )
+        outlook = persistence_outlook(self.prices, horizon.slots, import_price, feed_in)
         policy = self.policy()
         data: PeerEnergyData = runtime.coordinator.data
         plans: dict[str, AssetPlan] = {}
@@ -662,10 +660,6 @@ class SlotClock:
             bids=tuple(bids),
             assets=plans,
         )
-
-    def _expected(self, slot: int, import_price: int, feed_in: int) -> int:
-        """Expected price of a slot: the same slot a day earlier, else the grid midpoint."""
-        return self.prices.get(slot - SECONDS_PER_DAY, (import_price + feed_in) // 2)
 
     def _plan_asset(
         self,
@@ -934,33 +928,13 @@ class SlotClock:
         )
 
     def _home_price(self, plan: SlotPlan) -> int:
-        """The home's own price without a peer trade: its assets cleared among themselves.
-
-        When its assets trade with each other that internal clearing price; otherwise the
-        grid price the home faces (import price when it buys, feed-in tariff when it sells).
-        """
-        orders = [
-            Order(
-                order_id=bid.asset_id,
-                owner=bid.asset_id,
-                side=bid.side,
-                slot_start=plan.slot_start,
-                steps=bid.steps,
-                clean=bid.clean,
-            )
-            for bid in plan.bids
-        ]
+        """The home's own price without a peer trade (see ``core.agents.home_price``)."""
         rules = MarketRules(
             import_price=plan.import_price,
             feed_in_tariff=plan.feed_in_tariff,
             slot_seconds=self.slot_seconds,
         )
-        internal = clear_slot(orders, rules, slot_start=plan.slot_start)
-        if internal.volume_wh > 0 and internal.general_price is not None:
-            return internal.general_price
-        if plan.order is not None and plan.order.side is Side.SELL:
-            return plan.feed_in_tariff
-        return plan.import_price
+        return home_price(plan.bids, plan.order, rules, plan.slot_start)
 
     @callback
     def _record(self, report: SlotReport, plan: SlotPlan) -> None:

@@ -24,12 +24,13 @@ Public API: the dataclasses below and the functions listed above.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from math import isqrt
 
-from .orders import Order, Priority, Reason, Side, Step
+from .clearing import clear_slot
+from .orders import MarketRules, Order, Priority, Reason, Side, Step
 
 SECONDS_PER_HOUR = 3600
 
@@ -846,3 +847,55 @@ def split_fill(
             )
         )
     return tuple(out)
+
+
+DAY_SECONDS = 86_400
+
+
+def persistence_outlook(
+    history: Mapping[int, int], slots: Sequence[int], import_price: int, feed_in_tariff: int
+) -> PriceOutlook:
+    """The price outlook the integration's slot clock uses without a forecast.
+
+    Each slot is expected at the home's own price of the same slot a day earlier
+    (``history`` maps slot start to price, see :func:`home_price`), else at the midpoint of
+    the grid prices.
+    """
+    mid = (import_price + feed_in_tariff) // 2
+    return PriceOutlook(
+        import_price=import_price,
+        feed_in_tariff=feed_in_tariff,
+        expected=tuple(history.get(slot - DAY_SECONDS, mid) for slot in slots),
+    )
+
+
+def home_price(
+    bids: Sequence[AssetBid], order: Order | None, rules: MarketRules, slot_start: int
+) -> int:
+    """The home's own price of a slot without a community trade.
+
+    When its assets trade with each other (bids on both sides that cross), the price of
+    that internal clearing; otherwise the grid price the home faces: the feed-in tariff
+    when its order sells, else the import price.
+    """
+    if len({bid.side for bid in bids if bid.steps}) == 2:
+        internal = clear_slot(
+            [
+                Order(
+                    order_id=f"{bid.asset_id}.{k}",
+                    owner=bid.asset_id,
+                    side=bid.side,
+                    slot_start=slot_start,
+                    steps=bid.steps,
+                    clean=bid.clean,
+                )
+                for k, bid in enumerate(bids)
+            ],
+            rules,
+            slot_start=slot_start,
+        )
+        if internal.volume_wh > 0 and internal.general_price is not None:
+            return internal.general_price
+    if order is not None and order.side is Side.SELL:
+        return rules.feed_in_tariff
+    return rules.import_price
