@@ -186,7 +186,7 @@ def test_translation_and_icon_keys() -> None:
     import json
     from pathlib import Path
 
-    from custom_components.peer_energy import binary_sensor, number, sensor, switch, time
+    from custom_components.peer_energy import binary_sensor, image, number, sensor, switch, time
 
     package = Path(__file__).parent.parent / "custom_components" / "peer_energy"
     strings = json.loads((package / "strings.json").read_text(encoding="utf-8"))["entity"]
@@ -205,6 +205,7 @@ def test_translation_and_icon_keys() -> None:
         "switch": {d.translation_key or "" for d in switch.SWITCHES},
         "number": {d.translation_key or "" for d in number.NUMBERS},
         "time": {d.translation_key or "" for d in time.TIMES},
+        "image": {image.INVITATION_IMAGE.translation_key or ""},
     }
     assert {platform: set(keys) for platform, keys in strings.items()} == used
     for platform, keys in used.items():

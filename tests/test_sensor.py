@@ -279,8 +279,10 @@ async def test_only_plug(hass: HomeAssistant, source_states: dict[str, Any]) -> 
 
 
 async def test_no_assets(hass: HomeAssistant) -> None:
-    """An entry without assets loads with a home device and only the home's market sensors."""
+    """An entry without assets loads with a home device and only the home's market sensors
+    (and the invitation image)."""
     from custom_components.peer_energy.binary_sensor import BINARY_SENSORS
+    from custom_components.peer_energy.image import INVITATION_IMAGE
     from custom_components.peer_energy.sensor import MARKET_SENSORS
 
     entry = make_entry({})
@@ -289,7 +291,7 @@ async def test_no_assets(hass: HomeAssistant) -> None:
     await hass.async_block_till_done()
     entries = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
     assert {e.unique_id for e in entries} == {
-        f"{entry.entry_id}_{d.key}" for d in (*MARKET_SENSORS, *BINARY_SENSORS)
+        f"{entry.entry_id}_{d.key}" for d in (*MARKET_SENSORS, *BINARY_SENSORS, INVITATION_IMAGE)
     }
 
 

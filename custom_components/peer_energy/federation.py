@@ -40,6 +40,7 @@ from homeassistant.components import persistent_notification
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import async_track_point_in_utc_time
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
@@ -86,6 +87,8 @@ EVENT_PEER_LEFT: Final = f"{DOMAIN}_peer_left"
 EVENT_DEVICE_ENROLLED: Final = f"{DOMAIN}_device_enrolled"
 EVENT_EQUIVOCATION: Final = f"{DOMAIN}_equivocation"
 EVENT_COMMUNITY_JOINED: Final = f"{DOMAIN}_community_joined"
+# Dispatcher signal (suffixed with the entry id) sent when an invitation is created.
+SIGNAL_INVITATION_CREATED: Final = f"{DOMAIN}_invitation_created"
 
 # Repair issues (translations in strings.json under "issues").
 ISSUE_PEER_UNREACHABLE: Final = "peer_unreachable"
@@ -246,6 +249,9 @@ class FederationLink:
         self._unreachable: set[str] = set()
         self._stopped = False
         self.rejected = 0
+        # The most recent invitation this home created (memory only: after a restart the
+        # "Latest invitation" image is unavailable until a new one is created).
+        self.latest_invitation: Invitation | None = None
 
     # --- the interface for the slot clock (market.py) ---
 
@@ -433,7 +439,16 @@ class FederationLink:
         except ProtocolError as err:  # pragma: no cover - checked by _member_peer
             raise FederationError(str(err)) from err
         await self.async_save()
+        self.latest_invitation = inv
+        async_dispatcher_send(self.hass, f"{SIGNAL_INVITATION_CREATED}_{self.entry_id}")
         return inv
+
+    def latest_open_invitation(self) -> Invitation | None:
+        """The most recent invitation while it is neither used nor expired."""
+        inv = self.latest_invitation
+        if inv is None or self.peer is None or not self.joined:
+            return None
+        return inv if self.peer.invitation_open(inv.invitation_id, self.clock()) else None
 
     async def async_leave(self) -> None:
         """Tell everyone this home leaves (deliveries awaited, bounded by the transport)."""

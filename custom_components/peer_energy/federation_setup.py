@@ -285,7 +285,9 @@ async def _async_create_invitation(call: ServiceCall) -> ServiceResponse:
             f"Invitation to “{link.community_name}” (one use, valid until {expires} UTC). "
             "Send it privately to your neighbour, who pastes it when adding Peer Energy "
             "or the community:\n\n"
-            f"```\n{text}\n```"
+            f"```\n{text}\n```\n\n"
+            "Or let them scan the QR code shown by the image entity “Latest invitation” "
+            "of your Peer Energy home device."
         ),
         title="Peer Energy invitation",
         notification_id=f"{DOMAIN}_invitation",

@@ -104,8 +104,10 @@ async def http_address(hass: HomeAssistant, hass_client_no_auth: Any) -> str:
     """Home Assistant's HTTP server on a loopback port; its base URL."""
     assert await async_setup_component(hass, "http", {})
     # The test server freezes the router when it starts (Home Assistant's own server does
-    # not), so the views go in first.
+    # not), so the views go in first, and so do those of the image component (the entry's
+    # "Latest invitation" image).
     async_register_views(hass)
+    assert await async_setup_component(hass, "image", {})
     client = await hass_client_no_auth()
     return str(client.make_url("")).rstrip("/")
 

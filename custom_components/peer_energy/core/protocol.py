@@ -749,6 +749,15 @@ class Peer:
             if inv_id not in self._used_invitations and not inv.expired(now_ms)
         )
 
+    def invitation_open(self, invitation_id: str, now_ms: int) -> bool:
+        """Whether this peer's invitation ``invitation_id`` is neither used nor expired."""
+        inv = self._invitations.get(invitation_id)
+        return (
+            inv is not None
+            and invitation_id not in self._used_invitations
+            and not inv.expired(now_ms)
+        )
+
     @property
     def fairness(self) -> FairnessState:
         """Fairness state after the newest final slot."""

@@ -1,0 +1,128 @@
+"""The invitation's QR code: it reads back as the invitation, and the "Latest invitation"
+image follows invitations (new, used by a joining neighbour, expired)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from http import HTTPStatus
+import io
+from typing import Any
+
+from homeassistant.components import persistent_notification
+from homeassistant.const import STATE_UNAVAILABLE, EntityCategory
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+from homeassistant.util import dt as dt_util
+import numpy as np
+from PIL import Image
+import pytest
+from pytest_homeassistant_custom_component.common import async_fire_time_changed
+import zxingcpp
+
+from custom_components.peer_energy.const import DOMAIN
+from custom_components.peer_energy.core.community import Invitation
+from custom_components.peer_energy.qr import invitation_qr_png
+from custom_components.peer_energy.runtime import PeerEnergyConfigEntry
+
+from .conftest import Clock, Home, HomeFactory, invite, join
+
+
+def read_qr(png: bytes) -> list[str]:
+    """Every QR code a real decoder (ZXing) finds in a PNG."""
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
+    return [r.text for r in zxingcpp.read_barcodes(pixels) if r.format == zxingcpp.QRCode]
+
+
+def test_qr_reads_back_as_the_invitation() -> None:
+    """A real invitation string (with its 32-byte secret) survives the QR round trip."""
+    text = Invitation(
+        "c0ffee01" * 4, "ab" * 32, "http://192.168.1.20:8123", bytes(range(32)), 1_900_000_000_000
+    ).encode()
+    assert text.startswith("peerenergy1:")
+    assert read_qr(invitation_qr_png(text)) == [text]
+    # A different string gives a different code (the decoder is not just echoing).
+    other = text[:-1] + ("A" if text[-1] != "A" else "B")
+    assert read_qr(invitation_qr_png(other)) == [other]
+    with pytest.raises(ValueError, match="nothing"):
+        invitation_qr_png("")
+
+
+def _image_entity_id(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> str:
+    registry = er.async_get(hass)
+    entity_id = registry.async_get_entity_id("image", DOMAIN, f"{entry.entry_id}_latest_invitation")
+    assert entity_id is not None
+    reg = registry.async_get(entity_id)
+    assert reg is not None
+    assert reg.entity_category is EntityCategory.DIAGNOSTIC
+    assert reg.translation_key == "latest_invitation"
+    return entity_id
+
+
+async def _fetch(client: Any, hass: HomeAssistant, entity_id: str) -> bytes:
+    state = hass.states.get(entity_id)
+    assert state is not None
+    token = state.attributes["access_token"]
+    resp = await client.get(f"/api/image_proxy/{entity_id}?token={token}")
+    assert resp.status == HTTPStatus.OK
+    assert resp.content_type == "image/png"
+    return bytes(await resp.read())
+
+
+async def test_latest_invitation_image_follows_invitations(
+    hass: HomeAssistant,
+    hass_client_no_auth: Any,
+    clock: Clock,
+    home_a: tuple[PeerEnergyConfigEntry, Home],
+    make_home: HomeFactory,
+) -> None:
+    """Unavailable until an invitation exists; shows its QR; unavailable once used or expired."""
+    entry, a = home_a
+    entity_id = _image_entity_id(hass, entry)
+    state = hass.states.get(entity_id)
+    assert state is not None
+    assert state.state == STATE_UNAVAILABLE
+    client = await hass_client_no_auth()
+
+    first = await invite(hass)
+    await hass.async_block_till_done()
+    state = hass.states.get(entity_id)
+    assert state is not None
+    assert state.state != STATE_UNAVAILABLE
+    assert state.attributes["friendly_name"].endswith("Latest invitation")
+    assert read_qr(await _fetch(client, hass, entity_id)) == [first]
+    notes = persistent_notification._async_get_or_create_notifications(hass)
+    message = notes[f"{DOMAIN}_invitation"]["message"]
+    assert first in message
+    assert "Latest invitation" in message
+
+    # A newer invitation replaces the picture.
+    second = await invite(hass)
+    await hass.async_block_till_done()
+    assert read_qr(await _fetch(client, hass, entity_id)) == [second]
+
+    # A neighbour joins with a fresh invitation (the helper creates it): used, so unavailable.
+    b = await make_home("B")
+    await join(hass, a, b, [])
+    await hass.async_block_till_done()
+    state = hass.states.get(entity_id)
+    assert state is not None
+    assert state.state == STATE_UNAVAILABLE
+
+    # A new one is shown until it expires (the link's clock passes the expiry, then the timer).
+    response = await hass.services.async_call(
+        DOMAIN, "create_invitation", {"ttl_hours": 1}, blocking=True, return_response=True
+    )
+    assert response is not None
+    await hass.async_block_till_done()
+    state = hass.states.get(entity_id)
+    assert state is not None
+    assert state.state != STATE_UNAVAILABLE
+    assert read_qr(await _fetch(client, hass, entity_id)) == [response["invitation"]]
+    expires = Invitation.decode(str(response["invitation"])).expires_ms
+    clock.now = expires + 1
+    async_fire_time_changed(hass, dt_util.utc_from_timestamp(expires / 1000) + timedelta(seconds=1))
+    await hass.async_block_till_done()
+    state = hass.states.get(entity_id)
+    assert state is not None
+    assert state.state == STATE_UNAVAILABLE
