@@ -17,6 +17,15 @@ the whole community's CPU work (signing, checking, HTTP) is serialised: a real h
 does its own share. The sending side uses one shared aiohttp session with Home Assistant's
 connection limits (4096 in all, 100 per host). The views' rate limiter is not modelled.
 
+Community rules are short but legal: sync and attestation windows of ``--window-ms`` each
+(default per N: max(1 s, 2 N^2 ms), i.e. 1 s, 5 s and 20 s for 10, 50 and 100 peers, because
+one process carries all N (N - 1) POSTs of a phase at about 1000 POSTs/s), gate closure
+two windows plus 1 s before the slot, and the shortest slot (10 s to 600 s) leaving time to
+deliver every bid before gate closure. The time to final cannot be shorter than the sync
+window: attestations start when it ends. ``CPU s/slot`` is the process CPU time per slot
+for the whole community (client and server side of every POST, signatures, clearing): one
+home's share is about that divided by N.
+
     .venv/bin/python bench/federation_http.py                       # N = 10, 50, 100; K = 3
     .venv/bin/python bench/federation_http.py --peers 10 --slots 2 --window-ms 500
 
@@ -308,6 +317,7 @@ class Result:
     kib_per_peer_slot: float
     failed: int
     rejected: int
+    cpu_s_per_slot: float
 
 
 async def run(n: int, k: int, window_ms: int, seed: int, verbose: bool, timeout_s: float) -> Result:
@@ -322,6 +332,7 @@ async def run(n: int, k: int, window_ms: int, seed: int, verbose: bool, timeout_
             join_s = await form(com, n, rules)
             finals: list[int] = []
             msgs0, bytes0 = stats.messages, stats.bytes
+            cpu0 = time.process_time()
             step = rules.slot_seconds
             # Submissions need time to reach everyone before gate closure (~3 s of margin).
             lead = rules.gate_closure_lead_s + _margin_s(n)
@@ -370,6 +381,7 @@ async def run(n: int, k: int, window_ms: int, seed: int, verbose: bool, timeout_
             if verbose:
                 print(f"  n={n}: failed {stats.failed}, refused {stats.codes} {stats.reasons}")
             msgs, size = stats.messages - msgs0, stats.bytes - bytes0
+            cpu = time.process_time() - cpu0
         finally:
             await com.close()
     return Result(
@@ -381,6 +393,7 @@ async def run(n: int, k: int, window_ms: int, seed: int, verbose: bool, timeout_
         size / n / k / 1024,
         stats.failed,
         stats.rejected,
+        cpu / k,
     )
 
 
@@ -391,7 +404,7 @@ async def main_async(
     print(
         f"{'peers':>5} {'join s':>7} {'median final ms':>15} {'max final ms':>12} "
         f"{'msgs/peer/slot':>14} {'KiB/peer/slot':>13} {'growth':>7} {'failed':>6} "
-        f"{'window ms':>9}"
+        f"{'window ms':>9} {'CPU s/slot':>10}"
     )
     prev: Result | None = None
     for n in peers:
@@ -404,7 +417,7 @@ async def main_async(
             f"{r.peers:>5} {r.join_s:>7.1f} {statistics.median(r.finals_ms):>15.0f} "
             f"{max(r.finals_ms):>12.0f} {r.msgs_per_peer_slot:>14.1f} "
             f"{r.kib_per_peer_slot:>13.1f} {growth:>7} {r.failed + r.rejected:>6} "
-            f"{r.window_ms:>9}",
+            f"{r.window_ms:>9} {r.cpu_s_per_slot:>10.1f}",
             flush=True,
         )
         prev = r
