@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
+import json
 from pathlib import Path
 import time
 from typing import Any, Final
@@ -294,8 +295,6 @@ def _open(
 
 
 def _write(path: Path, content: str | dict[str, Any]) -> None:
-    import json
-
     path.parent.mkdir(parents=True, exist_ok=True)
     text = content if isinstance(content, str) else json.dumps(content, indent=1)
     path.write_text(text, encoding="utf-8")
