@@ -58,7 +58,18 @@ from .community import (
     InvitationError,
     Membership,
 )
-from .credit import SignedTrade, TradeSignature, TradeTerms, sign_trade, verify_trade
+from .credit import (
+    DeliveryReport,
+    Role,
+    Settlement,
+    SignedTrade,
+    TradeSignature,
+    TradeTerms,
+    report_delivery,
+    settle_delivery,
+    sign_trade,
+    verify_trade,
+)
 from .envelope import (
     Envelope,
     EnvelopePolicy,
@@ -115,6 +126,8 @@ MESSAGE_TYPES: Mapping[str, PayloadSchema] = {
     # settlement: countersigning the trades of a final slot
     "trade_terms": {"slot": _I, "halves": _L},
     "trade_sig": {"slot": _I, "fill": _I, "terms": _O, "sig": _S},
+    # delivery: each party's signed meter reading for its trades of a past slot
+    "delivery": {"slot": _I, "reports": _L},
 }
 RECORD_TYPES = frozenset({"bid", "attest", "member", "leave", "remove", "address", "enrol"})
 MEMBERSHIP_TYPES = frozenset({"member", "leave", "remove", "address", "enrol"})
@@ -140,6 +153,7 @@ class Reject(StrEnum):
     BAD_SLOT_DATA = "bad_slot_data"  # fetched book does not verify
     NOT_JOINED = "not_joined"  # a member message reached a peer still joining
     BAD_TRADE = "bad_trade"  # trade terms or signature that do not match the final fills
+    BAD_DELIVERY = "bad_delivery"  # a delivery report that is malformed or not the party's
 
 
 # --- Outputs --------------------------------------------------------------------------
@@ -285,6 +299,31 @@ class TradeSigned:
     party: bool
 
 
+@dataclass(frozen=True, slots=True)
+class DeliverySettled:
+    """The delivery of one trade is settled from the seller's signed meter reading (and
+    the buyer's, when it came in time): ``settlement.payment`` (milli-minor units) moves
+    from seller to buyer for the energy not delivered. Every peer that saw the reports
+    derives the same settlement. ``party``: this home is buyer or seller."""
+
+    slot: int
+    fill: int
+    settlement: Settlement
+    party: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryUnreported:
+    """The delivery deadline passed without a valid report from the seller: the money
+    stays as traded (nothing signed says otherwise), but the seller delivered nothing
+    that it proved. ``party``: this home is buyer or seller."""
+
+    slot: int
+    fill: int
+    trade: SignedTrade
+    party: bool
+
+
 type Event = (
     SlotCleared
     | SlotVoid
@@ -296,6 +335,8 @@ type Event = (
     | PeerReachable
     | Rejected
     | TradeSigned
+    | DeliverySettled
+    | DeliveryUnreported
 )
 type Output = Send | Broadcast | Event
 
@@ -590,8 +631,12 @@ class Peer:
         self._inviter = inviter
         self._retain = retain_slots
         self._slots: dict[int, _Slot] = {}
+        # Invitations this peer issued, in issue order (used ones too, while their member
+        # is current: a repeated join from that member gets the welcome again).
         self._invitations: dict[str, Invitation] = {}
-        self._used_invitations: set[str] = set()
+        # Used invitation id -> the member key it admitted ("" when unknown: old snapshot).
+        self._used_invitations: dict[str, str] = {}
+        self._join_invitation: Invitation | None = None  # while joining
         self._seen: set[str] = set()
         self._fairness = FairnessState()
         self._fair_slot = -1
@@ -629,26 +674,46 @@ class Peer:
 
     @classmethod
     def joining(
-        cls, identity: Identity, invitation: Invitation | str, *, address: str, now_ms: int
+        cls,
+        identity: Identity,
+        invitation: Invitation | str,
+        *,
+        address: str,
+        now_ms: int,
+        resume: bool = False,
     ) -> tuple[Peer, list[Output]]:
         """Start joining with a pasted invitation; returns the join request to send.
 
-        Raises ``InvitationError`` for a damaged or expired invitation.
+        Raises ``InvitationError`` for a damaged or expired invitation. ``resume`` (a join
+        sent before a restart) skips the expiry check: the inviter may have admitted this
+        key before the expiry and then answers the repeated join with the welcome again.
         """
         inv = Invitation.decode(invitation) if isinstance(invitation, str) else invitation
-        if inv.expired(now_ms):
+        if inv.expired(now_ms) and not resume:
             raise InvitationError("the invitation has expired; ask for a new one")
         # Provisional charter: replaced by the sponsor's welcome (checked against the id).
         placeholder = Charter("joining", inv.inviter, 0, "", CommunityRules())
         membership = Membership(placeholder, inv.address)
         membership.community = inv.community
         peer = cls(identity, membership, address, now_ms, joined=False, inviter=inv.inviter)
+        peer._join_invitation = inv
+        return peer, peer.join_again(now_ms)
+
+    def join_again(self, now_ms: int) -> list[Output]:
+        """The join request (again) while no welcome has come; the inviter answers a
+        repeated join from the same key with the welcome again, so resending is safe.
+
+        Raises ``ProtocolError`` unless this peer is joining.
+        """
+        inv = self._join_invitation
+        if inv is None or self._joined:
+            raise ProtocolError("this peer is not joining")
         payload = {
             "invitation": inv.invitation_id,
-            "address": address,
-            "proof": inv.proof(identity.public_key, address),
+            "address": self.address,
+            "proof": inv.proof(self.member_id, self.address),
         }
-        return peer, [Send(inv.address, peer._seal("join", payload, now_ms))]
+        return [Send(inv.address, self._seal("join", payload, now_ms))]
 
     # -- persistence --
     def snapshot(self) -> dict[str, Any]:
@@ -665,6 +730,8 @@ class Peer:
             "community": self.community_id,
             "charter": self.membership.charter.to_dict(),
             "records": list(self.membership.records.values()),
+            # In issue order (the newest is the "latest invitation" after a restart); a
+            # used one stays while the member it admitted is current, with "used_by".
             "invitations": [
                 {
                     "community": inv.community,
@@ -672,9 +739,11 @@ class Peer:
                     "address": inv.address,
                     "secret": inv.secret.hex(),
                     "expires_ms": inv.expires_ms,
+                    **({"used_by": used_by} if used_by else {}),
                 }
-                for inv_id, inv in sorted(self._invitations.items())
-                if inv_id not in self._used_invitations
+                for inv_id, inv in self._invitations.items()
+                if (used_by := self._used_invitations.get(inv_id)) is None
+                or (used_by and self.membership.is_member(used_by))
             ],
             "used_invitations": sorted(self._used_invitations),
             "fairness": self._fairness.to_dict(),
@@ -721,7 +790,10 @@ class Peer:
                     int(raw["expires_ms"]),
                 )
                 peer._invitations[inv.invitation_id] = inv
-            peer._used_invitations = {str(i) for i in data["used_invitations"]}
+                if "used_by" in raw:  # absent in snapshots before repeated joins
+                    peer._used_invitations[inv.invitation_id] = str(raw["used_by"])
+            for inv_id in data["used_invitations"]:
+                peer._used_invitations.setdefault(str(inv_id), "")
             peer._fairness = FairnessState.from_dict(data["fairness"])
             peer._fair_slot = int(data["fair_slot"])
             peer._missing = {int(s) for s in data["missing"]}
@@ -786,6 +858,8 @@ class Peer:
         for state in self._slots.values():
             if state.started and not state.closed:
                 times.extend(t for t in self._timers(state.slot) if t > (self._last_tick or 0))
+        if (due := self._delivery_wakeup()) is not None:
+            times.append(due)
         return min(times)
 
     # -- sending helpers --
@@ -991,6 +1065,7 @@ class Peer:
         if gap or missed or retry_due:
             out.extend(self.catch_up(now_ms))
         out.extend(self._check_reachability(now_ms))
+        out.extend(self._delivery_due(now_ms))
         self._prune()
         self._last_tick = now_ms
         return out
@@ -1195,7 +1270,9 @@ class Peer:
         elif env.type == "trade_terms":
             out.extend(self._on_trade_terms(env, member, sender_address, now_ms))
         elif env.type == "trade_sig":
-            out.extend(self._on_trade_sig(env, member, sender_address))
+            out.extend(self._on_trade_sig(env, member, sender_address, now_ms))
+        elif env.type == "delivery":
+            out.extend(self._on_delivery(env, member, sender_address, now_ms))
         return out
 
     # -- settlement --
@@ -1252,6 +1329,9 @@ class Peer:
                 "sigs": {},
                 "pending": {},
                 "done": {},
+                "metered": {},  # 0 -> (exported Wh, imported Wh) this home metered
+                "reports": {},  # fill -> role -> DeliveryReport
+                "settled": {},  # fill -> True once DeliverySettled/Unreported was emitted
             }
         return st
 
@@ -1295,10 +1375,10 @@ class Peer:
                 sigs[other] = half
         payload = {"slot": slot, "fill": i, "terms": terms.to_dict(), "sig": sig.sig}
         out = self._to_all(self._seal("trade_sig", payload, now_ms))
-        out.extend(self._complete(slot, i))
+        out.extend(self._complete(slot, i, now_ms))
         return out
 
-    def _complete(self, slot: int, i: int) -> list[Output]:
+    def _complete(self, slot: int, i: int, now_ms: int) -> list[Output]:
         st = self._settlement(slot)
         terms = st["terms"].get(i)
         sigs = st["sigs"].get(i, {})
@@ -1309,7 +1389,11 @@ class Peer:
             return []
         st["done"][i] = trade
         party = self.member_id in (terms.buyer, terms.seller)
-        return [TradeSigned(slot, i, trade, party)]
+        out: list[Output] = [TradeSigned(slot, i, trade, party)]
+        if party and 0 in st["metered"]:  # metered before the trade was countersigned
+            out.extend(self._send_reports(slot, [i], now_ms))
+        out.extend(self._try_settle_delivery(slot, i, deadline=False))
+        return out
 
     def _on_trade_terms(
         self, env: Envelope, member: str, sender_address: str, now_ms: int
@@ -1355,7 +1439,9 @@ class Peer:
             out.extend(self._try_sign(slot, i, now_ms))
         return out
 
-    def _on_trade_sig(self, env: Envelope, member: str, sender_address: str) -> list[Output]:
+    def _on_trade_sig(
+        self, env: Envelope, member: str, sender_address: str, now_ms: int
+    ) -> list[Output]:
         slot, i = _i(env, "slot"), _i(env, "fill")
         final = self._finals.get(slot)
         if final is None or not 0 <= i < len(final.result.fills):
@@ -1388,7 +1474,158 @@ class Peer:
                 return []
             st["terms"][i] = terms
         st["sigs"].setdefault(i, {})[member] = half
-        return self._complete(slot, i)
+        return self._complete(slot, i, now_ms)
+
+    # -- delivery --
+    def report_delivery(
+        self, slot: int, *, exported_wh: int, imported_wh: int, now_ms: int
+    ) -> list[Output]:
+        """Report what this home's meter measured during ``slot`` (after it ended).
+
+        ``exported_wh``/``imported_wh``: the home's net energy to and from the grid
+        connection during the slot. The export is assigned to this home's sell fills and
+        the import to its buy fills in fill order, each up to the fill's energy (the
+        community's trades come before the grid's). For every countersigned trade this
+        home signs a ``DeliveryReport`` and sends it to all members; trades countersigned
+        later are reported when they complete. Each peer settles a trade when both
+        reports are in, or at the delivery deadline (one slot after the slot's end) with
+        the seller's alone; without the seller's report the trade is ``DeliveryUnreported``.
+        Returns nothing if the slot is not final here (void slots have no trades).
+        """
+        if type(exported_wh) is not int or type(imported_wh) is not int:
+            raise ProtocolError("metered energy must be integer Wh")
+        if exported_wh < 0 or imported_wh < 0:
+            raise ProtocolError("metered energy cannot be negative")
+        final = self._finals.get(slot)
+        if final is None:
+            return []
+        st = self._settlement(slot)
+        if 0 in st["metered"]:
+            return []  # reported once; a second reading would be a second story
+        st["metered"][0] = (exported_wh, imported_wh)
+        mine = [
+            i
+            for i, f in enumerate(final.result.fills)
+            if f.buyer != f.seller and self.member_id in (f.buyer, f.seller) and i in st["done"]
+        ]
+        return self._send_reports(slot, mine, now_ms)
+
+    def delivery_deadline_ms(self, slot: int) -> int:
+        """Until when reports for ``slot``'s trades are waited for (then settle or give up)."""
+        return (slot + 2 * self.rules.slot_seconds) * 1000
+
+    def _metered_share(self, slot: int, i: int) -> tuple[Role, int]:
+        """This home's metered energy assigned to fill ``i`` (see ``report_delivery``)."""
+        exported, imported = self._settlement(slot)["metered"][0]
+        fills = self._finals[slot].result.fills
+        seller = fills[i].seller == self.member_id
+        remaining = exported if seller else imported
+        for f in fills[:i]:
+            if f.buyer != f.seller and (f.seller if seller else f.buyer) == self.member_id:
+                remaining -= f.energy_wh
+        share = max(0, min(fills[i].energy_wh, remaining))
+        return (Role.SELLER if seller else Role.BUYER), share
+
+    def _send_reports(self, slot: int, fills: Sequence[int], now_ms: int) -> list[Output]:
+        st = self._settlement(slot)
+        items: list[dict[str, Any]] = []
+        for i in fills:
+            role, share = self._metered_share(slot, i)
+            held = st["reports"].setdefault(i, {})
+            if role.value in held:
+                continue
+            trade: SignedTrade = st["done"][i]
+            report = report_delivery(
+                trade.terms, self.identity, self.member_id, role, share, now_ms
+            )
+            held[role.value] = report
+            items.append({"fill": i, "report": report.to_dict()})
+        if not items:
+            return []
+        out = self._to_all(self._seal("delivery", {"slot": slot, "reports": items}, now_ms))
+        for item in items:
+            out.extend(self._try_settle_delivery(slot, item["fill"], deadline=False))
+        return out
+
+    def _on_delivery(
+        self, env: Envelope, member: str, sender_address: str, now_ms: int
+    ) -> list[Output]:
+        slot = _i(env, "slot")
+        final = self._finals.get(slot)
+        if final is None:
+            return [Rejected(Reject.BAD_DELIVERY.value, "slot is not final here", sender_address)]
+        st = self._settlement(slot)
+        fills = final.result.fills
+        keyring = self.membership.keyring
+        out: list[Output] = []
+        items: Any = env.payload["reports"]
+        for item in items:
+            i = item.get("fill") if isinstance(item, dict) else None
+            if type(i) is not int or not 0 <= i < len(fills):
+                out.append(Rejected(Reject.BAD_DELIVERY.value, "no such fill", sender_address))
+                continue
+            fill = fills[i]
+            role = Role.SELLER if fill.seller == member else Role.BUYER
+            try:
+                report = DeliveryReport.from_dict(item["report"])
+            except (ValueError, AttributeError) as err:
+                out.append(Rejected(Reject.BAD_DELIVERY.value, str(err), sender_address))
+                continue
+            done: SignedTrade | None = st["done"].get(i)
+            if (
+                fill.buyer == fill.seller
+                or member not in (fill.buyer, fill.seller)
+                or not report.valid_for(member, role, keyring)
+                or (done is not None and report.trade_id != done.trade_id)
+            ):
+                out.append(
+                    Rejected(Reject.BAD_DELIVERY.value, "not this party's report", sender_address)
+                )
+                continue
+            held = st["reports"].setdefault(i, {})
+            if role.value not in held:  # the first signed reading counts
+                held[role.value] = report
+                out.extend(self._try_settle_delivery(slot, i, deadline=False))
+        return out
+
+    def _try_settle_delivery(self, slot: int, i: int, *, deadline: bool) -> list[Output]:
+        st = self._settlement(slot)
+        trade: SignedTrade | None = st["done"].get(i)
+        if trade is None or i in st["settled"]:
+            return []
+        held = st["reports"].get(i, {})
+        seller = held.get(Role.SELLER.value)
+        buyer = held.get(Role.BUYER.value)
+        tid = trade.trade_id
+        seller = seller if seller is not None and seller.trade_id == tid else None
+        buyer = buyer if buyer is not None and buyer.trade_id == tid else None
+        terms = trade.terms
+        party = self.member_id in (terms.buyer, terms.seller)
+        if seller is not None and (buyer is not None or deadline):
+            st["settled"][i] = True
+            price = self.rules.market.import_price
+            return [DeliverySettled(slot, i, settle_delivery(terms, seller, buyer, price), party)]
+        if deadline:
+            st["settled"][i] = True
+            return [DeliveryUnreported(slot, i, trade, party)]
+        return []
+
+    def _delivery_due(self, now_ms: int) -> list[Output]:
+        out: list[Output] = []
+        for slot, st in sorted(self._settle.items()):
+            if now_ms < self.delivery_deadline_ms(slot):
+                continue
+            for i in sorted(st["done"]):
+                out.extend(self._try_settle_delivery(slot, i, deadline=True))
+        return out
+
+    def _delivery_wakeup(self) -> int | None:
+        pending = [
+            self.delivery_deadline_ms(slot)
+            for slot, st in self._settle.items()
+            if any(i not in st["settled"] for i in st["done"])
+        ]
+        return min(pending, default=None)
 
     def _heard_from(self, member: str, now_ms: int) -> list[Output]:
         self._heard[member] = now_ms
