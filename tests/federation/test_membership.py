@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from custom_components.peer_energy.core.community import (
@@ -13,6 +15,7 @@ from custom_components.peer_energy.core.community import (
     InvitationError,
     Membership,
 )
+from custom_components.peer_energy.core.envelope import seal
 from custom_components.peer_energy.core.identity import enrol_asset
 from custom_components.peer_energy.core.memnet import MemNet
 from custom_components.peer_energy.core.orders import MarketRules
@@ -23,6 +26,7 @@ from custom_components.peer_energy.core.protocol import (
     PeerLeft,
     ProtocolError,
     Rejected,
+    Send,
 )
 
 from .helpers import START_MS, build, make_identity, rules, secret
@@ -318,3 +322,130 @@ def test_founding_with_rules() -> None:
     assert peer.rules.fee == 2
     assert peer.next_wakeup_ms() == r.gate_closure_ms(peer._next_slot)
     assert peer.tick(START_MS) == []
+
+
+def _welcome_to(outputs: list, address: str) -> bytes:
+    """The one welcome in ``outputs``, sent to ``address``."""
+    sends = [o for o in outputs if isinstance(o, Send) and b'"type":"welcome"' in o.data]
+    assert [s.to for s in sends] == [address]
+    return sends[0].data
+
+
+def test_repeated_join_gets_the_welcome_again() -> None:
+    """A lost welcome (the joiner restarted) is not fatal: the same key sending the same
+    join again gets the welcome again, also from a restored inviter and after the expiry;
+    another key, a wrong proof or a member who has left are still refused."""
+    now = START_MS
+    p0 = Peer.found(
+        make_identity("p0"), name="Lane", rules=rules(), address="p0", now_ms=now, nonce=b"n" * 16
+    )
+    inv = p0.invite(secret("j"), now, ttl_ms=60_000)
+    joiner = make_identity("j")
+    j, outs = Peer.joining(joiner, inv.encode(), address="j", now_ms=now)
+    first = p0.receive(outs[0].data, "j", now + 1)
+    assert [type(o) for o in first] == [Send, PeerJoined]
+    assert not j.joined  # the welcome is lost
+    assert p0.open_invitations(now + 1) == 0
+
+    again = p0.receive(j.join_again(now + 2)[0].data, "j", now + 2)
+    welcome = _welcome_to(again, "j")
+    assert not any(isinstance(o, PeerJoined | Rejected) for o in again)  # no second record
+    assert len(p0.roster()) == 2
+    assert [e.member for e in j.receive(welcome, "p0", now + 3)] == [joiner.public_key]
+    assert j.joined
+    assert j.roster() == p0.roster()
+    with pytest.raises(ProtocolError, match="not joining"):
+        j.join_again(now + 4)
+    # the first welcome arriving late is ignored
+    assert [e.code for e in j.receive(_welcome_to(first, "j"), "p0", now + 4)] == ["bad_membership"]
+
+    # another key with the used invitation is refused, as is the same key with a bad proof
+    k, k_outs = Peer.joining(make_identity("k"), inv, address="k", now_ms=now + 5)
+    assert [e.code for e in p0.receive(k_outs[0].data, "k", now + 5)] == ["bad_invitation"]
+    forged = Invitation(inv.community, inv.inviter, inv.address, secret("x"), inv.expires_ms)
+    fake = seal(
+        joiner,
+        community=p0.community_id,
+        seq=now + 10_000,
+        ts_ms=now + 6,
+        type="join",
+        payload={
+            "invitation": inv.invitation_id,
+            "address": "j",
+            "proof": forged.proof(joiner.public_key, "j"),
+        },
+    )
+    assert [e.code for e in p0.receive(fake.to_wire(), "j", now + 6)] == ["bad_proof"]
+
+    # the inviter restarts (snapshot through JSON); the joiner resumes after the expiry
+    later = inv.expires_ms + 1_000
+    data = json.loads(json.dumps(p0.snapshot()))
+    assert [i.get("used_by") for i in data["invitations"]] == [joiner.public_key]
+    p0r = Peer.restore(p0.identity, data, later)
+    assert p0r.open_invitations(later) == 0
+    with pytest.raises(InvitationError, match="expired"):
+        Peer.joining(joiner, inv.encode(), address="j", now_ms=later)
+    j2, outs2 = Peer.joining(joiner, inv.encode(), address="j", now_ms=later, resume=True)
+    welcome2 = _welcome_to(p0r.receive(outs2[0].data, "j", later), "j")
+    assert [type(e) for e in j2.receive(welcome2, "p0", later + 1)] == [PeerJoined]
+    assert j2.joined
+    k2, k2_outs = Peer.joining(make_identity("k"), inv, address="k", now_ms=later, resume=True)
+    assert [e.code for e in p0r.receive(k2_outs[0].data, "k", later)] == ["bad_invitation"]
+
+    # once the member has left, its key is refused and the used invitation is not stored
+    p0r.receive(j2.leave(later + 2)[0].data, "j", later + 2)
+    assert len(p0r.roster()) == 1
+    j3, outs3 = Peer.joining(joiner, inv.encode(), address="j", now_ms=later + 3, resume=True)
+    assert [e.code for e in p0r.receive(outs3[0].data, "j", later + 3)] == ["unknown_sender"]
+    restarted = p0r.snapshot()
+    assert restarted["invitations"] == []
+    assert restarted["used_invitations"] == [inv.invitation_id]
+
+
+def test_old_snapshot_without_used_by_still_loads() -> None:
+    """A snapshot written before repeated joins (used invitations dropped, ids only) loads;
+    its open invitations still work and the used ones stay refused."""
+    net, peers = build(2)
+    p0, p1 = peers
+    pending = p0.invite(secret("open"), net.now)
+    data = p0.snapshot()
+    old = {
+        **data,
+        "invitations": [
+            {k: v for k, v in i.items() if k != "used_by"}
+            for i in data["invitations"]
+            if "used_by" not in i
+        ],
+    }
+    assert len(old["invitations"]) == 1
+    restored = Peer.restore(p0.identity, old, net.now)
+    assert restored.latest_invitation(net.now) == pending
+    assert restored.open_invitations(net.now) == 1
+    used = next(iter(p0._used_invitations))
+    assert restored._used_invitations[used] == ""
+    # p1 repeats its join: the secret of its invitation is not known any more
+    first = Invitation(pending.community, p0.member_id, "p0", secret("p1"), pending.expires_ms)
+    assert first.invitation_id == used
+    _, outs = Peer.joining(p1.identity, first, address="p1", now_ms=net.now)
+    assert [e.code for e in restored.receive(outs[0].data, "p1", net.now)] == ["bad_invitation"]
+    newcomer, outs = Peer.joining(make_identity("q"), pending, address="q", now_ms=net.now)
+    assert any(isinstance(o, PeerJoined) for o in restored.receive(outs[0].data, "q", net.now))
+
+
+def test_latest_invitation_survives_a_restart() -> None:
+    """The newest invitation is known after a restore (issue order is kept); it stops being
+    "latest" once used or expired, and an older open one does not take its place."""
+    now = START_MS
+    p0 = Peer.found(
+        make_identity("p0"), name="Lane", rules=rules(), address="p0", now_ms=now, nonce=b"n" * 16
+    )
+    assert p0.latest_invitation(now) is None
+    invs = [p0.invite(secret(name), now, ttl_ms=60_000) for name in ("z", "a", "m")]
+    assert sorted(invs, key=lambda i: i.invitation_id) != invs  # not id order by chance
+    restored = Peer.restore(p0.identity, json.loads(json.dumps(p0.snapshot())), now)
+    assert restored.latest_invitation(now) == invs[-1]
+    assert restored.latest_invitation(invs[-1].expires_ms + 1) is None
+    _, outs = Peer.joining(make_identity("q"), invs[-1], address="q", now_ms=now)
+    restored.receive(outs[0].data, "q", now)
+    assert restored.latest_invitation(now) is None
+    assert restored.open_invitations(now) == 2

@@ -99,6 +99,10 @@ MAX_LOCAL_ID = 100
 RECORDS_PER_MESSAGE = 64
 DIGEST_ROUNDS = 3
 CATCHUP_PEERS = 3
+CATCHUP_MAX_TRIES = 6  # catch-up requests per missing slot: after 1, 2, 4, 8, 16 windows
+RELAY_MIN_MEMBERS = 12  # smaller communities exchange digests and attestations all-to-all
+RELAYS_PER_SLOT = 3
+ATTESTS_PER_MESSAGE = 128  # a relay's bundle: about 450 bytes per attestation record
 REPLAY_WINDOW = 1 << 16
 HORIZON_S = 2 * 86_400
 DEFAULT_RETAIN_SLOTS = 192
@@ -461,6 +465,21 @@ def result_hash(result: SlotResult) -> str:
     return digest_of(result.to_dict()).hex()
 
 
+def relay_order(community: str, slot: int, roster: Iterable[str]) -> tuple[str, ...]:
+    """The roster ranked for relay duty in ``slot``: by ``H(community, slot, member)``.
+
+    The first ``RELAYS_PER_SLOT`` members (skipping those a peer finds unreachable) relay
+    digests and attestations for a community of at least ``RELAY_MIN_MEMBERS``; every peer
+    with the same roster at gate closure computes the same order.
+    """
+    return tuple(
+        sorted(
+            roster,
+            key=lambda m: digest_of({"community": community, "slot": slot, "relay": m}),
+        )
+    )
+
+
 def parse_bid(
     env: Envelope, member: str, rules: CommunityRules
 ) -> tuple[tuple[Order, ...] | None, str, str]:
@@ -574,6 +593,9 @@ class _Slot:
     fetched: set[str] = field(default_factory=set)
     final: FinalSlot | None = None
     void: bool = False
+    relays: tuple[str, ...] | None = None  # fixed at gate closure; () means all-to-all
+    told: dict[str, str] = field(default_factory=dict)  # member -> our root we sent it
+    answered: set[str] = field(default_factory=set)  # stragglers sent the quorum's records
 
     _ids: frozenset[str] | None = None
     _root: str = ""
@@ -647,7 +669,7 @@ class Peer:
         self._last_tick: int | None = None
         self._missing: set[int] = set()
         self._settle: dict[int, dict[str, dict[int, Any]]] = {}
-        self._last_catchup = now_ms
+        self._catchup: dict[int, tuple[int, int]] = {}  # missing slot -> (requests, next ms)
         step = self.rules.slot_seconds
         first = -(-(now_ms // 1000 + self.rules.gate_closure_lead_s + 1) // step) * step
         self._next_slot = first
@@ -830,6 +852,17 @@ class Peer:
             and not inv.expired(now_ms)
         )
 
+    def latest_invitation(self, now_ms: int) -> Invitation | None:
+        """The invitation issued last, while it is neither used nor expired (else None).
+
+        Issue order is kept across ``snapshot``/``restore``; a snapshot written before it
+        was (sorted by id, used ones left out) makes the last listed open one "latest".
+        """
+        if not self._invitations:
+            return None
+        inv_id = next(reversed(self._invitations))
+        return self._invitations[inv_id] if self.invitation_open(inv_id, now_ms) else None
+
     @property
     def fairness(self) -> FairnessState:
         """Fairness state after the newest final slot."""
@@ -896,6 +929,65 @@ class Peer:
     def _to_all(self, data: bytes) -> list[Output]:
         to = self._others()
         return [Broadcast(to, data)] if to else []
+
+    # -- relays --
+    def _relays(self, state: _Slot, now_ms: int) -> tuple[str, ...]:
+        """The slot's relays (member ids), or ``()`` when the community is small enough for
+        all-to-all. Ranked by ``relay_order`` over the roster at gate closure, skipping
+        members this peer finds unreachable; fixed once gate closure has passed."""
+        if state.relays is not None:
+            return state.relays
+        g = self.rules.gate_closure_ms(state.slot)
+        roster = self.membership.roster(g)
+        relays: tuple[str, ...] = ()
+        if len(roster) >= RELAY_MIN_MEMBERS:
+            ranked = relay_order(self.community_id, state.slot, roster)
+            live = [m for m in ranked if m == self.member_id or m not in self._unreachable]
+            relays = tuple((live if len(live) >= RELAYS_PER_SLOT else ranked)[:RELAYS_PER_SLOT])
+        if now_ms >= g:
+            state.relays = relays
+        return relays
+
+    def _addresses(self, members: Iterable[str]) -> tuple[str, ...]:
+        return tuple(
+            addr
+            for m in members
+            if m != self.member_id and (addr := self.membership.address_of(m))
+        )
+
+    def _to_relays(self, state: _Slot, data: bytes, now_ms: int) -> list[Output]:
+        """To the slot's (other) relays; to everyone in a small community."""
+        relays = self._relays(state, now_ms)
+        if not relays:
+            return self._to_all(data)
+        to = self._addresses(relays)
+        return [Broadcast(to, data)] if to else []
+
+    def _spread(self, state: _Slot, data: bytes, now_ms: int) -> list[Output]:
+        """Evidence (equivocation proofs) for everyone: a relay sends it to all, another
+        peer to the relays, which pass it on."""
+        relays = self._relays(state, now_ms)
+        if not relays or self.member_id in relays:
+            return self._to_all(data)
+        return self._to_relays(state, data, now_ms)
+
+    def _bundle(self, state: _Slot, to: Sequence[str], now_ms: int) -> list[Output]:
+        """``records`` with the attestations held for the slot: those of the final result
+        first (a quorum, enough to finalise), then any others (they expose equivocators)."""
+        if not to or state.final is None:
+            return []
+        key = (state.final.book_hash, state.final.result_hash)
+        held = sorted(
+            ((k != key, a.member, k), a.env)
+            for per in state.attests.values()
+            for k, a in per.items()
+        )
+        out: list[Output] = []
+        for i in range(0, len(held), ATTESTS_PER_MESSAGE):
+            chunk = [env for _, env in held[i : i + ATTESTS_PER_MESSAGE]]
+            data = self._seal("records", {"records": chunk}, now_ms)
+            out.append(Broadcast(tuple(to), data) if len(to) > 1 else Send(to[0], data))
+        return out
 
     def _send_records(
         self, to: str, records: Sequence[Mapping[str, Any]], now_ms: int
@@ -997,8 +1089,17 @@ class Peer:
             return []
         oldest = self._next_slot - self._retain * self.rules.slot_seconds
         self._missing = {s for s in self._missing if s >= oldest and s not in self._finals}
-        since = min(self._missing, default=self._next_slot)
-        self._last_catchup = now_ms
+        self._catchup = {s: v for s, v in self._catchup.items() if s in self._missing}
+        # Backoff: each missing slot is asked for at most CATCHUP_MAX_TRIES times, the waits
+        # doubling from one window; a slot void everywhere is not asked for all retention.
+        asked = sorted(
+            s for s in self._missing if self._catchup.get(s, (0, 0))[0] < CATCHUP_MAX_TRIES
+        )
+        window = self.rules.sync_window_ms + self.rules.attest_window_ms
+        for s in asked:
+            tries = self._catchup.get(s, (0, 0))[0] + 1
+            self._catchup[s] = (tries, now_ms + window * (1 << (tries - 1)))
+        since = asked[0] if asked else self._next_slot
         data = self._seal("catchup", {"since": since}, now_ms)
         return [Send(addr, data) for addr in self._pick_peers(now_ms, CATCHUP_PEERS)]
 
@@ -1042,9 +1143,18 @@ class Peer:
         if not self._joined:
             self._last_tick = now_ms
             return out
-        gap = self._last_tick is not None and now_ms - self._last_tick > (
-            self.rules.sync_window_ms + self.rules.attest_window_ms
-        )
+        window = self.rules.sync_window_ms + self.rules.attest_window_ms
+        # A gap: a timer fell due more than a window before this tick (the home was away),
+        # or the peer was just restored (``_last_tick == 0``). Idle time between slots, when
+        # no timer is due, is not a gap.
+        last = self._last_tick
+        gap = last == 0
+        if last is not None and not gap:
+            due = [self.rules.gate_closure_ms(self._next_slot)]
+            for state in self._slots.values():
+                if state.started and not state.closed:
+                    due.extend(t for t in self._timers(state.slot) if t > last)
+            gap = now_ms - min(due) > window
         step = self.rules.slot_seconds
         missed = False
         while self.rules.gate_closure_ms(self._next_slot) <= now_ms:
@@ -1060,8 +1170,10 @@ class Peer:
             state = self._slots[s]
             if state.started and not state.closed:
                 out.extend(self._run_slot(state, now_ms))
-        retry_every = self.rules.sync_window_ms + self.rules.attest_window_ms
-        retry_due = self._missing and now_ms - self._last_catchup >= retry_every
+        retry_due = any(
+            tries < CATCHUP_MAX_TRIES and now_ms >= next_ms
+            for tries, next_ms in (self._catchup.get(s, (0, 0)) for s in self._missing)
+        )
         if gap or missed or retry_due:
             out.extend(self.catch_up(now_ms))
         out.extend(self._check_reachability(now_ms))
@@ -1936,28 +2048,44 @@ class Peer:
         p = env.payload
         inv_id, address, proof = str(p["invitation"]), str(p["address"]), str(p["proof"])
         inv = self._invitations.get(inv_id)
-        if inv is None or inv_id in self._used_invitations or inv.expired(now_ms):
+        used_by = self._used_invitations.get(inv_id)
+        # A used invitation only answers the key it admitted (a repeated join: the welcome
+        # was lost, e.g. the joiner restarted), even after its expiry.
+        if (
+            inv is None
+            or (used_by is None and inv.expired(now_ms))
+            or (used_by is not None and used_by != env.sender)
+        ):
             return [
                 Rejected(Reject.BAD_INVITATION.value, "unknown, used or expired", sender_address)
             ]
         if not inv.check_proof(env.sender, address, proof):
             return [Rejected(Reject.BAD_PROOF.value, "join proof does not match", sender_address)]
+        if used_by is not None:
+            # A former member's key is refused by validate() already (unknown sender).
+            if not self.membership.is_member(env.sender):  # pragma: no cover - see above
+                return [Rejected(Reject.BAD_INVITATION.value, "used", sender_address)]
+            return [self._welcome(address, now_ms)]
         record = self._seal_env("member", {"member": env.sender, "address": address}, now_ms)
         others = self._others()
         events = self._apply_membership(record, self.member_id, sender_address)
         if any(isinstance(e, Rejected) for e in events):
             return events
-        self._used_invitations.add(inv_id)
+        self._used_invitations[inv_id] = env.sender
         out: list[Output] = []
         if others:
             out.append(Broadcast(others, record.to_wire()))
+        out.append(self._welcome(address, now_ms))
+        out.extend(events)
+        return out
+
+    def _welcome(self, address: str, now_ms: int) -> Send:
+        """The current charter and every membership record, for a newcomer at ``address``."""
         welcome = {
             "charter": self.membership.charter.to_dict(),
             "records": list(self.membership.records.values()),
         }
-        out.append(Send(address, self._seal("welcome", welcome, now_ms)))
-        out.extend(events)
-        return out
+        return Send(address, self._seal("welcome", welcome, now_ms))
 
     def _on_welcome(self, env: Envelope, sender_address: str, now_ms: int) -> list[Output]:
         if self._joined or env.sender != self._inviter:
@@ -1987,6 +2115,7 @@ class Peer:
                 Rejected(Reject.BAD_MEMBERSHIP.value, "welcome lacks our record", sender_address),
             ]
         self._joined = True
+        self._join_invitation = None  # its secret is not needed any more
         return out
 
     def _prune(self) -> None:
