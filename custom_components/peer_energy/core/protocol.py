@@ -950,9 +950,7 @@ class Peer:
 
     def _addresses(self, members: Iterable[str]) -> tuple[str, ...]:
         return tuple(
-            addr
-            for m in members
-            if m != self.member_id and (addr := self.membership.address_of(m))
+            addr for m in members if m != self.member_id and (addr := self.membership.address_of(m))
         )
 
     def _to_relays(self, state: _Slot, data: bytes, now_ms: int) -> list[Output]:
@@ -1207,19 +1205,26 @@ class Peer:
         return out
 
     def _digest(self, state: _Slot, now_ms: int, *, first: bool) -> list[Output]:
-        ids = state.bid_ids()
-        payload = {"slot": state.slot, "root": state.root(), "full": False, "bids": []}
+        ids, root = state.bid_ids(), state.root()
+        payload = {"slot": state.slot, "root": root, "full": False, "bids": []}
         data = self._seal("digest", payload, now_ms)
-        if first:
-            return self._to_all(data)
+        relays = self._relays(state, now_ms)
         g = self.rules.gate_closure_ms(state.slot)
-        to = tuple(
-            addr
-            for m in self.membership.roster(g)
-            if m != self.member_id
-            and state.heard.get(m) != ids
-            and (addr := self.membership.address_of(m))
-        )
+        if relays and self.member_id not in relays:
+            # To the relays; later rounds only if our set changed since we told them and
+            # they have not shown us the same set (a relay pushes what it learns itself).
+            targets = [
+                m
+                for m in relays
+                if first or (state.heard.get(m) != ids and state.told.get(m) != root)
+            ]
+        elif first:
+            return self._to_relays(state, data, now_ms)  # a relay: to the other relays
+        else:  # rounds 1, 2 (or all-to-all): whoever last showed us another set
+            targets = [m for m in self.membership.roster(g) if state.heard.get(m) != ids]
+        for m in targets:
+            state.told[m] = root
+        to = self._addresses(targets)
         return [Broadcast(to, data)] if to else []
 
     def _book(self, state: _Slot) -> tuple[_Bid, ...]:
@@ -1258,7 +1263,7 @@ class Peer:
         state.attests.setdefault(self.member_id, {})[(book, res)] = _Attest(
             self.member_id, book, res, record
         )
-        out = self._to_all(env.to_wire())
+        out = self._to_relays(state, env.to_wire(), now_ms)
         out.extend(self._check_final(state, now_ms))
         return out
 
@@ -1267,6 +1272,8 @@ class Peer:
         have not heard an attestation from, and fetch a quorum's book we lack."""
         out: list[Output] = []
         mine = state.attests.get(self.member_id, {}).get((state.my_book, state.my_result))
+        if state.final is not None and self._relays(state, now_ms):
+            mine = None  # with relays, a final peer leaves the fallback to those not final
         if mine is not None:
             g = self.rules.gate_closure_ms(state.slot)
             to = tuple(
@@ -1334,7 +1341,11 @@ class Peer:
         if state.slot > self._fair_slot:
             self._fair_slot = state.slot
             self._fairness = final.result.fairness
-        return [SlotCleared(final)]
+        out: list[Output] = [SlotCleared(final)]
+        if not final.late and self.member_id in self._relays(state, now_ms):
+            # A relay hands everyone the quorum's signed attestations: one message each.
+            out.extend(self._bundle(state, self._others(), now_ms))
+        return out
 
     # -- receiving --
     def receive(self, data: bytes, sender_address: str, now_ms: int) -> list[Output]:
@@ -1838,7 +1849,7 @@ class Peer:
             proof = EquivocationProof("bid", member, slot, a.env, b.env)
             out: list[Output] = [EquivocationDetected(proof)]
             data = self._seal("records", {"records": [a.env, b.env]}, now_ms)
-            out.extend(self._to_all(data))
+            out.extend(self._spread(state, data, now_ms))
             return out
         return []
 
@@ -1860,16 +1871,39 @@ class Peer:
         per = state.attests.setdefault(member, {})
         if (book, res) in per:
             return []
-        per[(book, res)] = _Attest(member, book, res, env.to_dict())
+        record = env.to_dict()
+        key = digest_of(record).hex()
+        direct = key not in self._seen  # forwarded records are marked seen before this
+        self._seen.add(key)  # so a relay's bundle does not make us verify it again
+        per[(book, res)] = _Attest(member, book, res, record)
         out: list[Output] = []
         if len(per) == 2 and member not in state.att_equivocators:
             state.att_equivocators.add(member)
             a, b = sorted(per.values(), key=lambda x: (x.book, x.result))
             proof = EquivocationProof("attest", member, slot, a.env, b.env)
             out.append(EquivocationDetected(proof))
-            out.extend(self._to_all(self._seal("records", {"records": [a.env, b.env]}, now_ms)))
+            data = self._seal("records", {"records": [a.env, b.env]}, now_ms)
+            out.extend(self._spread(state, data, now_ms))
         out.extend(self._check_final(state, now_ms))
+        out.extend(self._answer_straggler(state, member, direct=direct, now_ms=now_ms))
         return out
+
+    def _answer_straggler(
+        self, state: _Slot, member: str, *, direct: bool, now_ms: int
+    ) -> list[Output]:
+        """With relays, an attestation sent to us directly after the retry point comes from a
+        peer that is not final (the fallback): if we are, send it the quorum's records."""
+        if (
+            not direct
+            or state.final is None
+            or member in state.answered
+            or now_ms < self._timers(state.slot)[DIGEST_ROUNDS + 1]
+            or not self._relays(state, now_ms)
+        ):
+            return []
+        state.answered.add(member)
+        addr = self.membership.address_of(member)
+        return self._bundle(state, [addr], now_ms) if addr else []
 
     def _on_digest(
         self, env: Envelope, member: str, sender_address: str, now_ms: int
@@ -1902,7 +1936,7 @@ class Peer:
             if theirs <= mine:
                 return out
         if state.replied.get(member) != my_root:  # tell them what we hold, once per state
-            state.replied[member] = my_root
+            state.replied[member] = state.told[member] = my_root
             full = {"slot": slot, "root": my_root, "full": True, "bids": sorted(mine)}
             out.append(Send(addr, self._seal("digest", full, now_ms)))
         return out
