@@ -430,6 +430,12 @@ class PeerEnergyCoordinator(DataUpdateCoordinator[PeerEnergyData]):
             self.integrator.export_wms += wms
         self.async_set_updated_data(self._snapshot(update_integrator=False))
 
+    @callback
+    def async_update_now(self) -> PeerEnergyData:
+        """Read every source now (closing the integration interval) and publish it."""
+        self.async_set_updated_data(self._snapshot())
+        return self.data
+
     async def _async_update_data(self) -> PeerEnergyData:
         """Read everything once (first refresh); later updates are pushed."""
         return self._snapshot()

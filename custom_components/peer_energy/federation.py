@@ -21,9 +21,13 @@ The interface the slot clock uses is fixed in ``/work/issue5_split.md``:
 ``async_submit_orders``, ``async_add_result_listener``, ``peers_online``, ``members``,
 ``gate_closure_lead_ms``, ``slot_ms`` and ``member_key``.
 
-Settlement: the protocol has no message yet for countersigning trades, so a final slot is
-recorded in this home's own chain (one ``slot`` entry with the attested hashes and this
-home's fills); credit balances move only once countersigned trades exist (not done).
+Settlement: a final slot is recorded in this home's own chain (one ``slot`` entry with
+the attested hashes and this home's fills); its fills are then countersigned as trades
+(``trade_terms``/``trade_sig``) and recorded in fill order, which moves the credit
+balances. After the slot the slot clock hands in the home's metered grid export and
+import (``async_report_delivery``); the peers exchange signed delivery reports and every
+home records the same delivery settlements (shortfall paid back at the community import
+price) and delivery evidence, from which the reputation scores and credit limits follow.
 """
 
 from __future__ import annotations
@@ -54,11 +58,13 @@ from .core.community import (
     Invitation,
     InvitationError,
 )
-from .core.credit import SignedTrade
+from .core.credit import Refusal, Settlement, SignedTrade, TradeTerms
 from .core.identity import Identity
 from .core.orders import MarketRules, Order, OrderError
 from .core.protocol import (
     Broadcast,
+    DeliverySettled,
+    DeliveryUnreported,
     DeviceEnrolled,
     EquivocationDetected,
     Output,
@@ -74,7 +80,7 @@ from .core.protocol import (
     SlotVoid,
     TradeSigned,
 )
-from .core.reputation import equivocation_evidence
+from .core.reputation import Evidence, delivery_evidence, equivocation_evidence
 from .ledger import PeerLedger
 
 STORE_VERSION: Final = 1
@@ -87,6 +93,9 @@ EVENT_PEER_LEFT: Final = f"{DOMAIN}_peer_left"
 EVENT_DEVICE_ENROLLED: Final = f"{DOMAIN}_device_enrolled"
 EVENT_EQUIVOCATION: Final = f"{DOMAIN}_equivocation"
 EVENT_COMMUNITY_JOINED: Final = f"{DOMAIN}_community_joined"
+# Dispatcher signal (suffixed with the entry id) sent when delivery settlements or
+# evidence changed the ledger (balances, reputation).
+SIGNAL_LEDGER_UPDATED: Final = f"{DOMAIN}_ledger_updated"
 # Dispatcher signal (suffixed with the entry id) sent when an invitation is created.
 SIGNAL_INVITATION_CREATED: Final = f"{DOMAIN}_invitation_created"
 
@@ -141,6 +150,11 @@ def federation_store(hass: HomeAssistant, entry_id: str) -> Store[dict[str, Any]
     return Store(
         hass, STORE_VERSION, f"{DOMAIN}.federation.{entry_id}", private=True, atomic_writes=True
     )
+
+
+def _retryable(reason: str) -> bool:
+    """Whether a join wait ended for a reason a resent join request may cure."""
+    return reason in ("timeout", "http_0", "http_429") or reason.startswith("http_5")
 
 
 def short(member: str) -> str:
@@ -238,6 +252,13 @@ class FederationLink:
         self._next_fill: dict[int, int] = {}
         self.trades_recorded = 0
         self.trades_refused = 0
+        self.deliveries_reported = 0
+        self.settlements_recorded = 0
+        self.deliveries_unreported = 0
+        # Delivery settlements whose trade is not in the ledger yet (fill order), by id.
+        self._waiting_settlements: dict[str, tuple[int, Settlement]] = {}
+        # This home's reputation scores (permille) as of the last delivery recorded.
+        self._scores: dict[str, int] = {}
         self._join: dict[str, str] | None = None
         self._join_done: asyncio.Future[str | None] | None = None
         self._listeners: list[ResultListener] = []
@@ -249,9 +270,6 @@ class FederationLink:
         self._unreachable: set[str] = set()
         self._stopped = False
         self.rejected = 0
-        # The most recent invitation this home created (memory only: after a restart the
-        # "Latest invitation" image is unavailable until a new one is created).
-        self.latest_invitation: Invitation | None = None
 
     # --- the interface for the slot clock (market.py) ---
 
@@ -380,16 +398,16 @@ class FederationLink:
         LOGGER.info("Founded community %s", self.peer.community_id)
         return self.peer.community_id
 
-    async def async_join(self, invitation: str, address: str) -> int:
+    async def async_join(self, invitation: str, address: str, *, resume: bool = False) -> int:
         """Send a join request for a pasted invitation; return the inviter's HTTP status.
 
         The inviter answers with a ``welcome`` message to ``address`` (through the views);
         ``async_wait_joined`` waits for it. Raises ``FederationError`` for a damaged or
-        expired invitation.
+        expired invitation (``resume``: no expiry check, see ``async_resume_join``).
         """
         try:
             peer, outputs = Peer.joining(
-                self.identity, invitation, address=address, now_ms=self.clock()
+                self.identity, invitation, address=address, now_ms=self.clock(), resume=resume
             )
         except InvitationError as err:
             raise FederationError(str(err)) from err
@@ -397,30 +415,64 @@ class FederationLink:
         self._join = {"invitation": invitation, "address": address}
         self._join_done = self.hass.loop.create_future()
         await self.async_save()
+        return await self._async_send_join(outputs)
+
+    async def _async_send_join(self, outputs: Sequence[Output]) -> int:
+        """Deliver the join request; anything but 202 ends the current wait with its code."""
         status = 0
         for out in outputs:
             if isinstance(out, Send):
                 status = await self.transport.async_send(out.to, out.data)
-        if status != 202 and not self._join_done.done():
+        if status != 202 and self._join_done is not None and not self._join_done.done():
             self._join_done.set_result(f"http_{status}")
         return status
 
-    async def async_wait_joined(self, timeout_s: float) -> str | None:
-        """Wait for the welcome; return None when joined, else a reason code."""
+    async def async_wait_joined(
+        self, timeout_s: float, *, resend_s: Sequence[float] = ()
+    ) -> str | None:
+        """Wait for the welcome; return None when joined, else a reason code.
+
+        ``resend_s`` are the pauses (a bounded backoff) after which the join request is
+        sent again while no welcome has come, all within ``timeout_s``: the inviter answers
+        a repeated join from this key with the welcome again, so a lost welcome or an
+        inviter that did not answer is retried. A refusal (4xx) ends the wait at once.
+        """
         if self.joined:
             return None
         if self._join_done is None:
             return "not_joining"
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await asyncio.shield(self._join_done)
-        except TimeoutError:
-            return "timeout"
+        loop = self.hass.loop
+        deadline = loop.time() + timeout_s
+        pauses = list(resend_s)
+        while True:
+            until = min(deadline, loop.time() + pauses.pop(0)) if pauses else deadline
+            try:
+                async with asyncio.timeout_at(until):
+                    reason = await asyncio.shield(self._join_done)
+            except TimeoutError:
+                reason = "timeout"
+            if reason is None or not _retryable(reason) or until >= deadline:
+                return reason
+            # No answer yet (or the inviter was unreachable): wait out the pause, resend.
+            await asyncio.sleep(max(0.0, until - loop.time()))
+            peer = self.peer
+            if peer is None or self._stopped:
+                return "stopped"
+            if peer.joined:  # the welcome came during the pause
+                return None
+            if self._join_done.done():
+                self._join_done = loop.create_future()
+            await self._async_send_join(peer.join_again(self.clock()))
 
     async def async_resume_join(self) -> int:
-        """After a restart while joining: send the stored join request again."""
+        """After a restart while joining: send the stored join request again.
+
+        Safe when the inviter already admitted this home (its welcome was lost, e.g. it
+        arrived while Home Assistant restarted): it sends the welcome again. No expiry
+        check here for the same reason; an inviter that never saw the join refuses it.
+        """
         assert self._join is not None
-        return await self.async_join(self._join["invitation"], self._join["address"])
+        return await self.async_join(self._join["invitation"], self._join["address"], resume=True)
 
     def _member_peer(self) -> Peer:
         if self.peer is None or not self.peer.joined:
@@ -439,16 +491,18 @@ class FederationLink:
         except ProtocolError as err:  # pragma: no cover - checked by _member_peer
             raise FederationError(str(err)) from err
         await self.async_save()
-        self.latest_invitation = inv
         async_dispatcher_send(self.hass, f"{SIGNAL_INVITATION_CREATED}_{self.entry_id}")
         return inv
 
     def latest_open_invitation(self) -> Invitation | None:
-        """The most recent invitation while it is neither used nor expired."""
-        inv = self.latest_invitation
-        if inv is None or self.peer is None or not self.joined:
+        """The most recent invitation while it is neither used nor expired.
+
+        The peer keeps its invitations (with their secrets, in the private store) in the
+        order they were made, so this survives a restart.
+        """
+        if self.peer is None or not self.joined:
             return None
-        return inv if self.peer.invitation_open(inv.invitation_id, self.clock()) else None
+        return self.peer.latest_invitation(self.clock())
 
     async def async_leave(self) -> None:
         """Tell everyone this home leaves (deliveries awaited, bounded by the transport)."""
@@ -541,6 +595,12 @@ class FederationLink:
                 self._on_reachable(out.member)
             elif isinstance(out, TradeSigned):
                 self._on_trade(out)
+            elif isinstance(out, DeliverySettled):
+                s = out.settlement
+                self._on_delivery(out.slot, s.terms, s.delivered_wh, s)
+            elif isinstance(out, DeliveryUnreported):
+                self.deliveries_unreported += 1
+                self._on_delivery(out.slot, out.trade.terms, 0, None)
             elif isinstance(out, Rejected):
                 self.rejected += 1
                 LOGGER.debug("Ignored a message from %s: %s", out.sender_address, out.code)
@@ -595,7 +655,14 @@ class FederationLink:
         """Start the slot timers (and catch up on slots missed while stopped)."""
         if self.peer is not None and self.peer.joined:
             self._handle(self.peer.catch_up(self.clock()))
+        if self.ledger is not None:  # reputation from the evidence already stored
+            self._spawn(self._refresh_scores(), "scores")
         self._reschedule()
+
+    async def _refresh_scores(self) -> None:
+        assert self.ledger is not None
+        self._scores = await self.ledger.async_refresh_limits(self.clock())
+        async_dispatcher_send(self.hass, f"{SIGNAL_LEDGER_UPDATED}_{self.entry_id}")
 
     async def async_stop(self) -> None:
         """Stop timers, cancel deliveries in flight and save the state."""
@@ -706,6 +773,11 @@ class FederationLink:
             LOGGER.debug("Trade %s of slot %s not recorded: %s", trade_id[:12], slot, refusal)
         if self.peer is not None:
             self.peer.set_balances(self.ledger.balances())
+        if self._waiting_settlements:  # their trades may be recorded now
+            waiting = list(self._waiting_settlements.values())
+            self._waiting_settlements.clear()
+            for wslot, settlement in waiting:
+                self._spawn(self._record_delivery(wslot, [settlement], []), "delivery")
 
     async def _settle(self, slot: int, body: dict[str, Any]) -> None:
         assert self.ledger is not None
@@ -713,6 +785,75 @@ class FederationLink:
             await self.ledger.async_commit_slot(slot * 1000, entries=[("slot", body)])
         except HomeAssistantError as err:
             LOGGER.error("Could not record slot %s in the ledger: %s", slot, err)
+
+    # --- delivery ---
+
+    @property
+    def own_reputation(self) -> int | None:
+        """This home's reputation (permille) from the delivery evidence every member
+        shares, scored by this home's policy; None before any evidence about it."""
+        return self._scores.get(self.member_key) if self.peer is not None else None
+
+    @property
+    def reputations(self) -> dict[str, int]:
+        """This home's reputation score of each member it has evidence about (permille)."""
+        return dict(self._scores)
+
+    @callback
+    def async_report_delivery(self, slot_start_ms: int, exported_wh: int, imported_wh: int) -> None:
+        """Report what this home's meter measured during a past slot (the slot clock
+        calls this at the next slot boundary); the reports go to every member."""
+        peer = self.peer
+        if peer is None or not peer.joined or self._stopped:
+            return
+        try:
+            outputs = peer.report_delivery(
+                slot_start_ms // 1000,
+                exported_wh=exported_wh,
+                imported_wh=imported_wh,
+                now_ms=self.clock(),
+            )
+        except ProtocolError as err:
+            LOGGER.warning("Cannot report the delivery of %s: %s", slot_start_ms, err)
+            return
+        if outputs:
+            self.deliveries_reported += 1
+        self._handle(outputs)
+
+    def _on_delivery(
+        self, slot: int, terms: TradeTerms, delivered_wh: int, settlement: Settlement | None
+    ) -> None:
+        """Record a settled (or unreported) delivery and its evidence about the seller."""
+        if self.ledger is None:
+            return
+        evidence = delivery_evidence(terms.seller, terms.energy_wh, delivered_wh, self.clock())
+        settlements = [settlement] if settlement is not None else []
+        self._spawn(self._record_delivery(slot, settlements, [evidence]), "delivery")
+
+    async def _record_delivery(
+        self, slot: int, settlements: list[Settlement], evidence: list[Evidence]
+    ) -> None:
+        assert self.ledger is not None
+        if self.peer is not None:
+            self.ledger.set_keyring(self.peer.membership.keyring)
+        try:
+            result = await self.ledger.async_commit_slot(
+                slot * 1000, settlements=settlements, evidence=evidence
+            )
+        except HomeAssistantError as err:  # pragma: no cover - disk failure
+            LOGGER.error("Could not record the delivery of slot %s: %s", slot, err)
+            return
+        self.settlements_recorded += len(result.accepted)
+        by_id = {s.settlement_id: s for s in settlements}
+        for record_id, refusal in result.refused:
+            if refusal.refusal is Refusal.UNKNOWN_TRADE and record_id in by_id:
+                # its trade waits for an earlier fill: retried when trades are recorded
+                self._waiting_settlements[record_id] = (slot, by_id[record_id])
+            else:
+                LOGGER.debug("Settlement %s not recorded: %s", record_id[:12], refusal)
+        if self.peer is not None:
+            self.peer.set_balances(self.ledger.balances())
+        await self._refresh_scores()
 
     def _event_peer(self, event_type: str, member: str, **extra: Any) -> None:
         if member == self.member_key or not self._announce:
@@ -901,5 +1042,9 @@ class FederationLink:
             ),
             "trades_recorded": self.trades_recorded,
             "trades_refused": self.trades_refused,
+            "deliveries_reported": self.deliveries_reported,
+            "settlements_recorded": self.settlements_recorded,
+            "deliveries_unreported": self.deliveries_unreported,
+            "settlements_waiting": len(self._waiting_settlements),
             "unreachable": sorted(short(m) for m in self._unreachable),
         }

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON
 from homeassistant.core import HassJob, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.event import async_track_point_in_utc_time
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
@@ -70,6 +71,7 @@ from .const import (
     ControlMode,
     PowerSign,
 )
+from .coordinator import EnergyIntegrator
 from .core.agents import (
     AssetAllocation,
     AssetBid,
@@ -192,6 +194,9 @@ class FederationLike(Protocol):
 
     def async_add_result_listener(self, cb: Callable[[Any], None]) -> Callable[[], None]:
         """Call ``cb(outcome)`` for every slot outcome; return an unsubscriber."""
+
+    def async_report_delivery(self, slot_start_ms: int, exported_wh: int, imported_wh: int) -> None:
+        """Report the home's metered grid export and import during a past slot."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -337,6 +342,13 @@ class SlotClock:
         self._last_export: int | None = None
         self._manual_seq = 0
         self._stopped = True
+        # Metering for delivery reports: the home's grid power integrated over each slot
+        # (a grid meter's own energy counters when it has both), and the totals at the
+        # last slot boundary: (slot start, source, import Wh, export Wh).
+        self._grid = EnergyIntegrator()
+        self._meter_mark: tuple[int, str, int, int] | None = None
+        self._meter_gap = False  # the grid reading was unavailable during this slot
+        self.metered: dict[int, tuple[int, int]] = {}  # slot -> (exported, imported) Wh
 
     # --- configuration read each slot ---------------------------------------------------
 
@@ -533,6 +545,14 @@ class SlotClock:
         federation = self.federation
         if federation is not None:
             self._unsubs.append(federation.async_add_result_listener(self.async_handle_outcome))
+        coordinator = self.runtime.coordinator
+        self._unsubs.append(coordinator.async_add_listener(self._on_reading))
+        self._unsubs.append(
+            async_dispatcher_connect(
+                self.hass, f"{DOMAIN}_ledger_updated_{self.entry.entry_id}", self._notify
+            )
+        )
+        self._on_reading()
         now = dt_util.utcnow()
         current = self.slot_now(now)
         upcoming = current + self.slot_seconds
@@ -585,13 +605,54 @@ class SlotClock:
             return
         slot = self.slot_now(now)
         nxt = slot + self.slot_seconds
+        self._meter_slot(slot)
         self._prune(slot)
         self._schedule("boundary", utc_from_ts(nxt), self._async_boundary)
         self._schedule_prepare(nxt)
         await self.async_act(slot)
 
+    @callback
+    def _on_reading(self) -> None:
+        data = self.runtime.coordinator.data
+        power = None if data is None else data.grid_power_w
+        self._meter_gap = self._meter_gap or power is None
+        self._grid.update(power, dt_util.utcnow())
+
+    def _meter_totals(self) -> tuple[str, int, int]:
+        """Cumulative (source, import Wh, export Wh) of the home's grid connection, read
+        now: a grid meter's energy counters (its own or integrated from its power), else
+        the integrated estimate of the home's net grid power."""
+        data = self.runtime.coordinator.async_update_now()  # calls _on_reading
+        if data.grid_import_wh is not None and data.grid_export_wh is not None:
+            return "meter", data.grid_import_wh, data.grid_export_wh
+        return "power", self._grid.import_wh, self._grid.export_wh
+
+    def _meter_slot(self, slot: int) -> None:
+        """At a boundary: meter the slot that just ended and report it to the community.
+
+        Only a slot metered from boundary to boundary is reported: not the one during
+        which Home Assistant started, nor one across a change of meter source, nor one
+        during which the grid reading was unavailable (what is unknown is not reported;
+        the community then counts the delivery as unproven).
+        """
+        totals = self._meter_totals()
+        mark, self._meter_mark = self._meter_mark, (slot, *totals)
+        gap = self._meter_gap
+        self._meter_gap = self.runtime.coordinator.data.grid_power_w is None
+        previous = slot - self.slot_seconds
+        if mark is None or mark[:2] != (previous, totals[0]) or gap:
+            return
+        exported = max(0, totals[2] - mark[3])
+        imported = max(0, totals[1] - mark[2])
+        self.metered[previous] = (exported, imported)
+        federation = self.federation
+        if federation is not None:
+            federation.async_report_delivery(previous * 1000, exported, imported)
+
     def _prune(self, slot: int) -> None:
         keep = slot - SECONDS_PER_DAY
+        for old in [s for s in self.metered if s < keep]:
+            del self.metered[old]
         for store in (self.plans, self.reports, self.prices, self.manual):
             for old in [s for s in store if s < keep]:
                 del store[old]

@@ -338,6 +338,20 @@ def _own_reputation(clock: SlotClock) -> float | None:
     return value / 10
 
 
+def _reputation_attrs(clock: SlotClock) -> dict[str, Any]:
+    """This home's score of each neighbour (percent), keyed by a short member id."""
+    federation = clock.federation
+    scores = getattr(federation, "reputations", None)
+    me = getattr(federation, "member_key", None)
+    if not isinstance(scores, dict):
+        return {}
+    return {
+        "peers": {
+            member[:8]: value / 10 for member, value in sorted(scores.items()) if member != me
+        }
+    }
+
+
 MARKET_SENSORS: tuple[PeerEnergyMarketSensorDescription, ...] = (
     PeerEnergyMarketSensorDescription(
         key="clearing_price",
@@ -437,6 +451,7 @@ MARKET_SENSORS: tuple[PeerEnergyMarketSensorDescription, ...] = (
         suggested_display_precision=1,
         available_fn=lambda clock: _own_reputation(clock) is not None,
         value_fn=_own_reputation,
+        attrs_fn=_reputation_attrs,
     ),
     PeerEnergyMarketSensorDescription(
         key="peers_online",

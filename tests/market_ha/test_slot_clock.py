@@ -319,6 +319,7 @@ class FakeLink:
     def __init__(self) -> None:
         self.submitted: list[tuple[int, tuple[Any, ...]]] = []
         self.listeners: list[Any] = []
+        self.delivered: list[tuple[int, int, int]] = []
         self.fail = False
 
     async def async_submit_orders(self, slot_start_ms: int, orders: Any) -> None:
@@ -331,6 +332,9 @@ class FakeLink:
     def async_add_result_listener(self, cb: Any) -> Any:
         self.listeners.append(cb)
         return lambda: self.listeners.remove(cb)
+
+    def async_report_delivery(self, slot_start_ms: int, exported_wh: int, imported_wh: int) -> None:
+        self.delivered.append((slot_start_ms, exported_wh, imported_wh))
 
 
 @pytest.fixture
@@ -575,3 +579,34 @@ async def test_departure_before_the_slot_is_tomorrow(
     # 12:15 UTC is 04:15 in the test's time zone (US/Pacific): departure 03:00 tomorrow,
     # 22:45 later, 91 slots of 15 minutes.
     assert dict(plan.assets[EV_ID].reason.params)["slots_left"] == 91
+
+
+async def test_each_slot_is_metered_and_reported_to_the_community(
+    hass: HomeAssistant, market: SlotClock, link: FakeLink, frozen: FrozenDateTimeFactory
+) -> None:
+    """At each boundary the slot that ended is metered and its delivery reported."""
+    # the slot during which Home Assistant started is not metered from its start: skipped
+    await _advance(hass, frozen, NEXT_SLOT)
+    assert link.delivered == []
+    # 500 W import for 5 minutes, then 2000 W export for 10 minutes
+    await _advance(hass, frozen, NEXT_SLOT + timedelta(minutes=5))
+    hass.states.async_set("sensor.grid_power", "-2000", {"unit_of_measurement": "W"})
+    await hass.async_block_till_done()
+    await _advance(hass, frozen, NEXT_SLOT + timedelta(minutes=14, seconds=59))
+    await _advance(hass, frozen, NEXT_SLOT + timedelta(minutes=15))
+    ((slot_ms, exported, imported),) = link.delivered
+    assert slot_ms == NEXT_TS * 1000
+    assert 300 <= exported <= 334  # 2000 W x 10 min = 333 Wh
+    assert 40 <= imported <= 42  # 500 W x 5 min = 41.7 Wh
+    assert market.metered[NEXT_TS] == (exported, imported)
+    # a meter that goes away stops the reports until a whole slot is metered again
+    await _advance(hass, frozen, NEXT_SLOT + timedelta(minutes=20))
+    hass.states.async_set("sensor.grid_power", STATE_UNAVAILABLE)
+    await hass.async_block_till_done()
+    await _advance(hass, frozen, NEXT_SLOT + timedelta(minutes=25))
+    hass.states.async_set("sensor.grid_power", "100", {"unit_of_measurement": "W"})
+    await hass.async_block_till_done()
+    await _advance(hass, frozen, NEXT_SLOT + timedelta(minutes=30))
+    assert len(link.delivered) == 1  # the slot with the outage is not reported
+    await _advance(hass, frozen, NEXT_SLOT + timedelta(minutes=45))
+    assert link.delivered[1] == ((NEXT_TS + 1800) * 1000, 0, 25)  # 100 W x 15 min
