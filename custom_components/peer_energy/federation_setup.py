@@ -69,6 +69,9 @@ from .runtime import PeerEnergyConfigEntry
 
 LOCAL_COMMUNITY: Final = "local"
 JOIN_TIMEOUT_S: Final = 60.0
+# Pauses before the join request is sent again while no welcome has come (within the
+# timeout above): a lost welcome costs seconds, not a repair issue.
+JOIN_RESEND_S: Final = (5.0, 10.0, 20.0)
 SERVICE_CREATE_INVITATION: Final = "create_invitation"
 SERVICE_REMOVE_MEMBER: Final = "remove_member"
 ATTR_TTL_HOURS: Final = "ttl_hours"
@@ -128,6 +131,8 @@ async def async_setup_federation(
             )
         except (CommunityError, KeyError) as err:
             LOGGER.error("Cannot found the community: %s", err)
+    if link.joined:  # a join that failed earlier may have completed since
+        ir.async_delete_issue(hass, DOMAIN, ISSUE_JOIN_FAILED)
     if subentry is not None and link.joined and action != CommunityAction.MEMBER:
         # The update listener is not registered yet: no reload.
         hass.config_entries.async_update_subentry(
@@ -197,7 +202,13 @@ async def async_setup_federation(
 
 
 async def _async_join(hass: HomeAssistant, link: FederationLink, subentry: ConfigSubentry) -> None:
-    """Send the join request and wait for the welcome; tell the user if it fails."""
+    """Send the join request and wait for the welcome; tell the user if it fails.
+
+    The request is resent a few times while no welcome has come, and a join pending
+    from before a restart is resumed: the inviter answers a repeated join from this
+    home's key with the welcome again. If the join completes after a ``join_failed``
+    issue was raised, the issue is deleted (``FederationLink._joined_now``).
+    """
     try:
         if link._join is not None:
             status = await link.async_resume_join()
@@ -208,12 +219,12 @@ async def _async_join(hass: HomeAssistant, link: FederationLink, subentry: Confi
     except FederationError as err:
         _join_failed(hass, str(err))
         return
-    reason = await link.async_wait_joined(JOIN_TIMEOUT_S)
+    reason = await link.async_wait_joined(JOIN_TIMEOUT_S, resend_s=JOIN_RESEND_S)
     if reason is None or reason == "stopped":
         return
     detail = {
         "http_0": "the inviting home did not answer",
-        "http_403": "the invitation was already used, has expired or does not match",
+        "http_403": "the invitation was used by another home, has expired or does not match",
         "timeout": "the inviting home did not send the welcome (is our address reachable?)",
     }.get(reason, f"the inviting home answered {status}")
     _join_failed(hass, detail)

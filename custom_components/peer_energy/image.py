@@ -2,8 +2,10 @@
 
 The picture is the invitation string created by ``peer_energy.create_invitation`` as a QR
 code, for a neighbour to scan from the screen. The entity is unavailable until an
-invitation exists, once it has been used (the neighbour joined) or when it expires. The
-latest invitation is kept in memory only: after a restart, create a new one.
+invitation exists, once it has been used (the neighbour joined) or when it expires. It
+survives a restart: the peer keeps its invitations, secrets included, in the private
+federation store (where the invitation already had to be kept to be usable after a
+restart) in the order they were made, so no secret is stored anywhere new.
 """
 
 from __future__ import annotations

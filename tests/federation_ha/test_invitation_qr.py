@@ -126,3 +126,42 @@ async def test_latest_invitation_image_follows_invitations(
     state = hass.states.get(entity_id)
     assert state is not None
     assert state.state == STATE_UNAVAILABLE
+
+
+async def test_latest_invitation_image_survives_a_restart(
+    hass: HomeAssistant,
+    hass_client_no_auth: Any,
+    clock: Clock,
+    home_a: tuple[PeerEnergyConfigEntry, Home],
+    make_home: HomeFactory,
+) -> None:
+    """After a reload the image shows the newest open invitation again (the peer keeps its
+    invitations in the private federation store, in the order they were made); one used
+    after the restart makes it unavailable, and so does a restart after that."""
+    entry, a = home_a
+    entity_id = _image_entity_id(hass, entry)
+    client = await hass_client_no_auth()
+    await invite(hass)
+    newest = await invite(hass)
+    await hass.async_block_till_done()
+
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    state = hass.states.get(entity_id)
+    assert state is not None
+    assert state.state != STATE_UNAVAILABLE
+    assert read_qr(await _fetch(client, hass, entity_id)) == [newest]
+
+    # A neighbour uses exactly that invitation: unavailable, also after another restart.
+    b = await make_home("B")
+    assert await b.link.async_join(newest, b.address) == 202
+    assert await b.link.async_wait_joined(2) is None
+    await hass.async_block_till_done()
+    state = hass.states.get(entity_id)
+    assert state is not None
+    assert state.state == STATE_UNAVAILABLE
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    state = hass.states.get(entity_id)
+    assert state is not None
+    assert state.state == STATE_UNAVAILABLE

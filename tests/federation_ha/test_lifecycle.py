@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
+from unittest.mock import patch
 
+from homeassistant import config_entries
 from homeassistant.components import persistent_notification
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import Context, HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import ServiceValidationError, Unauthorized
 from homeassistant.helpers import issue_registry as ir
 import pytest
 from pytest_homeassistant_custom_component.common import MockUser
 
-from custom_components.peer_energy.const import CONF_COMMUNITY_ACTION, DOMAIN
+from custom_components.peer_energy.const import (
+    CONF_ADDRESS,
+    CONF_COMMUNITY_ACTION,
+    CONF_INVITATION,
+    DOMAIN,
+    SUBENTRY_COMMUNITY,
+)
 from custom_components.peer_energy.federation import (
     DATA_LINK,
+    ISSUE_JOIN_FAILED,
     ISSUE_SELF_UNREACHABLE,
     FederationError,
     FederationLink,
     federation_store,
+    peer_restore,
 )
 from custom_components.peer_energy.federation_setup import community_subentry
 from custom_components.peer_energy.http import INFO_PATH, HttpTransport
 from custom_components.peer_energy.runtime import PeerEnergyConfigEntry
 
-from .conftest import Clock, Home, HomeFactory, invite, join, settle
+from .conftest import Clock, Home, HomeFactory, fast_rules, invite, join, settle
 
 
 async def test_restart_keeps_membership_and_invitations(
@@ -227,3 +240,206 @@ async def test_diagnostics_of_a_member_hide_secrets(
     secret = stored["peer"]["invitations"][0]["secret"]
     assert secret not in dumped
     assert diag["ledger"]["ledger"]["community"] == a.link.community_id
+
+
+class DropWelcomes:
+    """A transport that loses the first ``count`` welcome messages (the joiner's views were
+    down, e.g. Home Assistant restarting), delivering everything else."""
+
+    def __init__(self, inner: Any, count: int = 1) -> None:
+        self.inner = inner
+        self.count = count
+        self.dropped = 0
+
+    async def async_send(self, address: str, data: bytes) -> int:
+        if b'"type":"welcome"' in data and self.dropped < self.count:
+            self.dropped += 1
+            return 0
+        return int(await self.inner.async_send(address, data))
+
+    async def async_info(self, address: str) -> dict[str, Any] | None:
+        return await self.inner.async_info(address)  # type: ignore[no-any-return]
+
+
+async def _start_join(
+    hass: HomeAssistant, founder: Home, address: str
+) -> tuple[PeerEnergyConfigEntry, DropWelcomes]:
+    """An entry that joins ``founder``'s community through "Add community"; the founder's
+    first welcome is lost."""
+    from tests.conftest import make_entry
+
+    await founder.link.async_found("Rowan Close", fast_rules(), founder.address)
+    text = (await founder.link.async_create_invitation(3_600_000)).encode()
+    lossy = DropWelcomes(founder.link.transport)
+    founder.link.transport = lossy
+    entry = make_entry(assets={})
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_COMMUNITY), context={"source": config_entries.SOURCE_USER}
+    )
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {"next_step_id": "join_community"}
+    )
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {CONF_INVITATION: text, CONF_ADDRESS: address}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    return entry, lossy
+
+
+async def _until(hass: HomeAssistant, done: Callable[[], bool], what: str) -> None:
+    for _ in range(200):
+        await hass.async_block_till_done()
+        if done():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting until {what}")
+
+
+def _member(entry: PeerEnergyConfigEntry) -> bool:
+    link = entry.runtime_data.federation
+    subentry = community_subentry(entry)
+    return (
+        link is not None
+        and link.joined
+        and subentry is not None
+        and subentry.data[CONF_COMMUNITY_ACTION] == "member"
+    )
+
+
+async def test_lost_welcome_is_recovered_by_resending_the_join(
+    hass: HomeAssistant, clock: Clock, http_address: str, make_home: HomeFactory
+) -> None:
+    """The founder's welcome is lost; the joining home sends its join again after a pause
+    and the founder answers with the welcome again: joined, no repair, one member record."""
+    founder = await make_home("F")
+    with (
+        patch("custom_components.peer_energy.federation_setup.JOIN_RESEND_S", (0.05, 0.1)),
+        patch("custom_components.peer_energy.federation_setup.JOIN_TIMEOUT_S", 10.0),
+    ):
+        entry, lossy = await _start_join(hass, founder, http_address)
+        await _until(hass, lambda: _member(entry), "the entry is a member")
+    await settle(founder)
+    assert lossy.dropped == 1
+    assert founder.link.members == 2
+    assert entry.runtime_data.federation is not None
+    assert entry.runtime_data.federation.members == 2
+    # the founder's address and one member record (the repeated join added none)
+    assert len(founder.link.peer.membership.records) == 2  # type: ignore[union-attr]
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_JOIN_FAILED) is None
+
+
+async def test_join_resumed_after_a_restart_gets_the_welcome_again(
+    hass: HomeAssistant, clock: Clock, http_address: str, make_home: HomeFactory
+) -> None:
+    """The welcome is lost and no resend comes in time: the join fails with a repair
+    issue. After a restart of the joining home the stored join is resumed, the founder
+    (which already admitted the key) sends the welcome again, and the issue goes away."""
+    founder = await make_home("F")
+    with (
+        patch("custom_components.peer_energy.federation_setup.JOIN_RESEND_S", ()),
+        patch("custom_components.peer_energy.federation_setup.JOIN_TIMEOUT_S", 0.2),
+    ):
+        entry, lossy = await _start_join(hass, founder, http_address)
+        registry = ir.async_get(hass)
+        await _until(
+            hass,
+            lambda: registry.async_get_issue(DOMAIN, ISSUE_JOIN_FAILED) is not None,
+            "the join failed",
+        )
+    assert lossy.dropped == 1
+    assert founder.link.members == 2  # the founder did admit the key
+    assert entry.runtime_data.federation is None  # not a member (yet)
+    assert not hass.data[DATA_LINK].joined
+
+    # The founder restarts too (its used invitation is remembered in its store).
+    await founder.link.async_save()
+    founder.link.peer = peer_restore(
+        founder.link.identity,
+        (await founder.link.store.async_load())["peer"],  # type: ignore[index]
+        clock.now,
+    )
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await _until(hass, lambda: _member(entry), "the resumed join completed")
+    await settle(founder)
+    assert registry.async_get_issue(DOMAIN, ISSUE_JOIN_FAILED) is None
+    assert founder.link.members == 2
+    assert entry.runtime_data.federation is not None
+    assert entry.runtime_data.federation.community_id == founder.link.community_id
+    assert entry.runtime_data.federation.members == 2
+
+
+async def test_resend_stops_on_a_refusal_and_at_the_timeout(
+    hass: HomeAssistant, clock: Clock, make_home: HomeFactory
+) -> None:
+    """A refused join (another home used the invitation) ends the wait at once; while no
+    welcome comes, the join is resent after each pause and then the wait times out."""
+    founder = await make_home("F")
+    await founder.link.async_found("Ash Row", fast_rules(), founder.address)
+    inv = await founder.link.async_create_invitation(3_600_000)
+    first = await make_home("B")
+    assert await first.link.async_join(inv.encode(), first.address) == 202
+    assert await first.link.async_wait_joined(2) is None
+    late = await make_home("C")
+    assert await late.link.async_join(inv.encode(), late.address) == 403
+    assert await late.link.async_wait_joined(5, resend_s=(0.01,)) == "http_403"
+
+    other = await make_home("D")
+    inv2 = await founder.link.async_create_invitation(3_600_000)
+    silent = DropWelcomes(founder.link.transport, count=10)
+    founder.link.transport = silent
+    assert await other.link.async_join(inv2.encode(), other.address) == 202
+    assert await other.link.async_wait_joined(1.5, resend_s=(0.01, 0.02, 0.04)) == "timeout"
+    await settle(founder)
+    assert silent.dropped == 4  # the join and three resends, each answered with a welcome
+    assert founder.link.members == 3
+
+
+class LostAnswers:
+    """The joiner's transport: delivers, but the first ``count`` answers are lost (0)."""
+
+    def __init__(self, inner: Any, count: int, deliver: bool = True) -> None:
+        self.inner = inner
+        self.count = count
+        self.deliver = deliver
+        self.sent = 0
+
+    async def async_send(self, address: str, data: bytes) -> int:
+        self.sent += 1
+        status = int(await self.inner.async_send(address, data)) if self.deliver else 0
+        return 0 if self.sent <= self.count else status
+
+    async def async_info(self, address: str) -> dict[str, Any] | None:
+        return None
+
+
+async def test_welcome_during_the_pause_and_stop_during_the_pause(
+    hass: HomeAssistant, clock: Clock, make_home: HomeFactory
+) -> None:
+    """The inviter's answer is lost but its welcome comes during the pause: joined, no
+    resend. An inviter that cannot be reached is retried until the link stops."""
+    founder = await make_home("F")
+    await founder.link.async_found("Ash Row", fast_rules(), founder.address)
+    b = await make_home("B")
+    lossy = LostAnswers(b.link.transport, count=1)
+    b.link.transport = lossy
+    inv = await founder.link.async_create_invitation(3_600_000)
+    assert await b.link.async_join(inv.encode(), b.address) == 0
+    assert await b.link.async_wait_joined(5, resend_s=(0.5,)) is None
+    assert lossy.sent == 1
+    assert b.link.joined
+
+    c = await make_home("C")
+    down = LostAnswers(c.link.transport, count=100, deliver=False)
+    c.link.transport = down
+    inv2 = await founder.link.async_create_invitation(3_600_000)
+    assert await c.link.async_join(inv2.encode(), c.address) == 0
+    assert await c.link.async_wait_joined(0.5, resend_s=(0.01, 0.01)) == "http_0"
+    assert down.sent == 3  # the join and two resends, then the wait ran out
+    waiting = asyncio.ensure_future(c.link.async_wait_joined(5, resend_s=(0.5,)))
+    await asyncio.sleep(0.05)
+    await c.link.async_stop()
+    assert await waiting == "stopped"
+    assert down.sent == 3
