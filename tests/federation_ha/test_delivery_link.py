@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 from homeassistant.core import HomeAssistant
 import pytest
 
+from custom_components.peer_energy.core.credit import SignedTrade
 from custom_components.peer_energy.core.orders import Order, Side
+from custom_components.peer_energy.federation import FederationLink
 
 from .conftest import Clock, Home, fast_rules, next_slot, open_ledger, run_slot, tick_all
 from .test_link import MemTransport, make_link, mem_join
@@ -16,7 +20,9 @@ def net() -> MemTransport:
     return MemTransport()
 
 
-async def _trade(hass: HomeAssistant, clock: Clock, net: MemTransport) -> tuple[list[Home], int]:
+async def _trade(
+    hass: HomeAssistant, clock: Clock, net: MemTransport, *, recorded: bool = True
+) -> tuple[list[Home], int]:
     """Home a sells 500 Wh to home b at a final slot; c watches."""
     a = await make_link(hass, net, clock, "a")
     await a.link.async_found("Elder Way", fast_rules(), "a")
@@ -35,7 +41,7 @@ async def _trade(hass: HomeAssistant, clock: Clock, net: MemTransport) -> tuple[
     await run_slot(clock, homes, slot, rules)
     for home in homes:
         await home.link.async_drain()
-        assert home.link.trades_recorded == 1
+        assert home.link.trades_recorded == (1 if recorded else 0)
     return homes, slot
 
 
@@ -115,4 +121,35 @@ async def test_a_seller_that_never_reports_is_recorded_as_not_delivering(
         # the money stays as traded
         terms = (await home.ledger.async_records("trade"))[0].body["terms"]
         assert home.ledger.balances()[a.link.member_key] == 500 * terms["price"]
+    await _close(homes)
+
+
+async def test_a_settlement_waits_for_its_trade(
+    hass: HomeAssistant, clock: Clock, net: MemTransport
+) -> None:
+    """A settlement that reaches the ledger before its trade is kept and recorded after."""
+    recorded: list[tuple[int, list[SignedTrade]]] = []
+
+    async def hold(_link: FederationLink, slot: int, trades: list[SignedTrade]) -> None:
+        recorded.append((slot, trades))
+
+    with patch.object(FederationLink, "_record_trades", autospec=True) as record:
+        record.side_effect = hold
+        homes, slot = await _trade(hass, clock, net, recorded=False)
+    a, b, c = homes
+    assert c.ledger is not None
+    assert await c.ledger.async_records("trade") == []
+    ((_, trades), *_) = recorded
+    rules = fast_rules()
+    await tick_all(clock, homes, (slot + rules.slot_seconds) * 1000)
+    a.link.async_report_delivery(slot * 1000, exported_wh=500, imported_wh=0)
+    b.link.async_report_delivery(slot * 1000, exported_wh=0, imported_wh=500)
+    await c.link.async_drain()
+    assert c.link.settlements_recorded == 0
+    assert c.link.diagnostics()["settlements_waiting"] == 1
+    await c.link._record_trades(slot, trades)  # the trade arrives
+    await c.link.async_drain()
+    assert c.link.trades_recorded == 1
+    assert c.link.settlements_recorded == 1
+    assert c.link.diagnostics()["settlements_waiting"] == 0
     await _close(homes)
