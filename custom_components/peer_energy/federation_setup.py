@@ -5,8 +5,9 @@ At set-up (``async_setup_federation``):
 1. load or create the home's key pair (``ledger.identity_store``, a private ``Store``);
 2. restore the federation state and carry out what the ``community`` subentry asks:
    found a community (``create``), start joining (``join``, finished in the background:
-   the subentry becomes ``member`` and the entry reloads), or leave when the user deleted
-   the subentry;
+   the subentry becomes ``member`` and the entry reloads; the join request is resent while
+   no welcome comes, and a join pending before a restart is resumed), or leave when the
+   user deleted the subentry;
 3. open the ledger (one SQLite file per community, ``local`` before joining) in the
    executor and register the HTTP views;
 4. start the slot timers and probe our own address once Home Assistant has started.
