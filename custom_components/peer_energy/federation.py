@@ -14,8 +14,9 @@
   for final slots;
 * it persists what a restart needs in a private ``Store``
   (``.storage/peer_energy.federation.<entry_id>``): the charter, the signed membership
-  records, the announced address, open invitations (their one-time secrets), the fairness
-  state after the newest final slot and which slots were already settled.
+  records, the announced address, invitations with their one-time secrets (open ones, and
+  used ones while the member they admitted is current, so a repeated join gets the welcome
+  again), the fairness state after the newest final slot and which slots were settled.
 
 The interface the slot clock uses is fixed in ``/work/issue5_split.md``:
 ``async_submit_orders``, ``async_add_result_listener``, ``peers_online``, ``members``,
