@@ -1116,6 +1116,7 @@ COMMUNITY_ANSWERS: dict[str, Any] = {
 }
 COMMUNITY_TIMEOUT = 240.0  # joining and the first cleared slot (1-minute slots)
 TRADE_WAIT = 200.0  # --check: how long to wait for a first trade between two homes
+DELIVERY_WAIT = 200.0  # --check: then for its delivery to be settled on every home
 
 
 async def start_home(run: Run, api: Api, label: str) -> None:
@@ -1365,6 +1366,34 @@ async def neighbourhood(runs: list[Run]) -> bool:
                         await lead.pause(2)
                 if has_traded:
                     lead.timings["first_trade"] = time.monotonic() - t4
+
+                    async def delivered() -> bool:
+                        pairs = zip(apis, entries, strict=True)
+                        states = [await federation_state(a, e) for a, e in pairs]
+                        return all(
+                            (st.get("settlements_recorded") or 0)
+                            + (st.get("deliveries_unreported") or 0)
+                            for st in states
+                        )
+
+                    # A trade's delivery is settled once both parties have metered the slot
+                    # (at its end) or at the delivery deadline one slot later.
+                    say("waiting for the first delivery to be metered and settled ...")
+                    t5 = time.monotonic()
+                    settled = False
+                    while not settled and time.monotonic() - t5 < DELIVERY_WAIT:
+                        lead.check_alive()
+                        with contextlib.suppress(aiohttp.ClientError, TimeoutError, DemoError):
+                            settled = await delivered()
+                        if not settled:
+                            await lead.pause(2)
+                    if settled:
+                        lead.timings["first_delivery"] = time.monotonic() - t5
+                    else:
+                        ok = False
+                        lead.summary.append(
+                            f"no delivery settled on every home within {DELIVERY_WAIT:.0f} s"
+                        )
                 else:
                     lead.summary.append(
                         f"no trade between homes within {TRADE_WAIT:.0f} s (time of day: "
@@ -1380,6 +1409,9 @@ async def neighbourhood(runs: list[Run]) -> bool:
                         f"{label}: members {st.get('members')}, peers online "
                         f"{st.get('peers_online')}, final slots {len(st.get('recent_finals', {}))}"
                         f", trades recorded {st.get('trades_recorded')}"
+                        f", deliveries settled {st.get('settlements_recorded')}"
+                        f" (unreported {st.get('deliveries_unreported')})"
+                        f", own reputation {st.get('own_reputation')}"
                     )
             for task in cleanups:
                 task.cancel()

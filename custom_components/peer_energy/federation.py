@@ -1046,6 +1046,7 @@ class FederationLink:
             "deliveries_reported": self.deliveries_reported,
             "settlements_recorded": self.settlements_recorded,
             "deliveries_unreported": self.deliveries_unreported,
+            "own_reputation": self.own_reputation,
             "settlements_waiting": len(self._waiting_settlements),
             "unreachable": sorted(short(m) for m in self._unreachable),
         }
