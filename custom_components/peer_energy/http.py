@@ -10,8 +10,10 @@ Endpoints (specified in ``docs/protocol.md``, section "HTTP transport"):
   id, member count) used by joiners and by the reachability probe.
 
 Limits: bodies over ``MAX_BODY_BYTES`` get ``413`` before they are read whole; each
-(remote address, claimed sender key) pair has a token bucket (``RATE_PER_S`` messages per
+(remote address, claimed member key) pair has a token bucket (``RATE_PER_S`` messages per
 second, bursts of ``RATE_BURST``) and gets ``429`` with ``Retry-After`` when it is empty.
+Messages whose claimed key is no member's (joins, strangers, forgers inventing keys) share
+one smaller bucket per remote address, so inventing keys buys no extra signature checks.
 
 ``HttpTransport`` sends through Home Assistant's shared aiohttp session with a timeout per
 attempt and a bounded number of attempts with exponential backoff; it never raises.
@@ -45,6 +47,9 @@ ADDRESS_HEADER: Final = "X-Peer-Energy-Address"
 MAX_BODY_BYTES: Final = MAX_MESSAGE_BYTES
 RATE_PER_S: Final = 20.0
 RATE_BURST: Final = 200.0
+# Non-members (a claimed key no member holds) share one bucket per remote address.
+STRANGER_RATE_PER_S: Final = 2.0
+STRANGER_BURST: Final = 20.0
 MAX_BUCKETS: Final = 10_000
 CONTENT_TYPE: Final = "application/json"
 
@@ -107,20 +112,27 @@ class RateLimiter:
         self.clock = clock
         self._buckets: dict[tuple[str, str], _Bucket] = {}
 
-    def take(self, key: tuple[str, str]) -> float:
-        """Take one token: return 0 when allowed, else the seconds until one is free."""
+    def take(self, key: tuple[str, str], *, stranger: bool = False) -> float:
+        """Take one token: return 0 when allowed, else the seconds until one is free.
+
+        ``stranger``: the claimed key is no member's; all such messages from one remote
+        address share the bucket ``(address, "")`` with the stranger rate and burst.
+        """
         now = self.clock()
+        if stranger:
+            key = (key[0], "")
+        rate, burst = (STRANGER_RATE_PER_S, STRANGER_BURST) if stranger else (self.rate, self.burst)
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= MAX_BUCKETS:
-                self._buckets.clear()  # crude bound on memory under a flood of keys
-            bucket = self._buckets[key] = _Bucket(self.burst, now)
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
+                self._buckets.clear()  # crude bound on memory under a flood of addresses
+            bucket = self._buckets[key] = _Bucket(burst, now)
+        bucket.tokens = min(burst, bucket.tokens + (now - bucket.at) * rate)
         bucket.at = now
         if bucket.tokens >= 1:
             bucket.tokens -= 1
             return 0.0
-        return (1 - bucket.tokens) / self.rate
+        return (1 - bucket.tokens) / rate
 
 
 DATA_VIEWS: HassKey[RateLimiter] = HassKey(f"{DOMAIN}_views")
@@ -168,7 +180,8 @@ async def async_handle_message(
         return _error(413, CODE_BODY_TOO_LARGE, f"a message is at most {MAX_BODY_BYTES} bytes")
     match = _SENDER.search(body[:4096])
     claimed = match.group(1).decode() if match else ""
-    wait = limiter.take((request.remote or "", claimed))
+    stranger = link.peer.membership.keyring.resolve(claimed) is None
+    wait = limiter.take((request.remote or "", claimed), stranger=stranger)
     if wait:
         return _error(
             429,

@@ -18,6 +18,7 @@ from custom_components.peer_energy.http import (
     INFO_PATH,
     MAX_BODY_BYTES,
     MESSAGE_PATH,
+    STRANGER_BURST,
     RateLimiter,
     async_register_views,
     status_of,
@@ -231,3 +232,39 @@ def test_rate_limiter_bounds_its_memory() -> None:
         for i in range(12):
             assert limiter.take((str(i), "")) == 0
         assert len(limiter._buckets) <= 5
+
+
+async def test_strangers_share_one_bucket_per_address(
+    hass: HomeAssistant,
+    hass_client_no_auth: Any,
+    clock: Clock,
+    home_a: tuple[PeerEnergyConfigEntry, Home],
+    member_b: Home,
+) -> None:
+    """Inventing a new key per message buys no extra signature checks; members keep theirs."""
+    limiter = hass.data[DATA_VIEWS]
+    limiter._buckets.clear()
+    client = await hass_client_no_auth()
+    statuses = []
+    for k in range(int(STRANGER_BURST) + 3):
+        stranger = Identity.generate()
+        wire = seal(
+            stranger, community="0" * 32, seq=k + 1, ts_ms=clock.now, type="digest", payload={}
+        ).to_wire()
+        resp = await client.post(MESSAGE_PATH, data=wire)
+        statuses.append(resp.status)
+    assert 429 not in statuses[: int(STRANGER_BURST)]
+    assert statuses[int(STRANGER_BURST) :] == [429, 429, 429]
+    # a member from the same address is not held back by the strangers
+    resp = await client.post(MESSAGE_PATH, data=_fetch(member_b, clock))
+    assert resp.status == 202
+
+
+def test_stranger_bucket_ignores_the_claimed_key() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate_per_s=100, burst=100, clock=lambda: now[0])
+    for k in range(20):
+        assert limiter.take(("1.2.3.4", f"k{k}"), stranger=True) == 0
+    assert limiter.take(("1.2.3.4", "another"), stranger=True) == pytest.approx(0.5)
+    assert limiter.take(("5.6.7.8", "k0"), stranger=True) == 0  # per address
+    assert limiter.take(("1.2.3.4", "k0")) == 0  # a member's own bucket
