@@ -501,9 +501,8 @@ class FederationLink:
         The peer keeps its invitations (with their secrets, in the private store) in the
         order they were made, so this survives a restart.
         """
-        if self.peer is None or not self.joined:
-            return None
-        return self.peer.latest_invitation(self.clock())
+        peer = self.peer
+        return peer.latest_invitation(self.clock()) if peer is not None and peer.joined else None
 
     async def async_leave(self) -> None:
         """Tell everyone this home leaves (deliveries awaited, bounded by the transport)."""
