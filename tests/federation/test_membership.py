@@ -376,6 +376,9 @@ def test_repeated_join_gets_the_welcome_again() -> None:
         },
     )
     assert [e.code for e in p0.receive(fake.to_wire(), "j", now + 6)] == ["bad_proof"]
+    # the same key with a valid proof for another address: the welcome goes nowhere else
+    _, moved = Peer.joining(joiner, inv, address="elsewhere", now_ms=now + 7)
+    assert [e.code for e in p0.receive(moved[0].data, "j", now + 7)] == ["bad_invitation"]
 
     # the inviter restarts (snapshot through JSON); the joiner resumes after the expiry
     later = inv.expires_ms + 1_000

@@ -2099,6 +2099,11 @@ class Peer:
             # A former member's key is refused by validate() already (unknown sender).
             if not self.membership.is_member(env.sender):  # pragma: no cover - see above
                 return [Rejected(Reject.BAD_INVITATION.value, "used", sender_address)]
+            # Only to the address on record: a repeated join cannot aim the welcome
+            # elsewhere (the joiner resends exactly what it sent first).
+            if address != self.membership.address_of(env.sender):
+                detail = "used for another address"
+                return [Rejected(Reject.BAD_INVITATION.value, detail, sender_address)]
             return [self._welcome(address, now_ms)]
         record = self._seal_env("member", {"member": env.sender, "address": address}, now_ms)
         others = self._others()
