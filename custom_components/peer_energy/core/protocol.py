@@ -29,10 +29,11 @@ Per slot (``s`` = slot start, ``G`` = gate closure = ``s - gate_closure_lead_s``
    (or during catch-up after being offline) it is reported as ``SlotCleared(late=True)``.
 
 Public API: ``Peer`` (``found``, ``joining``, ``restore``; ``receive``, ``tick``,
-``next_wakeup_ms``; ``submit_orders``, ``invite``, ``leave``, ``remove``, ``set_address``,
-``enrol``, ``catch_up``, ``set_balances``; ``snapshot``, ``slot_data``, ``is_void``,
-``roster``; properties ``joined``, ``finals``, ``fairness``, ``member_id``,
-``community_id``, ``rules``, ``address``, ``membership``), the outputs listed above,
+``next_wakeup_ms``; ``submit_orders``, ``invite``, ``join_again``, ``leave``, ``remove``,
+``set_address``, ``enrol``, ``catch_up``, ``set_balances``; ``snapshot``, ``slot_data``,
+``is_void``, ``roster``, ``latest_invitation``, ``open_invitations``; properties
+``joined``, ``finals``, ``fairness``, ``member_id``, ``community_id``, ``rules``,
+``address``, ``membership``), the outputs listed above,
 ``FinalSlot``, ``EquivocationProof``, ``verify_equivocation``, ``verify_slot_data``,
 ``verify_record``, ``Reject``, ``ProtocolError``, ``MESSAGE_TYPES``.
 
@@ -1220,8 +1221,17 @@ class Peer:
             ]
         elif first:
             return self._to_relays(state, data, now_ms)  # a relay: to the other relays
-        else:  # rounds 1, 2 (or all-to-all): whoever last showed us another set
-            targets = [m for m in self.membership.roster(g) if state.heard.get(m) != ids]
+        else:  # rounds 1, 2: whoever last showed us another set
+            # A relay asks members it has not heard from only in the last round: under load
+            # their first digests may simply not have been read yet.
+            wait = bool(relays) and state.rounds_done < DIGEST_ROUNDS - 1
+            targets = [
+                m
+                for m in self.membership.roster(g)
+                if m != self.member_id
+                and state.heard.get(m) != ids
+                and not (wait and m not in state.heard)
+            ]
         for m in targets:
             state.told[m] = root
         to = self._addresses(targets)
