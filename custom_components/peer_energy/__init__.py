@@ -24,6 +24,7 @@ from .ledger import LedgerSetupError
 from .market import SlotClock, async_add_blueprints
 from .runtime import PeerEnergyConfigEntry, PeerEnergyRuntime, default_controls
 from .services import async_setup_services
+from .websocket_api import async_register_panel, async_remove_panel, async_setup_websocket
 
 __all__ = ["PeerEnergyConfigEntry", "PeerEnergyRuntime"]
 
@@ -43,6 +44,7 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register the actions, so they exist (and explain themselves) before an entry loads."""
     async_setup_services(hass)
     async_setup_federation_actions(hass)
+    async_setup_websocket(hass)
     return True
 
 
@@ -93,6 +95,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
     # Once Home Assistant runs (after the automation integration has added its own example
     # blueprints, which it skips when the folder already exists), add ours.
     entry.async_on_unload(async_at_started(hass, async_add_blueprints))
+    # The "Peer Energy" sidebar panel (market view) shows while the entry is loaded.
+    await async_register_panel(hass)
+    entry.async_on_unload(lambda: async_remove_panel(hass))
     return True
 
 

@@ -1,0 +1,505 @@
+"""The market view: a sidebar panel and the websocket command that feeds it.
+
+``peer_energy/market`` (optional ``entry_id``) returns one snapshot of the home's market:
+the running and next slot (prices, own position, every asset's order, allocation and
+reason), the last day of slots, this home's trades and delivery settlements, credit,
+totals, reputation and the community. It only *reads* the runtime of the loaded entry
+(slot clock, federation link, ledger); there is no market logic here. Exact integers are
+kept next to their display values in major currency units (converted at this edge only).
+
+Nothing secret leaves: no keys, seeds or invitations; other homes appear only as their
+short member id (8 hex characters) and never with their meter readings.
+
+The panel (``frontend/peer-energy-panel.js``, a plain ES module without a build step) is
+served as a static file and registered as a sidebar panel while an entry is loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from homeassistant.components import frontend, panel_custom, websocket_api
+from homeassistant.components.http import StaticPathConfig
+from homeassistant.components.websocket_api.connection import ActiveConnection
+from homeassistant.components.websocket_api.const import ERR_NOT_FOUND
+from homeassistant.components.websocket_api.decorators import async_response, websocket_command
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import entity_registry as er
+from homeassistant.util import dt as dt_util
+import voluptuous as vol
+
+from .const import CONF_HOME_NAME, DOMAIN, LOGGER
+from .core.credit import TradeTerms
+from .federation import short
+from .market import (
+    SECONDS_PER_DAY,
+    AssetPlan,
+    SlotClock,
+    SlotPlan,
+    SlotReport,
+    major_to_milli_amount,
+    price_to_major,
+    utc_from_ts,
+)
+
+if TYPE_CHECKING:
+    from .core.agents import AssetAllocation
+    from .core.orders import Reason, Step
+    from .ledger import PeerLedger
+    from .runtime import PeerEnergyConfigEntry, PeerEnergyRuntime
+
+WS_TYPE_MARKET: Final = f"{DOMAIN}/market"
+PANEL_URL_PATH: Final = "peer-energy"
+PANEL_COMPONENT: Final = "peer-energy-panel"
+PANEL_TITLE: Final = "Peer Energy"
+PANEL_ICON: Final = "mdi:transmission-tower"
+PANEL_FILE: Final = Path(__file__).parent / "frontend" / "peer-energy-panel.js"
+STATIC_URL: Final = f"/{DOMAIN}_static/peer-energy-panel.js"
+# hass.data key: the static file is registered once per Home Assistant run (aiohttp
+# routes cannot be removed); the value is the module URL with a cache-busting hash.
+DATA_PANEL_URL: Final = f"{DOMAIN}_panel_url"
+# Most trades and settlements listed (newest first).
+MAX_RECORDS: Final = 100
+
+# Market sensors of the home device whose changes make the panel refresh.
+_HOME_KEYS: Final = ("clearing_price", "next_clearing_price", "net_position", "credit_balance")
+_ASSET_KEYS: Final = ("market_order", "allocation", "market_reason")
+
+
+# --- websocket command ----------------------------------------------------------------------
+
+
+@callback
+def async_setup_websocket(hass: HomeAssistant) -> None:
+    """Register the websocket command (idempotent; called from ``async_setup``)."""
+    websocket_api.async_register_command(hass, ws_market)
+
+
+@websocket_command({vol.Required("type"): WS_TYPE_MARKET, vol.Optional("entry_id"): str})
+@async_response
+async def ws_market(hass: HomeAssistant, connection: ActiveConnection, msg: dict[str, Any]) -> None:
+    """Send the market view of an entry (the loaded one when no ``entry_id`` is given)."""
+    entry = _loaded_entry(hass, msg.get("entry_id"))
+    if entry is None:
+        connection.send_error(
+            msg["id"],
+            ERR_NOT_FOUND,
+            "No loaded Peer Energy entry"
+            + (f" with id {msg['entry_id']}" if "entry_id" in msg else ""),
+        )
+        return
+    connection.send_result(msg["id"], await async_market_view(hass, entry))
+
+
+def _loaded_entry(hass: HomeAssistant, entry_id: str | None) -> PeerEnergyConfigEntry | None:
+    entries: list[PeerEnergyConfigEntry] = hass.config_entries.async_loaded_entries(DOMAIN)
+    for entry in entries:
+        if entry_id is not None and entry.entry_id != entry_id:
+            continue
+        if entry.state is ConfigEntryState.LOADED and entry.runtime_data.market is not None:
+            return entry
+    return None
+
+
+async def async_market_view(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> dict[str, Any]:
+    """The whole market view of a loaded entry as JSON-ready data (see docs/market_view.md)."""
+    runtime = entry.runtime_data
+    market = runtime.market
+    assert market is not None  # checked by the caller
+    currency = market.currency
+    now = market.slot_now()
+    step = market.slot_seconds
+    federation = runtime.federation
+    ledger = runtime.ledger
+    me = ledger.member if ledger is not None else market.member
+    trades, settlements = await _async_records(ledger, me, now - SECONDS_PER_DAY, currency)
+    return {
+        "entry_id": entry.entry_id,
+        "home_name": str(entry.data.get(CONF_HOME_NAME) or entry.title),
+        "member_id": short(me),
+        "currency": currency,
+        "now": dt_util.utcnow().isoformat(),
+        "slot_seconds": step,
+        "gate_lead_seconds": market.gate_lead_seconds,
+        "control_mode": market.control_mode.value,
+        "community": None
+        if federation is None
+        else {
+            "name": federation.community_name,
+            "members": federation.members,
+            "peers_online": federation.peers_online,
+        },
+        "current": _slot_view(hass, entry, market, now),
+        "next": _slot_view(hass, entry, market, now + step),
+        "history": _history(market, now + step),
+        "trades": trades,
+        "settlements": settlements,
+        "credit": _credit(ledger, currency),
+        "totals": {
+            "bought_wh": market.totals.bought_wh,
+            "sold_wh": market.totals.sold_wh,
+            "earned": major_to_milli_amount(market.totals.earned_milli, currency),
+            "earned_mmu": market.totals.earned_milli,
+            "spent": major_to_milli_amount(market.totals.spent_milli, currency),
+            "spent_mmu": market.totals.spent_milli,
+        },
+        "reputation": _reputation(federation, me),
+        "entities": _watched_entities(hass, entry),
+    }
+
+
+# --- slots ------------------------------------------------------------------------------------
+
+
+def _price(value: int | None, currency: str) -> dict[str, Any]:
+    return {"value": price_to_major(value, currency), "minor": value}
+
+
+def _reason(reason: Reason | None) -> dict[str, Any] | None:
+    if reason is None:
+        return None
+    return {"code": reason.code, "params": dict(reason.params)}
+
+
+def _slot_view(
+    hass: HomeAssistant, entry: PeerEnergyConfigEntry, market: SlotClock, slot: int
+) -> dict[str, Any]:
+    """One slot: what the home ordered and, once cleared, what it got and why."""
+    currency = market.currency
+    plan = market.plans.get(slot)
+    report = market.reports.get(slot)
+    if report is None:
+        status = "open" if plan is not None else "unknown"
+    elif report.void:
+        status = "void"
+    else:
+        status = "local" if report.local else "cleared"
+    view: dict[str, Any] = {
+        "slot_start": utc_from_ts(slot).isoformat(),
+        "slot_end": utc_from_ts(slot + market.slot_seconds).isoformat(),
+        "gate_closure": utc_from_ts(market.gate_closure(slot)).isoformat(),
+        "status": status,
+        "import_price": _price(None if plan is None else plan.import_price, currency),
+        "feed_in_tariff": _price(None if plan is None else plan.feed_in_tariff, currency),
+        "order": _order(plan, currency),
+        "outcome": None if report is None else _outcome(report, currency),
+        "assets": _assets(hass, entry, market, plan, report),
+    }
+    return view
+
+
+def _order(plan: SlotPlan | None, currency: str) -> dict[str, Any] | None:
+    """The one aggregate order that left the house (no partner preferences)."""
+    if plan is None or plan.order is None:
+        return None
+    order = plan.order
+    return {
+        "side": order.side.value,
+        "energy_wh": order.energy_wh,
+        "clean": order.clean,
+        "steps": _steps(order.steps, currency),
+    }
+
+
+def _steps(steps: Iterable[Step], currency: str) -> list[dict[str, Any]]:
+    return [
+        {"price": price_to_major(s.price, currency), "price_minor": s.price, "wh": s.energy_wh}
+        for s in steps
+    ]
+
+
+def _outcome(report: SlotReport, currency: str) -> dict[str, Any]:
+    return {
+        "price": _price(report.price, currency),
+        "clean_price": _price(report.clean_price, currency),
+        "own_price": _price(report.own_price, currency),
+        "void": report.void,
+        "void_reason": report.void_reason,
+        "local": report.local,
+        "position_wh": report.position_wh,
+        "bought_wh": report.bought_wh,
+        "sold_wh": report.sold_wh,
+        "paid": major_to_milli_amount(report.paid_milli, currency),
+        "paid_mmu": report.paid_milli,
+        "received": major_to_milli_amount(report.received_milli, currency),
+        "received_mmu": report.received_milli,
+    }
+
+
+def _assets(
+    hass: HomeAssistant,
+    entry: PeerEnergyConfigEntry,
+    market: SlotClock,
+    plan: SlotPlan | None,
+    report: SlotReport | None,
+) -> list[dict[str, Any]]:
+    """Each asset (and the base load, manual orders) with its bids, allocation and reason."""
+    runtime: PeerEnergyRuntime = entry.runtime_data
+    keys: list[str] = list(runtime.assets)
+    for source in (plan.assets if plan is not None else {}, report.reasons if report else {}):
+        keys.extend(key for key in source if key not in keys)
+    registry = er.async_get(hass)
+    rows: list[dict[str, Any]] = []
+    for key in keys:
+        asset = runtime.assets.get(key)
+        asset_plan: AssetPlan | None = None if plan is None else plan.assets.get(key)
+        alloc = None if report is None else report.allocations.get(key)
+        reason = report.reasons.get(key) if report is not None else None
+        if reason is None and asset_plan is not None:
+            reason = asset_plan.reason
+        rows.append(
+            {
+                "id": key,
+                "name": asset.name if asset is not None else None,
+                "kind": asset.kind.value if asset is not None else key.rsplit("_", 1)[0],
+                "order_wh": None if asset_plan is None else asset_plan.signed_wh,
+                "bids": [] if asset_plan is None else _bids(asset_plan, market.currency),
+                "allocation": _allocation(alloc),
+                "reason": _reason(reason),
+                "actions": [
+                    {"call": action.describe(), "applied": action.applied, "error": action.error}
+                    for action in market.actions.get(key, ())
+                ]
+                if report is not None and market.actions_slot == report.slot_start
+                else [],
+                "reason_entity_id": None
+                if asset is None
+                else registry.async_get_entity_id(
+                    Platform.SENSOR, DOMAIN, f"{entry.entry_id}_{key}_market_reason"
+                ),
+            }
+        )
+    return rows
+
+
+def _bids(asset_plan: AssetPlan, currency: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "side": bid.side.value,
+            "energy_wh": bid.energy_wh,
+            "clean": bid.clean,
+            "steps": [
+                {
+                    "price": price_to_major(s.price, currency),
+                    "price_minor": s.price,
+                    "wh": s.energy_wh,
+                }
+                for s in bid.steps
+            ],
+        }
+        for bid in asset_plan.bids
+    ]
+
+
+def _allocation(alloc: AssetAllocation | None) -> dict[str, int] | None:
+    if alloc is None:
+        return None
+    return {
+        "energy_wh": alloc.energy_wh,
+        "market_wh": alloc.market_wh,
+        "internal_wh": alloc.internal_wh,
+        "grid_wh": alloc.grid_wh,
+    }
+
+
+def _history(market: SlotClock, last: int) -> list[dict[str, Any]]:
+    """Every slot of the last day up to ``last`` that has an outcome or a price, oldest first.
+
+    After a restart only the prices are known (the outcomes are kept in memory).
+    """
+    first = last - SECONDS_PER_DAY
+    slots = sorted(s for s in {*market.reports, *market.prices} if first < s <= last)
+    rows: list[dict[str, Any]] = []
+    for slot in slots:
+        report = market.reports.get(slot)
+        price = report.price if report is not None else market.prices.get(slot)
+        rows.append(
+            {
+                "slot_start": utc_from_ts(slot).isoformat(),
+                "price": price_to_major(price, market.currency),
+                "price_minor": price,
+                "clean_price": None
+                if report is None
+                else price_to_major(report.clean_price, market.currency),
+                "bought_wh": None if report is None else report.bought_wh,
+                "sold_wh": None if report is None else report.sold_wh,
+                "position_wh": None if report is None else report.position_wh,
+                "void": False if report is None else report.void,
+                "void_reason": None if report is None else report.void_reason,
+                "local": None if report is None else report.local,
+            }
+        )
+    return rows
+
+
+# --- ledger -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Side:
+    """This home's side of a trade: its role and the other party."""
+
+    role: str
+    counterparty: str
+
+
+def _side(terms: TradeTerms, me: str) -> _Side | None:
+    if terms.seller == me and terms.buyer != me:
+        return _Side("seller", short(terms.buyer))
+    if terms.buyer == me and terms.seller != me:
+        return _Side("buyer", short(terms.seller))
+    return None  # another pair's trade (the ledger also records those)
+
+
+def _terms(body: Mapping[str, Any]) -> TradeTerms | None:
+    try:
+        return TradeTerms.from_dict(body["terms"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+async def _async_records(
+    ledger: PeerLedger | None, me: str, since: int, currency: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """This home's trades and delivery settlements since ``since`` (newest first)."""
+    if ledger is None:
+        return [], []
+    trades: list[dict[str, Any]] = []
+    for record in await ledger.async_records("trade", since * 1000):
+        if (terms := _terms(record.body)) is None or (side := _side(terms, me)) is None:
+            continue
+        amount = terms.value if side.role == "seller" else -terms.cost
+        trades.append(
+            {
+                "slot_start": utc_from_ts(terms.slot).isoformat(),
+                "role": side.role,
+                "counterparty": side.counterparty,
+                "energy_wh": terms.energy_wh,
+                "price": price_to_major(terms.price, currency),
+                "price_minor": terms.price,
+                "fee_minor": terms.fee,
+                "amount": major_to_milli_amount(amount, currency),
+                "amount_mmu": amount,
+                "clean": terms.clean,
+                "local": terms.local,
+            }
+        )
+    settlements: list[dict[str, Any]] = []
+    for record in await ledger.async_records("settlement", since * 1000):
+        terms = _terms(record.body)
+        if terms is None or (side := _side(terms, me)) is None:
+            continue
+        shortfall = _int(record.body.get("shortfall_wh"))
+        payment = _int(record.body.get("payment"))
+        # The seller pays the buyer for what it did not deliver.
+        signed = -payment if side.role == "seller" else payment
+        settlements.append(
+            {
+                "slot_start": utc_from_ts(terms.slot).isoformat(),
+                "role": side.role,
+                "counterparty": side.counterparty,
+                "energy_wh": terms.energy_wh,
+                "delivered_wh": terms.energy_wh - shortfall,
+                "shortfall_wh": shortfall,
+                "payment": major_to_milli_amount(signed, currency),
+                "payment_mmu": signed,
+                "disputed": bool(record.body.get("disputed", False)),
+            }
+        )
+    return trades[::-1][:MAX_RECORDS], settlements[::-1][:MAX_RECORDS]
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _credit(ledger: PeerLedger | None, currency: str) -> dict[str, Any] | None:
+    if ledger is None:
+        return None
+    balance = ledger.balance()
+    limit = ledger.credit_limit()
+    return {
+        "balance": major_to_milli_amount(balance, currency),
+        "balance_mmu": balance,
+        "limit": major_to_milli_amount(limit, currency),
+        "limit_mmu": limit,
+    }
+
+
+def _reputation(federation: Any, me: str) -> dict[str, Any]:
+    """Own reputation and this home's score of each neighbour, in percent."""
+    if federation is None:
+        return {"own": None, "peers": []}
+    own = federation.own_reputation
+    scores: dict[str, int] = federation.reputations
+    return {
+        "own": None if own is None else own / 10,
+        "peers": [
+            {"member": short(member), "score": value / 10}
+            for member, value in sorted(scores.items())
+            if member not in (me, federation.member_key)
+        ],
+    }
+
+
+def _watched_entities(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> list[str]:
+    """The market sensors whose state changes make the panel refresh."""
+    registry = er.async_get(hass)
+    unique_ids = {f"{entry.entry_id}_{key}" for key in _HOME_KEYS} | {
+        f"{entry.entry_id}_{sid}_{key}" for sid in entry.runtime_data.assets for key in _ASSET_KEYS
+    }
+    return sorted(
+        item.entity_id
+        for item in er.async_entries_for_config_entry(registry, entry.entry_id)
+        if item.unique_id in unique_ids
+    )
+
+
+# --- panel ------------------------------------------------------------------------------------
+
+
+def _file_hash() -> str:
+    return hashlib.sha256(PANEL_FILE.read_bytes()).hexdigest()[:12]
+
+
+async def async_register_panel(hass: HomeAssistant) -> None:
+    """Serve the panel file (once per run) and show the "Peer Energy" sidebar panel.
+
+    Only with the frontend loaded (an after-dependency: every Home Assistant with a user
+    interface has it; without it there is no sidebar to show a panel in).
+    """
+    if frontend.DOMAIN not in hass.config.components:
+        return
+    url: str | None = hass.data.get(DATA_PANEL_URL)
+    if url is None:
+        digest = await hass.async_add_executor_job(_file_hash)
+        try:
+            await hass.http.async_register_static_paths(
+                [StaticPathConfig(STATIC_URL, str(PANEL_FILE), cache_headers=True)]
+            )
+        except RuntimeError as err:  # a frozen router (only aiohttp's test server freezes)
+            LOGGER.warning("Cannot serve the market view panel file: %s", err)
+        url = hass.data[DATA_PANEL_URL] = f"{STATIC_URL}?v={digest}"
+    if PANEL_URL_PATH in hass.data.get(frontend.DATA_PANELS, {}):
+        return
+    await panel_custom.async_register_panel(
+        hass,
+        frontend_url_path=PANEL_URL_PATH,
+        webcomponent_name=PANEL_COMPONENT,
+        sidebar_title=PANEL_TITLE,
+        sidebar_icon=PANEL_ICON,
+        module_url=url,
+        require_admin=False,
+    )
+
+
+@callback
+def async_remove_panel(hass: HomeAssistant) -> None:
+    """Take the sidebar panel away (the entry unloads)."""
+    frontend.async_remove_panel(hass, PANEL_URL_PATH, warn_if_unknown=False)
