@@ -447,22 +447,22 @@ class FederationLink:
         pauses = list(resend_s)
         while True:
             until = min(deadline, loop.time() + pauses.pop(0)) if pauses else deadline
+            reason: str | None = "timeout"
             try:
                 async with asyncio.timeout_at(until):
                     reason = await asyncio.shield(self._join_done)
+                    if reason is not None and _retryable(reason) and until < deadline:
+                        # The inviter did not answer: wait out the pause, but wake up
+                        # for a welcome (its answer may be all that got lost) or a stop.
+                        self._join_done = loop.create_future()
+                        reason = await asyncio.shield(self._join_done)
             except TimeoutError:
-                reason = "timeout"
+                pass
             if reason is None or not _retryable(reason) or until >= deadline:
                 return reason
-            # No answer yet (or the inviter was unreachable): wait out the pause, resend.
-            await asyncio.sleep(max(0.0, until - loop.time()))
             peer = self.peer
-            if peer is None or self._stopped:
+            if peer is None or self._stopped:  # pragma: no cover - a stop ends the wait above
                 return "stopped"
-            if peer.joined:  # the welcome came during the pause
-                return None
-            if self._join_done.done():
-                self._join_done = loop.create_future()
             await self._async_send_join(peer.join_again(self.clock()))
 
     async def async_resume_join(self) -> int:

@@ -427,7 +427,7 @@ async def test_welcome_during_the_pause_and_stop_during_the_pause(
     b.link.transport = lossy
     inv = await founder.link.async_create_invitation(3_600_000)
     assert await b.link.async_join(inv.encode(), b.address) == 0
-    assert await b.link.async_wait_joined(5, resend_s=(0.5,)) is None
+    assert await b.link.async_wait_joined(10, resend_s=(5.0,)) is None  # well before 5 s
     assert lossy.sent == 1
     assert b.link.joined
 
@@ -438,7 +438,7 @@ async def test_welcome_during_the_pause_and_stop_during_the_pause(
     assert await c.link.async_join(inv2.encode(), c.address) == 0
     assert await c.link.async_wait_joined(0.5, resend_s=(0.01, 0.01)) == "http_0"
     assert down.sent == 3  # the join and two resends, then the wait ran out
-    waiting = asyncio.ensure_future(c.link.async_wait_joined(5, resend_s=(0.5,)))
+    waiting = asyncio.ensure_future(c.link.async_wait_joined(10, resend_s=(5.0,)))
     await asyncio.sleep(0.05)
     await c.link.async_stop()
     assert await waiting == "stopped"
