@@ -27,7 +27,6 @@ from homeassistant.components.http import StaticPathConfig
 from homeassistant.components.websocket_api.connection import ActiveConnection
 from homeassistant.components.websocket_api.const import ERR_NOT_FOUND
 from homeassistant.components.websocket_api.decorators import async_response, websocket_command
-from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
@@ -38,6 +37,7 @@ from .const import CONF_HOME_NAME, DOMAIN, LOGGER
 from .core.credit import TradeTerms
 from .federation import short
 from .market import (
+    MANUAL_ID,
     SECONDS_PER_DAY,
     AssetPlan,
     SlotClock,
@@ -98,13 +98,10 @@ async def ws_market(hass: HomeAssistant, connection: ActiveConnection, msg: dict
 
 
 def _loaded_entry(hass: HomeAssistant, entry_id: str | None) -> PeerEnergyConfigEntry | None:
+    """The loaded entry with ``entry_id`` (any loaded one when None); its slot clock is set
+    before the entry counts as loaded."""
     entries: list[PeerEnergyConfigEntry] = hass.config_entries.async_loaded_entries(DOMAIN)
-    for entry in entries:
-        if entry_id is not None and entry.entry_id != entry_id:
-            continue
-        if entry.state is ConfigEntryState.LOADED and entry.runtime_data.market is not None:
-            return entry
-    return None
+    return next((e for e in entries if entry_id in (None, e.entry_id)), None)
 
 
 async def async_market_view(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> dict[str, Any]:
@@ -257,7 +254,11 @@ def _assets(
             {
                 "id": key,
                 "name": asset.name if asset is not None else None,
-                "kind": asset.kind.value if asset is not None else key.rsplit("_", 1)[0],
+                "kind": asset.kind.value
+                if asset is not None
+                else MANUAL_ID
+                if key.startswith(MANUAL_ID)
+                else key,
                 "order_wh": None if asset_plan is None else asset_plan.signed_wh,
                 "bids": [] if asset_plan is None else _bids(asset_plan, market.currency),
                 "allocation": _allocation(alloc),
