@@ -421,9 +421,8 @@ class FederationLink:
     async def _async_send_join(self, outputs: Sequence[Output]) -> int:
         """Deliver the join request; anything but 202 ends the current wait with its code."""
         status = 0
-        for out in outputs:
-            if isinstance(out, Send):
-                status = await self.transport.async_send(out.to, out.data)
+        for out in [o for o in outputs if isinstance(o, Send)]:  # the one join request
+            status = await self.transport.async_send(out.to, out.data)
         if status != 202 and self._join_done is not None and not self._join_done.done():
             self._join_done.set_result(f"http_{status}")
         return status
