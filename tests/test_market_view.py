@@ -77,12 +77,14 @@ NEXT_TS = int(NEXT_SLOT.timestamp())
 STRINGS = json.loads(
     (Path(__file__).parent.parent / "custom_components" / DOMAIN / "strings.json").read_text()
 )
-REASON_TEXTS = STRINGS["entity"]["sensor"]["market_reason"]["state"]
+SENSORS = STRINGS["entity"]["sensor"]
+REASON_TEXTS = SENSORS["market_reason"]["state"]
 TOP_KEYS = {
     "entry_id",
     "home_name",
     "member_id",
     "currency",
+    "price_digits",
     "now",
     "slot_seconds",
     "gate_lead_seconds",
@@ -137,8 +139,37 @@ async def _secrets(hass: HomeAssistant, entry_id: str) -> list[str]:
     return [str(value) for value in stored.values()]
 
 
+RENDER_SCRIPT = Path(__file__).parent / "market_view_render.mjs"
+
+
+def _rendered(view: dict[str, Any], tmp_path: Path) -> str | None:
+    """The panel's text for ``view``, rendered by node with a stand-in DOM (None without
+    node: only this check is then skipped)."""
+    if shutil.which("node") is None:
+        return None
+    data = tmp_path / "view.json"
+    data.write_text(json.dumps(view), encoding="utf-8")
+    # The entity translations as frontend/get_translations returns them (English).
+    prefix = f"component.{DOMAIN}.entity.sensor."
+    resources = {f"{prefix}{key}.name": item["name"] for key, item in SENSORS.items()} | {
+        f"{prefix}market_reason.state.{code}": text for code, text in REASON_TEXTS.items()
+    }
+    texts = tmp_path / "texts.json"
+    texts.write_text(json.dumps(resources), encoding="utf-8")
+    done = subprocess.run(
+        ["node", str(RENDER_SCRIPT), str(PANEL_FILE), str(data), str(texts)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 async def test_market_view_of_a_cleared_slot(
     hass: HomeAssistant,
+    tmp_path: Path,
     market: SlotClock,  # noqa: F811
     frozen: FrozenDateTimeFactory,  # noqa: F811
     hass_ws_client: Any,
@@ -283,6 +314,20 @@ async def test_market_view_of_a_cleared_slot(
         assert secret not in text
     assert view["member_id"] == ledger.member[:8]
     assert ledger.member not in text
+    # The panel shows it: both slots, every asset with its reason in words, the day.
+    rendered = _rendered(view, tmp_path)
+    if rendered is not None:
+        lines = rendered.splitlines()
+        assert lines[0] == "CALLS frontend/get_translations,peer_energy/market"
+        for heading in ("Running slot", "Next slot", "Last 24 hours", "Credit", "Community"):
+            assert heading in lines
+        for name in ("Roof PV", "Home battery", "Wallbox", "Dishwasher", "Grid meter"):
+            assert name in lines
+        for slot in (view["current"], view["next"]):
+            for row in slot["assets"]:
+                assert REASON_TEXTS[row["reason"]["code"]] in lines
+        assert "Table (3 slots)" in lines
+        assert f"{report.price / 100:.3f} EUR/kWh" in lines
 
 
 async def test_void_slot_and_community_fields(
@@ -499,6 +544,7 @@ async def test_records_of_other_pairs_and_malformed_ones_are_skipped() -> None:
 
 async def test_trades_and_settlements_with_a_neighbour(
     hass: HomeAssistant,
+    tmp_path: Path,
     clock: Clock,  # noqa: F811
     home_a: tuple[PeerEnergyConfigEntry, Home],  # noqa: F811
     make_home: HomeFactory,  # noqa: F811
@@ -575,6 +621,15 @@ async def test_trades_and_settlements_with_a_neighbour(
     assert len(secrets) >= 2
     for secret in secrets:
         assert secret not in text
+
+    rendered = _rendered(view, tmp_path)
+    if rendered is not None:
+        lines = rendered.splitlines()
+        for text in ("Elm Street", "Trades with neighbours", "Delivery settlements", "sold to"):
+            assert text in lines
+        assert lines.count(b.link.member_key[:8]) == 2  # the trade and its settlement
+        assert "100 Wh" in lines  # the shortfall
+        assert f"{own / 10:.1f} %" in lines
 
     # B's side of the same trade and settlement: bought, paid, compensated.
     assert b.ledger is not None

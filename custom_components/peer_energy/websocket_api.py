@@ -47,6 +47,7 @@ from .market import (
     price_to_major,
     utc_from_ts,
 )
+from .prices import minor_digits
 
 if TYPE_CHECKING:
     from .core.agents import AssetAllocation
@@ -121,6 +122,7 @@ async def async_market_view(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
         "home_name": str(entry.data.get(CONF_HOME_NAME) or entry.title),
         "member_id": short(me),
         "currency": currency,
+        "price_digits": minor_digits(currency),
         "now": dt_util.utcnow().isoformat(),
         "slot_seconds": step,
         "gate_lead_seconds": market.gate_lead_seconds,

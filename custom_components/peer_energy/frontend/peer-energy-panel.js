@@ -11,6 +11,8 @@
 const DOMAIN = "peer_energy";
 const REFRESH_MS = 15000;
 const TR = `component.${DOMAIN}.entity.sensor.`;
+// Reason parameters that are prices (integer minor currency units per kWh).
+const PRICE_PARAMS = new Set(["price", "expected", "mean", "spread", "threshold", "floor", "limit"]);
 
 const STYLE = `
 :host {
@@ -317,8 +319,8 @@ class PeerEnergyPanel extends HTMLElement {
         el(
           "div",
           { class: "content" },
-          this._slotCard(data.current, this._t("clearing_price.name", "Running slot")),
-          this._slotCard(data.next, this._t("next_clearing_price.name", "Next slot")),
+          this._slotCard(data.current, "Running slot"),
+          this._slotCard(data.next, "Next slot"),
           this._historyCard(data),
           this._tradesCard(data),
           this._creditCard(data),
@@ -397,7 +399,7 @@ class PeerEnergyPanel extends HTMLElement {
         );
         const params = Object.entries(reason.params || {});
         if (params.length) {
-          reasonCell.append(el("div", { class: "params" }, params.map(([k, v]) => `${k}: ${v}`).join(" · ")));
+          reasonCell.append(el("div", { class: "params" }, params.map(([k, v]) => this._param(k, v)).join(" · ")));
         }
       } else {
         reasonCell.append("—");
@@ -433,6 +435,21 @@ class PeerEnergyPanel extends HTMLElement {
       )
     );
     return el("div", { class: "scroll" }, el("table", {}, head, body));
+  }
+
+  // A reason parameter for people: prices (integer minor units per kWh) in the currency,
+  // energy in Wh, shares in %, durations in minutes; anything else as it is.
+  _param(key, value) {
+    const hass = this._hass;
+    if (typeof value !== "number") return `${key}: ${value}`;
+    if (PRICE_PARAMS.has(key)) {
+      const digits = this._data.price_digits ?? 2;
+      return `${key}: ${fmtNumber(hass, value / 10 ** digits, digits + 1)} ${this._data.currency}/kWh`;
+    }
+    if (key.endsWith("_wh")) return `${key.slice(0, -3)}: ${fmtWh(hass, value)}`;
+    if (key.endsWith("_pct")) return `${key.slice(0, -4)}: ${value} %`;
+    if (key.endsWith("_s")) return `${key.slice(0, -2)}: ${fmtNumber(hass, value / 60, 0)} min`;
+    return `${key}: ${value}`;
   }
 
   _assetLabel(asset) {
@@ -677,7 +694,7 @@ class PeerEnergyPanel extends HTMLElement {
 
   _creditCard(data) {
     const hass = this._hass;
-    const card = el("div", { class: "card" }, el("h2", {}, this._t("credit_balance.name", "Credit")));
+    const card = el("div", { class: "card" }, el("h2", {}, "Credit"));
     const kv = el("div", { class: "kv" });
     const row = (k, v, cls) => append(kv, [el("div", { class: "k" }, k), el("div", { class: `v ${cls || ""}` }, v)]);
     if (data.credit) {
