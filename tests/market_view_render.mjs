@@ -27,9 +27,11 @@ class FakeNode {
     (this.listeners[type] ||= []).push(fn);
   }
   append(...nodes) {
+    // As the DOM's append: nodes, and strings as text nodes; anything else is a bug.
     for (const node of nodes) {
-      if (!(node instanceof FakeNode)) throw new Error("append of a non-node");
-      this.children.push(node);
+      if (typeof node === "string") this.children.push(new FakeText(node));
+      else if (node instanceof FakeNode) this.children.push(node);
+      else throw new Error(`append of ${typeof node}`);
     }
   }
   replaceChildren(...nodes) {

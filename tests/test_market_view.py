@@ -212,6 +212,11 @@ async def test_market_view_of_a_cleared_slot(
     assert assets["base_load"]["reason_entity_id"] is None
     assert "sensor.maple_street_7_clearing_price" in view["entities"]
     assert "sensor.roof_pv_reason" in view["entities"]
+    rendered = _rendered(view, tmp_path)
+    if rendered is not None:
+        lines = rendered.splitlines()
+        assert [t for t in lines if t in ("no plan", "orders open")] == ["no plan", "orders open"]
+        assert REASON_TEXTS["pv_surplus"] in lines
 
     # At the gate closure the home clears alone: the next slot has its local outcome.
     await _advance(hass, frozen, GATE)
