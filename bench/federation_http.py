@@ -17,17 +17,27 @@ the whole community's CPU work (signing, checking, HTTP) is serialised: a real h
 does its own share. The sending side uses one shared aiohttp session with Home Assistant's
 connection limits (4096 in all, 100 per host). The views' rate limiter is not modelled.
 
-Community rules are short but legal: sync and attestation windows of ``--window-ms`` each
-(default per N: max(1 s, 2 N^2 ms), i.e. 1 s, 5 s and 20 s for 10, 50 and 100 peers, because
-one process carries all N (N - 1) POSTs of a phase at about 1000 POSTs/s), gate closure
-two windows plus 1 s before the slot, and the shortest slot (10 s to 600 s) leaving time to
-deliver every bid before gate closure. The time to final cannot be shorter than the sync
-window: attestations start when it ends. ``CPU s/slot`` is the process CPU time per slot
-for the whole community (client and server side of every POST, signatures, clearing): one
-home's share is about that divided by N.
+From ``RELAY_MIN_MEMBERS`` (12) members on, the protocol sends digests and attestations to
+two relays per slot, which send every member one bundle of the quorum's attestations
+(``docs/protocol.md``, "Relays"), so the messages after gate closure grow as O(N) in all, not
+O(N^2); bids are still sent by each home to every other one before gate closure.
+
+Community rules are short but legal: a sync window of ``--sync-ms`` (default 500 ms) and an
+attestation window of ``--attest-ms`` (default max(1 s, 50 N ms): the window is only a
+deadline, a slot is final as soon as a quorum is known, but the fallback at half the window
+must not fire while one process is still verifying everybody's bundles), gate closure both
+windows plus 1 s before the slot, and the shortest slot (10 s to 600 s) leaving time to
+deliver every bid (N (N - 1) POSTs) before gate closure. The time to final cannot be
+shorter than the sync window: attestations start when it ends. ``CPU s/slot`` is the
+process CPU time per slot for the whole community (client and server side of every POST,
+signatures, clearing): one home's share is about that divided by N.
+
+Messages are counted per peer per slot in all (bids included) and after gate closure
+(``after G``), with the busiest relay and the busiest other peer shown apart.
 
     .venv/bin/python bench/federation_http.py                       # N = 10, 50, 100; K = 3
-    .venv/bin/python bench/federation_http.py --peers 10 --slots 2 --window-ms 500
+    .venv/bin/python bench/federation_http.py --peers 10 --slots 2 --sync-ms 300
+    .venv/bin/python bench/federation_http.py --window-ms 20000    # both windows (old runs)
 
 Exits with status 1 if peers disagree on a result (or do not all reach one).
 """
@@ -55,6 +65,8 @@ from custom_components.peer_energy.core.community import CommunityRules
 from custom_components.peer_energy.core.identity import Identity
 from custom_components.peer_energy.core.orders import MarketRules, Order, Side
 from custom_components.peer_energy.core.protocol import (
+    RELAY_MIN_MEMBERS,
+    RELAYS_PER_SLOT,
     Broadcast,
     Output,
     Peer,
@@ -62,6 +74,7 @@ from custom_components.peer_energy.core.protocol import (
     Send,
     SlotCleared,
     SlotVoid,
+    relay_order,
 )
 
 MESSAGE_PATH = "/api/peer_energy/v1/message"
@@ -86,6 +99,25 @@ class Stats:
     inflight: int = 0
     codes: dict[int, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
+    gate_ms: int = 1 << 62  # messages from this time on count as "after gate closure"
+    after_types: dict[str, int] = field(default_factory=dict)
+    after_senders: dict[str, int] = field(default_factory=dict)
+
+    def reset_after(self, gate_ms: int) -> tuple[dict[str, int], dict[str, int]]:
+        """Start counting a new slot's messages after ``gate_ms``; returns the old counts."""
+        old = (self.after_types, self.after_senders)
+        self.gate_ms, self.after_types, self.after_senders = gate_ms, {}, {}
+        return old
+
+
+def _kind(data: bytes) -> str:
+    """A message's type: the last ``"type"`` key of canonical JSON is the envelope's own
+    (keys are sorted and ``payload`` comes before ``type``)."""
+    at = data.rfind(b'"type":"')
+    if at < 0:
+        return "?"
+    start = at + 8
+    return data[start : data.find(b'"', start)].decode(errors="replace")
 
 
 @dataclass
@@ -137,6 +169,11 @@ class Community:
             self.stats.inflight -= 1
 
     def _spawn(self, sender: str, to: str, data: bytes) -> None:
+        stats = self.stats
+        if now_ms() >= stats.gate_ms:
+            kind = _kind(data)
+            stats.after_types[kind] = stats.after_types.get(kind, 0) + 1
+            stats.after_senders[sender] = stats.after_senders.get(sender, 0) + 1
         task = asyncio.get_running_loop().create_task(self._post(sender, to, data))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -229,23 +266,24 @@ def _margin_s(n: int) -> int:
     return 3 + n * n // 1000
 
 
-def _rules(n: int, window_ms: int) -> CommunityRules:
+def _rules(n: int, sync_ms: int, attest_ms: int) -> CommunityRules:
     """Short windows (the rules allow any positive window ending before the slot starts)."""
-    lead_s = max(2, -(-2 * window_ms // 1000) + 1)
+    lead_s = max(2, -(-(sync_ms + attest_ms) // 1000) + 1)
     need = lead_s + _margin_s(n) + 3
     slot_s = next(s for s in (10, 15, 20, 30, 60, 120, 300, 600) if s >= need)
     return CommunityRules(
         market=MarketRules(slot_seconds=slot_s, distributor_fee=1),
         gate_closure_lead_s=lead_s,
-        sync_window_ms=window_ms,
-        attest_window_ms=window_ms,
+        sync_window_ms=sync_ms,
+        attest_window_ms=attest_ms,
         max_members=max(n, 2),
     )
 
 
-def auto_window_ms(n: int) -> int:
-    """Default windows: long enough for one process to carry N * (N - 1) POSTs in each."""
-    return max(1_000, 2 * n * n // 100 * 100)
+def auto_attest_ms(n: int) -> int:
+    """Default attestation window: its half (the fallback) must come after one process has
+    verified a quorum's bundle at every peer (about 0.1 ms per signature, N / 2 per peer)."""
+    return max(1_000, 50 * n // 100 * 100)
 
 
 def _order(rng: random.Random, peer: Peer, index: int, slot: int) -> list[Order]:
@@ -310,19 +348,38 @@ class Result:
     """Figures for one community size."""
 
     peers: int
-    window_ms: int
+    sync_ms: int
+    attest_ms: int
     join_s: float
     finals_ms: list[int]
     msgs_per_peer_slot: float
+    after_per_peer_slot: float
+    relay_max: int  # most messages one relay sent after gate closure in one slot
+    other_max: int  # most messages one non-relay sent after gate closure in one slot
+    after_types: dict[str, int]  # messages after gate closure by type, all slots
+    late: int  # peers that first declared a slot void and cleared it late
     kib_per_peer_slot: float
     failed: int
     rejected: int
     cpu_s_per_slot: float
 
 
-async def run(n: int, k: int, window_ms: int, seed: int, verbose: bool, timeout_s: float) -> Result:
+def _slot_relays(com: Community, slot: int) -> set[str]:
+    """Addresses of the slot's relays (empty in a community too small for relays)."""
+    peer = com.nodes[0].peer
+    assert peer is not None
+    roster = peer.roster(peer.rules.gate_closure_ms(slot))
+    if len(roster) < RELAY_MIN_MEMBERS:
+        return set()
+    chosen = relay_order(peer.community_id, slot, roster)[:RELAYS_PER_SLOT]
+    return {a for m in chosen if (a := peer.membership.address_of(m))}
+
+
+async def run(
+    n: int, k: int, sync_ms: int, attest_ms: int, seed: int, verbose: bool, timeout_s: float
+) -> Result:
     """Form a community of ``n`` over HTTP and measure ``k`` slots."""
-    rules = _rules(n, window_ms or auto_window_ms(n))
+    rules = _rules(n, sync_ms, attest_ms or auto_attest_ms(n))
     rng = random.Random(seed)
     stats = Stats()
     connector = TCPConnector(limit=4096, limit_per_host=100)
@@ -337,16 +394,43 @@ async def run(n: int, k: int, window_ms: int, seed: int, verbose: bool, timeout_
             # Submissions need time to reach everyone before gate closure (~3 s of margin).
             lead = rules.gate_closure_lead_s + _margin_s(n)
             first = -(-(now_ms() // 1000 + lead) // step) * step
+            after_total = relay_max = other_max = late = 0
+            after_types: dict[str, int] = {}
+            slots: list[int] = []
+
+            def account() -> None:  # the previous slot's messages after its gate closure
+                nonlocal after_total, relay_max, other_max
+                types, senders = stats.reset_after(1 << 62)
+                if not slots:
+                    return
+                relays = _slot_relays(com, slots[-1])
+                after_total += sum(senders.values())
+                for kind, count in types.items():
+                    after_types[kind] = after_types.get(kind, 0) + count
+                for address, count in senders.items():
+                    if address in relays:
+                        relay_max = max(relay_max, count)
+                    else:
+                        other_max = max(other_max, count)
+                if verbose:
+                    print(
+                        f"  n={n} slot {slots[-1]}: after gate closure "
+                        f"{dict(sorted(types.items()))}"
+                    )
+
             for j in range(k):
                 slot = first + j * step
                 gate = rules.gate_closure_ms(slot)
                 if gate - now_ms() < 1_000:
                     raise SystemExit(f"slot {slot}: too late to submit before gate closure")
+                account()
+                slots.append(slot)
                 t_sub = time.perf_counter()
                 for node in com.nodes:
                     assert node.peer is not None
                     orders = _order(rng, node.peer, node.index, slot)
                     com.handle(node, node.peer.submit_orders(slot, orders, now_ms()))
+                stats.reset_after(gate)
                 if not await com.drain(max(0.5, (gate - now_ms()) / 1000)):
                     print(f"  warning: slot {slot}: bids still in flight at gate closure")
                 if verbose:
@@ -371,13 +455,15 @@ async def run(n: int, k: int, window_ms: int, seed: int, verbose: bool, timeout_
                     )
                     sys.exit(1)
                 finals.append(max(nd.cleared[slot][0] for nd in com.nodes) - gate)
+                went_void = sum(slot in nd.void for nd in com.nodes)
+                late += went_void
                 if verbose:
-                    went_void = sum(slot in nd.void for nd in com.nodes)
                     print(
                         f"  n={n} slot {slot}: all final {finals[-1]} ms after gate closure "
                         f"({went_void} peers went void first and cleared late)"
                     )
             await com.drain(10.0)
+            account()
             if verbose:
                 print(f"  n={n}: failed {stats.failed}, refused {stats.codes} {stats.reasons}")
             msgs, size = stats.messages - msgs0, stats.bytes - bytes0
@@ -387,9 +473,15 @@ async def run(n: int, k: int, window_ms: int, seed: int, verbose: bool, timeout_
     return Result(
         n,
         rules.sync_window_ms,
+        rules.attest_window_ms,
         join_s,
         finals,
         msgs / n / k,
+        after_total / n / k,
+        relay_max,
+        other_max,
+        after_types,
+        late,
         size / n / k / 1024,
         stats.failed,
         stats.rejected,
@@ -398,29 +490,42 @@ async def run(n: int, k: int, window_ms: int, seed: int, verbose: bool, timeout_
 
 
 async def main_async(
-    peers: list[int], k: int, window_ms: int, seed: int, verbose: bool, timeout_s: float
+    peers: list[int],
+    k: int,
+    sync_ms: int,
+    attest_ms: int,
+    seed: int,
+    verbose: bool,
+    timeout_s: float,
 ) -> None:
     """Run every size and print the table."""
     print(
-        f"{'peers':>5} {'join s':>7} {'median final ms':>15} {'max final ms':>12} "
-        f"{'msgs/peer/slot':>14} {'KiB/peer/slot':>13} {'growth':>7} {'failed':>6} "
-        f"{'window ms':>9} {'CPU s/slot':>10}"
+        f"{'peers':>5} {'join s':>6} {'median final ms':>15} {'max final ms':>12} "
+        f"{'msgs/peer/slot':>14} {'after G':>7} {'growth':>6} {'relay max':>9} "
+        f"{'other max':>9} {'KiB/peer/slot':>13} {'failed':>6} {'late':>4} "
+        f"{'sync/attest ms':>14} {'CPU s/slot':>10}"
     )
     prev: Result | None = None
+    results: list[Result] = []
     for n in peers:
-        r = await run(n, k, window_ms, seed, verbose, timeout_s)
+        r = await run(n, k, sync_ms, attest_ms, seed, verbose, timeout_s)
         growth = "-"
         if prev is not None:
             ratio = r.msgs_per_peer_slot / prev.msgs_per_peer_slot
             growth = f"x{ratio:.2f}"  # linear in N: ratio close to n / prev.peers
+        windows = f"{r.sync_ms}/{r.attest_ms}"
         print(
-            f"{r.peers:>5} {r.join_s:>7.1f} {statistics.median(r.finals_ms):>15.0f} "
+            f"{r.peers:>5} {r.join_s:>6.1f} {statistics.median(r.finals_ms):>15.0f} "
             f"{max(r.finals_ms):>12.0f} {r.msgs_per_peer_slot:>14.1f} "
-            f"{r.kib_per_peer_slot:>13.1f} {growth:>7} {r.failed + r.rejected:>6} "
-            f"{r.window_ms:>9} {r.cpu_s_per_slot:>10.1f}",
+            f"{r.after_per_peer_slot:>7.1f} {growth:>6} {r.relay_max:>9} {r.other_max:>9} "
+            f"{r.kib_per_peer_slot:>13.1f} {r.failed + r.rejected:>6} {r.late:>4} "
+            f"{windows:>14} {r.cpu_s_per_slot:>10.1f}",
             flush=True,
         )
         prev = r
+        results.append(r)
+    for r in results:
+        print(f"  n={r.peers} after gate closure, all slots: {dict(sorted(r.after_types.items()))}")
 
 
 def _sizes(text: str) -> list[int]:
@@ -435,11 +540,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--peers", type=_sizes, default=[10, 50, 100], help="e.g. 10,50,100")
     parser.add_argument("--slots", type=int, default=3, choices=range(1, 21), metavar="K")
+    parser.add_argument("--sync-ms", type=int, default=500, help="sync window (ms)")
     parser.add_argument(
-        "--window-ms",
+        "--attest-ms",
         type=int,
         default=0,
-        help="sync and attest windows (default: per N, max(1000, 2*N*N) ms)",
+        help="attestation window (default: per N, max(1000, 50*N) ms)",
+    )
+    parser.add_argument(
+        "--window-ms", type=int, default=0, help="both windows at once (overrides the others)"
     )
     parser.add_argument(
         "--timeout-s",
@@ -451,8 +560,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--verbose", action="store_true", help="per-slot details")
     args = parser.parse_args()
+    sync_ms, attest_ms = args.sync_ms, args.attest_ms
+    if args.window_ms:
+        sync_ms = attest_ms = args.window_ms
+    if sync_ms < 1 or attest_ms < 0:
+        parser.error("windows must be positive")
     asyncio.run(
-        main_async(args.peers, args.slots, args.window_ms, args.seed, args.verbose, args.timeout_s)
+        main_async(
+            args.peers, args.slots, sync_ms, attest_ms, args.seed, args.verbose, args.timeout_s
+        )
     )
 
 

@@ -47,6 +47,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+import hashlib
 from typing import Any
 
 from .canonical import CanonicalError, canonical_bytes, decode, digest_of
@@ -102,7 +103,7 @@ DIGEST_ROUNDS = 3
 CATCHUP_PEERS = 3
 CATCHUP_MAX_TRIES = 6  # catch-up requests per missing slot: after 1, 2, 4, 8, 16 windows
 RELAY_MIN_MEMBERS = 12  # smaller communities exchange digests and attestations all-to-all
-RELAYS_PER_SLOT = 3
+RELAYS_PER_SLOT = 2
 ATTESTS_PER_MESSAGE = 128  # a relay's bundle: about 450 bytes per attestation record
 REPLAY_WINDOW = 1 << 16
 HORIZON_S = 2 * 86_400
@@ -467,18 +468,15 @@ def result_hash(result: SlotResult) -> str:
 
 
 def relay_order(community: str, slot: int, roster: Iterable[str]) -> tuple[str, ...]:
-    """The roster ranked for relay duty in ``slot``: by ``H(community, slot, member)``.
+    """The roster ranked for relay duty in ``slot``: by SHA-256 of
+    ``"peer-energy/v1/relay\n<community>\n<slot>\n<member>"`` (UTF-8), lowest first.
 
     The first ``RELAYS_PER_SLOT`` members (skipping those a peer finds unreachable) relay
     digests and attestations for a community of at least ``RELAY_MIN_MEMBERS``; every peer
     with the same roster at gate closure computes the same order.
     """
-    return tuple(
-        sorted(
-            roster,
-            key=lambda m: digest_of({"community": community, "slot": slot, "relay": m}),
-        )
-    )
+    prefix = f"peer-energy/v1/relay\n{community}\n{slot}\n".encode()
+    return tuple(sorted(roster, key=lambda m: hashlib.sha256(prefix + m.encode()).digest()))
 
 
 def parse_bid(
@@ -597,6 +595,7 @@ class _Slot:
     relays: tuple[str, ...] | None = None  # fixed at gate closure; () means all-to-all
     told: dict[str, str] = field(default_factory=dict)  # member -> our root we sent it
     answered: set[str] = field(default_factory=set)  # stragglers sent the quorum's records
+    helper: bool | None = None  # whether we answer stragglers (relays and a few next ones)
 
     _ids: frozenset[str] | None = None
     _root: str = ""
@@ -1388,7 +1387,9 @@ class Peer:
         if member is None:  # pragma: no cover - validate() resolved the key
             return [Rejected(RejectCode.UNKNOWN_SENDER.value, "", sender_address)]
         out = self._heard_from(member, now_ms)
-        if env.type in RECORD_TYPES:
+        if env.type == "attest":
+            out.extend(self._on_direct_attest(env, member, sender_address, now_ms))
+        elif env.type in RECORD_TYPES:
             out.extend(self._on_record(env, member, sender_address, now_ms))
         elif env.type == "digest":
             out.extend(self._on_digest(env, member, sender_address, now_ms))
@@ -1881,12 +1882,10 @@ class Peer:
         per = state.attests.setdefault(member, {})
         if (book, res) in per:
             return []
-        record = env.to_dict()
-        key = digest_of(record).hex()
-        direct = key not in self._seen  # forwarded records are marked seen before this
-        self._seen.add(key)  # so a relay's bundle does not make us verify it again
-        per[(book, res)] = _Attest(member, book, res, record)
+        per[(book, res)] = _Attest(member, book, res, env.to_dict())
         out: list[Output] = []
+        # (no quorum is possible while fewer members than the quorum have attested at all)
+        enough = len(state.attests) >= self._quorum(slot)
         if len(per) == 2 and member not in state.att_equivocators:
             state.att_equivocators.add(member)
             a, b = sorted(per.values(), key=lambda x: (x.book, x.result))
@@ -1894,26 +1893,39 @@ class Peer:
             out.append(EquivocationDetected(proof))
             data = self._seal("records", {"records": [a.env, b.env]}, now_ms)
             out.extend(self._spread(state, data, now_ms))
-        out.extend(self._check_final(state, now_ms))
-        out.extend(self._answer_straggler(state, member, direct=direct, now_ms=now_ms))
+        if enough:
+            out.extend(self._check_final(state, now_ms))
         return out
 
-    def _answer_straggler(
-        self, state: _Slot, member: str, *, direct: bool, now_ms: int
+    def _on_direct_attest(
+        self, env: Envelope, member: str, sender_address: str, now_ms: int
     ) -> list[Output]:
-        """With relays, an attestation sent to us directly after the retry point comes from a
-        peer that is not final (the fallback): if we are, send it the quorum's records."""
+        """An attestation sent to us (not forwarded). Marked seen, so that a relay's bundle
+        holding it costs no second signature check. With relays, one that arrives after
+        the retry point comes from a peer that is not final (the fallback): the relays and
+        the next ``CATCHUP_PEERS`` members in relay order answer it with the quorum's
+        records, once per peer and slot, if they are final."""
+        self._seen.add(digest_of(env.to_dict()).hex())
+        out = self._on_attest(env, member, sender_address, now_ms)
+        state = self._slots.get(_i(env, "slot"))
         if (
-            not direct
+            state is None
             or state.final is None
             or member in state.answered
             or now_ms < self._timers(state.slot)[DIGEST_ROUNDS + 1]
             or not self._relays(state, now_ms)
         ):
-            return []
-        state.answered.add(member)
+            return out
+        if state.helper is None:
+            g = self.rules.gate_closure_ms(state.slot)
+            ranked = relay_order(self.community_id, state.slot, self.membership.roster(g))
+            helpers = (*ranked[: RELAYS_PER_SLOT + CATCHUP_PEERS], *(state.relays or ()))
+            state.helper = self.member_id in helpers
         addr = self.membership.address_of(member)
-        return self._bundle(state, [addr], now_ms) if addr else []
+        if state.helper and addr:
+            state.answered.add(member)
+            out.extend(self._bundle(state, [addr], now_ms))
+        return out
 
     def _on_digest(
         self, env: Envelope, member: str, sender_address: str, now_ms: int
