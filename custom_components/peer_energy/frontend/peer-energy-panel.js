@@ -81,6 +81,11 @@ tr.void td { color: var(--secondary-text-color); font-style: italic; }
 .error { color: var(--error-color); padding: 16px; }
 svg { width: 100%; height: auto; display: block; }
 svg text { fill: var(--secondary-text-color); font-size: 10px; }
+svg .axis { stroke: var(--divider-color); }
+svg .price-line { fill: none; stroke: var(--primary-color); stroke-width: 2; }
+svg .bought { fill: var(--success-color, #43a047); }
+svg .sold { fill: var(--warning-color, #ffa600); }
+svg .void-band { fill: var(--error-color, #db4437); opacity: 0.25; }
 .legend { display: flex; gap: 12px; flex-wrap: wrap; font-size: 12px; color: var(--secondary-text-color); }
 .sw { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 4px; vertical-align: middle; }
 details summary { cursor: pointer; color: var(--primary-color); margin-top: 8px; }
@@ -556,11 +561,11 @@ class PeerEnergyPanel extends HTMLElement {
     const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "price and energy per slot" });
     for (const row of rows) {
       if (row.void) {
-        chart.append(svg("rect", { x: x(row.slot_start), y: top, width: barW, height: priceH + gap + energyH, fill: "var(--error-color, #db4437)", opacity: 0.25 }));
+        chart.append(svg("rect", { x: x(row.slot_start), y: top, width: barW, height: priceH + gap + energyH, class: "void-band" }));
       }
     }
-    chart.append(svg("line", { x1: left, x2: width - right, y1: top + priceH, y2: top + priceH, stroke: "var(--divider-color)" }));
-    chart.append(svg("line", { x1: left, x2: width - right, y1: eMid, y2: eMid, stroke: "var(--divider-color)" }));
+    chart.append(svg("line", { x1: left, x2: width - right, y1: top + priceH, y2: top + priceH, class: "axis" }));
+    chart.append(svg("line", { x1: left, x2: width - right, y1: eMid, y2: eMid, class: "axis" }));
     chart.append(svg("text", { x: 2, y: top + 8 }, fmtNumber(hass, pMax, 3)));
     chart.append(svg("text", { x: 2, y: top + priceH }, fmtNumber(hass, pMin, 3)));
     chart.append(svg("text", { x: 2, y: eMid - energyH / 2 + 8 }, `+${fmtNumber(hass, eMax, 0)}`));
@@ -577,15 +582,15 @@ class PeerEnergyPanel extends HTMLElement {
       pen = true;
     }
     if (path) {
-      chart.append(svg("path", { d: path.trim(), fill: "none", stroke: "var(--primary-color)", "stroke-width": 2 }));
+      chart.append(svg("path", { d: path.trim(), class: "price-line" }));
     }
     for (const row of rows) {
       const bx = x(row.slot_start);
       if (row.bought_wh) {
-        chart.append(svg("rect", { x: bx, y: eMid - ey(row.bought_wh), width: barW, height: ey(row.bought_wh), fill: "var(--success-color, #43a047)" }, svg("title", {}, `${fmtTime(hass, row.slot_start)} bought ${row.bought_wh} Wh`)));
+        chart.append(svg("rect", { x: bx, y: eMid - ey(row.bought_wh), width: barW, height: ey(row.bought_wh), class: "bought" }, svg("title", {}, `${fmtTime(hass, row.slot_start)} bought ${row.bought_wh} Wh`)));
       }
       if (row.sold_wh) {
-        chart.append(svg("rect", { x: bx, y: eMid, width: barW, height: ey(row.sold_wh), fill: "var(--warning-color, #ffa600)" }, svg("title", {}, `${fmtTime(hass, row.slot_start)} sold ${row.sold_wh} Wh`)));
+        chart.append(svg("rect", { x: bx, y: eMid, width: barW, height: ey(row.sold_wh), class: "sold" }, svg("title", {}, `${fmtTime(hass, row.slot_start)} sold ${row.sold_wh} Wh`)));
       }
     }
     chart.append(svg("text", { x: left, y: height - 4 }, fmtTime(hass, rows[0].slot_start, true)));
