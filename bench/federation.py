@@ -4,7 +4,9 @@ Prints, per N: wall time per slot to run all N peers in one process (every messa
 every peer handled, signatures made and checked: the CPU cost of the whole community, so
 one home's share is that divided by N), the virtual time from gate closure until every
 peer holds the same attested result (sync window + network latency; CPU time is not part
-of virtual time), and messages and KiB sent per peer per slot.
+of virtual time), and messages and KiB sent per peer per slot, in all and after gate
+closure (``after G``: from 12 members on, digests and attestations go to two relays per slot,
+which send everyone one bundle of the quorum's attestations, so this stays flat in N).
 
     .venv/bin/python bench/federation.py                 # N = 10, 50, 100; K = 3
     .venv/bin/python bench/federation.py --peers 20 --slots 5 --latency-ms 20
@@ -69,6 +71,7 @@ def run(n: int, k: int, latency_ms: int, window_ms: int) -> dict[str, float]:
     msgs0, bytes0 = sum(net.stats.messages.values()), sum(net.stats.bytes.values())
     wall = 0.0
     finality: list[int] = []
+    after_g = 0
     for _ in range(k):
         slot = (net.now // 1000 + rules.gate_closure_lead_s + 1) // 60 * 60 + 60
         gate = rules.gate_closure_ms(slot)
@@ -77,6 +80,8 @@ def run(n: int, k: int, latency_ms: int, window_ms: int) -> dict[str, float]:
             net.apply(
                 peer.address, peer.submit_orders(slot, _orders(peer.member_id, i, slot), net.now)
             )
+        net.run_until(gate - 1)
+        at_gate = sum(net.stats.messages.values())
         net.run_until(gate + rules.sync_window_ms + rules.attest_window_ms + 1_000)
         wall += time.perf_counter() - t1
         times = [
@@ -90,6 +95,7 @@ def run(n: int, k: int, latency_ms: int, window_ms: int) -> dict[str, float]:
             raise SystemExit(f"slot {slot}: {len(times)}/{n} peers final, {len(hashes)} results")
         finality.append(max(times) - gate)
         net.run_until(gate + 20_000)
+        after_g += sum(net.stats.messages.values()) - at_gate
     msgs = sum(net.stats.messages.values()) - msgs0
     size = sum(net.stats.bytes.values()) - bytes0
     return {
@@ -98,6 +104,7 @@ def run(n: int, k: int, latency_ms: int, window_ms: int) -> dict[str, float]:
         "wall_per_slot_s": wall / k,
         "finality_ms": max(finality),
         "msgs_per_peer_slot": msgs / n / k,
+        "after_g_per_peer_slot": after_g / n / k,
         "kib_per_peer_slot": size / n / k / 1024,
     }
 
@@ -111,13 +118,14 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"{'peers':>5} {'join s':>7} {'wall s/slot':>11} {'final ms':>9} "
-        f"{'msgs/peer/slot':>14} {'KiB/peer/slot':>13}"
+        f"{'msgs/peer/slot':>14} {'after G':>7} {'KiB/peer/slot':>13}"
     )
     for n in args.peers:
         r = run(n, args.slots, args.latency_ms, args.window_ms)
         print(
             f"{r['peers']:>5} {r['join_s']:>7.2f} {r['wall_per_slot_s']:>11.2f} "
             f"{r['finality_ms']:>9.0f} {r['msgs_per_peer_slot']:>14.1f} "
+            f"{r['after_g_per_peer_slot']:>7.1f} "
             f"{r['kib_per_peer_slot']:>13.1f}"
         )
 
