@@ -237,6 +237,33 @@ def test_one_relay_isolated_still_fast() -> None:
     )
 
 
+def test_unreachable_member_is_skipped_as_relay() -> None:
+    net, peers = build(14)
+    r = peers[0].rules
+    first = next_slot(net, peers)
+    target = first + 4 * r.slot_seconds
+    gone = _relays(peers, target)[0]
+    net.go_offline(gone)
+    for slot in range(first, target + 1, r.slot_seconds):
+        submit_all(net, peers, slot)
+        run_slot(net, peers, slot)
+    alive = [p for p in peers if p.address != gone]
+    _final_everywhere(net, alive, target)
+    gone_id = net.peers[gone].member_id
+    for p in alive:
+        relays = p._slots[target].relays
+        assert relays is not None
+        assert gone_id not in relays
+        assert len(relays) == RELAYS_PER_SLOT
+    fallback = r.gate_closure_ms(target) + r.sync_window_ms + r.attest_window_ms // 2
+    assert all(
+        t < fallback
+        for p in alive
+        for t, e in net.events[p.address]
+        if type(e).__name__ == "SlotCleared" and e.final.slot == target
+    )
+
+
 def test_minority_book_adopts_the_quorum_through_a_bundle() -> None:
     net, peers = build(14)
     slot = next_slot(net, peers)

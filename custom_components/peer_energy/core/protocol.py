@@ -27,6 +27,16 @@ Per slot (``s`` = slot start, ``G`` = gate closure = ``s - gate_closure_lead_s``
 5. **Void** at ``D = A + attest_window`` when no quorum is known: ``SlotVoid``, nothing is
    recorded. The peer then asks others for a final result; if a verifiable one arrives later
    (or during catch-up after being offline) it is reported as ``SlotCleared(late=True)``.
+   A missing slot is asked for at most ``CATCHUP_MAX_TRIES`` times, with doubling waits.
+
+**Relays** (``RELAY_MIN_MEMBERS`` or more on the roster at ``G``): steps 2 and 3 go through
+``RELAYS_PER_SLOT`` members ranked first by ``relay_order`` for the slot instead of all-to-all.
+Digests and attestations go to the relays; a relay that finalises sends every member one
+``records`` bundle of the attestations it holds (a quorum's first). Every attestation in a
+bundle is checked on its own signature, so safety never rests on a relay. At half the
+attestation window a peer that is still not final falls back to sending its attestation
+to everyone it has none from; the relays and the next ``CATCHUP_PEERS`` members in relay
+order answer it with their bundle. Messages after gate closure are O(N) in all.
 
 Public API: ``Peer`` (``found``, ``joining``, ``restore``; ``receive``, ``tick``,
 ``next_wakeup_ms``; ``submit_orders``, ``invite``, ``join_again``, ``leave``, ``remove``,
@@ -35,7 +45,7 @@ Public API: ``Peer`` (``found``, ``joining``, ``restore``; ``receive``, ``tick``
 ``joined``, ``finals``, ``fairness``, ``member_id``, ``community_id``, ``rules``,
 ``address``, ``membership``), the outputs listed above,
 ``FinalSlot``, ``EquivocationProof``, ``verify_equivocation``, ``verify_slot_data``,
-``verify_record``, ``Reject``, ``ProtocolError``, ``MESSAGE_TYPES``.
+``verify_record``, ``relay_order``, ``Reject``, ``ProtocolError``, ``MESSAGE_TYPES``.
 
 Threading: a ``Peer`` is not thread-safe; call it from one thread (or one executor job at a
 time). Each call is short (a signature check per message, under a millisecond); the slot's
