@@ -290,9 +290,13 @@ class PeerEnergyPanel extends HTMLElement {
     return `${fmtNumber(this._hass, value, 3)} ${data.currency}/kWh`;
   }
 
+  // Money in the currency's digits; amounts below one unit with two more (a slot's trade
+  // is often a fraction of a cent), so that they do not show as 0.00.
   _money(value) {
     if (value === null || value === undefined) return "—";
-    return `${fmtNumber(this._hass, value, 2)} ${this._data.currency}`;
+    const digits = this._data.price_digits ?? 2;
+    const shown = value !== 0 && Math.abs(value) < 1 ? digits + 2 : digits;
+    return `${fmtNumber(this._hass, value, shown)} ${this._data.currency}`;
   }
 
   // --- rendering ----------------------------------------------------------------------------
