@@ -658,3 +658,18 @@ def _secret_values(data: Any) -> list[str]:
     if isinstance(data, list):
         return [item for value in data for item in _secret_values(value)]
     return []
+
+
+def test_history_keeps_the_newest_rows_only() -> None:
+    """One-minute slots would make a day 1440 rows: the view keeps the newest 192."""
+    from types import SimpleNamespace
+
+    from custom_components.peer_energy.websocket_api import HISTORY_MAX_ROWS, _history
+
+    last = 1_800_000_000
+    prices = {last - 60 * k: 10 + k % 7 for k in range(1440)}
+    fake_market = SimpleNamespace(reports={}, prices=prices, currency="EUR")
+    rows = _history(fake_market, last)  # type: ignore[arg-type]
+    assert len(rows) == HISTORY_MAX_ROWS == 192
+    assert rows[-1]["price_minor"] == prices[last]
+    assert rows[0]["price_minor"] == prices[last - 60 * 191]

@@ -311,13 +311,18 @@ def _allocation(alloc: AssetAllocation | None) -> dict[str, int] | None:
     }
 
 
+HISTORY_MAX_ROWS = 192  # two days of 15-minute slots; 3.2 hours of 1-minute slots
+
+
 def _history(market: SlotClock, last: int) -> list[dict[str, Any]]:
-    """Every slot of the last day up to ``last`` that has an outcome or a price, oldest first.
+    """Every slot of the last day up to ``last`` that has an outcome or a price, oldest
+    first, at most the newest ``HISTORY_MAX_ROWS``.
 
     After a restart only the prices are known (the outcomes are kept in memory).
     """
     first = last - SECONDS_PER_DAY
     slots = sorted(s for s in {*market.reports, *market.prices} if first < s <= last)
+    slots = slots[-HISTORY_MAX_ROWS:]
     rows: list[dict[str, Any]] = []
     for slot in slots:
         report = market.reports.get(slot)
