@@ -254,3 +254,45 @@ def test_quality_scale_lists_every_rule() -> None:
         else:
             assert value["status"] in {"done", "todo", "exempt"}, name
             assert value["status"] == "done" or value["comment"].strip(), name
+
+
+async def test_asset_added_during_setup_is_not_lost(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    source_states: dict[str, Any],
+) -> None:
+    """An asset added while set-up waits (before the update listener exists) reloads once more."""
+    from unittest.mock import patch
+
+    from custom_components.peer_energy import async_setup_federation as real_setup
+
+    hass.states.async_set("sensor.kettle_power", "2000", {"unit_of_measurement": "W"})
+    subentry = ConfigSubentry(
+        data=MappingProxyType(
+            {
+                CONF_ASSET_KIND: AssetKind.PLUG,
+                CONF_ASSET_NAME: "Kettle",
+                CONF_POWER_ENTITY: "sensor.kettle_power",
+            }
+        ),
+        subentry_type=SUBENTRY_ASSET,
+        title="Kettle",
+        unique_id=None,
+    )
+    calls = 0
+
+    async def setup_and_add(hass: HomeAssistant, entry: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the user adds an asset while the first set-up is under way
+            hass.config_entries.async_add_subentry(entry, subentry)
+        return await real_setup(hass, entry)
+
+    mock_config_entry.add_to_hass(hass)
+    with patch("custom_components.peer_energy.async_setup_federation", setup_and_add):
+        # (the first set-up's own result is moot: its reload is already under way)
+        await hass.config_entries.async_setup(mock_config_entry.entry_id)
+        await hass.async_block_till_done()
+    assert calls == 2  # reloaded once more
+    assert mock_config_entry.state is ConfigEntryState.LOADED
+    assert subentry.subentry_id in mock_config_entry.runtime_data.assets

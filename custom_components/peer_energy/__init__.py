@@ -8,6 +8,8 @@ the options, reloads the entry.
 
 from __future__ import annotations
 
+from typing import Any
+
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady
@@ -50,6 +52,7 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 
 async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> bool:
     """Set up Peer Energy from a config entry."""
+    seen = _entry_state(entry)
     try:
         assets = assets_from_entry(entry)
     except UnknownAssetKindError as err:
@@ -83,6 +86,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
     entry.async_on_unload(coordinator.async_stop)
     entry.async_on_unload(async_watch_sources(hass, entry, assets))
     entry.async_on_unload(entry.add_update_listener(_async_update_listener))
+    if _entry_state(entry) != seen:
+        # An asset or option changed while this set-up was waiting, before the update
+        # listener existed: that change would be lost without one more reload.
+        hass.config_entries.async_schedule_reload(entry.entry_id)
 
     # The slot clock exists before the platforms (its entities read it) and starts after
     # them (its first plan and restored totals then reach the entities).
@@ -107,6 +114,12 @@ async def async_unload_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) 
     if unloaded:
         async_clear_source_issues(hass, entry)
     return unloaded
+
+
+def _entry_state(entry: PeerEnergyConfigEntry) -> tuple[Any, ...]:
+    """What a set-up reads from the entry (to notice changes made during the set-up)."""
+    subentries = {sid: dict(sub.data) for sid, sub in entry.subentries.items()}
+    return dict(entry.data), dict(entry.options), subentries
 
 
 async def _async_update_listener(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> None:
