@@ -262,8 +262,9 @@ class Community:
 
 
 def _margin_s(n: int) -> int:
-    """Seconds before gate closure to submit: one process delivers ~1000 POSTs/s."""
-    return 3 + n * n // 1000
+    """Seconds before gate closure to submit: one process delivers ~1000 POSTs/s, at times
+    half that (bids still in flight at gate closure make peers tick late and skip the slot)."""
+    return 3 + n * n // 500
 
 
 def _rules(n: int, sync_ms: int, attest_ms: int) -> CommunityRules:
@@ -391,7 +392,7 @@ async def run(
             msgs0, bytes0 = stats.messages, stats.bytes
             cpu0 = time.process_time()
             step = rules.slot_seconds
-            # Submissions need time to reach everyone before gate closure (~3 s of margin).
+            # Submissions need time to reach everyone before gate closure (`_margin_s`).
             lead = rules.gate_closure_lead_s + _margin_s(n)
             first = -(-(now_ms() // 1000 + lead) // step) * step
             after_total = relay_max = other_max = late = 0
