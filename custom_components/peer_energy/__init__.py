@@ -17,7 +17,7 @@ from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.start import async_at_started
 from homeassistant.helpers.typing import ConfigType
 
-from .const import DOMAIN
+from .const import DOMAIN, SUBENTRY_ASSET
 from .coordinator import PeerEnergyCoordinator, UnknownAssetKindError, assets_from_entry
 from .entity import home_device_info
 from .federation_setup import async_setup_federation, async_setup_federation_actions
@@ -117,9 +117,14 @@ async def async_unload_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) 
 
 
 def _entry_state(entry: PeerEnergyConfigEntry) -> tuple[Any, ...]:
-    """What a set-up reads from the entry (to notice changes made during the set-up)."""
-    subentries = {sid: dict(sub.data) for sid, sub in entry.subentries.items()}
-    return dict(entry.data), dict(entry.options), subentries
+    """The options and assets a set-up reads (to notice the user changing them during the
+    set-up). The community subentry is left out: the set-up itself updates it."""
+    assets = {
+        sid: dict(sub.data)
+        for sid, sub in entry.subentries.items()
+        if sub.subentry_type == SUBENTRY_ASSET
+    }
+    return dict(entry.options), assets
 
 
 async def _async_update_listener(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> None:
