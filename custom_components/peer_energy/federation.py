@@ -593,11 +593,14 @@ class FederationLink:
             elif isinstance(out, PeerReachable):
                 self._on_reachable(out.member)
             elif isinstance(out, TradeSigned):
+                save = save or out.party  # the peer keeps its settlement state across restarts
                 self._on_trade(out)
             elif isinstance(out, DeliverySettled):
+                save = save or out.party
                 s = out.settlement
                 self._on_delivery(out.slot, s.terms, s.delivered_wh, s)
             elif isinstance(out, DeliveryUnreported):
+                save = save or out.party
                 self.deliveries_unreported += 1
                 self._on_delivery(out.slot, out.trade.terms, 0, None)
             elif isinstance(out, Rejected):
@@ -818,6 +821,7 @@ class FederationLink:
         if outputs:
             self.deliveries_reported += 1
         self._handle(outputs)
+        self._spawn(self.async_save(), "save")  # the reading survives a restart
 
     def _on_delivery(
         self, slot: int, terms: TradeTerms, delivered_wh: int, settlement: Settlement | None

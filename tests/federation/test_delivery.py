@@ -252,3 +252,53 @@ def test_bad_delivery_messages_are_refused() -> None:
     with pytest.raises(ProtocolError, match="negative"):
         seller.report_delivery(slot, exported_wh=-1, imported_wh=0, now_ms=net.now)
     assert seller.report_delivery(slot + 600, exported_wh=1, imported_wh=0, now_ms=net.now) == []
+
+
+def test_settlement_and_delivery_state_survive_a_restart() -> None:
+    """A party restarted after metering still settles with the counterparty's report."""
+    import json
+
+    from .helpers import make_identity
+
+    net, peers, slot, trades = _traded(4)
+    fills = peers[0].finals[slot].result.fills
+    i = trades[0]
+    seller = next(p for p in peers if p.member_id == fills[i].seller)
+    buyer = next(p for p in peers if p.member_id == fills[i].buyer)
+    net.run_until((slot + 60) * 1000)
+    # the seller meters and reports, then Home Assistant restarts before the buyer reports
+    net.apply(
+        seller.address,
+        seller.report_delivery(
+            slot, exported_wh=_own(seller, slot, Role.SELLER), imported_wh=0, now_ms=net.now
+        ),
+    )
+    net.run_until(net.now + 50)
+    data = json.loads(json.dumps(seller.snapshot()))  # what the Store writes and reads
+    assert [item["slot"] for item in data["settling"]] == [slot]
+    index = peers.index(seller)
+    restored = Peer.restore(make_identity(f"p{index}"), data, net.now)
+    net.peers[seller.address] = restored
+    peers[index] = restored
+    assert restored.finals[slot].result_hash == buyer.finals[slot].result_hash
+    # reporting again after the restart is ignored: the reading was kept
+    assert restored.report_delivery(slot, exported_wh=0, imported_wh=0, now_ms=net.now) == []
+    before = len(net.events[seller.address])
+    net.apply(
+        buyer.address,
+        buyer.report_delivery(
+            slot, exported_wh=0, imported_wh=_own(buyer, slot, Role.BUYER), now_ms=net.now
+        ),
+    )
+    net.run_until(net.now + 50)
+    after = [e for _, e in net.events[seller.address][before:] if isinstance(e, DeliverySettled)]
+    assert i in {e.fill for e in after}
+    settled = next(e for e in after if e.fill == i)
+    assert settled.settlement.buyer_report is not None
+    assert settled.settlement.shortfall_wh == 0
+    # nothing left to keep once every trade of the slot is settled or given up
+    net.run_until(restored.delivery_deadline_ms(slot) + 1000)
+    assert restored.snapshot()["settling"] == []
+    # a snapshot of an older version (without "settling") still loads
+    del data["settling"]
+    assert Peer.restore(make_identity(f"p{index}"), data, net.now).joined

@@ -9,7 +9,7 @@ import pytest
 
 from custom_components.peer_energy.core.credit import SignedTrade
 from custom_components.peer_energy.core.orders import Order, Side
-from custom_components.peer_energy.federation import FederationLink
+from custom_components.peer_energy.federation import FederationLink, federation_store
 
 from .conftest import Clock, Home, fast_rules, next_slot, open_ledger, run_slot, tick_all
 from .test_link import MemTransport, make_link, mem_join
@@ -152,4 +152,41 @@ async def test_a_settlement_waits_for_its_trade(
     assert c.link.trades_recorded == 1
     assert c.link.settlements_recorded == 1
     assert c.link.diagnostics()["settlements_waiting"] == 0
+    await _close(homes)
+
+
+async def test_delivery_state_survives_a_restart_of_the_seller(
+    hass: HomeAssistant, clock: Clock, net: MemTransport
+) -> None:
+    """The seller reports, restarts, and still settles when the buyer's report comes in."""
+    homes, slot = await _trade(hass, clock, net)
+    a, b, _ = homes
+    rules = fast_rules()
+    await tick_all(clock, homes, (slot + rules.slot_seconds) * 1000)
+    a.link.async_report_delivery(slot * 1000, exported_wh=500, imported_wh=0)
+    await a.link.async_drain()
+    await a.link.async_stop()  # saves the store
+    again = FederationLink(
+        hass,
+        a.link.entry_id,
+        a.link.identity,
+        net,
+        store=federation_store(hass, a.link.entry_id),
+        clock=clock,
+        schedule=False,
+        announce=False,
+    )
+    assert await again.async_load() == "member"
+    again.ledger = a.ledger
+    net.links["a"] = again
+    assert again.peer is not None
+    assert slot in again.peer.finals  # rebuilt from the stored signed slot data
+    b.link.async_report_delivery(slot * 1000, exported_wh=0, imported_wh=500)
+    await b.link.async_drain()
+    await again.async_drain()
+    assert again.settlements_recorded == 1
+    assert a.ledger is not None
+    (record,) = await a.ledger.async_records("settlement")
+    assert record.body["buyer_report"] is not None
+    a.link = again
     await _close(homes)

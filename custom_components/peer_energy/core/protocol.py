@@ -781,7 +781,68 @@ class Peer:
             "fairness": self._fairness.to_dict(),
             "fair_slot": self._fair_slot,
             "missing": sorted(self._missing),
+            "settling": self._settling_snapshot(),
         }
+
+    def _settling_snapshot(self) -> list[dict[str, Any]]:
+        """Settlement and delivery state of the final slots this home traded in whose
+        delivery is not settled yet, with the slot's signed data to rebuild the final."""
+        out: list[dict[str, Any]] = []
+        for slot, st in sorted(self._settle.items()):
+            if slot not in self._finals or not st["mine"]:
+                continue
+            if st["done"] and all(i in st["settled"] for i in st["done"]):
+                continue
+            data = self.slot_data(slot)
+            if data is None:  # pragma: no cover - a final slot always has its data
+                continue
+            out.append(
+                {
+                    "slot": slot,
+                    "data": data,
+                    "mine": {str(i): h for i, h in st["mine"].items()},
+                    "theirs": {str(i): h for i, h in st["theirs"].items()},
+                    "sigs": {
+                        str(i): {m: sig.sig for m, sig in sigs.items()}
+                        for i, sigs in st["sigs"].items()
+                    },
+                    "terms": {str(i): t.to_dict() for i, t in st["terms"].items()},
+                    "done": {str(i): t.to_dict() for i, t in st["done"].items()},
+                    "metered": list(st["metered"][0]) if 0 in st["metered"] else None,
+                    "reports": {
+                        str(i): {role: r.to_dict() for role, r in held.items()}
+                        for i, held in st["reports"].items()
+                    },
+                    "settled": sorted(st["settled"]),
+                }
+            )
+        return out
+
+    def _restore_settling(self, items: Sequence[Mapping[str, Any]], now_ms: int) -> None:
+        """Rebuild what ``_settling_snapshot`` kept: the final slot from its signed data
+        (verified and cleared again) and the settlement and delivery state on top."""
+        for item in items:
+            slot = int(item["slot"])
+            adopted = self._adopt(slot, item["data"], "snapshot", now_ms)
+            if isinstance(adopted, Rejected) or slot not in self._finals:
+                continue  # pragma: no cover - our own signed data no longer verifies
+            st = self._settlement(slot)
+            st["mine"] = {int(i): dict(h) for i, h in item["mine"].items()}
+            st["theirs"] = {int(i): dict(h) for i, h in item["theirs"].items()}
+            st["sigs"] = {
+                int(i): {m: TradeSignature(m, str(sig)) for m, sig in sigs.items()}
+                for i, sigs in item["sigs"].items()
+            }
+            st["terms"] = {int(i): TradeTerms.from_dict(t) for i, t in item["terms"].items()}
+            st["done"] = {int(i): SignedTrade.from_dict(t) for i, t in item["done"].items()}
+            if item["metered"] is not None:
+                exported, imported = (int(v) for v in item["metered"])
+                st["metered"][0] = (exported, imported)
+            st["reports"] = {
+                int(i): {role: DeliveryReport.from_dict(r) for role, r in held.items()}
+                for i, held in item["reports"].items()
+            }
+            st["settled"] = dict.fromkeys((int(i) for i in item["settled"]), True)
 
     @classmethod
     def restore(cls, identity: Identity, data: Mapping[str, Any], now_ms: int) -> Peer:
@@ -829,6 +890,8 @@ class Peer:
             peer._fairness = FairnessState.from_dict(data["fairness"])
             peer._fair_slot = int(data["fair_slot"])
             peer._missing = {int(s) for s in data["missing"]}
+            if peer._joined:
+                peer._restore_settling(data.get("settling", []), now_ms)
             peer._last_tick = 0  # the first tick sees a gap and catches up
         except (KeyError, TypeError, CommunityError, InvitationError) as err:
             raise ValueError(f"damaged peer snapshot: {err}") from None
