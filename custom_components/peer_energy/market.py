@@ -521,6 +521,14 @@ class SlotClock:
     async def async_load(self) -> None:
         """Load the clearing prices of the last day (expected prices, price peak average)."""
         data = await self._store.async_load()
+        mark = data.get("meter_mark") if isinstance(data, dict) else None
+        if (
+            isinstance(mark, list)
+            and len(mark) == 4
+            and mark[1] == "meter"
+            and all(type(v) is int for v in (mark[0], mark[2], mark[3]))
+        ):
+            self._meter_mark = (mark[0], "meter", mark[2], mark[3])
         prices = data.get("prices") if isinstance(data, dict) else None
         if not isinstance(prices, dict):
             return
@@ -533,7 +541,11 @@ class SlotClock:
     @callback
     def _save_prices(self) -> None:
         """Write the price history (small: one day of slots) in the background."""
-        data = {"prices": {str(slot): price for slot, price in sorted(self.prices.items())}}
+        data: dict[str, Any] = {
+            "prices": {str(slot): price for slot, price in sorted(self.prices.items())}
+        }
+        if self._meter_mark is not None and self._meter_mark[1] == "meter":
+            data["meter_mark"] = list(self._meter_mark)
         self.entry.async_create_background_task(
             self.hass, self._store.async_save(data), f"{DOMAIN} save prices"
         )
@@ -622,21 +634,29 @@ class SlotClock:
         """Cumulative (source, import Wh, export Wh) of the home's grid connection, read
         now: a grid meter's energy counters (its own or integrated from its power), else
         the integrated estimate of the home's net grid power."""
-        data = self.runtime.coordinator.async_update_now()  # calls _on_reading
+        coordinator = self.runtime.coordinator
+        data = coordinator.async_update_now()  # calls _on_reading
         if data.grid_import_wh is not None and data.grid_export_wh is not None:
-            return "meter", data.grid_import_wh, data.grid_export_wh
+            # "meter": the meter's own counters, which keep counting while Home Assistant is
+            # down, so a mark stored before a restart stays valid; "integrated" ones do not.
+            integrated = coordinator.integrates_import or coordinator.integrates_export
+            source = "integrated" if integrated else "meter"
+            return source, data.grid_import_wh, data.grid_export_wh
         return "power", self._grid.import_wh, self._grid.export_wh
 
     def _meter_slot(self, slot: int) -> None:
         """At a boundary: meter the slot that just ended and report it to the community.
 
         Only a slot metered from boundary to boundary is reported: not the one during
-        which Home Assistant started, nor one across a change of meter source, nor one
-        during which the grid reading was unavailable (what is unknown is not reported;
-        the community then counts the delivery as unproven).
+        which Home Assistant started (unless the grid meter's own counters were read at its
+        start, before a restart), nor one across a change of meter source, nor one during
+        which the grid reading was unavailable (what is unknown is not reported; the
+        community then counts the delivery as unproven).
         """
         totals = self._meter_totals()
         mark, self._meter_mark = self._meter_mark, (slot, *totals)
+        if totals[0] == "meter":
+            self._save_prices()  # keeps the mark across a restart
         gap = self._meter_gap
         self._meter_gap = self.runtime.coordinator.data.grid_power_w is None
         previous = slot - self.slot_seconds

@@ -610,3 +610,41 @@ async def test_each_slot_is_metered_and_reported_to_the_community(
     assert len(link.delivered) == 1  # the slot with the outage is not reported
     await _advance(hass, frozen, NEXT_SLOT + timedelta(minutes=45))
     assert link.delivered[1] == ((NEXT_TS + 1800) * 1000, 0, 25)  # 100 W x 15 min
+
+
+async def test_a_meters_own_counters_are_metered_across_a_restart(
+    hass: HomeAssistant, market: SlotClock, link: FakeLink, frozen: FrozenDateTimeFactory
+) -> None:
+    """With a grid meter's own energy counters, the slot of a restart is still metered."""
+    from unittest.mock import patch
+
+    counters = {"import": 10_000, "export": 5_000}
+
+    def totals(self: SlotClock) -> tuple[str, int, int]:
+        return "meter", counters["import"], counters["export"]
+
+    with patch.object(SlotClock, "_meter_totals", totals):
+        await _advance(hass, frozen, NEXT_SLOT)  # the mark at the slot's start is stored
+        await hass.async_block_till_done()
+        # Home Assistant restarts in the middle of the slot: a new slot clock loads the store
+        again = SlotClock(hass, market.entry)
+        await again.async_load()
+        assert again._meter_mark == (NEXT_TS, "meter", 10_000, 5_000)
+        market.async_stop()
+        again.runtime.federation = link  # type: ignore[assignment]
+        again.async_start()
+        counters["export"] += 300  # the meter kept counting while Home Assistant was down
+        counters["import"] += 20
+        await _advance(hass, frozen, NEXT_SLOT + timedelta(minutes=15))
+        assert link.delivered[-1] == (NEXT_TS * 1000, 300, 20)
+        again.async_stop()
+    # an integrated total (the meter's power) is not kept: it stops while Home Assistant is down
+    fresh = SlotClock(hass, market.entry)
+    await fresh.async_load()
+    assert fresh._meter_mark is not None  # the last "meter" mark is still in the store
+    market._meter_mark = (NEXT_TS, "integrated", 1, 1)
+    market._save_prices()
+    await hass.async_block_till_done()
+    fresh = SlotClock(hass, market.entry)
+    await fresh.async_load()
+    assert fresh._meter_mark is None
