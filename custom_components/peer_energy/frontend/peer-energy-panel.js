@@ -156,6 +156,21 @@ function fmtWh(hass, wh) {
   return `${fmtNumber(hass, wh, 0)} Wh`;
 }
 
+// A scrolling table: ``head`` lists the header cells (a string, or [text, attributes]).
+function scrollTable(head, body) {
+  const cells = head.map((h) => (Array.isArray(h) ? el("th", h[1], h[0]) : el("th", {}, h)));
+  return el("div", { class: "scroll" }, el("table", {}, el("thead", {}, el("tr", {}, ...cells)), body));
+}
+
+// The first cells of a trade or settlement row: slot, direction, counterparty.
+function partyCells(hass, item) {
+  return [
+    el("td", {}, fmtTime(hass, item.slot_start, true)),
+    el("td", {}, item.role === "seller" ? "sold to" : "bought from"),
+    el("td", {}, el("code", {}, item.counterparty)),
+  ];
+}
+
 function signClass(value) {
   if (!value) return "";
   return value > 0 ? "pos" : "neg";
@@ -430,20 +445,16 @@ class PeerEnergyPanel extends HTMLElement {
         )
       );
     }
-    const head = el(
-      "thead",
-      {},
-      el(
-        "tr",
-        {},
-        el("th", {}, "Asset"),
-        el("th", { class: "n", title: "positive buys, negative offers" }, this._t("market_order.name", "Order")),
-        el("th", { class: "n" }, this._t("allocation.name", "Allocation")),
-        el("th", { class: "n", title: "with neighbours" }, "Peers"),
-        el("th", {}, this._t("market_reason.name", "Reason"))
-      )
+    return scrollTable(
+      [
+        "Asset",
+        [this._t("market_order.name", "Order"), { class: "n", title: "positive buys, negative offers" }],
+        [this._t("allocation.name", "Allocation"), { class: "n" }],
+        ["Peers", { class: "n", title: "with neighbours" }],
+        this._t("market_reason.name", "Reason"),
+      ],
+      body
     );
-    return el("div", { class: "scroll" }, el("table", {}, head, body));
   }
 
   // A reason parameter for people: prices (integer minor units per kWh) in the currency,
@@ -506,28 +517,16 @@ class PeerEnergyPanel extends HTMLElement {
         "details",
         { open: this._historyOpen, ontoggle: (ev) => (this._historyOpen = ev.target.open) },
         el("summary", {}, `Table (${rows.length} slots)`),
-        el(
-          "div",
-          { class: "scroll" },
-          el(
-            "table",
-            {},
-            el(
-              "thead",
-              {},
-              el(
-                "tr",
-                {},
-                el("th", {}, "Slot"),
-                el("th", { class: "n" }, `Price ${data.currency}/kWh`),
-                el("th", { class: "n" }, "Clean"),
-                el("th", { class: "n" }, "Bought Wh"),
-                el("th", { class: "n" }, "Sold Wh"),
-                el("th", {}, "")
-              )
-            ),
-            body
-          )
+        scrollTable(
+          [
+            "Slot",
+            [`Price ${data.currency}/kWh`, { class: "n" }],
+            ["Clean", { class: "n" }],
+            ["Bought Wh", { class: "n" }],
+            ["Sold Wh", { class: "n" }],
+            "",
+          ],
+          body
         )
       )
     );
@@ -614,9 +613,7 @@ class PeerEnergyPanel extends HTMLElement {
           el(
             "tr",
             {},
-            el("td", {}, fmtTime(hass, trade.slot_start, true)),
-            el("td", {}, trade.role === "seller" ? "sold to" : "bought from"),
-            el("td", {}, el("code", {}, trade.counterparty)),
+            ...partyCells(hass, trade),
             el("td", { class: "n" }, fmtWh(hass, trade.energy_wh)),
             el("td", { class: "n" }, fmtNumber(hass, trade.price, 3)),
             el("td", { class: `n ${signClass(trade.amount)}` }, this._money(trade.amount)),
@@ -625,29 +622,17 @@ class PeerEnergyPanel extends HTMLElement {
         );
       }
       card.append(
-        el(
-          "div",
-          { class: "scroll" },
-          el(
-            "table",
-            {},
-            el(
-              "thead",
-              {},
-              el(
-                "tr",
-                {},
-                el("th", {}, "Slot"),
-                el("th", {}, ""),
-                el("th", {}, "Neighbour"),
-                el("th", { class: "n" }, "Energy"),
-                el("th", { class: "n" }, `Price ${data.currency}/kWh`),
-                el("th", { class: "n" }, "Amount"),
-                el("th", {}, "")
-              )
-            ),
-            body
-          )
+        scrollTable(
+          [
+            "Slot",
+            "",
+            "Neighbour",
+            ["Energy", { class: "n" }],
+            [`Price ${data.currency}/kWh`, { class: "n" }],
+            ["Amount", { class: "n" }],
+            "",
+          ],
+          body
         )
       );
     }
@@ -659,9 +644,7 @@ class PeerEnergyPanel extends HTMLElement {
           el(
             "tr",
             {},
-            el("td", {}, fmtTime(hass, s.slot_start, true)),
-            el("td", {}, s.role === "seller" ? "sold to" : "bought from"),
-            el("td", {}, el("code", {}, s.counterparty)),
+            ...partyCells(hass, s),
             el("td", { class: "n" }, fmtWh(hass, s.energy_wh)),
             el("td", { class: "n" }, fmtWh(hass, s.delivered_wh)),
             el("td", { class: `n ${s.shortfall_wh ? "neg" : ""}` }, fmtWh(hass, s.shortfall_wh)),
@@ -671,30 +654,18 @@ class PeerEnergyPanel extends HTMLElement {
         );
       }
       card.append(
-        el(
-          "div",
-          { class: "scroll" },
-          el(
-            "table",
-            {},
-            el(
-              "thead",
-              {},
-              el(
-                "tr",
-                {},
-                el("th", {}, "Slot"),
-                el("th", {}, ""),
-                el("th", {}, "Neighbour"),
-                el("th", { class: "n" }, "Traded"),
-                el("th", { class: "n" }, "Delivered"),
-                el("th", { class: "n" }, "Shortfall"),
-                el("th", { class: "n" }, "Payment"),
-                el("th", {}, "")
-              )
-            ),
-            body
-          )
+        scrollTable(
+          [
+            "Slot",
+            "",
+            "Neighbour",
+            ["Traded", { class: "n" }],
+            ["Delivered", { class: "n" }],
+            ["Shortfall", { class: "n" }],
+            ["Payment", { class: "n" }],
+            "",
+          ],
+          body
         )
       );
     }
