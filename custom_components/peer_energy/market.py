@@ -102,6 +102,7 @@ from .core.peerbank import (
     PeerCapacity,
     step as peer_bank_step,
 )
+from .federation import SIGNAL_LEDGER_UPDATED
 from .prices import (
     InvalidPriceError,
     fixed_price_to_minor,
@@ -561,7 +562,7 @@ class SlotClock:
         self._unsubs.append(coordinator.async_add_listener(self._on_reading))
         self._unsubs.append(
             async_dispatcher_connect(
-                self.hass, f"{DOMAIN}_ledger_updated_{self.entry.entry_id}", self._notify
+                self.hass, f"{SIGNAL_LEDGER_UPDATED}_{self.entry.entry_id}", self._notify
             )
         )
         self._on_reading()

@@ -35,6 +35,7 @@ from .coordinator import (
     state_number,
 )
 from .entity import PeerEnergyEntity, PeerEnergyMarketEntity
+from .federation import short
 from .market import REASON_CODES, SitOut, major_to_milli_amount, price_to_major, utc_from_ts
 from .runtime import PeerEnergyConfigEntry
 
@@ -347,7 +348,7 @@ def _reputation_attrs(clock: SlotClock) -> dict[str, Any]:
         return {}
     return {
         "peers": {
-            member[:8]: value / 10 for member, value in sorted(scores.items()) if member != me
+            short(member): value / 10 for member, value in sorted(scores.items()) if member != me
         }
     }
 
