@@ -258,6 +258,10 @@ class FederationLink:
         self.deliveries_unreported = 0
         # Delivery settlements whose trade is not in the ledger yet (fill order), by id.
         self._waiting_settlements: dict[str, tuple[int, Settlement]] = {}
+        # Deliveries to record, by slot: one ledger transaction per slot and one score
+        # refresh per batch (every member's trades settle at about the same moment).
+        self._deliveries: dict[int, tuple[list[Settlement], list[Evidence]]] = {}
+        self._flushing = False
         # This home's reputation scores (permille) as of the last delivery recorded.
         self._scores: dict[str, int] = {}
         self._join: dict[str, str] | None = None
@@ -779,7 +783,7 @@ class FederationLink:
             waiting = list(self._waiting_settlements.values())
             self._waiting_settlements.clear()
             for wslot, settlement in waiting:
-                self._spawn(self._record_delivery(wslot, [settlement], []), "delivery")
+                self._queue_delivery(wslot, settlement, None)
 
     async def _settle(self, slot: int, body: dict[str, Any]) -> None:
         assert self.ledger is not None
@@ -830,8 +834,33 @@ class FederationLink:
         if self.ledger is None:
             return
         evidence = delivery_evidence(terms.seller, terms.energy_wh, delivered_wh, self.clock())
-        settlements = [settlement] if settlement is not None else []
-        self._spawn(self._record_delivery(slot, settlements, [evidence]), "delivery")
+        self._queue_delivery(slot, settlement, evidence)
+
+    def _queue_delivery(
+        self, slot: int, settlement: Settlement | None, evidence: Evidence | None
+    ) -> None:
+        settlements, items = self._deliveries.setdefault(slot, ([], []))
+        if settlement is not None:
+            settlements.append(settlement)
+        if evidence is not None:
+            items.append(evidence)
+        if not self._flushing:
+            self._flushing = True
+            self._spawn(self._flush_deliveries(), "delivery")
+
+    async def _flush_deliveries(self) -> None:
+        """Record the queued deliveries (also those queued meanwhile), then rescore once."""
+        assert self.ledger is not None
+        try:
+            while self._deliveries:
+                slot = min(self._deliveries)
+                settlements, evidence = self._deliveries.pop(slot)
+                await self._record_delivery(slot, settlements, evidence)
+        finally:
+            self._flushing = False
+        if self.peer is not None:
+            self.peer.set_balances(self.ledger.balances())
+        await self._refresh_scores()
 
     async def _record_delivery(
         self, slot: int, settlements: list[Settlement], evidence: list[Evidence]
@@ -854,9 +883,6 @@ class FederationLink:
                 self._waiting_settlements[record_id] = (slot, by_id[record_id])
             else:
                 LOGGER.debug("Settlement %s not recorded: %s", record_id[:12], refusal)
-        if self.peer is not None:
-            self.peer.set_balances(self.ledger.balances())
-        await self._refresh_scores()
 
     def _event_peer(self, event_type: str, member: str, **extra: Any) -> None:
         if member == self.member_key or not self._announce:
