@@ -628,6 +628,22 @@ class _Slot:
         return per
 
 
+@dataclass(slots=True)
+class _Settling:
+    """One final slot's settlement and delivery state at this peer, by fill index."""
+
+    mine: dict[int, dict[str, Any]] = field(default_factory=dict)  # our halves
+    theirs: dict[int, dict[str, Any]] = field(default_factory=dict)  # counterparty halves
+    terms: dict[int, TradeTerms] = field(default_factory=dict)
+    sigs: dict[int, dict[str, TradeSignature]] = field(default_factory=dict)
+    # a counterparty's signature that came before our own terms: member -> (terms, sig)
+    pending: dict[int, dict[str, tuple[TradeTerms, TradeSignature]]] = field(default_factory=dict)
+    done: dict[int, SignedTrade] = field(default_factory=dict)
+    metered: tuple[int, int] | None = None  # (exported Wh, imported Wh) this home metered
+    reports: dict[int, dict[str, DeliveryReport]] = field(default_factory=dict)  # by role
+    settled: set[int] = field(default_factory=set)  # DeliverySettled/Unreported emitted
+
+
 # --- The peer -------------------------------------------------------------------------
 
 
@@ -678,7 +694,7 @@ class Peer:
         self._balances: dict[str, int] = {}
         self._last_tick: int | None = None
         self._missing: set[int] = set()
-        self._settle: dict[int, dict[str, dict[int, Any]]] = {}
+        self._settle: dict[int, _Settling] = {}
         self._catchup: dict[int, tuple[int, int]] = {}  # missing slot -> (requests, next ms)
         step = self.rules.slot_seconds
         first = -(-(now_ms // 1000 + self.rules.gate_closure_lead_s + 1) // step) * step
@@ -789,9 +805,9 @@ class Peer:
         delivery is not settled yet, with the slot's signed data to rebuild the final."""
         out: list[dict[str, Any]] = []
         for slot, st in sorted(self._settle.items()):
-            if slot not in self._finals or not st["mine"]:
+            if slot not in self._finals or not st.mine:
                 continue
-            if st["done"] and all(i in st["settled"] for i in st["done"]):
+            if st.done and all(i in st.settled for i in st.done):
                 continue
             data = self.slot_data(slot)
             if data is None:  # pragma: no cover - a final slot always has its data
@@ -800,20 +816,20 @@ class Peer:
                 {
                     "slot": slot,
                     "data": data,
-                    "mine": {str(i): h for i, h in st["mine"].items()},
-                    "theirs": {str(i): h for i, h in st["theirs"].items()},
+                    "mine": {str(i): h for i, h in st.mine.items()},
+                    "theirs": {str(i): h for i, h in st.theirs.items()},
                     "sigs": {
                         str(i): {m: sig.sig for m, sig in sigs.items()}
-                        for i, sigs in st["sigs"].items()
+                        for i, sigs in st.sigs.items()
                     },
-                    "terms": {str(i): t.to_dict() for i, t in st["terms"].items()},
-                    "done": {str(i): t.to_dict() for i, t in st["done"].items()},
-                    "metered": list(st["metered"][0]) if 0 in st["metered"] else None,
+                    "terms": {str(i): t.to_dict() for i, t in st.terms.items()},
+                    "done": {str(i): t.to_dict() for i, t in st.done.items()},
+                    "metered": None if st.metered is None else list(st.metered),
                     "reports": {
                         str(i): {role: r.to_dict() for role, r in held.items()}
-                        for i, held in st["reports"].items()
+                        for i, held in st.reports.items()
                     },
-                    "settled": sorted(st["settled"]),
+                    "settled": sorted(st.settled),
                 }
             )
         return out
@@ -827,22 +843,22 @@ class Peer:
             if isinstance(adopted, Rejected) or slot not in self._finals:
                 continue  # pragma: no cover - our own signed data no longer verifies
             st = self._settlement(slot)
-            st["mine"] = {int(i): dict(h) for i, h in item["mine"].items()}
-            st["theirs"] = {int(i): dict(h) for i, h in item["theirs"].items()}
-            st["sigs"] = {
+            st.mine = {int(i): dict(h) for i, h in item["mine"].items()}
+            st.theirs = {int(i): dict(h) for i, h in item["theirs"].items()}
+            st.sigs = {
                 int(i): {m: TradeSignature(m, str(sig)) for m, sig in sigs.items()}
                 for i, sigs in item["sigs"].items()
             }
-            st["terms"] = {int(i): TradeTerms.from_dict(t) for i, t in item["terms"].items()}
-            st["done"] = {int(i): SignedTrade.from_dict(t) for i, t in item["done"].items()}
+            st.terms = {int(i): TradeTerms.from_dict(t) for i, t in item["terms"].items()}
+            st.done = {int(i): SignedTrade.from_dict(t) for i, t in item["done"].items()}
             if item["metered"] is not None:
                 exported, imported = (int(v) for v in item["metered"])
-                st["metered"][0] = (exported, imported)
-            st["reports"] = {
+                st.metered = (exported, imported)
+            st.reports = {
                 int(i): {role: DeliveryReport.from_dict(r) for role, r in held.items()}
                 for i, held in item["reports"].items()
             }
-            st["settled"] = dict.fromkeys((int(i) for i in item["settled"]), True)
+            st.settled = {int(i) for i in item["settled"]}
 
     @classmethod
     def restore(cls, identity: Identity, data: Mapping[str, Any], now_ms: int) -> Peer:
@@ -1500,7 +1516,7 @@ class Peer:
         st = self._settlement(slot)
         halves: dict[str, list[dict[str, Any]]] = {}
         fills = final.result.fills
-        if not st["mine"]:
+        if not st.mine:
             running = balance
             for i, fill in enumerate(fills):
                 if fill.buyer == fill.seller or self.member_id not in (fill.buyer, fill.seller):
@@ -1509,9 +1525,9 @@ class Peer:
                 value = fill.energy_wh * fill.price
                 running += -(value + fill.energy_wh * fill.fee) if buyer else value
                 role = "buyer" if buyer else "seller"
-                st["mine"][i] = {"fill": i, "role": role, "prev": prev, "balance": running}
-        for i, half in sorted(st["mine"].items()):  # called again: resend what is not done
-            if i not in st["done"]:
+                st.mine[i] = {"fill": i, "role": role, "prev": prev, "balance": running}
+        for i, half in sorted(st.mine.items()):  # called again: resend what is not done
+            if i not in st.done:
                 fill = fills[i]
                 other = fill.seller if half["role"] == "buyer" else fill.buyer
                 halves.setdefault(other, []).append(half)
@@ -1522,31 +1538,21 @@ class Peer:
                 out.append(
                     Send(addr, self._seal("trade_terms", {"slot": slot, "halves": items}, now_ms))
                 )
-        for i in sorted(st["mine"]):
+        for i in sorted(st.mine):
             out.extend(self._try_sign(slot, i, now_ms))
         return out
 
-    def _settlement(self, slot: int) -> dict[str, dict[int, Any]]:
+    def _settlement(self, slot: int) -> _Settling:
         st = self._settle.get(slot)
         if st is None:
-            st = self._settle[slot] = {
-                "mine": {},
-                "theirs": {},
-                "terms": {},
-                "sigs": {},
-                "pending": {},
-                "done": {},
-                "metered": {},  # 0 -> (exported Wh, imported Wh) this home metered
-                "reports": {},  # fill -> role -> DeliveryReport
-                "settled": {},  # fill -> True once DeliverySettled/Unreported was emitted
-            }
+            st = self._settle[slot] = _Settling()
         return st
 
     def _terms(self, slot: int, i: int) -> TradeTerms | None:
         st = self._settlement(slot)
-        if i in st["terms"]:
-            return st["terms"][i]  # type: ignore[no-any-return]
-        mine, theirs = st["mine"].get(i), st["theirs"].get(i)
+        if i in st.terms:
+            return st.terms[i]
+        mine, theirs = st.mine.get(i), st.theirs.get(i)
         if mine is None or theirs is None:
             return None
         fill = self._finals[slot].result.fills[i]
@@ -1566,18 +1572,18 @@ class Peer:
             b["balance"],
             sl["balance"],
         )
-        st["terms"][i] = terms
+        st.terms[i] = terms
         return terms
 
     def _try_sign(self, slot: int, i: int, now_ms: int) -> list[Output]:
         terms = self._terms(slot, i)
         st = self._settlement(slot)
-        if terms is None or self.member_id in st["sigs"].get(i, {}):
+        if terms is None or self.member_id in st.sigs.get(i, {}):
             return []
         sig = sign_trade(terms, self.identity)
-        sigs = st["sigs"].setdefault(i, {})
+        sigs = st.sigs.setdefault(i, {})
         sigs[self.member_id] = sig
-        for other, (offered, half) in st["pending"].pop(i, {}).items():
+        for other, (offered, half) in st.pending.pop(i, {}).items():
             if offered == terms:  # the counterparty signed before we did
                 sigs[other] = half
         payload = {"slot": slot, "fill": i, "terms": terms.to_dict(), "sig": sig.sig}
@@ -1587,17 +1593,17 @@ class Peer:
 
     def _complete(self, slot: int, i: int, now_ms: int) -> list[Output]:
         st = self._settlement(slot)
-        terms = st["terms"].get(i)
-        sigs = st["sigs"].get(i, {})
-        if terms is None or i in st["done"] or not {terms.buyer, terms.seller} <= set(sigs):
+        terms = st.terms.get(i)
+        sigs = st.sigs.get(i, {})
+        if terms is None or i in st.done or not {terms.buyer, terms.seller} <= set(sigs):
             return []
         trade = SignedTrade(terms, sigs[terms.buyer], sigs[terms.seller])
         if not verify_trade(trade).ok:  # pragma: no cover - each half was checked
             return []
-        st["done"][i] = trade
+        st.done[i] = trade
         party = self.member_id in (terms.buyer, terms.seller)
         out: list[Output] = [TradeSigned(slot, i, trade, party)]
-        if party and 0 in st["metered"]:  # metered before the trade was countersigned
+        if party and st.metered is not None:  # metered before the trade was countersigned
             out.extend(self._send_reports(slot, [i], now_ms))
         out.extend(self._try_settle_delivery(slot, i, deadline=False))
         return out
@@ -1629,20 +1635,20 @@ class Peer:
             fill = fills[i]
             party = fill.buyer if half["role"] == "buyer" else fill.seller
             other = fill.seller if half["role"] == "buyer" else fill.buyer
-            if st["theirs"].get(i) == half:  # a resend: answer with our signature again
-                mine = st["sigs"].get(i, {}).get(self.member_id)
-                terms = st["terms"].get(i)
+            if st.theirs.get(i) == half:  # a resend: answer with our signature again
+                mine = st.sigs.get(i, {}).get(self.member_id)
+                terms = st.terms.get(i)
                 addr = self.membership.address_of(member)
                 if mine is not None and terms is not None and addr:
                     payload = {"slot": slot, "fill": i, "terms": terms.to_dict(), "sig": mine.sig}
                     out.append(Send(addr, self._seal("trade_sig", payload, now_ms)))
                 continue
-            if party != member or other != self.member_id or i in st["theirs"]:
+            if party != member or other != self.member_id or i in st.theirs:
                 out.append(
                     Rejected(Reject.BAD_TRADE.value, "not a fill between us", sender_address)
                 )
                 continue
-            st["theirs"][i] = dict(half)
+            st.theirs[i] = dict(half)
             out.extend(self._try_sign(slot, i, now_ms))
         return out
 
@@ -1667,7 +1673,7 @@ class Peer:
             and member in (fill.buyer, fill.seller)
         )
         st = self._settlement(slot)
-        known = st["terms"].get(i)
+        known = st.terms.get(i)
         if not agreed or (known is not None and known != terms):
             return [Rejected(Reject.BAD_TRADE.value, "terms differ from the fill", sender_address)]
         half = TradeSignature(member, _s(env, "sig"))
@@ -1677,10 +1683,10 @@ class Peer:
             ]
         if known is None:
             if self.member_id in (fill.buyer, fill.seller):  # checked once we build ours
-                st["pending"].setdefault(i, {})[member] = (terms, half)
+                st.pending.setdefault(i, {})[member] = (terms, half)
                 return []
-            st["terms"][i] = terms
-        st["sigs"].setdefault(i, {})[member] = half
+            st.terms[i] = terms
+        st.sigs.setdefault(i, {})[member] = half
         return self._complete(slot, i, now_ms)
 
     # -- delivery --
@@ -1707,13 +1713,13 @@ class Peer:
         if final is None:
             return []
         st = self._settlement(slot)
-        if 0 in st["metered"]:
+        if st.metered is not None:
             return []  # reported once; a second reading would be a second story
-        st["metered"][0] = (exported_wh, imported_wh)
+        st.metered = (exported_wh, imported_wh)
         mine = [
             i
             for i, f in enumerate(final.result.fills)
-            if f.buyer != f.seller and self.member_id in (f.buyer, f.seller) and i in st["done"]
+            if f.buyer != f.seller and self.member_id in (f.buyer, f.seller) and i in st.done
         ]
         return self._send_reports(slot, mine, now_ms)
 
@@ -1723,7 +1729,9 @@ class Peer:
 
     def _metered_share(self, slot: int, i: int) -> tuple[Role, int]:
         """This home's metered energy assigned to fill ``i`` (see ``report_delivery``)."""
-        exported, imported = self._settlement(slot)["metered"][0]
+        metered = self._settlement(slot).metered
+        assert metered is not None
+        exported, imported = metered
         fills = self._finals[slot].result.fills
         seller = fills[i].seller == self.member_id
         remaining = exported if seller else imported
@@ -1738,10 +1746,10 @@ class Peer:
         items: list[dict[str, Any]] = []
         for i in fills:
             role, share = self._metered_share(slot, i)
-            held = st["reports"].setdefault(i, {})
+            held = st.reports.setdefault(i, {})
             if role.value in held:
                 continue
-            trade: SignedTrade = st["done"][i]
+            trade: SignedTrade = st.done[i]
             report = report_delivery(
                 trade.terms, self.identity, self.member_id, role, share, now_ms
             )
@@ -1778,7 +1786,7 @@ class Peer:
             except (ValueError, AttributeError) as err:
                 out.append(Rejected(Reject.BAD_DELIVERY.value, str(err), sender_address))
                 continue
-            done: SignedTrade | None = st["done"].get(i)
+            done: SignedTrade | None = st.done.get(i)
             if (
                 fill.buyer == fill.seller
                 or member not in (fill.buyer, fill.seller)
@@ -1789,7 +1797,7 @@ class Peer:
                     Rejected(Reject.BAD_DELIVERY.value, "not this party's report", sender_address)
                 )
                 continue
-            held = st["reports"].setdefault(i, {})
+            held = st.reports.setdefault(i, {})
             if role.value not in held:  # the first signed reading counts
                 held[role.value] = report
                 out.extend(self._try_settle_delivery(slot, i, deadline=False))
@@ -1797,10 +1805,10 @@ class Peer:
 
     def _try_settle_delivery(self, slot: int, i: int, *, deadline: bool) -> list[Output]:
         st = self._settlement(slot)
-        trade: SignedTrade | None = st["done"].get(i)
-        if trade is None or i in st["settled"]:
+        trade: SignedTrade | None = st.done.get(i)
+        if trade is None or i in st.settled:
             return []
-        held = st["reports"].get(i, {})
+        held = st.reports.get(i, {})
         seller = held.get(Role.SELLER.value)
         buyer = held.get(Role.BUYER.value)
         tid = trade.trade_id
@@ -1809,11 +1817,11 @@ class Peer:
         terms = trade.terms
         party = self.member_id in (terms.buyer, terms.seller)
         if seller is not None and (buyer is not None or deadline):
-            st["settled"][i] = True
+            st.settled.add(i)
             price = self.rules.market.import_price
             return [DeliverySettled(slot, i, settle_delivery(terms, seller, buyer, price), party)]
         if deadline:
-            st["settled"][i] = True
+            st.settled.add(i)
             return [DeliveryUnreported(slot, i, trade, party)]
         return []
 
@@ -1822,7 +1830,7 @@ class Peer:
         for slot, st in sorted(self._settle.items()):
             if now_ms < self.delivery_deadline_ms(slot):
                 continue
-            for i in sorted(st["done"]):
+            for i in sorted(st.done):
                 out.extend(self._try_settle_delivery(slot, i, deadline=True))
         return out
 
@@ -1830,7 +1838,7 @@ class Peer:
         pending = [
             self.delivery_deadline_ms(slot)
             for slot, st in self._settle.items()
-            if any(i not in st["settled"] for i in st["done"])
+            if any(i not in st.settled for i in st.done)
         ]
         return min(pending, default=None)
 
