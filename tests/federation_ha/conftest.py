@@ -112,9 +112,23 @@ async def http_address(hass: HomeAssistant, hass_client_no_auth: Any) -> str:
     return str(client.make_url("")).rstrip("/")
 
 
-def community_entry(address: str, rules: CommunityRules | None = None) -> MockConfigEntry:
-    """A Peer Energy entry (no assets) whose community subentry asks to found "Elm Street"."""
+def community_entry(
+    address: str,
+    rules: CommunityRules | None = None,
+    *,
+    community: dict[str, Any] | None = None,
+    title: str = "Elm Street",
+) -> MockConfigEntry:
+    """A Peer Energy entry (no assets) whose community subentry asks to found "Elm Street"
+    (or holds ``community`` as its data, e.g. a join)."""
     base = make_entry(assets={})
+    if community is None:
+        community = {
+            CONF_COMMUNITY_ACTION: "create",
+            CONF_COMMUNITY_NAME: "Elm Street",
+            CONF_ADDRESS: address,
+            CONF_RULES: (rules or fast_rules()).to_dict(),
+        }
     return MockConfigEntry(
         domain=DOMAIN,
         entry_id=base.entry_id,
@@ -124,15 +138,10 @@ def community_entry(address: str, rules: CommunityRules | None = None) -> MockCo
         options=dict(base.options),
         subentries_data=[
             {
-                "data": {
-                    CONF_COMMUNITY_ACTION: "create",
-                    CONF_COMMUNITY_NAME: "Elm Street",
-                    CONF_ADDRESS: address,
-                    CONF_RULES: (rules or fast_rules()).to_dict(),
-                },
+                "data": community,
                 "subentry_id": COMMUNITY_SUBENTRY_ID,
                 "subentry_type": SUBENTRY_COMMUNITY,
-                "title": "Elm Street",
+                "title": title,
                 "unique_id": "community",
             }
         ],

@@ -321,33 +321,20 @@ async def test_failed_join_raises_repair(
     hass: HomeAssistant, clock: Clock, http_address: str
 ) -> None:
     """The inviting home does not answer: after set-up a repair issue says so."""
-    from tests.conftest import make_entry
+    from .conftest import community_entry
 
     founder = Identity.generate()
     silent = Invitation(
         "c" * 32, founder.public_key, "http://127.0.0.1:9", b"\4" * 32, clock.now + 10**7
     )
-    base = make_entry(assets={})
-    entry = type(base)(
-        domain=DOMAIN,
-        entry_id=base.entry_id,
-        title=base.title,
-        unique_id=DOMAIN,
-        data=dict(base.data),
-        options=dict(base.options),
-        subentries_data=[
-            {
-                "data": {
-                    CONF_COMMUNITY_ACTION: "join",
-                    CONF_INVITATION: silent.encode(),
-                    CONF_ADDRESS: http_address,
-                },
-                "subentry_id": COMMUNITY_SUBENTRY_ID,
-                "subentry_type": "community",
-                "title": "Community cccccccc",
-                "unique_id": "community",
-            }
-        ],
+    entry = community_entry(
+        http_address,
+        community={
+            CONF_COMMUNITY_ACTION: "join",
+            CONF_INVITATION: silent.encode(),
+            CONF_ADDRESS: http_address,
+        },
+        title="Community cccccccc",
     )
     entry.add_to_hass(hass)
     with patch(
