@@ -540,8 +540,9 @@ class SlotClock:
                 self.prices[int(key)] = value
 
     @callback
-    def _save_prices(self) -> None:
-        """Write the price history (small: one day of slots) in the background."""
+    def _save_store(self) -> None:
+        """Write the price history (small: one day of slots) and the meter mark in the
+        background."""
         data: dict[str, Any] = {
             "prices": {str(slot): price for slot, price in sorted(self.prices.items())}
         }
@@ -657,7 +658,7 @@ class SlotClock:
         totals = self._meter_totals()
         mark, self._meter_mark = self._meter_mark, (slot, *totals)
         if totals[0] == "meter":
-            self._save_prices()  # keeps the mark across a restart
+            self._save_store()  # keeps the mark across a restart
         gap = self._meter_gap
         self._meter_gap = self.runtime.coordinator.data.grid_power_w is None
         previous = slot - self.slot_seconds
@@ -1025,7 +1026,7 @@ class SlotClock:
         self.reports[slot] = report
         if report.price is not None:
             self.prices[slot] = report.price
-            self._save_prices()
+            self._save_store()
         totals = self.totals
         totals.bought_wh += report.bought_wh
         totals.sold_wh += report.sold_wh

@@ -643,7 +643,7 @@ async def test_a_meters_own_counters_are_metered_across_a_restart(
     await fresh.async_load()
     assert fresh._meter_mark is not None  # the last "meter" mark is still in the store
     market._meter_mark = (NEXT_TS, "integrated", 1, 1)
-    market._save_prices()
+    market._save_store()
     await hass.async_block_till_done()
     fresh = SlotClock(hass, market.entry)
     await fresh.async_load()
