@@ -18,7 +18,7 @@
   used ones while the member they admitted is current, so a repeated join gets the welcome
   again), the fairness state after the newest final slot and which slots were settled.
 
-The interface the slot clock uses is fixed in ``/work/issue5_split.md``:
+The interface the slot clock uses (``FederationLike`` in ``market.py``):
 ``async_submit_orders``, ``async_add_result_listener``, ``peers_online``, ``members``,
 ``gate_closure_lead_ms``, ``slot_ms`` and ``member_key``.
 

@@ -182,7 +182,7 @@ REASON_CODES: Final = (*AGENT_REASON_CODES, *(code.value for code in SitOut))
 
 
 class FederationLike(Protocol):
-    """What the slot clock uses of the federation link (see issue5_split.md)."""
+    """What the slot clock uses of the federation link."""
 
     gate_closure_lead_ms: int
     slot_ms: int

@@ -307,7 +307,7 @@ async def test_slots_keep_coming(
 
 
 class FakeLink:
-    """A federation link as the slot clock sees it (issue5_split.md interface)."""
+    """A federation link as the slot clock sees it (the ``FederationLike`` interface)."""
 
     gate_closure_lead_ms = 30_000
     slot_ms = 900_000
