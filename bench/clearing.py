@@ -25,8 +25,8 @@ import time
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from custom_components.peer_energy.core.clearing import clear_slot
-from custom_components.peer_energy.core.orders import MarketRules, Order, Side, Step
+from custom_components.peer_energy.core.market.clearing import clear_slot
+from custom_components.peer_energy.core.market.orders import MarketRules, Order, Side, Step
 
 SLOT = 1_800_000_000 - 1_800_000_000 % 900
 RULES = MarketRules(import_price=40, feed_in_tariff=6, distributor_fee=1)

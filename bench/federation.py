@@ -25,11 +25,11 @@ import time
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from custom_components.peer_energy.core.community import CommunityRules
-from custom_components.peer_energy.core.identity import Identity
-from custom_components.peer_energy.core.memnet import MemNet
-from custom_components.peer_energy.core.orders import MarketRules, Order, Side
-from custom_components.peer_energy.core.protocol import Peer, SlotCleared
+from custom_components.peer_energy.core.federation.community import CommunityRules
+from custom_components.peer_energy.core.federation.memnet import MemNet
+from custom_components.peer_energy.core.federation.protocol import Peer, SlotCleared
+from custom_components.peer_energy.core.market.orders import MarketRules, Order, Side
+from custom_components.peer_energy.core.trust.identity import Identity
 
 START_MS = 1_800_000_000_000
 

@@ -1,7 +1,8 @@
 """Federation benchmark over real HTTP on loopback: N protocol peers, each behind its own
 aiohttp web server on 127.0.0.1, through K slots.
 
-Every peer is a ``Peer`` of ``core/protocol.py`` behind ``POST /api/peer_energy/v1/message``
+Every peer is a ``Peer`` of ``core/federation/protocol.py`` behind
+``POST /api/peer_energy/v1/message``
 on its own port (answers 202 when accepted, like ``http.py``); its ``Send``/``Broadcast``
 outputs become one POST per address, concurrently, each with a timeout (``--timeout-s``, 30 s:
 ``HttpTransport`` uses 5 s per attempt, but here a POST also waits behind the whole
@@ -61,10 +62,8 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from custom_components.peer_energy.core.community import CommunityRules
-from custom_components.peer_energy.core.identity import Identity
-from custom_components.peer_energy.core.orders import MarketRules, Order, Side
-from custom_components.peer_energy.core.protocol import (
+from custom_components.peer_energy.core.federation.community import CommunityRules
+from custom_components.peer_energy.core.federation.protocol import (
     RELAY_MIN_MEMBERS,
     RELAYS_PER_SLOT,
     Broadcast,
@@ -76,6 +75,8 @@ from custom_components.peer_energy.core.protocol import (
     SlotVoid,
     relay_order,
 )
+from custom_components.peer_energy.core.market.orders import MarketRules, Order, Side
+from custom_components.peer_energy.core.trust.identity import Identity
 
 MESSAGE_PATH = "/api/peer_energy/v1/message"
 ADDRESS_HEADER = "X-Peer-Energy-Address"

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from custom_components.peer_energy.core.clearing import clear_slot
-from custom_components.peer_energy.core.fairness import FairnessState
-from custom_components.peer_energy.core.orders import MarketRules, Order, Side, Step
+from custom_components.peer_energy.core.market.clearing import clear_slot
+from custom_components.peer_energy.core.market.fairness import FairnessState
+from custom_components.peer_energy.core.market.orders import MarketRules, Order, Side, Step
 
 from .community import Community
 from .kpi import RunResult

@@ -7,17 +7,17 @@ runs inside Home Assistant (``custom_components.peer_energy.core``):
    (``custom_components/peer_energy/market.py``): each home expects for every slot of the
    coming day the price it got in the same slot a day earlier, else the midpoint of the
    import price and the feed-in tariff. ``outlook="community"`` instead uses the engine's
-   :func:`~custom_components.peer_energy.core.forecast.profile_forecast` over the
+   :func:`~custom_components.peer_energy.core.home.forecast.profile_forecast` over the
    community's past slot prices (a slot without trades counts at the grid price the
    community faced), with "yesterday" assumed to look like the first day's inflexible
    balance before any history exists.
-2. **Agents.** Each home's assets bid through :mod:`~custom_components.peer_energy.core.agents`
+2. **Agents.** Each home's assets bid through :mod:`~custom_components.peer_energy.core.home.agents`
    (``pv_bids``, ``base_load_bids``, ``battery_bids``, ``ev_bids``, ``plug_bids``) and
    ``home_order`` nets them into the home's one order. The simulator gives the agents the
    slot's actual load and PV (a perfect slot-ahead forecast) and the device states.
 3. **Credit.** A buy order is capped at what the buyer's credit headroom allows at the import
    price (``CreditLedger.max_buy_wh``), dearest steps kept.
-4. **Clearing.** :func:`~custom_components.peer_energy.core.clearing.clear_slot` with the
+4. **Clearing.** :func:`~custom_components.peer_energy.core.market.clearing.clear_slot` with the
    slot's tariff, threading the fairness state; or, with ``federation=True``, through the
    federation protocol: every home is a ``protocol.Peer`` on the in-memory transport
    (``memnet.MemNet``), signs and broadcasts its bid, and the slot's attested final result
@@ -46,16 +46,16 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
-from custom_components.peer_energy.core import agents as ag
-from custom_components.peer_energy.core.clearing import SlotResult, clear_slot
-from custom_components.peer_energy.core.community import CommunityRules
-from custom_components.peer_energy.core.credit import CreditLedger, SignedTrade, sign_trade
-from custom_components.peer_energy.core.fairness import FairnessState
-from custom_components.peer_energy.core.forecast import profile_forecast
-from custom_components.peer_energy.core.identity import Identity
-from custom_components.peer_energy.core.memnet import MemNet
-from custom_components.peer_energy.core.orders import MarketRules, Order, Side, Step
-from custom_components.peer_energy.core.protocol import Peer
+from custom_components.peer_energy.core.federation.community import CommunityRules
+from custom_components.peer_energy.core.federation.memnet import MemNet
+from custom_components.peer_energy.core.federation.protocol import Peer
+from custom_components.peer_energy.core.home import agents as ag
+from custom_components.peer_energy.core.home.forecast import profile_forecast
+from custom_components.peer_energy.core.market.clearing import SlotResult, clear_slot
+from custom_components.peer_energy.core.market.fairness import FairnessState
+from custom_components.peer_energy.core.market.orders import MarketRules, Order, Side, Step
+from custom_components.peer_energy.core.trust.credit import CreditLedger, SignedTrade, sign_trade
+from custom_components.peer_energy.core.trust.identity import Identity
 
 from .baselines import Batteries
 from .community import Community

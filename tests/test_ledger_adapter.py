@@ -11,15 +11,15 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 import pytest
 
-from custom_components.peer_energy.core.chain import VerifyMode
-from custom_components.peer_energy.core.credit import (
+from custom_components.peer_energy.core.trust.chain import VerifyMode
+from custom_components.peer_energy.core.trust.credit import (
     CreditPolicy,
     SignedTrade,
     sign_trade,
 )
-from custom_components.peer_energy.core.identity import Identity
-from custom_components.peer_energy.core.ledger_db import LedgerDBError
-from custom_components.peer_energy.core.reputation import delivery_evidence
+from custom_components.peer_energy.core.trust.identity import Identity
+from custom_components.peer_energy.core.trust.ledger_db import LedgerDBError
+from custom_components.peer_energy.core.trust.reputation import delivery_evidence
 from custom_components.peer_energy.ledger import (
     LedgerSetupError,
     PeerLedger,
@@ -233,9 +233,9 @@ async def test_write_failure_becomes_a_home_assistant_error(
 async def test_peer_chains_keyring_and_limits(
     hass: HomeAssistant, hass_storage: dict[str, Any], config_dir: Path
 ) -> None:
-    from custom_components.peer_energy.core.chain import Comparison, genesis_entry, next_entry
-    from custom_components.peer_energy.core.identity import KeyRing
-    from custom_components.peer_energy.core.reputation import equivocation_evidence
+    from custom_components.peer_energy.core.trust.chain import Comparison, genesis_entry, next_entry
+    from custom_components.peer_energy.core.trust.identity import KeyRing
+    from custom_components.peer_energy.core.trust.reputation import equivocation_evidence
 
     ledger = await open_ledger(hass)
     g = genesis_entry(NEIGHBOUR, T0, "street-7")

@@ -23,10 +23,10 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.peer_energy.const import DOMAIN
-from custom_components.peer_energy.core.clearing import clear_slot
-from custom_components.peer_energy.core.credit import TradeTerms
-from custom_components.peer_energy.core.ledger_db import StoredRecord
-from custom_components.peer_energy.core.orders import MarketRules, Order, Side
+from custom_components.peer_energy.core.market.clearing import clear_slot
+from custom_components.peer_energy.core.market.orders import MarketRules, Order, Side
+from custom_components.peer_energy.core.trust.credit import TradeTerms
+from custom_components.peer_energy.core.trust.ledger_db import StoredRecord
 from custom_components.peer_energy.ledger import identity_store
 from custom_components.peer_energy.market import SlotClock
 from custom_components.peer_energy.runtime import PeerEnergyConfigEntry

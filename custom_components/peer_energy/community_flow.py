@@ -66,7 +66,7 @@ from .const import (
     SUBENTRY_COMMUNITY,
     CommunityAction,
 )
-from .core.community import MAX_NAME_LEN, CommunityError, Invitation, InvitationError
+from .core.federation.community import MAX_NAME_LEN, CommunityError, Invitation, InvitationError
 from .federation import DATA_LINK, community_rules
 from .http import HttpTransport
 from .prices import InvalidPriceError, fixed_price_to_minor

@@ -52,17 +52,13 @@ from homeassistant.util import dt as dt_util
 from homeassistant.util.hass_dict import HassKey
 
 from .const import DOMAIN, LOGGER
-from .core.clearing import Fill, SlotResult
-from .core.community import (
+from .core.federation.community import (
     CommunityError,
     CommunityRules,
     Invitation,
     InvitationError,
 )
-from .core.credit import Refusal, Settlement, SignedTrade, TradeTerms
-from .core.identity import Identity
-from .core.orders import MarketRules, Order, OrderError
-from .core.protocol import (
+from .core.federation.protocol import (
     Broadcast,
     DeliverySettled,
     DeliveryUnreported,
@@ -81,7 +77,11 @@ from .core.protocol import (
     SlotVoid,
     TradeSigned,
 )
-from .core.reputation import Evidence, delivery_evidence, equivocation_evidence
+from .core.market.clearing import Fill, SlotResult
+from .core.market.orders import MarketRules, Order, OrderError
+from .core.trust.credit import Refusal, Settlement, SignedTrade, TradeTerms
+from .core.trust.identity import Identity
+from .core.trust.reputation import Evidence, delivery_evidence, equivocation_evidence
 from .ledger import PeerLedger
 
 STORE_VERSION: Final = 1

@@ -54,8 +54,8 @@ from .const import (
     SUBENTRY_COMMUNITY,
     CommunityAction,
 )
-from .core.community import CommunityError, CommunityRules
-from .core.credit import CreditPolicy
+from .core.federation.community import CommunityError, CommunityRules
+from .core.trust.credit import CreditPolicy
 from .federation import (
     DATA_LINK,
     ISSUE_JOIN_FAILED,

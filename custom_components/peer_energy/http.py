@@ -36,8 +36,8 @@ from homeassistant.helpers.http import KEY_HASS, HomeAssistantView
 from homeassistant.util.hass_dict import HassKey
 
 from .const import DOMAIN, LOGGER
-from .core.envelope import RejectCode
-from .core.protocol import MAX_MESSAGE_BYTES, Reject, Rejected
+from .core.federation.protocol import MAX_MESSAGE_BYTES, Reject, Rejected
+from .core.trust.envelope import RejectCode
 from .federation import DATA_LINK, FederationLink
 
 API_PREFIX: Final = "/api/peer_energy/v1"

@@ -29,12 +29,12 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.storage import Store
 
 from .const import DOMAIN, LOGGER
-from .core.chain import ChainComparison, ChainEntry, ChainReport, VerifyMode
-from .core.credit import CreditPolicy, Settlement, SignedTrade, Transfer
-from .core.home_ledger import HomeLedger, HomeLedgerError, SlotResult
-from .core.identity import Identity, KeyRing
-from .core.ledger_db import LedgerDBError, StoredRecord
-from .core.reputation import Evidence
+from .core.trust.chain import ChainComparison, ChainEntry, ChainReport, VerifyMode
+from .core.trust.credit import CreditPolicy, Settlement, SignedTrade, Transfer
+from .core.trust.home_ledger import HomeLedger, HomeLedgerError, SlotResult
+from .core.trust.identity import Identity, KeyRing
+from .core.trust.ledger_db import LedgerDBError, StoredRecord
+from .core.trust.reputation import Evidence
 
 IDENTITY_STORE_VERSION: Final = 1
 TO_REDACT: Final = {"seed", "next_seed"}

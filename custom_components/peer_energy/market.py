@@ -72,7 +72,7 @@ from .const import (
     PowerSign,
 )
 from .coordinator import EnergyIntegrator
-from .core.agents import (
+from .core.home.agents import (
     AssetAllocation,
     AssetBid,
     AssetKind as AgentKind,
@@ -93,15 +93,15 @@ from .core.agents import (
     pv_bids,
     split_fill,
 )
-from .core.clearing import Fill, SlotResult
-from .core.orders import MarketRules, Order, Reason, Side, Step
-from .core.peerbank import (
+from .core.home.peerbank import (
     Observation,
     PeerBankConfig,
     PeerBankState,
     PeerCapacity,
     step as peer_bank_step,
 )
+from .core.market.clearing import Fill, SlotResult
+from .core.market.orders import MarketRules, Order, Reason, Side, Step
 from .federation import SIGNAL_LEDGER_UPDATED
 from .prices import (
     InvalidPriceError,

@@ -18,7 +18,7 @@ from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
 from .const import DOMAIN
-from .core.orders import Side
+from .core.market.orders import Side
 from .market import MAX_MANUAL_WH, SECONDS_PER_DAY, SlotClock, utc_from_ts
 from .prices import InvalidPriceError, fixed_price_to_minor
 

@@ -34,7 +34,7 @@ from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
 from .const import CONF_HOME_NAME, DOMAIN, LOGGER
-from .core.credit import TradeTerms
+from .core.trust.credit import TradeTerms
 from .federation import short
 from .market import (
     MANUAL_ID,
@@ -50,8 +50,8 @@ from .market import (
 from .prices import minor_digits
 
 if TYPE_CHECKING:
-    from .core.agents import AssetAllocation
-    from .core.orders import Reason, Step
+    from .core.home.agents import AssetAllocation
+    from .core.market.orders import Reason, Step
     from .ledger import PeerLedger
     from .runtime import PeerEnergyConfigEntry, PeerEnergyRuntime
 

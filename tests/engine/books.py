@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from custom_components.peer_energy.core.orders import (
+from custom_components.peer_energy.core.market.orders import (
     MarketRules,
     Order,
     Pricing,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from custom_components.peer_energy.core.agents import (
+from custom_components.peer_energy.core.home.agents import (
     AssetBid,
     AssetKind,
     BatteryState,
@@ -24,8 +24,8 @@ from custom_components.peer_energy.core.agents import (
     pv_bids,
     split_fill,
 )
-from custom_components.peer_energy.core.clearing import clear_slot
-from custom_components.peer_energy.core.orders import MarketRules, Reason, Side, Step
+from custom_components.peer_energy.core.market.clearing import clear_slot
+from custom_components.peer_energy.core.market.orders import MarketRules, Reason, Side, Step
 
 SLOT = 1_800_000_000 - 1_800_000_000 % 900
 AGENT_SETTINGS = settings(max_examples=40, deadline=None)

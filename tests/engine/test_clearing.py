@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from custom_components.peer_energy.core.clearing import clear_book, clear_slot
-from custom_components.peer_energy.core.fairness import Divider, FairnessState
-from custom_components.peer_energy.core.orders import (
+from custom_components.peer_energy.core.market.clearing import clear_book, clear_slot
+from custom_components.peer_energy.core.market.fairness import Divider, FairnessState
+from custom_components.peer_energy.core.market.orders import (
     MarketRules,
     Order,
     OrderBook,
@@ -19,8 +19,13 @@ from custom_components.peer_energy.core.orders import (
     parse_book,
     validate_order,
 )
-from custom_components.peer_energy.core.scarcity import priority_split
-from custom_components.peer_energy.core.slots import is_aligned, next_slots, slot_of_day, slot_start
+from custom_components.peer_energy.core.market.scarcity import priority_split
+from custom_components.peer_energy.core.market.slots import (
+    is_aligned,
+    next_slots,
+    slot_of_day,
+    slot_start,
+)
 
 SLOT = 1_800_000_000 - 1_800_000_000 % 900
 RULES = MarketRules(import_price=30, feed_in_tariff=8)

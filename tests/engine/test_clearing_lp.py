@@ -11,8 +11,8 @@ from __future__ import annotations
 import highspy  # type: ignore[import-untyped]
 from hypothesis import given, settings, strategies as st
 
-from custom_components.peer_energy.core.clearing import clear_slot
-from custom_components.peer_energy.core.orders import MarketRules, Order, Side
+from custom_components.peer_energy.core.market.clearing import clear_slot
+from custom_components.peer_energy.core.market.orders import MarketRules, Order, Side
 
 from .books import SLOT, orders, rules
 

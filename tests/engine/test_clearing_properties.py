@@ -8,8 +8,8 @@ import random
 
 from hypothesis import given, settings, strategies as st
 
-from custom_components.peer_energy.core.clearing import clear_slot
-from custom_components.peer_energy.core.orders import MarketRules, Order, Pricing, Side
+from custom_components.peer_energy.core.market.clearing import clear_slot
+from custom_components.peer_energy.core.market.orders import MarketRules, Order, Pricing, Side
 
 from .books import SLOT, orders, rules
 

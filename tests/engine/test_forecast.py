@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from custom_components.peer_energy.core.forecast import (
+import pytest
+
+from custom_components.peer_energy.core.home.forecast import (
+    HomeForecast,
     calibration_pct,
     load_forecast,
     profile_forecast,
@@ -42,3 +45,39 @@ def test_calibration_is_clamped_and_defaults_to_100() -> None:
     assert calibration_pct({T0: 10_000}, {T0: 1000}) == 150
     assert calibration_pct({T0: 0}, {T0: 1000}) == 50
     assert calibration_pct({}, {T0: 1000}) == 100
+
+
+def test_home_forecast_refuses_series_of_different_lengths() -> None:
+    ok = HomeForecast(
+        start=0,
+        slot_seconds=900,
+        pv_wh=(0, 100),
+        pv_sd_wh=(0, 10),
+        load_wh=(50, 50),
+        load_sd_wh=(5, 5),
+        import_price=(30, 31),
+        feed_in_tariff=(8, 8),
+    )
+    assert ok.slots == 2
+    with pytest.raises(ValueError, match="horizon's length"):
+        HomeForecast(
+            start=0,
+            slot_seconds=900,
+            pv_wh=(0, 100),
+            pv_sd_wh=(0,),
+            load_wh=(50, 50),
+            load_sd_wh=(5, 5),
+            import_price=(30, 31),
+            feed_in_tariff=(8, 8),
+        )
+    with pytest.raises(ValueError, match="positive"):
+        HomeForecast(
+            start=0,
+            slot_seconds=0,
+            pv_wh=(),
+            pv_sd_wh=(),
+            load_wh=(),
+            load_sd_wh=(),
+            import_price=(),
+            feed_in_tariff=(),
+        )

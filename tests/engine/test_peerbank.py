@@ -7,7 +7,7 @@ import random
 
 from hypothesis import given, settings, strategies as st
 
-from custom_components.peer_energy.core.peerbank import (
+from custom_components.peer_energy.core.home.peerbank import (
     Observation,
     PeerBankConfig,
     PeerBankState,

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 import hashlib
 from typing import Any
 
-from custom_components.peer_energy.core.community import CommunityRules
-from custom_components.peer_energy.core.identity import Identity
-from custom_components.peer_energy.core.memnet import Malice, MemNet
-from custom_components.peer_energy.core.orders import MarketRules, Order, Side
-from custom_components.peer_energy.core.protocol import Peer, SlotCleared, SlotVoid
+from custom_components.peer_energy.core.federation.community import CommunityRules
+from custom_components.peer_energy.core.federation.memnet import Malice, MemNet
+from custom_components.peer_energy.core.federation.protocol import Peer, SlotCleared, SlotVoid
+from custom_components.peer_energy.core.market.orders import MarketRules, Order, Side
+from custom_components.peer_energy.core.trust.identity import Identity
 
 START_MS = 1_800_000_000_000  # a Unix time in 2027, aligned to the minute
 SLOT_S = 60

@@ -7,11 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from custom_components.peer_energy.core.canonical import canonical_bytes, decode
-from custom_components.peer_energy.core.envelope import seal
-from custom_components.peer_energy.core.memnet import Malice, MemNet
-from custom_components.peer_energy.core.orders import Order, OrderError, Side
-from custom_components.peer_energy.core.protocol import (
+from custom_components.peer_energy.core.federation.memnet import Malice, MemNet
+from custom_components.peer_energy.core.federation.protocol import (
     Broadcast,
     EquivocationDetected,
     EquivocationProof,
@@ -21,6 +18,9 @@ from custom_components.peer_energy.core.protocol import (
     verify_equivocation,
     verify_slot_data,
 )
+from custom_components.peer_energy.core.market.orders import Order, OrderError, Side
+from custom_components.peer_energy.core.trust.canonical import canonical_bytes, decode
+from custom_components.peer_energy.core.trust.envelope import seal
 
 from .helpers import build, make_identity, next_slot, orders_for, outcome, run_slot, submit_all
 

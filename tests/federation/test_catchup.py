@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from custom_components.peer_energy.core.protocol import (
+from custom_components.peer_energy.core.federation.protocol import (
     PeerReachable,
     PeerUnreachable,
     SlotCleared,

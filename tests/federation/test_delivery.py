@@ -6,10 +6,8 @@ from typing import Any
 
 import pytest
 
-from custom_components.peer_energy.core.credit import CreditLedger, Role, report_delivery
-from custom_components.peer_energy.core.envelope import seal
-from custom_components.peer_energy.core.memnet import MemNet
-from custom_components.peer_energy.core.protocol import (
+from custom_components.peer_energy.core.federation.memnet import MemNet
+from custom_components.peer_energy.core.federation.protocol import (
     DeliverySettled,
     DeliveryUnreported,
     Peer,
@@ -17,6 +15,8 @@ from custom_components.peer_energy.core.protocol import (
     Rejected,
     TradeSigned,
 )
+from custom_components.peer_energy.core.trust.credit import CreditLedger, Role, report_delivery
+from custom_components.peer_energy.core.trust.envelope import seal
 
 from .helpers import build, next_slot, run_slot, submit_all
 

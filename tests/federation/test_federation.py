@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from custom_components.peer_energy.core.clearing import clear_slot
-from custom_components.peer_energy.core.protocol import SlotCleared, result_hash
+from custom_components.peer_energy.core.federation.protocol import SlotCleared, result_hash
+from custom_components.peer_energy.core.market.clearing import clear_slot
 
 from .helpers import build, next_slot, outcome, run_slot, submit_all
 

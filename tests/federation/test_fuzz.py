@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from custom_components.peer_energy.core.canonical import CanonicalError, decode
-from custom_components.peer_energy.core.protocol import Broadcast, Rejected
+from custom_components.peer_energy.core.federation.protocol import Broadcast, Rejected
+from custom_components.peer_energy.core.trust.canonical import CanonicalError, decode
 
 from .helpers import build, next_slot, orders_for
 

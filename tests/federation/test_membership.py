@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from custom_components.peer_energy.core.community import (
+from custom_components.peer_energy.core.federation.community import (
     INVITATION_PREFIX,
     Charter,
     CommunityError,
@@ -15,11 +15,8 @@ from custom_components.peer_energy.core.community import (
     InvitationError,
     Membership,
 )
-from custom_components.peer_energy.core.envelope import seal
-from custom_components.peer_energy.core.identity import enrol_asset
-from custom_components.peer_energy.core.memnet import MemNet
-from custom_components.peer_energy.core.orders import MarketRules
-from custom_components.peer_energy.core.protocol import (
+from custom_components.peer_energy.core.federation.memnet import MemNet
+from custom_components.peer_energy.core.federation.protocol import (
     DeviceEnrolled,
     Peer,
     PeerJoined,
@@ -28,6 +25,9 @@ from custom_components.peer_energy.core.protocol import (
     Rejected,
     Send,
 )
+from custom_components.peer_energy.core.market.orders import MarketRules
+from custom_components.peer_energy.core.trust.envelope import seal
+from custom_components.peer_energy.core.trust.identity import enrol_asset
 
 from .helpers import START_MS, build, make_identity, rules, secret
 
@@ -239,7 +239,7 @@ def test_bad_joins_are_rejected() -> None:
     wrong = Invitation(inv4.community, inv4.inviter, inv4.address, secret("n"), inv4.expires_ms)
     assert wrong.invitation_id == inv4.invitation_id
     net.add(liar)
-    from custom_components.peer_energy.core.envelope import seal
+    from custom_components.peer_energy.core.trust.envelope import seal
 
     env2 = seal(
         liar.identity,
@@ -288,7 +288,7 @@ def test_leave_remove_address_and_enrolment() -> None:
     assert p2.member_id not in p1.roster()
     # a removed member's messages are refused as from a non-member
     net.apply("p2", [])
-    from custom_components.peer_energy.core.envelope import seal
+    from custom_components.peer_energy.core.trust.envelope import seal
 
     stale = seal(
         p2.identity,

@@ -6,16 +6,16 @@ from typing import Any
 
 import pytest
 
-from custom_components.peer_energy.core.envelope import seal
-from custom_components.peer_energy.core.memnet import MemNet
-from custom_components.peer_energy.core.orders import Order, OrderError, Side
-from custom_components.peer_energy.core.protocol import (
+from custom_components.peer_energy.core.federation.memnet import MemNet
+from custom_components.peer_energy.core.federation.protocol import (
     MAX_ORDERS_PER_BID,
     Peer,
     Rejected,
     qualified_orders,
     verify_record,
 )
+from custom_components.peer_energy.core.market.orders import Order, OrderError, Side
+from custom_components.peer_energy.core.trust.envelope import seal
 
 from .helpers import build, make_identity, next_slot, secret
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from custom_components.peer_energy.core.memnet import Malice
-from custom_components.peer_energy.core.protocol import (
+from custom_components.peer_energy.core.federation.memnet import Malice
+from custom_components.peer_energy.core.federation.protocol import (
     EquivocationDetected,
     Rejected,
     SlotCleared,

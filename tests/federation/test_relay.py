@@ -16,11 +16,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 
-from custom_components.peer_energy.core import protocol
-from custom_components.peer_energy.core.canonical import decode
-from custom_components.peer_energy.core.envelope import seal
-from custom_components.peer_energy.core.memnet import Malice, MemNet
-from custom_components.peer_energy.core.protocol import (
+from custom_components.peer_energy.core.federation import protocol
+from custom_components.peer_energy.core.federation.memnet import Malice, MemNet
+from custom_components.peer_energy.core.federation.protocol import (
     CATCHUP_MAX_TRIES,
     CATCHUP_PEERS,
     RELAY_MIN_MEMBERS,
@@ -32,6 +30,8 @@ from custom_components.peer_energy.core.protocol import (
     verify_equivocation,
     verify_slot_data,
 )
+from custom_components.peer_energy.core.trust.canonical import decode
+from custom_components.peer_energy.core.trust.envelope import seal
 
 from .helpers import build, next_slot, outcome, run_slot, submit_all
 

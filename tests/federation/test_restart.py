@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from custom_components.peer_energy.core.protocol import Peer, SlotCleared
+from custom_components.peer_energy.core.federation.protocol import Peer, SlotCleared
 
 from .helpers import build, make_identity, next_slot, outcome, run_slot, secret, submit_all
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from custom_components.peer_energy.core.credit import CreditLedger, verify_trade
-from custom_components.peer_energy.core.envelope import seal
-from custom_components.peer_energy.core.protocol import (
+from custom_components.peer_energy.core.federation.protocol import (
     ProtocolError,
     Rejected,
     TradeSigned,
 )
+from custom_components.peer_energy.core.trust.credit import CreditLedger, verify_trade
+from custom_components.peer_energy.core.trust.envelope import seal
 
 from .helpers import build, next_slot, run_slot, submit_all
 

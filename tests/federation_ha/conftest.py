@@ -31,9 +31,9 @@ from custom_components.peer_energy.const import (
     DOMAIN,
     SUBENTRY_COMMUNITY,
 )
-from custom_components.peer_energy.core.community import CommunityRules
-from custom_components.peer_energy.core.identity import Identity
-from custom_components.peer_energy.core.orders import MarketRules
+from custom_components.peer_energy.core.federation.community import CommunityRules
+from custom_components.peer_energy.core.market.orders import MarketRules
+from custom_components.peer_energy.core.trust.identity import Identity
 from custom_components.peer_energy.federation import (
     DATA_LINK,
     FederationLink,

@@ -7,8 +7,8 @@ from unittest.mock import patch
 from homeassistant.core import HomeAssistant
 import pytest
 
-from custom_components.peer_energy.core.credit import SignedTrade
-from custom_components.peer_energy.core.orders import Order, Side
+from custom_components.peer_energy.core.market.orders import Order, Side
+from custom_components.peer_energy.core.trust.credit import SignedTrade
 from custom_components.peer_energy.federation import FederationLink, federation_store
 
 from .conftest import Clock, Home, fast_rules, next_slot, open_ledger, run_slot, tick_all

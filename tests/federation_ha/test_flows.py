@@ -28,7 +28,7 @@ from custom_components.peer_energy.const import (
     DOMAIN,
     SUBENTRY_COMMUNITY,
 )
-from custom_components.peer_energy.core.community import Invitation
+from custom_components.peer_energy.core.federation.community import Invitation
 from custom_components.peer_energy.federation import DATA_LINK
 from custom_components.peer_energy.federation_setup import community_subentry
 

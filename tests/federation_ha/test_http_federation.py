@@ -7,8 +7,8 @@ from homeassistant.core import Event, HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 
 from custom_components.peer_energy.const import DOMAIN
-from custom_components.peer_energy.core.orders import Order, Side
-from custom_components.peer_energy.core.protocol import result_hash
+from custom_components.peer_energy.core.federation.protocol import result_hash
+from custom_components.peer_energy.core.market.orders import Order, Side
 from custom_components.peer_energy.federation import (
     EVENT_PEER_JOINED,
     EVENT_PEER_LEFT,

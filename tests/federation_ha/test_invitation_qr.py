@@ -20,7 +20,7 @@ from pytest_homeassistant_custom_component.common import async_fire_time_changed
 import zxingcpp
 
 from custom_components.peer_energy.const import DOMAIN
-from custom_components.peer_energy.core.community import Invitation
+from custom_components.peer_energy.core.federation.community import Invitation
 from custom_components.peer_energy.qr import invitation_qr_png
 from custom_components.peer_energy.runtime import PeerEnergyConfigEntry
 

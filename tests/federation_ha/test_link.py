@@ -17,9 +17,9 @@ from custom_components.peer_energy.const import (
     CONF_INVITATION,
     DOMAIN,
 )
-from custom_components.peer_energy.core.community import CommunityError, Invitation
-from custom_components.peer_energy.core.identity import Identity, enrol_asset
-from custom_components.peer_energy.core.orders import Order, Side
+from custom_components.peer_energy.core.federation.community import CommunityError, Invitation
+from custom_components.peer_energy.core.market.orders import Order, Side
+from custom_components.peer_energy.core.trust.identity import Identity, enrol_asset
 from custom_components.peer_energy.federation import (
     EVENT_DEVICE_ENROLLED,
     EVENT_EQUIVOCATION,

@@ -9,9 +9,9 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.setup import async_setup_component
 import pytest
 
-from custom_components.peer_energy.core.envelope import seal
-from custom_components.peer_energy.core.identity import Identity
-from custom_components.peer_energy.core.protocol import Rejected
+from custom_components.peer_energy.core.federation.protocol import Rejected
+from custom_components.peer_energy.core.trust.envelope import seal
+from custom_components.peer_energy.core.trust.identity import Identity
 from custom_components.peer_energy.http import (
     ADDRESS_HEADER,
     DATA_VIEWS,

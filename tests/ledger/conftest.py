@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from custom_components.peer_energy.core.identity import Identity
+from custom_components.peer_energy.core.trust.identity import Identity
 
 
 def make_identity(name: str) -> Identity:

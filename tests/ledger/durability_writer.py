@@ -28,9 +28,9 @@ def main(path: str) -> None:
     sys.path.insert(
         0, str(Path(__file__).resolve().parents[2] / "custom_components" / "peer_energy")
     )
-    from core.credit import SignedTrade, sign_trade  # type: ignore[import-not-found]
-    from core.home_ledger import HomeLedger  # type: ignore[import-not-found]
-    from core.identity import Identity  # type: ignore[import-not-found]
+    from core.trust.credit import SignedTrade, sign_trade  # type: ignore[import-not-found]
+    from core.trust.home_ledger import HomeLedger  # type: ignore[import-not-found]
+    from core.trust.identity import Identity  # type: ignore[import-not-found]
 
     home = Identity(HOME_SEED)
     neighbour = Identity(NEIGHBOUR_SEED)

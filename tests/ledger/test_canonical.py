@@ -8,7 +8,7 @@ from types import MappingProxyType
 from hypothesis import given, strategies as st
 import pytest
 
-from custom_components.peer_energy.core.canonical import (
+from custom_components.peer_energy.core.trust.canonical import (
     INT_MAX,
     INT_MIN,
     CanonicalError,

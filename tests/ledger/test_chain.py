@@ -7,7 +7,7 @@ from dataclasses import replace
 from hypothesis import given, settings, strategies as st
 import pytest
 
-from custom_components.peer_energy.core.chain import (
+from custom_components.peer_energy.core.trust.chain import (
     ChainEntry,
     ChainError,
     Comparison,
@@ -26,7 +26,7 @@ from custom_components.peer_energy.core.chain import (
     verify_fork_proof,
     verify_rollback_proof,
 )
-from custom_components.peer_energy.core.identity import KeyRing
+from custom_components.peer_energy.core.trust.identity import KeyRing
 
 from .conftest import make_identity
 
@@ -174,7 +174,7 @@ def test_rotation_on_the_chain() -> None:
 def test_old_key_cannot_sign_after_rotation() -> None:
     entries = rotated_chain()[:4]
     # The old key keeps signing after announcing the rotation: refused.
-    from custom_components.peer_energy.core.chain import _sign_entry
+    from custom_components.peer_energy.core.trust.chain import _sign_entry
 
     bad = _sign_entry(HOME, 4, entries[-1].hash_hex, T0 * 3, "order", {})
     report = verify_chain([*entries, bad])
@@ -183,8 +183,8 @@ def test_old_key_cannot_sign_after_rotation() -> None:
 
 def test_forged_rotation_is_refused() -> None:
     entries = build(3)
-    from custom_components.peer_energy.core.chain import _sign_entry
-    from custom_components.peer_energy.core.identity import rotate_key
+    from custom_components.peer_energy.core.trust.chain import _sign_entry
+    from custom_components.peer_energy.core.trust.identity import rotate_key
 
     rot = rotate_key(HOME.public_key, HOME, NEW, T0 * 2)
     body = rot.to_dict() | {"new_sig": rot.old_sig}
@@ -206,7 +206,7 @@ def test_full_mode_runs_the_entry_check() -> None:
 
 
 def test_full_mode_checks_inner_signatures() -> None:
-    from custom_components.peer_energy.core.chain import _sign_entry
+    from custom_components.peer_energy.core.trust.chain import _sign_entry
 
     # An inner entry whose signature is wrong but whose links are intact can only be
     # made by the author itself; FULL mode still notices it.
@@ -220,7 +220,7 @@ def test_full_mode_checks_inner_signatures() -> None:
 
 
 def test_timestamps_must_not_go_back() -> None:
-    from custom_components.peer_energy.core.chain import _sign_entry
+    from custom_components.peer_energy.core.trust.chain import _sign_entry
 
     back = _sign_entry(HOME, 1, CHAIN[0].hash_hex, T0 - 1, "order", {})
     assert "timestamp" in verify_chain([CHAIN[0], back]).reason
@@ -252,8 +252,8 @@ def test_fork_proof_cannot_be_faked() -> None:
 
 def test_fork_across_a_rotation_needs_the_key_ring() -> None:
     entries = rotated_chain()
-    from custom_components.peer_energy.core.chain import _sign_entry
-    from custom_components.peer_energy.core.identity import rotate_key
+    from custom_components.peer_energy.core.trust.chain import _sign_entry
+    from custom_components.peer_energy.core.trust.identity import rotate_key
 
     # The old key signs a different entry 4 after rotating away.
     rogue = _sign_entry(HOME, 4, entries[3].hash_hex, T0 * 3, "order", {"rogue": True})

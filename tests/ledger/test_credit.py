@@ -7,14 +7,14 @@ from dataclasses import replace
 from hypothesis import given, settings, strategies as st
 import pytest
 
-from custom_components.peer_energy.core.chain import (
+from custom_components.peer_energy.core.trust.chain import (
     ChainEntry,
     VerifyMode,
     genesis_entry,
     next_entry,
     verify_chain,
 )
-from custom_components.peer_energy.core.credit import (
+from custom_components.peer_energy.core.trust.credit import (
     TRADE,
     TRANSFER,
     CreditLedger,
@@ -34,7 +34,7 @@ from custom_components.peer_energy.core.credit import (
     trade_entry_checker,
     verify_trade,
 )
-from custom_components.peer_energy.core.identity import Identity, KeyRing, rotate_key
+from custom_components.peer_energy.core.trust.identity import Identity, KeyRing, rotate_key
 
 from .conftest import make_identity
 
@@ -475,7 +475,7 @@ def test_old_trades_are_forgotten_from_memory() -> None:
 
 
 def test_asset_keys_cannot_sign_money() -> None:
-    from custom_components.peer_energy.core.identity import enrol_asset
+    from custom_components.peer_energy.core.trust.identity import enrol_asset
 
     plug = make_identity("ann-plug")
     ring = RING.with_enrolment(enrol_asset(A, ANN, plug, "plug.kitchen", "plug", 0))

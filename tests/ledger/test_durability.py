@@ -8,9 +8,9 @@ import signal
 import subprocess
 import sys
 
-from custom_components.peer_energy.core.chain import VerifyMode
-from custom_components.peer_energy.core.home_ledger import HomeLedger
-from custom_components.peer_energy.core.identity import Identity
+from custom_components.peer_energy.core.trust.chain import VerifyMode
+from custom_components.peer_energy.core.trust.home_ledger import HomeLedger
+from custom_components.peer_energy.core.trust.identity import Identity
 
 from .durability_writer import COMMUNITY, HOME_SEED, NEIGHBOUR_SEED, START_MS
 

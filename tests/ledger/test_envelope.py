@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given, settings, strategies as st
 import pytest
 
-from custom_components.peer_energy.core.canonical import canonical_bytes
-from custom_components.peer_energy.core.envelope import (
+from custom_components.peer_energy.core.trust.canonical import canonical_bytes
+from custom_components.peer_energy.core.trust.envelope import (
     Envelope,
     EnvelopePolicy,
     FieldType,
@@ -19,7 +19,7 @@ from custom_components.peer_energy.core.envelope import (
     seal,
     validate,
 )
-from custom_components.peer_energy.core.identity import KeyRing, Purpose
+from custom_components.peer_energy.core.trust.identity import KeyRing, Purpose
 
 from .conftest import make_identity
 
@@ -176,7 +176,7 @@ def test_guard_prunes_memory() -> None:
 
 
 def test_rotated_key_is_unknown_after_rotation() -> None:
-    from custom_components.peer_energy.core.identity import rotate_key
+    from custom_components.peer_energy.core.trust.identity import rotate_key
 
     new = make_identity("alice-2")
     ring = RING.with_rotation(rotate_key(ALICE.public_key, ALICE, new, NOW - 1000))

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from custom_components.peer_energy.core.identity import (
+from custom_components.peer_energy.core.trust.identity import (
     Identity,
     KeyRing,
     KeyRingError,

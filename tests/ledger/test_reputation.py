@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings, strategies as st
 import pytest
 
-from custom_components.peer_energy.core.reputation import (
+from custom_components.peer_energy.core.trust.reputation import (
     DAY_MS,
     DEFAULT_POLICY,
     NEUTRAL,
@@ -172,7 +172,7 @@ def test_zero_weight_component_is_ignored() -> None:
 
 
 def test_reputation_feeds_the_credit_limit() -> None:
-    from custom_components.peer_energy.core.credit import CreditLedger, CreditPolicy
+    from custom_components.peer_energy.core.trust.credit import CreditLedger, CreditPolicy
 
     evidence = [delivery_evidence("good", 1000, 1000, NOW)] * 100
     evidence += [delivery_evidence("bad", 1000, 0, NOW)] * 100

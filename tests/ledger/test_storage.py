@@ -12,7 +12,7 @@ import sqlite3
 
 import pytest
 
-from custom_components.peer_energy.core.chain import (
+from custom_components.peer_energy.core.trust.chain import (
     ChainError,
     Comparison,
     ForkProof,
@@ -20,7 +20,7 @@ from custom_components.peer_energy.core.chain import (
     genesis_entry,
     next_entry,
 )
-from custom_components.peer_energy.core.credit import (
+from custom_components.peer_energy.core.trust.credit import (
     CreditPolicy,
     Refusal,
     Role,
@@ -31,18 +31,18 @@ from custom_components.peer_energy.core.credit import (
     sign_trade,
     sign_transfer,
 )
-from custom_components.peer_energy.core.home_ledger import (
+from custom_components.peer_energy.core.trust.home_ledger import (
     CSV_COLUMNS,
     HomeLedger,
     HomeLedgerError,
 )
-from custom_components.peer_energy.core.identity import KeyRing
-from custom_components.peer_energy.core.ledger_db import (
+from custom_components.peer_energy.core.trust.identity import KeyRing
+from custom_components.peer_energy.core.trust.ledger_db import (
     ChainConflictError,
     LedgerDB,
     LedgerDBError,
 )
-from custom_components.peer_energy.core.reputation import delivery_evidence
+from custom_components.peer_energy.core.trust.reputation import delivery_evidence
 
 from .conftest import make_identity
 

@@ -11,7 +11,7 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.peer_energy.const import DOMAIN, SUBENTRY_ASSET
-from custom_components.peer_energy.core.orders import Order, Side
+from custom_components.peer_energy.core.market.orders import Order, Side
 from custom_components.peer_energy.federation import DATA_LINK
 from custom_components.peer_energy.market import EVENT_SLOT_CLEARED, SitOut
 from custom_components.peer_energy.runtime import PeerEnergyConfigEntry

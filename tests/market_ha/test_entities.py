@@ -18,7 +18,7 @@ from pytest_homeassistant_custom_component.common import (
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.peer_energy.binary_sensor import BINARY_SENSORS
-from custom_components.peer_energy.core.orders import Reason
+from custom_components.peer_energy.core.market.orders import Reason
 from custom_components.peer_energy.market import SlotClock
 from custom_components.peer_energy.sensor import ASSET_MARKET_SENSORS, MARKET_SENSORS
 from tests.conftest import BATTERY_ID, ENTRY_ID, EV_ID, PLUG_ID, PV_ID

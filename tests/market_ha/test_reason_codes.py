@@ -2,7 +2,7 @@
 
 The per-asset reason sensor is an enum with translated states; a code missing from
 ``market.AGENT_REASON_CODES`` would show as "other". This reads the codes out of
-``core/agents.py`` itself, so a new code in the engine fails here until the shell knows it.
+``core/home/agents.py`` itself, so a new code in the engine fails here until the shell knows it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from pathlib import Path
 
 from custom_components.peer_energy.market import AGENT_REASON_CODES
 
-AGENTS = Path(__file__).parents[2] / "custom_components" / "peer_energy" / "core" / "agents.py"
+AGENTS = (
+    Path(__file__).parents[2] / "custom_components" / "peer_energy" / "core" / "home" / "agents.py"
+)
 # The home order's own reason: it describes the aggregate, never one asset.
 ORDER_LEVEL = {"home_net"}
 

@@ -20,8 +20,8 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.peer_energy.const import ControlMode
-from custom_components.peer_energy.core.clearing import clear_slot
-from custom_components.peer_energy.core.orders import MarketRules, Order, Side
+from custom_components.peer_energy.core.market.clearing import clear_slot
+from custom_components.peer_energy.core.market.orders import MarketRules, Order, Side
 from custom_components.peer_energy.market import (
     BASE_LOAD_ID,
     EVENT_REPLENISHMENT_REQUESTED,

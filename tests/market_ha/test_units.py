@@ -22,8 +22,8 @@ from custom_components.peer_energy.const import (
     CONF_PEAK_MARGIN_PCT,
     ControlMode,
 )
-from custom_components.peer_energy.core.agents import AssetAllocation
-from custom_components.peer_energy.core.orders import Reason
+from custom_components.peer_energy.core.home.agents import AssetAllocation
+from custom_components.peer_energy.core.market.orders import Reason
 from custom_components.peer_energy.market import (
     BASE_LOAD_ID,
     AssetAction,

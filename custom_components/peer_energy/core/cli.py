@@ -17,8 +17,8 @@ import json
 import sys
 from typing import Any, TextIO
 
-from .clearing import clear_book
-from .orders import OrderError, parse_book
+from .market.clearing import clear_book
+from .market.orders import OrderError, parse_book
 
 EXIT_INVALID = 2
 

@@ -60,17 +60,11 @@ from enum import StrEnum
 import hashlib
 from typing import Any
 
-from .canonical import CanonicalError, canonical_bytes, decode, digest_of
-from .clearing import SlotResult, clear_slot
-from .community import (
-    Charter,
-    CommunityError,
-    CommunityRules,
-    Invitation,
-    InvitationError,
-    Membership,
-)
-from .credit import (
+from ..market.clearing import SlotResult, clear_slot
+from ..market.fairness import FairnessState
+from ..market.orders import Order, OrderError, Side, validate_order
+from ..trust.canonical import CanonicalError, canonical_bytes, decode, digest_of
+from ..trust.credit import (
     DeliveryReport,
     Role,
     Settlement,
@@ -82,7 +76,7 @@ from .credit import (
     sign_trade,
     verify_trade,
 )
-from .envelope import (
+from ..trust.envelope import (
     Envelope,
     EnvelopePolicy,
     FieldType,
@@ -92,8 +86,7 @@ from .envelope import (
     seal,
     validate,
 )
-from .fairness import FairnessState
-from .identity import (
+from ..trust.identity import (
     AssetEnrolment,
     Identity,
     KeyRing,
@@ -102,7 +95,14 @@ from .identity import (
     verify_enrolment,
     verify_hex,
 )
-from .orders import Order, OrderError, Side, validate_order
+from .community import (
+    Charter,
+    CommunityError,
+    CommunityRules,
+    Invitation,
+    InvitationError,
+    Membership,
+)
 
 MAX_MESSAGE_BYTES = 1024 * 1024
 MAX_PAYLOAD_BYTES = 1000 * 1024

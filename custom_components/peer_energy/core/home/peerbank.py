@@ -34,9 +34,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .fairness import Divider, FairnessState
-from .orders import BASIS_POINTS, Reason
-from .slots import SECONDS_PER_DAY
+from ..market.fairness import Divider, FairnessState
+from ..market.orders import BASIS_POINTS, Reason
+from ..market.slots import SECONDS_PER_DAY
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,8 +29,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from math import isqrt
 
-from .clearing import clear_slot
-from .orders import MarketRules, Order, Priority, Reason, Side, Step
+from ..market.clearing import clear_slot
+from ..market.orders import MarketRules, Order, Priority, Reason, Side, Step
 
 SECONDS_PER_HOUR = 3600
 

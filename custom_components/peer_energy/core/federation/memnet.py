@@ -28,9 +28,9 @@ import heapq
 import random
 from typing import Any
 
-from .canonical import canonical_bytes, decode
-from .envelope import seal
-from .orders import Order, Step
+from ..market.orders import Order, Step
+from ..trust.canonical import canonical_bytes, decode
+from ..trust.envelope import seal
 from .protocol import Broadcast, Output, Peer, Send
 
 

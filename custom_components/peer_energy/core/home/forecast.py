@@ -10,17 +10,61 @@ the forecast is that figure scaled by how the home's panels performed against pa
 forecasts (actual / forecast over the past slots that have both, clamped to 50-150 %), and
 the history-based figure is used only for slots the solar forecast does not cover.
 
-Public API: :func:`profile_forecast`, :func:`load_forecast`, :func:`pv_forecast`.
+:class:`HomeForecast` is what the planner plans with: one plain value per horizon with the
+expected PV, inflexible load and grid prices of every slot, and where each series came from.
+
+Public API: :class:`HomeForecast`, :func:`profile_forecast`, :func:`load_forecast`,
+:func:`pv_forecast`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from .slots import SECONDS_PER_DAY
+from ..market.slots import SECONDS_PER_DAY
 
 MIN_CALIBRATION_PCT = 50
 MAX_CALIBRATION_PCT = 150
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HomeForecast:
+    """What the home expects over the planning horizon, one value per slot.
+
+    All series have the horizon's length; slot ``k`` starts at ``start + k * slot_seconds``.
+    Energy in Wh, prices in minor currency units per kWh (either may be negative for prices).
+    """
+
+    start: int  # Unix seconds, start of the first slot (the slot being bid for)
+    slot_seconds: int
+    pv_wh: tuple[int, ...]  # expected PV production, all PV together (>= 0)
+    pv_sd_wh: tuple[int, ...]  # its standard deviation (>= 0)
+    load_wh: tuple[int, ...]  # expected inflexible load: all but battery, EV, flexible plugs
+    load_sd_wh: tuple[int, ...]  # its standard deviation (>= 0)
+    import_price: tuple[int, ...]  # grid import price
+    feed_in_tariff: tuple[int, ...]  # feed-in tariff
+    sources: tuple[tuple[str, str], ...] = ()  # (series, where it came from), for diagnostics
+
+    def __post_init__(self) -> None:
+        """Refuse series of different lengths or a slot length that is not positive."""
+        if self.slot_seconds <= 0:
+            raise ValueError("slot_seconds must be positive")
+        n = len(self.pv_wh)
+        series = (
+            self.pv_sd_wh,
+            self.load_wh,
+            self.load_sd_wh,
+            self.import_price,
+            self.feed_in_tariff,
+        )
+        if any(len(s) != n for s in series):
+            raise ValueError("every series of a HomeForecast has the horizon's length")
+
+    @property
+    def slots(self) -> int:
+        """Number of slots in the horizon."""
+        return len(self.pv_wh)
 
 
 def profile_forecast(

@@ -34,10 +34,10 @@ import hmac
 from types import MappingProxyType
 from typing import Any
 
-from .canonical import CanonicalError, canonical_bytes, decode, digest, digest_of
-from .credit import DEFAULT_BASE_LIMIT
-from .identity import KeyBinding, KeyRing, KeyRingError, KeyRole, is_key_hex
-from .orders import MarketRules, OrderError
+from ..market.orders import MarketRules, OrderError
+from ..trust.canonical import CanonicalError, canonical_bytes, decode, digest, digest_of
+from ..trust.credit import DEFAULT_BASE_LIMIT
+from ..trust.identity import KeyBinding, KeyRing, KeyRingError, KeyRole, is_key_hex
 
 INVITATION_PREFIX = "peerenergy1:"
 SECRET_LEN = 32

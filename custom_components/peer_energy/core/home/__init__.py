@@ -1,0 +1,1 @@
+"""The home: bidding agents, forecasts and Peer Bank inventory control."""

@@ -1,0 +1,1 @@
+"""The market: orders, slots, the double auction (clearing), fairness and scarcity rules."""
