@@ -2,7 +2,7 @@
 
 The LP: one variable per compatible (buy step, sell step) pair, bounded by the steps'
 energy; maximise the sum of (effective bid - effective ask) x energy. Effective prices are
-the clamped ones of ``clearing.py`` (bid capped at the import price minus the fee, ask raised
+the clamped ones of ``clearing`` (bid capped at the import price minus the fee, ask raised
 to the feed-in tariff). Clean-only buy steps pair only with clean sell steps.
 """
 
