@@ -1,7 +1,7 @@
 """Federation benchmark over real HTTP on loopback: N protocol peers, each behind its own
 aiohttp web server on 127.0.0.1, through K slots.
 
-Every peer is a ``Peer`` of ``core/federation/protocol.py`` behind
+Every peer is a ``Peer`` of ``core/federation/protocol/`` behind
 ``POST /api/peer_energy/v1/message``
 on its own port (answers 202 when accepted, like ``http.py``); its ``Send``/``Broadcast``
 outputs become one POST per address, concurrently, each with a timeout (``--timeout-s``, 30 s:

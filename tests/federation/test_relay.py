@@ -123,14 +123,14 @@ def test_each_attestation_signature_is_checked_once_per_peer(
     net, peers = build(16)
     slot = next_slot(net, peers)
     checked: Counter[str] = Counter()
-    inner = protocol.verify_record
+    inner = protocol.wire.verify_record
 
     def counting(data: object, **kwargs: object) -> object:
         if isinstance(data, dict) and data.get("type") == "attest":
             checked[str(data["sig"])] += 1
         return inner(data, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(protocol, "verify_record", counting)
+    monkeypatch.setattr(protocol.wire, "verify_record", counting)
     submit_all(net, peers, slot)
     run_slot(net, peers, slot)
     _final_everywhere(net, peers, slot)
