@@ -4,7 +4,8 @@ Personal or secret data is redacted: the home and asset names, the entity ids of
 user's devices (they often carry names of people, cars or rooms) and, for later
 releases, any key, token or invitation secret. What stays is what helps debugging:
 asset kinds, which roles are mapped, the readings in standard units and each source's
-status (ok, unavailable, missing) and unit.
+status (ok, unavailable, missing) and unit, and what each forecast came from (a forecast of the
+next 48 hours is built for the diagnostics; its sources name roles, never entity ids).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .const import (
 )
 from .coordinator import SOURCE_KEYS, on_off, state_number
 from .federation import DATA_LINK
+from .forecasts import forecaster_for
 from .runtime import PeerEnergyConfigEntry
 
 TO_REDACT: Final = {
@@ -51,6 +53,8 @@ TO_REDACT: Final = {
     "seed",
     "next_seed",
 }
+# Horizon of the forecast built for the diagnostics.
+FORECAST_HOURS: Final = 48
 # The ledger summary and identity: public, but per-home values that identify the home.
 LEDGER_REDACT: Final = {"member", "public_key", "head_hash", "seed", "next_seed", "database_bytes"}
 
@@ -96,6 +100,10 @@ async def async_get_config_entry_diagnostics(
         }
     ledger = runtime.ledger
     link = hass.data.get(DATA_LINK)
+    slot_seconds = runtime.market.slot_seconds if runtime.market is not None else 900
+    forecasts = await forecaster_for(hass, entry).async_diagnostics(
+        slot_seconds, FORECAST_HOURS * 3600 // slot_seconds
+    )
     return {
         "ledger": (
             async_redact_data(await ledger.async_diagnostics(), LEDGER_REDACT)
@@ -104,6 +112,7 @@ async def async_get_config_entry_diagnostics(
         ),
         "federation": link.diagnostics() if link is not None else None,
         "market": runtime.market.diagnostics() if runtime.market is not None else None,
+        "forecasts": forecasts,
         "entry": async_redact_data(
             {
                 "title": entry.title,

@@ -28,7 +28,8 @@ ISO 4217 code (``EUR``, ``SEK``)  major unit of that currency; must be the entry
 ===============================  =================================================
 
 A unit that names another currency than the entry's gives ``currency_mismatch``; any other
-unit gives ``price_unit``.
+unit gives ``price_unit``. Forward price series (``parse_series_price_unit``) may also be per
+``MWh`` or per ``Wh`` (``EUR/MWh`` is common for day-ahead prices); a price entity is per kWh.
 
 Rounding rule
 -------------
@@ -129,6 +130,8 @@ _MINOR_SYMBOLS: Final[Mapping[str, frozenset[str] | None]] = {
     "grosz": frozenset({"PLN"}),
 }
 _PER_KWH: Final = "/kwh"
+# Energy units of a forward price series and the power of ten to a price per kWh.
+_PER_ENERGY: Final[Mapping[str, int]] = {"/kwh": 0, "/mwh": -3, "/wh": 3}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,6 +181,34 @@ def parse_price_unit(unit: str | None, currency: str) -> PriceUnit:
     raise InvalidPriceError(SourceError.PRICE_UNIT)
 
 
+def parse_series_price_unit(unit: str | None, currency: str) -> tuple[PriceUnit, int]:
+    """Interpret the unit of a forward price series: per kWh, MWh or Wh.
+
+    Returns the unit (as ``parse_price_unit`` would for the same prefix per kWh) and the
+    power of ten that turns a value per the unit's energy into one per kWh (``EUR/MWh``:
+    -3). Raises InvalidPriceError like ``parse_price_unit``.
+    """
+    text = (unit or "").strip()
+    lowered = text.lower()
+    for suffix, exponent in _PER_ENERGY.items():
+        if lowered.endswith(suffix):
+            return parse_price_unit(text[: -len(suffix)] + "/kWh", currency), exponent
+    raise InvalidPriceError(SourceError.PRICE_UNIT)
+
+
+def to_minor_decimal(
+    value: str | float | int | Decimal, *, currency: str, minor: bool = False, exponent: int = 0
+) -> Decimal:
+    """A price per kWh (times ``10**exponent``) in minor units per kWh, exactly, not rounded."""
+    number = _decimal(value).scaleb(exponent)
+    return number if minor else number.scaleb(minor_digits(currency))
+
+
+def round_minor(value: Decimal) -> int:
+    """Round a price in minor units to an integer, halves away from zero."""
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
 def _decimal(value: str | float | int | Decimal) -> Decimal:
     """Read a number exactly; floats go through their shortest repr (0.3 -> 0.3)."""
     if isinstance(value, bool):
@@ -198,10 +229,7 @@ def to_minor_units(
 
     ``minor`` says the value is already in minor units (for example ct/kWh).
     """
-    number = _decimal(value)
-    if not minor:
-        number = number.scaleb(minor_digits(currency))
-    return int(number.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return round_minor(to_minor_decimal(value, currency=currency, minor=minor))
 
 
 def fixed_price_to_minor(value: float | int, currency: str) -> int:
