@@ -157,16 +157,16 @@ def intervals_from_day_list(
     """Read plain numbers that split one local day into equal periods (Nord Pool lists).
 
     A day of daylight saving change has 23 or 25 hours; the list must divide the real length
-    of the day into whole seconds, or it is not read.
+    of the day into periods that divide an hour (15 minutes, an hour ...), or it is not read.
     """
     if not isinstance(values, list | tuple) or not values:
         return []
     midnight = int(datetime.combine(day, time(), tz).timestamp())
     next_midnight = int(datetime.combine(day + timedelta(days=1), time(), tz).timestamp())
     length = next_midnight - midnight
-    if length % len(values):
-        return []
     width = length // len(values)
+    if length % len(values) or 3600 % width:
+        return []
     out: list[Interval] = []
     for k, raw in enumerate(values):
         value = _price(raw, unit, currency)
