@@ -47,7 +47,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time as dtime, timedelta, tzinfo
 from decimal import Decimal
-import time
 from typing import Any, Final
 
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
@@ -162,7 +161,7 @@ class HomeForecaster:
         if slots <= 0 or slots * slot_seconds > MAX_HORIZON_S:
             raise ValueError("the horizon must have at least one slot and at most a week")
         async with self._lock:
-            now = time.time()
+            now = dt_util.utcnow().timestamp()
             learned = await self._async_learned(now)
             solar = await self._async_solar(now)
             prices = (
@@ -240,6 +239,7 @@ class HomeForecaster:
                 statistics_during_period,
             )
             from homeassistant.helpers.recorder import get_instance
+            from sqlalchemy.exc import SQLAlchemyError
 
             end = dt_util.utc_from_timestamp(now).replace(minute=0, second=0, microsecond=0)
             start = end - timedelta(days=STATS_DAYS)
@@ -248,9 +248,13 @@ class HomeForecaster:
             hass = self.hass
 
             def job() -> Learned:
-                rows = statistics_during_period(
-                    hass, start, end, ids, "hour", STAT_UNITS, {"mean", "change"}
-                )
+                try:
+                    rows = statistics_during_period(
+                        hass, start, end, ids, "hour", STAT_UNITS, {"mean", "change"}
+                    )
+                except SQLAlchemyError:
+                    LOGGER.warning("Could not read the long-term statistics", exc_info=True)
+                    return Learned(read_at=now, terms=terms, status="read_error")
                 return learn(rows, terms, read_at=now, tz=tz, site=site)
 
             learned = await get_instance(hass).async_add_executor_job(job)
@@ -534,7 +538,7 @@ class HomeForecaster:
 
     async def async_diagnostics(self, slot_seconds: int, slots: int) -> dict[str, Any]:
         """Build a forecast from the next slot and report what each series came from."""
-        now = int(time.time())
+        now = int(dt_util.utcnow().timestamp())
         start = now - now % slot_seconds + slot_seconds
         try:
             await self.async_forecast(start=start, slot_seconds=slot_seconds, slots=slots)

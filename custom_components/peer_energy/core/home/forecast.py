@@ -20,7 +20,8 @@ samples (for example hourly means from a recorder's long-term statistics), optio
 for weekdays and weekends; a bucket with fewer than ``min_samples`` samples of its day kind
 uses all days. Buckets follow local time (people's habits) or UTC (the sun). Given a
 :class:`Site`, the model learns PV per unit of clear-sky sun height instead
-(:func:`sun_height`), so the profile follows the season and daylight saving time.
+(:func:`sun_height`; weighted by sun height, so dawn and dusk weigh little), so the profile
+follows the season and daylight saving time.
 
 :func:`resample` spreads energy given per interval (a solar forecast's hours) over slots, or
 averages prices per interval over them, whatever the two resolutions are.
@@ -51,8 +52,7 @@ SECONDS_PER_HOUR = 3600
 ALL_DAYS = 0
 WEEKDAYS = 1
 WEEKENDS = 2
-# Sun height (sine of the elevation) under which PV is learned and predicted as a plain
-# mean rather than per unit of sun height (the ratio is unstable at dawn and dusk).
+# Sun height (sine of the elevation) under which persistence knows nothing of PV.
 MIN_SUN = 0.1
 # Largest factor persistence scales the current PV by as the sun rises.
 MAX_SUN_FACTOR = 3.0
@@ -192,6 +192,21 @@ class Moments:
         var = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
         return cls(n, mean, math.sqrt(var))
 
+    @classmethod
+    def weighted(cls, values: Sequence[float], weights: Sequence[float]) -> Moments:
+        """Weighted mean and standard deviation (reliability weights); 0 weight: no moments."""
+        total = math.fsum(weights)
+        if not values or total <= 0:
+            return cls(0, 0.0, 0.0)
+        mean = math.fsum(v * w for v, w in zip(values, weights, strict=True)) / total
+        if len(values) == 1:
+            return cls(1, mean, 0.0)
+        square = math.fsum(w * w for w in weights)
+        var = math.fsum(w * (v - mean) ** 2 for v, w in zip(values, weights, strict=True)) / (
+            total - square / total
+        )
+        return cls(len(values), mean, math.sqrt(max(0.0, var)))
+
 
 @dataclass(frozen=True, slots=True)
 class Site:
@@ -294,13 +309,15 @@ def fit_profile(
     """Learn a time-of-day model from ``(period start, mean power W)`` samples.
 
     A sample counts for the bucket of its period's middle. Non-finite values are skipped.
-    With ``config.site``, samples taken while the sun stood at least ``MIN_SUN`` high are
-    learned per unit of sun height (the rest as plain values).
+    With ``config.site``, samples taken while the sun was up are learned per unit of sun
+    height, weighted by it (the rest, at night, as plain values).
     """
     config = config or ProfileConfig()
     site = config.site
     plain: defaultdict[tuple[int, int], list[float]] = defaultdict(list)
-    ratio: defaultdict[tuple[int, int], list[float]] = defaultdict(list)
+    ratio: defaultdict[tuple[int, int], tuple[list[float], list[float]]] = defaultdict(
+        lambda: ([], [])
+    )
     count = 0
     first: int | None = None
     last: int | None = None
@@ -308,12 +325,14 @@ def fit_profile(
         if not math.isfinite(value):
             continue
         kind, bucket = _key(start + sample_seconds / 2, config, tz)
-        target, v = plain, value
-        if site is not None and (sun := clear_sky(start, sample_seconds, site)) >= MIN_SUN:
-            target, v = ratio, value / sun
-        target[(ALL_DAYS, bucket)].append(v)
-        if kind != ALL_DAYS:
-            target[(kind, bucket)].append(v)
+        keys = [(ALL_DAYS, bucket)] if kind == ALL_DAYS else [(ALL_DAYS, bucket), (kind, bucket)]
+        sun = clear_sky(start, sample_seconds, site) if site is not None else 0.0
+        for key in keys:
+            if sun > 0:
+                ratio[key][0].append(value / sun)
+                ratio[key][1].append(sun)
+            else:
+                plain[key].append(value)
         count += 1
         first = start if first is None else min(first, start)
         last = start if last is None else max(last, start)
@@ -321,7 +340,7 @@ def fit_profile(
         config=config,
         tz=tz,
         plain={key: Moments.of(values) for key, values in plain.items()},
-        ratio={key: Moments.of(values) for key, values in ratio.items()},
+        ratio={key: Moments.weighted(*pair) for key, pair in ratio.items()},
         samples=count,
         first=first,
         last=last,
@@ -338,6 +357,16 @@ def _pick(
     return None
 
 
+def _pick_near(profile: Profile, kind: int, bucket: int) -> Moments | None:
+    """The bucket's ratio, else a neighbour's (as days lengthen, sun reaches new buckets)."""
+    buckets = SECONDS_PER_DAY // profile.config.bucket_seconds
+    least = profile.config.min_samples
+    for near in (bucket, (bucket - 1) % buckets, (bucket + 1) % buckets):
+        if (m := _pick(profile.ratio, kind, near, least)) is not None:
+            return m
+    return None
+
+
 def predict_profile(
     profile: Profile, slot_starts: Sequence[int], slot_seconds: int
 ) -> tuple[list[int | None], list[int | None]]:
@@ -345,7 +374,8 @@ def predict_profile(
 
     None where the model has too few samples for the slot's bucket. With a site, a slot
     while the sun is below the horizon is 0 +- 0, and the sun height scales the learned
-    ratio. The standard deviation of an hour scales linearly to the slot's length.
+    ratio (of the slot's bucket, else of a neighbouring one, else the bucket's plain moments).
+    The standard deviation of an hour scales linearly to the slot's length.
     """
     config = profile.config
     site = config.site
@@ -359,10 +389,7 @@ def predict_profile(
             sun = clear_sky(start, slot_seconds, site)
             if sun <= 0:
                 found = (0.0, 0.0)
-            elif (
-                sun >= MIN_SUN
-                and (m := _pick(profile.ratio, kind, bucket, config.min_samples)) is not None
-            ):
+            elif (m := _pick_near(profile, kind, bucket)) is not None:
                 found = (m.mean * sun, m.sd * sun)
         if found is None and (m := _pick(profile.plain, kind, bucket, config.min_samples)):
             found = (m.mean, m.sd)
