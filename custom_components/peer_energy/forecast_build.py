@@ -60,6 +60,7 @@ LOAD_PERSISTENCE_SD_PCT: Final = 50
 LOAD_PERSISTENCE_MIN_SD_W: Final = 300
 
 type Column = Literal["mean", "change"]
+type Part = tuple[str, Column, int]
 type Terms = tuple[tuple[StatTerm, ...], tuple[StatTerm, ...]]
 
 
@@ -72,23 +73,33 @@ class NoPriceError(HomeAssistantError):
 
 @dataclass(frozen=True, slots=True)
 class StatTerm:
-    """One statistic in a sum: ``sign * value`` per hour, as a mean power or an energy change."""
+    """One quantity in a sum, per hour.
 
-    statistic_id: str
-    column: Column
-    sign: int
-    role: str  # what it stands for, for diagnostics ("<asset id>/<key>")
+    ``options`` measure it, best first (an energy counter's hourly change, then a power
+    sensor's hourly mean); each option is a sum of ``(statistic id, column, sign)`` parts,
+    and the first option whose parts all have statistics is used.
+    """
+
+    options: tuple[tuple[Part, ...], ...]
+    role: str  # what it stands for, for diagnostics ("<asset id>/<kind>")
     required: bool = True
+
+    @property
+    def statistic_ids(self) -> set[str]:
+        """Every statistic the term may read."""
+        return {part[0] for option in self.options for part in option}
 
 
 def _asset_term(asset: AssetConfig, sign: int, *, required: bool) -> StatTerm | None:
-    """An asset's energy counter when it has one, else its power."""
-    sources = asset.sources
-    if (energy := sources.get(CONF_ENERGY_ENTITY)) is not None:
-        return StatTerm(energy, "change", sign, f"{asset.subentry_id}/energy", required)
-    if (power := sources.get(CONF_POWER_ENTITY)) is not None:
-        return StatTerm(power, "mean", sign, f"{asset.subentry_id}/power", required)
-    return None
+    """An asset's energy counter, else its power."""
+    options: list[tuple[Part, ...]] = []
+    if (energy := asset.sources.get(CONF_ENERGY_ENTITY)) is not None:
+        options.append(((energy, "change", sign),))
+    if (power := asset.sources.get(CONF_POWER_ENTITY)) is not None:
+        options.append(((power, "mean", sign),))
+    if not options:
+        return None
+    return StatTerm(tuple(options), f"{asset.subentry_id}/{asset.kind.value}", required)
 
 
 def statistic_terms(
@@ -103,68 +114,73 @@ def statistic_terms(
     """
     pv: list[StatTerm] = []
     load: list[StatTerm] = []
-    grid: list[StatTerm] = []
+    grid: StatTerm | None = None
     for sid, asset in assets.items():
         sources = asset.sources
         if asset.kind is AssetKind.PV and (term := _asset_term(asset, 1, required=True)):
             pv.append(term)
         elif asset.kind is AssetKind.BATTERY and (power := sources.get(CONF_POWER_ENTITY)):
             sign = -1 if asset.power_sign is PowerSign.POSITIVE_CHARGE else 1
-            load.append(StatTerm(power, "mean", sign, f"{sid}/power"))
+            load.append(StatTerm((((power, "mean", sign),),), f"{sid}/battery"))
         elif asset.kind is AssetKind.EV_CHARGER or (
             asset.kind is AssetKind.PLUG and controls_for(sid).plug_flexible
         ):
             if term := _asset_term(asset, -1, required=False):
                 load.append(term)
-        elif asset.kind is AssetKind.GRID_METER and not grid:
+        elif asset.kind is AssetKind.GRID_METER and grid is None:
+            options: list[tuple[Part, ...]] = []
             imported = sources.get(CONF_IMPORT_ENERGY_ENTITY)
             exported = sources.get(CONF_EXPORT_ENERGY_ENTITY)
             if imported and exported:
-                grid.append(StatTerm(imported, "change", 1, f"{sid}/import_energy"))
-                grid.append(StatTerm(exported, "change", -1, f"{sid}/export_energy"))
-            elif power := sources.get(CONF_POWER_ENTITY):
-                grid.append(StatTerm(power, "mean", 1, f"{sid}/power"))
-    if not grid:
-        grid.extend(
-            StatTerm(stat, "change", 1, f"energy_dashboard/grid_import_{k + 1}")
-            for k, stat in enumerate(grid_flows[0])
+                options.append(((imported, "change", 1), (exported, "change", -1)))
+            if power := sources.get(CONF_POWER_ENTITY):
+                options.append(((power, "mean", 1),))
+            if options:
+                grid = StatTerm(tuple(options), f"{sid}/grid_meter")
+    if grid is None and any(grid_flows):
+        parts: tuple[Part, ...] = (
+            *((stat, "change", 1) for stat in grid_flows[0]),
+            *((stat, "change", -1) for stat in grid_flows[1]),
         )
-        grid.extend(
-            StatTerm(stat, "change", -1, f"energy_dashboard/grid_export_{k + 1}")
-            for k, stat in enumerate(grid_flows[1])
-        )
-    if not grid:
+        grid = StatTerm((parts,), "energy_dashboard/grid")
+    if grid is None:
         return tuple(pv), ()
-    return tuple(pv), (*grid, *pv, *load)
+    return tuple(pv), (grid, *pv, *load)
+
+
+def _option_values(
+    series: Mapping[tuple[str, Column], Mapping[int, float]], option: Sequence[Part]
+) -> dict[int, float] | None:
+    """An option's hourly sum over the hours all its parts have; None if a part has none."""
+    found = [(sign, series.get((statistic_id, column))) for statistic_id, column, sign in option]
+    if not all(values for _, values in found):
+        return None
+    hours = set.intersection(*(set(values or {}) for _, values in found))
+    return {hour: sum(sign * (values or {})[hour] for sign, values in found) for hour in hours}
 
 
 def combine(
     series: Mapping[tuple[str, Column], Mapping[int, float]], terms: Sequence[StatTerm]
 ) -> tuple[dict[int, float], tuple[str, ...]]:
-    """Hourly ``sum(sign * value)`` over the hours every used term has; (sum, missing roles).
+    """Hourly sum of the terms over the hours every used term has; (sum, missing roles).
 
-    A required term without any statistics makes the sum empty; an optional one is left out
-    (and named as missing).
+    A required term without statistics makes the sum empty; an optional one is left out (and
+    named as missing).
     """
-    used: list[StatTerm] = []
+    used: list[dict[int, float]] = []
     missing: list[str] = []
     for term in terms:
-        if series.get((term.statistic_id, term.column)):
-            used.append(term)
+        values = next((v for option in term.options if (v := _option_values(series, option))), None)
+        if values:
+            used.append(values)
         else:
             missing.append(term.role)
             if term.required:
                 return {}, tuple(missing)
     if not used:
         return {}, tuple(missing)
-    hours = set(series[(used[0].statistic_id, used[0].column)])
-    for term in used[1:]:
-        hours &= set(series[(term.statistic_id, term.column)])
-    out = {
-        hour: sum(term.sign * series[(term.statistic_id, term.column)][hour] for term in used)
-        for hour in sorted(hours)
-    }
-    return out, tuple(missing)
+    hours = set.intersection(*(set(values) for values in used))
+    return {hour: sum(values[hour] for values in used) for hour in sorted(hours)}, tuple(missing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,15 +207,16 @@ def learn(
     """Fit the PV and load models to hourly statistic rows (runs in an executor)."""
     series: dict[tuple[str, Column], dict[int, float]] = {}
     for term in (*terms[0], *terms[1]):
-        key = (term.statistic_id, term.column)
-        if key in series:
-            continue
-        values: dict[int, float] = {}
-        for row in rows.get(term.statistic_id, ()):
-            value = row.get(term.column)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                values[int(row["start"])] = float(value)
-        series[key] = values
+        for statistic_id, column, _sign in (part for option in term.options for part in option):
+            key = (statistic_id, column)
+            if key in series:
+                continue
+            values: dict[int, float] = {}
+            for row in rows.get(statistic_id, ()):
+                value = row.get(column)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    values[int(row["start"])] = float(value)
+            series[key] = values
     pv_sum, pv_missing = combine(series, terms[0])
     load_sum, load_missing = combine(series, terms[1])
     pv = None

@@ -229,7 +229,9 @@ class HomeForecaster:
 
     async def _async_learn(self, terms: Terms, now: float) -> Learned:
         """Read the statistics and fit the models in the recorder's executor."""
-        ids = {term.statistic_id for term in (*terms[0], *terms[1])}
+        ids = {
+            statistic_id for term in (*terms[0], *terms[1]) for statistic_id in term.statistic_ids
+        }
         if not ids:
             learned = Learned(read_at=now, terms=terms, status="no_sources")
         elif "recorder" not in self.hass.config.components:
@@ -438,7 +440,11 @@ class HomeForecaster:
                 response = await self.hass.services.async_call(
                     "nordpool",
                     "get_prices_for_date",
-                    {"config_entry": config_entry.entry_id, "date": day.isoformat(), "areas": area},
+                    {
+                        "config_entry": config_entry.entry_id,
+                        "date": day.isoformat(),
+                        "areas": [area],
+                    },
                     blocking=True,
                     return_response=True,
                 )

@@ -142,10 +142,10 @@ async def test_learns_the_homes_load_and_pv_from_four_weeks_of_statistics(
     assert stats["pv"]["samples"] == 28 * 24
     assert 0 <= stats["age_s"] < 60
     assert stats["load_terms"] == [
-        "01JPEERENERGYGRID0000000000/power",
-        f"{PV_ID}/energy",
-        "01JPEERENERGYBATTERY0000000/power",
-        "01JPEERENERGYEV000000000000/energy",
+        "01JPEERENERGYGRID0000000000/grid_meter",
+        f"{PV_ID}/pv",
+        "01JPEERENERGYBATTERY0000000/battery",
+        "01JPEERENERGYEV000000000000/ev_charger",
     ]
 
 
@@ -247,11 +247,7 @@ async def test_grid_from_the_energy_dashboard_when_no_grid_meter_is_mapped(
         assert abs(load - true_load(start + k * HOUR)) <= 2
     report = forecaster.last_report
     assert report is not None
-    assert report["statistics"]["load_terms"] == [
-        "energy_dashboard/grid_import_1",
-        "energy_dashboard/grid_export_1",
-        f"{PV_ID}/power",
-    ]
+    assert report["statistics"]["load_terms"] == ["energy_dashboard/grid", f"{PV_ID}/pv"]
 
 
 async def test_missing_statistics_fall_back_to_persistence(
@@ -293,5 +289,5 @@ async def test_missing_statistics_fall_back_to_persistence(
     assert forecast.pv_wh[0] > 0
     report = forecaster.last_report
     assert report is not None
-    assert report["statistics"]["missing"] == [f"{PV_ID}/energy"]
+    assert report["statistics"]["missing"] == [f"{PV_ID}/pv"]
     assert report["statistics"]["load"] is None
