@@ -246,8 +246,12 @@ def inflexible_load_w(
     data: PeerEnergyData | None,
     controls_for: Callable[[str], AssetControls],
 ) -> int | None:
-    """The home's inflexible load now (W): grid + PV + battery - EV - flexible plugs."""
-    if data is None or data.grid_power_w is None:
+    """The home's inflexible load now (W): grid + PV + battery - EV - flexible plugs.
+
+    None without a grid meter's reading (the estimate from the assets alone leaves out the
+    very load this is about).
+    """
+    if data is None or data.grid_power_w is None or data.grid_source != "grid_meter":
         return None
     load = data.grid_power_w
     for sid, asset in assets.items():

@@ -562,3 +562,109 @@ async def test_diagnostics_show_what_each_forecast_came_from(
     assert PRICE not in text
     for entity_id in SOURCE_STATES:
         assert entity_id not in text
+
+
+async def test_solar_forecast_keys_that_cannot_be_read_are_skipped(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory
+) -> None:
+    freezer.move_to(NOW)
+    solar_entry = MockConfigEntry(domain="odd_forecast")
+    solar_entry.add_to_hass(hass)
+    hass.config.components.add("odd_forecast")
+    wh_hours: dict[str, Any] = {
+        "2026-11-22T12:00:00": 400,  # no zone: local time
+        "2026-11-22T13:00:00+01:00": "junk",
+        "2026-11-22T14:00:00+01:00": True,
+        "not a time": 100,
+        "2026-11-22T15:00:00+01:00": -5,  # below zero: none
+    }
+    solar = AsyncMock(return_value={"wh_hours": wh_hours})
+    mock_platform(hass, "odd_forecast.energy", Mock(async_get_solar_forecast=solar))
+    manager = await async_get_manager(hass)
+    await manager.async_update(
+        {
+            "energy_sources": [
+                {"type": "solar", "config_entry_solar_forecast": [solar_entry.entry_id]}
+            ]
+        }
+    )
+    entry = await setup_entry(hass)
+    noon = int(local(TODAY, 12).timestamp())
+    forecast = await async_home_forecast(hass, entry, start=noon, slot_seconds=3600, slots=4)
+    # 12:00 ends where 15:00 begins (three hours at most are bridged): 400 Wh over 3 h.
+    assert forecast.pv_wh[:3] == (133, 133, 133)
+    assert forecast.pv_wh[3] == 0
+    solar.return_value = "not a forecast"
+    forecaster_for(hass, entry)._solar = None
+    forecast = await async_home_forecast(hass, entry, start=noon, slot_seconds=3600, slots=4)
+    assert dict(forecast.sources)["pv"] == "persistence 4"
+
+
+async def test_nord_pool_action_needs_a_loaded_entry_in_our_currency(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory
+) -> None:
+    """Otherwise the sensor's own attributes and state are used."""
+    freezer.move_to(NOW)
+    mock_integration(hass, MockModule("nordpool"))
+    registry = er.async_get(hass)
+    cases = {
+        "not_loaded": ({"areas": ["SE3"], "currency": "EUR"}, "SE3-current_price", False),
+        "sek": ({"areas": ["SE3"], "currency": "SEK"}, "SE3-current_price", True),
+        "no_area": ({"areas": ["SE3", "SE4"], "currency": "EUR"}, "odd", True),
+    }
+    called: list[str] = []
+
+    async def get_prices(call: ServiceCall) -> dict[str, Any]:
+        called.append(str(call.data["config_entry"]))
+        return {}
+
+    hass.services.async_register(
+        "nordpool", "get_prices_for_date", get_prices, supports_response=SupportsResponse.ONLY
+    )
+    sensors = {}
+    for name, (data, unique_id, loaded) in cases.items():
+        nordpool = MockConfigEntry(domain="nordpool", data=data)
+        nordpool.add_to_hass(hass)
+        if loaded:
+            nordpool.mock_state(hass, ConfigEntryState.LOADED)
+        sensors[name] = registry.async_get_or_create(
+            "sensor", "nordpool", unique_id, config_entry=nordpool, suggested_object_id=name
+        ).entity_id
+        hass.states.async_set(sensors[name], "0.1", {"unit_of_measurement": "EUR/kWh"})
+    entry = await setup_entry(hass, {CONF_IMPORT_PRICE: None, CONF_IMPORT_PRICE_ENTITY: PRICE})
+    forecaster = forecaster_for(hass, entry)
+    for name, sensor in sensors.items():
+        forecaster.entry = entry_with({CONF_IMPORT_PRICE: None, CONF_IMPORT_PRICE_ENTITY: sensor})
+        forecaster.entry.runtime_data = entry.runtime_data
+        forecaster._actions.clear()
+        forecast = await forecaster.async_forecast(start=START, slot_seconds=900, slots=2)
+        assert forecast.import_price == (10, 10), name
+    assert called == []
+
+
+async def test_an_entry_without_assets_learns_nothing(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory
+) -> None:
+    freezer.move_to(NOW)
+    await berlin(hass)
+    entry = entry_with(assets={})
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    forecaster = forecaster_for(hass, entry)
+    forecast = await forecaster.async_forecast(start=START, slot_seconds=900, slots=2)
+    assert forecast.pv_wh == (0, 0)
+    assert dict(forecast.sources)["pv"] == "none 2"
+    assert forecaster.last_report is not None
+    assert forecaster.last_report["statistics"]["status"] == "no_sources"
+
+
+async def test_diagnostics_report_a_forecast_that_failed(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory
+) -> None:
+    freezer.move_to(NOW)
+    hass.states.async_set(PRICE, "unknown", {"unit_of_measurement": "EUR/kWh"})
+    entry = await setup_entry(hass, price_entry_data())
+    result = await async_get_config_entry_diagnostics(hass, entry)
+    assert result["forecasts"]["error"] == "no_price"
+    assert result["forecasts"]["series"] is None

@@ -7,13 +7,15 @@ import math
 import random
 import threading
 from typing import Any
-from unittest.mock import patch
+from unittest.mock import AsyncMock, Mock, patch
 from zoneinfo import ZoneInfo
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.energy.data import async_get_manager
 from homeassistant.core import HomeAssistant
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry, mock_platform
+from sqlalchemy.exc import OperationalError
 
 from custom_components.peer_energy import forecasts
 from custom_components.peer_energy.const import (
@@ -25,7 +27,7 @@ from custom_components.peer_energy.const import (
 )
 from custom_components.peer_energy.core.home.forecast import Site, clear_sky
 from custom_components.peer_energy.forecasts import forecaster_for
-from tests.conftest import PV_ID, SOURCE_STATES
+from tests.conftest import PLUG_ID, PV_ID, SOURCE_STATES
 from tests.forecast.conftest import (
     LATITUDE,
     LONGITUDE,
@@ -291,3 +293,106 @@ async def test_missing_statistics_fall_back_to_persistence(
     assert report is not None
     assert report["statistics"]["missing"] == [f"{PV_ID}/pv"]
     assert report["statistics"]["load"] is None
+
+
+async def test_a_solar_forecast_is_calibrated_against_the_panels_statistics(
+    recorder_mock: Any, hass: HomeAssistant, freezer: FrozenDateTimeFactory
+) -> None:
+    """The panels gave 80 % of what the forecast said over the last days: so will they."""
+    freezer.move_to(NOW)
+    await berlin(hass)
+    now = int(datetime.fromisoformat(NOW).timestamp())
+    end = now - now % HOUR
+    rng = random.Random(5)
+    past = [end - (6 * 24 - k) * HOUR for k in range(6 * 24)]
+    said = {
+        h: 5000 * clear_sky(h, HOUR, SITE) for h in [*past, *(end + k * HOUR for k in range(48))]
+    }
+    import_means(
+        hass, "sensor.roof_power", "W", [(h, 0.8 * said[h] * rng.uniform(0.97, 1.03)) for h in past]
+    )
+    await recorded(hass)
+    solar_entry = MockConfigEntry(domain="sunny_forecast")
+    solar_entry.add_to_hass(hass)
+    hass.config.components.add("sunny_forecast")
+    wh_hours = {datetime.fromtimestamp(h, BERLIN).isoformat(): wh for h, wh in said.items()}
+    solar = AsyncMock(return_value={"wh_hours": wh_hours})
+    mock_platform(hass, "sunny_forecast.energy", Mock(async_get_solar_forecast=solar))
+    manager = await async_get_manager(hass)
+    await manager.async_update(
+        {
+            "energy_sources": [
+                {"type": "solar", "config_entry_solar_forecast": [solar_entry.entry_id]}
+            ]
+        }
+    )
+    hass.states.async_set("sensor.roof_power", "1000", {"unit_of_measurement": "W"})
+    entry = entry_with(
+        assets={
+            PV_ID: {
+                CONF_ASSET_KIND: AssetKind.PV,
+                CONF_ASSET_NAME: "Roof PV",
+                CONF_POWER_ENTITY: "sensor.roof_power",
+            }
+        }
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    forecaster = forecaster_for(hass, entry)
+    start = end + HOUR
+    forecast = await forecaster.async_forecast(start=start, slot_seconds=3600, slots=24)
+    for k, pv in enumerate(forecast.pv_wh):
+        assert abs(pv - 0.8 * said[start + k * HOUR]) <= 0.01 * said[start + k * HOUR] + 1
+    report = forecaster.last_report
+    assert report is not None
+    pv_report = report["series"]["pv"]
+    assert pv_report["calibration_pct"] in (79, 80)
+    assert pv_report["calibration_hours"] > 30  # daylight hours of six days
+    assert pv_report["sd_pct"] == 10  # about 2 % off: the smallest spread
+    assert dict(forecast.sources)["pv"] == "energy_platform 24"
+    assert dict(forecast.sources)["load"] == "none 24"  # no grid: no load model
+
+
+async def test_a_database_error_leaves_the_models_out(
+    recorder_mock: Any,
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    freezer.move_to(NOW)
+    entry = entry_with()
+    await setup_with_history(hass, entry, days=2)
+    from homeassistant.components.recorder import statistics
+
+    start = int(datetime.fromisoformat("2026-03-30T10:15:00+00:00").timestamp())
+    forecaster = forecaster_for(hass, entry)
+    with patch.object(
+        statistics,
+        "statistics_during_period",
+        side_effect=OperationalError("stmt", {}, Exception()),
+    ):
+        forecast = await forecaster.async_forecast(start=start, slot_seconds=900, slots=4)
+    assert dict(forecast.sources)["load"] == "persistence 4"
+    assert forecaster.learned is not None
+    assert forecaster.learned.status == "read_error"
+    assert "Could not read the long-term statistics" in caplog.text
+
+
+async def test_changed_assets_are_learned_again(
+    recorder_mock: Any, hass: HomeAssistant, freezer: FrozenDateTimeFactory
+) -> None:
+    """A plug turned flexible leaves the inflexible load: the model is fitted anew."""
+    freezer.move_to(NOW)
+    entry = entry_with()
+    await setup_with_history(hass, entry, days=2)
+    start = int(datetime.fromisoformat("2026-03-30T10:15:00+00:00").timestamp())
+    forecaster = forecaster_for(hass, entry)
+    await forecaster.async_forecast(start=start, slot_seconds=900, slots=4)
+    first = forecaster.learned
+    assert first is not None
+    entry.runtime_data.async_update_controls(PLUG_ID, plug_flexible=True)
+    await forecaster.async_forecast(start=start, slot_seconds=900, slots=4)
+    assert forecaster.learned is not first
+    assert forecaster.learned is not None
+    assert forecaster.learned.missing == (f"{PLUG_ID}/plug",)  # no statistics of the plug
