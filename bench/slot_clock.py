@@ -1,6 +1,6 @@
 """Time how long the slot clock blocks Home Assistant's event loop per slot, with 10 assets.
 
-Run: .venv/bin/python bench/slot_clock.py            (--repeats N, default 200)
+Run: .venv/bin/python bench/slot_clock.py            (--repeats N, default 200; --gc)
 
 Target: at most 5 ms per slot. It runs in a real Home Assistant core (the test harness's
 ``async_test_home_assistant``, with the recorder on a temporary SQLite file) what the loop does
@@ -31,6 +31,7 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+import gc
 from pathlib import Path
 import statistics
 import sys
@@ -358,8 +359,30 @@ def main() -> None:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument(
+        "--gc", action="store_true", help="also print the garbage collector's longest pauses"
+    )
     args = parser.parse_args()
+    pauses: list[tuple[float, int]] = []
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.thread_time()
+        else:
+            pauses.append((time.thread_time() - started[0], info["generation"]))
+
+    if args.gc:
+        gc.callbacks.append(on_gc)
     asyncio.run(run(args.repeats))
+    if args.gc:
+        for generation in (0, 1, 2):
+            times = [p for p, g in pauses if g == generation]
+            if times:
+                print(
+                    f"garbage collections of generation {generation} (whole run, set-up "
+                    f"included): {len(times)}, longest {max(times) * 1000:.2f} ms CPU"
+                )
 
 
 if __name__ == "__main__":
