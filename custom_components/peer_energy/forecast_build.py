@@ -326,6 +326,19 @@ def _count(labels: Sequence[str]) -> dict[str, int]:
     return counts
 
 
+def _fill(
+    series: tuple[list[int | None], list[int | None], list[str]],
+    means: Sequence[int | None],
+    sds: Sequence[int | None],
+    label: str,
+) -> None:
+    """Fill the slots ``series`` does not know yet from another source."""
+    known, spread, labels = series
+    for k, mean in enumerate(means):
+        if known[k] is None and mean is not None:
+            known[k], spread[k], labels[k] = mean, sds[k], label
+
+
 def _pv_series(
     inputs: BuildInputs, slot_starts: Sequence[int]
 ) -> tuple[list[int], list[int], dict[str, Any]]:
@@ -362,15 +375,15 @@ def _pv_series(
             "calibration_hours": len(set(actual) & set(remembered)),
             "sd_pct": sd_pct,
         }
+    series = (means, sds, labels)
     if inputs.learned is not None and inputs.learned.pv is not None:
-        learned_means, learned_sds = predict_profile(
-            inputs.learned.pv, slot_starts, inputs.slot_seconds
+        _fill(
+            series,
+            *predict_profile(inputs.learned.pv, slot_starts, inputs.slot_seconds),
+            "statistics",
         )
-        for k in range(n):
-            if means[k] is None and (mean := learned_means[k]) is not None:
-                means[k], sds[k], labels[k] = mean, learned_sds[k], "statistics"
     if any(m is None for m in means) and inputs.pv_w is not None:
-        now_means, now_sds = persistence(
+        now = persistence(
             inputs.pv_w,
             slot_starts,
             inputs.slot_seconds,
@@ -378,9 +391,7 @@ def _pv_series(
             site=inputs.site,
             now=inputs.now,
         )
-        for k in range(n):
-            if means[k] is None:
-                means[k], sds[k], labels[k] = now_means[k], now_sds[k], "persistence"
+        _fill(series, *now, "persistence")
     report["sources"] = _count(labels)
     return [m or 0 for m in means], [s or 0 for s in sds], report
 
@@ -392,29 +403,23 @@ def _load_series(
     means: list[int | None] = [None] * n
     sds: list[int | None] = [None] * n
     labels = ["none"] * n
+    series = (means, sds, labels)
     if inputs.learned is not None and inputs.learned.load is not None:
-        learned_means, learned_sds = predict_profile(
-            inputs.learned.load, slot_starts, inputs.slot_seconds
+        _fill(
+            series,
+            *predict_profile(inputs.learned.load, slot_starts, inputs.slot_seconds),
+            "statistics",
         )
-        for k in range(n):
-            if (mean := learned_means[k]) is not None:
-                means[k], sds[k], labels[k] = mean, learned_sds[k], "statistics"
-    if any(m is None for m in means) and inputs.load_w is not None:
-        now_means, now_sds = persistence(
+    if inputs.load_w is not None:
+        now = persistence(
             inputs.load_w,
             slot_starts,
             inputs.slot_seconds,
             sd_pct=LOAD_PERSISTENCE_SD_PCT,
             min_sd_w=LOAD_PERSISTENCE_MIN_SD_W,
         )
-        for k in range(n):
-            if means[k] is None:
-                means[k], sds[k], labels[k] = now_means[k], now_sds[k], "persistence"
-    return (
-        [m or 0 for m in means],
-        [s or 0 for s in sds],
-        {"sources": _count(labels)},
-    )
+        _fill(series, *now, "persistence")
+    return [m or 0 for m in means], [s or 0 for s in sds], {"sources": _count(labels)}
 
 
 def forward_intervals(price: PriceInputs, tz: tzinfo) -> tuple[tuple[Interval, ...], str | None]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+from unittest.mock import AsyncMock, Mock
 
+from homeassistant.components.energy.data import async_get_manager
 from homeassistant.components.recorder.models import StatisticMeanType
 from homeassistant.components.recorder.statistics import (
     async_add_external_statistics,
@@ -13,13 +15,19 @@ from homeassistant.components.recorder.statistics import (
 )
 from homeassistant.core import HomeAssistant
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.common import MockConfigEntry, mock_platform
 from pytest_homeassistant_custom_component.components.recorder.common import (
     async_wait_recording_done,
 )
 
-from custom_components.peer_energy.const import DOMAIN
-from tests.conftest import ENTRY_ID, make_entry
+from custom_components.peer_energy.const import (
+    CONF_ASSET_KIND,
+    CONF_ASSET_NAME,
+    CONF_POWER_ENTITY,
+    DOMAIN,
+    AssetKind,
+)
+from tests.conftest import ENTRY_ID, PV_ID, make_entry
 
 LATITUDE = 52.4
 LONGITUDE = 13.1
@@ -80,6 +88,45 @@ def entry_with(
             for sub in base.subentries.values()
         ],
     )
+
+
+async def add_solar_forecast(hass: HomeAssistant, domain: str, forecast: AsyncMock) -> None:
+    """An integration ``domain`` whose energy platform answers ``forecast``, picked as the solar
+    forecast of a solar source in the Energy dashboard."""
+    solar_entry = MockConfigEntry(domain=domain)
+    solar_entry.add_to_hass(hass)
+    hass.config.components.add(domain)
+    mock_platform(hass, f"{domain}.energy", Mock(async_get_solar_forecast=forecast))
+    manager = await async_get_manager(hass)
+    await manager.async_update(
+        {
+            "energy_sources": [
+                {
+                    "type": "solar",
+                    "stat_energy_from": "sensor.pv_energy",
+                    "config_entry_solar_forecast": [solar_entry.entry_id, "gone"],
+                }
+            ]
+        }
+    )
+
+
+async def setup_pv_only(hass: HomeAssistant, power_w: str = "1000") -> MockConfigEntry:
+    """An entry with one PV asset, ``sensor.roof_power``, set up."""
+    hass.states.async_set("sensor.roof_power", power_w, {"unit_of_measurement": "W"})
+    entry = entry_with(
+        assets={
+            PV_ID: {
+                CONF_ASSET_KIND: AssetKind.PV,
+                CONF_ASSET_NAME: "Roof PV",
+                CONF_POWER_ENTITY: "sensor.roof_power",
+            }
+        }
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
 
 
 def _metadata(statistic_id: str, unit: str, *, mean: bool, source: str) -> dict[str, Any]:

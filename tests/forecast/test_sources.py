@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 import json
 from typing import Any
-from unittest.mock import AsyncMock, Mock
+from unittest.mock import AsyncMock
 from zoneinfo import ZoneInfo
 
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.components.energy.data import async_get_manager
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, ServiceCall, SupportsResponse
 from homeassistant.exceptions import ServiceValidationError
@@ -19,7 +18,6 @@ from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     MockModule,
     mock_integration,
-    mock_platform,
 )
 
 from custom_components.peer_energy.const import (
@@ -37,7 +35,7 @@ from custom_components.peer_energy.forecasts import (
     forecaster_for,
 )
 from tests.conftest import SOURCE_STATES
-from tests.forecast.conftest import berlin, entry_with
+from tests.forecast.conftest import add_solar_forecast, berlin, entry_with
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = "2026-11-22T11:07:00+00:00"  # a Sunday
@@ -93,28 +91,13 @@ async def test_pv_from_the_energy_dashboards_solar_forecast(
     hass: HomeAssistant, freezer: FrozenDateTimeFactory
 ) -> None:
     freezer.move_to(NOW)
-    solar_entry = MockConfigEntry(domain="sunny_forecast")
-    solar_entry.add_to_hass(hass)
-    hass.config.components.add("sunny_forecast")
     first = local(TODAY, 0)
     wh_hours = {
         (first + timedelta(hours=h)).isoformat(): (800 if 9 <= (h % 24) < 15 else 0)
         for h in range(48)
     }
     solar = AsyncMock(return_value={"wh_hours": wh_hours})
-    mock_platform(hass, "sunny_forecast.energy", Mock(async_get_solar_forecast=solar))
-    manager = await async_get_manager(hass)
-    await manager.async_update(
-        {
-            "energy_sources": [
-                {
-                    "type": "solar",
-                    "stat_energy_from": "sensor.pv_energy",
-                    "config_entry_solar_forecast": [solar_entry.entry_id, "gone"],
-                }
-            ]
-        }
-    )
+    await add_solar_forecast(hass, "sunny_forecast", solar)
     entry = await setup_entry(hass)
     forecaster = forecaster_for(hass, entry)
     forecast = await forecaster.async_forecast(start=START, slot_seconds=900, slots=SLOTS)
@@ -145,19 +128,8 @@ async def test_a_failing_solar_forecast_is_logged_and_skipped(
     hass: HomeAssistant, freezer: FrozenDateTimeFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     freezer.move_to(NOW)
-    solar_entry = MockConfigEntry(domain="broken_forecast")
-    solar_entry.add_to_hass(hass)
-    hass.config.components.add("broken_forecast")
     failing = AsyncMock(side_effect=RuntimeError("service down"))
-    mock_platform(hass, "broken_forecast.energy", Mock(async_get_solar_forecast=failing))
-    manager = await async_get_manager(hass)
-    await manager.async_update(
-        {
-            "energy_sources": [
-                {"type": "solar", "config_entry_solar_forecast": [solar_entry.entry_id]}
-            ]
-        }
-    )
+    await add_solar_forecast(hass, "broken_forecast", failing)
     entry = await setup_entry(hass)
     forecaster = forecaster_for(hass, entry)
     forecast = await forecaster.async_forecast(start=START, slot_seconds=900, slots=8)
@@ -568,9 +540,6 @@ async def test_solar_forecast_keys_that_cannot_be_read_are_skipped(
     hass: HomeAssistant, freezer: FrozenDateTimeFactory
 ) -> None:
     freezer.move_to(NOW)
-    solar_entry = MockConfigEntry(domain="odd_forecast")
-    solar_entry.add_to_hass(hass)
-    hass.config.components.add("odd_forecast")
     wh_hours: dict[str, Any] = {
         "2026-11-22T12:00:00": 400,  # no zone: local time
         "2026-11-22T13:00:00+01:00": "junk",
@@ -579,15 +548,7 @@ async def test_solar_forecast_keys_that_cannot_be_read_are_skipped(
         "2026-11-22T15:00:00+01:00": -5,  # below zero: none
     }
     solar = AsyncMock(return_value={"wh_hours": wh_hours})
-    mock_platform(hass, "odd_forecast.energy", Mock(async_get_solar_forecast=solar))
-    manager = await async_get_manager(hass)
-    await manager.async_update(
-        {
-            "energy_sources": [
-                {"type": "solar", "config_entry_solar_forecast": [solar_entry.entry_id]}
-            ]
-        }
-    )
+    await add_solar_forecast(hass, "odd_forecast", solar)
     entry = await setup_entry(hass)
     noon = int(local(TODAY, 12).timestamp())
     forecast = await async_home_forecast(hass, entry, start=noon, slot_seconds=3600, slots=4)

@@ -7,14 +7,14 @@ import math
 import random
 import threading
 from typing import Any
-from unittest.mock import AsyncMock, Mock, patch
+from unittest.mock import AsyncMock, patch
 from zoneinfo import ZoneInfo
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.energy.data import async_get_manager
 from homeassistant.core import HomeAssistant
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry, mock_platform
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 from sqlalchemy.exc import OperationalError
 
 from custom_components.peer_energy import forecasts
@@ -31,11 +31,13 @@ from tests.conftest import PLUG_ID, PV_ID, SOURCE_STATES
 from tests.forecast.conftest import (
     LATITUDE,
     LONGITUDE,
+    add_solar_forecast,
     berlin,
     entry_with,
     import_means,
     import_sums,
     recorded,
+    setup_pv_only,
 )
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -228,19 +230,7 @@ async def test_grid_from_the_energy_dashboard_when_no_grid_meter_is_mapped(
             ]
         }
     )
-    hass.states.async_set("sensor.roof_power", "1000", {"unit_of_measurement": "W"})
-    entry = entry_with(
-        assets={
-            PV_ID: {
-                CONF_ASSET_KIND: AssetKind.PV,
-                CONF_ASSET_NAME: "Roof PV",
-                CONF_POWER_ENTITY: "sensor.roof_power",
-            }
-        }
-    )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    entry = await setup_pv_only(hass)
     start = end + HOUR
     forecaster = forecaster_for(hass, entry)
     forecast = await forecaster.async_forecast(start=start, slot_seconds=3600, slots=24)
@@ -312,33 +302,9 @@ async def test_a_solar_forecast_is_calibrated_against_the_panels_statistics(
         hass, "sensor.roof_power", "W", [(h, 0.8 * said[h] * rng.uniform(0.97, 1.03)) for h in past]
     )
     await recorded(hass)
-    solar_entry = MockConfigEntry(domain="sunny_forecast")
-    solar_entry.add_to_hass(hass)
-    hass.config.components.add("sunny_forecast")
     wh_hours = {datetime.fromtimestamp(h, BERLIN).isoformat(): wh for h, wh in said.items()}
-    solar = AsyncMock(return_value={"wh_hours": wh_hours})
-    mock_platform(hass, "sunny_forecast.energy", Mock(async_get_solar_forecast=solar))
-    manager = await async_get_manager(hass)
-    await manager.async_update(
-        {
-            "energy_sources": [
-                {"type": "solar", "config_entry_solar_forecast": [solar_entry.entry_id]}
-            ]
-        }
-    )
-    hass.states.async_set("sensor.roof_power", "1000", {"unit_of_measurement": "W"})
-    entry = entry_with(
-        assets={
-            PV_ID: {
-                CONF_ASSET_KIND: AssetKind.PV,
-                CONF_ASSET_NAME: "Roof PV",
-                CONF_POWER_ENTITY: "sensor.roof_power",
-            }
-        }
-    )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await add_solar_forecast(hass, "sunny_forecast", AsyncMock(return_value={"wh_hours": wh_hours}))
+    entry = await setup_pv_only(hass)
     forecaster = forecaster_for(hass, entry)
     start = end + HOUR
     forecast = await forecaster.async_forecast(start=start, slot_seconds=3600, slots=24)
