@@ -315,7 +315,7 @@ class BuildInputs:
     load_w: int | None
     learned: Learned | None
     solar: tuple[tuple[str, tuple[Interval, ...]], ...] = ()  # (provider, Wh intervals)
-    solar_memory: tuple[Interval, ...] = ()  # past solar forecasts, for calibration
+    solar_memory: tuple[tuple[str, tuple[Interval, ...]], ...] = ()  # past ones, per forecast
     prices: tuple[PriceInputs, PriceInputs]
 
 
@@ -339,6 +339,20 @@ def _fill(
             known[k], spread[k], labels[k] = mean, sds[k], label
 
 
+def _energy_sum(
+    forecasts: Sequence[tuple[str, Sequence[Interval]]],
+    slot_starts: Sequence[int],
+    slot_seconds: int,
+) -> list[Decimal | None]:
+    """The energy of several forecasts (several arrays of panels) per slot, added up."""
+    totals: list[Decimal | None] = [None] * len(slot_starts)
+    for _name, intervals in forecasts:
+        for k, value in enumerate(resample(intervals, slot_starts, slot_seconds, mean=False)):
+            if value is not None:
+                totals[k] = (totals[k] or Decimal(0)) + value
+    return totals
+
+
 def _pv_series(
     inputs: BuildInputs, slot_starts: Sequence[int]
 ) -> tuple[list[int], list[int], dict[str, Any]]:
@@ -350,16 +364,10 @@ def _pv_series(
     labels = ["none"] * n
     report: dict[str, Any] = {}
     if inputs.solar:
-        totals: list[Decimal | None] = [None] * n
-        for _provider, intervals in inputs.solar:
-            for k, value in enumerate(
-                resample(intervals, slot_starts, inputs.slot_seconds, mean=False)
-            ):
-                if value is not None:
-                    totals[k] = (totals[k] or Decimal(0)) + value
+        totals = _energy_sum(inputs.solar, slot_starts, inputs.slot_seconds)
         actual = inputs.learned.pv_hourly if inputs.learned is not None else {}
         hours = sorted(actual)
-        past = resample(inputs.solar_memory, hours, 3600, mean=False)
+        past = _energy_sum(inputs.solar_memory, hours, 3600)
         remembered = {h: round(v) for h, v in zip(hours, past, strict=True) if v is not None}
         pct = calibration_pct(actual, remembered)
         calibrated = {h: v * pct // 100 for h, v in remembered.items()}

@@ -99,6 +99,7 @@ DATA_FORECASTERS: HassKey[dict[str, HomeForecaster]] = HassKey(f"{DOMAIN}_foreca
 
 STATS_DAYS: Final = 28
 STATS_REFRESH_S: Final = 6 * 3600
+STATS_RETRY_S: Final = 10 * 60  # after the statistics could not be read
 SOLAR_REFRESH_S: Final = 15 * 60
 ACTION_RETRY_S: Final = 30 * 60
 ACTION_TIMEOUT_S: Final = 30
@@ -186,7 +187,7 @@ class HomeForecaster:
                 load_w=inflexible_load_w(runtime.assets, data, runtime.controls_for),
                 learned=learned,
                 solar=solar.providers,
-                solar_memory=tuple(self._solar_memory.values()),
+                solar_memory=self._remembered_solar(),
                 prices=prices,
             )
             try:
@@ -217,7 +218,8 @@ class HomeForecaster:
         learned = self.learned
         if learned is not None and learned.terms != terms:
             learned = None
-        if learned is not None and now - learned.read_at < STATS_REFRESH_S:
+        refresh = STATS_REFRESH_S if learned is None or learned.status == "ok" else STATS_RETRY_S
+        if learned is not None and now - learned.read_at < refresh:
             return learned
         if self._learning is None or self._learning.done():
             self._learning = self.entry.async_create_background_task(
@@ -318,6 +320,13 @@ class HomeForecaster:
             del self._solar_memory[key]
         self._solar = _Solar(fetched=now, providers=tuple(providers), status=status)
         return self._solar
+
+    def _remembered_solar(self) -> tuple[tuple[str, tuple[Interval, ...]], ...]:
+        """The solar forecasts given so far, per forecast entry (for calibration)."""
+        grouped: dict[str, list[Interval]] = {}
+        for (entry_id, _start), interval in self._solar_memory.items():
+            grouped.setdefault(entry_id, []).append(interval)
+        return tuple((entry_id, tuple(intervals)) for entry_id, intervals in grouped.items())
 
     # --- prices ---
 

@@ -90,13 +90,16 @@ def entry_with(
     )
 
 
-async def add_solar_forecast(hass: HomeAssistant, domain: str, forecast: AsyncMock) -> None:
-    """An integration ``domain`` whose energy platform answers ``forecast``, picked as the solar
-    forecast of a solar source in the Energy dashboard."""
-    solar_entry = MockConfigEntry(domain=domain)
-    solar_entry.add_to_hass(hass)
-    hass.config.components.add(domain)
-    mock_platform(hass, f"{domain}.energy", Mock(async_get_solar_forecast=forecast))
+async def add_solar_forecasts(hass: HomeAssistant, forecasts: dict[str, AsyncMock]) -> None:
+    """Integrations (by domain) whose energy platforms answer with the given mocks, each
+    picked as a solar forecast of the Energy dashboard's solar source."""
+    entry_ids = []
+    for domain, forecast in forecasts.items():
+        solar_entry = MockConfigEntry(domain=domain)
+        solar_entry.add_to_hass(hass)
+        hass.config.components.add(domain)
+        mock_platform(hass, f"{domain}.energy", Mock(async_get_solar_forecast=forecast))
+        entry_ids.append(solar_entry.entry_id)
     manager = await async_get_manager(hass)
     await manager.async_update(
         {
@@ -104,7 +107,7 @@ async def add_solar_forecast(hass: HomeAssistant, domain: str, forecast: AsyncMo
                 {
                     "type": "solar",
                     "stat_energy_from": "sensor.pv_energy",
-                    "config_entry_solar_forecast": [solar_entry.entry_id, "gone"],
+                    "config_entry_solar_forecast": [*entry_ids, "gone"],
                 }
             ]
         }

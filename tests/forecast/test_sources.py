@@ -35,7 +35,7 @@ from custom_components.peer_energy.forecasts import (
     forecaster_for,
 )
 from tests.conftest import SOURCE_STATES
-from tests.forecast.conftest import add_solar_forecast, berlin, entry_with
+from tests.forecast.conftest import add_solar_forecasts, berlin, entry_with
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = "2026-11-22T11:07:00+00:00"  # a Sunday
@@ -97,7 +97,7 @@ async def test_pv_from_the_energy_dashboards_solar_forecast(
         for h in range(48)
     }
     solar = AsyncMock(return_value={"wh_hours": wh_hours})
-    await add_solar_forecast(hass, "sunny_forecast", solar)
+    await add_solar_forecasts(hass, {"sunny_forecast": solar})
     entry = await setup_entry(hass)
     forecaster = forecaster_for(hass, entry)
     forecast = await forecaster.async_forecast(start=START, slot_seconds=900, slots=SLOTS)
@@ -129,7 +129,7 @@ async def test_a_failing_solar_forecast_is_logged_and_skipped(
 ) -> None:
     freezer.move_to(NOW)
     failing = AsyncMock(side_effect=RuntimeError("service down"))
-    await add_solar_forecast(hass, "broken_forecast", failing)
+    await add_solar_forecasts(hass, {"broken_forecast": failing})
     entry = await setup_entry(hass)
     forecaster = forecaster_for(hass, entry)
     forecast = await forecaster.async_forecast(start=START, slot_seconds=900, slots=8)
@@ -548,7 +548,7 @@ async def test_solar_forecast_keys_that_cannot_be_read_are_skipped(
         "2026-11-22T15:00:00+01:00": -5,  # below zero: none
     }
     solar = AsyncMock(return_value={"wh_hours": wh_hours})
-    await add_solar_forecast(hass, "odd_forecast", solar)
+    await add_solar_forecasts(hass, {"odd_forecast": solar})
     entry = await setup_entry(hass)
     noon = int(local(TODAY, 12).timestamp())
     forecast = await async_home_forecast(hass, entry, start=noon, slot_seconds=3600, slots=4)

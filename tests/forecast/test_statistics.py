@@ -31,7 +31,7 @@ from tests.conftest import PLUG_ID, PV_ID, SOURCE_STATES
 from tests.forecast.conftest import (
     LATITUDE,
     LONGITUDE,
-    add_solar_forecast,
+    add_solar_forecasts,
     berlin,
     entry_with,
     import_means,
@@ -302,8 +302,15 @@ async def test_a_solar_forecast_is_calibrated_against_the_panels_statistics(
         hass, "sensor.roof_power", "W", [(h, 0.8 * said[h] * rng.uniform(0.97, 1.03)) for h in past]
     )
     await recorded(hass)
-    wh_hours = {datetime.fromtimestamp(h, BERLIN).isoformat(): wh for h, wh in said.items()}
-    await add_solar_forecast(hass, "sunny_forecast", AsyncMock(return_value={"wh_hours": wh_hours}))
+    # Two arrays of panels, each with its own forecast of half the energy.
+    half = {datetime.fromtimestamp(h, BERLIN).isoformat(): wh / 2 for h, wh in said.items()}
+    await add_solar_forecasts(
+        hass,
+        {
+            "east_forecast": AsyncMock(return_value={"wh_hours": half}),
+            "west_forecast": AsyncMock(return_value={"wh_hours": half}),
+        },
+    )
     entry = await setup_pv_only(hass)
     forecaster = forecaster_for(hass, entry)
     start = end + HOUR
@@ -343,6 +350,11 @@ async def test_a_database_error_leaves_the_models_out(
     assert forecaster.learned is not None
     assert forecaster.learned.status == "read_error"
     assert "Could not read the long-term statistics" in caplog.text
+    # Tried again after ten minutes, not six hours.
+    freezer.tick(forecasts.STATS_RETRY_S + 1)
+    await forecaster.async_forecast(start=start, slot_seconds=900, slots=4)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert forecaster.learned.status == "ok"
 
 
 async def test_changed_assets_are_learned_again(
