@@ -6,7 +6,6 @@ units and survive restarts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from homeassistant.components.number import (
@@ -20,20 +19,15 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import AssetKind
-from .coordinator import AssetConfig, PeerEnergyCoordinator
-from .entity import PeerEnergyEntity
-from .runtime import AssetControls, PeerEnergyConfigEntry
+from .entity import ControlFns, PeerEnergyControlEntity, async_add_controls
+from .runtime import PeerEnergyConfigEntry
 
 PARALLEL_UPDATES = 0
 
 
 @dataclass(frozen=True, kw_only=True)
-class PeerEnergyNumberDescription(NumberEntityDescription):
+class PeerEnergyNumberDescription(NumberEntityDescription, ControlFns[float]):
     """A control number of an asset."""
-
-    exists_fn: Callable[[AssetConfig], bool]
-    value_fn: Callable[[AssetControls], float]
-    set_fn: Callable[[AssetControls, float], AssetControls]
 
 
 NUMBERS: tuple[PeerEnergyNumberDescription, ...] = (
@@ -87,57 +81,28 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Create each asset's control numbers (on the asset's subentry)."""
-    coordinator = entry.runtime_data.coordinator
-    for subentry_id, asset in entry.runtime_data.assets.items():
-        async_add_entities(
-            (
-                PeerEnergyNumber(coordinator, description, asset)
-                for description in NUMBERS
-                if description.exists_fn(asset)
-            ),
-            config_subentry_id=subentry_id,
-        )
+    async_add_controls(entry, async_add_entities, NUMBERS, PeerEnergyNumber)
 
 
-class PeerEnergyNumber(PeerEnergyEntity, RestoreNumber):
+class PeerEnergyNumber(PeerEnergyControlEntity[float], RestoreNumber):
     """A per-asset setting stored in the runtime and restored after a restart."""
 
     entity_description: PeerEnergyNumberDescription
-    asset: AssetConfig
 
-    def __init__(
-        self,
-        coordinator: PeerEnergyCoordinator,
-        description: PeerEnergyNumberDescription,
-        asset: AssetConfig,
-    ) -> None:
-        """Bind the description to one asset."""
-        super().__init__(coordinator, description, asset)
-
-    @property
-    def _controls(self) -> AssetControls:
-        return self.runtime.controls_for(self.asset.subentry_id)
-
-    async def async_added_to_hass(self) -> None:
-        """Restore the last value (if it is still in range) into the runtime."""
-        await super().async_added_to_hass()
+    async def async_restored_value(self) -> float | None:
+        """The last value, if it is still in range."""
         last = await self.async_get_last_number_data()
         if last is None or last.native_value is None:
-            return
-        if self.native_min_value <= last.native_value <= self.native_max_value:
-            self._set(last.native_value)
+            return None
+        if not self.native_min_value <= last.native_value <= self.native_max_value:
+            return None
+        return last.native_value
 
     @property
     def native_value(self) -> float:
         """Return the current setting."""
-        return self.entity_description.value_fn(self._controls)
+        return self.control_value
 
     async def async_set_native_value(self, value: float) -> None:
         """Change the setting (Home Assistant has checked min, max and step)."""
-        self._set(value)
-        self.async_write_ha_state()
-
-    def _set(self, value: float) -> None:
-        self.runtime.async_set_controls(
-            self.asset.subentry_id, self.entity_description.set_fn(self._controls, value)
-        )
+        await self.async_store(value)

@@ -5,7 +5,6 @@ The value lives in the runtime (``entry.runtime_data.controls``) and survives re
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import time
 
@@ -13,23 +12,17 @@ from homeassistant.components.time import TimeEntity, TimeEntityDescription
 from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
-from homeassistant.helpers.restore_state import RestoreEntity
 
 from .const import AssetKind
-from .coordinator import AssetConfig, PeerEnergyCoordinator
-from .entity import PeerEnergyEntity
-from .runtime import AssetControls, PeerEnergyConfigEntry
+from .entity import ControlFns, PeerEnergyControlEntity, async_add_controls
+from .runtime import PeerEnergyConfigEntry
 
 PARALLEL_UPDATES = 0
 
 
 @dataclass(frozen=True, kw_only=True)
-class PeerEnergyTimeDescription(TimeEntityDescription):
+class PeerEnergyTimeDescription(TimeEntityDescription, ControlFns[time]):
     """A control time of an asset."""
-
-    exists_fn: Callable[[AssetConfig], bool]
-    value_fn: Callable[[AssetControls], time]
-    set_fn: Callable[[AssetControls, time], AssetControls]
 
 
 TIMES: tuple[PeerEnergyTimeDescription, ...] = (
@@ -50,60 +43,29 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Create each asset's control times (on the asset's subentry)."""
-    coordinator = entry.runtime_data.coordinator
-    for subentry_id, asset in entry.runtime_data.assets.items():
-        async_add_entities(
-            (
-                PeerEnergyTime(coordinator, description, asset)
-                for description in TIMES
-                if description.exists_fn(asset)
-            ),
-            config_subentry_id=subentry_id,
-        )
+    async_add_controls(entry, async_add_entities, TIMES, PeerEnergyTime)
 
 
-class PeerEnergyTime(PeerEnergyEntity, TimeEntity, RestoreEntity):
+class PeerEnergyTime(PeerEnergyControlEntity[time], TimeEntity):
     """A per-asset time stored in the runtime and restored after a restart."""
 
     entity_description: PeerEnergyTimeDescription
-    asset: AssetConfig
 
-    def __init__(
-        self,
-        coordinator: PeerEnergyCoordinator,
-        description: PeerEnergyTimeDescription,
-        asset: AssetConfig,
-    ) -> None:
-        """Bind the description to one asset."""
-        super().__init__(coordinator, description, asset)
-
-    @property
-    def _controls(self) -> AssetControls:
-        return self.runtime.controls_for(self.asset.subentry_id)
-
-    async def async_added_to_hass(self) -> None:
-        """Restore the last time into the runtime."""
-        await super().async_added_to_hass()
+    async def async_restored_value(self) -> time | None:
+        """The last time, if it was one."""
         last = await self.async_get_last_state()
         if last is None:
-            return
+            return None
         try:
-            value = time.fromisoformat(last.state)
+            return time.fromisoformat(last.state)
         except ValueError:
-            return
-        self._set(value)
+            return None
 
     @property
     def native_value(self) -> time:
         """Return the current time."""
-        return self.entity_description.value_fn(self._controls)
+        return self.control_value
 
     async def async_set_value(self, value: time) -> None:
         """Change the time."""
-        self._set(value)
-        self.async_write_ha_state()
-
-    def _set(self, value: time) -> None:
-        self.runtime.async_set_controls(
-            self.asset.subentry_id, self.entity_description.set_fn(self._controls, value)
-        )
+        await self.async_store(value)
