@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from unittest.mock import patch
 
 from homeassistant.components.diagnostics import REDACTED
 from homeassistant.core import HomeAssistant
@@ -13,6 +14,8 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from syrupy.assertion import SnapshotAssertion
+
+from custom_components.peer_energy.core.trust.ledger_db import LedgerDBError
 
 from .conftest import BATTERY_ID, EV_ID, GRID_ID, PV_ID, SOURCE_STATES
 
@@ -52,3 +55,33 @@ async def test_diagnostics(
     assert result["assets"][EV_ID]["sources"]["power_entity"] == {"status": "no_state"}
     assert result["assets"][GRID_ID]["sources"]["power_entity"] == {"status": "missing"}
     assert result["assets"][BATTERY_ID]["reading"]["power_w"] == -800
+
+
+async def test_diagnostics_while_not_loaded(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    init_integration: MockConfigEntry,
+) -> None:
+    """During a reload (or after a failed set-up) the download still works: the entry's
+    state and its redacted settings, no runtime."""
+    assert await hass.config_entries.async_unload(init_integration.entry_id)
+    result = await get_diagnostics_for_config_entry(hass, hass_client, init_integration)
+    assert result["state"] == "not_loaded"
+    assert set(result) == {"state", "entry"}
+    assert result["entry"]["title"] == REDACTED
+
+
+async def test_diagnostics_with_a_closed_ledger(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    init_integration: MockConfigEntry,
+) -> None:
+    """A ledger closed meanwhile (a reload starting during the download) is reported in
+    its section; the rest of the diagnostics still comes (no HTTP 500)."""
+    ledger = init_integration.runtime_data.ledger
+    assert ledger is not None
+    with patch.object(ledger, "async_diagnostics", side_effect=LedgerDBError("closed")):
+        result = await get_diagnostics_for_config_entry(hass, hass_client, init_integration)
+    assert result["ledger"] == {"unavailable": "closed"}
+    assert result["state"] == "loaded"
+    assert result["assets"]

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any, Final
 
 from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import ATTR_UNIT_OF_MEASUREMENT
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
@@ -26,6 +27,7 @@ from .const import (
     CONF_IMPORT_PRICE_ENTITY,
 )
 from .coordinator import SOURCE_KEYS, on_off, state_number
+from .core.trust.ledger_db import LedgerDBError
 from .federation import DATA_LINK
 from .forecasts import forecaster_for
 from .runtime import PeerEnergyConfigEntry
@@ -77,7 +79,14 @@ def _source_status(hass: HomeAssistant, entity_id: str) -> dict[str, Any]:
 async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: PeerEnergyConfigEntry
 ) -> dict[str, Any]:
-    """Return redacted diagnostics for a config entry."""
+    """Return redacted diagnostics for a config entry.
+
+    An entry that is not loaded (set-up failed, or a reload is under way) has no runtime
+    to describe: its state and redacted settings only. A ledger closed meanwhile (a reload
+    starting during the download) is reported as such, not as an error of the download.
+    """
+    if entry.state is not ConfigEntryState.LOADED:
+        return {"state": entry.state.value, "entry": _entry_section(entry)}
     runtime = entry.runtime_data
     coordinator = runtime.coordinator
     data = coordinator.data
@@ -98,40 +107,24 @@ async def async_get_config_entry_diagnostics(
             "reading": None if reading is None else asdict(reading),
             "controls": controls,
         }
-    ledger = runtime.ledger
+    ledger_section: dict[str, Any] | None = None
+    if (ledger := runtime.ledger) is not None:
+        try:
+            ledger_section = async_redact_data(await ledger.async_diagnostics(), LEDGER_REDACT)
+        except LedgerDBError as err:
+            ledger_section = {"unavailable": str(err)}
     link = hass.data.get(DATA_LINK)
     slot_seconds = runtime.market.slot_seconds if runtime.market is not None else 900
     forecasts = await forecaster_for(hass, entry).async_diagnostics(
         slot_seconds, FORECAST_HOURS * 3600 // slot_seconds
     )
     return {
-        "ledger": (
-            async_redact_data(await ledger.async_diagnostics(), LEDGER_REDACT)
-            if ledger is not None
-            else None
-        ),
+        "state": entry.state.value,
+        "ledger": ledger_section,
         "federation": link.diagnostics() if link is not None else None,
         "market": runtime.market.diagnostics() if runtime.market is not None else None,
         "forecasts": forecasts,
-        "entry": async_redact_data(
-            {
-                "title": entry.title,
-                "version": entry.version,
-                "minor_version": entry.minor_version,
-                "data": dict(entry.data),
-                "options": dict(entry.options),
-                "subentries": [
-                    {
-                        "subentry_id": subentry.subentry_id,
-                        "subentry_type": subentry.subentry_type,
-                        "title": subentry.title,
-                        "data": dict(subentry.data),
-                    }
-                    for subentry in entry.subentries.values()
-                ],
-            },
-            TO_REDACT,
-        ),
+        "entry": _entry_section(entry),
         "assets": assets,
         "home": {
             "grid_power_w": data.grid_power_w,
@@ -143,3 +136,26 @@ async def async_get_config_entry_diagnostics(
             "integrates_export": coordinator.integrates_export,
         },
     }
+
+
+def _entry_section(entry: PeerEnergyConfigEntry) -> dict[str, Any]:
+    """The entry's settings and subentries, redacted."""
+    return async_redact_data(
+        {
+            "title": entry.title,
+            "version": entry.version,
+            "minor_version": entry.minor_version,
+            "data": dict(entry.data),
+            "options": dict(entry.options),
+            "subentries": [
+                {
+                    "subentry_id": subentry.subentry_id,
+                    "subentry_type": subentry.subentry_type,
+                    "title": subentry.title,
+                    "data": dict(subentry.data),
+                }
+                for subentry in entry.subentries.values()
+            ],
+        },
+        TO_REDACT,
+    )

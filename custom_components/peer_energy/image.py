@@ -6,11 +6,17 @@ invitation exists, once it has been used (the neighbour joined) or when it expir
 survives a restart: the peer keeps its invitations, secrets included, in the private
 federation store (where the invitation already had to be kept to be usable after a
 restart) in the order they were made, so no secret is stored anywhere new.
+
+While it is unavailable it has no entity picture (so no page asks for one), and a request
+that still comes (an old link, an invitation expiring meanwhile) gets a blank picture
+instead of Home Assistant's "500 Internal Server Error".
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+import struct
+import zlib
 
 from homeassistant.components.image import ImageEntity, ImageEntityDescription
 from homeassistant.const import EntityCategory
@@ -26,6 +32,23 @@ from .qr import invitation_qr_png
 from .runtime import PeerEnergyConfigEntry
 
 PARALLEL_UPDATES = 0
+
+
+def _blank_png() -> bytes:
+    """A 1 x 1 transparent PNG."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0)  # 8-bit RGBA
+    pixels = zlib.compress(b"\x00\x00\x00\x00\x00")  # filter byte, one transparent pixel
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+BLANK_PNG = _blank_png()
 
 INVITATION_IMAGE = ImageEntityDescription(
     key="latest_invitation",
@@ -120,12 +143,17 @@ class PeerEnergyInvitationImage(ImageEntity):
         self._unsub_expiry = None
         self._async_changed()
 
-    async def async_image(self) -> bytes | None:
-        """The PNG (drawn in the executor once per invitation); None when unavailable."""
+    @property
+    def entity_picture(self) -> str | None:
+        """The picture's URL, only while there is an invitation to show."""
+        return super().entity_picture if self._attr_available else None
+
+    async def async_image(self) -> bytes:
+        """The PNG (drawn in the executor once per invitation); blank when unavailable."""
         self._refresh()
         text, shown = self._text, self._shown
         if text is None:
-            return None
+            return BLANK_PNG
         if self._png is None:
             png = await self.hass.async_add_executor_job(invitation_qr_png, text)
             if self._shown == shown:

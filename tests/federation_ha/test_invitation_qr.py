@@ -165,3 +165,31 @@ async def test_latest_invitation_image_survives_a_restart(
     state = hass.states.get(entity_id)
     assert state is not None
     assert state.state == STATE_UNAVAILABLE
+
+
+async def test_unavailable_image_never_answers_500(
+    hass: HomeAssistant,
+    hass_client: Any,
+    clock: Clock,
+    home_a: tuple[PeerEnergyConfigEntry, Home],
+) -> None:
+    """Without an open invitation the entity has no picture for pages to load, and a
+    request that still comes (an old link) gets a blank picture, not a server error."""
+    entry, _a = home_a
+    entity_id = _image_entity_id(hass, entry)
+    state = hass.states.get(entity_id)
+    assert state is not None
+    assert state.state == STATE_UNAVAILABLE
+    assert "entity_picture" not in state.attributes
+    client = await hass_client()
+    resp = await client.get(f"/api/image_proxy/{entity_id}")
+    assert resp.status == HTTPStatus.OK
+    blank = Image.open(io.BytesIO(await resp.read()))
+    assert blank.size == (1, 1)
+    assert blank.getpixel((0, 0)) == (0, 0, 0, 0)
+
+    await invite(hass)
+    await hass.async_block_till_done()
+    state = hass.states.get(entity_id)
+    assert state is not None
+    assert state.attributes["entity_picture"].startswith(f"/api/image_proxy/{entity_id}?token=")
