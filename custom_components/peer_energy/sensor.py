@@ -309,9 +309,17 @@ class PeerEnergyMarketSensorDescription(SensorEntityDescription):
     total: str | None = None
 
 
-def _report_attrs(report: SlotReport | None, currency: str) -> dict[str, Any]:
+def _report_attrs(report: SlotReport | None, clock: SlotClock) -> dict[str, Any]:
+    """The slot's outcome: prices, flags and this home's energy with neighbours.
+
+    ``clean_only``: this home's buy order accepted clean energy only (the owner's option),
+    so all of ``bought_from_peers_wh`` is clean (the market matches it with clean offers).
+    """
     if report is None:
         return {}
+    currency = clock.currency
+    plan = clock.plans.get(report.slot_start)
+    order = None if plan is None else plan.order
     return {
         "slot_start": utc_from_ts(report.slot_start).isoformat(),
         "clean_price": price_to_major(report.clean_price, currency),
@@ -320,6 +328,9 @@ def _report_attrs(report: SlotReport | None, currency: str) -> dict[str, Any]:
         "local": report.local,
         "void": report.void,
         "void_reason": report.void_reason,
+        "bought_from_peers_wh": report.bought_wh,
+        "sold_to_peers_wh": report.sold_wh,
+        "clean_only": order is not None and order.clean_only,
     }
 
 
@@ -361,7 +372,7 @@ MARKET_SENSORS: tuple[PeerEnergyMarketSensorDescription, ...] = (
         currency_unit="{currency}/kWh",
         suggested_display_precision=3,
         value_fn=lambda clock: _price(clock.current, clock),
-        attrs_fn=lambda clock: _report_attrs(clock.current, clock.currency),
+        attrs_fn=lambda clock: _report_attrs(clock.current, clock),
     ),
     PeerEnergyMarketSensorDescription(
         key="next_clearing_price",
@@ -369,7 +380,7 @@ MARKET_SENSORS: tuple[PeerEnergyMarketSensorDescription, ...] = (
         currency_unit="{currency}/kWh",
         suggested_display_precision=3,
         value_fn=lambda clock: _price(clock.next, clock),
-        attrs_fn=lambda clock: _report_attrs(clock.next, clock.currency),
+        attrs_fn=lambda clock: _report_attrs(clock.next, clock),
     ),
     PeerEnergyMarketSensorDescription(
         key="net_position",
@@ -450,7 +461,8 @@ MARKET_SENSORS: tuple[PeerEnergyMarketSensorDescription, ...] = (
         native_unit_of_measurement=PERCENTAGE,
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=1,
-        available_fn=lambda clock: _own_reputation(clock) is not None,
+        # In a community: unknown (not rated yet) until there is evidence about this home.
+        available_fn=lambda clock: clock.federation is not None,
         value_fn=_own_reputation,
         attrs_fn=_reputation_attrs,
     ),

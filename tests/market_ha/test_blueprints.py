@@ -29,7 +29,6 @@ REPO_BLUEPRINTS = Path(__file__).parents[2] / "blueprints" / "automation" / "pee
 NAMES = (
     "battery_answer_replenishment.yaml",
     "ev_charge_from_clean_surplus.yaml",
-    "notify_peer_or_device_joined.yaml",
     "plug_off_during_price_peak.yaml",
 )
 
@@ -120,20 +119,53 @@ async def test_plug_off_during_price_peak(
     assert START < NEXT_SLOT
 
 
+SLOT = "2026-11-22T12:15:00+00:00"
+
+
+def _clearing_sensor(hass: HomeAssistant, clean_only: bool, slot: str = SLOT) -> None:
+    """The home's Next clearing price sensor as the slot clock writes it for ``slot`` (the
+    blueprint finds it among the integration's entities by its slot)."""
+    hass.states.async_set(
+        "sensor.maple_street_7_next_clearing_price",
+        "0.08",
+        {"slot_start": slot, "clean_only": clean_only},
+    )
+
+
 @pytest.mark.parametrize(
-    ("price", "surplus_w", "void", "expected"),
+    ("event", "clean_only", "surplus_w", "expected"),
     [
-        (0.05, 2000, False, "turn_on"),
-        (0.25, 2000, False, "turn_off"),
-        (0.05, 100, False, "turn_off"),
-        (0.05, 2000, True, "turn_off"),
-        (None, 2000, False, "turn_off"),
+        ({"price": 0.05, "bought_wh": 400}, True, 2000, "turn_on"),
+        # This home's own price counts, not the community's clearing price.
+        ({"price": 0.25, "own_price": 0.07, "bought_wh": 400}, True, 2000, "turn_on"),
+        ({"price": 0.05, "own_price": 0.25, "bought_wh": 400}, True, 2000, "turn_off"),
+        ({"price": 0.25, "bought_wh": 400}, True, 2000, "turn_off"),
+        ({"price": 0.05, "bought_wh": 0}, True, 2000, "turn_off"),
+        # Bought, but not clean energy only: the energy may not be clean.
+        ({"price": 0.05, "bought_wh": 400}, False, 2000, "turn_off"),
+        ({"price": 0.05, "bought_wh": 400}, True, 100, "turn_off"),
+        ({"price": 0.05, "bought_wh": 400, "void": True}, True, 2000, "turn_off"),
+        ({"price": None, "bought_wh": 400}, True, 2000, "turn_off"),
+        # The clearing sensor shows another slot: nothing known about this one.
+        (
+            {"price": 0.05, "bought_wh": 400, "slot_start": "2026-11-22T12:30:00+00:00"},
+            True,
+            2000,
+            "turn_off",
+        ),
     ],
 )
 async def test_ev_charge_from_clean_surplus(
-    hass: HomeAssistant, price: float | None, surplus_w: int, void: bool, expected: str
+    hass: HomeAssistant,
+    market: SlotClock,
+    event: dict[str, Any],
+    clean_only: bool,
+    surplus_w: int,
+    expected: str,
 ) -> None:
-    """A cleared slot at a low price with own surplus lets the EV charge; else it stops."""
+    """Clean energy bought from neighbours at a low price, with own surplus, lets the EV
+    charge; anything else stops it."""
+    _clearing_sensor(hass, clean_only)
     hass.states.async_set("sensor.maple_street_7_pv_surplus_available", str(surplus_w))
     await _automation(
         hass,
@@ -149,64 +181,47 @@ async def test_ev_charge_from_clean_surplus(
         "turn_on": async_mock_service(hass, "switch", "turn_on"),
         "turn_off": async_mock_service(hass, "switch", "turn_off"),
     }
-    hass.bus.async_fire(EVENT_SLOT_CLEARED, {"price": price, "void": void})
+    hass.bus.async_fire(EVENT_SLOT_CLEARED, {"slot_start": SLOT, "void": False, **event})
     await hass.async_block_till_done()
     assert [c.data["entity_id"] for c in calls[expected]] == [["switch.ev_charger"]]
     other = "turn_off" if expected == "turn_on" else "turn_on"
     assert not calls[other]
 
 
-async def test_ev_charge_without_surplus_sensor(hass: HomeAssistant) -> None:
-    """Without a surplus sensor the price alone decides."""
+async def test_ev_charge_without_surplus_sensor(hass: HomeAssistant, market: SlotClock) -> None:
+    """Without a surplus sensor clean energy bought at a low price decides."""
+    _clearing_sensor(hass, clean_only=True)
     await _automation(
         hass,
         "ev_charge_from_clean_surplus.yaml",
         {"charger": "switch.ev_charger", "max_price": 0.1},
     )
     turn_on = async_mock_service(hass, "switch", "turn_on")
-    hass.bus.async_fire(EVENT_SLOT_CLEARED, {"price": 0.08, "void": False})
+    hass.bus.async_fire(
+        EVENT_SLOT_CLEARED, {"slot_start": SLOT, "price": 0.08, "bought_wh": 300, "void": False}
+    )
     await hass.async_block_till_done()
     assert len(turn_on) == 1
 
 
-async def test_notify_peer_or_device_joined(hass: HomeAssistant) -> None:
-    """A neighbour joining is announced; enrolled devices only when the owner wants them."""
-    notify = async_mock_service(hass, "test", "notify")
-    await _automation(
-        hass,
-        "notify_peer_or_device_joined.yaml",
-        {
-            "notify_devices": False,
-            "notify_action": [
-                {
-                    "action": "test.notify",
-                    "data": {"title": "{{ title }}", "message": "{{ message }}"},
-                }
-            ],
-        },
-    )
-    hass.bus.async_fire("peer_energy_peer_joined", {"member": "abcdef0123456789", "sponsor": "x"})
-    await hass.async_block_till_done()
-    assert len(notify) == 1
-    assert notify[0].data["message"] == "Neighbour abcdef01 joined your energy community."
-    assert notify[0].data["title"] == "Peer Energy"
-    hass.bus.async_fire(
-        "peer_energy_device_enrolled", {"member": "abcdef0123456789", "kind": "battery"}
-    )
-    await hass.async_block_till_done()
-    assert len(notify) == 1
-
-
-async def test_notify_default_action(hass: HomeAssistant) -> None:
-    """By default a persistent notification tells about the new device."""
-    create = async_mock_service(hass, "persistent_notification", "create")
-    await _automation(hass, "notify_peer_or_device_joined.yaml", {})
-    hass.bus.async_fire(
-        "peer_energy_device_enrolled", {"member": "0123456789abcdef", "kind": "ev_charger"}
-    )
-    await hass.async_block_till_done()
-    assert len(create) == 1
-    assert create[0].data["message"] == "Neighbour 01234567 enrolled a new device (ev_charger)."
+async def test_clean_only_attribute_follows_the_option(
+    hass: HomeAssistant, market: SlotClock, frozen: FrozenDateTimeFactory
+) -> None:
+    """The slot clock's clearing price sensors say whether the home bought clean only."""
+    for when in (GATE, NEXT_SLOT):
+        frozen.move_to(when)
+        async_fire_time_changed(hass, when)
+        await hass.async_block_till_done()
+    state = hass.states.get("sensor.maple_street_7_clearing_price")
+    assert state is not None
+    plan = market.plans[int(NEXT_SLOT.timestamp())]
+    assert plan.order is not None
+    assert state.attributes["slot_start"] == NEXT_SLOT.isoformat()
+    assert state.attributes["clean_only"] is plan.order.clean_only
+    report = market.current
+    assert report is not None
+    assert state.attributes["bought_from_peers_wh"] == report.bought_wh
+    assert state.attributes["sold_to_peers_wh"] == report.sold_wh
 
 
 async def test_battery_answers_replenishment(
