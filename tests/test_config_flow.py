@@ -91,7 +91,6 @@ def _fixed(**overrides: Any) -> dict[str, Any]:
         CONF_CURRENCY: "EUR",
         CONF_IMPORT_PRICE: 0.3,
         CONF_EXPORT_PRICE: 0.08,
-        CONF_SLOT_MINUTES: "15",
     }
     base.update(overrides)
     return {key: value for key, value in base.items() if value is not None}
@@ -99,24 +98,35 @@ def _fixed(**overrides: Any) -> dict[str, Any]:
 
 async def test_user_step_shows_defaults(hass: HomeAssistant) -> None:
     hass.config.location_name = "Elm Street 4"
+    hass.config.currency = "EUR"
     result = await _start(hass)
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "user"
     assert result["errors"] == {}
     schema = result["data_schema"]({CONF_IMPORT_PRICE: 0.3, CONF_EXPORT_PRICE: 0.1})
     assert schema[CONF_HOME_NAME] == "Elm Street 4"
-    assert schema[CONF_CURRENCY] == hass.config.currency
-    assert schema[CONF_SLOT_MINUTES] == "15"
+    assert schema[CONF_CURRENCY] == "EUR"
+    # Typical euro-area grid prices are suggested (the fields can be cleared); the slot
+    # length is not asked here: it is the community's rule, or 15 minutes alone.
+    assert suggested_values(result) == {CONF_IMPORT_PRICE: 0.3, CONF_EXPORT_PRICE: 0.08}
+    assert CONF_SLOT_MINUTES not in schema
     # Every field of the form is labelled and described.
     step = STRINGS["config"]["step"]["user"]
     fields = {str(key) for key in result["data_schema"].schema}
     assert fields == set(step["data"]) == set(step["data_description"])
 
 
+async def test_no_suggested_prices_for_other_currencies(hass: HomeAssistant) -> None:
+    """Only euro prices are suggested; another currency's fields start empty."""
+    hass.config.currency = "SEK"
+    result = await _start(hass)
+    assert suggested_values(result) == {}
+
+
 async def test_user_fixed_prices(hass: HomeAssistant, mock_setup_entry: AsyncMock) -> None:
     result = await _start(hass)
     result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], _fixed(**{CONF_HOME_NAME: "  Elm Street 4 ", CONF_SLOT_MINUTES: "5"})
+        result["flow_id"], _fixed(**{CONF_HOME_NAME: "  Elm Street 4 "})
     )
     await hass.async_block_till_done()
     result = await _skip_community(hass, result)
@@ -127,7 +137,7 @@ async def test_user_fixed_prices(hass: HomeAssistant, mock_setup_entry: AsyncMoc
         CONF_CURRENCY: "EUR",
         CONF_IMPORT_PRICE: 0.3,
         CONF_EXPORT_PRICE: 0.08,
-        CONF_SLOT_MINUTES: 5,
+        CONF_SLOT_MINUTES: 15,
     }
     assert result["result"].unique_id == DOMAIN
     assert len(mock_setup_entry.mock_calls) == 1
@@ -145,7 +155,6 @@ async def test_user_price_entities_and_carbon(
             CONF_IMPORT_PRICE_ENTITY: NORD_POOL,
             CONF_EXPORT_PRICE_ENTITY: FEED_IN,
             CONF_CARBON_INTENSITY_ENTITY: CO2,
-            CONF_SLOT_MINUTES: "60",
         },
     )
     result = await _skip_community(hass, result)
@@ -156,8 +165,23 @@ async def test_user_price_entities_and_carbon(
         CONF_IMPORT_PRICE_ENTITY: NORD_POOL,
         CONF_EXPORT_PRICE_ENTITY: FEED_IN,
         CONF_CARBON_INTENSITY_ENTITY: CO2,
-        CONF_SLOT_MINUTES: 60,
+        CONF_SLOT_MINUTES: 15,
     }
+
+
+async def test_picked_entity_replaces_the_suggested_fixed_price(
+    hass: HomeAssistant, sources: None, mock_setup_entry: AsyncMock
+) -> None:
+    """A price entity picked while the fixed price is still filled in is used instead."""
+    result = await _start(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _fixed(**{CONF_IMPORT_PRICE_ENTITY: NORD_POOL})
+    )
+    result = await _skip_community(hass, result)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_IMPORT_PRICE_ENTITY] == NORD_POOL
+    assert CONF_IMPORT_PRICE not in result["data"]
+    assert result["data"][CONF_EXPORT_PRICE] == 0.08
 
 
 async def test_user_entity_import_with_higher_fixed_export(
@@ -182,8 +206,6 @@ async def test_user_entity_import_with_higher_fixed_export(
         ({CONF_HOME_NAME: "   "}, CONF_HOME_NAME, "name_required"),
         ({CONF_IMPORT_PRICE: None}, CONF_IMPORT_PRICE, "price_required"),
         ({CONF_EXPORT_PRICE: None}, CONF_EXPORT_PRICE, "price_required"),
-        ({CONF_IMPORT_PRICE_ENTITY: NORD_POOL}, CONF_IMPORT_PRICE_ENTITY, "price_ambiguous"),
-        ({CONF_EXPORT_PRICE_ENTITY: FEED_IN}, CONF_EXPORT_PRICE_ENTITY, "price_ambiguous"),
         ({CONF_IMPORT_PRICE: float("nan")}, CONF_IMPORT_PRICE, "invalid_price"),
         ({CONF_EXPORT_PRICE: float("inf")}, CONF_EXPORT_PRICE, "invalid_price"),
         ({CONF_EXPORT_PRICE: 0.31}, CONF_EXPORT_PRICE, "export_above_import"),
@@ -328,8 +350,11 @@ async def test_reconfigure_shows_current_values(
         CONF_EXPORT_PRICE: 0.08,
         CONF_SLOT_MINUTES: "15",
     }
+    # A home in no community sets its own slot length here; neighbours' address is not
+    # asked (there are none).
     step = STRINGS["config"]["step"]["reconfigure"]
-    assert {str(key) for key in result["data_schema"].schema} == set(step["data_description"])
+    fields = {str(key) for key in result["data_schema"].schema}
+    assert fields == set(step["data_description"]) - {"address"}
 
 
 async def test_reconfigure_switches_to_entities_and_reloads(
@@ -372,7 +397,6 @@ async def test_reconfigure_switches_to_entities_and_reloads(
     ("change", "field", "code"),
     [
         ({CONF_EXPORT_PRICE: 0.5}, CONF_EXPORT_PRICE, "export_above_import"),
-        ({CONF_IMPORT_PRICE_ENTITY: NORD_POOL}, CONF_IMPORT_PRICE_ENTITY, "price_ambiguous"),
         ({CONF_EXPORT_PRICE: None}, CONF_EXPORT_PRICE, "price_required"),
         (
             {CONF_CURRENCY: "SEK", CONF_IMPORT_PRICE: None, CONF_IMPORT_PRICE_ENTITY: NORD_POOL},
@@ -414,7 +438,7 @@ def test_every_config_error_is_translated() -> None:
     codes = {
         config_flow.ERROR_NAME_REQUIRED,
         config_flow.ERROR_PRICE_REQUIRED,
-        config_flow.ERROR_PRICE_AMBIGUOUS,
+        config_flow.ERROR_ADDRESS_NOT_SENT,
         config_flow.ERROR_EXPORT_ABOVE_IMPORT,
         SourceError.ENTITY_NOT_FOUND,
         SourceError.NOT_NUMERIC,
@@ -461,10 +485,9 @@ async def test_user_flow_over_rest(
         CONF_EXPORT_PRICE,
         CONF_EXPORT_PRICE_ENTITY,
         CONF_CARBON_INTENSITY_ENTITY,
-        CONF_SLOT_MINUTES,
     ]
-    slot = next(field for field in form["data_schema"] if field["name"] == CONF_SLOT_MINUTES)
-    assert slot["selector"]["select"]["translation_key"] == CONF_SLOT_MINUTES
+    price = next(field for field in form["data_schema"] if field["name"] == CONF_IMPORT_PRICE)
+    assert price["selector"]["number"]["unit_of_measurement"] == f"{hass.config.currency}/kWh"
 
     url = f"/api/config/config_entries/flow/{form['flow_id']}"
     response = await client.post(url, json=_fixed(**{CONF_EXPORT_PRICE: 0.9}))

@@ -18,6 +18,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+import voluptuous as vol
 
 from custom_components.peer_energy.const import (
     CONF_ASSET_KIND,
@@ -223,14 +224,70 @@ def assert_form_error(result: SubentryFlowResult, field: str, code: str) -> None
 async def test_subentry_type_supports_add_and_edit(
     hass: HomeAssistant, entry: MockConfigEntry
 ) -> None:
-    """The entry offers "Add asset" and "Edit asset" (the frontend reads this), and
-    "Add community" and "Change address" (delete it to leave)."""
+    """The entry offers "Add asset" and "Edit asset" (the frontend reads this), and "Add
+    community" while the home is in none."""
     await _open_form(hass, entry, AssetKind.PV)  # loads the flow handler
     assert entry.supported_subentry_types == {
         SUBENTRY_ASSET: {"supports_reconfigure": True},
         "community": {"supports_reconfigure": True},
     }
     assert {"user", "reconfigure"} <= set(ASSET_STRINGS["initiate_flow"])
+
+
+async def test_no_add_community_while_in_one(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    """A home in a community is not offered "Add community"; leaving offers it again."""
+    from custom_components.peer_energy.config_flow import async_refresh_subentry_types
+
+    await _open_form(hass, entry, AssetKind.PV)  # loads the flow handler
+    assert "community" in entry.supported_subentry_types
+    community = ConfigSubentry(
+        data={"action": "create"}, subentry_type="community", title="Oak Lane", unique_id="c"
+    )
+    hass.config_entries.async_add_subentry(entry, community)
+    # Home Assistant keeps its first answer until it is told to ask again (on every change
+    # of the entry, by the entry's update listener).
+    async_refresh_subentry_types(entry)
+    assert entry.supported_subentry_types == {SUBENTRY_ASSET: {"supports_reconfigure": True}}
+    hass.config_entries.async_remove_subentry(entry, community.subentry_id)
+    async_refresh_subentry_types(entry)
+    assert "community" in entry.supported_subentry_types
+
+
+@pytest.mark.parametrize("kind", list(AssetKind))
+async def test_empty_form_shows_an_error_on_every_needed_field(
+    hass: HomeAssistant, entry: MockConfigEntry, kind: AssetKind
+) -> None:
+    """Submitting an empty form answers with an error on each field the kind needs (the
+    frontend shows each under its field), not with a refusal the user cannot see."""
+    from custom_components.peer_energy.config_flow import REQUIRED_FIELDS
+
+    result = await _open_form(hass, entry, kind)
+    # Nothing is pre-filled: no 0.1 kWh battery, no 0 W charge power.
+    assert not any(
+        key.default is not vol.UNDEFINED
+        for key in result["data_schema"].schema
+        if str(key) != CONF_POWER_SIGN
+    )
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.FORM
+    needed = {CONF_ASSET_NAME, *REQUIRED_FIELDS[kind]}
+    assert result["errors"] == {
+        field: "name_required" if field == CONF_ASSET_NAME else "required" for field in needed
+    }
+    assert needed == set(FORMS[kind]) - OPTIONAL[kind] - {CONF_POWER_SIGN}
+    assert "required" in ASSET_STRINGS["error"]
+    assert not entry.subentries
+
+
+async def test_hints_describe_what_fields_do() -> None:
+    """No hint speaks of a "later" feature; every field the kind needs says so."""
+    from custom_components.peer_energy.config_flow import REQUIRED_FIELDS
+
+    for kind in AssetKind:
+        hints = ASSET_STRINGS["step"][kind.value]["data_description"]
+        assert not [key for key, text in hints.items() if "later" in text.lower()]
+        for key in REQUIRED_FIELDS[kind]:
+            assert hints[key].startswith("Required."), key
 
 
 @pytest.mark.parametrize("kind", list(AssetKind))
@@ -506,6 +563,7 @@ def test_every_asset_error_is_translated() -> None:
         config_flow.ERROR_NAME_REQUIRED,
         config_flow.ERROR_NAME_IN_USE,
         config_flow.ERROR_POWER_IN_USE,
+        config_flow.ERROR_REQUIRED,
         SourceError.ENTITY_NOT_FOUND,
         SourceError.NOT_NUMERIC,
         SourceError.POWER_UNIT,

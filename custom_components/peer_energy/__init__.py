@@ -17,6 +17,7 @@ from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.start import async_at_started
 from homeassistant.helpers.typing import ConfigType
 
+from .config_flow import async_refresh_subentry_types
 from .const import DOMAIN, SUBENTRY_ASSET
 from .coordinator import PeerEnergyCoordinator, UnknownAssetKindError, assets_from_entry
 from .entity import home_device_info
@@ -128,5 +129,6 @@ def _entry_state(entry: PeerEnergyConfigEntry) -> tuple[Any, ...]:
 
 
 async def _async_update_listener(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> None:
-    """Reload when options or asset subentries change."""
+    """Reload when options or subentries change ("Add community" follows the community)."""
+    async_refresh_subentry_types(entry)
     await hass.config_entries.async_reload(entry.entry_id)

@@ -2,12 +2,15 @@
 
 Step ids and field names are part of the public surface (the demo drives them over REST):
 
-- Config flow ``user`` and ``reconfigure``: home_name, currency, import_price |
-  import_price_entity, export_price | export_price_entity, carbon_intensity_entity,
-  slot_minutes ("5", "15", "30", "60").
+- Config flow ``user``: home_name, currency, import_price | import_price_entity,
+  export_price | export_price_entity, carbon_intensity_entity. A price entity, when picked,
+  is used instead of the fixed price.
+- Config flow ``reconfigure``: the same, plus slot_minutes ("5", "15", "30", "60") while the
+  home is in no community (a community's slot length is its rule, set when it is created),
+  and address (where neighbours reach this home) while it is a member of one.
 - Config flow, after ``user``: menu ``community`` with create_community, join_community,
-  skip_community (fields in community_flow.py); the subentry type ``community`` offers the
-  same create/join steps later.
+  skip_community (fields in community_flow.py); the subentry type ``community`` ("Add
+  community") offers the same create/join steps later, only while the home is in none.
 - Options flow ``init``: clean_only, max_buy_price, min_sell_price, peak_margin_pct,
   battery_reserve_pct, control_mode ("advise", "control").
 - Subentry type ``asset``: menu ``user`` with the options pv, battery, ev_charger, plug,
@@ -26,6 +29,7 @@ from typing import Any, Final
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
     ConfigEntry,
+    ConfigEntryState,
     ConfigFlow,
     ConfigFlowResult,
     ConfigSubentry,
@@ -46,19 +50,24 @@ from homeassistant.helpers.selector import (
     SelectSelectorConfig,
     SelectSelectorMode,
     TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
 )
 import voluptuous as vol
 
 from .community_flow import (
+    ERROR_INVALID_ADDRESS,
     MENU_OPTIONS,
     CommunitySubentryFlow,
     community_subentry,
     create_schema,
     join_schema,
+    valid_address,
     validate_create,
     validate_join,
 )
 from .const import (
+    CONF_ADDRESS,
     CONF_ASSET_KIND,
     CONF_ASSET_NAME,
     CONF_BATTERY_RESERVE_PCT,
@@ -93,6 +102,8 @@ from .const import (
     DEFAULT_BATTERY_RESERVE_PCT,
     DEFAULT_CLEAN_ONLY,
     DEFAULT_CONTROL_MODE,
+    DEFAULT_EXPORT_PRICE,
+    DEFAULT_IMPORT_PRICE,
     DEFAULT_PEAK_MARGIN_PCT,
     DEFAULT_SLOT_MINUTES,
     DOMAIN,
@@ -103,6 +114,7 @@ from .const import (
     ControlMode,
     PowerSign,
 )
+from .federation import FederationError, FederationLink
 from .prices import (
     InvalidPriceError,
     SourceKind,
@@ -115,14 +127,20 @@ from .prices import (
 ERROR_NAME_REQUIRED: Final = "name_required"
 ERROR_NAME_IN_USE: Final = "name_in_use"
 ERROR_POWER_IN_USE: Final = "power_entity_in_use"
+ERROR_REQUIRED: Final = "required"
 ERROR_PRICE_REQUIRED: Final = "price_required"
-ERROR_PRICE_AMBIGUOUS: Final = "price_ambiguous"
 ERROR_EXPORT_ABOVE_IMPORT: Final = "export_above_import"
+ERROR_ADDRESS_NOT_SENT: Final = "address_not_sent"
 ERROR_MIN_SELL_ABOVE_MAX_BUY: Final = "min_sell_above_max_buy"
 ABORT_SINGLE_INSTANCE: Final = "single_instance_allowed"
 ABORT_UNKNOWN_KIND: Final = "unknown_asset_kind"
 
 PRICE_ENTITY_DOMAINS: Final = ["sensor", "input_number"]
+# Fixed grid prices suggested in the home form (major units per kWh): typical household
+# retail and feed-in prices of the euro area. Other currencies get no suggestion.
+SUGGESTED_PRICES: Final[Mapping[str, tuple[float, float]]] = {
+    "EUR": (DEFAULT_IMPORT_PRICE, DEFAULT_EXPORT_PRICE),
+}
 
 
 # --- Entry settings (config flow and reconfigure flow) ------------------------------------
@@ -142,33 +160,51 @@ def _default_currency(hass: HomeAssistant) -> str:
     return hass.config.currency if hass.config.currency in ACTIVE_CURRENCIES else "EUR"
 
 
-def _settings_schema(hass: HomeAssistant, currency: str) -> vol.Schema:
-    """The entry's settings form; defaults come from Home Assistant's own configuration."""
+def _settings_schema(
+    hass: HomeAssistant, currency: str, *, slot_length: bool = False, address: bool = False
+) -> vol.Schema:
+    """The entry's settings form; defaults come from Home Assistant's own configuration.
+
+    ``slot_length``: ask for the home's own slot length (only while it is in no community:
+    in one, the community's rule applies). ``address``: ask where neighbours reach this
+    home (only while it is a member of a community).
+    """
     price_entity = EntitySelector(EntitySelectorConfig(domain=PRICE_ENTITY_DOMAINS))
-    return vol.Schema(
-        {
-            vol.Required(CONF_HOME_NAME, default=hass.config.location_name): TextSelector(),
-            vol.Required(CONF_CURRENCY, default=_default_currency(hass)): SelectSelector(
-                SelectSelectorConfig(
-                    options=sorted(ACTIVE_CURRENCIES), mode=SelectSelectorMode.DROPDOWN
-                )
-            ),
-            vol.Optional(CONF_IMPORT_PRICE): _price_selector(currency),
-            vol.Optional(CONF_IMPORT_PRICE_ENTITY): price_entity,
-            vol.Optional(CONF_EXPORT_PRICE): _price_selector(currency),
-            vol.Optional(CONF_EXPORT_PRICE_ENTITY): price_entity,
-            vol.Optional(CONF_CARBON_INTENSITY_ENTITY): EntitySelector(
-                EntitySelectorConfig(domain="sensor")
-            ),
-            vol.Required(CONF_SLOT_MINUTES, default=str(DEFAULT_SLOT_MINUTES)): SelectSelector(
-                SelectSelectorConfig(
-                    options=[str(minutes) for minutes in SLOT_MINUTES_CHOICES],
-                    mode=SelectSelectorMode.LIST,
-                    translation_key=CONF_SLOT_MINUTES,
-                )
-            ),
-        }
-    )
+    fields: dict[vol.Marker, Any] = {
+        vol.Required(CONF_HOME_NAME, default=hass.config.location_name): TextSelector(),
+        vol.Required(CONF_CURRENCY, default=_default_currency(hass)): SelectSelector(
+            SelectSelectorConfig(
+                options=sorted(ACTIVE_CURRENCIES), mode=SelectSelectorMode.DROPDOWN
+            )
+        ),
+        vol.Optional(CONF_IMPORT_PRICE): _price_selector(currency),
+        vol.Optional(CONF_IMPORT_PRICE_ENTITY): price_entity,
+        vol.Optional(CONF_EXPORT_PRICE): _price_selector(currency),
+        vol.Optional(CONF_EXPORT_PRICE_ENTITY): price_entity,
+        vol.Optional(CONF_CARBON_INTENSITY_ENTITY): EntitySelector(
+            EntitySelectorConfig(domain="sensor")
+        ),
+    }
+    if slot_length:
+        fields[vol.Required(CONF_SLOT_MINUTES, default=str(DEFAULT_SLOT_MINUTES))] = SelectSelector(
+            SelectSelectorConfig(
+                options=[str(minutes) for minutes in SLOT_MINUTES_CHOICES],
+                mode=SelectSelectorMode.LIST,
+                translation_key=CONF_SLOT_MINUTES,
+            )
+        )
+    if address:
+        fields[vol.Required(CONF_ADDRESS)] = TextSelector(
+            TextSelectorConfig(type=TextSelectorType.URL)
+        )
+    return vol.Schema(fields)
+
+
+def _suggested_prices(currency: str) -> dict[str, float]:
+    """Typical fixed prices for a new home in ``currency`` (none for most currencies)."""
+    if (prices := SUGGESTED_PRICES.get(currency)) is None:
+        return {}
+    return {CONF_IMPORT_PRICE: prices[0], CONF_EXPORT_PRICE: prices[1]}
 
 
 def _suggested_settings(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -193,10 +229,8 @@ def _validate_price(
     if fixed is None and not entity_id:
         errors[fixed_key] = ERROR_PRICE_REQUIRED
         return None
-    if fixed is not None and entity_id:
-        errors[entity_key] = ERROR_PRICE_AMBIGUOUS
-        return None
     if entity_id:
+        # A picked price entity is used instead of the fixed price (the form suggests one).
         if error := validate_price_entity(hass.states.get(entity_id), currency):
             errors[entity_key] = error
         else:
@@ -212,18 +246,23 @@ def _validate_price(
 
 
 def validate_settings(
-    hass: HomeAssistant, user_input: Mapping[str, Any]
+    hass: HomeAssistant, user_input: Mapping[str, Any], current: Mapping[str, Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Validate the settings form; return (entry data, errors by field)."""
+    """Validate the settings form; return (entry data, errors by field).
+
+    The slot length is kept from ``current`` (the entry's data) when the form did not ask
+    for it (a new home starts with 15 minutes; in a community the community's applies).
+    """
     errors: dict[str, str] = {}
     currency = str(user_input[CONF_CURRENCY])
     name = str(user_input[CONF_HOME_NAME]).strip()
     if not name:
         errors[CONF_HOME_NAME] = ERROR_NAME_REQUIRED
+    slot = user_input.get(CONF_SLOT_MINUTES, (current or {}).get(CONF_SLOT_MINUTES))
     data: dict[str, Any] = {
         CONF_HOME_NAME: name,
         CONF_CURRENCY: currency,
-        CONF_SLOT_MINUTES: int(user_input[CONF_SLOT_MINUTES]),
+        CONF_SLOT_MINUTES: int(slot) if slot is not None else DEFAULT_SLOT_MINUTES,
     }
     import_minor = _validate_price(
         hass, user_input, currency, CONF_IMPORT_PRICE, CONF_IMPORT_PRICE_ENTITY, data, errors
@@ -261,7 +300,10 @@ class PeerEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
     def async_get_supported_subentry_types(
         cls, config_entry: ConfigEntry
     ) -> dict[str, type[ConfigSubentryFlow]]:
-        """Assets (PV, battery, EV charger, plug, grid meter) are subentries."""
+        """Assets (PV, battery, EV charger, plug, grid meter) are subentries, and so is
+        the community; "Add community" is offered only while the home is in none."""
+        if in_community(config_entry):
+            return {SUBENTRY_ASSET: AssetSubentryFlow}
         return {SUBENTRY_ASSET: AssetSubentryFlow, SUBENTRY_COMMUNITY: CommunitySubentryFlow}
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
@@ -276,11 +318,12 @@ class PeerEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
                 self._abort_if_unique_id_configured()
                 self._home = data
                 return await self.async_step_community()
-        currency = (user_input or {}).get(CONF_CURRENCY, self.hass.config.currency)
+        currency = (user_input or {}).get(CONF_CURRENCY, _default_currency(self.hass))
+        values = user_input if user_input is not None else _suggested_prices(currency)
         return self.async_show_form(
             step_id="user",
             data_schema=self.add_suggested_values_to_schema(
-                _settings_schema(self.hass, currency), user_input
+                _settings_schema(self.hass, currency), values
             ),
             errors=errors,
         )
@@ -342,24 +385,82 @@ class PeerEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_reconfigure(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Change the entry's settings with the same form and checks, then reload."""
+        """Change the entry's settings with the same form and checks, then reload.
+
+        The slot length is asked only while the home is in no community; the address
+        neighbours reach it at only while it is a member of one (every member is told).
+        """
         entry = self._get_reconfigure_entry()
+        link = _member_link(entry)
+        slot_length = not in_community(entry)
         errors: dict[str, str] = {}
         if user_input is not None:
-            data, errors = validate_settings(self.hass, user_input)
+            data, errors = validate_settings(self.hass, user_input, entry.data)
+            address = str(user_input.get(CONF_ADDRESS, "")).strip().rstrip("/")
+            if link is not None and not valid_address(address):
+                errors[CONF_ADDRESS] = ERROR_INVALID_ADDRESS
+            if (
+                not errors
+                and link is not None
+                and address != link.address
+                and (error := await _async_announce(self.hass, entry, link, address)) is not None
+            ):
+                errors[CONF_ADDRESS] = error
             if not errors:
                 return self.async_update_reload_and_abort(
                     entry, title=data[CONF_HOME_NAME], data=data
                 )
-        values = user_input if user_input is not None else _suggested_settings(entry.data)
+        values = dict(user_input) if user_input is not None else _suggested_settings(entry.data)
+        if link is not None and user_input is None:
+            values[CONF_ADDRESS] = link.address
         currency = values.get(CONF_CURRENCY, self.hass.config.currency)
+        schema = _settings_schema(
+            self.hass, currency, slot_length=slot_length, address=link is not None
+        )
         return self.async_show_form(
             step_id="reconfigure",
-            data_schema=self.add_suggested_values_to_schema(
-                _settings_schema(self.hass, currency), values
-            ),
+            data_schema=self.add_suggested_values_to_schema(schema, values),
             errors=errors,
         )
+
+
+def in_community(entry: ConfigEntry) -> bool:
+    """Whether the entry has a community (being created, being joined, or a member)."""
+    return any(sub.subentry_type == SUBENTRY_COMMUNITY for sub in entry.subentries.values())
+
+
+@callback
+def async_refresh_subentry_types(entry: ConfigEntry) -> None:
+    """Let Home Assistant ask again which subentries can be added (after a community was
+    added or left): it keeps the answer on the entry object and has no public way to
+    forget it, so "Add community" would otherwise show or hide wrongly until a restart."""
+    object.__setattr__(entry, "_supported_subentry_types", None)
+    entry.clear_state_cache()
+
+
+def _member_link(entry: ConfigEntry) -> FederationLink | None:
+    """The loaded entry's federation link while the home is a member of a community."""
+    if not in_community(entry) or entry.state is not ConfigEntryState.LOADED:
+        return None
+    link: FederationLink | None = entry.runtime_data.federation
+    return link if link is not None and link.joined else None
+
+
+async def _async_announce(
+    hass: HomeAssistant, entry: ConfigEntry, link: FederationLink, address: str
+) -> str | None:
+    """Tell every member this home's new address and keep it in the community subentry;
+    return an error code when the community could not be told."""
+    try:
+        await link.async_set_address(address)
+    except FederationError:
+        return ERROR_ADDRESS_NOT_SENT
+    for sub in entry.subentries.values():
+        if sub.subentry_type == SUBENTRY_COMMUNITY:
+            hass.config_entries.async_update_subentry(
+                entry, sub, data={**sub.data, CONF_ADDRESS: address}
+            )
+    return None
 
 
 # --- Options (owner policy) ---------------------------------------------------------------
@@ -462,27 +563,48 @@ _PLUGGED: Final = EntitySelector(
 def _watts(maximum: int) -> NumberSelector:
     return NumberSelector(
         NumberSelectorConfig(
-            min=0, max=maximum, step=1, unit_of_measurement="W", mode=NumberSelectorMode.BOX
+            min=1, max=maximum, step=1, unit_of_measurement="W", mode=NumberSelectorMode.BOX
         )
     )
 
 
 def _asset_schema(fields: dict[vol.Marker, Any]) -> vol.Schema:
-    """An asset form: the asset's name first, then its kind's fields."""
-    return vol.Schema({vol.Required(CONF_ASSET_NAME): TextSelector(), **fields})
+    """An asset form: the asset's name first, then its kind's fields.
 
+    Fields the asset needs are still ``vol.Optional`` here: the frontend fills a required
+    number field with its minimum (a battery of 0.1 kWh) and refuses an incomplete form
+    with a message at the top of a long dialog, out of sight. ``validate_asset`` checks
+    ``REQUIRED_FIELDS`` instead and answers with an error on each empty field.
+    """
+    return vol.Schema({vol.Optional(CONF_ASSET_NAME): TextSelector(), **fields})
+
+
+# What each kind needs (besides the name); checked by validate_asset.
+REQUIRED_FIELDS: Final[Mapping[AssetKind, tuple[str, ...]]] = {
+    AssetKind.PV: (CONF_POWER_ENTITY,),
+    AssetKind.BATTERY: (
+        CONF_SOC_ENTITY,
+        CONF_POWER_ENTITY,
+        CONF_CAPACITY_KWH,
+        CONF_MAX_CHARGE_W,
+        CONF_MAX_DISCHARGE_W,
+    ),
+    AssetKind.EV_CHARGER: (CONF_POWER_ENTITY,),
+    AssetKind.PLUG: (CONF_SWITCH_ENTITY, CONF_POWER_ENTITY),
+    AssetKind.GRID_METER: (CONF_POWER_ENTITY,),
+}
 
 ASSET_SCHEMAS: Final[Mapping[AssetKind, vol.Schema]] = {
     AssetKind.PV: _asset_schema(
         {
-            vol.Required(CONF_POWER_ENTITY): _POWER_SENSOR,
+            vol.Optional(CONF_POWER_ENTITY): _POWER_SENSOR,
             vol.Optional(CONF_ENERGY_ENTITY): _ENERGY_SENSOR,
         }
     ),
     AssetKind.BATTERY: _asset_schema(
         {
-            vol.Required(CONF_SOC_ENTITY): _SOC_SENSOR,
-            vol.Required(CONF_POWER_ENTITY): _POWER_SENSOR,
+            vol.Optional(CONF_SOC_ENTITY): _SOC_SENSOR,
+            vol.Optional(CONF_POWER_ENTITY): _POWER_SENSOR,
             vol.Required(
                 CONF_POWER_SIGN, default=PowerSign.POSITIVE_DISCHARGE.value
             ): SelectSelector(
@@ -492,7 +614,7 @@ ASSET_SCHEMAS: Final[Mapping[AssetKind, vol.Schema]] = {
                     translation_key=CONF_POWER_SIGN,
                 )
             ),
-            vol.Required(CONF_CAPACITY_KWH): NumberSelector(
+            vol.Optional(CONF_CAPACITY_KWH): NumberSelector(
                 NumberSelectorConfig(
                     min=0.1,
                     max=1000,
@@ -501,15 +623,15 @@ ASSET_SCHEMAS: Final[Mapping[AssetKind, vol.Schema]] = {
                     mode=NumberSelectorMode.BOX,
                 )
             ),
-            vol.Required(CONF_MAX_CHARGE_W): _watts(1_000_000),
-            vol.Required(CONF_MAX_DISCHARGE_W): _watts(1_000_000),
+            vol.Optional(CONF_MAX_CHARGE_W): _watts(1_000_000),
+            vol.Optional(CONF_MAX_DISCHARGE_W): _watts(1_000_000),
             vol.Optional(CONF_MODE_ENTITY): _SELECT,
             vol.Optional(CONF_SETPOINT_ENTITY): _NUMBER,
         }
     ),
     AssetKind.EV_CHARGER: _asset_schema(
         {
-            vol.Required(CONF_POWER_ENTITY): _POWER_SENSOR,
+            vol.Optional(CONF_POWER_ENTITY): _POWER_SENSOR,
             vol.Optional(CONF_ENERGY_ENTITY): _ENERGY_SENSOR,
             vol.Optional(CONF_PLUGGED_ENTITY): _PLUGGED,
             vol.Optional(CONF_SWITCH_ENTITY): _SWITCH,
@@ -518,14 +640,14 @@ ASSET_SCHEMAS: Final[Mapping[AssetKind, vol.Schema]] = {
     ),
     AssetKind.PLUG: _asset_schema(
         {
-            vol.Required(CONF_SWITCH_ENTITY): _SWITCH,
-            vol.Required(CONF_POWER_ENTITY): _POWER_SENSOR,
+            vol.Optional(CONF_SWITCH_ENTITY): _SWITCH,
+            vol.Optional(CONF_POWER_ENTITY): _POWER_SENSOR,
             vol.Optional(CONF_ENERGY_ENTITY): _ENERGY_SENSOR,
         }
     ),
     AssetKind.GRID_METER: _asset_schema(
         {
-            vol.Required(CONF_POWER_ENTITY): _POWER_SENSOR,
+            vol.Optional(CONF_POWER_ENTITY): _POWER_SENSOR,
             vol.Optional(CONF_IMPORT_ENERGY_ENTITY): _ENERGY_SENSOR,
             vol.Optional(CONF_EXPORT_ENERGY_ENTITY): _ENERGY_SENSOR,
         }
@@ -560,11 +682,14 @@ def validate_asset(
     power balance would count that device twice.
     """
     errors: dict[str, str] = {}
-    name = str(user_input[CONF_ASSET_NAME]).strip()
+    name = str(user_input.get(CONF_ASSET_NAME) or "").strip()
     if not name:
         errors[CONF_ASSET_NAME] = ERROR_NAME_REQUIRED
     elif any(other.title.strip().casefold() == name.casefold() for other in others):
         errors[CONF_ASSET_NAME] = ERROR_NAME_IN_USE
+    for key in REQUIRED_FIELDS[kind]:
+        if user_input.get(key) in (None, ""):
+            errors[key] = ERROR_REQUIRED
     data: dict[str, Any] = {CONF_ASSET_KIND: kind.value, CONF_ASSET_NAME: name}
     for key, role in SOURCE_ROLES.items():
         if not (entity_id := user_input.get(key)):
@@ -573,12 +698,12 @@ def validate_asset(
             errors[key] = error
         else:
             data[key] = entity_id
-    power = user_input[CONF_POWER_ENTITY]
+    power = user_input.get(CONF_POWER_ENTITY)
     if CONF_POWER_ENTITY not in errors and any(
         power in (other.unique_id, other.data.get(CONF_POWER_ENTITY)) for other in others
     ):
         errors[CONF_POWER_ENTITY] = ERROR_POWER_IN_USE
-    if kind is AssetKind.BATTERY:
+    if kind is AssetKind.BATTERY and not errors:
         data[CONF_POWER_SIGN] = PowerSign(user_input[CONF_POWER_SIGN]).value
         data[CONF_CAPACITY_KWH] = float(user_input[CONF_CAPACITY_KWH])
         data[CONF_MAX_CHARGE_W] = round(user_input[CONF_MAX_CHARGE_W])

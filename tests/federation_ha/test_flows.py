@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import patch
 
 from homeassistant import config_entries
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.data_entry_flow import FlowResultType, UnknownHandler
 import pytest
 
 from custom_components.peer_energy.community_flow import valid_address
@@ -29,7 +30,7 @@ from custom_components.peer_energy.const import (
     SUBENTRY_COMMUNITY,
 )
 from custom_components.peer_energy.core.federation.community import Invitation
-from custom_components.peer_energy.federation import DATA_LINK
+from custom_components.peer_energy.federation import DATA_LINK, FederationError
 from custom_components.peer_energy.federation_setup import community_subentry
 
 from .conftest import Clock, HomeFactory, fast_rules, settle
@@ -39,7 +40,6 @@ HOME = {
     CONF_CURRENCY: "EUR",
     CONF_IMPORT_PRICE: 0.32,
     CONF_EXPORT_PRICE: 0.07,
-    CONF_SLOT_MINUTES: "15",
 }
 
 
@@ -195,11 +195,12 @@ async def test_subentry_flow_adds_one_community(
     assert entry.runtime_data.federation is not None
     assert entry.runtime_data.federation.community_name == "Oak Lane"
 
-    again = await hass.config_entries.subentries.async_init(
-        (entry.entry_id, SUBENTRY_COMMUNITY), context={"source": config_entries.SOURCE_USER}
-    )
-    assert again["type"] is FlowResultType.ABORT
-    assert again["reason"] == "already_in_community"
+    # A home in a community is not offered "Add community" any more.
+    assert SUBENTRY_COMMUNITY not in entry.supported_subentry_types
+    with pytest.raises(UnknownHandler):
+        await hass.config_entries.subentries.async_init(
+            (entry.entry_id, SUBENTRY_COMMUNITY), context={"source": config_entries.SOURCE_USER}
+        )
 
 
 async def test_subentry_join_form_shows(hass: HomeAssistant, http_address: str) -> None:
@@ -315,7 +316,7 @@ async def test_default_address(hass: HomeAssistant) -> None:
 async def test_change_address_tells_the_community(
     hass: HomeAssistant, clock: Clock, http_address: str, make_home: HomeFactory
 ) -> None:
-    """ "Change address" on the community entry announces the new address to every member."""
+    """The address on the home's "Reconfigure" form is announced to every member."""
     from .conftest import community_entry, join
 
     entry = community_entry(http_address)
@@ -327,19 +328,25 @@ async def test_change_address_tells_the_community(
     a = Home("A", hass.data[DATA_LINK], http_address)
     b = await make_home("B")
     await join(hass, a, b, [])
-    subentry = community_subentry(entry)
-    assert subentry is not None
-    result = await entry.start_subentry_reconfigure_flow(
-        hass, SUBENTRY_COMMUNITY, subentry.subentry_id
-    )
+    result = await entry.start_reconfigure_flow(hass)
     assert result["step_id"] == "reconfigure"
-    result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {CONF_ADDRESS: "not a url"}
+    fields = {str(key) for key in result["data_schema"].schema}
+    # In a community: the address is asked, the slot length is the community's rule.
+    assert CONF_ADDRESS in fields
+    assert CONF_SLOT_MINUTES not in fields
+    home = {key: entry.data[key] for key in HOME}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {**home, CONF_ADDRESS: "not a url"}
     )
     assert result["errors"] == {CONF_ADDRESS: "invalid_address"}
     new = "http://127.0.0.1:9"
-    result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {CONF_ADDRESS: new + "/"}
+    with patch.object(a.link, "async_set_address", side_effect=FederationError("offline")):
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {**home, CONF_ADDRESS: new}
+        )
+    assert result["errors"] == {CONF_ADDRESS: "address_not_sent"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {**home, CONF_ADDRESS: new + "/"}
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reconfigure_successful"
