@@ -1,14 +1,15 @@
 // Render the market view panel in node with a minimal DOM stand-in (no browser needed).
 //
-// Usage: node tests/market_view_render.mjs PANEL_JS VIEW_JSON TRANSLATIONS_JSON
+// Usage: node tests/market_view_render.mjs PANEL_JS VIEW_JSON TRANSLATIONS_JSON [LANGUAGE]
 // Loads the panel module, gives it a fake `hass` whose callWS answers `peer_energy/market`
 // with VIEW_JSON and `frontend/get_translations` with TRANSLATIONS_JSON (the `resources`
-// object Home Assistant would send), waits for the render and
+// object Home Assistant would send), serves the panel's own texts (fetch of
+// `translations/<lang>.json` next to the module) from disk, waits for the render and
 // prints the panel's text content (one line per element with text) to stdout. Any
 // exception makes node exit non-zero. Used by tests/test_market_view.py when node exists.
 
 import { readFileSync } from "node:fs";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 class FakeNode {
   constructor(tag) {
@@ -85,7 +86,15 @@ globalThis.document = {
   createTextNode: (text) => new FakeText(text),
 };
 
-const [panelPath, viewPath, textsPath] = process.argv.slice(2);
+const fetched = [];
+globalThis.fetch = async (url) => {
+  const path = fileURLToPath(new URL(String(url)).href.split("?")[0]);
+  fetched.push(path.split("/").slice(-2).join("/"));
+  const body = readFileSync(path, "utf-8");
+  return { ok: true, status: 200, json: async () => JSON.parse(body) };
+};
+
+const [panelPath, viewPath, textsPath, language = "en"] = process.argv.slice(2);
 const view = JSON.parse(readFileSync(viewPath, "utf-8"));
 const resources = JSON.parse(readFileSync(textsPath, "utf-8"));
 await import(pathToFileURL(panelPath).href);
@@ -93,8 +102,8 @@ const Panel = customElements.get("peer-energy-panel");
 const panel = new Panel();
 const calls = [];
 panel.hass = {
-  language: "en",
-  locale: { language: "en", time_zone: "server" },
+  language,
+  locale: { language, time_zone: "server" },
   config: { time_zone: "UTC" },
   states: {},
   callWS: async (msg) => {
@@ -125,4 +134,5 @@ function walk(node) {
 }
 walk(panel.shadowRoot);
 console.log(`CALLS ${[...new Set(calls)].sort().join(",")}`);
+console.log(`FETCHED ${[...new Set(fetched)].sort().join(",")}`);
 console.log(lines.join("\n"));

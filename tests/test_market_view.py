@@ -26,7 +26,7 @@ from custom_components.peer_energy.const import DOMAIN
 from custom_components.peer_energy.core.market.clearing import clear_slot
 from custom_components.peer_energy.core.market.orders import MarketRules, Order, Side
 from custom_components.peer_energy.core.trust.credit import TradeTerms
-from custom_components.peer_energy.core.trust.ledger_db import StoredRecord
+from custom_components.peer_energy.core.trust.ledger_db import LedgerDBError, StoredRecord
 from custom_components.peer_energy.ledger import identity_store
 from custom_components.peer_energy.market import SlotClock
 from custom_components.peer_energy.runtime import PeerEnergyConfigEntry
@@ -90,6 +90,7 @@ TOP_KEYS = {
     "gate_lead_seconds",
     "control_mode",
     "community",
+    "home_now",
     "current",
     "next",
     "history",
@@ -140,11 +141,13 @@ async def _secrets(hass: HomeAssistant, entry_id: str) -> list[str]:
 
 
 RENDER_SCRIPT = Path(__file__).parent / "market_view_render.mjs"
+TRANSLATIONS = PANEL_FILE.parent / "translations"
 
 
-def _rendered(view: dict[str, Any], tmp_path: Path) -> str | None:
-    """The panel's text for ``view``, rendered by node with a stand-in DOM (None without
-    node: only this check is then skipped)."""
+def _rendered(view: dict[str, Any], tmp_path: Path, language: str = "en") -> str | None:
+    """The panel's text for ``view`` in ``language``, rendered by node with a stand-in DOM
+    (None without node: only this check is then skipped; the browser tests always render
+    the panel in Chromium)."""
     if shutil.which("node") is None:
         return None
     data = tmp_path / "view.json"
@@ -157,7 +160,7 @@ def _rendered(view: dict[str, Any], tmp_path: Path) -> str | None:
     texts = tmp_path / "texts.json"
     texts.write_text(json.dumps(resources), encoding="utf-8")
     done = subprocess.run(
-        ["node", str(RENDER_SCRIPT), str(PANEL_FILE), str(data), str(texts)],
+        ["node", str(RENDER_SCRIPT), str(PANEL_FILE), str(data), str(texts), language],
         capture_output=True,
         text=True,
         check=False,
@@ -207,6 +210,17 @@ async def test_market_view_of_a_cleared_slot(
     assert assets[PV_ID]["bids"][0]["steps"][0]["wh"] == 625
     assert assets[GRID_ID]["reason"]["code"] == "meter_only"
     assert assets[PV_ID]["reason_entity_id"] == "sensor.roof_pv_reason"
+    # What each device does now, from its own sensors (positive: produces, discharges,
+    # consumes, imports), next to what the market plans for it.
+    assert assets[PV_ID]["now"] == {"power_w": 2500, "soc_pct": None}
+    assert assets[BATTERY_ID]["now"] == {"power_w": -800, "soc_pct": 55.0}
+    assert assets["base_load"]["now"] is None
+    data = entry.runtime_data.coordinator.data
+    assert view["home_now"] == {
+        "grid_power_w": 500,
+        "grid_source": "grid_meter",
+        "pv_surplus_w": data.pv_surplus_w,
+    }
     assert assets["base_load"]["name"] is None
     assert assets["base_load"]["kind"] == "base_load"
     assert assets["base_load"]["reason_entity_id"] is None
@@ -215,7 +229,8 @@ async def test_market_view_of_a_cleared_slot(
     rendered = _rendered(view, tmp_path)
     if rendered is not None:
         lines = rendered.splitlines()
-        assert [t for t in lines if t in ("no plan", "orders open")] == ["no plan", "orders open"]
+        statuses = [t for t in lines if t in ("no plan yet", "orders open")]
+        assert statuses == ["no plan yet", "orders open"]
         assert REASON_TEXTS["pv_surplus"] in lines
 
     # At the gate closure the home clears alone: the next slot has its local outcome.
@@ -269,7 +284,15 @@ async def test_market_view_of_a_cleared_slot(
     assert current["slot_start"] == NEXT_SLOT.isoformat()
     actions = {row["id"]: row["actions"] for row in current["assets"]}
     assert actions[BATTERY_ID] == [
-        {"call": a.describe(), "applied": False, "error": None} for a in market.actions[BATTERY_ID]
+        {
+            "call": a.describe(),
+            "service": f"{a.domain}.{a.service}",
+            "entity_id": a.entity_id,
+            "value": a.data.get("value", a.data.get("option")),
+            "applied": False,
+            "error": None,
+        }
+        for a in market.actions[BATTERY_ID]
     ]
     assert actions[BATTERY_ID]
     nxt = view["next"]
@@ -310,6 +333,9 @@ async def test_market_view_of_a_cleared_slot(
         "balance_mmu": ledger.balance(),
         "limit": ledger.credit_limit() / 100_000,
         "limit_mmu": ledger.credit_limit(),
+        # What the home may still buy for before its balance reaches -limit.
+        "available": (ledger.balance() + ledger.credit_limit()) / 100_000,
+        "available_mmu": ledger.balance() + ledger.credit_limit(),
     }
     assert view["trades"] == view["settlements"] == []
     assert view["reputation"] == {"own": None, "peers": []}
@@ -324,15 +350,36 @@ async def test_market_view_of_a_cleared_slot(
     if rendered is not None:
         lines = rendered.splitlines()
         assert lines[0] == "CALLS frontend/get_translations,peer_energy/market"
-        for heading in ("Running slot", "Next slot", "Last 24 hours", "Credit", "Community"):
+        assert lines[1] == "FETCHED translations/en.json"
+        headings = ("Running slot", "Next slot", "Last 24 hours", "Credit with the community")
+        for heading in (*headings, "Community"):
             assert heading in lines
-        for name in ("Roof PV", "Home battery", "Wallbox", "Dishwasher", "Grid meter"):
+        for name in ("Roof PV", "Home battery", "Wallbox", "Dishwasher", "Household load"):
             assert name in lines
+        # The grid meter measures the home; it is not a device with an order.
+        assert "Grid meter" not in lines
         for slot in (view["current"], view["next"]):
             for row in slot["assets"]:
-                assert REASON_TEXTS[row["reason"]["code"]] in lines
+                if row["kind"] != "grid_meter":
+                    assert REASON_TEXTS[row["reason"]["code"]] in lines
         assert "Table (3 slots)" in lines
         assert f"{report.price / 100:.3f} EUR/kWh" in lines
+        # Reason parameters in words with units and currency, never raw keys or bare cents.
+        text = "\n".join(lines)
+        for raw in ("_wh", "_pct", "_s:", "event_in_slots", "spread", "value:", "price:"):
+            assert raw not in text, raw
+        assert "EUR/kWh" in text
+        assert "Now: charging 800 W · 55 % full" in lines
+        assert "not rated yet" in lines
+        # Every text comes from the translations: no key is shown as such.
+        keys = json.loads((TRANSLATIONS / "en.json").read_text(encoding="utf-8"))
+        assert not [line for line in lines if line in keys]
+        # In German the same page speaks German (the reason names come from the
+        # integration's entity translations, here given in English).
+        german = _rendered(view, tmp_path, "de")
+        assert german is not None
+        assert "FETCHED translations/de.json,translations/en.json" in german
+        assert "Laufender Slot" in german.splitlines()
 
 
 async def test_void_slot_and_community_fields(
@@ -361,7 +408,10 @@ async def test_void_slot_and_community_fields(
     assert view["community"] == {"name": "Elm Street", "members": 3, "peers_online": 1}
     assert view["reputation"] == {
         "own": 87.5,
-        "peers": [{"member": "cd" * 4, "score": 99.0}, {"member": "ef" * 4, "score": 40.0}],
+        "peers": [
+            {"member": "cd" * 4, "name": None, "score": 99.0},
+            {"member": "ef" * 4, "name": None, "score": 40.0},
+        ],
     }
     nxt = view["next"]
     assert nxt["status"] == "void"
@@ -589,6 +639,7 @@ async def test_trades_and_settlements_with_a_neighbour(
         "slot_start": trade["slot_start"],
         "role": "seller",
         "counterparty": b.link.member_key[:8],
+        "counterparty_name": None,
         "energy_wh": 500,
         "price": price / 100,
         "price_minor": price,
@@ -605,12 +656,18 @@ async def test_trades_and_settlements_with_a_neighbour(
         "slot_start": trade["slot_start"],
         "role": "seller",
         "counterparty": b.link.member_key[:8],
+        "counterparty_name": None,
         "energy_wh": 500,
         "delivered_wh": 400,
         "shortfall_wh": 100,
         "payment": -100 * import_price / 100_000,
         "payment_mmu": -100 * import_price,
+        "import_price": import_price / 100,
         "disputed": False,
+        # The seller's signed meter reading for the trade says why: 400 Wh exported.
+        "seller_metered_wh": 400,
+        "buyer_metered_wh": 500,
+        "shortfall_reason": "seller_metered",
     }
     assert view["credit"]["balance_mmu"] == ledger.balance() == 500 * price - 100 * import_price
     own = a.link.own_reputation
@@ -630,10 +687,14 @@ async def test_trades_and_settlements_with_a_neighbour(
     rendered = _rendered(view, tmp_path)
     if rendered is not None:
         lines = rendered.splitlines()
-        for text in ("Elm Street", "Trades with neighbours", "Delivery settlements", "sold to"):
+        short = b.link.member_key[:8]
+        for text in ("Elm Street", "Trades with neighbours", "Deliveries"):
             assert text in lines
-        assert lines.count(b.link.member_key[:8]) == 2  # the trade and its settlement
-        assert "100 Wh" in lines  # the shortfall
+        assert f"Sold 500 Wh to {short}" in lines  # the trade
+        assert f"Sold 500 Wh to {short}: 400 Wh delivered" in lines  # its delivery
+        assert any(line.startswith("paid back") and "for 100 Wh" in line for line in lines)
+        # The shortfall's reason, from this home's own signed meter reading.
+        assert any(line.startswith("Your meter measured 400 Wh") for line in lines)
         assert f"{own / 10:.1f} %" in lines
 
     # B's side of the same trade and settlement: bought, paid, compensated.
@@ -673,3 +734,20 @@ def test_history_keeps_the_newest_rows_only() -> None:
     assert len(rows) == HISTORY_MAX_ROWS == 192
     assert rows[-1]["price_minor"] == prices[last]
     assert rows[0]["price_minor"] == prices[last - 60 * 191]
+
+
+async def test_reloading_entry_is_a_clean_error(
+    hass: HomeAssistant,
+    market: SlotClock,  # noqa: F811
+    hass_ws_client: Any,
+) -> None:
+    """A ledger closed by a reload under way gives an error the panel shows and retries,
+    not an unknown error."""
+    ledger = market.entry.runtime_data.ledger
+    assert ledger is not None
+    client = await hass_ws_client(hass)
+    with patch.object(ledger, "async_records", side_effect=LedgerDBError("closed")):
+        await client.send_json_auto_id({"type": WS_TYPE_MARKET})
+        msg = await client.receive_json()
+    assert not msg["success"]
+    assert msg["error"] == {"code": "not_found", "message": "Peer Energy is reloading; try again"}

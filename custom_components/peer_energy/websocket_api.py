@@ -8,10 +8,12 @@ totals, reputation and the community. It only *reads* the runtime of the loaded 
 kept next to their display values in major currency units (converted at this edge only).
 
 Nothing secret leaves: no keys, seeds or invitations; other homes appear only as their
-short member id (8 hex characters) and never with their meter readings.
+short member id (8 hex characters, with a display name once membership records carry one)
+and, for this home's own trades, with the meter readings of their delivery settlement.
 
-The panel (``frontend/peer-energy-panel.js``, a plain ES module without a build step) is
-served as a static file and registered as a sidebar panel while an entry is loaded.
+The panel (``frontend/peer-energy-panel.js``, a plain ES module without a build step) and
+its texts (``frontend/translations/<language>.json``) are served as static files from the
+``frontend`` folder; the panel is registered as a sidebar panel while an entry is loaded.
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ import voluptuous as vol
 
 from .const import CONF_HOME_NAME, DOMAIN, LOGGER
 from .core.trust.credit import TradeTerms
+from .core.trust.ledger_db import LedgerDBError
 from .federation import short
 from .market import (
     MANUAL_ID,
     SECONDS_PER_DAY,
+    AssetAction,
     AssetPlan,
     SlotClock,
     SlotPlan,
@@ -50,8 +54,10 @@ from .market import (
 from .prices import minor_digits
 
 if TYPE_CHECKING:
+    from .coordinator import AssetReading
     from .core.home.agents import AssetAllocation
     from .core.market.orders import Reason, Step
+    from .federation import FederationLink
     from .ledger import PeerLedger
     from .runtime import PeerEnergyConfigEntry, PeerEnergyRuntime
 
@@ -60,10 +66,13 @@ PANEL_URL_PATH: Final = "peer-energy"
 PANEL_COMPONENT: Final = "peer-energy-panel"
 PANEL_TITLE: Final = "Peer Energy"
 PANEL_ICON: Final = "mdi:transmission-tower"
-PANEL_FILE: Final = Path(__file__).parent / "frontend" / "peer-energy-panel.js"
-STATIC_URL: Final = f"/{DOMAIN}_static/peer-energy-panel.js"
-# hass.data key: the static file is registered once per Home Assistant run (aiohttp
-# routes cannot be removed); the value is the module URL with a cache-busting hash.
+FRONTEND_DIR: Final = Path(__file__).parent / "frontend"
+PANEL_FILE: Final = FRONTEND_DIR / "peer-energy-panel.js"
+STATIC_PATH: Final = f"/{DOMAIN}_static"
+STATIC_URL: Final = f"{STATIC_PATH}/peer-energy-panel.js"
+# hass.data key: the static folder is registered once per Home Assistant run (aiohttp
+# routes cannot be removed); the value is the module URL with a cache-busting hash of the
+# folder's files (the panel and its translations).
 DATA_PANEL_URL: Final = f"{DOMAIN}_panel_url"
 # Most trades and settlements listed (newest first).
 MAX_RECORDS: Final = 100
@@ -95,7 +104,12 @@ async def ws_market(hass: HomeAssistant, connection: ActiveConnection, msg: dict
             + (f" with id {msg['entry_id']}" if "entry_id" in msg else ""),
         )
         return
-    connection.send_result(msg["id"], await async_market_view(hass, entry))
+    try:
+        view = await async_market_view(hass, entry)
+    except LedgerDBError:  # the entry is reloading: its ledger closed meanwhile
+        connection.send_error(msg["id"], ERR_NOT_FOUND, "Peer Energy is reloading; try again")
+        return
+    connection.send_result(msg["id"], view)
 
 
 def _loaded_entry(hass: HomeAssistant, entry_id: str | None) -> PeerEnergyConfigEntry | None:
@@ -116,7 +130,8 @@ async def async_market_view(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
     federation = runtime.federation
     ledger = runtime.ledger
     me = ledger.member if ledger is not None else market.member
-    trades, settlements = await _async_records(ledger, me, now - SECONDS_PER_DAY, currency)
+    names = _names(federation)
+    trades, settlements = await _async_records(ledger, me, now - SECONDS_PER_DAY, currency, names)
     return {
         "entry_id": entry.entry_id,
         "home_name": str(entry.data.get(CONF_HOME_NAME) or entry.title),
@@ -134,6 +149,7 @@ async def async_market_view(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
             "members": federation.members,
             "peers_online": federation.peers_online,
         },
+        "home_now": _home_now(entry),
         "current": _slot_view(hass, entry, market, now),
         "next": _slot_view(hass, entry, market, now + step),
         "history": _history(market, now + step),
@@ -148,7 +164,7 @@ async def async_market_view(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
             "spent": major_to_milli_amount(market.totals.spent_milli, currency),
             "spent_mmu": market.totals.spent_milli,
         },
-        "reputation": _reputation(federation, me),
+        "reputation": _reputation(federation, me, names),
         "entities": _watched_entities(hass, entry),
     }
 
@@ -244,6 +260,7 @@ def _assets(
     for source in (plan.assets if plan is not None else {}, report.reasons if report else {}):
         keys.extend(key for key in source if key not in keys)
     registry = er.async_get(hass)
+    readings = runtime.coordinator.data.assets
     rows: list[dict[str, Any]] = []
     for key in keys:
         asset = runtime.assets.get(key)
@@ -265,10 +282,8 @@ def _assets(
                 "bids": [] if asset_plan is None else _bids(asset_plan, market.currency),
                 "allocation": _allocation(alloc),
                 "reason": _reason(reason),
-                "actions": [
-                    {"call": action.describe(), "applied": action.applied, "error": action.error}
-                    for action in market.actions.get(key, ())
-                ]
+                "now": _reading(readings.get(key)),
+                "actions": [_action(action) for action in market.actions.get(key, ())]
                 if report is not None and market.actions_slot == report.slot_start
                 else [],
                 "reason_entity_id": None
@@ -298,6 +313,37 @@ def _bids(asset_plan: AssetPlan, currency: str) -> list[dict[str, Any]]:
         }
         for bid in asset_plan.bids
     ]
+
+
+def _action(action: AssetAction) -> dict[str, Any]:
+    """A service call made (control mode) or advised (advise mode) at the slot start."""
+    return {
+        "call": action.describe(),
+        "service": f"{action.domain}.{action.service}",
+        "entity_id": action.entity_id,
+        "value": action.data.get("value", action.data.get("option")),
+        "applied": action.applied,
+        "error": action.error,
+    }
+
+
+def _reading(reading: AssetReading | None) -> dict[str, Any] | None:
+    """What the device does now, from its mapped sources (power: W, positive when it
+    produces (PV), discharges (battery), consumes (EV charger, plug) or imports (grid
+    meter); state of charge: %)."""
+    if reading is None:
+        return None
+    return {"power_w": reading.power_w, "soc_pct": reading.soc_pct}
+
+
+def _home_now(entry: PeerEnergyConfigEntry) -> dict[str, Any]:
+    """The home's grid power now (positive importing) and where it comes from."""
+    data = entry.runtime_data.coordinator.data
+    return {
+        "grid_power_w": data.grid_power_w,
+        "grid_source": data.grid_source,
+        "pv_surplus_w": data.pv_surplus_w,
+    }
 
 
 def _allocation(alloc: AssetAllocation | None) -> dict[str, int] | None:
@@ -351,18 +397,29 @@ def _history(market: SlotClock, last: int) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True, slots=True)
 class _Side:
-    """This home's side of a trade: its role and the other party."""
+    """This home's side of a trade: its role and the other party (short id and name)."""
 
     role: str
     counterparty: str
+    name: str | None = None
 
 
-def _side(terms: TradeTerms, me: str) -> _Side | None:
+def _side(terms: TradeTerms, me: str, names: Mapping[str, str] | None = None) -> _Side | None:
+    names = names or {}
     if terms.seller == me and terms.buyer != me:
-        return _Side("seller", short(terms.buyer))
+        return _Side("seller", short(terms.buyer), names.get(terms.buyer))
     if terms.buyer == me and terms.seller != me:
-        return _Side("buyer", short(terms.seller))
+        return _Side("buyer", short(terms.seller), names.get(terms.seller))
     return None  # another pair's trade (the ledger also records those)
+
+
+def _names(federation: FederationLink | None) -> dict[str, str]:
+    """Display names of the community's members by member id.
+
+    Membership records carry no display names yet: every neighbour shows by its short id
+    until they do (the panel falls back to the short id wherever a name is None).
+    """
+    return {}
 
 
 def _terms(body: Mapping[str, Any]) -> TradeTerms | None:
@@ -373,14 +430,18 @@ def _terms(body: Mapping[str, Any]) -> TradeTerms | None:
 
 
 async def _async_records(
-    ledger: PeerLedger | None, me: str, since: int, currency: str
+    ledger: PeerLedger | None,
+    me: str,
+    since: int,
+    currency: str,
+    names: Mapping[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """This home's trades and delivery settlements since ``since`` (newest first)."""
     if ledger is None:
         return [], []
     trades: list[dict[str, Any]] = []
     for record in await ledger.async_records("trade", since * 1000):
-        if (terms := _terms(record.body)) is None or (side := _side(terms, me)) is None:
+        if (terms := _terms(record.body)) is None or (side := _side(terms, me, names)) is None:
             continue
         amount = terms.value if side.role == "seller" else -terms.cost
         trades.append(
@@ -388,6 +449,7 @@ async def _async_records(
                 "slot_start": utc_from_ts(terms.slot).isoformat(),
                 "role": side.role,
                 "counterparty": side.counterparty,
+                "counterparty_name": side.name,
                 "energy_wh": terms.energy_wh,
                 "price": price_to_major(terms.price, currency),
                 "price_minor": terms.price,
@@ -401,23 +463,33 @@ async def _async_records(
     settlements: list[dict[str, Any]] = []
     for record in await ledger.async_records("settlement", since * 1000):
         terms = _terms(record.body)
-        if terms is None or (side := _side(terms, me)) is None:
+        if terms is None or (side := _side(terms, me, names)) is None:
             continue
         shortfall = _int(record.body.get("shortfall_wh"))
         payment = _int(record.body.get("payment"))
         # The seller pays the buyer for what it did not deliver.
         signed = -payment if side.role == "seller" else payment
+        disputed = bool(record.body.get("disputed", False))
+        seller_metered = _metered(record.body.get("seller_report"))
+        import_price = record.body.get("import_price")
         settlements.append(
             {
                 "slot_start": utc_from_ts(terms.slot).isoformat(),
                 "role": side.role,
                 "counterparty": side.counterparty,
+                "counterparty_name": side.name,
                 "energy_wh": terms.energy_wh,
                 "delivered_wh": terms.energy_wh - shortfall,
                 "shortfall_wh": shortfall,
                 "payment": major_to_milli_amount(signed, currency),
                 "payment_mmu": signed,
-                "disputed": bool(record.body.get("disputed", False)),
+                "import_price": price_to_major(_int(import_price), currency)
+                if import_price is not None
+                else None,
+                "disputed": disputed,
+                "seller_metered_wh": seller_metered,
+                "buyer_metered_wh": _metered(record.body.get("buyer_report")),
+                "shortfall_reason": _shortfall_reason(shortfall, disputed, seller_metered),
             }
         )
     return trades[::-1][:MAX_RECORDS], settlements[::-1][:MAX_RECORDS]
@@ -427,29 +499,56 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def _metered(report: Any) -> int | None:
+    """The meter reading (Wh) of a signed delivery report in a settlement record."""
+    if not isinstance(report, Mapping):
+        return None
+    value = report.get("metered_wh")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _shortfall_reason(shortfall: int, disputed: bool, seller_metered: int | None) -> str | None:
+    """Why a trade was not delivered in full, as far as the signed reports tell.
+
+    ``seller_metered``: the seller's signed meter reading for the trade shows less than it
+    sold; ``disputed``: the buyer's meter shows less received than the seller reports.
+    """
+    if disputed:
+        return "disputed"
+    if shortfall > 0 and seller_metered is not None:
+        return "seller_metered"
+    return None
+
+
 def _credit(ledger: PeerLedger | None, currency: str) -> dict[str, Any] | None:
     if ledger is None:
         return None
     balance = ledger.balance()
     limit = ledger.credit_limit()
+    # What this home may still spend with neighbours before its balance reaches -limit.
+    available = max(0, balance + limit)
     return {
         "balance": major_to_milli_amount(balance, currency),
         "balance_mmu": balance,
         "limit": major_to_milli_amount(limit, currency),
         "limit_mmu": limit,
+        "available": major_to_milli_amount(available, currency),
+        "available_mmu": available,
     }
 
 
-def _reputation(federation: Any, me: str) -> dict[str, Any]:
-    """Own reputation and this home's score of each neighbour, in percent."""
+def _reputation(federation: Any, me: str, names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Own reputation and this home's score of each neighbour, in percent (``own`` is None
+    while there is no evidence about this home yet: "not rated yet")."""
     if federation is None:
         return {"own": None, "peers": []}
     own = federation.own_reputation
     scores: dict[str, int] = federation.reputations
+    names = names or {}
     return {
         "own": None if own is None else own / 10,
         "peers": [
-            {"member": short(member), "score": value / 10}
+            {"member": short(member), "name": names.get(member), "score": value / 10}
             for member, value in sorted(scores.items())
             if member not in (me, federation.member_key)
         ],
@@ -473,11 +572,16 @@ def _watched_entities(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> list
 
 
 def _file_hash() -> str:
-    return hashlib.sha256(PANEL_FILE.read_bytes()).hexdigest()[:12]
+    """A hash of every file the panel loads (the module and its translations)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in FRONTEND_DIR.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(FRONTEND_DIR).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 async def async_register_panel(hass: HomeAssistant) -> None:
-    """Serve the panel file (once per run) and show the "Peer Energy" sidebar panel.
+    """Serve the panel's files (once per run) and show the "Peer Energy" sidebar panel.
 
     Only with the frontend loaded (an after-dependency: every Home Assistant with a user
     interface has it; without it there is no sidebar to show a panel in).
@@ -489,7 +593,7 @@ async def async_register_panel(hass: HomeAssistant) -> None:
         digest = await hass.async_add_executor_job(_file_hash)
         try:
             await hass.http.async_register_static_paths(
-                [StaticPathConfig(STATIC_URL, str(PANEL_FILE), cache_headers=True)]
+                [StaticPathConfig(STATIC_PATH, str(FRONTEND_DIR), cache_headers=True)]
             )
         except RuntimeError as err:  # a frozen router (only aiohttp's test server freezes)
             LOGGER.warning("Cannot serve the market view panel file: %s", err)
