@@ -104,7 +104,13 @@ const STYLE = `
   display: grid; gap: 16px; grid-template-columns: minmax(0, 1fr);
 }
 @container (max-width: 600px) { .content { padding: 8px; gap: 8px; } }
-.tiles { display: grid; gap: 12px; grid-template-columns: repeat(auto-fit, minmax(190px, 1fr)); }
+.tiles { display: grid; gap: 12px; grid-template-columns: repeat(auto-fit, minmax(160px, 1fr)); }
+@container (max-width: 600px) {
+  .tiles { gap: 8px; }
+  .tile { padding: 10px 12px; }
+  .tile .value { font-size: 19px; }
+  .tile .note { font-size: 12px; }
+}
 .slots { display: grid; gap: 16px; grid-template-columns: minmax(0, 1fr); }
 @container (min-width: 1500px) { .slots { grid-template-columns: repeat(2, minmax(0, 1fr)); } }
 .pair { display: grid; gap: 16px; grid-template-columns: minmax(0, 1fr); }
@@ -194,6 +200,7 @@ svg text { fill: var(--secondary-text-color); font-size: 11px; }
 svg .axis { stroke: var(--divider-color); }
 svg .grid { stroke: var(--divider-color); stroke-dasharray: 2 3; }
 svg .price-line { fill: none; stroke: var(--primary-color); stroke-width: 2; }
+svg .price-dot { fill: var(--primary-color); }
 svg .bought { fill: var(--success-color, #43a047); }
 svg .sold { fill: var(--info-color, #039be5); }
 svg .void-band { fill: var(--error-color, #db4437); opacity: 0.2; }
@@ -927,17 +934,15 @@ class PeerEnergyPanel extends HTMLElement {
     chart.append(svg("text", { x: axisX, y: eMid - energyH / 2 + 10 }, `↑ ${eLabel(eMax)}`));
     chart.append(svg("text", { x: axisX, y: eMid + 4 }, "0"));
     chart.append(svg("text", { x: axisX, y: eMid + energyH / 2 - 4 }, `↓ ${eLabel(eMax)}`));
+    // The price line; a price without a neighbour on either side shows as a dot.
     let path = "";
-    let pen = false;
-    for (const row of rows) {
-      if (row.price === null || row.price === undefined) {
-        pen = false;
-        continue;
-      }
-      const px = x(Date.parse(row.slot_start)) + barW / 2;
-      path += `${pen ? "L" : "M"}${px.toFixed(1)} ${py(row.price).toFixed(1)} `;
-      pen = true;
-    }
+    const points = rows.map((row) => (row.price === null || row.price === undefined ? null : [x(Date.parse(row.slot_start)) + barW / 2, py(row.price)]));
+    points.forEach((point, k) => {
+      if (!point) return;
+      const alone = !points[k - 1] && !points[k + 1];
+      if (alone) chart.append(svg("circle", { cx: point[0], cy: point[1], r: 3, class: "price-dot" }));
+      path += `${points[k - 1] ? "L" : "M"}${point[0].toFixed(1)} ${point[1].toFixed(1)} `;
+    });
     if (path) chart.append(svg("path", { d: path.trim(), class: "price-line" }));
     for (const row of rows) {
       const bx = x(Date.parse(row.slot_start));

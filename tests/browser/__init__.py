@@ -1,0 +1,1 @@
+"""Browser tests: a real Home Assistant process driven by a real headless Chromium."""

@@ -1,0 +1,275 @@
+"""Drive Debian's Chromium through Playwright against a real Home Assistant.
+
+Used by the browser tests, and on its own to take the screenshots of
+``docs/market_view.md`` from a running demo:
+
+    .venv/bin/python -m tests.browser.shoot URL USERNAME PASSWORD OUT_DIR
+
+Chromium comes from the system's package manager (``apt-get install chromium``;
+``scripts/bootstrap`` installs it when it can): Playwright is pointed at that binary
+and never downloads a browser of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+import json
+import os
+from pathlib import Path
+import shutil
+import sys
+from typing import Any
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WIDTHS = (390, 1280, 1920)
+BRANDS = "https://brands.home-assistant.io/"
+BRAND_DIR = Path(__file__).resolve().parents[2] / "custom_components" / "peer_energy" / "brand"
+HEIGHTS = {390: 844}  # a phone; desktops get 1000 px
+
+
+class BrowserMissingError(RuntimeError):
+    """Chromium or Playwright is not installed; the message says how to install it."""
+
+
+def chromium_path() -> str:
+    """The system Chromium (or PEER_ENERGY_CHROMIUM), or a clear error."""
+    wanted = os.environ.get("PEER_ENERGY_CHROMIUM")
+    for candidate in (wanted, "/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise BrowserMissingError(
+        "Chromium is not installed. Install it from the system's package manager "
+        "(as root: `apt-get update && apt-get install -y chromium`, which "
+        "./scripts/bootstrap does when it runs as root), or set PEER_ENERGY_CHROMIUM to a "
+        "Chromium binary. Do not run `playwright install`."
+    )
+
+
+def playwright_module() -> Any:
+    try:
+        from playwright import async_api
+    except ImportError as err:
+        raise BrowserMissingError(
+            "The Python package playwright is not installed: run ./scripts/bootstrap "
+            "(it is pinned in requirements_test.txt)."
+        ) from err
+    return async_api
+
+
+@dataclass
+class PageLog:
+    """What a page reported: console errors, uncaught exceptions, server errors."""
+
+    errors: list[str] = field(default_factory=list)
+    server_errors: list[str] = field(default_factory=list)
+    external: list[str] = field(default_factory=list)
+
+    def attach(self, page: Any) -> None:
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+        page.on("requestfailed", self._failed)
+        page.on(
+            "response",
+            lambda r: self.server_errors.append(f"{r.status} {r.url}") if r.status >= 500 else None,
+        )
+
+    def _failed(self, request: Any) -> None:
+        # Requests cut short by leaving the page (ERR_ABORTED) are no failure of the page.
+        if "ERR_ABORTED" not in str(request.failure):
+            self.errors.append(f"request failed: {request.url} ({request.failure})")
+
+    def clear(self) -> None:
+        self.errors.clear()
+        self.server_errors.clear()
+        self.external.clear()
+
+
+# Checks run in the page (Playwright's CSS engine and these walk open shadow roots).
+LAYOUT_CHECK = """
+() => {
+  const find = (node) => {
+    const hit = node.querySelector("peer-energy-panel");
+    if (hit) return hit;
+    for (const el of node.querySelectorAll("*")) {
+      if (el.shadowRoot) {
+        const deep = find(el.shadowRoot);
+        if (deep) return deep;
+      }
+    }
+    return null;
+  };
+  const panel = find(document);
+  if (!panel || !panel.shadowRoot) return {error: "no panel"};
+  const root = panel.shadowRoot;
+  const width = window.innerWidth;
+  const problems = [];
+  const reasons = [...root.querySelectorAll(".reason")];
+  for (const reason of reasons) {
+    const box = reason.getBoundingClientRect();
+    const cell = reason.closest(".c-why") || reason.parentElement;
+    const cellBox = cell.getBoundingClientRect();
+    const text = reason.textContent.trim();
+    if (!text) problems.push("an empty reason");
+    if (box.left < 0 || box.right > width + 0.5) {
+      problems.push(`"${text}" leaves the page (${box.left}-${box.right} of ${width})`);
+    }
+    if (cellBox.width < 150) problems.push(`"${text}" squeezed into ${cellBox.width} px`);
+    if (cell.scrollWidth > cell.clientWidth + 1) problems.push(`"${text}" is cut off`);
+    const style = getComputedStyle(reason);
+    if (style.visibility === "hidden" || style.display === "none") {
+      problems.push(`"${text}" hidden`);
+    }
+  }
+  for (const row of root.querySelectorAll(".devices .row:not(.head)")) {
+    const height = row.getBoundingClientRect().height;
+    if (height > 320) problems.push(`a device row ${height} px tall`);
+  }
+  for (const card of root.querySelectorAll(".card")) {
+    if (card.scrollWidth > card.clientWidth + 1) {
+      problems.push(`a card overflows (${card.scrollWidth} > ${card.clientWidth})`);
+    }
+  }
+  const page = root.querySelector(".page");
+  if (page && page.scrollWidth > page.clientWidth + 1) problems.push("the page scrolls sideways");
+  return {reasons: reasons.map((r) => r.textContent.trim()), problems,
+          text: root.textContent};
+}
+"""
+
+
+class Browser:
+    """One Chromium with a logged-in Home Assistant page (Playwright's asyncio API: the
+    tests run in pytest's event loop, which the synchronous API would fight with)."""
+
+    def __init__(self, url: str, tokens: dict[str, Any], out_dir: Path) -> None:
+        self.url = url
+        self.tokens = tokens
+        self.out_dir = out_dir
+        self.log = PageLog()
+        self._api = playwright_module()
+        self._pw: Any = None
+        self._browser: Any = None
+        self._context: Any = None
+        self.page: Any = None
+        self.width = 0
+
+    async def __aenter__(self) -> Browser:
+        executable = chromium_path()
+        self._pw = await self._api.async_playwright().start()
+        self._browser = await self._pw.chromium.launch(
+            executable_path=executable, args=CHROMIUM_FLAGS
+        )
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._context is not None:
+            await self._context.close()
+        if self._browser is not None:
+            await self._browser.close()
+        if self._pw is not None:
+            await self._pw.stop()
+
+    async def open(self, path: str, width: int) -> Any:
+        """Open ``path`` logged in, in a window ``width`` px wide."""
+        if width != self.width:
+            if self._context is not None:
+                await self._context.close()
+            self._context = await self._browser.new_context(
+                viewport={"width": width, "height": HEIGHTS.get(width, 1000)}
+            )
+            tokens = json.dumps(json.dumps(self.tokens))
+            await self._context.add_init_script(f"localStorage.setItem('hassTokens', {tokens});")
+            await self._context.route("**/*", self._route)
+            # Rejected promises carry objects: say what they were.
+            await self._context.add_init_script(
+                "window.addEventListener('unhandledrejection', (event) => "
+                "console.error('unhandled rejection: ' + JSON.stringify(event.reason)));"
+            )
+            self.page = await self._context.new_page()
+            self.page.set_default_timeout(30_000)
+            self.log.attach(self.page)
+            self.width = width
+        await self.page.goto(self.url + path)
+        await self.page.wait_for_function("() => !!document.querySelector('home-assistant')?.hass")
+        return self.page
+
+    async def _route(self, route: Any) -> None:
+        """Nothing leaves the machine. Brand images (Home Assistant fetches them from its
+        brands service before 2026.3) get Peer Energy's own icon from brand/, as Home
+        Assistant 2026.3 and newer serve it; any other outside request is refused and
+        recorded."""
+        url: str = route.request.url
+        if url.startswith(self.url):
+            await route.continue_()
+        elif url.startswith(BRANDS):
+            icon = "icon@2x.png" if "@2x" in url else "icon.png"
+            await route.fulfill(content_type="image/png", body=(BRAND_DIR / icon).read_bytes())
+        else:
+            self.log.external.append(url)
+            await route.abort()
+
+    async def call_ws(self, message: dict[str, Any]) -> Any:
+        return await self.page.evaluate(
+            "(m) => document.querySelector('home-assistant').hass.callWS(m)", message
+        )
+
+    async def screenshot(self, name: str, *, full_page: bool = True) -> Path:
+        path = self.out_dir / f"{name}.png"
+        await self.page.screenshot(path=str(path), full_page=full_page)
+        return path
+
+    async def market_view(self, width: int) -> dict[str, Any]:
+        """Open the market view, wait for its data and check its layout."""
+        page = await self.open("/peer-energy", width)
+        await page.locator("peer-energy-panel .devices").first.wait_for()
+        await page.wait_for_timeout(1000)  # translations and the chart's width settle
+        result: dict[str, Any] = await page.evaluate(LAYOUT_CHECK)
+        return result
+
+
+async def shoot_market_view(browser: Browser, prefix: str = "market_view") -> list[Path]:
+    """Full-page screenshots of the market view at a phone, a laptop and a wide screen."""
+    shots = []
+    for width in WIDTHS:
+        await browser.market_view(width)
+        shots.append(await browser.screenshot(f"{prefix}_{width}"))
+    return shots
+
+
+def main(argv: list[str]) -> int:
+    """Screenshots of a running Home Assistant (for example the demo's first home)."""
+    from tests.browser.harness import RealHome
+
+    if len(argv) != 4:
+        print(__doc__)
+        return 2
+    url, username, password, out_dir = argv
+    home = RealHome(Path(out_dir))
+    home.port = int(url.rsplit(":", 1)[1].split("/")[0])
+    home.password = password
+    from tests.browser import harness
+
+    harness.USERNAME = username
+    home.login()
+
+    async def shoot() -> list[Path]:
+        async with Browser(url, home.tokens, Path(out_dir)) as browser:
+            return await shoot_market_view(browser)
+
+    for path in asyncio.run(shoot()):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
