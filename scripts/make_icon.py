@@ -2,8 +2,9 @@
 
 Regenerate with ``.venv/bin/python scripts/make_icon.py``; it writes
 ``custom_components/peer_energy/brand/icon.png`` (256x256) and ``icon@2x.png`` (512x512),
-both RGBA with a transparent background. Shapes are drawn on a large canvas and scaled
-down with a Lanczos filter so the edges are anti-aliased.
+and the same picture as ``logo.png`` and ``logo@2x.png`` (Home Assistant shows the logo on
+the integration's page), all RGBA with a transparent background. Shapes are drawn on a
+large canvas and scaled down with a Lanczos filter so the edges are anti-aliased.
 """
 
 from __future__ import annotations
@@ -66,10 +67,11 @@ def render() -> Image.Image:
 
 
 def main() -> None:
-    """Write icon.png and icon@2x.png."""
+    """Write the icon and the logo, each in two sizes."""
     BRAND.mkdir(parents=True, exist_ok=True)
     big = render()
-    for name, size in (("icon.png", 256), ("icon@2x.png", 512)):
+    sizes = (("icon.png", 256), ("icon@2x.png", 512), ("logo.png", 256), ("logo@2x.png", 512))
+    for name, size in sizes:
         out = big.resize((size, size), Image.Resampling.LANCZOS)
         out.save(BRAND / name, optimize=True)
         print(f"wrote {BRAND / name} ({size}x{size})")

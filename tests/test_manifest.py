@@ -457,9 +457,13 @@ def test_broken_manifest_is_rejected(broken: dict[str, Any], expected: str) -> N
 # ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "size"), [("icon.png", 256), ("icon@2x.png", 512)])
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [("icon.png", 256), ("icon@2x.png", 512), ("logo.png", 256), ("logo@2x.png", 512)],
+)
 def test_brand_icon(name: str, size: int) -> None:
-    """Square PNG of the brand size with a transparent background and a visible mark."""
+    """Square PNG of the brand size with a transparent background and a visible mark
+    (Home Assistant 2026.3 and newer show brand/ of a custom integration)."""
     with Image.open(BRAND_DIR / name) as image:
         assert image.format == "PNG"
         assert image.size == (size, size)
