@@ -219,6 +219,7 @@ class RealHome:
             text=True,
             timeout=120,
             check=False,
+            env=_environment(),
         )
         stored = self.config_dir / ".storage" / "auth_provider.homeassistant"
         if done.returncode != 0 or not stored.exists():
@@ -233,6 +234,7 @@ class RealHome:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             cwd=self.config_dir,
+            env=_environment(),
         )
         out.close()
         deadline = time.monotonic() + START_TIMEOUT
@@ -388,6 +390,13 @@ class RealHome:
                 return
             time.sleep(0.3)
         raise HarnessError(f"the entry did not load:\n{self.log_tail()}")
+
+
+def _environment() -> dict[str, str]:
+    """The test's environment without pytest-cov's: the real Home Assistant is tested from
+    the outside, and coverage started in it (from its own directory, without the project's
+    settings) would write data that cannot be combined with the run's."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("COV_CORE_")}
 
 
 def _store(path: Path, key: str, data: dict[str, Any], version: int = 1) -> None:
