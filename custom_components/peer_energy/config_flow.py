@@ -307,7 +307,7 @@ class PeerEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
         return {SUBENTRY_ASSET: AssetSubentryFlow, SUBENTRY_COMMUNITY: CommunitySubentryFlow}
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Ask for the home's name, currency, prices, carbon signal and slot length."""
+        """Ask for the home's name, currency, prices and carbon signal."""
         if self._async_current_entries():
             return self.async_abort(reason=ABORT_SINGLE_INSTANCE)
         errors: dict[str, str] = {}
