@@ -64,6 +64,7 @@ class RunResult:
     runtime_s: float = 0.0
     per_home: bool = True  # False for the optimum (community-level grid exchange)
     extra: dict[str, Any] = field(default_factory=dict)
+    shortfall: NDArray[Any] | None = None  # (H, T) energy sold but not delivered
 
     def community_import(self) -> NDArray[Any]:
         return np.asarray(self.grid_import.sum(axis=0))

@@ -734,6 +734,110 @@ def home_orders(
     return tuple(orders)
 
 
+def home_bid(
+    owner: str,
+    slot_start: int,
+    bids: Sequence[AssetBid],
+    policy: OwnerPolicy,
+    import_price: int,
+    feed_in_tariff: int,
+    *,
+    margin_wh: int = 0,
+) -> tuple[Order, ...]:
+    """The home's two-sided order for one slot: a buy order and a sell order that never cross.
+
+    With the net demand ``N(p)`` of the slot's asset bids (buy steps with limit >= p minus
+    sell steps with ask <= p, non-increasing in ``p``), the home buys ``max(N(p) - margin,
+    0)`` and sells ``max(-N(p) - margin, 0)`` at each price ``p`` in ``[feed_in_tariff,
+    import_price]``. Every buy step's limit is a price where ``N > 0`` and every sell step's
+    ask one where ``N < 0``, so every buy limit lies strictly below every sell ask: the two
+    orders can never trade with each other (``clear_slot`` would pair a member's own buy and
+    sell like any other two orders), and at any single price at most one of them fills.
+    ``margin_wh`` (the forecast's uncertainty) is kept back on both sides. Ids are
+    ``"<owner>:<slot_start>:buy"`` and ``"...:sell"``; none, one or two orders are returned.
+    """
+    mine = [b for b in bids if b.slot_start == slot_start and b.steps]
+    if not mine:
+        return ()
+    prices, net = _net_curve(mine, min(feed_in_tariff, import_price), import_price)
+    margin = max(margin_wh, 0)
+    buy: list[Step] = []
+    prev = 0
+    for p in reversed(prices):
+        d = max(net[p] - margin, 0)
+        if d > prev:
+            buy.append(Step(p, d - prev))
+            prev = d
+    sell: list[Step] = []
+    prev = 0
+    for p in prices:
+        s = max(-net[p] - margin, 0)
+        if s > prev:
+            sell.append(Step(p, s - prev))
+            prev = s
+    buy_wh = sum(b.energy_wh for b in mine if b.side is Side.BUY)
+    sell_wh = sum(b.energy_wh for b in mine if b.side is Side.SELL)
+    reason = Reason.of(
+        "home_net",
+        assets=len({b.asset_id for b in mine}),
+        asset_buy_wh=buy_wh,
+        asset_sell_wh=sell_wh,
+        margin_wh=margin,
+    )
+    orders: list[Order] = []
+    if buy:
+        orders.append(
+            Order(
+                order_id=f"{owner}:{slot_start}:buy",
+                owner=owner,
+                side=Side.BUY,
+                slot_start=slot_start,
+                steps=tuple(buy),
+                clean_only=policy.clean_only,
+                priority=policy.priority,
+                reason=reason,
+            )
+        )
+    if sell:
+        sellers = [b for b in mine if b.side is Side.SELL]
+        orders.append(
+            Order(
+                order_id=f"{owner}:{slot_start}:sell",
+                owner=owner,
+                side=Side.SELL,
+                slot_start=slot_start,
+                steps=tuple(sell),
+                clean=all(b.clean for b in sellers),
+                priority=policy.priority,
+                reason=reason,
+            )
+        )
+    return tuple(orders)
+
+
+def split_result(
+    bids: Sequence[AssetBid],
+    slot_start: int,
+    bought_wh: int,
+    sold_wh: int,
+    price: int,
+    import_price: int,
+    feed_in_tariff: int,
+    grid_available: bool = True,
+) -> tuple[AssetAllocation, ...]:
+    """:func:`split_fill` for a home that may have bought and sold in one slot.
+
+    Two non-crossing orders fill together only when the slot clears with two prices (the
+    home sells clean energy in the clean pool and buys in the general one); the devices
+    then see the net, so the net position is split at ``price``.
+    """
+    net = bought_wh - sold_wh
+    side = Side.BUY if net > 0 else Side.SELL if net < 0 else None
+    return split_fill(
+        bids, slot_start, side, abs(net), price, import_price, feed_in_tariff, grid_available
+    )
+
+
 def split_fill(
     bids: Sequence[AssetBid],
     slot_start: int,
