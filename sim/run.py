@@ -372,13 +372,9 @@ def market(
 
 
 def default_settings(c: Community) -> PlannerSettings:
-    """The planner's settings for the simulated homes (penalties in the community's price
-    units)."""
-    base = PlannerSettings()
-    tiers = base.flat_tiers
-    if tiers is not None:
-        tiers = tuple((w, p * c.price_scale) for w, p in tiers)  # type: ignore[assignment]
-    return replace(base, flat_tiers=tiers, price_step=c.price_scale, pv_id=PV, load_id=LOAD)
+    """The planner's settings for the simulated homes (the curve resolves the community's
+    price unit: a cent, or a hundredth of one)."""
+    return replace(PlannerSettings(), price_step=c.price_scale, pv_id=PV, load_id=LOAD)
 
 
 def _dispatch(

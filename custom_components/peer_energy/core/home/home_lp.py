@@ -176,9 +176,12 @@ class HomeLP:
         flex_buy = None
         if data.flex_price is not None and n > 1 and (data.evs or data.plugs):
             flex_buy = lay.add("flex_buy", n - 1)
+            fp = np.asarray(data.flex_price, dtype=float)[1:]
             lo.append(np.zeros(n - 1))
-            hi.append(np.full(n - 1, INF))
-            cost.append(np.asarray(data.flex_price, dtype=float)[1:])
+            # only where neighbours are expected to sell below the grid's price: there the
+            # community does not import, so the flattening tiers do not apply to it
+            hi.append(np.where(fp < np.asarray(data.buy_price, dtype=float)[1:], INF, 0.0))
+            cost.append(fp)
             put(balance[1:], flex_buy, 1.0)
             cover = lay.rows(n - 1)  # flex_buy_k <= EV and plug energy of slot k
             put(cover, flex_buy, 1.0)
@@ -193,8 +196,6 @@ class HomeLP:
             cost += [np.full(n, p1), np.full(n, p2)]
             flat = lay.rows(n)
             put(flat, buy, 1.0)
-            if flex_buy is not None:
-                put(flat[1:], flex_buy, 1.0)
             put(flat, o1, -1.0)
             put(flat, o2, -1.0)
             row_lo.append(np.full(n, -INF))
@@ -246,6 +247,11 @@ class HomeLP:
                 row_hi.append(np.asarray([w.need_wh]))
                 self._win[kind].append((col, first, last))
         self._buy, self._sell, self._unmet = buy, sell, unmet
+        self._over0: tuple[int, int, float, float] | None = None
+        if data.tiers is not None:
+            (_, p1), (_, p2) = data.tiers
+            self._over0 = (int(lay.cols["over1"][0]), int(lay.cols["over2"][0]), p1, p2)
+        self._top0 = float(np.asarray(data.buy_price, dtype=float)[0])
         self._nb, self._ne, self._np = nb, ne, npl
         r = np.concatenate(rows)
         c = np.concatenate(cidx)
@@ -283,8 +289,16 @@ class HomeLP:
         solver = self._solver
         b0, s0 = int(self._buy[0]), int(self._sell[0])
         if price is not None:
+            cols, costs = [b0, s0], [price, -price]
+            if self._over0 is not None:
+                # Below the import price the first slot's energy comes from neighbours, not
+                # the grid: the flattening tiers apply only at the import price.
+                grid = price >= self._top0
+                o1, o2, p1, p2 = self._over0
+                cols += [o1, o2]
+                costs += [p1 if grid else 0.0, p2 if grid else 0.0]
             solver.changeColsCost(
-                2, np.asarray([b0, s0], dtype=np.int32), np.asarray([price, -price])
+                len(cols), np.asarray(cols, dtype=np.int32), np.asarray(costs, dtype=float)
             )
         solver.run()
         self.solves += 1

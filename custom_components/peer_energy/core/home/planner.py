@@ -131,8 +131,9 @@ class PlannerSettings:
     """How the planner plans (the owner's and the community's knobs)."""
 
     import_limit_w: int | None = None  # hard limit on the home's import (grid connection)
-    # Soft flattening tiers: (threshold W, extra cost per kWh above it), two of them.
-    flat_tiers: tuple[tuple[int, int], tuple[int, int]] | None = ((3000, 1), (6000, 3))
+    # Soft flattening tiers: (threshold W, extra cost per kWh of import above it in percent
+    # of the horizon's mean import price, so it means the same in every currency).
+    flat_tiers: tuple[tuple[int, int], tuple[int, int]] | None = ((3700, 15), (7400, 45))
     risk_z_pct: int = 100  # uncertainty margin, in standard deviations x 100
     max_solves: int = 24  # LP solves per plan (the curve's resolution)
     price_step: int = 1  # finest price difference the curve resolves (minor units)
@@ -490,7 +491,11 @@ def _lp_input(
     tiers = None
     if settings.flat_tiers is not None:
         (w1, p1), (w2, p2) = settings.flat_tiers
-        tiers = ((float(_energy(w1, sec)), float(p1)), (float(_energy(w2, sec)), float(p2)))
+        mean = max(float(np.mean(forecast.import_price)), 0.0)
+        tiers = (
+            (float(_energy(w1, sec)), mean * p1 / 100),
+            (float(_energy(w2, sec)), mean * p2 / 100),
+        )
     top = max(max(forecast.import_price), 1)
     return LpInput(
         net_wh=net,
