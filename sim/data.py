@@ -217,7 +217,9 @@ def household_load(
     per_peak_w = PEAK_MEAN_W * PEAK_MEAN_S / slot_seconds
     mean = shaped * scale + rate * per_peak_w
     peak_w = PEAK_MEAN_W * min(1.0, PEAK_MEAN_S / slot_seconds)
-    sd = np.sqrt((0.31 * shaped * scale) ** 2 + rate * min(1.0, slot_seconds / PEAK_MEAN_S) * peak_w**2)
+    sd = np.sqrt(
+        (0.31 * shaped * scale) ** 2 + rate * min(1.0, slot_seconds / PEAK_MEAN_S) * peak_w**2
+    )
     return (
         np.asarray(np.maximum(load, 50.0), dtype=float),
         np.asarray(np.maximum(mean, 50.0), dtype=float),

@@ -218,7 +218,9 @@ class PlannerInputs:
         return tuple(out)
 
 
-def own_logic(c: Community, i: int, t: int, state: DeviceState) -> tuple[int, dict[int, int], dict[int, int]]:
+def own_logic(
+    c: Community, i: int, t: int, state: DeviceState
+) -> tuple[int, dict[int, int], dict[int, int]]:
     """What home ``i``'s uncontrolled EV and plugs do in slot ``t``: (EV Wh, EV Wh per
     session, plug Wh per task); flat out from plug-in and from the earliest start."""
     home = c.homes[i]

@@ -166,7 +166,9 @@ def kpis(
         out["optimum_savings_share"] = round(savings / best, 4) if best > 0 else None
         if alone is not None and alone is not run:
             own = base_total - alone.total_bill(c)
-            out["alone_gap_share"] = round((savings - own) / (best - own), 4) if best > own else None
+            out["alone_gap_share"] = (
+                round((savings - own) / (best - own), 4) if best > own else None
+            )
     if run.shortfall is not None and run.per_home:
         sold_wh = float(run.sold.sum())
         short = float(run.shortfall.sum())

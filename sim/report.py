@@ -145,7 +145,7 @@ def _time_labels(t0: float, t1: float) -> list[tuple[float, str, bool]]:
     while moment.timestamp() <= t1:
         ts = moment.timestamp()
         midnight = moment.hour == 0
-        if ts >= t0 and (short and moment.hour % 3 == 0 or midnight):
+        if ts >= t0 and ((short and moment.hour % 3 == 0) or midnight):
             label = moment.strftime("%a %d %b") if midnight else moment.strftime("%H:%M")
             if not out or ts - out[-1][0] >= step:
                 out.append((ts, label, midnight))
@@ -363,7 +363,8 @@ def html_report(c: Community, report: dict[str, Any], runs: dict[str, RunResult]
             cards.append(
                 (
                     "Peak grid import",
-                    f"{k['peak_grid_import_kw']:.1f} kW (no trading {base['peak_grid_import_kw']:.1f})",
+                    f"{k['peak_grid_import_kw']:.1f} kW "
+                    f"(no trading {base['peak_grid_import_kw']:.1f})",
                 )
             )
         parts.append("<div class='cards'>")
@@ -478,9 +479,7 @@ def html_report(c: Community, report: dict[str, Any], runs: dict[str, RunResult]
 
 def _home_table(c: Community, report: dict[str, Any]) -> str:
     """Per-home bills of every per-home run, and each home's devices."""
-    runs = [
-        (n, r) for n, r in report["runs"].items() if r.get("per_home_bill_eur") is not None
-    ]
+    runs = [(n, r) for n, r in report["runs"].items() if r.get("per_home_bill_eur") is not None]
     esc = html.escape
     out = ["<h2>Bills per home (EUR)</h2><table id='home-bills'><tr><th>home</th><th>devices</th>"]
     out += [f"<th>{esc(r['run'])}</th>" for _, r in runs]

@@ -36,12 +36,10 @@ Anything the agents ask the devices to do beyond their limits is clipped and cou
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
 import hashlib
 import time
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
@@ -263,9 +261,9 @@ def market(
                     if order.energy_wh > headroom:
                         counters["capped_orders"] += 1
                         capped = _cap(order, headroom)
-                        if capped is None:
-                            continue
-                        order = capped
+                        if capped is not None:
+                            orders.append(capped)
+                        continue
                 orders.append(order)
 
         result: SlotResult | None = None
@@ -311,15 +309,27 @@ def market(
                 p = ag.home_price(plan.bids, None, slot_rules, slot)
             allocs = ag.split_result(plan.bids, slot, bought, sold, p, r, f)
             charge, discharge = _dispatch(
-                c, i, t, st, allocs, plan_mode, bat, arrays, counters,
+                c,
+                i,
+                t,
+                st,
+                allocs,
+                plan_mode,
+                bat,
+                arrays,
+                counters,
                 deviation=int(c.load_wh[i, t] - load_fc[i, t]) - int(c.pv_wh[i, t] - pv_fc[i, t]),
             )
             arrays["ch"][i, t] = charge
             arrays["dis"][i, t] = discharge
             st.soc += charge * int(bat.eff[i]) // 100 - discharge
             net = (
-                int(c.load_wh[i, t]) + int(arrays["ev"][i, t]) + int(arrays["flex"][i, t])
-                + charge - discharge - int(c.pv_wh[i, t])
+                int(c.load_wh[i, t])
+                + int(arrays["ev"][i, t])
+                + int(arrays["flex"][i, t])
+                + charge
+                - discharge
+                - int(c.pv_wh[i, t])
             )
             grid = net - (bought - sold)
             arrays["imp"][i, t] = max(grid, 0)

@@ -753,28 +753,33 @@ def home_bid(
     ask one where ``N < 0``, so every buy limit lies strictly below every sell ask: the two
     orders can never trade with each other (``clear_slot`` would pair a member's own buy and
     sell like any other two orders), and at any single price at most one of them fills.
-    ``margin_wh`` (the forecast's uncertainty) is kept back on both sides. Ids are
-    ``"<owner>:<slot_start>:buy"`` and ``"...:sell"``; none, one or two orders are returned.
+    ``margin_wh`` (the forecast's uncertainty) is kept back on both sides. The owner's
+    ``max_buy_price`` caps the buy limits and ``min_sell_price`` floors the sell asks here,
+    on what leaves the home (its own PV still serves its own load at any price), which
+    only moves the two sides further apart. Ids are ``"<owner>:<slot_start>:buy"`` and
+    ``"...:sell"``; none, one or two orders are returned.
     """
     mine = [b for b in bids if b.slot_start == slot_start and b.steps]
     if not mine:
         return ()
     prices, net = _net_curve(mine, min(feed_in_tariff, import_price), import_price)
     margin = max(margin_wh, 0)
+    cap, floor = policy.max_buy_price, policy.min_sell_price
     buy: list[Step] = []
     prev = 0
     for p in reversed(prices):
         d = max(net[p] - margin, 0)
         if d > prev:
-            buy.append(Step(p, d - prev))
+            buy.append(Step(p if cap is None else min(p, cap), d - prev))
             prev = d
     sell: list[Step] = []
     prev = 0
     for p in prices:
         s = max(-net[p] - margin, 0)
         if s > prev:
-            sell.append(Step(p, s - prev))
+            sell.append(Step(p if floor is None else max(p, floor), s - prev))
             prev = s
+    buy, sell = _merge_steps(buy), _merge_steps(sell)
     buy_wh = sum(b.energy_wh for b in mine if b.side is Side.BUY)
     sell_wh = sum(b.energy_wh for b in mine if b.side is Side.SELL)
     reason = Reason.of(
@@ -813,6 +818,17 @@ def home_bid(
             )
         )
     return tuple(orders)
+
+
+def _merge_steps(steps: list[Step]) -> list[Step]:
+    """Steps at the same price as one step (in the given order)."""
+    out: list[Step] = []
+    for step in steps:
+        if out and out[-1].price == step.price:
+            out[-1] = Step(step.price, out[-1].energy_wh + step.energy_wh)
+        else:
+            out.append(step)
+    return out
 
 
 def split_result(

@@ -212,7 +212,9 @@ def _margin(forecast: HomeForecast, z_pct: int) -> int:
 
 def _buy_prices(forecast: HomeForecast, expected: Sequence[int]) -> list[int]:
     out = []
-    for k, (imp, fit) in enumerate(zip(forecast.import_price, forecast.feed_in_tariff, strict=True)):
+    for k, (imp, fit) in enumerate(
+        zip(forecast.import_price, forecast.feed_in_tariff, strict=True)
+    ):
         if k < len(expected):
             out.append(min(imp, max(expected[k], fit)))
         else:
@@ -241,9 +243,11 @@ def plan_home(
     policy = policy or OwnerPolicy()
     settings = settings or PlannerSettings()
     expected = tuple(expected_price)
-    flexible = any(b.capacity_wh > 0 for b in batteries) or any(
-        e.energy_wh > 0 for e in evs
-    ) or any(p.energy_wh > 0 for p in plugs)
+    flexible = (
+        any(b.capacity_wh > 0 for b in batteries)
+        or any(e.energy_wh > 0 for e in evs)
+        or any(p.energy_wh > 0 for p in plugs)
+    )
     if mode is PlanMode.ADVISE or not flexible:
         return _advise(forecast, batteries, evs, plugs, policy, expected, settings, mode)
     return _control(forecast, batteries, evs, plugs, policy, expected, settings)
@@ -266,11 +270,19 @@ def _advise(
     n, sec, start = forecast.slots, forecast.slot_seconds, forecast.start
     ev_use = np.zeros((len(evs), n), dtype=np.int64)
     for j, ev in enumerate(evs):
-        _fill_early(ev_use[j], ev.energy_wh, _energy(ev.max_power_w, sec), ev.arrive, ev.depart, start, sec)
+        _fill_early(
+            ev_use[j], ev.energy_wh, _energy(ev.max_power_w, sec), ev.arrive, ev.depart, start, sec
+        )
     plug_use = np.zeros((len(plugs), n), dtype=np.int64)
     for j, task in enumerate(plugs):
         _fill_early(
-            plug_use[j], task.energy_wh, _energy(task.power_w, sec), task.earliest, task.deadline, start, sec
+            plug_use[j],
+            task.energy_wh,
+            _energy(task.power_w, sec),
+            task.earliest,
+            task.deadline,
+            start,
+            sec,
         )
     load = np.asarray(forecast.load_wh, dtype=np.int64)
     pv = np.asarray(forecast.pv_wh, dtype=np.int64)
@@ -307,15 +319,24 @@ def _advise(
         if e > 0:
             bids.append(
                 AssetBid(
-                    b.asset_id, AssetKind.BATTERY, slot0, Side.BUY, (Step(imp0, e),),
+                    b.asset_id,
+                    AssetKind.BATTERY,
+                    slot0,
+                    Side.BUY,
+                    (Step(imp0, e),),
                     Reason.of("battery_self_consumption", **params),
                 )
             )
         elif e < 0:
             bids.append(
                 AssetBid(
-                    b.asset_id, AssetKind.BATTERY, slot0, Side.SELL, (Step(fit0, -e),),
-                    Reason.of("battery_self_consumption", **params), clean=b.clean,
+                    b.asset_id,
+                    AssetKind.BATTERY,
+                    slot0,
+                    Side.SELL,
+                    (Step(fit0, -e),),
+                    Reason.of("battery_self_consumption", **params),
+                    clean=b.clean,
                 )
             )
     for j, ev in enumerate(evs):
@@ -323,7 +344,11 @@ def _advise(
         if e > 0:
             bids.append(
                 AssetBid(
-                    ev.asset_id, AssetKind.EV, slot0, Side.BUY, (Step(imp0, e),),
+                    ev.asset_id,
+                    AssetKind.EV,
+                    slot0,
+                    Side.BUY,
+                    (Step(imp0, e),),
                     Reason.of("ev_on_plug_in", need_wh=ev.energy_wh),
                 )
             )
@@ -332,7 +357,11 @@ def _advise(
         if e > 0:
             bids.append(
                 AssetBid(
-                    task.asset_id, AssetKind.PLUG, slot0, Side.BUY, (Step(imp0, e),),
+                    task.asset_id,
+                    AssetKind.PLUG,
+                    slot0,
+                    Side.BUY,
+                    (Step(imp0, e),),
                     Reason.of("plug_on", need_wh=task.energy_wh),
                 )
             )
@@ -385,16 +414,25 @@ def _fixed_bids(
     if load0 > 0:
         out.append(
             AssetBid(
-                settings.load_id, AssetKind.BASE_LOAD, forecast.start, Side.BUY,
-                (Step(imp0, load0),), Reason.of("base_load", forecast_wh=load0),
+                settings.load_id,
+                AssetKind.BASE_LOAD,
+                forecast.start,
+                Side.BUY,
+                (Step(imp0, load0),),
+                Reason.of("base_load", forecast_wh=load0),
             )
         )
     if pv0 > 0:
-        floor = fit0 if policy.min_sell_price is None else max(fit0, policy.min_sell_price)
+        floor = min(fit0, imp0)
         out.append(
             AssetBid(
-                settings.pv_id, AssetKind.PV, forecast.start, Side.SELL, (Step(floor, pv0),),
-                Reason.of("pv_surplus", forecast_wh=pv0, floor=floor), clean=True,
+                settings.pv_id,
+                AssetKind.PV,
+                forecast.start,
+                Side.SELL,
+                (Step(floor, pv0),),
+                Reason.of("pv_surplus", forecast_wh=pv0, floor=floor),
+                clean=True,
             )
         )
     return out
@@ -496,7 +534,7 @@ def _lp_input(
             (float(_energy(w1, sec)), mean * p1 / 100),
             (float(_energy(w2, sec)), mean * p2 / 100),
         )
-    top = max(max(forecast.import_price), 1)
+    top = max(*forecast.import_price, 1)
     return LpInput(
         net_wh=net,
         buy_price=buy,
@@ -505,7 +543,9 @@ def _lp_input(
         import_cap_wh=cap,
         tiers=tiers,
         batteries=bats,
-        evs=tuple(window(e.arrive, e.depart, e.max_power_w, e.energy_wh) for e in evs if e.energy_wh > 0),
+        evs=tuple(
+            window(e.arrive, e.depart, e.max_power_w, e.energy_wh) for e in evs if e.energy_wh > 0
+        ),
         plugs=tuple(
             window(p.earliest, p.deadline, p.power_w, p.energy_wh) for p in plugs if p.energy_wh > 0
         ),
@@ -558,17 +598,18 @@ def _control(
         for part in ((a, mid), (mid, b)):
             if part[1] - part[0] > settings.price_step:
                 stack.append(part)
-    ref_price = min(max(expected[0] if expected else (lo + hi) // 2, lo), hi)
     prices = sorted(solved)
+    if expected:
+        ref_price = min(max(expected[0], lo), hi)
+    else:  # the home alone: the grid's price on its side, or where it is self-sufficient
+        ref_price = next((p for p in prices if at(p) <= 0), hi) if at(hi) <= 0 else hi
     ref = _nearest(solved, ref_price)
-    assets = _slot0_assets(solved, prices, batteries, evs, plugs)
+    assets = _slot0_assets(solved, prices, forecast.slot_seconds, batteries, evs, plugs)
     _monotone(assets)
     bids = _fixed_bids(forecast, policy, settings)
     bids += _asset_bids(assets, prices, forecast, batteries, evs, plugs, policy, ref, ref_price)
     net_fixed = forecast.load_wh[0] - forecast.pv_wh[0]
-    curve = tuple(
-        (p, net_fixed + sum(a.values[j] for a in assets)) for j, p in enumerate(prices)
-    )
+    curve = tuple((p, net_fixed + sum(a.values[j] for a in assets)) for j, p in enumerate(prices))
     rows = _rows(
         forecast,
         expected,
@@ -601,6 +642,7 @@ def _nearest(solved: dict[int, LpSolution], price: int) -> LpSolution:
 def _slot0_assets(
     solved: dict[int, LpSolution],
     prices: list[int],
+    slot_seconds: int,
     batteries: Sequence[BatteryState],
     evs: Sequence[EvSession],
     plugs: Sequence[PlugTask],
@@ -609,11 +651,25 @@ def _slot0_assets(
     assets: list[_Asset] = []
     active = [b for b in batteries if b.capacity_wh > 0]
     for j, b in enumerate(active):
+        # The LP may charge and discharge in one slot (it burns energy when prices are
+        # negative); a battery does one or the other, so the net is kept within what one
+        # direction allows.
+        room = min(
+            max(0, b.capacity_wh - b.soc_wh) * 100 // max(1, min(100, b.efficiency_pct)),
+            _energy(b.max_charge_w, slot_seconds),
+        )
+        stock = min(max(0, b.soc_wh - b.reserve_wh), _energy(b.max_discharge_w, slot_seconds))
         assets.append(
             _Asset(
                 b.asset_id,
                 AssetKind.BATTERY,
-                [int(solved[p].charge[j, 0]) - int(solved[p].discharge[j, 0]) for p in prices],
+                [
+                    min(
+                        room,
+                        max(-stock, int(solved[p].charge[j, 0]) - int(solved[p].discharge[j, 0])),
+                    )
+                    for p in prices
+                ],
                 clean=b.clean,
             )
         )
@@ -680,8 +736,6 @@ def _asset_bids(
     slot0, sec, start = forecast.start, forecast.slot_seconds, forecast.start
     out: list[AssetBid] = []
     m = len(prices)
-    cap = policy.max_buy_price
-    floor = policy.min_sell_price
     for a in assets:
         use = [max(v, 0) for v in a.values]
         give = [max(-v, 0) for v in a.values]
@@ -689,16 +743,18 @@ def _asset_bids(
         for j in range(m - 1, -1, -1):
             q = use[j] - (use[j + 1] if j + 1 < m else 0)
             if q > 0:
-                limit = prices[j] if cap is None or j == m - 1 else min(prices[j], cap)
-                buy.append(Step(limit, q))
+                buy.append(Step(prices[j], q))
         sell: list[Step] = []
         for j in range(m):
             q = give[j] - (give[j - 1] if j > 0 else 0)
             if q > 0:
-                ask = prices[j] if floor is None else max(prices[j], floor)
-                sell.append(Step(ask, q))
+                sell.append(Step(prices[j], q))
         if a.kind is AssetKind.BATTERY:
-            k = next(i for i, b in enumerate(b for b in batteries if b.capacity_wh > 0) if b.asset_id == a.asset_id)
+            k = next(
+                i
+                for i, b in enumerate(b for b in batteries if b.capacity_wh > 0)
+                if b.asset_id == a.asset_id
+            )
             b = [b for b in batteries if b.capacity_wh > 0][k]
             params: dict[str, int | str] = {
                 "soc_pct": b.soc_wh * 100 // b.capacity_wh,
@@ -712,7 +768,11 @@ def _asset_bids(
                 params_b = {**params, "use_in_slots": later[0] if later else 0}
                 out.append(
                     AssetBid(
-                        a.asset_id, a.kind, slot0, Side.BUY, tuple(buy),
+                        a.asset_id,
+                        a.kind,
+                        slot0,
+                        Side.BUY,
+                        tuple(buy),
                         Reason.of("battery_charge_cheap", **params_b),
                     )
                 )
@@ -721,8 +781,13 @@ def _asset_bids(
                 params_s = {**params, "refill_in_slots": later[0] if later else 0}
                 out.append(
                     AssetBid(
-                        a.asset_id, a.kind, slot0, Side.SELL, tuple(sell),
-                        Reason.of("battery_discharge_dear", **params_s), clean=a.clean,
+                        a.asset_id,
+                        a.kind,
+                        slot0,
+                        Side.SELL,
+                        tuple(sell),
+                        Reason.of("battery_discharge_dear", **params_s),
+                        clean=a.clean,
                     )
                 )
             continue
