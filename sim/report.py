@@ -481,7 +481,7 @@ def _home_table(c: Community, report: dict[str, Any]) -> str:
     """Per-home bills of every per-home run, and each home's devices."""
     runs = [(n, r) for n, r in report["runs"].items() if r.get("per_home_bill_eur") is not None]
     esc = html.escape
-    out = ["<h2>Bills per home (EUR)</h2><table id='home-bills'><tr><th>home</th><th>devices</th>"]
+    out = ['<h2>Bills per home (EUR)</h2><table id="home-bills"><tr><th>home</th><th>devices</th>']
     out += [f"<th>{esc(r['run'])}</th>" for _, r in runs]
     out.append("</tr>")
     for h in c.homes:
