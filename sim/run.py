@@ -1,20 +1,13 @@
-"""The slot loop: the engine's agents bid, the engine clears, the ledger settles.
+"""The slot loop: the engine's planner bids, the engine clears, the ledger settles.
 
 Nothing here decides a price or an allocation: every slot goes through the same code that
 runs inside Home Assistant (``custom_components.peer_energy.core``):
 
-1. **Outlook.** ``outlook="home"`` (default) does what the integration's slot clock does
-   (``custom_components/peer_energy/market.py``): each home expects for every slot of the
-   coming day the price it got in the same slot a day earlier, else the midpoint of the
-   import price and the feed-in tariff. ``outlook="community"`` instead uses the engine's
-   :func:`~custom_components.peer_energy.core.home.forecast.profile_forecast` over the
-   community's past slot prices (a slot without trades counts at the grid price the
-   community faced), with "yesterday" assumed to look like the first day's inflexible
-   balance before any history exists.
-2. **Agents.** Each home's assets bid through :mod:`~custom_components.peer_energy.core.home.agents`
-   (``pv_bids``, ``base_load_bids``, ``battery_bids``, ``ev_bids``, ``plug_bids``) and
-   ``home_order`` nets them into the home's one order. The simulator gives the agents the
-   slot's actual load and PV (a perfect slot-ahead forecast) and the device states.
+1. **Planner.** Each home's inputs (``sim/homes.py``: its forecast of the horizon, the
+   device states, EV sessions, plug tasks and the community price it expects per slot) go
+   to :func:`~custom_components.peer_energy.core.home.planner.plan_home`, in control or
+   advise mode.
+2. **Orders.** ``agents.home_bid`` turns the plan's bids into the home's two-sided order.
 3. **Credit.** A buy order is capped at what the buyer's credit headroom allows at the import
    price (``CreditLedger.max_buy_wh``), dearest steps kept.
 4. **Clearing.** :func:`~custom_components.peer_energy.core.market.clearing.clear_slot` with the
@@ -24,14 +17,14 @@ runs inside Home Assistant (``custom_components.peer_energy.core``):
    is used (:class:`Federation`).
 5. **Ledger.** Every fill becomes a trade: proposed with the resulting balances, signed by
    both homes' Ed25519 identities, verified and applied by the engine's ``CreditLedger``.
-6. **Devices.** ``split_fill`` splits each home's result back to its assets at the home's
-   price (as the integration computes it: its own fills' volume-weighted price, else the
-   slot's general price, else its assets cleared among themselves); the devices do
-   exactly that (checked against their physical limits), and the meter settles the rest
-   with the grid. The grid exchange each home pays for is that metered exchange.
+6. **Devices.** ``agents.split_result`` splits each home's result back to its assets at the
+   home's price; in control mode the devices do that (checked against their limits, the
+   battery also covering the forecast's miss), in advise mode they follow their own logic;
+   the meter settles the rest with the grid.
 
-Anything the agents ask the devices to do beyond their limits is clipped and counted
-(``extra["device_violations"]``); with the current agents the count is zero.
+``trading=False`` is the "alone but smart" baseline: the same planner, no market. Anything
+the planner asks the devices to do beyond their limits is clipped and counted
+(``extra["device_violations"]``).
 """
 
 from __future__ import annotations

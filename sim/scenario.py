@@ -34,8 +34,12 @@ smart-meter exports: one row per home and slot.
 
 ``load_wh`` is the home's inflexible consumption in the slot (without the EV and the
 flexible plugs described in the JSON), ``pv_wh`` its PV generation, both non-negative
-integer Wh. ``prices.csv`` (optional) has ``timestamp,import_ct,feed_in_ct`` and optionally
-``carbon_g_per_kwh`` and ``day_ahead_ct``. Times may use any offset; they must fall on the
+integer Wh. Optional columns, all four or none: ``load_forecast_wh``, ``pv_forecast_wh``,
+``load_sd_wh``, ``pv_sd_wh``: what the home expects and the standard deviations (without
+them the homes plan with the actual values). ``prices.csv`` (optional) has
+``timestamp,import_ct,feed_in_ct`` and optionally ``carbon_g_per_kwh`` and ``day_ahead_ct``;
+prices have up to two decimals and may be negative (with any decimal the community counts
+in hundredths of a cent: ``price_scale`` 100). Times may use any offset; they must fall on the
 slot grid. Optional fields: ``pv_kwp`` (informative), ``battery``, ``ev``, ``flex``,
 ``clean_only`` (default false).
 
