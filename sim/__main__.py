@@ -179,12 +179,15 @@ def simulate(
     horizon_hours: int = 24,
     outlook: str = "community",
     federation: bool = False,
+    ramp: bool = True,
 ) -> tuple[dict[str, Any], dict[str, kpi.RunResult]]:
-    """Run everything on ``c``; returns the report dict and the raw results."""
+    """Run everything on ``c``; returns the report dict and the raw results (``ramp=False``
+    leaves the ramp baseline out of the baselines)."""
     results: dict[str, kpi.RunResult] = {}
     results["no_trade"] = baselines.no_trade(c)
     if with_baselines:
-        results["ramp"] = baselines.ramp(c)
+        if ramp:
+            results["ramp"] = baselines.ramp(c)
         results["alone"], _ = run.market(
             c, seed=seed, mode="control", trading=False, horizon_hours=horizon_hours
         )
