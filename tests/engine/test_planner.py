@@ -455,6 +455,11 @@ def test_curve_and_reasons_of_a_battery_home() -> None:
     row = plan.slots[0].as_dict()
     assert set(row) >= {"start", "expected_price", "battery_wh", "import_wh", "export_wh"}
     assert all(isinstance(v, int) for v in row.values())
+    whole = plan.as_dict()
+    assert whole["mode"] == "control"
+    assert len(whole["slots"]) == 16
+    assert whole["curve"] == [list(p) for p in plan.curve]
+    assert {b["reason"]["code"] for b in whole["bids"]} >= codes
 
 
 def test_negative_and_fractional_unit_prices() -> None:

@@ -178,6 +178,26 @@ class HomePlan:
     feed_in_tariff: int
     solves: int = 0
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data of the whole plan (entity attributes, diagnostics, the market view)."""
+        return {
+            "mode": self.mode.value,
+            "start": self.start,
+            "slot_seconds": self.slot_seconds,
+            "margin_wh": self.margin_wh,
+            "curve": [list(point) for point in self.curve],
+            "slots": [row.as_dict() for row in self.slots],
+            "bids": [
+                {
+                    "asset_id": b.asset_id,
+                    "side": b.side.value,
+                    "steps": [[s.price, s.energy_wh] for s in b.steps],
+                    "reason": b.reason.to_dict(),
+                }
+                for b in self.bids
+            ],
+        }
+
     def net_at(self, price: int) -> int:
         """Net import of the first slot at ``price`` by the bids (buy minus sell)."""
         net = 0
