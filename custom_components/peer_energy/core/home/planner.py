@@ -51,6 +51,9 @@ bids for what it will import), see :func:`~.agents.home_bid`.
 
 Units: energy Wh, power W, prices minor units per kWh, all integers in and out.
 
+The model is in :mod:`.home_lp`, the per-asset curves of the first slot in :mod:`.curve`,
+the EV session and plug task inputs in :mod:`.devices`.
+
 Public API: :class:`PlanMode`, :class:`EvSession`, :class:`PlugTask`,
 :class:`PlannerSettings`, :class:`PlanSlot`, :class:`HomePlan`, :func:`plan_home`,
 :data:`PLANNER_REASON_CODES`.
@@ -69,10 +72,21 @@ from numpy.typing import NDArray
 
 from ..market.orders import Reason, Side, Step
 from .agents import AssetBid, AssetKind, BatteryState, OwnerPolicy
+from .curve import asset_bids, monotone, slot0_assets
+from .devices import EvSession, PlugTask, energy_wh, first_slot, last_slot
 from .forecast import HomeForecast
 from .home_lp import BatteryModel, HomeLP, LpInput, LpSolution, WindowModel
 
-SECONDS_PER_HOUR = 3600
+__all__ = [
+    "PLANNER_REASON_CODES",
+    "EvSession",
+    "HomePlan",
+    "PlanMode",
+    "PlanSlot",
+    "PlannerSettings",
+    "PlugTask",
+    "plan_home",
+]
 
 # Reason codes the planner gives (the shell translates every one of them). The agents'
 # codes it reuses keep their meaning; the three advise-mode codes are new.
@@ -97,33 +111,6 @@ class PlanMode(StrEnum):
 
     ADVISE = "advise"  # the devices' own logic; the planner models it
     CONTROL = "control"  # the plan decides
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EvSession:
-    """An EV charging session: ``energy_wh`` still needed by ``depart`` (Unix s, exclusive).
-
-    ``arrive`` is when the car is (expected to be) plugged in: at or before the horizon's
-    start for a car plugged in now.
-    """
-
-    asset_id: str
-    depart: int
-    energy_wh: int
-    max_power_w: int
-    arrive: int = 0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PlugTask:
-    """A flexible plug's task: ``energy_wh`` to run between ``earliest`` and ``deadline``
-    (Unix s, exclusive end) at up to ``power_w`` (interruptible)."""
-
-    asset_id: str
-    energy_wh: int
-    power_w: int
-    deadline: int
-    earliest: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -209,20 +196,6 @@ class HomePlan:
         return net
 
 
-def _energy(power_w: int, seconds: int) -> int:
-    return max(0, power_w) * seconds // SECONDS_PER_HOUR
-
-
-def _first_slot(moment: int, start: int, seconds: int) -> int:
-    """Index of the first slot that starts at or after ``moment``."""
-    return max(0, -(-(moment - start) // seconds))
-
-
-def _last_slot(moment: int, start: int, seconds: int) -> int:
-    """Number of slots that end at or before ``moment`` (an exclusive end)."""
-    return max(0, (moment - start) // seconds)
-
-
 def _margin(forecast: HomeForecast, z_pct: int) -> int:
     if forecast.slots == 0:
         return 0
@@ -291,14 +264,20 @@ def _advise(
     ev_use = np.zeros((len(evs), n), dtype=np.int64)
     for j, ev in enumerate(evs):
         _fill_early(
-            ev_use[j], ev.energy_wh, _energy(ev.max_power_w, sec), ev.arrive, ev.depart, start, sec
+            ev_use[j],
+            ev.energy_wh,
+            energy_wh(ev.max_power_w, sec),
+            ev.arrive,
+            ev.depart,
+            start,
+            sec,
         )
     plug_use = np.zeros((len(plugs), n), dtype=np.int64)
     for j, task in enumerate(plugs):
         _fill_early(
             plug_use[j],
             task.energy_wh,
-            _energy(task.power_w, sec),
+            energy_wh(task.power_w, sec),
             task.earliest,
             task.deadline,
             start,
@@ -312,7 +291,7 @@ def _advise(
     for j, b in enumerate(batteries):
         soc = b.soc_wh
         eff = max(1, min(100, b.efficiency_pct))
-        pc, pd = _energy(b.max_charge_w, sec), _energy(b.max_discharge_w, sec)
+        pc, pd = energy_wh(b.max_charge_w, sec), energy_wh(b.max_discharge_w, sec)
         for k in range(n):
             x = int(net[k])
             if x < 0:
@@ -415,8 +394,8 @@ def _fill_early(
 ) -> None:
     """Flat out from ``first`` until ``energy`` is used or ``end`` (Unix s) is reached."""
     left = energy
-    k = _first_slot(first, start, sec)
-    last = min(row.size, _last_slot(end, start, sec))
+    k = first_slot(first, start, sec)
+    last = min(row.size, last_slot(end, start, sec))
     while left > 0 and k < last and per_slot > 0:
         take = min(per_slot, left)
         row[k] = take
@@ -520,8 +499,8 @@ def _lp_input(
             capacity_wh=float(b.capacity_wh),
             reserve_wh=float(b.reserve_wh),
             soc_wh=float(b.soc_wh),
-            charge_wh=float(_energy(b.max_charge_w, sec)),
-            discharge_wh=float(_energy(b.max_discharge_w, sec)),
+            charge_wh=float(energy_wh(b.max_charge_w, sec)),
+            discharge_wh=float(energy_wh(b.max_discharge_w, sec)),
             efficiency=max(1, min(100, b.efficiency_pct)) / 100.0,
             degradation=float(b.degradation),
             end_value=end_value,
@@ -531,9 +510,9 @@ def _lp_input(
     )
 
     def window(first: int, end: int, power: int, need: int) -> WindowModel:
-        per = float(_energy(power, sec))
-        lo = _first_slot(first, start, sec)
-        hi = _last_slot(end, start, sec)
+        per = float(energy_wh(power, sec))
+        lo = first_slot(first, start, sec)
+        hi = last_slot(end, start, sec)
         return WindowModel(
             first=lo,
             last=hi,
@@ -545,14 +524,14 @@ def _lp_input(
 
     cap = None
     if settings.import_limit_w is not None:
-        cap = np.full(n, float(_energy(settings.import_limit_w, sec)))
+        cap = np.full(n, float(energy_wh(settings.import_limit_w, sec)))
     tiers = None
     if settings.flat_tiers is not None:
         (w1, p1), (w2, p2) = settings.flat_tiers
         mean = max(float(np.mean(forecast.import_price)), 0.0)
         tiers = (
-            (float(_energy(w1, sec)), mean * p1 / 100),
-            (float(_energy(w2, sec)), mean * p2 / 100),
+            (float(energy_wh(w1, sec)), mean * p1 / 100),
+            (float(energy_wh(w2, sec)), mean * p2 / 100),
         )
     top = max(*forecast.import_price, 1)
     return LpInput(
@@ -571,16 +550,6 @@ def _lp_input(
         ),
         big=100.0 * top,
     )
-
-
-@dataclass
-class _Asset:
-    """One flexible asset's first-slot energy (+ consumes) at each solved price."""
-
-    asset_id: str
-    kind: AssetKind
-    values: list[int]
-    clean: bool = False
 
 
 def _control(
@@ -624,10 +593,10 @@ def _control(
     else:  # the home alone: the grid's price on its side, or where it is self-sufficient
         ref_price = next((p for p in prices if at(p) <= 0), hi) if at(hi) <= 0 else hi
     ref = _nearest(solved, ref_price)
-    assets = _slot0_assets(solved, prices, forecast.slot_seconds, batteries, evs, plugs)
-    _monotone(assets)
+    assets = slot0_assets(solved, prices, forecast.slot_seconds, batteries, evs, plugs)
+    monotone(assets)
     bids = _fixed_bids(forecast, policy, settings)
-    bids += _asset_bids(assets, prices, forecast, batteries, evs, plugs, policy, ref, ref_price)
+    bids += asset_bids(assets, prices, forecast, batteries, evs, plugs, ref, ref_price)
     net_fixed = forecast.load_wh[0] - forecast.pv_wh[0]
     curve = tuple((p, net_fixed + sum(a.values[j] for a in assets)) for j, p in enumerate(prices))
     rows = _rows(
@@ -657,181 +626,3 @@ def _control(
 def _nearest(solved: dict[int, LpSolution], price: int) -> LpSolution:
     best = min(solved, key=lambda p: (abs(p - price), p))
     return solved[best]
-
-
-def _slot0_assets(
-    solved: dict[int, LpSolution],
-    prices: list[int],
-    slot_seconds: int,
-    batteries: Sequence[BatteryState],
-    evs: Sequence[EvSession],
-    plugs: Sequence[PlugTask],
-) -> list[_Asset]:
-    """First-slot energy per asset at each solved price, rounded towards zero (in limits)."""
-    assets: list[_Asset] = []
-    active = [b for b in batteries if b.capacity_wh > 0]
-    for j, b in enumerate(active):
-        # The LP may charge and discharge in one slot (it burns energy when prices are
-        # negative); a battery does one or the other, so the net is kept within what one
-        # direction allows.
-        room = min(
-            max(0, b.capacity_wh - b.soc_wh) * 100 // max(1, min(100, b.efficiency_pct)),
-            _energy(b.max_charge_w, slot_seconds),
-        )
-        stock = min(max(0, b.soc_wh - b.reserve_wh), _energy(b.max_discharge_w, slot_seconds))
-        assets.append(
-            _Asset(
-                b.asset_id,
-                AssetKind.BATTERY,
-                [
-                    min(
-                        room,
-                        max(-stock, int(solved[p].charge[j, 0]) - int(solved[p].discharge[j, 0])),
-                    )
-                    for p in prices
-                ],
-                clean=b.clean,
-            )
-        )
-    groups: dict[tuple[AssetKind, str], list[int]] = {}
-    ev_rows = [k for k, e in enumerate(evs) if e.energy_wh > 0]
-    for row, k in enumerate(ev_rows):
-        key = (AssetKind.EV, evs[k].asset_id)
-        vals = [int(solved[p].ev[row, 0]) for p in prices]
-        groups[key] = [a + b for a, b in zip(groups.get(key, [0] * len(prices)), vals, strict=True)]
-    plug_rows = [k for k, t in enumerate(plugs) if t.energy_wh > 0]
-    for row, k in enumerate(plug_rows):
-        key = (AssetKind.PLUG, plugs[k].asset_id)
-        vals = [int(solved[p].plug[row, 0]) for p in prices]
-        groups[key] = [a + b for a, b in zip(groups.get(key, [0] * len(prices)), vals, strict=True)]
-    assets += [_Asset(aid, kind, vals) for (kind, aid), vals in groups.items()]
-    return assets
-
-
-def _monotone(assets: list[_Asset]) -> None:
-    """Make every asset's first-slot energy non-increasing in price, keeping the sum's
-    increments (see the module docstring); in place."""
-    if not assets:
-        return
-    m = len(assets[0].values)
-    raw = [list(a.values) for a in assets]
-    for a in assets:
-        a.values = [0] * m
-        a.values[m - 1] = raw[assets.index(a)][m - 1]
-    for j in range(m - 2, -1, -1):
-        delta = [raw[i][j] - assets[i].values[j + 1] for i in range(len(assets))]
-        total = max(0, sum(delta))
-        pos = [max(d, 0) for d in delta]
-        shares = _shares(total, pos)
-        for i, a in enumerate(assets):
-            a.values[j] = a.values[j + 1] + shares[i]
-
-
-def _shares(total: int, weights: list[int]) -> list[int]:
-    """Split ``total`` (<= sum of weights) in proportion to ``weights`` (largest remainder)."""
-    wsum = sum(weights)
-    if total <= 0 or wsum <= 0:
-        return [0] * len(weights)
-    total = min(total, wsum)
-    base = [w * total // wsum for w in weights]
-    rest = total - sum(base)
-    order = sorted(range(len(weights)), key=lambda i: (-(weights[i] * total % wsum), i))
-    for i in order[:rest]:
-        base[i] += 1
-    return base
-
-
-def _asset_bids(
-    assets: list[_Asset],
-    prices: list[int],
-    forecast: HomeForecast,
-    batteries: Sequence[BatteryState],
-    evs: Sequence[EvSession],
-    plugs: Sequence[PlugTask],
-    policy: OwnerPolicy,
-    ref: LpSolution,
-    ref_price: int,
-) -> list[AssetBid]:
-    """Step curves per asset from its monotone first-slot energies."""
-    slot0, sec, start = forecast.start, forecast.slot_seconds, forecast.start
-    out: list[AssetBid] = []
-    m = len(prices)
-    for a in assets:
-        use = [max(v, 0) for v in a.values]
-        give = [max(-v, 0) for v in a.values]
-        buy: list[Step] = []
-        for j in range(m - 1, -1, -1):
-            q = use[j] - (use[j + 1] if j + 1 < m else 0)
-            if q > 0:
-                buy.append(Step(prices[j], q))
-        sell: list[Step] = []
-        for j in range(m):
-            q = give[j] - (give[j - 1] if j > 0 else 0)
-            if q > 0:
-                sell.append(Step(prices[j], q))
-        if a.kind is AssetKind.BATTERY:
-            k = next(
-                i
-                for i, b in enumerate(b for b in batteries if b.capacity_wh > 0)
-                if b.asset_id == a.asset_id
-            )
-            b = [b for b in batteries if b.capacity_wh > 0][k]
-            params: dict[str, int | str] = {
-                "soc_pct": b.soc_wh * 100 // b.capacity_wh,
-                "reserve_pct": b.reserve_pct,
-                "expected": ref_price,
-                "plan_wh": int(ref.charge[k, 0] - ref.discharge[k, 0]),
-            }
-            net_plan = ref.charge[k] - ref.discharge[k]
-            if buy:
-                later = [i for i in range(1, len(net_plan)) if net_plan[i] < -0.5]
-                params_b = {**params, "use_in_slots": later[0] if later else 0}
-                out.append(
-                    AssetBid(
-                        a.asset_id,
-                        a.kind,
-                        slot0,
-                        Side.BUY,
-                        tuple(buy),
-                        Reason.of("battery_charge_cheap", **params_b),
-                    )
-                )
-            if sell:
-                later = [i for i in range(1, len(net_plan)) if net_plan[i] > 0.5]
-                params_s = {**params, "refill_in_slots": later[0] if later else 0}
-                out.append(
-                    AssetBid(
-                        a.asset_id,
-                        a.kind,
-                        slot0,
-                        Side.SELL,
-                        tuple(sell),
-                        Reason.of("battery_discharge_dear", **params_s),
-                        clean=a.clean,
-                    )
-                )
-            continue
-        if not buy:
-            continue
-        if a.kind is AssetKind.EV:
-            sessions = [e for e in evs if e.asset_id == a.asset_id and e.energy_wh > 0]
-            need = sum(e.energy_wh for e in sessions)
-            depart = min(e.depart for e in sessions)
-            per = _energy(max(e.max_power_w for e in sessions), sec)
-            left = _last_slot(depart, start, sec)
-            urgent = need > per * max(left - 1, 0)
-            code = "ev_deadline" if urgent else "ev_charge"
-            params = {"need_wh": need, "slots_left": left, "expected": ref_price}
-        else:
-            tasks = [t for t in plugs if t.asset_id == a.asset_id and t.energy_wh > 0]
-            need = sum(t.energy_wh for t in tasks)
-            deadline = min(t.deadline for t in tasks)
-            per = _energy(max(t.power_w for t in tasks), sec)
-            left = _last_slot(deadline, start, sec)
-            urgent = need > per * max(left - 1, 0)
-            code = "plug_delay_exhausted" if urgent else "plug_run"
-            params = {"need_wh": need, "slots_left": left, "expected": ref_price}
-        out.append(
-            AssetBid(a.asset_id, a.kind, slot0, Side.BUY, tuple(buy), Reason.of(code, **params))
-        )
-    return out
