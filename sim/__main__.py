@@ -7,11 +7,14 @@ prints the KPI table and writes the JSON and HTML reports. See ``docs/simulation
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 import shlex
 import sys
 import time
 from typing import Any
+
+from custom_components.peer_energy.core.home.planner import PlannerSettings
 
 from . import baselines, kpi, report, run
 from .community import Community, Options, build
@@ -94,6 +97,13 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=24,
         help="planning horizon of every home in hours (default %(default)s)",
+    )
+    p.add_argument(
+        "--margin-pct",
+        type=int,
+        default=PlannerSettings().risk_z_pct,
+        help="uncertainty margin the homes keep back on both sides of their orders, in "
+        "standard deviations x 100 of the first slot's net demand (default %(default)s)",
     )
     p.add_argument(
         "--outlook",
@@ -180,16 +190,25 @@ def simulate(
     outlook: str = "community",
     federation: bool = False,
     ramp: bool = True,
+    margin_pct: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, kpi.RunResult]]:
     """Run everything on ``c``; returns the report dict and the raw results (``ramp=False``
     leaves the ramp baseline out of the baselines)."""
     results: dict[str, kpi.RunResult] = {}
+    settings = run.default_settings(c)
+    if margin_pct is not None:
+        settings = replace(settings, risk_z_pct=margin_pct)
     results["no_trade"] = baselines.no_trade(c)
     if with_baselines:
         if ramp:
             results["ramp"] = baselines.ramp(c)
         results["alone"], _ = run.market(
-            c, seed=seed, mode="control", trading=False, horizon_hours=horizon_hours
+            c,
+            seed=seed,
+            mode="control",
+            trading=False,
+            horizon_hours=horizon_hours,
+            settings=settings,
         )
     market, ledger = run.market(
         c,
@@ -198,6 +217,7 @@ def simulate(
         horizon_hours=horizon_hours,
         outlook=outlook,
         federation=federation,
+        settings=settings,
     )
     results["market"] = market
     optimum = baselines.optimum(c) if with_baselines else None
@@ -236,6 +256,7 @@ def simulate(
         },
         "mode": mode,
         "horizon_hours": horizon_hours,
+        "margin_pct": settings.risk_z_pct,
         "outlook": outlook,
         "federation": federation,
         "runs": runs,
@@ -288,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         horizon_hours=args.horizon_hours,
         outlook=args.outlook,
         federation=args.federation,
+        margin_pct=args.margin_pct,
     )
     data["timing_s"] = {
         "build": round(built, 2),

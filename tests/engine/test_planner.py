@@ -256,7 +256,8 @@ def test_advise_mode_offers_only_what_it_exports(
     bought = sum(o.energy_wh for o in orders if o.side is Side.BUY)
     assert sold == max(0, first.export_wh - plan.margin_wh)
     assert bought == max(0, first.import_wh - plan.margin_wh)
-    assert plan.margin_wh == int((load_sd**2 + pv_sd**2) ** 0.5)  # one standard deviation
+    sd = int((load_sd**2 + pv_sd**2) ** 0.5)
+    assert sd * 2 - 2 <= plan.margin_wh <= sd * 2  # two standard deviations by default
     # the advise model is the devices' own logic: self-consumption, flat out on plug-in
     bats: Sequence[BatteryState] = home["batteries"]  # type: ignore[assignment]
     net = first.load_wh - first.pv_wh + first.ev_wh + first.plug_wh

@@ -121,7 +121,7 @@ class PlannerSettings:
     # Soft flattening tiers: (threshold W, extra cost per kWh of import above it in percent
     # of the horizon's mean import price, so it means the same in every currency).
     flat_tiers: tuple[tuple[int, int], tuple[int, int]] | None = ((3700, 15), (7400, 45))
-    risk_z_pct: int = 100  # uncertainty margin, in standard deviations x 100
+    risk_z_pct: int = 200  # uncertainty margin, in standard deviations x 100
     max_solves: int = 24  # LP solves per plan (the curve's resolution)
     price_step: int = 1  # finest price difference the curve resolves (minor units)
     pv_id: str = "pv"
