@@ -108,6 +108,12 @@ class Community:
     carbon: NDArray[Any]  # (T,) float g CO2/kWh (grid proxy)
     day_ahead: NDArray[Any] | None = None  # (T,) float ct/kWh, for the report
     meta: dict[str, Any] = field(default_factory=dict)
+    # What the homes expect (H, T), when it differs from what happens; None: exact forecasts.
+    load_fc_wh: NDArray[Any] | None = None
+    pv_fc_wh: NDArray[Any] | None = None
+    load_sd_wh: NDArray[Any] | None = None  # standard deviations of those forecasts
+    pv_sd_wh: NDArray[Any] | None = None
+    price_scale: int = 1  # price units per euro cent (100: prices in hundredths of a cent)
 
     @property
     def n_homes(self) -> int:
@@ -116,6 +122,22 @@ class Community:
     @property
     def n_slots(self) -> int:
         return int(self.slots.size)
+
+    @property
+    def forecast_error(self) -> bool:
+        """Whether the homes plan with forecasts that differ from what happens."""
+        return self.load_fc_wh is not None or self.pv_fc_wh is not None
+
+    def forecasts(self) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
+        """(load, PV, load sd, PV sd) the homes plan with: the actuals and zero spread when
+        the community has no forecasts of its own."""
+        zero = np.zeros_like(self.load_wh)
+        return (
+            self.load_wh if self.load_fc_wh is None else self.load_fc_wh,
+            self.pv_wh if self.pv_fc_wh is None else self.pv_fc_wh,
+            zero if self.load_sd_wh is None else self.load_sd_wh,
+            zero if self.pv_sd_wh is None else self.pv_sd_wh,
+        )
 
     def slot_hours(self) -> float:
         return self.slot_seconds / 3600.0
@@ -137,6 +159,12 @@ class Community:
                 raise ValueError(f"{name} must have shape (homes, slots) = {(h, t)}")
             if (arr < 0).any():
                 raise ValueError(f"{name} must not be negative")
+        for name in ("load_fc_wh", "pv_fc_wh", "load_sd_wh", "pv_sd_wh"):
+            arr = getattr(self, name)
+            if arr is not None and (arr.shape != (h, t) or (arr < 0).any()):
+                raise ValueError(f"{name} must have shape (homes, slots) and no negative value")
+        if self.price_scale < 1:
+            raise ValueError("price_scale must be at least 1")
         for name in ("import_price", "feed_in", "carbon"):
             if getattr(self, name).shape != (t,):
                 raise ValueError(f"{name} must have one value per slot")
@@ -195,6 +223,7 @@ class Options:
     import_ct: int = 32
     feed_in_ct: int = 8
     charges_ct: int = 22  # network charges, levies and taxes on top of day-ahead (dynamic)
+    forecast: str = "exact"  # "exact": homes know their load and PV; "noisy": forecast error
 
     def check(self) -> None:
         if self.homes < 1 or self.days < 1:
@@ -206,6 +235,8 @@ class Options:
                 raise ValueError(f"{name.replace('_', '-')} must be between 0 and 1")
         if self.tariff not in ("fixed", "dynamic"):
             raise ValueError("tariff must be fixed or dynamic")
+        if self.forecast not in ("exact", "noisy"):
+            raise ValueError("forecast must be exact or noisy")
         if not 0 <= self.feed_in_ct <= self.import_ct:
             raise ValueError("the feed-in tariff must be between 0 and the import price")
 
@@ -286,11 +317,18 @@ def build(options: Options) -> Community:
     homes: list[Home] = []
     load = np.zeros((n, t), dtype=np.int64)
     pv = np.zeros((n, t), dtype=np.int64)
+    load_fc = np.zeros((n, t), dtype=np.int64)
+    load_sd = np.zeros((n, t), dtype=np.int64)
+    pv_fc = np.zeros((n, t), dtype=np.int64)
+    pv_sd = np.zeros((n, t), dtype=np.int64)
     hours = slot_seconds / 3600.0
     for i in range(n):
         home_rng = np.random.default_rng([options.seed, i])
         annual = float(np.clip(home_rng.lognormal(np.log(3200.0), 0.35), 1500.0, 8000.0))
-        load[i] = np.rint(data.vary_load(base, annual, slot_seconds, home_rng) * hours)
+        actual, mean, spread = data.household_load(base, annual, slot_seconds, home_rng)
+        load[i] = np.rint(actual * hours)
+        load_fc[i] = np.rint(mean * hours)
+        load_sd[i] = np.rint(spread * hours)
         kwp = 0.0
         if i in pv_homes:
             kwp = round(float(home_rng.uniform(4.0, 12.0)), 1)
@@ -298,6 +336,9 @@ def build(options: Options) -> Community:
             if orient not in pv_cache:
                 pv_cache[orient] = data.pv_per_kwp(slots, slot_seconds, options.region, *orient)
             pv[i] = np.rint(pv_cache[orient] * kwp * hours)
+            pv_fc[i], pv_sd[i] = data.pv_forecast_error(
+                pv[i], slot_seconds, np.random.default_rng([options.seed, i, 7])
+            )
         battery = None
         if i in battery_homes:
             cap = int(home_rng.choice([5_000, 7_500, 10_000, 13_500]))
@@ -330,7 +371,11 @@ def build(options: Options) -> Community:
             "station": data.load_weather(options.region).station,
             "start": options.start,
             "tariff": options.tariff,
+            "forecast": options.forecast,
         },
     )
+    if options.forecast == "noisy":
+        community.load_fc_wh, community.load_sd_wh = load_fc, load_sd
+        community.pv_fc_wh, community.pv_sd_wh = pv_fc, pv_sd
     community.check()
     return community

@@ -177,6 +177,25 @@ def vary_load(
     appliance peaks (1.5-3 kW for 15-45 min, about three a day, placed where the profile
     is high); the profile part is scaled so the expected energy matches ``annual_kwh``.
     """
+    return household_load(base_w, annual_kwh, slot_seconds, rng)[0]
+
+
+PEAKS_PER_DAY = 3.0
+PEAK_MEAN_W = 2250.0  # mean power of an appliance peak (1.5-3 kW)
+PEAK_MEAN_S = 30.5 * 60  # mean duration (15-45 min)
+
+
+def household_load(
+    base_w: NDArray[Any], annual_kwh: float, slot_seconds: int, rng: np.random.Generator
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
+    """:func:`vary_load` with what a good load model of the home would expect: the load (W
+    per slot), its expectation and its standard deviation (W), same random draws.
+
+    The expectation is the home's shifted, scaled profile plus the expected appliance-peak
+    power of each slot; the spread combines the profile noise (about 31 %) and the chance
+    of a peak in the slot. It is the forecast of a model that learned the home's habits,
+    not of one that knows the day.
+    """
     n = base_w.size
     per_hour = max(1, 3600 // slot_seconds)
     shift_slots = round(int(rng.integers(-3, 4)) * 900 / slot_seconds)
@@ -189,12 +208,44 @@ def vary_load(
     load = shaped * factor * scale
     days = n * slot_seconds / 86_400
     weights = shaped / shaped.sum()
-    for s in rng.choice(n, size=int(rng.poisson(3.0 * days)), p=weights):
+    for s in rng.choice(n, size=int(rng.poisson(PEAKS_PER_DAY * days)), p=weights):
         duration = int(rng.integers(15, 46)) * 60
         power = float(rng.uniform(1500.0, 3000.0))
         covered = -(-duration // slot_seconds)
         load[s : s + covered] += power * duration / (covered * slot_seconds)
-    return np.asarray(np.maximum(load, 50.0), dtype=float)
+    rate = PEAKS_PER_DAY * days * weights  # expected peaks starting in each slot
+    per_peak_w = PEAK_MEAN_W * PEAK_MEAN_S / slot_seconds
+    mean = shaped * scale + rate * per_peak_w
+    peak_w = PEAK_MEAN_W * min(1.0, PEAK_MEAN_S / slot_seconds)
+    sd = np.sqrt(
+        (0.31 * shaped * scale) ** 2 + rate * min(1.0, slot_seconds / PEAK_MEAN_S) * peak_w**2
+    )
+    return (
+        np.asarray(np.maximum(load, 50.0), dtype=float),
+        np.asarray(np.maximum(mean, 50.0), dtype=float),
+        np.asarray(sd, dtype=float),
+    )
+
+
+def pv_forecast_error(
+    pv_wh: NDArray[Any], slot_seconds: int, rng: np.random.Generator
+) -> tuple[NDArray[Any], NDArray[Any]]:
+    """A day-ahead PV forecast of ``pv_wh`` (one home, Wh per slot) and its spread.
+
+    The weather is what happens; the forecast misses it by a factor per day (lognormal,
+    sd about 20 %) and by hour-smoothed noise within the day (sd about 15 %), as a
+    day-ahead solar forecast for one roof does. The spread is 25 % of the forecast.
+    """
+    n = pv_wh.size
+    per_day = 86_400 // slot_seconds
+    per_hour = max(1, 3600 // slot_seconds)
+    days = -(-n // per_day)
+    daily = np.repeat(rng.lognormal(0.0, 0.2, days), per_day)[:n]
+    noise = rng.normal(0.0, 1.0, n)
+    smooth = np.convolve(noise, np.ones(per_hour) / per_hour, mode="same") * np.sqrt(per_hour)
+    hourly = np.exp(0.15 * smooth - 0.011)
+    forecast = np.rint(pv_wh / daily / hourly)
+    return forecast.astype(np.int64), np.rint(0.25 * forecast).astype(np.int64)
 
 
 def national_drivers(slots: NDArray[Any], slot_seconds: int, region: int) -> pd.DataFrame:

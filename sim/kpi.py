@@ -26,7 +26,11 @@ Definitions (all over the whole horizon):
 * largest seller share = the top seller's share of all energy sold between homes;
 * Gini of sales = Gini coefficient of energy sold, over the homes that could sell (PV or
   battery); 0 = equal, 1 = one seller sells everything;
-* homes worse off = homes whose bill is above their no-trading bill (must be zero).
+* homes worse off = homes whose bill is above their no-trading bill (must be zero);
+* share of the gap = (savings - "alone but smart" savings) / (optimum's savings - "alone
+  but smart" savings): how much of what only a community can add this run realises;
+* delivered share = 1 - energy sold but not delivered / energy sold, where a home's
+  shortfall in a slot is what it sold (net of what it bought) beyond what physically left it.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class RunResult:
     runtime_s: float = 0.0
     per_home: bool = True  # False for the optimum (community-level grid exchange)
     extra: dict[str, Any] = field(default_factory=dict)
+    shortfall: NDArray[Any] | None = None  # (H, T) energy sold but not delivered
 
     def community_import(self) -> NDArray[Any]:
         return np.asarray(self.grid_import.sum(axis=0))
@@ -115,17 +120,24 @@ def gini(values: NDArray[Any]) -> float:
     return float((2 * (ranks * x).sum()) / (n * x.sum()) - (n + 1) / n)
 
 
-def _euro(milli: float) -> float:
-    return round(float(milli) / MILLI_PER_EURO, 2)
-
-
 def kpis(
     c: Community,
     run: RunResult,
     no_trade: RunResult,
     optimum: RunResult | None = None,
+    alone: RunResult | None = None,
 ) -> dict[str, Any]:
-    """All KPIs of one run as plain JSON-ready numbers (money in euro, energy in kWh)."""
+    """All KPIs of one run as plain JSON-ready numbers (money in euro, energy in kWh).
+
+    ``alone`` is the "alone but smart" run: with it (and the optimum) the KPIs include the
+    share of the gap between it and the optimum that this run closes, and the homes worse
+    off than alone.
+    """
+    per_euro = MILLI_PER_EURO * c.price_scale
+
+    def _euro(milli: float) -> float:
+        return round(float(milli) / per_euro, 2)
+
     consumption = float((c.load_wh + run.ev + run.flex).sum())
     generation = float(c.pv_wh.sum())
     imp = run.community_import()
@@ -152,6 +164,16 @@ def kpis(
     if optimum is not None:
         best = base_total - optimum.total_bill(c)
         out["optimum_savings_share"] = round(savings / best, 4) if best > 0 else None
+        if alone is not None and alone is not run:
+            own = base_total - alone.total_bill(c)
+            out["alone_gap_share"] = (
+                round((savings - own) / (best - own), 4) if best > own else None
+            )
+    if run.shortfall is not None and run.per_home:
+        sold_wh = float(run.sold.sum())
+        short = float(run.shortfall.sum())
+        out["delivered_share"] = round(1.0 - short / sold_wh, 4) if sold_wh else None
+        out["shortfall_kwh"] = round(short / 1000, 1)
     if run.per_home:
         bills = run.bills(c)
         base = no_trade.bills(c)
@@ -175,6 +197,9 @@ def kpis(
                 "largest_seller_share": round(float(sold.max()) / traded, 4) if traded else 0.0,
                 "sales_gini": round(gini(sold[sellers]), 4),
                 "homes_worse_off": int((bills > base).sum()),
+                "homes_worse_off_than_alone": int((bills > alone.bills(c)).sum())
+                if alone is not None and alone is not run
+                else None,
                 "worst_home_change_eur": _euro(float((bills - base).max())),
                 "per_home_bill_eur": {
                     h.home_id: _euro(b) for h, b in zip(c.homes, bills, strict=True)

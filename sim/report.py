@@ -35,6 +35,7 @@ COLORS = {
     "day-ahead": "#8c564b",
     "no trading": "#7f7f7f",
     "optimum": "#1f77b4",
+    "alone but smart": "#9467bd",
 }
 
 # (key, label, format) rows of the comparison table
@@ -43,6 +44,7 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("savings_eur", "Savings vs no trading (EUR)", "{:.2f}"),
     ("savings_pct", "Savings vs no trading (%)", "{:.1f}"),
     ("optimum_savings_share", "Share of the optimum's savings", "{:.1%}"),
+    ("alone_gap_share", "Share of the gap alone but smart - optimum", "{:.1%}"),
     ("self_sufficiency", "Self-sufficiency", "{:.1%}"),
     ("self_consumption", "Self-consumption", "{:.1%}"),
     ("grid_import_kwh", "Grid import (kWh)", "{:.1f}"),
@@ -56,6 +58,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("largest_seller_share", "Largest seller's share of sales", "{:.1%}"),
     ("sales_gini", "Gini coefficient of sales", "{:.3f}"),
     ("homes_worse_off", "Homes worse off than no trading", "{}"),
+    ("homes_worse_off_than_alone", "Homes worse off than alone but smart", "{}"),
+    ("delivered_share", "Delivered / sold", "{:.1%}"),
     ("grid_emissions_kg", "Grid emissions, proxy (kg CO2)", "{:.1f}"),
     ("runtime_s", "Runtime (s)", "{:.2f}"),
 )
@@ -117,12 +121,36 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     mag = 10 ** math.floor(math.log10(raw))
     step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=raw)
     first = math.floor(lo / step) * step
-    ticks = []
-    v = first
-    while v <= hi + step * 0.5:
-        ticks.append(round(v, 10))
-        v += step
+    ticks = [round(first, 10)]
+    while ticks[-1] < hi:  # the last tick is at or above the largest value: nothing overflows
+        ticks.append(round(first + len(ticks) * step, 10))
+    if len(ticks) == 1:
+        ticks.append(round(first + step, 10))
     return ticks
+
+
+def start_label(c: Community) -> str:
+    """The first slot's start as a readable local date and time (also for scenario runs)."""
+    return datetime.fromtimestamp(int(c.slots[0]), ZONE).strftime("%a %d %b %Y %H:%M %Z")
+
+
+def _time_labels(t0: float, t1: float) -> list[tuple[float, str, bool]]:
+    """Where to label the time axis: (time, label, day boundary?). Days for longer runs;
+    every three hours (and the date at midnight) for runs of up to two days."""
+    short = t1 - t0 <= 2 * 86_400
+    step = 3 * 3600 if short else 86_400
+    start = datetime.fromtimestamp(t0, ZONE).replace(minute=0, second=0, microsecond=0)
+    out: list[tuple[float, str, bool]] = []
+    moment = start
+    while moment.timestamp() <= t1:
+        ts = moment.timestamp()
+        midnight = moment.hour == 0
+        if ts >= t0 and ((short and moment.hour % 3 == 0) or midnight):
+            label = moment.strftime("%a %d %b") if midnight else moment.strftime("%H:%M")
+            if not out or ts - out[-1][0] >= step:
+                out.append((ts, label, midnight))
+        moment = datetime.fromtimestamp(ts + 3600, ZONE)
+    return out
 
 
 def line_chart(
@@ -135,8 +163,10 @@ def line_chart(
     width: int = 960,
     height: int = 300,
     step: bool = False,
+    slot_seconds: int = 0,
 ) -> str:
-    """An SVG line chart over time (x: Unix seconds, gaps where a value is nan)."""
+    """An SVG line chart over time (x: Unix seconds, gaps where a value is nan); with
+    ``slot_seconds`` the x axis runs to the end of the last slot (step charts)."""
     left, right, top, bottom = 60, 20, 34, 40
     pw, ph = width - left - right, height - top - bottom
     vals = (
@@ -147,7 +177,10 @@ def line_chart(
     hi = float(finite.max()) if finite.size else 1.0
     ticks = _nice_ticks(lo, hi)
     lo, hi = ticks[0], ticks[-1] if ticks[-1] > ticks[0] else ticks[0] + 1
-    t0, t1 = float(times[0]), float(times[-1]) if times[-1] > times[0] else float(times[0]) + 1
+    t0 = float(times[0])
+    t1 = float(times[-1]) + slot_seconds
+    if t1 <= t0:
+        t1 = t0 + 1
 
     def sx(t: float) -> float:
         return left + (t - t0) / (t1 - t0) * pw
@@ -172,17 +205,11 @@ def line_chart(
         f'transform="rotate(-90 14 {top + ph / 2:.0f})" '
         f'text-anchor="middle">{html.escape(unit)}</text>'
     )
-    day = 86_400
-    first_day = int(
-        datetime.fromtimestamp(t0, ZONE).replace(hour=0, minute=0, second=0).timestamp()
-    )
-    d = first_day if first_day >= t0 else first_day + day
-    while d <= t1:
-        x = sx(d)
-        label = datetime.fromtimestamp(d, ZONE).strftime("%a %d %b")
-        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + ph}" class="grid"/>')
-        out.append(f'<text x="{x + 3:.1f}" y="{top + ph + 16}" class="tick">{label}</text>')
-        d += day
+    for x, label, strong in _time_labels(t0, t1):
+        xs = sx(x)
+        cls = "grid" if strong else "grid faint"
+        out.append(f'<line x1="{xs:.1f}" x2="{xs:.1f}" y1="{top}" y2="{top + ph}" class="{cls}"/>')
+        out.append(f'<text x="{xs + 3:.1f}" y="{top + ph + 16}" class="tick">{label}</text>')
     lx = left + 8
     for name, values in series:
         color = COLORS.get(name, "#333")
@@ -198,6 +225,9 @@ def line_chart(
                 path.append(f"H{x:.1f}")
             path.append(f"{'L' if pen else 'M'}{x:.1f} {sy(y):.1f}")
             pen = True
+            following = arr[k + 1] if k + 1 < arr.size else math.nan
+            if step and slot_seconds and not math.isfinite(following):
+                path.append(f"H{sx(float(t) + slot_seconds):.1f}")  # the slot's whole width
         out.append(f'<path d="{"".join(path)}" fill="none" stroke="{color}" stroke-width="1.4"/>')
         out.append(f'<rect x="{lx}" y="{height - 14}" width="12" height="4" fill="{color}"/>')
         out.append(f'<text x="{lx + 16}" y="{height - 9}" class="tick">{html.escape(name)}</text>')
@@ -215,8 +245,10 @@ def bar_chart(
     *,
     width: int = 960,
     height: int = 300,
+    color_by_label: bool = False,
 ) -> str:
-    """An SVG grouped bar chart (one group per label, one bar per series)."""
+    """An SVG grouped bar chart (one group per label, one bar per series); with
+    ``color_by_label`` each label (e.g. a run) has its own colour and legend entry."""
     left, right, top, bottom = 60, 20, 34, 58
     pw, ph = width - left - right, height - top - bottom
     allv = [float(v) for _, vs in bars for v in vs] or [0.0]
@@ -252,9 +284,10 @@ def bar_chart(
             v = float(values[g])
             x = left + g * group + group * 0.1 + b * bw
             y0, y1 = sorted((zero, sy(v)))
+            color = COLORS.get(label if color_by_label else name, "#333")
             out.append(
                 f'<rect x="{x:.1f}" y="{y0:.1f}" width="{bw:.1f}" height="{max(y1 - y0, 0.5):.1f}" '
-                f'fill="{COLORS.get(name, "#333")}">'
+                f'fill="{color}">'
                 f"<title>{html.escape(label)} {html.escape(name)}: "
                 f"{v:.2f} {html.escape(unit)}</title></rect>"
             )
@@ -265,7 +298,7 @@ def bar_chart(
                 f'transform="rotate(60 {cx:.1f} {top + ph + 8})">{html.escape(label)}</text>'
             )
     lx = left + 8
-    for name, _ in bars:
+    for name in labels if color_by_label else [name for name, _ in bars]:
         out.append(
             f'<rect x="{lx}" y="{height - 14}" width="12" height="8" '
             f'fill="{COLORS.get(name, "#333")}"/>'
@@ -291,6 +324,7 @@ th:first-child{text-align:left}
 .card b{display:block;font-size:1.5em} .ok{color:#2ca02c} .miss{color:#d62728}
 svg.chart{max-width:100%;height:auto;margin:8px 0 18px} .title{font-weight:600;font-size:14px}
 .tick{font-size:11px;fill:#555} .small{font-size:9px} .grid{stroke:#e6e6e6;stroke-width:1}
+.faint{stroke:#f3f3f3} td.l{text-align:left}
 """
 
 
@@ -309,7 +343,9 @@ def html_report(c: Community, report: dict[str, Any], runs: dict[str, RunResult]
     com = report["community"]
     parts.append(
         f"<p class='sub'>{com['homes']} homes, {com['days']:g} days from {esc(com['start'])}, "
-        f"{com['slot_minutes']}-minute slots, {esc(com['source'])}, tariff {esc(com['tariff'])}. "
+        f"{com['slot_minutes']}-minute slots, {esc(com['source'])}, tariff {esc(com['tariff'])}, "
+        f"forecasts {esc(str(com.get('forecast', 'exact')))}, planner mode "
+        f"{esc(str(report.get('mode', 'control')))}. "
         f"Command: <code>{esc(report['command'])}</code></p>"
     )
     if "market" in report["runs"]:
@@ -318,9 +354,19 @@ def html_report(c: Community, report: dict[str, Any], runs: dict[str, RunResult]
             ("Savings vs no trading", f"{k['savings_eur']:.2f} EUR ({k['savings_pct']:.1f} %)"),
             ("Share of the optimum", _fmt(k.get("optimum_savings_share"), "{:.1%}")),
             ("Self-sufficiency", _fmt(k["self_sufficiency"], "{:.1%}")),
+            ("Share of the gap alone - optimum", _fmt(k.get("alone_gap_share"), "{:.1%}")),
             ("Homes worse off", str(k.get("homes_worse_off"))),
             ("Traded", f"{k.get('traded_kwh', 0):.0f} kWh"),
         ]
+        base = report["runs"].get("no_trade")
+        if base is not None:
+            cards.append(
+                (
+                    "Peak grid import",
+                    f"{k['peak_grid_import_kw']:.1f} kW "
+                    f"(no trading {base['peak_grid_import_kw']:.1f})",
+                )
+            )
         parts.append("<div class='cards'>")
         parts += [f"<div class='card'>{esc(a)}<b>{esc(b)}</b></div>" for a, b in cards]
         parts.append("</div>")
@@ -365,21 +411,32 @@ def html_report(c: Community, report: dict[str, Any], runs: dict[str, RunResult]
             series,
         )
     )
+    scale = float(c.price_scale)
     prices: list[tuple[str, NDArray[Any]]] = [
-        ("retail", c.import_price.astype(float)),
-        ("feed-in", c.feed_in.astype(float)),
+        ("retail", c.import_price.astype(float) / scale),
+        ("feed-in", c.feed_in.astype(float) / scale),
     ]
     if c.day_ahead is not None:
         prices.append(("day-ahead", np.asarray(c.day_ahead, dtype=float)))
     if "ramp" in runs:
-        prices.append(("ramp", runs["ramp"].price))
+        prices.append(("ramp", runs["ramp"].price / scale))
     if market is not None:
-        prices.append(("market", market.price))
-    parts.append(line_chart("chart-prices", "Prices", "ct/kWh", c.slots, prices, step=True))
+        prices.append(("market", market.price / scale))
+    parts.append(
+        line_chart(
+            "chart-prices",
+            "Prices",
+            "ct/kWh",
+            c.slots,
+            prices,
+            step=True,
+            slot_seconds=c.slot_seconds,
+        )
+    )
 
     per_home = [
         (n, report["runs"][n].get("per_home_savings_eur"))
-        for n in ("market", "ramp")
+        for n in ("market", "alone", "ramp")
         if report["runs"].get(n, {}).get("per_home_savings_eur")
     ]
     if per_home:
@@ -392,7 +449,11 @@ def html_report(c: Community, report: dict[str, Any], runs: dict[str, RunResult]
                 "Savings per home against not trading",
                 "EUR",
                 order,
-                [(n, [vals[h] for h in order]) for n, vals in per_home if vals],
+                [
+                    (report["runs"][n]["run"], [vals[h] for h in order])
+                    for n, vals in per_home
+                    if vals
+                ],
             )
         )
     bills = [(report["runs"][n]["run"], report["runs"][n]["total_bill_eur"]) for n in names]
@@ -402,16 +463,44 @@ def html_report(c: Community, report: dict[str, Any], runs: dict[str, RunResult]
             "Community bill per run",
             "EUR",
             [b[0] for b in bills],
-            [("market", [b[1] for b in bills])],
+            [("bill", [b[1] for b in bills])],
             height=260,
+            color_by_label=True,
         )
     )
+    parts.append(_home_table(c, report))
     parts.append(
         "<p class='sub'>Definitions of every KPI and of the baselines: docs/simulation.md. "
         "Money in euro; energy in kWh; the optimum is a perfect-foresight linear program over "
         "all homes and slots with the same devices.</p></body></html>"
     )
     return "\n".join(parts)
+
+
+def _home_table(c: Community, report: dict[str, Any]) -> str:
+    """Per-home bills of every per-home run, and each home's devices."""
+    runs = [(n, r) for n, r in report["runs"].items() if r.get("per_home_bill_eur") is not None]
+    esc = html.escape
+    out = ['<h2>Bills per home (EUR)</h2><table id="home-bills"><tr><th>home</th><th>devices</th>']
+    out += [f"<th>{esc(r['run'])}</th>" for _, r in runs]
+    out.append("</tr>")
+    for h in c.homes:
+        devices = [
+            name
+            for name, has in (
+                (f"PV {h.pv_kwp:g} kWp", h.pv_kwp > 0),
+                ("battery", h.battery is not None),
+                ("EV", h.ev is not None),
+                ("plugs", bool(h.flex)),
+                ("clean only", h.clean_only),
+            )
+            if has
+        ]
+        out.append(f"<tr><td>{esc(h.home_id)}</td><td class='l'>{esc(', '.join(devices))}</td>")
+        out += [f"<td class='n'>{r['per_home_bill_eur'][h.home_id]:.2f}</td>" for _, r in runs]
+        out.append("</tr>")
+    out.append("</table>")
+    return "".join(out)
 
 
 def write_html(

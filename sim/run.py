@@ -1,20 +1,13 @@
-"""The slot loop: the engine's agents bid, the engine clears, the ledger settles.
+"""The slot loop: the engine's planner bids, the engine clears, the ledger settles.
 
 Nothing here decides a price or an allocation: every slot goes through the same code that
 runs inside Home Assistant (``custom_components.peer_energy.core``):
 
-1. **Outlook.** ``outlook="home"`` (default) does what the integration's slot clock does
-   (``custom_components/peer_energy/market.py``): each home expects for every slot of the
-   coming day the price it got in the same slot a day earlier, else the midpoint of the
-   import price and the feed-in tariff. ``outlook="community"`` instead uses the engine's
-   :func:`~custom_components.peer_energy.core.home.forecast.profile_forecast` over the
-   community's past slot prices (a slot without trades counts at the grid price the
-   community faced), with "yesterday" assumed to look like the first day's inflexible
-   balance before any history exists.
-2. **Agents.** Each home's assets bid through :mod:`~custom_components.peer_energy.core.home.agents`
-   (``pv_bids``, ``base_load_bids``, ``battery_bids``, ``ev_bids``, ``plug_bids``) and
-   ``home_order`` nets them into the home's one order. The simulator gives the agents the
-   slot's actual load and PV (a perfect slot-ahead forecast) and the device states.
+1. **Planner.** Each home's inputs (``sim/homes.py``: its forecast of the horizon, the
+   device states, EV sessions, plug tasks and the community price it expects per slot) go
+   to :func:`~custom_components.peer_energy.core.home.planner.plan_home`, in control or
+   advise mode.
+2. **Orders.** ``agents.home_bid`` turns the plan's bids into the home's two-sided order.
 3. **Credit.** A buy order is capped at what the buyer's credit headroom allows at the import
    price (``CreditLedger.max_buy_wh``), dearest steps kept.
 4. **Clearing.** :func:`~custom_components.peer_energy.core.market.clearing.clear_slot` with the
@@ -24,24 +17,22 @@ runs inside Home Assistant (``custom_components.peer_energy.core``):
    is used (:class:`Federation`).
 5. **Ledger.** Every fill becomes a trade: proposed with the resulting balances, signed by
    both homes' Ed25519 identities, verified and applied by the engine's ``CreditLedger``.
-6. **Devices.** ``split_fill`` splits each home's result back to its assets at the home's
-   price (as the integration computes it: its own fills' volume-weighted price, else the
-   slot's general price, else its assets cleared among themselves); the devices do
-   exactly that (checked against their physical limits), and the meter settles the rest
-   with the grid. The grid exchange each home pays for is that metered exchange.
+6. **Devices.** ``agents.split_result`` splits each home's result back to its assets at the
+   home's price; in control mode the devices do that (checked against their limits, the
+   battery also covering the forecast's miss), in advise mode they follow their own logic;
+   the meter settles the rest with the grid.
 
-Anything the agents ask the devices to do beyond their limits is clipped and counted
-(``extra["device_violations"]``); with the current agents the count is zero.
+``trading=False`` is the "alone but smart" baseline: the same planner, no market. Anything
+the planner asks the devices to do beyond their limits is clipped and counted
+(``extra["device_violations"]``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
 import hashlib
 import time
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,7 +41,7 @@ from custom_components.peer_energy.core.federation.community import CommunityRul
 from custom_components.peer_energy.core.federation.memnet import MemNet
 from custom_components.peer_energy.core.federation.protocol import Peer
 from custom_components.peer_energy.core.home import agents as ag
-from custom_components.peer_energy.core.home.forecast import profile_forecast
+from custom_components.peer_energy.core.home.planner import PlanMode, PlannerSettings, plan_home
 from custom_components.peer_energy.core.market.clearing import SlotResult, clear_slot
 from custom_components.peer_energy.core.market.fairness import FairnessState
 from custom_components.peer_energy.core.market.orders import MarketRules, Order, Side, Step
@@ -59,19 +50,10 @@ from custom_components.peer_energy.core.trust.identity import Identity
 
 from .baselines import Batteries
 from .community import Community
-from .data import LOCAL_TZ
+from .homes import BATTERY, EV, LOAD, PV, DeviceState, PlannerInputs, PriceMemory, own_logic
 from .kpi import RunResult
 
 COMMUNITY_ID = "sim-community"
-PV, LOAD, BATTERY = "pv", "load", "battery"
-
-
-@dataclass
-class _HomeState:
-    """Mutable device state of one home between slots."""
-
-    ev_left: dict[int, int] = field(default_factory=dict)  # session index -> Wh still needed
-    plugs: dict[int, ag.PlugState] = field(default_factory=dict)  # task index -> plug state
 
 
 def identities(c: Community, seed: int) -> list[Identity]:
@@ -82,17 +64,6 @@ def identities(c: Community, seed: int) -> list[Identity]:
         )
         for h in c.homes
     ]
-
-
-def _prior_prices(c: Community) -> dict[int, int]:
-    """Price history for the day before the start: the first day's inflexible balance."""
-    per_day = 86_400 // c.slot_seconds
-    n = min(per_day, c.n_slots)
-    net = (c.load_wh[:, :n] - c.pv_wh[:, :n]).sum(axis=0)
-    return {
-        int(c.slots[t]) - 86_400: int(c.import_price[t] if net[t] > 0 else c.feed_in[t])
-        for t in range(n)
-    }
 
 
 class Federation:
@@ -138,11 +109,13 @@ class Federation:
     def clear(self, slot: int, orders: list[Order]) -> SlotResult:
         """Submit each home's order, run the protocol to the slot's deadline, return the
         final result every peer agrees on."""
-        by_owner = {o.owner: o for o in orders}
+        by_owner: dict[str, list[Order]] = {}
+        for o in orders:
+            by_owner.setdefault(o.owner, []).append(o)
         for peer in self.peers:
-            order = by_owner.get(peer.member_id)
-            if order is not None:
-                self.net.apply(peer.address, peer.submit_orders(slot, [order], self.net.now))
+            mine = by_owner.get(peer.member_id)
+            if mine:
+                self.net.apply(peer.address, peer.submit_orders(slot, mine, self.net.now))
         r = self.rules
         self.net.run_until(r.gate_closure_ms(slot) + r.sync_window_ms + r.attest_window_ms + 1000)
         finals = [p.finals.get(slot) for p in self.peers]
@@ -152,39 +125,6 @@ class Federation:
         if any(f is not None and f.result_hash != first.result_hash for f in finals):
             raise RuntimeError(f"slot {slot}: peers hold different results")
         return first.result
-
-
-def _known_until(c: Community) -> NDArray[Any] | None:
-    """For a dynamic tariff, the last slot whose price is known at each slot: day-ahead
-    prices are published around 13:00 local time for the next day, so until the end of the
-    next local day from 13:00 on, else until the end of the current one. None when fixed."""
-    if len(set(c.import_price.tolist())) <= 1 and len(set(c.feed_in.tolist())) <= 1:
-        return None
-    tz = ZoneInfo(LOCAL_TZ)
-    days = [datetime.fromtimestamp(int(s), tz) for s in c.slots]
-    out = np.zeros(c.n_slots, dtype=np.int64)
-    for t, now in enumerate(days):
-        end_date = now.date() + timedelta(days=1 if now.hour >= 13 else 0)
-        last = t
-        while last + 1 < c.n_slots and days[last + 1].date() <= end_date:
-            last += 1
-        out[t] = last
-    return out
-
-
-def _with_known_tariff(
-    c: Community, view: ag.PriceOutlook, t: int, last: int, per_horizon: int
-) -> ag.PriceOutlook:
-    """The outlook with the known grid prices of the coming slots; expected community prices
-    kept within each known slot's feed-in tariff and import price."""
-    end = min(t + per_horizon, int(last) + 1)
-    imports = tuple(int(x) for x in c.import_price[t:end])
-    feed_ins = tuple(int(x) for x in c.feed_in[t:end])
-    expected = tuple(
-        min(max(e, feed_ins[k]), imports[k]) if k < len(imports) else e
-        for k, e in enumerate(view.expected)
-    )
-    return replace(view, expected=expected, import_prices=imports, feed_in_tariffs=feed_ins)
 
 
 def _slot_rules(c: Community, base: MarketRules, t: int) -> MarketRules:
@@ -216,21 +156,34 @@ def market(
     *,
     rules: MarketRules | None = None,
     seed: int = 1,
+    mode: str = "control",
+    trading: bool = True,
     horizon_hours: int = 24,
-    outlook: str = "home",
+    outlook: str = "community",
     federation: bool = False,
+    settings: PlannerSettings | None = None,
 ) -> tuple[RunResult, CreditLedger]:
-    """Run the market over the whole community; returns the result and the final ledger."""
+    """Run the community with the planner; returns the result and the final ledger.
+
+    ``mode`` is the planner's mode of every home (``"control"`` or ``"advise"``);
+    ``trading=False`` is the "alone but smart" baseline: the same planner, no market (each
+    home's result is split at its own price, as the integration does without a community).
+    ``outlook="community"`` lets the homes expect each slot at the community price the same
+    slot cleared at the day before; ``"grid"`` values later slots at grid prices only.
+    """
     began = time.perf_counter()
     cpu_began = time.process_time()
+    plan_mode = PlanMode(mode)
+    if outlook not in ("community", "grid"):
+        raise ValueError("outlook must be 'community' or 'grid'")
     base_rules = rules or MarketRules(slot_seconds=c.slot_seconds)
+    settings = settings or default_settings(c)
     ids = identities(c, seed)
     keys = [i.public_key for i in ids]
     index = {k: n for n, k in enumerate(keys)}
     ledger = CreditLedger(COMMUNITY_ID)
     n_h, n_t, sec = c.n_homes, c.n_slots, c.slot_seconds
     bat = Batteries(c)
-    soc = bat.soc0.copy()
     names = (
         "imp",
         "exp",
@@ -243,23 +196,16 @@ def market(
         "paid",
         "received",
         "clean_bought",
+        "shortfall",
     )
     arrays = {k: np.zeros((n_h, n_t), dtype=np.int64) for k in names}
     price = np.full(n_t, np.nan)
     policies = [ag.OwnerPolicy(clean_only=h.clean_only) for h in c.homes]
-    states = [_HomeState() for _ in c.homes]
-    for i, home in enumerate(c.homes):
-        if home.ev is not None:
-            states[i].ev_left = {k: s.energy_wh for k, s in enumerate(home.ev.sessions)}
+    states = [DeviceState(soc=int(bat.soc0[i])) for i in range(n_h)]
     has_pv = c.pv_wh.sum(axis=1) > 0
-    if outlook not in ("home", "community"):
-        raise ValueError("outlook must be 'home' or 'community'")
-    history = _prior_prices(c)
-    own_prices: list[dict[int, int]] = [{} for _ in c.homes]
-    per_horizon = max(1, horizon_hours * 3600 // sec)
-    per_day = 86_400 // sec
-    home_net = c.load_wh - c.pv_wh  # the battery agent's forecast: own history (see below)
-    known = _known_until(c)
+    inputs = PlannerInputs(c, max(1, horizon_hours * 3600 // sec))
+    memory = PriceMemory(c)
+    load_fc, pv_fc, _, _ = c.forecasts()
     fairness = FairnessState()
     fed = Federation(c, ids, _slot_rules(c, base_rules, 0), seed) if federation else None
     counters = {
@@ -269,101 +215,64 @@ def market(
         "device_violations": 0,
         "unfinished_wh": 0,
         "metered_vs_cleared_wh": 0,
+        "lp_solves": 0,
     }
+    plan_cpu = 0.0
     for t in range(n_t):
         r, f = int(c.import_price[t]), int(c.feed_in[t])
         slot = int(c.slots[t])
         slot_rules = _slot_rules(c, base_rules, t)
-        window = tuple(slot + sec * k for k in range(per_horizon))
-        shared = ag.PriceOutlook(r, f, profile_forecast(history, window))
-        now = ag.Horizon((slot,), sec)
-        full = ag.Horizon(window, sec)
-        home_bids: list[list[ag.AssetBid]] = []
+        plans = []
         orders: list[Order] = []
-        room = bat.charge_limit(soc)
-        stock = bat.discharge_limit(soc)
-        home_orders: list[Order | None] = []
-        for i, home in enumerate(c.homes):
-            policy = policies[i]
+        expected: tuple[int, ...] = ()
+        if trading and outlook == "community":
+            expected = memory.expected(t, *inputs.prices(t))
+        for i in range(n_h):
             st = states[i]
-            if outlook == "home":
-                mine = own_prices[i]
-                view = ag.persistence_outlook(mine, window, r, f)
-            else:
-                view = shared
-            if known is not None:
-                view = _with_known_tariff(c, view, t, known[t], per_horizon)
-            bids: list[ag.AssetBid] = []
-            bids += ag.base_load_bids(LOAD, [int(c.load_wh[i, t])], now, view)
-            if has_pv[i]:
-                bids += ag.pv_bids(PV, [int(c.pv_wh[i, t])], now, view, policy)
-            if home.battery is not None:
-                b = home.battery
-                state = ag.BatteryState(
-                    BATTERY,
-                    b.capacity_wh,
-                    int(soc[i]),
-                    reserve_pct=b.reserve_pct,
-                    max_charge_w=b.power_w,
-                    max_discharge_w=b.power_w,
-                    efficiency_pct=b.efficiency_pct,
-                    clean=bool(has_pv[i]),
-                )
-                # Net demand forecast: this slot's (the agents' slot-ahead forecast) and, once a
-                # day of history exists, the same slots a day earlier (persistence).
-                forecast = [int(home_net[i, t])]
-                if t >= per_day:
-                    past = home_net[i, t - per_day + 1 : t - per_day + per_horizon]
-                    forecast += [int(x) for x in past]
-                bids += [
-                    x
-                    for x in ag.battery_bids(state, full, view, policy, net_wh=forecast)
-                    if x.slot_start == slot
-                ]
-            if home.ev is not None:
-                for k, s in enumerate(home.ev.sessions):
-                    if s.arrive <= t < s.depart and st.ev_left[k] > 0:
-                        ev = ag.EVState(
-                            f"ev{k}", st.ev_left[k], slot + (s.depart - t) * sec, home.ev.charger_w
-                        )
-                        bids += ag.ev_bids(ev, now, view, policy)
-            for k, task in enumerate(home.flex):
-                if task.earliest <= t < task.deadline:
-                    if k not in st.plugs:
-                        run_slots = -(-task.energy_wh // c.max_wh(task.power_w))
-                        st.plugs[k] = ag.PlugState(
-                            f"plug{k}",
-                            task.energy_wh,
-                            task.power_w,
-                            (task.deadline - task.earliest - run_slots) * sec,
-                        )
-                    if st.plugs[k].remaining_wh > 0:
-                        bids += ag.plug_bids(st.plugs[k], now, view, policy)
-            home_bids.append(bids)
-            order = ag.home_order(keys[i], slot, bids, view.at(0), policy, r, f)
-            home_orders.append(order)
-            if order is None:
+            battery = inputs.battery(i, st.soc, clean=bool(has_pv[i]))
+            tic = time.process_time()
+            plan = plan_home(
+                inputs.forecast(i, t),
+                batteries=() if battery is None else (battery,),
+                evs=inputs.evs(i, t, st),
+                plugs=inputs.plugs(i, t, st),
+                mode=plan_mode,
+                policy=policies[i],
+                expected_price=expected,
+                settings=settings,
+            )
+            plan_cpu += time.process_time() - tic
+            counters["lp_solves"] += plan.solves
+            plans.append(plan)
+            if not trading:
                 continue
-            if order.side is Side.BUY:
-                headroom = ledger.max_buy_wh(keys[i], r, slot_rules.distributor_fee)
-                if order.energy_wh > headroom:
-                    counters["capped_orders"] += 1
-                    order = _cap(order, headroom)
-                    if order is None:
+            for order in ag.home_bid(
+                keys[i], slot, plan.bids, policies[i], r, f, margin_wh=plan.margin_wh
+            ):
+                if order.side is Side.BUY:
+                    headroom = ledger.max_buy_wh(keys[i], r, slot_rules.distributor_fee)
+                    if order.energy_wh > headroom:
+                        counters["capped_orders"] += 1
+                        capped = _cap(order, headroom)
+                        if capped is not None:
+                            orders.append(capped)
                         continue
-            orders.append(order)
+                orders.append(order)
 
-        if fed is not None:
-            result = fed.clear(slot, orders)
-        else:
-            result = clear_slot(orders, slot_rules, slot_start=slot, fairness=fairness)
-            fairness = result.fairness
-        if result.fills:
-            vol = sum(fl.energy_wh for fl in result.fills)
-            price[t] = sum(fl.price * fl.energy_wh for fl in result.fills) / vol
+        result: SlotResult | None = None
+        if trading:
+            if fed is not None:
+                result = fed.clear(slot, orders)
+            else:
+                result = clear_slot(orders, slot_rules, slot_start=slot, fairness=fairness)
+                fairness = result.fairness
+        fills = result.fills if result is not None else ()
+        if fills:
+            vol = sum(fl.energy_wh for fl in fills)
+            price[t] = sum(fl.price * fl.energy_wh for fl in fills) / vol
         own_value: dict[str, int] = {}
         own_volume: dict[str, int] = {}
-        for fill in result.fills:
+        for fill in fills:
             bi, si = index[fill.buyer], index[fill.seller]
             e = fill.energy_wh
             arrays["bought"][bi, t] += e
@@ -378,92 +287,66 @@ def market(
             counters["trades"] += 1
             if not _settle(ledger, ids[bi], ids[si], slot, e, fill.price, fill.fee, fill.clean):
                 counters["refused_trades"] += 1
-        side_of = {o.owner: o.side for o in orders}
-        members = {m.owner: m for m in result.members}
-        charge = np.zeros(n_h, dtype=np.int64)
-        discharge = np.zeros(n_h, dtype=np.int64)
+        members = {m.owner: m for m in result.members} if result is not None else {}
+        general = result.general_price if result is not None else None
         for i in range(n_h):
             key = keys[i]
-            side = side_of.get(key)
-            m = members.get(key)
-            filled = (m.bought_wh if side is Side.BUY else m.sold_wh) if m and side else 0
+            st = states[i]
+            plan = plans[i]
+            bought, sold = int(arrays["bought"][i, t]), int(arrays["sold"][i, t])
             if own_volume.get(key):
                 p = own_value[key] // own_volume[key]
-            elif result.general_price is not None:
-                p = result.general_price
+            elif general is not None:
+                p = general
             else:
-                p = ag.home_price(home_bids[i], home_orders[i], slot_rules, slot)
-            if home_orders[i] is not None or own_volume.get(key):
-                own_prices[i][slot] = p
-            allocs = ag.split_fill(home_bids[i], slot, side, filled, p, r, f)
-            net = 0
-            st = states[i]
-            for a in allocs:
-                e = a.energy_wh
-                if a.asset_id == BATTERY:
-                    if e > 0:
-                        use = min(e, int(room[i]))
-                        charge[i] += use
-                    else:
-                        use = -min(-e, int(stock[i]))
-                        discharge[i] -= use
-                    if use != e:
-                        counters["device_violations"] += 1
-                    e = use
-                elif a.asset_id.startswith("ev"):
-                    k = int(a.asset_id[2:])
-                    use = max(0, min(e, st.ev_left[k]))
-                    if use != e:
-                        counters["device_violations"] += 1
-                    st.ev_left[k] -= use
-                    arrays["ev"][i, t] += use
-                    e = use
-                elif a.asset_id.startswith("plug"):
-                    k = int(a.asset_id[4:])
-                    plug = st.plugs[k]
-                    use = max(0, min(e, plug.remaining_wh))
-                    if use != e:
-                        counters["device_violations"] += 1
-                    wanted = min(c.max_wh(plug.power_w), plug.remaining_wh)
-                    st.plugs[k] = ag.plug_after_slot(plug, use, wanted, sec)
-                    arrays["flex"][i, t] += use
-                    e = use
-                net += e
-            # inflexible load and PV happen whatever the allocation says
-            covered_load = sum(a.energy_wh for a in allocs if a.asset_id == LOAD)
-            covered_pv = -sum(a.energy_wh for a in allocs if a.asset_id == PV)
-            net += int(c.load_wh[i, t]) - covered_load - (int(c.pv_wh[i, t]) - covered_pv)
-            if covered_load != c.load_wh[i, t] or covered_pv != c.pv_wh[i, t]:
-                counters["device_violations"] += 1
-            # the meter settles with the grid whatever the market did not cover
-            grid = net - (int(arrays["bought"][i, t]) - int(arrays["sold"][i, t]))
+                p = ag.home_price(plan.bids, None, slot_rules, slot)
+            allocs = ag.split_result(plan.bids, slot, bought, sold, p, r, f)
+            charge, discharge = _dispatch(
+                c,
+                i,
+                t,
+                st,
+                allocs,
+                plan_mode,
+                bat,
+                arrays,
+                counters,
+                deviation=int(c.load_wh[i, t] - load_fc[i, t]) - int(c.pv_wh[i, t] - pv_fc[i, t]),
+            )
+            arrays["ch"][i, t] = charge
+            arrays["dis"][i, t] = discharge
+            st.soc += charge * int(bat.eff[i]) // 100 - discharge
+            net = (
+                int(c.load_wh[i, t])
+                + int(arrays["ev"][i, t])
+                + int(arrays["flex"][i, t])
+                + charge
+                - discharge
+                - int(c.pv_wh[i, t])
+            )
+            grid = net - (bought - sold)
             arrays["imp"][i, t] = max(grid, 0)
             arrays["exp"][i, t] = max(-grid, 0)
+            # sold but not delivered: the home's outflow fell short of its net sale
+            arrays["shortfall"][i, t] = max(0, min(sold, (sold - bought) + net))
+            m = members.get(key)
             engine_grid = (m.grid_import_wh - m.grid_export_wh) if m else 0
-            counters["metered_vs_cleared_wh"] += abs(grid - engine_grid)
-
-        both = np.minimum(charge, discharge)
-        charge -= both
-        discharge -= both
-        soc = bat.apply(soc, charge, discharge)
-        arrays["ch"][:, t] = charge
-        arrays["dis"][:, t] = discharge
-        # the slot's price for the outlook: traded price, else the grid price at the margin
-        if not np.isnan(price[t]):
-            history[slot] = round(price[t])
-        else:
-            history[slot] = r if arrays["imp"][:, t].sum() >= arrays["exp"][:, t].sum() else f
-        # EV sessions and plug tasks that end now must be complete
+            if trading:
+                counters["metered_vs_cleared_wh"] += abs(grid - engine_grid)
+        # how the slot cleared, for the homes' expectations of the same slot tomorrow
+        imported = arrays["imp"][:, t].sum() >= arrays["exp"][:, t].sum()
+        memory.record(t, None if np.isnan(price[t]) else float(price[t]), bool(imported))
         for i, home in enumerate(c.homes):
             if home.ev is not None:
                 for k, s in enumerate(home.ev.sessions):
-                    if s.depart == t + 1 and states[i].ev_left[k] > 0:
-                        counters["unfinished_wh"] += states[i].ev_left[k]
+                    if s.depart == t + 1:
+                        counters["unfinished_wh"] += states[i].ev_left.get(k, s.energy_wh)
             for k, task in enumerate(home.flex):
-                if task.deadline == t + 1 and k in states[i].plugs:
-                    counters["unfinished_wh"] += states[i].plugs[k].remaining_wh
+                if task.deadline == t + 1:
+                    counters["unfinished_wh"] += states[i].plug_left.get(k, task.energy_wh)
+    soc_end = np.asarray([st.soc for st in states], dtype=np.int64)
     run = RunResult(
-        "market",
+        "market" if trading else "alone but smart",
         arrays["imp"],
         arrays["exp"],
         arrays["bought"],
@@ -473,15 +356,89 @@ def market(
         arrays["ch"],
         arrays["dis"],
         bat.soc0,
-        soc,
+        soc_end,
         arrays["ev"],
         arrays["flex"],
         arrays["clean_bought"],
         price,
         runtime_s=time.perf_counter() - began,
-        extra={**counters, "cpu_s": round(time.process_time() - cpu_began, 2)},
+        shortfall=arrays["shortfall"],
+        extra={
+            **counters,
+            "mode": plan_mode.value,
+            "cpu_s": round(time.process_time() - cpu_began, 2),
+            "planner_cpu_s": round(plan_cpu, 2),
+            "planner_ms_per_home_slot": round(1000 * plan_cpu / max(1, n_h * n_t), 2),
+        },
     )
     return run, ledger
+
+
+def default_settings(c: Community) -> PlannerSettings:
+    """The planner's settings for the simulated homes (the curve resolves the community's
+    price unit: a cent, or a hundredth of one)."""
+    return replace(PlannerSettings(), price_step=c.price_scale, pv_id=PV, load_id=LOAD)
+
+
+def _dispatch(
+    c: Community,
+    i: int,
+    t: int,
+    st: DeviceState,
+    allocs: tuple[ag.AssetAllocation, ...],
+    mode: PlanMode,
+    bat: Batteries,
+    arrays: dict[str, NDArray[Any]],
+    counters: dict[str, int],
+    *,
+    deviation: int,
+) -> tuple[int, int]:
+    """What home ``i``'s devices do in slot ``t``; returns (charge, discharge).
+
+    Control mode: the devices follow the allocations (checked against their limits); the
+    battery also covers the forecast's miss of this slot (``deviation``: actual minus
+    forecast net demand) within its limits, as a battery holding the planned grid exchange
+    does. Advise mode: the devices' own logic on the actual load and PV.
+    """
+    home = c.homes[i]
+    room = max(0, min(int(bat.pw[i]), (int(bat.cap[i]) - st.soc) * 100 // int(bat.eff[i])))
+    stock = max(0, min(int(bat.pw[i]), st.soc - int(bat.reserve[i])))
+    if mode is PlanMode.ADVISE:
+        ev_wh, ev_use, plug_use = own_logic(c, i, t, st)
+    else:
+        ev_wh, ev_use, plug_use = 0, {}, {}
+        for a in allocs:
+            if a.asset_id == EV and a.energy_wh:
+                for k, s in enumerate(home.ev.sessions if home.ev else ()):
+                    if s.arrive <= t < s.depart:
+                        use = max(0, min(a.energy_wh, st.ev_left.get(k, s.energy_wh)))
+                        if use != a.energy_wh:
+                            counters["device_violations"] += 1
+                        ev_use[k] = ev_use.get(k, 0) + use
+            elif a.asset_id.startswith("plug") and a.energy_wh:
+                k = int(a.asset_id[4:])
+                task = home.flex[k]
+                use = max(0, min(a.energy_wh, st.plug_left.get(k, task.energy_wh)))
+                if use != a.energy_wh or not task.earliest <= t < task.deadline:
+                    counters["device_violations"] += 1
+                plug_use[k] = plug_use.get(k, 0) + use
+        ev_wh = sum(ev_use.values())
+    for k, use in ev_use.items():
+        st.ev_left[k] = st.ev_left.get(k, home.ev.sessions[k].energy_wh if home.ev else 0) - use
+    for k, use in plug_use.items():
+        st.plug_left[k] = st.plug_left.get(k, home.flex[k].energy_wh) - use
+    arrays["ev"][i, t] = ev_wh
+    arrays["flex"][i, t] = sum(plug_use.values())
+    if home.battery is None:
+        return 0, 0
+    if mode is PlanMode.ADVISE:
+        net = int(c.load_wh[i, t]) + ev_wh + int(arrays["flex"][i, t]) - int(c.pv_wh[i, t])
+        return min(max(-net, 0), room), min(max(net, 0), stock)
+    planned = sum(a.energy_wh for a in allocs if a.asset_id == BATTERY)
+    if planned > room or -planned > stock:
+        counters["device_violations"] += 1
+    want = planned - deviation
+    return min(max(want, 0), room), min(max(-want, 0), stock)
 
 
 def _settle(

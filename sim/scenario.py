@@ -34,8 +34,12 @@ smart-meter exports: one row per home and slot.
 
 ``load_wh`` is the home's inflexible consumption in the slot (without the EV and the
 flexible plugs described in the JSON), ``pv_wh`` its PV generation, both non-negative
-integer Wh. ``prices.csv`` (optional) has ``timestamp,import_ct,feed_in_ct`` and optionally
-``carbon_g_per_kwh`` and ``day_ahead_ct``. Times may use any offset; they must fall on the
+integer Wh. Optional columns, all four or none: ``load_forecast_wh``, ``pv_forecast_wh``,
+``load_sd_wh``, ``pv_sd_wh``: what the home expects and the standard deviations (without
+them the homes plan with the actual values). ``prices.csv`` (optional) has
+``timestamp,import_ct,feed_in_ct`` and optionally ``carbon_g_per_kwh`` and ``day_ahead_ct``;
+prices have up to two decimals and may be negative (with any decimal the community counts
+in hundredths of a cent: ``price_scale`` 100). Times may use any offset; they must fall on the
 slot grid. Optional fields: ``pv_kwp`` (informative), ``battery``, ``ev``, ``flex``,
 ``clean_only`` (default false).
 
@@ -48,6 +52,7 @@ from __future__ import annotations
 
 import csv
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 import json
 from pathlib import Path
 from typing import Any
@@ -88,6 +93,30 @@ def _int(obj: dict[str, Any], key: str, where: str, *, default: int | None = Non
     if value < 0:
         raise ScenarioError(f"{where}: {key} must not be negative")
     return int(value)
+
+
+PRICE_DECIMALS = 2  # prices may have up to two decimals (hundredths of a cent)
+FORECAST_COLUMNS = ("load_forecast_wh", "pv_forecast_wh", "load_sd_wh", "pv_sd_wh")
+
+
+def _price(text: object, where: str) -> Decimal:
+    """A price in ct/kWh: an integer or a decimal with up to two places, may be negative."""
+    if isinstance(text, bool) or not isinstance(text, int | float | str):
+        raise ScenarioError(f"{where}: a price must be a number, got {text!r}")
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        raise ScenarioError(f"{where}: not a price: {text!r}") from None
+    if not value.is_finite() or value != value.quantize(Decimal(1).scaleb(-PRICE_DECIMALS)):
+        raise ScenarioError(f"{where}: a price has at most {PRICE_DECIMALS} decimals: {text!r}")
+    return value
+
+
+def _price_text(value: int, scale: int) -> str:
+    """A price in the community's units as ct/kWh text (integer when the scale is 1)."""
+    if scale == 1:
+        return str(value)
+    return str((Decimal(value) / scale).quantize(Decimal(1).scaleb(-PRICE_DECIMALS)))
 
 
 def write_scenario(c: Community, path: str | Path) -> Path:
@@ -140,10 +169,16 @@ def write_scenario(c: Community, path: str | Path) -> Path:
     path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     with (path.parent / ts_name).open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["timestamp", "home", "load_wh", "pv_wh"])
+        extra = c.forecast_error
+        w.writerow(["timestamp", "home", "load_wh", "pv_wh", *(FORECAST_COLUMNS if extra else ())])
+        load_fc, pv_fc, load_sd, pv_sd = c.forecasts()
         for t, stamp in enumerate(slot_iso):
             for i, h in enumerate(c.homes):
-                w.writerow([stamp, h.home_id, int(c.load_wh[i, t]), int(c.pv_wh[i, t])])
+                row: list[object] = [stamp, h.home_id, int(c.load_wh[i, t]), int(c.pv_wh[i, t])]
+                if extra:
+                    row += [int(load_fc[i, t]), int(pv_fc[i, t]), int(load_sd[i, t])]
+                    row.append(int(pv_sd[i, t]))
+                w.writerow(row)
     with (path.parent / pr_name).open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         header = ["timestamp", "import_ct", "feed_in_ct", "carbon_g_per_kwh"]
@@ -151,10 +186,10 @@ def write_scenario(c: Community, path: str | Path) -> Path:
             header.append("day_ahead_ct")
         w.writerow(header)
         for t, stamp in enumerate(slot_iso):
-            row: list[object] = [
+            row = [
                 stamp,
-                int(c.import_price[t]),
-                int(c.feed_in[t]),
+                _price_text(int(c.import_price[t]), c.price_scale),
+                _price_text(int(c.feed_in[t]), c.price_scale),
                 repr(float(c.carbon[t])),
             ]
             if c.day_ahead is not None:
@@ -267,22 +302,31 @@ def read_scenario(path: str | Path) -> Community:
     load = np.full((len(homes), n), -1, dtype=np.int64)
     pv = np.zeros((len(homes), n), dtype=np.int64)
     ts_path = path.parent / ts_name
-    for line, row in enumerate(_read_csv(ts_path), start=2):
+    rows = _read_csv(ts_path)
+    with_forecast = bool(rows) and all(col in rows[0] for col in FORECAST_COLUMNS)
+    if rows and not with_forecast and any(col in rows[0] for col in FORECAST_COLUMNS):
+        raise ScenarioError(
+            f"{ts_path.name}: forecasts need all of {', '.join(FORECAST_COLUMNS)} or none"
+        )
+    fc = np.zeros((4, len(homes), n), dtype=np.int64)
+    for line, row in enumerate(rows, start=2):
         where = f"{ts_path.name} line {line}"
         home = row.get("home")
         if home not in ids:
             raise ScenarioError(f"{where}: unknown home {home!r}")
         t = index(row.get("timestamp"), where)
+        names = ("load_wh", "pv_wh", *(FORECAST_COLUMNS if with_forecast else ()))
         try:
-            lw, pw = int(row.get("load_wh") or ""), int(row.get("pv_wh") or "0")
+            values = [int(row.get(name) or ("" if name == "load_wh" else "0")) for name in names]
         except ValueError:
-            raise ScenarioError(f"{where}: load_wh and pv_wh must be integers (Wh)") from None
-        if lw < 0 or pw < 0:
-            raise ScenarioError(f"{where}: load_wh and pv_wh must not be negative")
+            raise ScenarioError(f"{where}: {', '.join(names)} must be integers (Wh)") from None
+        if any(v < 0 for v in values):
+            raise ScenarioError(f"{where}: {', '.join(names)} must not be negative")
         if load[ids[home], t] >= 0:
             raise ScenarioError(f"{where}: a second row for home {home} in this slot")
-        load[ids[home], t] = lw
-        pv[ids[home], t] = pw
+        load[ids[home], t], pv[ids[home], t] = values[0], values[1]
+        if with_forecast:
+            fc[:, ids[home], t] = values[2:]
     missing = np.argwhere(load < 0)
     if missing.size:
         i, t = missing[0]
@@ -293,8 +337,10 @@ def read_scenario(path: str | Path) -> Community:
     tariff = doc.get("tariff", {})
     if not isinstance(tariff, dict):
         raise ScenarioError(f"{path.name}: tariff must be an object")
-    imp = np.full(n, _int(tariff, "import_ct", path.name, default=32), dtype=np.int64)
-    fit = np.full(n, _int(tariff, "feed_in_ct", path.name, default=8), dtype=np.int64)
+    base_imp = _price(tariff.get("import_ct", 32), f"{path.name}: tariff.import_ct")
+    base_fit = _price(tariff.get("feed_in_ct", 8), f"{path.name}: tariff.feed_in_ct")
+    imp_d = [base_imp] * n
+    fit_d = [base_fit] * n
     carbon = np.full(n, float(tariff.get("carbon_g_per_kwh", 400.0)))
     day_ahead = None
     if doc.get("prices_csv"):
@@ -307,20 +353,29 @@ def read_scenario(path: str | Path) -> Community:
         for line, row in enumerate(rows, start=2):
             where = f"{pr_path.name} line {line}"
             t = index(row.get("timestamp"), where)
+            if row.get("import_ct") is None or row.get("feed_in_ct") is None:
+                raise ScenarioError(f"{where}: import_ct and feed_in_ct are needed")
+            imp_d[t] = _price(row["import_ct"], f"{where}: import_ct")
+            fit_d[t] = _price(row["feed_in_ct"], f"{where}: feed_in_ct")
             try:
-                imp[t] = int(row["import_ct"])
-                fit[t] = int(row["feed_in_ct"])
                 if row.get("carbon_g_per_kwh"):
                     carbon[t] = float(row["carbon_g_per_kwh"])
                 if day_ahead is not None:
                     day_ahead[t] = float(row["day_ahead_ct"])
             except (KeyError, ValueError, TypeError):
-                raise ScenarioError(f"{where}: import_ct and feed_in_ct must be integers") from None
+                raise ScenarioError(
+                    f"{where}: carbon_g_per_kwh and day_ahead_ct must be numbers"
+                ) from None
             seen[t] = True
         if not seen.all():
             raise ScenarioError(
                 f"{pr_path.name}: no prices for {_iso(int(slots[np.argmin(seen)]))}"
             )
+    # Whole cents stay in cents; any fraction makes the price unit a hundredth of a cent.
+    fractional = any(p != p.to_integral_value() for p in (*imp_d, *fit_d))
+    scale = 10**PRICE_DECIMALS if fractional else 1
+    imp = np.asarray([int(p * scale) for p in imp_d], dtype=np.int64)
+    fit = np.asarray([int(p * scale) for p in fit_d], dtype=np.int64)
     meta = doc.get("meta", {})
     c = Community(
         slot_seconds=slot_seconds,
@@ -333,7 +388,10 @@ def read_scenario(path: str | Path) -> Community:
         carbon=carbon,
         day_ahead=day_ahead,
         meta={**(meta if isinstance(meta, dict) else {}), "source": str(path)},
+        price_scale=scale,
     )
+    if with_forecast:
+        c.load_fc_wh, c.pv_fc_wh, c.load_sd_wh, c.pv_sd_wh = fc[0], fc[1], fc[2], fc[3]
     try:
         c.check()
     except ValueError as err:

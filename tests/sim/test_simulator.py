@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+import re
 
 import numpy as np
 import pytest
@@ -33,9 +34,11 @@ def community() -> Community:
 @pytest.fixture(scope="module")
 def results(community: Community) -> dict[str, object]:
     market, ledger = run.market(community, seed=OPTIONS.seed)
+    alone, _ = run.market(community, seed=OPTIONS.seed, trading=False)
     return {
         "no_trade": baselines.no_trade(community),
         "ramp": baselines.ramp(community),
+        "alone": alone,
         "market": market,
         "ledger": ledger,
         "optimum": baselines.optimum(community),
@@ -260,11 +263,11 @@ def test_report_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 0
     console = capsys.readouterr().out
     data = json.loads(out_json.read_text())
-    assert set(data["runs"]) == {"no_trade", "ramp", "market", "optimum"}
+    assert set(data["runs"]) == {"no_trade", "ramp", "alone", "market", "optimum"}
     market = data["runs"]["market"]
     assert f"{market['savings_eur']:.2f}" in console
     page = out_html.read_text()
-    for chart in ("chart-energy", "chart-prices", "chart-savings", "chart-bills"):
+    for chart in ("chart-energy", "chart-prices", "chart-savings", "chart-bills", "home-bills"):
         assert f'id="{chart}"' in page
     assert f"{market['savings_eur']:.2f}" in page
     assert f"{market['self_sufficiency']:.1%}" in page
@@ -272,6 +275,11 @@ def test_report_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "http://" not in page.replace("http://www.w3.org", "")
     assert data["targets"]
     assert all("met" in t for t in data["targets"])
+    targets = {t["target"] for t in data["targets"]}
+    assert "community peak import <= the no-trading peak" in targets
+    assert "market >= 90 % of the gap between alone but smart and the optimum" in targets
+    for home in data["runs"]["market"]["per_home_bill_eur"]:
+        assert f"<td>{home}</td>" in page  # the per-home bills table
 
 
 def test_cli_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -302,3 +310,136 @@ def test_dynamic_tariff_follows_day_ahead_prices() -> None:
     assert ledger.total() == 0
     assert optimum.total_bill(c) <= market.total_bill(c) + 1
     assert optimum.total_bill(c) <= no_trade.total_bill(c) + 1
+
+
+def test_alone_but_smart_does_not_trade(community: Community, results: dict[str, object]) -> None:
+    """The same planner without a market: no trades, no ledger entries, every device
+    within its limits, and a bill no better than the optimum's."""
+    alone = results["alone"]
+    assert isinstance(alone, kpi.RunResult)
+    assert alone.name == "alone but smart"
+    assert alone.bought.sum() == alone.sold.sum() == 0
+    assert alone.extra["trades"] == 0
+    assert alone.extra["device_violations"] == 0
+    optimum = results["optimum"]
+    assert isinstance(optimum, kpi.RunResult)
+    assert optimum.total_bill(community) <= alone.total_bill(community) + 1
+
+
+def test_market_closes_the_gap_to_the_optimum(
+    community: Community, results: dict[str, object]
+) -> None:
+    no_trade, alone, market, optimum = (
+        results["no_trade"],
+        results["alone"],
+        results["market"],
+        results["optimum"],
+    )
+    assert isinstance(no_trade, kpi.RunResult)
+    assert isinstance(alone, kpi.RunResult)
+    assert isinstance(market, kpi.RunResult)
+    assert isinstance(optimum, kpi.RunResult)
+    k = kpi.kpis(community, market, no_trade, optimum, alone)
+    assert k["alone_gap_share"] is not None
+    assert k["savings_eur"] > kpi.kpis(community, alone, no_trade, optimum)["savings_eur"]
+    assert k["delivered_share"] == 1.0  # exact forecasts: every sale delivered
+    assert k["homes_worse_off_than_alone"] == 0
+    assert (
+        k["peak_grid_import_kw"] <= kpi.kpis(community, no_trade, no_trade)["peak_grid_import_kw"]
+    )
+
+
+def test_advise_mode_devices_follow_their_own_logic(community: Community) -> None:
+    """In advise mode the devices do what they would do without the market (the no-trading
+    dispatch), and the homes only trade what that gives: every sale is delivered."""
+    no_trade = baselines.no_trade(community)
+    advise, ledger = run.market(community, seed=OPTIONS.seed, mode="advise")
+    for name in ("charge", "discharge", "ev", "flex"):
+        assert np.array_equal(getattr(advise, name), getattr(no_trade, name)), name
+    assert advise.sold.sum() > 0
+    k = kpi.kpis(community, advise, no_trade)
+    assert k["delivered_share"] == 1.0
+    assert k["homes_worse_off"] == 0
+    assert ledger.total() == 0
+
+
+def test_forecast_error_run_keeps_every_home_whole() -> None:
+    """With noisy forecasts the homes plan with what they expect and the meter settles the
+    rest: devices stay within limits, nobody is worse off than not trading."""
+    c = build(Options(**{**OPTIONS.__dict__, "forecast": "noisy"}))
+    assert c.forecast_error
+    load_fc, pv_fc, load_sd, _ = c.forecasts()
+    assert not np.array_equal(load_fc, c.load_wh)
+    assert load_sd.min() >= 0
+    no_trade = baselines.no_trade(c)
+    market, _ = run.market(c, seed=OPTIONS.seed)
+    assert market.balance_errors(c).max() == 0
+    assert market.extra["device_violations"] == 0
+    assert market.extra["unfinished_wh"] == 0
+    k = kpi.kpis(c, market, no_trade)
+    assert k["homes_worse_off"] == 0
+    assert 0.0 <= k["delivered_share"] <= 1.0
+
+
+def test_scenario_with_forecasts_and_fractional_negative_prices(
+    community: Community, tmp_path: Path
+) -> None:
+    """Forecast columns and prices with two decimals (also negative) read and write back."""
+    c = build(Options(**{**OPTIONS.__dict__, "forecast": "noisy"}))
+    path = write_scenario(c, tmp_path / "noisy.json")
+    back = read_scenario(path)
+    for name in ("load_fc_wh", "pv_fc_wh", "load_sd_wh", "pv_sd_wh"):
+        assert np.array_equal(getattr(back, name), getattr(c, name)), name
+    prices = (tmp_path / "noisy.prices.csv").read_text().splitlines()
+    rows = [prices[0]] + [
+        line.replace(",32,8,", ",31.75,-0.5,", 1) if k % 2 else line
+        for k, line in enumerate(prices[1:])
+    ]
+    (tmp_path / "noisy.prices.csv").write_text("\n".join(rows) + "\n")
+    odd = read_scenario(path)
+    assert odd.price_scale == 100
+    assert odd.import_price[1] == 3175
+    assert odd.feed_in[1] == -50
+    assert odd.import_price[0] == 3200
+    write_scenario(odd, tmp_path / "again.json")
+    assert ",31.75,-0.50," in (tmp_path / "again.prices.csv").read_text()
+    market, _ = run.market(odd, seed=1)
+    assert market.balance_errors(odd).max() == 0
+    bad = [prices[0], prices[1].replace(",32,", ",31.755,", 1), *prices[2:]]
+    (tmp_path / "noisy.prices.csv").write_text("\n".join(bad) + "\n")
+    with pytest.raises(ScenarioError, match="at most 2 decimals"):
+        read_scenario(path)
+
+
+def test_report_charts_stay_inside_their_axes(
+    community: Community, results: dict[str, object]
+) -> None:
+    """Every bar and line point lies within its chart's plot area; one-day runs get hour
+    labels, the start is a readable date, and every run has its own colour in the bill
+    chart."""
+    data, runs = simulate(community, with_baselines=True, seed=OPTIONS.seed, command="x")
+    page = report.html_report(community, data, runs)
+    assert "Mon 12 May 2025" in page  # the start, readable
+    assert ">03:00<" in page  # hour labels on a one-day run
+    assert ">12:00<" in page
+    for chart in re.findall(r"<svg id=\"(chart-[a-z]+)\".*?</svg>", page, flags=re.S):
+        body = re.search(rf'<svg id="{chart}".*?</svg>', page, flags=re.S)
+        assert body is not None
+        svg = body.group(0)
+        height = float(re.search(r'height="(\d+)"', svg).group(1))  # type: ignore[union-attr]
+        top = 34.0
+        bottom = height - (58 if chart in ("chart-savings", "chart-bills") else 40)
+        bars = r'<rect x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)" [^>]*><title>'
+        for y, h in re.findall(bars, svg):
+            assert top - 0.6 <= float(y), chart
+            assert float(y) + float(h) <= bottom + 0.6, chart
+        for path in re.findall(r'<path d="([^"]*)"', svg):
+            for y in re.findall(r"[ML][\d.]+ ([\d.]+)", path):
+                assert top - 0.6 <= float(y) <= bottom + 0.6, chart
+    bills = re.search(r'<svg id="chart-bills".*?</svg>', page, flags=re.S)
+    assert bills is not None
+    fills = re.findall(
+        r'<rect x="[\d.]+" y="[\d.]+" width="[\d.]+" height="[\d.]+" fill="(#[0-9a-f]+)"',
+        bills.group(0),
+    )
+    assert len(set(fills)) == len(data["runs"])

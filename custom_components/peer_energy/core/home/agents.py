@@ -14,136 +14,68 @@ integer/str params), so a user can always see why an asset bid what it bid.
 - :func:`plug_bids`: a deferrable load; stays off while the price is above the average by more
   than the owner's peak margin, never beyond its maximum delay; counts the flexibility given.
 - :func:`base_load_bids`: inflexible demand at the import price.
-- :func:`home_orders` nets all asset bids of a slot into ONE order (only this leaves the home);
-  :func:`split_fill` splits the home's fill back to its assets, with reasons.
+- The home agent (:mod:`.netting`, re-exported here): :func:`home_orders` nets all asset bids
+  of a slot into ONE order, :func:`home_bid` into a buy and a sell order that never cross;
+  :func:`split_fill` / :func:`split_result` split the home's fill back to its assets.
+- The shared values (:mod:`.bids`, re-exported here): asset bids and allocations, the
+  owner's policy, the price outlook, the horizon.
 
 Energy is Wh, power W, prices minor units per kWh, all integers.
 
-Public API: the dataclasses below and the functions listed above.
+Public API: the names in ``__all__``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from enum import StrEnum
-from math import isqrt
 
-from ..market.clearing import clear_slot
-from ..market.orders import MarketRules, Order, Priority, Reason, Side, Step
+from ..market.orders import Reason, Side, Step
+from .bids import (
+    SECONDS_PER_HOUR,
+    AssetAllocation,
+    AssetBid,
+    AssetKind,
+    Horizon,
+    OwnerPolicy,
+    PriceOutlook,
+)
+from .netting import (
+    home_bid,
+    home_order,
+    home_orders,
+    home_price,
+    persistence_outlook,
+    split_fill,
+    split_result,
+)
 
-SECONDS_PER_HOUR = 3600
-
-
-class AssetKind(StrEnum):
-    """The kinds of asset an agent exists for."""
-
-    PV = "pv"
-    BATTERY = "battery"
-    EV = "ev"
-    PLUG = "plug"
-    BASE_LOAD = "base_load"
-
-
-@dataclass(frozen=True, slots=True)
-class PriceOutlook:
-    """Grid prices and the expected community price for each slot of the horizon.
-
-    ``import_price`` and ``feed_in_tariff`` are the current slot's grid prices;
-    ``import_prices`` and ``feed_in_tariffs`` optionally give the known grid prices of the
-    coming slots (a dynamic tariff's published day-ahead prices), slot ``k`` at index ``k``.
-    """
-
-    import_price: int
-    feed_in_tariff: int
-    expected: tuple[int, ...]
-    import_prices: tuple[int, ...] = ()
-    feed_in_tariffs: tuple[int, ...] = ()
-
-    @property
-    def mean(self) -> int:
-        """Mean expected price, floored (import price when nothing is expected)."""
-        if not self.expected:
-            return self.import_price
-        return sum(self.expected) // len(self.expected)
-
-    @property
-    def spread(self) -> int:
-        """Integer standard deviation of the expected prices."""
-        if not self.expected:
-            return 0
-        m = self.mean
-        return isqrt(sum((p - m) ** 2 for p in self.expected) // len(self.expected))
-
-    def at(self, k: int) -> int:
-        """Expected price of slot ``k`` of the horizon (the mean beyond the forecast)."""
-        return self.expected[k] if k < len(self.expected) else self.mean
-
-    def import_at(self, k: int) -> int:
-        """Import price of slot ``k``: the known (e.g. day-ahead) price, else the current one."""
-        return self.import_prices[k] if k < len(self.import_prices) else self.import_price
-
-    def feed_in_at(self, k: int) -> int:
-        """Feed-in tariff of slot ``k``: the known one, else the current one."""
-        return self.feed_in_tariffs[k] if k < len(self.feed_in_tariffs) else self.feed_in_tariff
-
-
-@dataclass(frozen=True, slots=True)
-class OwnerPolicy:
-    """The owner's choices that every agent of the home respects."""
-
-    clean_only: bool = False
-    max_buy_price: int | None = None
-    min_sell_price: int | None = None
-    peak_margin_pct: int = 20
-    priority: Priority = Priority.HOUSEHOLD
-
-
-@dataclass(frozen=True, slots=True)
-class Horizon:
-    """The coming slots to bid for (slot starts, ascending) and the slot length."""
-
-    slots: tuple[int, ...]
-    slot_seconds: int = 900
-
-    def energy(self, power_w: int) -> int:
-        """Energy in Wh that ``power_w`` delivers in one slot."""
-        return power_w * self.slot_seconds // SECONDS_PER_HOUR
-
-
-@dataclass(frozen=True, slots=True)
-class AssetBid:
-    """One asset's bid or offer for one slot, with its reason."""
-
-    asset_id: str
-    kind: AssetKind
-    slot_start: int
-    side: Side
-    steps: tuple[Step, ...]
-    reason: Reason
-    clean: bool = False
-
-    @property
-    def energy_wh(self) -> int:
-        """Total energy of the steps."""
-        return sum(s.energy_wh for s in self.steps)
-
-
-@dataclass(frozen=True, slots=True)
-class AssetAllocation:
-    """What one asset does in a slot: ``energy_wh`` > 0 consumes, < 0 produces.
-
-    ``market_wh`` came from (or went to) other members, ``internal_wh`` from (or to) other
-    assets of the same home, ``grid_wh`` from (or to) the grid.
-    """
-
-    asset_id: str
-    slot_start: int
-    energy_wh: int
-    market_wh: int
-    internal_wh: int
-    grid_wh: int
-    reason: Reason
+__all__ = [
+    "SECONDS_PER_HOUR",
+    "AssetAllocation",
+    "AssetBid",
+    "AssetKind",
+    "BatteryState",
+    "EVState",
+    "Horizon",
+    "OwnerPolicy",
+    "PlugState",
+    "PriceOutlook",
+    "base_load_bids",
+    "battery_bids",
+    "ev_bids",
+    "home_bid",
+    "home_order",
+    "home_orders",
+    "home_price",
+    "persistence_outlook",
+    "plug_after_slot",
+    "plug_bids",
+    "plug_threshold",
+    "pv_bids",
+    "split_fill",
+    "split_result",
+]
 
 
 # --- asset agents --------------------------------------------------------------------------
@@ -619,283 +551,3 @@ def plug_after_slot(state: PlugState, ran_wh: int, wanted_wh: int, slot_seconds:
         delay_used_s=state.delay_used_s + slot_seconds,
         flex_wh=state.flex_wh + (wanted_wh - ran_wh),
     )
-
-
-# --- home agent ----------------------------------------------------------------------------
-
-
-def _net_at(bids: Sequence[AssetBid], p: int) -> int:
-    """Net demand at price ``p``: buy steps with limit >= p minus sell steps with ask <= p."""
-    net = 0
-    for b in bids:
-        if b.side is Side.BUY:
-            net += sum(s.energy_wh for s in b.steps if s.price >= p)
-        else:
-            net -= sum(s.energy_wh for s in b.steps if s.price <= p)
-    return net
-
-
-def _net_curve(bids: Sequence[AssetBid], lo: int, hi: int) -> tuple[list[int], dict[int, int]]:
-    """Candidate prices within ``[lo, hi]`` and the net demand (buy minus sell) at each."""
-    points: set[int] = {lo, hi}
-    for b in bids:
-        for s in b.steps:
-            points.update(p for p in (s.price - 1, s.price, s.price + 1) if lo <= p <= hi)
-    prices = sorted(points)
-    net = {p: _net_at(bids, p) for p in prices}
-    return prices, net
-
-
-def home_order(
-    owner: str,
-    slot_start: int,
-    bids: Sequence[AssetBid],
-    outlook_price: int,
-    policy: OwnerPolicy,
-    import_price: int,
-    feed_in_tariff: int,
-) -> Order | None:
-    """Net one slot's asset bids into the home's single order (None when balanced).
-
-    The net demand ``N(p)`` (buy steps with limit >= p minus sell steps with ask <= p) is
-    computed at every step price and its neighbours within ``[feed_in_tariff, import_price]``
-    (no price outside that range can clear). If ``N`` is positive at the expected
-    price the home buys with the curve ``max(N, 0)``, if negative it sells with
-    ``max(-N, 0)``; if zero it sells when it has any surplus to sell at some price. One side
-    per slot: whatever the home could do on the other side is left out.
-    """
-    mine = [b for b in bids if b.slot_start == slot_start and b.steps]
-    if not mine:
-        return None
-    prices, net = _net_curve(mine, min(feed_in_tariff, import_price), import_price)
-    ref = min(max(outlook_price, prices[0]), prices[-1])
-    demand = sum(s.energy_wh for b in mine if b.side is Side.BUY for s in b.steps if s.price >= ref)
-    supply = sum(
-        s.energy_wh for b in mine if b.side is Side.SELL for s in b.steps if s.price <= ref
-    )
-    at = demand - supply
-    has_surplus = any(net[p] < 0 for p in prices)
-    has_demand = any(net[p] > 0 for p in prices)
-    sell = at < 0 or (at == 0 and has_surplus) or not has_demand
-    steps: list[Step] = []
-    if sell:
-        prev = 0
-        for p in prices:
-            s = max(-net[p], 0)
-            if s > prev:
-                steps.append(Step(p, s - prev))
-                prev = s
-    else:
-        prev = 0
-        for p in reversed(prices):
-            d = max(net[p], 0)
-            if d > prev:
-                steps.append(Step(p, d - prev))
-                prev = d
-    if not steps:
-        return None
-    side = Side.SELL if sell else Side.BUY
-    contributing = [b for b in mine if b.side is side]
-    buy_wh = sum(b.energy_wh for b in mine if b.side is Side.BUY)
-    sell_wh = sum(b.energy_wh for b in mine if b.side is Side.SELL)
-    return Order(
-        order_id=f"{owner}:{slot_start}",
-        owner=owner,
-        side=side,
-        slot_start=slot_start,
-        steps=tuple(steps),
-        clean=sell and all(b.clean for b in contributing),
-        clean_only=(not sell) and policy.clean_only,
-        priority=policy.priority,
-        reason=Reason.of(
-            "home_net",
-            assets=len({b.asset_id for b in mine}),
-            asset_buy_wh=buy_wh,
-            asset_sell_wh=sell_wh,
-        ),
-    )
-
-
-def home_orders(
-    owner: str,
-    bids: Sequence[AssetBid],
-    horizon: Horizon,
-    outlook: PriceOutlook,
-    policy: OwnerPolicy,
-) -> tuple[Order, ...]:
-    """The home's orders for the horizon: at most one per slot."""
-    orders = []
-    for k, start in enumerate(horizon.slots):
-        order = home_order(
-            owner, start, bids, outlook.at(k), policy, outlook.import_price, outlook.feed_in_tariff
-        )
-        if order is not None:
-            orders.append(order)
-    return tuple(orders)
-
-
-def split_fill(
-    bids: Sequence[AssetBid],
-    slot_start: int,
-    side: Side | None,
-    filled_wh: int,
-    price: int,
-    import_price: int,
-    feed_in_tariff: int,
-    grid_available: bool = True,
-) -> tuple[AssetAllocation, ...]:
-    """Split the home's result for one slot back to its assets.
-
-    1. At the slot's ``price`` (what the home paid or received per kWh), each asset wants
-       what its steps ask for at that price. The home's own supply serves its own demand
-       first (``internal``), the market fill covers the rest of its side. Demand is served
-       in order of limit price (highest first), supply in order of ask (lowest first), ties
-       in asset order.
-    2. What is left of the home's own supply then serves what is left of its own demand
-       wherever the demand's limit is at least the supply's ask (merit order, never an asset
-       with itself): the alternatives are the grid's prices, so both sides gain. This is how
-       PV surplus nobody bought still charges the home's own battery and a battery still
-       covers its home's load when the market did not: self-consumption is the floor.
-    3. Unserved demand at or above the import price comes from the grid; unsold supply at or
-       below the feed-in tariff goes to the grid; anything else is not used this slot.
-    """
-    mine = [b for b in bids if b.slot_start == slot_start]
-    # per step: [bid index, limit or ask, energy, market, internal, grid]
-    demand: list[list[int]] = []
-    supply: list[list[int]] = []
-    for k, b in enumerate(mine):
-        for s in b.steps:
-            if s.energy_wh > 0:
-                (demand if b.side is Side.BUY else supply).append(
-                    [k, s.price, s.energy_wh, 0, 0, 0]
-                )
-    demand.sort(key=lambda e: (-e[1], e[0]))
-    supply.sort(key=lambda e: (e[1], e[0]))
-    want = [e for e in demand if e[1] >= price]
-    offer = [e for e in supply if e[1] <= price]
-    total_want = sum(e[2] for e in want)
-    total_offer = sum(e[2] for e in offer)
-    internal = min(total_want, total_offer)
-    market_in = max(0, min(filled_wh if side is Side.BUY else 0, total_want - internal))
-    market_out = max(0, min(filled_wh if side is Side.SELL else 0, total_offer - internal))
-    for entries, market in ((want, market_in), (offer, market_out)):
-        left_int, left_mkt = internal, market
-        for e in entries:
-            take = min(left_int, e[2])
-            e[4] += take
-            left_int -= take
-            more = min(left_mkt, e[2] - take)
-            e[3] += more
-            left_mkt -= more
-    for d in demand:
-        rest_d = d[2] - d[3] - d[4]
-        for u in supply:
-            if rest_d <= 0 or u[1] > d[1]:
-                break
-            rest_u = u[2] - u[3] - u[4]
-            if rest_u <= 0 or mine[u[0]].asset_id == mine[d[0]].asset_id:
-                continue
-            take = min(rest_d, rest_u)
-            d[4] += take
-            u[4] += take
-            rest_d -= take
-    if grid_available:
-        for d in demand:
-            if d[1] >= import_price:
-                d[5] = d[2] - d[3] - d[4]
-        for u in supply:
-            if u[1] <= feed_in_tariff:
-                u[5] = u[2] - u[3] - u[4]
-    out: list[AssetAllocation] = []
-    for k, b in enumerate(mine):
-        entries = [e for e in (demand if b.side is Side.BUY else supply) if e[0] == k]
-        market = sum(e[3] for e in entries)
-        inside = sum(e[4] for e in entries)
-        grid = sum(e[5] for e in entries)
-        energy = market + inside + grid
-        if b.side is Side.BUY:
-            if energy == 0:
-                code = "not_served_price"
-            elif grid and not market and not inside:
-                code = "grid_fallback"
-            elif market:
-                code = "bought_market"
-            else:
-                code = "served_internal"
-            sign = 1
-            params: dict[str, int | str] = {"price": price, "bid_wh": b.energy_wh}
-        else:
-            if energy == 0:
-                code = "held_back"
-            elif grid and not market and not inside:
-                code = "exported_feed_in"
-            elif market:
-                code = "sold_market"
-            else:
-                code = "used_internal"
-            sign = -1
-            params = {"price": price, "offer_wh": b.energy_wh}
-        out.append(
-            AssetAllocation(
-                b.asset_id,
-                slot_start,
-                sign * energy,
-                sign * market,
-                sign * inside,
-                sign * grid,
-                Reason.of(code, **params),
-            )
-        )
-    return tuple(out)
-
-
-DAY_SECONDS = 86_400
-
-
-def persistence_outlook(
-    history: Mapping[int, int], slots: Sequence[int], import_price: int, feed_in_tariff: int
-) -> PriceOutlook:
-    """The price outlook the integration's slot clock uses without a forecast.
-
-    Each slot is expected at the home's own price of the same slot a day earlier
-    (``history`` maps slot start to price, see :func:`home_price`), else at the midpoint of
-    the grid prices.
-    """
-    mid = (import_price + feed_in_tariff) // 2
-    return PriceOutlook(
-        import_price=import_price,
-        feed_in_tariff=feed_in_tariff,
-        expected=tuple(history.get(slot - DAY_SECONDS, mid) for slot in slots),
-    )
-
-
-def home_price(
-    bids: Sequence[AssetBid], order: Order | None, rules: MarketRules, slot_start: int
-) -> int:
-    """The home's own price of a slot without a community trade.
-
-    When its assets trade with each other (bids on both sides that cross), the price of
-    that internal clearing; otherwise the grid price the home faces: the feed-in tariff
-    when its order sells, else the import price.
-    """
-    if len({bid.side for bid in bids if bid.steps}) == 2:
-        internal = clear_slot(
-            [
-                Order(
-                    order_id=f"{bid.asset_id}.{k}",
-                    owner=bid.asset_id,
-                    side=bid.side,
-                    slot_start=slot_start,
-                    steps=bid.steps,
-                    clean=bid.clean,
-                )
-                for k, bid in enumerate(bids)
-            ],
-            rules,
-            slot_start=slot_start,
-        )
-        if internal.volume_wh > 0 and internal.general_price is not None:
-            return internal.general_price
-    if order is not None and order.side is Side.SELL:
-        return rules.feed_in_tariff
-    return rules.import_price

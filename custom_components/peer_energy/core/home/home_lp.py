@@ -1,0 +1,337 @@
+"""The home's horizon as one linear program, solved with HiGHS (``highspy``).
+
+:class:`HomeLP` holds one home's model for one planning horizon: per slot the home's net
+exchange (what it buys and sells), every battery's charge, discharge and content, every EV
+session's and flexible plug task's energy, and two soft import tiers that keep the home's
+import flat. The model is built from numpy arrays in one pass (no per-element Python loop
+over the matrix) and handed to HiGHS as a column-wise sparse matrix; :meth:`HomeLP.solve_at`
+then re-solves it for a price of the first slot, warm-started from the previous basis, which
+is how the planner reads the home's demand curve for the slot it bids for.
+
+Units: energy in Wh, prices in minor units per kWh, so the objective is in milli-minor
+units (Wh x minor/kWh). The model works in floating point; the planner rounds what it
+reads back to integer Wh and checks device limits (see ``planner.py``).
+
+Every slot ``k`` (``0 <= k < n``)::
+
+    buy_k - sell_k + unmet_k = net_k + sum_b (ch_bk - dis_bk) + sum_e ev_ek + sum_p plug_pk
+    soc_bk = soc_b,k-1 + eta_b ch_bk - dis_bk          (content after slot k, per battery)
+    buy_k <= tier_1 + over1_k + over2_k                 (soft flattening tiers)
+    sum_k ev_ek + later_e + short_e = need_e            (per EV session)
+    sum_k plug_pk + short_p = need_p                    (per plug task)
+
+    minimise sum_k (buy_price_k buy_k - sell_price_k sell_k + pen_1 over1_k + pen_2 over2_k
+                    + big unmet_k) + sum_b (deg_b dis_bk) - sum_b value_b soc_b,n-1
+             + sum_e (later_cost_e later_e + big short_e) + big sum_p short_p
+             + a tiny cost growing with k on EV and plug energy (earlier is preferred)
+
+``unmet`` and ``short`` keep the model feasible whatever the inputs (an import limit below
+the must-run load, an EV session that cannot be finished); their cost is far above any
+price, so they are only used when nothing else can serve.
+
+Public API: :class:`BatteryModel`, :class:`WindowModel`, :class:`LpInput`,
+:class:`LpSolution`, :class:`HomeLP`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import highspy  # type: ignore[import-untyped]
+import numpy as np
+from numpy.typing import NDArray
+
+INF = float(highspy.kHighsInf)
+# Cost per Wh and slot of delay for EV and plug energy: breaks ties towards earlier slots.
+# Far below one price unit over any horizon the planner uses (it is in milli-minor per Wh).
+EARLY_EPS = 1e-3
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryModel:
+    """One battery in the LP (all energies Wh per slot, prices per kWh)."""
+
+    capacity_wh: float
+    reserve_wh: float
+    soc_wh: float
+    charge_wh: float  # most AC energy into the battery per slot
+    discharge_wh: float  # most AC energy out of it per slot
+    efficiency: float  # round trip, booked on charging
+    degradation: float  # per kWh discharged
+    end_value: float  # value per kWh of the content left after the horizon
+
+
+@dataclass(frozen=True, slots=True)
+class WindowModel:
+    """An EV session or a plug task: ``need_wh`` within slots ``[first, last)``.
+
+    ``later_wh`` may be left for after the horizon (an EV that departs after it), at
+    ``later_cost`` per kWh.
+    """
+
+    first: int
+    last: int
+    per_slot_wh: float
+    need_wh: float
+    later_wh: float = 0.0
+    later_cost: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LpInput:
+    """Everything the LP needs; arrays have one entry per slot."""
+
+    net_wh: NDArray[Any]  # fixed net demand: inflexible load - PV
+    buy_price: NDArray[Any]  # what importing costs in each slot (slot 0 is set per solve)
+    sell_price: NDArray[Any]  # what exporting earns in each slot
+    # Cheaper energy expected from neighbours for flexible loads (EV, plugs) only, from
+    # slot 1 on (None: none); a battery never counts on it.
+    flex_price: NDArray[Any] | None = None
+    import_cap_wh: NDArray[Any] | None = None  # hard limit on the net import (None: none)
+    tiers: tuple[tuple[float, float], tuple[float, float]] | None = None
+    batteries: tuple[BatteryModel, ...] = ()
+    evs: tuple[WindowModel, ...] = ()
+    plugs: tuple[WindowModel, ...] = ()
+    big: float = 1e4  # cost per kWh of unmet demand (far above any price)
+
+
+@dataclass(frozen=True, slots=True)
+class LpSolution:
+    """One solve's values (Wh per slot), read back from HiGHS."""
+
+    price: float
+    buy: NDArray[Any]
+    sell: NDArray[Any]
+    charge: NDArray[Any]  # (batteries, slots)
+    discharge: NDArray[Any]
+    soc: NDArray[Any]
+    ev: NDArray[Any]  # (sessions, slots), zero outside the window
+    plug: NDArray[Any]  # (tasks, slots)
+    unmet: NDArray[Any]
+    objective: float
+
+    @property
+    def net0(self) -> float:
+        """Net import of the first slot."""
+        return float(self.buy[0] - self.sell[0])
+
+
+@dataclass
+class _Layout:
+    """Column and row indices of the model's parts."""
+
+    n_col: int = 0
+    n_row: int = 0
+    cols: dict[str, NDArray[Any]] = field(default_factory=dict)
+
+    def add(self, name: str, count: int) -> NDArray[Any]:
+        idx = np.arange(self.n_col, self.n_col + count)
+        self.cols[name] = idx
+        self.n_col += count
+        return idx
+
+    def rows(self, count: int) -> NDArray[Any]:
+        idx = np.arange(self.n_row, self.n_row + count)
+        self.n_row += count
+        return idx
+
+
+class HomeLP:
+    """One home's horizon LP; build once, then :meth:`solve_at` for first-slot prices."""
+
+    def __init__(self, data: LpInput) -> None:
+        """Build the model from ``data`` (see the module docstring for its form)."""
+        self.data = data
+        n = int(data.net_wh.size)
+        self.n = n
+        lay = _Layout()
+        nb, ne, npl = len(data.batteries), len(data.evs), len(data.plugs)
+        buy = lay.add("buy", n)
+        sell = lay.add("sell", n)
+        unmet = lay.add("unmet", n)
+        lo = [np.zeros(3 * n)]
+        cap = data.import_cap_wh if data.import_cap_wh is not None else np.full(n, INF)
+        hi = [np.asarray(cap, dtype=float), np.full(n, INF), np.full(n, INF)]
+        cost = [
+            np.asarray(data.buy_price, dtype=float),
+            -np.asarray(data.sell_price, dtype=float),
+            np.full(n, data.big),
+        ]
+        rows: list[NDArray[Any]] = []
+        cidx: list[NDArray[Any]] = []
+        vals: list[NDArray[Any]] = []
+        balance = lay.rows(n)
+        row_lo = [np.asarray(data.net_wh, dtype=float)]
+        row_hi = [np.asarray(data.net_wh, dtype=float)]
+
+        def put(r: NDArray[Any], c: NDArray[Any], v: float | NDArray[Any]) -> None:
+            rows.append(np.asarray(r))
+            cidx.append(np.asarray(c))
+            vals.append(np.broadcast_to(np.asarray(v, dtype=float), np.shape(c)).copy())
+
+        put(balance, buy, 1.0)
+        put(balance, sell, -1.0)
+        put(balance, unmet, 1.0)
+        flex_buy = None
+        if data.flex_price is not None and n > 1 and (data.evs or data.plugs):
+            flex_buy = lay.add("flex_buy", n - 1)
+            fp = np.asarray(data.flex_price, dtype=float)[1:]
+            lo.append(np.zeros(n - 1))
+            # only where neighbours are expected to sell below the grid's price: there the
+            # community does not import, so the flattening tiers do not apply to it
+            hi.append(np.where(fp < np.asarray(data.buy_price, dtype=float)[1:], INF, 0.0))
+            cost.append(fp)
+            put(balance[1:], flex_buy, 1.0)
+            cover = lay.rows(n - 1)  # flex_buy_k <= EV and plug energy of slot k
+            put(cover, flex_buy, 1.0)
+            row_lo.append(np.full(n - 1, -INF))
+            row_hi.append(np.zeros(n - 1))
+        if data.tiers is not None:
+            (t1, p1), (t2, p2) = data.tiers
+            o1 = lay.add("over1", n)
+            o2 = lay.add("over2", n)
+            lo.append(np.zeros(2 * n))
+            hi += [np.full(n, max(t2 - t1, 0.0)), np.full(n, INF)]
+            cost += [np.full(n, p1), np.full(n, p2)]
+            flat = lay.rows(n)
+            put(flat, buy, 1.0)
+            put(flat, o1, -1.0)
+            put(flat, o2, -1.0)
+            row_lo.append(np.full(n, -INF))
+            row_hi.append(np.full(n, t1))
+        self._bat: list[tuple[NDArray[Any], NDArray[Any], NDArray[Any]]] = []
+        for b in data.batteries:
+            ch = lay.add(f"ch{len(self._bat)}", n)
+            dis = lay.add(f"dis{len(self._bat)}", n)
+            soc = lay.add(f"soc{len(self._bat)}", n)
+            floor = min(b.reserve_wh, b.soc_wh)
+            ceiling = max(b.capacity_wh, b.soc_wh)
+            lo += [np.zeros(2 * n), np.full(n, floor)]
+            hi += [np.full(n, b.charge_wh), np.full(n, b.discharge_wh), np.full(n, ceiling)]
+            end = np.zeros(n)
+            end[-1] = -b.end_value
+            early = EARLY_EPS * np.arange(n)
+            cost += [early, b.degradation + early, end]
+            put(balance, ch, -1.0)
+            put(balance, dis, 1.0)
+            dyn = lay.rows(n)
+            put(dyn, soc, 1.0)
+            put(dyn[1:], soc[:-1], -1.0)
+            put(dyn, ch, -b.efficiency)
+            put(dyn, dis, 1.0)
+            rhs = np.zeros(n)
+            rhs[0] = b.soc_wh
+            row_lo.append(rhs)
+            row_hi.append(rhs.copy())
+            self._bat.append((ch, dis, soc))
+        self._win: list[list[tuple[NDArray[Any], int, int]]] = [[], []]
+        for kind, windows in enumerate((data.evs, data.plugs)):
+            for w in windows:
+                first, last = max(0, w.first), min(n, w.last)
+                width = max(0, last - first)
+                col = lay.add(f"w{kind}.{len(self._win[kind])}", width)
+                extra = lay.add(f"x{kind}.{len(self._win[kind])}", 2)  # later, short
+                lo.append(np.zeros(width + 2))
+                hi += [np.full(width, w.per_slot_wh), np.asarray([w.later_wh, INF])]
+                slots = np.arange(first, last)
+                cost += [EARLY_EPS * slots, np.asarray([w.later_cost, data.big])]
+                put(balance[first:last], col, -1.0)
+                if flex_buy is not None:
+                    inside = slots[slots >= 1]
+                    put(cover[inside - 1], col[slots >= 1], -1.0)
+                need = lay.rows(1)
+                put(np.repeat(need, width), col, 1.0)
+                put(np.repeat(need, 2), extra, 1.0)
+                row_lo.append(np.asarray([w.need_wh]))
+                row_hi.append(np.asarray([w.need_wh]))
+                self._win[kind].append((col, first, last))
+        self._buy, self._sell, self._unmet = buy, sell, unmet
+        self._over0: tuple[int, int, float, float] | None = None
+        if data.tiers is not None:
+            (_, p1), (_, p2) = data.tiers
+            self._over0 = (int(lay.cols["over1"][0]), int(lay.cols["over2"][0]), p1, p2)
+        self._top0 = float(np.asarray(data.buy_price, dtype=float)[0])
+        self._nb, self._ne, self._np = nb, ne, npl
+        r = np.concatenate(rows)
+        c = np.concatenate(cidx)
+        v = np.concatenate(vals)
+        order = np.lexsort((r, c))
+        r, c, v = r[order], c[order], v[order]
+        start = np.searchsorted(c, np.arange(lay.n_col + 1))
+        lp = highspy.HighsLp()
+        lp.num_col_ = lay.n_col
+        lp.num_row_ = lay.n_row
+        lp.col_cost_ = np.concatenate(cost)
+        lp.col_lower_ = np.concatenate(lo)
+        lp.col_upper_ = np.concatenate(hi)
+        lp.row_lower_ = np.concatenate(row_lo)
+        lp.row_upper_ = np.concatenate(row_hi)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = start.astype(np.int32)
+        lp.a_matrix_.index_ = r.astype(np.int32)
+        lp.a_matrix_.value_ = v
+        self._base_buy0 = float(lp.col_cost_[buy[0]])
+        solver = highspy.Highs()
+        solver.setOptionValue("output_flag", False)
+        solver.setOptionValue("threads", 1)
+        solver.setOptionValue("presolve", "off")
+        solver.passModel(lp)
+        self._solver = solver
+        self.solves = 0
+
+    def solve_at(self, price: float | None = None) -> LpSolution:
+        """Solve with the first slot bought and sold at ``price`` (None: as built).
+
+        Raises ``RuntimeError`` if HiGHS does not report an optimal solution (the model is
+        always feasible and bounded, so that is a solver failure, not bad input).
+        """
+        solver = self._solver
+        b0, s0 = int(self._buy[0]), int(self._sell[0])
+        if price is not None:
+            cols, costs = [b0, s0], [price, -price]
+            if self._over0 is not None:
+                # Below the import price the first slot's energy comes from neighbours, not
+                # the grid: the flattening tiers apply only at the import price.
+                grid = price >= self._top0
+                o1, o2, p1, p2 = self._over0
+                cols += [o1, o2]
+                costs += [p1 if grid else 0.0, p2 if grid else 0.0]
+            solver.changeColsCost(
+                len(cols), np.asarray(cols, dtype=np.int32), np.asarray(costs, dtype=float)
+            )
+        solver.run()
+        self.solves += 1
+        status = solver.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:
+            # A warm start can stall on round-off: solve once more from scratch.
+            solver.clearSolver()
+            solver.run()
+            self.solves += 1
+            status = solver.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:
+            raise RuntimeError(f"the home plan did not solve: {solver.modelStatusToString(status)}")
+        x = np.asarray(solver.getSolution().col_value)
+        n = self.n
+
+        def rows_of(cols: list[NDArray[Any]]) -> NDArray[Any]:
+            return np.asarray([x[c] for c in cols]).reshape(len(cols), n)
+
+        def windows(kind: int) -> NDArray[Any]:
+            out = np.zeros((len(self._win[kind]), n))
+            for j, (col, first, last) in enumerate(self._win[kind]):
+                out[j, first:last] = x[col]
+            return out
+
+        return LpSolution(
+            price=self._base_buy0 if price is None else float(price),
+            buy=x[self._buy],
+            sell=x[self._sell],
+            charge=rows_of([b[0] for b in self._bat]),
+            discharge=rows_of([b[1] for b in self._bat]),
+            soc=rows_of([b[2] for b in self._bat]),
+            ev=windows(0),
+            plug=windows(1),
+            unmet=x[self._unmet],
+            objective=float(solver.getInfo().objective_function_value),
+        )

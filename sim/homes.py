@@ -1,0 +1,237 @@
+"""What each simulated home hands the planner every slot, and what its devices then do.
+
+:class:`PlannerInputs` builds, for home ``i`` at slot ``t``, the same plain values the
+integration's slot clock hands the engine's planner (``core/home/planner.py``):
+
+* a :class:`~custom_components.peer_energy.core.home.forecast.HomeForecast` of the horizon
+  (from slot ``t`` up to ``horizon`` slots, never past the simulation's end, whose stored
+  content the KPIs value at the feed-in tariff like the optimum does): the community's
+  forecasts of load and PV (the actual values when it has none), their spread, and the
+  grid prices as the home knows them (a dynamic tariff's day-ahead prices are published at
+  13:00 local time for the next day; slots beyond are expected at the last known price of
+  the same time of day);
+* the battery's state, the EV sessions (the one plugged in now with what it still needs,
+  and the coming ones within the horizon: the owner's schedule) and the flexible plug
+  tasks (running and coming ones);
+* the community price each slot is expected at (:class:`PriceMemory`).
+
+:func:`own_logic` is what uncontrolled devices do in advise mode (and in the no-trading
+baseline): the battery in self-consumption mode on the actual load and PV, the EV flat out
+from plug-in, plugs from their earliest start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from numpy.typing import NDArray
+
+from custom_components.peer_energy.core.home.agents import BatteryState
+from custom_components.peer_energy.core.home.forecast import HomeForecast
+from custom_components.peer_energy.core.home.planner import EvSession, PlugTask
+
+from .community import Community
+from .data import LOCAL_TZ
+
+BATTERY, EV, PV, LOAD = "battery", "ev", "pv", "load"
+
+
+def plug_id(k: int) -> str:
+    """Asset id of a home's ``k``-th plug task."""
+    return f"plug{k}"
+
+
+def known_until(c: Community) -> NDArray[Any] | None:
+    """For a dynamic tariff, the last slot whose price is known at each slot: day-ahead
+    prices are published around 13:00 local time for the next day, so until the end of the
+    next local day from 13:00 on, else until the end of the current one. None when fixed."""
+    if len(set(c.import_price.tolist())) <= 1 and len(set(c.feed_in.tolist())) <= 1:
+        return None
+    tz = ZoneInfo(LOCAL_TZ)
+    days = [datetime.fromtimestamp(int(s), tz) for s in c.slots]
+    out = np.zeros(c.n_slots, dtype=np.int64)
+    last = 0
+    for t, now in enumerate(days):
+        end_date = now.date() + timedelta(days=1 if now.hour >= 13 else 0)
+        last = max(last, t)
+        while last + 1 < c.n_slots and days[last + 1].date() <= end_date:
+            last += 1
+        out[t] = last
+    return out
+
+
+@dataclass
+class DeviceState:
+    """One home's device state between slots."""
+
+    soc: int = 0
+    ev_left: dict[int, int] = field(default_factory=dict)  # session index -> Wh still needed
+    plug_left: dict[int, int] = field(default_factory=dict)  # task index -> Wh still to run
+
+
+class PriceMemory:
+    """The community price each coming slot is expected at: where the same slot of an
+    earlier day cleared within its grid band (0 = feed-in tariff, 1 = import price).
+
+    A slot with trades counts at its traded price, one without at the grid price the
+    community faced (the import price when it imported, else the feed-in tariff). Before
+    any history, a slot counts at the feed-in tariff when the members' forecasts add up to a
+    surplus, else at the import price.
+    """
+
+    def __init__(self, c: Community) -> None:
+        self.per_day = 86_400 // c.slot_seconds
+        load, pv, _, _ = c.forecasts()
+        balance = (load - pv).sum(axis=0)
+        self.band = np.where(balance < 0, 0.0, 1.0)  # prior, replaced as slots clear
+        self.c = c
+
+    def record(self, t: int, price: float | None, imported: bool) -> None:
+        """Remember how slot ``t`` cleared."""
+        imp, fit = float(self.c.import_price[t]), float(self.c.feed_in[t])
+        if price is None or imp <= fit:
+            self.band[t] = 1.0 if imported else 0.0
+        else:
+            self.band[t] = min(1.0, max(0.0, (price - fit) / (imp - fit)))
+
+    def expected(self, t: int, imports: NDArray[Any], feed_ins: NDArray[Any]) -> tuple[int, ...]:
+        """Expected price of slots ``t, t+1, ...`` (as many as ``imports``), within each
+        slot's band: the same slot of the latest day that has cleared (or the prior)."""
+        n = imports.size
+        idx = np.arange(t, t + n)
+        past = idx - self.per_day * (-(-(idx - t + 1) // self.per_day))
+        band = np.where(past >= 0, self.band[np.clip(past, 0, None)], self.band[idx])
+        return tuple(int(x) for x in np.rint(feed_ins + band * (imports - feed_ins)))
+
+
+class PlannerInputs:
+    """Builds the planner's inputs for every home and slot (see the module docstring)."""
+
+    def __init__(self, c: Community, horizon_slots: int) -> None:
+        self.c = c
+        self.horizon = max(1, horizon_slots)
+        self.per_day = 86_400 // c.slot_seconds
+        self.known = known_until(c)
+        load, pv, load_sd, pv_sd = c.forecasts()
+        self.load = load.astype(np.int64)
+        self.pv = pv.astype(np.int64)
+        self.load_sd = load_sd.astype(np.int64)
+        self.pv_sd = pv_sd.astype(np.int64)
+
+    def end(self, t: int) -> int:
+        """One past the last slot of the horizon that starts at ``t``."""
+        return min(self.c.n_slots, t + self.horizon)
+
+    def prices(self, t: int) -> tuple[NDArray[Any], NDArray[Any]]:
+        """Import prices and feed-in tariffs of the horizon as known at slot ``t``."""
+        c = self.c
+        idx = np.arange(t, self.end(t))
+        if self.known is not None:
+            last = int(self.known[t])
+            over = idx > last
+            idx[over] = idx[over] - self.per_day * (-(-(idx[over] - last) // self.per_day))
+        return c.import_price[idx], c.feed_in[idx]
+
+    def forecast(self, i: int, t: int) -> HomeForecast:
+        """Home ``i``'s forecast of the horizon starting at slot ``t``."""
+        c = self.c
+        end = self.end(t)
+        imports, feed_ins = self.prices(t)
+        return HomeForecast(
+            start=int(c.slots[t]),
+            slot_seconds=c.slot_seconds,
+            pv_wh=tuple(int(x) for x in self.pv[i, t:end]),
+            pv_sd_wh=tuple(int(x) for x in self.pv_sd[i, t:end]),
+            load_wh=tuple(int(x) for x in self.load[i, t:end]),
+            load_sd_wh=tuple(int(x) for x in self.load_sd[i, t:end]),
+            import_price=tuple(int(x) for x in imports),
+            feed_in_tariff=tuple(int(x) for x in feed_ins),
+            sources=(("load", "simulator"), ("pv", "simulator")),
+        )
+
+    def battery(self, i: int, soc: int, *, clean: bool) -> BatteryState | None:
+        """Home ``i``'s battery at ``soc`` (None without one)."""
+        b = self.c.homes[i].battery
+        if b is None:
+            return None
+        return BatteryState(
+            BATTERY,
+            b.capacity_wh,
+            soc,
+            reserve_pct=b.reserve_pct,
+            max_charge_w=b.power_w,
+            max_discharge_w=b.power_w,
+            efficiency_pct=b.efficiency_pct,
+            degradation=0,
+            clean=clean,
+        )
+
+    def evs(self, i: int, t: int, state: DeviceState) -> tuple[EvSession, ...]:
+        """The EV sessions of home ``i`` that overlap the horizon, with what they still need."""
+        c = self.c
+        ev = c.homes[i].ev
+        if ev is None:
+            return ()
+        end = self.end(t)
+        s0, sec = int(c.slots[0]), c.slot_seconds
+        out = []
+        for k, s in enumerate(ev.sessions):
+            if s.depart <= t or s.arrive >= end:
+                continue
+            need = state.ev_left.get(k, s.energy_wh) if s.arrive <= t else s.energy_wh
+            if need > 0:
+                out.append(
+                    EvSession(
+                        asset_id=EV,
+                        arrive=s0 + s.arrive * sec,
+                        depart=s0 + s.depart * sec,
+                        energy_wh=need,
+                        max_power_w=ev.charger_w,
+                    )
+                )
+        return tuple(out)
+
+    def plugs(self, i: int, t: int, state: DeviceState) -> tuple[PlugTask, ...]:
+        """The plug tasks of home ``i`` that overlap the horizon, with what they still need."""
+        c = self.c
+        end = self.end(t)
+        s0, sec = int(c.slots[0]), c.slot_seconds
+        out = []
+        for k, task in enumerate(c.homes[i].flex):
+            if task.deadline <= t or task.earliest >= end:
+                continue
+            need = state.plug_left.get(k, task.energy_wh)
+            if need > 0:
+                out.append(
+                    PlugTask(
+                        asset_id=plug_id(k),
+                        earliest=s0 + task.earliest * sec,
+                        deadline=s0 + task.deadline * sec,
+                        energy_wh=need,
+                        power_w=task.power_w,
+                    )
+                )
+        return tuple(out)
+
+
+def own_logic(
+    c: Community, i: int, t: int, state: DeviceState
+) -> tuple[int, dict[int, int], dict[int, int]]:
+    """What home ``i``'s uncontrolled EV and plugs do in slot ``t``: (EV Wh, EV Wh per
+    session, plug Wh per task); flat out from plug-in and from the earliest start."""
+    home = c.homes[i]
+    ev_use: dict[int, int] = {}
+    if home.ev is not None:
+        per = c.max_wh(home.ev.charger_w)
+        for k, s in enumerate(home.ev.sessions):
+            if s.arrive <= t < s.depart:
+                ev_use[k] = min(per, state.ev_left.get(k, s.energy_wh))
+    plug_use: dict[int, int] = {}
+    for k, task in enumerate(home.flex):
+        if task.earliest <= t < task.deadline:
+            plug_use[k] = min(c.max_wh(task.power_w), state.plug_left.get(k, task.energy_wh))
+    return sum(ev_use.values()), ev_use, plug_use
