@@ -274,6 +274,7 @@ class FederationLink:
         self._timer_at: int | None = None
         self._unreachable: set[str] = set()
         self._stopped = False
+        self._retry_after_ms = 0  # after a failed tick (our bug): not before this time
         self.rejected = 0
 
     # --- the interface for the slot clock (market.py) ---
@@ -554,7 +555,11 @@ class FederationLink:
         if self.peer is None or self._stopped:
             return []
         was_joined = self.peer.joined
-        outputs = self.peer.receive(data, sender_address, self.clock())
+        try:
+            outputs = self.peer.receive(data, sender_address, self.clock())
+        except Exception:  # our own bug (a bad message is a Rejected): surface it, go on
+            LOGGER.exception("Failed to handle a message from %s", sender_address)
+            return [Rejected("internal_error", "this home failed on the message", sender_address)]
         self._handle(outputs)
         if not was_joined and self.peer.joined:
             self._joined_now()
@@ -565,7 +570,14 @@ class FederationLink:
         """Advance the peer's clock now (also called by the timer)."""
         if self.peer is None or self._stopped:
             return
-        self._handle(self.peer.tick(self.clock()))
+        now = self.clock()
+        try:
+            outputs = self.peer.tick(now)
+        except Exception:  # our own bug: surface it, keep the timer (not in a tight loop)
+            LOGGER.exception("The federation protocol failed at its timer")
+            self._retry_after_ms = now + 1000
+            return
+        self._handle(outputs)
 
     @callback
     def _handle(self, outputs: Sequence[Output]) -> None:
@@ -639,7 +651,7 @@ class FederationLink:
     def _reschedule(self) -> None:
         if not self._schedule or self._stopped or self.peer is None or not self.peer.joined:
             return
-        wake = self.peer.next_wakeup_ms()
+        wake = max(self.peer.next_wakeup_ms(), self._retry_after_ms)
         if self._timer_at == wake and self._unsub_timer is not None:
             return
         if self._unsub_timer is not None:

@@ -10,7 +10,7 @@ from typing import Any
 from ...market.fairness import FairnessState
 from ...market.orders import Order
 from ...trust.canonical import CanonicalError, digest_of
-from ...trust.envelope import RejectCode, validate
+from ...trust.envelope import RejectCode, ReplayGuard, validate
 from ...trust.identity import AssetEnrolment, Identity
 from ..community import (
     Charter,
@@ -403,21 +403,24 @@ class Peer:
 
     # -- receiving --
     def receive(self, data: bytes, sender_address: str, now_ms: int) -> list[Output]:
-        """Handle one incoming message; never raises (bad input gives ``Rejected``)."""
-        try:
-            return self._receive(data, sender_address, now_ms)
-        except Exception as err:  # the contract: bad input never raises
-            return [
-                Rejected(RejectCode.MALFORMED.value, f"{type(err).__name__}: {err}", sender_address)
-            ]
+        """Handle one incoming message.
 
-    def _receive(self, data: bytes, sender_address: str, now_ms: int) -> list[Output]:
+        A message that is wrong (the sender's fault: garbage, a forgery, a replay, content
+        the protocol does not allow now) gives a ``Rejected`` with its code and changes
+        nothing. Any exception is a bug of this peer and propagates: the transport logs
+        it (error level, with the traceback) and goes on with the next message.
+        """
         ctx = self._ctx
         keyring = ctx.membership.keyring
+        guard: ReplayGuard | None = ctx.guard
         join_sender = peek_join_sender(data)
         if join_sender is not None and ctx.joined and keyring.resolve(join_sender) is None:
+            # A stranger's join: checked with its key admitted for this message only, and
+            # without the replay guard, which keeps state per key (a replayed join is
+            # answered like a repeated one: nothing new happens).
             keyring = keyring.with_member(join_sender, 0)
-        result = validate(data, policy=ctx.policy, keyring=keyring, now_ms=now_ms, guard=ctx.guard)
+            guard = None
+        result = validate(data, policy=ctx.policy, keyring=keyring, now_ms=now_ms, guard=guard)
         env = result.envelope
         if env is None:
             return [Rejected(str(result.error), result.detail, sender_address)]
@@ -446,7 +449,8 @@ class Peer:
     def _apply_records(self, items: object, sender_address: str, now_ms: int) -> list[Output]:
         """A bundle of records: each verified on its own and handled like a record sent
         directly (membership records may depend on each other, so those from a sender
-        not yet known are retried after the others)."""
+        not yet known are retried after the others). A record handled without refusal is
+        remembered (by its digest) and skipped, signature unchecked, when it comes again."""
         ctx = self._ctx
         out: list[Output] = []
         if not isinstance(items, list):  # pragma: no cover - schema checked
@@ -475,10 +479,12 @@ class Peer:
                     continue
                 member = ctx.membership.member_of(env.sender, env.ts_ms)
                 assert member is not None
-                ctx.seen.add(key)
                 progress = True
                 handler = self._record_handlers[env.type]
-                out.extend(handler(Incoming(env, member, sender_address, now_ms)))
+                handled = handler(Incoming(env, member, sender_address, now_ms))
+                if not any(isinstance(o, Rejected) for o in handled):
+                    ctx.seen.add(key)  # a refused record may be sent again (and checked again)
+                out.extend(handled)
             pending = retry
         out.extend(
             Rejected(RejectCode.UNKNOWN_SENDER.value, "record from a non-member", sender_address)

@@ -12,7 +12,6 @@ from ...market.clearing import SlotResult
 from ...market.fairness import FairnessState
 from ...market.orders import Order, OrderError
 from ...trust.canonical import canonical_bytes, digest_of
-from ...trust.envelope import Envelope
 from . import wire
 from .book import (
     Bid,
@@ -87,7 +86,8 @@ class _Adoption:
     result: SlotResult
     fairness: FairnessState
     bids: tuple[Bid, ...]
-    attests: tuple[tuple[str, Envelope, str], ...]  # (record digest, envelope, member)
+    # (record digest, the attestation as a message, its check: None when already held)
+    attests: tuple[tuple[str, Incoming, _AttestCheck | None], ...]
 
 
 class SlotRound:
@@ -625,16 +625,16 @@ class SlotRound:
             return None
         if not self.in_range(slot, msg.now_ms):
             return msg.reject(Reject.STALE_SLOT, f"slot {slot}")
-        return self.check_adoption(slot, msg.env.payload, msg.sender_address)
+        return self.check_adoption(slot, msg.env.payload, msg.sender_address, msg.now_ms)
 
     def _apply_slot_data(self, msg: Incoming, adoption: _Adoption) -> list[Output]:
-        result = self.apply_adoption(adoption, msg.sender_address, msg.now_ms)
-        return [result] if isinstance(result, Rejected) else result
+        return self.apply_adoption(adoption, msg.now_ms)
 
     def check_adoption(
-        self, slot: int, payload: Mapping[str, Any], sender_address: str
+        self, slot: int, payload: Mapping[str, Any], sender_address: str, now_ms: int
     ) -> _Adoption | Rejected:
-        """Verify a ``slot_data`` payload: its bids (re-cleared) and its attestations."""
+        """Verify a ``slot_data`` payload: its bids (re-cleared) and its attestations
+        (each one as if it came on its own: one that is refused refuses the payload)."""
         ctx = self.ctx
         try:
             fair, ordered = book_from_payload(slot, payload, ctx.membership)
@@ -642,48 +642,50 @@ class SlotRound:
             return Rejected(Reject.BAD_SLOT_DATA.value, str(err), sender_address)
         book, res, result = clear_book(ctx.community_id, slot, ctx.rules, ordered, fair)
         keyring = ctx.membership.keyring
-        attests: list[tuple[str, Envelope, str]] = []
+        attests: list[tuple[str, Incoming, _AttestCheck | None]] = []
         for item in payload["attests"]:
             env, code, detail = wire.verify_record(
                 item, community=ctx.community_id, keyring=keyring
             )
-            if env is None or env.type != "attest":
+            if env is None or env.type != "attest" or env.payload.get("slot") != slot:
                 detail = f"attestation does not verify: {code} {detail}"
                 return Rejected(Reject.BAD_SLOT_DATA.value, detail, sender_address)
             member = keyring.member_of(env.sender, env.ts_ms)
             assert member is not None
-            attests.append((digest_of(item).hex(), env, member))
+            msg = Incoming(env, member, sender_address, now_ms)
+            checked = self._check_attest(msg)
+            if isinstance(checked, Rejected):
+                detail = f"attestation refused: {checked.code} {checked.detail}"
+                return Rejected(Reject.BAD_SLOT_DATA.value, detail, sender_address)
+            attests.append((digest_of(item).hex(), msg, checked))
         return _Adoption(slot, book, res, result, fair, ordered, tuple(attests))
 
-    def apply_adoption(
-        self, adoption: _Adoption, sender_address: str, now_ms: int
-    ) -> list[Output] | Rejected:
-        """Keep a verified book and its attestations; final if they are a quorum (else a
-        ``Rejected``: what it held is kept, more attestations may complete it)."""
+    def apply_adoption(self, adoption: _Adoption, now_ms: int) -> list[Output]:
+        """Keep a verified book and its attestations; final if they are a quorum."""
         slot, book, res = adoption.slot, adoption.book, adoption.result_hash
         state = self.slot(slot)
         state.record_book(book, adoption.bids, adoption.fairness, res, adoption.result)
-        attest = self.record_handlers["attest"]
-        for key, env, member in adoption.attests:
-            if key not in self.ctx.seen:
-                self.ctx.seen.add(key)
-                attest(Incoming(env, member, sender_address, now_ms))
+        for key, msg, checked in adoption.attests:
+            self.ctx.seen.add(key)
+            if checked is not None and (checked.book, checked.result) not in state.attests.get(
+                msg.member, {}
+            ):
+                self._apply_attest(msg, checked)
         if state.final is not None:  # finalised while recording the attestations
             return [SlotCleared(state.final)]
         members = self._tally(state).get((book, res), [])
         if len(members) < self.quorum(slot):
-            detail = "the book's result has no quorum of attestations"
-            return Rejected(Reject.BAD_SLOT_DATA.value, detail, sender_address)
+            return []  # valid but not (yet) a quorum: kept, more attestations may complete it
         return self._finalise(state, book, sorted(members), now_ms)
 
     def adopt(
         self, slot: int, payload: Mapping[str, Any], sender_address: str, now_ms: int
     ) -> list[Output] | Rejected:
         """``check_adoption``, then ``apply_adoption`` if it verifies."""
-        adoption = self.check_adoption(slot, payload, sender_address)
+        adoption = self.check_adoption(slot, payload, sender_address, now_ms)
         if isinstance(adoption, Rejected):
             return adoption
-        return self.apply_adoption(adoption, sender_address, now_ms)
+        return self.apply_adoption(adoption, now_ms)
 
     def _check_catchup(self, msg: Incoming) -> str | None:
         return self.ctx.membership.address_of(msg.member)

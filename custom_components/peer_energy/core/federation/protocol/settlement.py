@@ -387,7 +387,7 @@ class Settlement:
         fill = fills[i]
         role = Role.SELLER if fill.seller == member else Role.BUYER
         try:
-            report = DeliveryReport.from_dict(item["report"])
+            report = DeliveryReport.from_dict(item.get("report"))
         except (ValueError, AttributeError) as err:
             return msg.reject(Reject.BAD_DELIVERY, str(err))
         st = self.settling.get(final.slot)
