@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import hashlib
 from typing import Any
 
@@ -44,10 +44,11 @@ def build(
     seed: int = 0,
     community_rules: CommunityRules | None = None,
     malice: dict[int, Malice] | None = None,
+    tap: Callable[[str, str, bytes], None] | None = None,
     **net_kwargs: Any,
 ) -> tuple[MemNet, list[Peer]]:
     """Found a community and join ``n - 1`` peers through real invitations (lossless)."""
-    net = MemNet(start_ms=START_MS, seed=seed)
+    net = MemNet(start_ms=START_MS, seed=seed, tap=tap)
     founder = Peer.found(
         make_identity("p0"),
         name="Test street",

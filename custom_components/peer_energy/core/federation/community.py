@@ -55,6 +55,11 @@ class InvitationError(ValueError):
     """An invitation string cannot be used."""
 
 
+MAX_MEMBERS = 10_000  # with the order bounds, a slot's book stays within MAX_SLOT_ENERGY_WH
+MAX_WINDOW_MS = 3_600_000
+MAX_CREDIT = 10**15  # milli-minor units
+
+
 def _int(data: Mapping[str, Any], name: str, default: int, minimum: int) -> int:
     value = data.get(name, default)
     if type(value) is not int or value < minimum:
@@ -93,10 +98,19 @@ class CommunityRules:
             raise CommunityError("sync and attestation windows must end before the slot starts")
         if not 5000 < self.quorum_bp <= 10_000:
             raise CommunityError("quorum must be more than half (5001..10000 basis points)")
-        if self.max_members < 2:
-            raise CommunityError("a community needs room for at least two members")
-        if self.credit_limit_base < 0:
-            raise CommunityError("credit limit base must not be negative")
+        if not 2 <= self.max_members <= MAX_MEMBERS:
+            raise CommunityError(f"a community has room for 2..{MAX_MEMBERS} members")
+        if not 0 <= self.credit_limit_base <= MAX_CREDIT:
+            raise CommunityError(f"credit limit base must be in 0..{MAX_CREDIT}")
+        if (
+            self.gate_closure_lead_s > 86_400
+            or max(self.sync_window_ms, self.attest_window_ms) > MAX_WINDOW_MS
+        ):
+            raise CommunityError("gate closure lead and protocol windows are too long")
+        try:
+            self.market.check()
+        except OrderError as err:
+            raise CommunityError(str(err)) from None
 
     @property
     def slot_seconds(self) -> int:
@@ -268,8 +282,9 @@ class Invitation:
         return join_proof(self.secret, self.community, member, address, self.invitation_id)
 
     def check_proof(self, member: str, address: str, proof: str) -> bool:
-        """Constant-time comparison of a joiner's proof."""
-        return hmac.compare_digest(self.proof(member, address), proof)
+        """Constant-time comparison of a joiner's proof (any string: a non-ASCII one is
+        simply wrong)."""
+        return proof.isascii() and hmac.compare_digest(self.proof(member, address), proof)
 
     def encode(self) -> str:
         """The copyable string."""

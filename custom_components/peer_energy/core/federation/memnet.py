@@ -21,7 +21,7 @@ Public API: ``MemNet``, ``Malice``, ``Delivery``, ``NetStats``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 import heapq
@@ -79,11 +79,13 @@ class MemNet:
         jitter_ms: int = 0,
         drop_bp: int = 0,
         duplicate_bp: int = 0,
+        tap: Callable[[str, str, bytes], None] | None = None,
     ) -> None:
         """Create an empty network at virtual time ``start_ms``.
 
         ``drop_bp``/``duplicate_bp``: probability in basis points that a message is lost or
-        delivered twice; ``jitter_ms``: extra uniform random delay (reorders messages).
+        delivered twice; ``jitter_ms``: extra uniform random delay (reorders messages);
+        ``tap``: called with (sender, to, bytes) for every message put on the wire.
         """
         self.now = start_ms
         self.rng = random.Random(seed)  # noqa: S311 - simulated faults, not secrets
@@ -91,6 +93,7 @@ class MemNet:
         self.jitter_ms = jitter_ms
         self.drop_bp = drop_bp
         self.duplicate_bp = duplicate_bp
+        self.tap = tap
         self.peers: dict[str, Peer] = {}
         self.events: dict[str, list[tuple[int, Any]]] = {}
         self.offline: set[str] = set()
@@ -184,6 +187,8 @@ class MemNet:
         heapq.heappush(self._queue, (at_ms, self._counter, "tick", address, b""))
 
     def _push(self, at_ms: int, sender: str, to: str, data: bytes) -> None:
+        if self.tap is not None:
+            self.tap(sender, to, data)
         self._counter += 1
         heapq.heappush(self._queue, (at_ms, self._counter, f"{sender}|msg", to, data))
 

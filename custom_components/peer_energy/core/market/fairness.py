@@ -22,6 +22,9 @@ from fractions import Fraction
 import hashlib
 from typing import Any
 
+MAX_WINS = 10**12  # a count a peer may be handed (far beyond any real history)
+MAX_OWNER_LENGTH = 128
+
 
 @dataclass(frozen=True, slots=True)
 class FairnessState:
@@ -54,12 +57,15 @@ class FairnessState:
             raise ValueError("fairness must be {'margin_wins': {member: count}}")
         for owner, count in raw.items():
             if (
-                not isinstance(owner, str)
-                or isinstance(count, bool)
-                or not isinstance(count, int)
-                or count < 0
+                type(owner) is not str
+                or not 0 < len(owner) <= MAX_OWNER_LENGTH
+                or type(count) is not int
+                or not 0 <= count <= MAX_WINS
             ):
-                raise ValueError("fairness.margin_wins must map member ids to counts >= 0")
+                raise ValueError(
+                    f"fairness.margin_wins must map member ids (1..{MAX_OWNER_LENGTH} "
+                    f"characters) to counts in 0..{MAX_WINS}"
+                )
         return cls(tuple(sorted((k, v) for k, v in raw.items() if v)))
 
 

@@ -12,6 +12,13 @@ unit: a buy step wants ``energy_wh`` if the price is at most ``price``; a sell s
 so another module can encode them canonically and sign them. ``from_dict`` validates and
 raises :class:`OrderError` (a ``ValueError``) with a message naming the bad field.
 
+Bounds (checked wherever orders, rules or books enter, so that every amount clearing
+computes fits the canonical encoding's signed 64-bit integers): prices within
+``±MAX_PRICE`` minor units per kWh, at most ``MAX_ENERGY_WH`` per order, at most
+``MAX_SLOT_ENERGY_WH`` per side of one slot's book (then any amount of money, ``energy x
+(price + fee)``, and any surplus stays below 4 x 10^18), slot starts from 0 to
+``MAX_SLOT_START``, strings valid Unicode of at most ``MAX_ID_LENGTH`` characters.
+
 Public API: :class:`Side`, :class:`Priority`, :class:`Pricing`, :class:`Step`,
 :class:`Reason`, :class:`Order`, :class:`MarketRules`, :class:`OrderBook`,
 :class:`OrderError`, :func:`validate_order`, :func:`parse_book`.
@@ -28,7 +35,14 @@ from .fairness import FairnessState
 
 MAX_STEPS = 64
 MAX_ID_LENGTH = 128
+MAX_PARTNERS = 32
+MAX_REASON_PARAMS = 16
 BASIS_POINTS = 10_000
+MAX_PRICE = 100_000  # minor units per kWh, either sign (1,000 EUR/kWh)
+MAX_ENERGY_WH = 10_000_000  # one order, all steps (10 MWh)
+MAX_SLOT_ENERGY_WH = 10**13  # one side of one slot's book
+MAX_SLOT_START = 253_402_300_799  # 9999-12-31 23:59:59 UTC
+INT64_MAX = 2**63 - 1
 
 
 class OrderError(ValueError):
@@ -87,13 +101,17 @@ class Reason:
         obj = _mapping(data, "reason")
         code = _str(obj.get("code"), "reason.code")
         params = _mapping(obj.get("params", {}), "reason.params")
+        if len(params) > MAX_REASON_PARAMS:
+            raise OrderError(f"reason.params holds at most {MAX_REASON_PARAMS} entries")
         clean: dict[str, int | str] = {}
         for key, value in params.items():
-            is_int = isinstance(value, int) and not isinstance(value, bool)
-            if not isinstance(key, str) or not (isinstance(value, str) or is_int):
-                raise OrderError("reason.params must map names to integers or strings")
-            clean[key] = value
-        return cls.of(code, **clean)
+            if type(value) is int:
+                if not -INT64_MAX - 1 <= value <= INT64_MAX:
+                    raise OrderError("reason.params integers must fit in 64 bits")
+            else:
+                _str(value, f"reason.params.{key}", empty=True)
+            clean[_str(key, "reason.params name")] = value
+        return cls(code, tuple(sorted(clean.items())))
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,12 +179,24 @@ def _mapping(value: object, name: str) -> Mapping[str, Any]:
     return value
 
 
-def _int(value: object, name: str, *, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise OrderError(f"{name} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise OrderError(f"{name} must be >= {minimum}, got {value}")
+def _int(value: object, name: str, *, minimum: int, maximum: int) -> int:
+    if type(value) is not int:
+        raise OrderError(f"{name} must be an integer, got {_show(value)}")
+    if not minimum <= value <= maximum:
+        raise OrderError(f"{name} must be in {minimum}..{maximum}, got {_show(value)}")
     return value
+
+
+def _price(value: object, name: str) -> int:
+    return _int(value, name, minimum=-MAX_PRICE, maximum=MAX_PRICE)
+
+
+def _show(value: object) -> str:
+    """A value for an error message, cut short (huge integers and long strings too)."""
+    if type(value) is int and value.bit_length() > 100:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _bool(value: object, name: str) -> bool:
@@ -175,10 +205,27 @@ def _bool(value: object, name: str) -> bool:
     return value
 
 
-def _str(value: object, name: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
-        raise OrderError(f"{name} must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+def _str(value: object, name: str, *, empty: bool = False) -> str:
+    if (
+        type(value) is not str
+        or len(value) > MAX_ID_LENGTH
+        or not (value or empty)
+        or not (value.isascii() or _unicode(value))
+    ):
+        raise OrderError(
+            f"{name} must be a non-empty string of valid Unicode of at most "
+            f"{MAX_ID_LENGTH} characters"
+        )
     return value
+
+
+def _unicode(text: str) -> bool:
+    """Whether ``text`` encodes to UTF-8 (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _ORDER_KEYS = frozenset(
@@ -200,76 +247,103 @@ _ORDER_KEYS = frozenset(
 )
 
 
-def validate_order(data: object) -> Order:
+_ABSENT = object()
+_SIDES = {side.value: side for side in Side}
+_PRIORITIES = {priority.value: priority for priority in Priority}
+
+
+def validate_order(data: object, *, qualify: str = "") -> Order:
     """Check one order in plain-data form and build it; raises :class:`OrderError`.
 
     Either ``steps`` (a list of ``[price, energy_wh]`` pairs) or the shorthand
-    ``price`` + ``energy_wh`` for a single step must be given.
+    ``price`` + ``energy_wh`` for a single step must be given. ``qualify`` is put in front
+    of the order id once it is checked (the protocol qualifies ids with the member).
     """
-    obj = _mapping(data, "order")
-    unknown = sorted(set(obj) - _ORDER_KEYS)
-    if unknown:
-        raise OrderError(f"order has unknown fields: {', '.join(map(str, unknown))}")
+    obj = data if type(data) is dict else _mapping(data, "order")
+    if not obj.keys() <= _ORDER_KEYS:
+        unknown = sorted(_show(k) for k in set(obj) - _ORDER_KEYS)
+        raise OrderError(f"order has unknown fields: {', '.join(unknown)}")
     order_id = _str(obj.get("order_id"), "order_id")
-    where = f"order {order_id!r}"
-    owner = _str(obj.get("owner"), f"{where}: owner")
-    side_raw = obj.get("side")
     try:
-        side = Side(side_raw if isinstance(side_raw, str) else "")
-    except ValueError:
-        raise OrderError(f"{where}: side must be 'buy' or 'sell', got {side_raw!r}") from None
-    slot = _int(obj.get("slot_start"), f"{where}: slot_start", minimum=0)
+        return _build_order(obj, order_id, qualify)
+    except OrderError as err:
+        raise OrderError(f"order {order_id!r}: {err}") from None
+
+
+def _build_order(obj: Mapping[str, Any], order_id: str, qualify: str) -> Order:
+    get = obj.get
+    owner = _str(get("owner"), "owner")
+    side_raw = get("side")
+    side = _SIDES.get(side_raw) if type(side_raw) is str else None
+    if side is None:
+        raise OrderError(f"side must be 'buy' or 'sell', got {_show(side_raw)}")
+    slot = _int(get("slot_start"), "slot_start", minimum=0, maximum=MAX_SLOT_START)
     if "steps" in obj:
         if "price" in obj or "energy_wh" in obj:
-            raise OrderError(f"{where}: give either steps or price+energy_wh, not both")
+            raise OrderError("give either steps or price+energy_wh, not both")
         raw_steps = obj["steps"]
-        if not isinstance(raw_steps, list) or not raw_steps or len(raw_steps) > MAX_STEPS:
-            raise OrderError(f"{where}: steps must be a list of 1..{MAX_STEPS} [price, energy_wh]")
-        steps = []
-        for k, pair in enumerate(raw_steps):
-            if not isinstance(pair, list) or len(pair) != 2:
-                raise OrderError(f"{where}: step {k} must be [price, energy_wh]")
-            steps.append(
-                Step(
-                    _int(pair[0], f"{where}: step {k} price"),
-                    _int(pair[1], f"{where}: step {k} energy_wh", minimum=0),
-                )
-            )
+        if type(raw_steps) is not list or not 0 < len(raw_steps) <= MAX_STEPS:
+            raise OrderError(f"steps must be a list of 1..{MAX_STEPS} [price, energy_wh]")
+        steps: list[Step] = []
+        total = 0
+        for pair in raw_steps:
+            if type(pair) is not list or len(pair) != 2:
+                raise OrderError(f"step {len(steps)} must be [price, energy_wh]")
+            price, energy = pair
+            if (
+                type(price) is not int
+                or not -MAX_PRICE <= price <= MAX_PRICE
+                or type(energy) is not int
+                or not 0 <= energy <= MAX_ENERGY_WH
+            ):
+                k = len(steps)
+                _price(price, f"step {k} price")
+                _int(energy, f"step {k} energy_wh", minimum=0, maximum=MAX_ENERGY_WH)
+            total += energy
+            steps.append(Step(price, energy))
+        if total > MAX_ENERGY_WH:
+            raise OrderError(f"energy of all steps must be at most {MAX_ENERGY_WH} Wh")
+        step_tuple = tuple(steps)
     else:
-        steps = [
-            Step(
-                _int(obj.get("price"), f"{where}: price"),
-                _int(obj.get("energy_wh"), f"{where}: energy_wh", minimum=0),
-            )
-        ]
-    clean = _bool(obj.get("clean", False), f"{where}: clean")
-    clean_only = _bool(obj.get("clean_only", False), f"{where}: clean_only")
+        price = _price(get("price"), "price")
+        energy = _int(get("energy_wh"), "energy_wh", minimum=0, maximum=MAX_ENERGY_WH)
+        step_tuple = (Step(price, energy),)
+    clean = get("clean", False)
+    clean_only = get("clean_only", False)
+    local = get("local", True)
+    for flag, name in ((clean, "clean"), (clean_only, "clean_only"), (local, "local")):
+        if flag is not True and flag is not False:
+            raise OrderError(f"{name} must be true or false, got {_show(flag)}")
     if clean_only and side is Side.SELL:
-        raise OrderError(f"{where}: clean_only is a buyer preference")
-    partners_raw = obj.get("preferred_partners", [])
-    if not isinstance(partners_raw, list):
-        raise OrderError(f"{where}: preferred_partners must be a list of member ids")
-    partners = tuple(_str(p, f"{where}: preferred partner") for p in partners_raw)
-    prio_raw = obj.get("priority", Priority.HOUSEHOLD.value)
-    try:
-        priority = Priority(prio_raw)
-    except ValueError:
-        raise OrderError(
-            f"{where}: priority must be essential, household or other, got {prio_raw!r}"
-        ) from None
+        raise OrderError("clean_only is a buyer preference")
+    partners_raw = get("preferred_partners", _ABSENT)
+    partners: tuple[str, ...] = ()
+    if partners_raw is not _ABSENT:
+        if type(partners_raw) is not list or len(partners_raw) > MAX_PARTNERS:
+            raise OrderError(f"preferred_partners must be a list of at most {MAX_PARTNERS} ids")
+        partners = tuple(_str(p, "preferred partner") for p in partners_raw)
+    prio_raw = get("priority", _ABSENT)
+    priority = Priority.HOUSEHOLD
+    if prio_raw is not _ABSENT:
+        found = _PRIORITIES.get(prio_raw) if type(prio_raw) is str else None
+        if found is None:
+            raise OrderError(
+                f"priority must be essential, household or other, got {_show(prio_raw)}"
+            )
+        priority = found
     reason = Reason.from_dict(obj["reason"]) if "reason" in obj else None
     return Order(
-        order_id=order_id,
-        owner=owner,
-        side=side,
-        slot_start=slot,
-        steps=tuple(steps),
-        clean=clean,
-        local=_bool(obj.get("local", True), f"{where}: local"),
-        clean_only=clean_only,
-        preferred_partners=partners,
-        priority=priority,
-        reason=reason,
+        qualify + order_id if qualify else order_id,
+        owner,
+        side,
+        slot,
+        step_tuple,
+        clean,
+        local,
+        clean_only,
+        partners,
+        priority,
+        reason,
     )
 
 
@@ -312,6 +386,10 @@ class MarketRules:
             data["export_capacity_wh"] = self.export_capacity_wh
         return data
 
+    def check(self) -> None:
+        """Raise :class:`OrderError` if a value is out of range (rules built in code)."""
+        MarketRules.from_dict(self.to_dict())
+
     @classmethod
     def from_dict(cls, data: object) -> MarketRules:
         """Parse and validate; missing fields take the defaults."""
@@ -330,22 +408,32 @@ class MarketRules:
         caps: list[int | None] = []
         for name in ("import_capacity_wh", "export_capacity_wh"):
             raw = obj.get(name)
-            caps.append(None if raw is None else _int(raw, f"rules.{name}", minimum=0))
-        fair = _int(obj.get("fair_share_bp", d.fair_share_bp), "rules.fair_share_bp", minimum=1)
-        if fair > BASIS_POINTS:
-            raise OrderError(f"rules.fair_share_bp must be <= {BASIS_POINTS}")
+            caps.append(
+                None
+                if raw is None
+                else _int(raw, f"rules.{name}", minimum=0, maximum=MAX_SLOT_ENERGY_WH)
+            )
+        fair = _int(
+            obj.get("fair_share_bp", d.fair_share_bp),
+            "rules.fair_share_bp",
+            minimum=1,
+            maximum=BASIS_POINTS,
+        )
         slot_seconds = _int(
-            obj.get("slot_seconds", d.slot_seconds), "rules.slot_seconds", minimum=1
+            obj.get("slot_seconds", d.slot_seconds), "rules.slot_seconds", minimum=1, maximum=86_400
         )
         if 86_400 % slot_seconds:
             raise OrderError("rules.slot_seconds must divide a day")
         return cls(
-            import_price=_int(obj.get("import_price", d.import_price), "rules.import_price"),
-            feed_in_tariff=_int(
+            import_price=_price(obj.get("import_price", d.import_price), "rules.import_price"),
+            feed_in_tariff=_price(
                 obj.get("feed_in_tariff", d.feed_in_tariff), "rules.feed_in_tariff"
             ),
             distributor_fee=_int(
-                obj.get("distributor_fee", d.distributor_fee), "rules.distributor_fee", minimum=0
+                obj.get("distributor_fee", d.distributor_fee),
+                "rules.distributor_fee",
+                minimum=0,
+                maximum=MAX_PRICE,
             ),
             pricing=pricing,
             fair_share_bp=fair,
@@ -383,7 +471,8 @@ class OrderBook:
 def parse_book(data: object) -> OrderBook:
     """Validate a whole order book in plain-data form; raises :class:`OrderError`.
 
-    Orders must have unique ``order_id`` values and slot starts aligned to the slot length.
+    Orders must have unique ``order_id`` values and slot starts aligned to the slot length;
+    the buy (and the sell) orders of one slot hold at most ``MAX_SLOT_ENERGY_WH``.
     """
     obj = _mapping(data, "order book")
     unknown = sorted(set(obj) - {"rules", "orders", "stakes", "fairness"})
@@ -395,6 +484,7 @@ def parse_book(data: object) -> OrderBook:
         raise OrderError("orders must be a list")
     orders = tuple(validate_order(o) for o in raw_orders)
     seen: set[str] = set()
+    totals: dict[tuple[int, Side], int] = {}
     for order in orders:
         if order.order_id in seen:
             raise OrderError(f"duplicate order_id {order.order_id!r}")
@@ -403,6 +493,14 @@ def parse_book(data: object) -> OrderBook:
             raise OrderError(
                 f"order {order.order_id!r}: slot_start {order.slot_start} is not aligned to "
                 f"{rules.slot_seconds} s"
+            )
+        key = (order.slot_start, order.side)
+        totals[key] = totals.get(key, 0) + order.energy_wh
+    for (slot, side), total in sorted(totals.items()):
+        if total > MAX_SLOT_ENERGY_WH:
+            raise OrderError(
+                f"the {side.value} orders of slot {slot} hold {total} Wh, more than "
+                f"{MAX_SLOT_ENERGY_WH} Wh"
             )
     stakes_raw = _mapping(obj.get("stakes", {}), "stakes")
     stakes = tuple(

@@ -131,7 +131,9 @@ def decode(data: bytes) -> Canonical:
         )
     except CanonicalError:
         raise
-    except (ValueError, RecursionError) as err:
+    except RecursionError:
+        raise CanonicalError("nesting too deep") from None
+    except ValueError as err:
         raise CanonicalError(f"not valid JSON: {err}") from err
     canonical_bytes(value)  # range, depth and Unicode checks
     result: Canonical = value

@@ -33,6 +33,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 DEFAULT_MAX_PAYLOAD_BYTES = 32 * 1024
 DEFAULT_MAX_CLOCK_SKEW_MS = 30_000
 DEFAULT_REPLAY_WINDOW = 1024
+MAX_FIELD_CHARS = 1024  # a payload field of type ``str`` (hashes, addresses, proofs)
 
 
 class RejectCode(StrEnum):
@@ -64,7 +65,8 @@ class FieldType(StrEnum):
 
 
 type PayloadSchema = Mapping[str, FieldType]
-"""Required payload fields and their types (extra fields are allowed)."""
+"""Required payload fields and their types (extra fields are allowed). A ``str`` field
+holds at most ``MAX_FIELD_CHARS`` characters."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +246,7 @@ def _check_fields(data: Mapping[str, Any]) -> str | None:
 _FIELD_CHECKS: Mapping[FieldType, Any] = MappingProxyType(
     {
         FieldType.INT: lambda v: type(v) is int,
-        FieldType.STR: lambda v: type(v) is str,
+        FieldType.STR: lambda v: type(v) is str and len(v) <= MAX_FIELD_CHARS,
         FieldType.BOOL: lambda v: type(v) is bool,
         FieldType.KEY: is_key_hex,
         FieldType.LIST: lambda v: type(v) is list,

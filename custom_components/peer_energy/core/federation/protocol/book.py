@@ -5,7 +5,7 @@ alone."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 import hashlib
 from typing import Any
 
@@ -58,18 +58,20 @@ def qualified_orders(member: str, payload: Mapping[str, Any]) -> tuple[Order, ..
     raw = payload["orders"]
     if not isinstance(raw, list) or len(raw) > MAX_ORDERS_PER_BID:
         raise OrderError(f"a bid holds at most {MAX_ORDERS_PER_BID} orders")
+    prefix = f"{member[:16]}:"
+    longest = len(prefix) + MAX_LOCAL_ID
     orders: list[Order] = []
     seen: set[str] = set()
     for item in raw:
-        order = validate_order(item)
+        order = validate_order(item, qualify=prefix)
         if order.owner != member:
             raise OrderError(f"order {order.order_id!r} is not owned by the sender")
         if order.slot_start != slot:
             raise OrderError(f"order {order.order_id!r} is for another slot")
-        if len(order.order_id) > MAX_LOCAL_ID or order.order_id in seen:
+        if len(order.order_id) > longest or order.order_id in seen:
             raise OrderError(f"order id {order.order_id!r} too long or repeated")
         seen.add(order.order_id)
-        orders.append(replace(order, order_id=f"{member[:16]}:{order.order_id}"))
+        orders.append(order)
     return tuple(orders)
 
 

@@ -5,6 +5,7 @@ and hands the message to its part through one table of ``Handler`` values."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ...market.fairness import FairnessState
@@ -73,7 +74,7 @@ class Peer:
             "records": Handler(_check_records, self._apply_records_message),
             **self._settlement.handlers,
         }
-        self._welcome = Handler(self._members.check_welcome, self._apply_welcome)
+        self._welcome = Handler(self._check_welcome, self._apply_welcome)
 
     # -- construction --
     @classmethod
@@ -437,11 +438,35 @@ class Peer:
         out.extend(self._handlers[env.type](Incoming(env, member, sender_address, now_ms)))
         return out
 
-    def _apply_welcome(self, msg: Incoming, charter: Charter) -> list[Output]:
-        self._members.adopt_welcome(charter)
+    def _check_welcome(self, msg: Incoming) -> _Welcome | Rejected:
+        """A welcome from our inviter whose records make this home a member. The records
+        are applied to a scratch peer first: a welcome that does not admit us changes
+        nothing here."""
+        charter = self._members.check_welcome(msg)
+        if isinstance(charter, Rejected):
+            return charter
+        ctx = self._ctx
+        scratch = Peer(
+            ctx.identity,
+            ctx.membership,
+            ctx.address,
+            msg.now_ms,
+            joined=False,
+            inviter=self._members.inviter,
+        )
+        scratch._members.adopt_welcome(charter)
+        records = msg.env.payload["records"]
+        events = scratch._apply_records(records, msg.sender_address, msg.now_ms)
+        if not scratch.membership.is_member(ctx.member_id):
+            return msg.reject(Reject.BAD_MEMBERSHIP, "welcome lacks our record")
+        return _Welcome(charter, scratch._ctx.membership, frozenset(scratch._ctx.seen), events)
+
+    def _apply_welcome(self, msg: Incoming, welcome: _Welcome) -> list[Output]:
+        self._members.adopt_welcome(welcome.charter)
+        self._ctx.membership = welcome.membership
+        self._ctx.seen |= welcome.seen
         self._round.restart_clock(msg.now_ms)
-        out = self._apply_records(msg.env.payload["records"], msg.sender_address, msg.now_ms)
-        return [*out, *self._members.finish_welcome(msg)]
+        return [*welcome.events, *self._members.finish_welcome(msg)]
 
     def _apply_records_message(self, msg: Incoming, items: object) -> list[Output]:
         return self._apply_records(items, msg.sender_address, msg.now_ms)
@@ -491,6 +516,16 @@ class Peer:
             for _ in pending
         )
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Welcome:
+    """A checked welcome: the membership its records build, and their events."""
+
+    charter: Charter
+    membership: Membership
+    seen: frozenset[str]
+    events: list[Output]
 
 
 def _check_records(msg: Incoming) -> object:

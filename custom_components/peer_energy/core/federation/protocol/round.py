@@ -12,6 +12,7 @@ from ...market.clearing import SlotResult
 from ...market.fairness import FairnessState
 from ...market.orders import Order, OrderError
 from ...trust.canonical import canonical_bytes, digest_of
+from ...trust.envelope import RejectCode
 from . import wire
 from .book import (
     Bid,
@@ -472,8 +473,10 @@ class SlotRound:
             return msg.reject(Reject.OVER_CREDIT_LIMIT, "bid exceeds limit")
         bid_id = record_id(msg.member, msg.env)
         state = self.slots.get(slot)
-        if state is not None and bid_id in state.bids.get(msg.member, {}):
-            return None
+        if state is not None and (
+            bid_id in state.bids.get(msg.member, {}) or msg.member in state.equivocators
+        ):
+            return None  # already held, or already proven (two bids are the proof)
         return _BidCheck(slot, bid_id, orders)
 
     def _apply_bid(self, msg: Incoming, bid: _BidCheck) -> list[Output]:
@@ -499,8 +502,11 @@ class SlotRound:
         if msg.env.ts_ms < self.ctx.rules.gate_closure_ms(slot):
             return msg.reject(Reject.BAD_ATTESTATION, "attested before gate closure")
         state = self.slots.get(slot)
-        if state is not None and (book, res) in state.attests.get(msg.member, {}):
-            return None
+        if state is not None and (
+            (book, res) in state.attests.get(msg.member, {})
+            or msg.member in state.att_equivocators
+        ):
+            return None  # already held, or already proven (two attestations are the proof)
         return _AttestCheck(slot, book, res)
 
     def _apply_attest(self, msg: Incoming, att: _AttestCheck) -> list[Output]:
@@ -562,8 +568,10 @@ class SlotRound:
         slot, ids = msg.int_field("slot"), msg.env.payload["bids"]
         if not isinstance(ids, list):  # pragma: no cover - schema checked
             return None
-        if not self.in_range(slot, msg.now_ms) or not all(isinstance(i, str) for i in ids):
+        if not self.in_range(slot, msg.now_ms):
             return msg.reject(Reject.STALE_SLOT, "digest")
+        if not all(type(i) is str and len(i) == 64 for i in ids):
+            return msg.reject(RejectCode.WRONG_FIELD_TYPE, "bid ids are 64 characters")
         return frozenset(str(i) for i in ids)
 
     def _apply_digest(self, msg: Incoming, theirs: frozenset[str]) -> list[Output]:

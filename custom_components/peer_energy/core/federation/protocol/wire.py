@@ -169,8 +169,9 @@ def verify_record(
     """
     if not isinstance(data, Mapping):
         return None, RejectCode.MALFORMED.value, "record is not an object"
-    if data.get("type") not in RECORD_TYPES:
-        return None, Reject.NOT_A_RECORD.value, f"type {data.get('type')!r} is not a record"
+    type_ = data.get("type")
+    if not isinstance(type_, str) or type_ not in RECORD_TYPES:
+        return None, Reject.NOT_A_RECORD.value, f"type {type_!r} is not a record"
     ts = data.get("ts")
     if type(ts) is not int:
         return None, RejectCode.WRONG_FIELD_TYPE.value, "field 'ts' has the wrong type"

@@ -35,10 +35,25 @@ def clear_slot(
     fairness: FairnessState | None = None,
     stakes: Mapping[str, str] | Sequence[tuple[str, str]] = (),
 ) -> SlotResult:
-    """Clear one slot. ``orders`` must be validated orders of that slot (others are ignored)."""
+    """Clear one slot. ``orders`` must be validated orders of that slot (others are ignored).
+
+    Any integers clear exactly; the bounds that keep every amount of the result within the
+    canonical encoding (``orders.MAX_SLOT_ENERGY_WH`` and the price bounds) are checked
+    where orders enter (``validate_order``, ``parse_book``, the protocol's bid admission).
+    """
+    mine = [o for o in orders if o.slot_start == slot_start]
+    return _clear(mine, rules, slot_start, fairness, stakes)
+
+
+def _clear(
+    mine: Sequence[Order],
+    rules: MarketRules,
+    slot_start: int,
+    fairness: FairnessState | None,
+    stakes: Mapping[str, str] | Sequence[tuple[str, str]],
+) -> SlotResult:
     fairness = fairness if fairness is not None else FairnessState()
     buy = Side.BUY
-    mine = [o for o in orders if o.slot_start == slot_start]
     ranked = sorted([o for o in mine if o.side is buy], key=ORDER_ID)
     n_buy = len(ranked)
     ranked += sorted([o for o in mine if o.side is not buy], key=ORDER_ID)
@@ -96,10 +111,11 @@ def clear_book(book: OrderBook) -> ClearingResult:
     """Clear every slot of a validated book in slot order, threading the fairness state."""
     state = book.fairness
     results: list[SlotResult] = []
-    for start in sorted({o.slot_start for o in book.orders}):
-        result = clear_slot(
-            book.orders, book.rules, slot_start=start, fairness=state, stakes=book.stakes
-        )
+    by_slot: dict[int, list[Order]] = {}
+    for order in book.orders:  # grouped once: linear in the number of slots
+        by_slot.setdefault(order.slot_start, []).append(order)
+    for start in sorted(by_slot):
+        result = _clear(by_slot[start], book.rules, start, state, book.stakes)
         results.append(result)
         state = result.fairness
     return ClearingResult(tuple(results), state)
