@@ -32,9 +32,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-import hashlib
+import gc
 import json
+import os
 import random
+import sys
 import traceback
 from typing import Any
 
@@ -126,8 +128,9 @@ class FuzzReport:
     crashes: int = 0
     crash_traces: list[str] = field(default_factory=list)
     forgeries: list[str] = field(default_factory=list)
-    stranger_guard_entries: int = 0  # replay-guard senders of the strangers' target
-    stranger_heard: int = 0
+    stranger_guard_entries: int = 0  # non-members in the strangers' target's replay guard
+    rss_kib: list[int] = field(default_factory=list)  # resident memory after each round
+    blocks: list[int] = field(default_factory=list)  # Python's allocated blocks, likewise
 
     def merge_trace(self, trace: str) -> None:
         """Keep the first few distinct crash traces."""
@@ -557,7 +560,6 @@ def run(
     """Fuzz with ``messages`` generated messages in rounds of ``per_round``."""
     report = FuzzReport()
     strangers = stranger_target()
-    heard_before = len(strangers._ctx.heard)
     fuzzer = Fuzzer(seed, report, strangers)
     k = 0
     while report.messages < messages:
@@ -565,15 +567,21 @@ def run(
         left = messages - report.messages
         fuzzer.round(scenario, k % 5, min(per_round, left))
         k += 1
+        gc.collect()
+        report.rss_kib.append(rss_kib())
+        report.blocks.append(sys.getallocatedblocks())
         if progress is not None:
             progress(report)
     keyring = strangers.membership.keyring
     guarded = [k for k in strangers._ctx.guard.highest() if keyring.resolve(k) is None]
     report.stranger_guard_entries = len(guarded)
-    report.stranger_heard = len(strangers._ctx.heard) - heard_before
     return report
 
 
-def digest(data: bytes) -> str:
-    """Short id of a message (for reports)."""
-    return hashlib.sha256(data).hexdigest()[:12]
+def rss_kib() -> int:
+    """Resident memory of this process (KiB; 0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    except OSError:
+        return 0

@@ -271,8 +271,12 @@ def validate(
     keyring: KeyRing,
     now_ms: int,
     guard: ReplayGuard | None = None,
+    stranger: bool = False,
 ) -> ValidationResult:
     """Check an incoming message; on success record its sequence number in ``guard``.
+
+    ``stranger``: the sender's key is not (yet) a member's (a join): nothing is kept about
+    it, neither a replay-guard entry nor its loaded key, so strangers cost no memory.
 
     Checks run cheapest first: size, decoding, structure, field types, version,
     type, community, payload size and schema, sender, clock, replay, signature.
@@ -334,11 +338,14 @@ def validate(
     )
     # Replays are refused before the (costlier) signature check, but a sequence number
     # is only recorded once the signature verified: forgeries cannot poison the guard.
+    if stranger:
+        guard = None
     if guard is not None:
         code = guard.check(envelope.sender, envelope.seq)
         if code is not None:
             return _reject(code, f"sequence {envelope.seq}")
-    if not verify_hex(envelope.sender, Purpose.ENVELOPE, envelope.signed_body(), envelope.sig):
+    body = envelope.signed_body()
+    if not verify_hex(envelope.sender, Purpose.ENVELOPE, body, envelope.sig, cache=not stranger):
         return _reject(RejectCode.BAD_SIGNATURE, "signature does not verify")
     if guard is not None:
         guard.record(envelope.sender, envelope.seq)

@@ -72,7 +72,7 @@ def _is_lower_hex(value: str) -> bool:
 _VERIFY_CACHE: dict[str, VerifyKey] = {}
 
 
-def _verify_key(public_key: str) -> VerifyKey | None:
+def _verify_key(public_key: str, *, cache: bool = True) -> VerifyKey | None:
     key = _VERIFY_CACHE.get(public_key)
     if key is None:
         if not is_key_hex(public_key):
@@ -81,15 +81,19 @@ def _verify_key(public_key: str) -> VerifyKey | None:
             key = VerifyKey(bytes.fromhex(public_key))
         except (CryptoError, ValueError, TypeError):  # pragma: no cover - 32 bytes always load
             return None
-        if len(_VERIFY_CACHE) > 4096:
-            _VERIFY_CACHE.clear()
-        _VERIFY_CACHE[public_key] = key
+        if cache:
+            if len(_VERIFY_CACHE) > 4096:
+                _VERIFY_CACHE.clear()
+            _VERIFY_CACHE[public_key] = key
     return key
 
 
-def verify(public_key: str, purpose: Purpose, body: bytes, signature: bytes) -> bool:
-    """Check a detached signature; never raises."""
-    key = _verify_key(public_key)
+def verify(
+    public_key: str, purpose: Purpose, body: bytes, signature: bytes, *, cache: bool = True
+) -> bool:
+    """Check a detached signature; never raises. ``cache=False``: do not keep the loaded
+    key (a stranger's, which must cost no memory)."""
+    key = _verify_key(public_key, cache=cache)
     if key is None or len(signature) != 64:
         return False
     try:
@@ -99,11 +103,13 @@ def verify(public_key: str, purpose: Purpose, body: bytes, signature: bytes) -> 
     return True
 
 
-def verify_hex(public_key: str, purpose: Purpose, body: bytes, signature_hex: str) -> bool:
+def verify_hex(
+    public_key: str, purpose: Purpose, body: bytes, signature_hex: str, *, cache: bool = True
+) -> bool:
     """Like ``verify`` with the signature as hex; never raises."""
     if not is_sig_hex(signature_hex):
         return False
-    return verify(public_key, purpose, body, bytes.fromhex(signature_hex))
+    return verify(public_key, purpose, body, bytes.fromhex(signature_hex), cache=cache)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from typing import Any
 from ...market.fairness import FairnessState
 from ...market.orders import Order
 from ...trust.canonical import CanonicalError, digest_of
-from ...trust.envelope import RejectCode, ReplayGuard, validate
+from ...trust.envelope import RejectCode, validate
 from ...trust.identity import AssetEnrolment, Identity
 from ..community import (
     Charter,
@@ -413,15 +413,22 @@ class Peer:
         """
         ctx = self._ctx
         keyring = ctx.membership.keyring
-        guard: ReplayGuard | None = ctx.guard
         join_sender = peek_join_sender(data)
-        if join_sender is not None and ctx.joined and keyring.resolve(join_sender) is None:
+        stranger = join_sender is not None and ctx.joined and keyring.resolve(join_sender) is None
+        if stranger:
             # A stranger's join: checked with its key admitted for this message only, and
-            # without the replay guard, which keeps state per key (a replayed join is
-            # answered like a repeated one: nothing new happens).
+            # nothing kept about the key (no replay-guard entry: a replayed join is answered
+            # like a repeated one, nothing new happens).
+            assert join_sender is not None
             keyring = keyring.with_member(join_sender, 0)
-            guard = None
-        result = validate(data, policy=ctx.policy, keyring=keyring, now_ms=now_ms, guard=guard)
+        result = validate(
+            data,
+            policy=ctx.policy,
+            keyring=keyring,
+            now_ms=now_ms,
+            guard=ctx.guard,
+            stranger=stranger,
+        )
         env = result.envelope
         if env is None:
             return [Rejected(str(result.error), result.detail, sender_address)]

@@ -503,8 +503,7 @@ class SlotRound:
             return msg.reject(Reject.BAD_ATTESTATION, "attested before gate closure")
         state = self.slots.get(slot)
         if state is not None and (
-            (book, res) in state.attests.get(msg.member, {})
-            or msg.member in state.att_equivocators
+            (book, res) in state.attests.get(msg.member, {}) or msg.member in state.att_equivocators
         ):
             return None  # already held, or already proven (two attestations are the proof)
         return _AttestCheck(slot, book, res)
