@@ -1,15 +1,26 @@
-"""Median clearing time for one slot of 100, 1k, 10k and 100k orders, and the growth.
+"""Median time of a slot's clearing, and of the whole gate-closure path, for 100, 1k, 10k and
+100k orders.
 
 Run: .venv/bin/python bench/clearing.py            (--quick: fewer repeats)
 
 Books are random but seeded (reproducible): half buyers, half sellers, one to three steps
 per order, prices 1..45 minor units per kWh, energies 1..5000 Wh, 30 % clean sellers, 20 %
-clean-only buyers, 200 members, a distributor fee. ``clear`` times :func:`clear_slot` on
-validated orders: sorting, merit order, allocation, prices, rationing, pairing, grid
-residuals, fairness state. ``+results`` also builds every Fill, OrderResult and MemberResult
-object (they are otherwise built on first access). The median wall time is what the target
-refers to; the best wall time and the median CPU time are printed too because the reference
-machine is shared and wall time is noisy when other jobs run.
+clean-only buyers, 25 orders per member (so one bid each), a distributor fee.
+
+* ``clear`` times :func:`clear_slot` on validated orders: sorting, merit order, allocation,
+  prices, rationing, pairing, grid residuals, fairness state.
+* ``gate`` times what a peer does with the orders of a slot in the protocol: it validates
+  every member's bid as received (``parse``: the orders in plain data, as decoded from the
+  wire, checked and qualified, and the bid's credit check), then at gate closure clears
+  the book and hashes the book and the result (``clear+hash``: ``protocol.book.clear_book``,
+  the attested pair). ``gate`` is the sum; the target is for 10k orders. Not in it: the
+  envelope's signature check and record id of each bid (a fixed cost per bid at receipt).
+* ``+results`` builds every Fill, OrderResult and MemberResult object (they are otherwise
+  built on first access, e.g. for settlement after the slot is final).
+
+The median wall time is what the target refers to; the best wall time and the median CPU
+time are printed too because the reference machine is shared and wall time is noisy when
+other jobs run.
 """
 
 from __future__ import annotations
@@ -22,15 +33,27 @@ import random
 import statistics
 import sys
 import time
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from custom_components.peer_energy.core.federation.community import CommunityRules
+from custom_components.peer_energy.core.federation.protocol.book import (
+    Bid,
+    clear_book,
+    max_spend,
+    qualified_orders,
+)
 from custom_components.peer_energy.core.market.clearing import clear_slot
+from custom_components.peer_energy.core.market.fairness import FairnessState
 from custom_components.peer_energy.core.market.orders import MarketRules, Order, Side, Step
 
 SLOT = 1_800_000_000 - 1_800_000_000 % 900
 RULES = MarketRules(import_price=40, feed_in_tariff=6, distributor_fee=1)
-TARGET_MS = 20.0
+COMMUNITY = CommunityRules(market=RULES, max_members=10_000, credit_limit_base=10**12)
+ORDERS_PER_MEMBER = 25
+FAIR = FairnessState()
+TARGET_MS = 30.0
 
 
 def make_book(n: int, seed: int = 42) -> list[Order]:
@@ -45,7 +68,7 @@ def make_book(n: int, seed: int = 42) -> list[Order]:
         book.append(
             Order(
                 order_id=f"o{k:06d}",
-                owner=f"m{rng.randrange(200):03d}",
+                owner=f"{k // ORDERS_PER_MEMBER:064x}",
                 side=Side.BUY if buy else Side.SELL,
                 slot_start=SLOT,
                 steps=steps,
@@ -54,6 +77,25 @@ def make_book(n: int, seed: int = 42) -> list[Order]:
             )
         )
     return book
+
+
+def as_received(book: list[Order]) -> list[tuple[str, dict[str, Any]]]:
+    """Each member's bid payload in plain data, as a peer decodes it from the wire."""
+    bids: dict[str, list[dict[str, Any]]] = {}
+    for order in book:
+        bids.setdefault(order.owner, []).append(order.to_dict())
+    return [(m, {"slot": SLOT, "orders": orders}) for m, orders in bids.items()]
+
+
+def parse(received: list[tuple[str, dict[str, Any]]]) -> list[Bid]:
+    """What a peer does with each bid's orders as it receives them (``round._check_bid``)."""
+    out = []
+    for member, payload in received:
+        orders = qualified_orders(member, payload)
+        if max_spend(orders, COMMUNITY) > COMMUNITY.credit_limit_base:
+            raise ValueError("over the credit limit")
+        out.append(Bid(f"{member[-8:]}{len(out):056x}", member, {}, orders))
+    return out
 
 
 def _times(fn: Callable[[], object], repeats: int, clock: Callable[[], float]) -> list[float]:
@@ -71,13 +113,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     args = parser.parse_args()
     sizes = [(100, 101), (1_000, 51), (10_000, 31), (100_000, 7)]
-    header = ("orders", "median ms", "best ms", "cpu ms", "+results", "growth", "n log n")
-    print("{:>8} {:>10} {:>8} {:>8} {:>9} {:>7} {:>8}".format(*header))
+    header = ("orders", "clear", "best", "cpu", "parse", "clear+hash", "gate", "gate cpu")
+    print("{:>8} {:>8} {:>7} {:>7} {:>7} {:>10} {:>7} {:>8}  {:>8} {:>7} {:>8}".format(
+        *header, "+results", "growth", "n log n"
+    ))  # fmt: skip
     previous: tuple[int, float] | None = None
-    at_10k = math.inf
+    gate_10k = math.inf
     for n, repeats in sizes:
         reps = 3 if args.quick else repeats
         book = make_book(n)
+        received = as_received(book)
+        bids = parse(received)
 
         def clear(book: list[Order] = book) -> object:
             return clear_slot(book, RULES, slot_start=SLOT)
@@ -86,23 +132,36 @@ def main() -> None:
             res = clear_slot(book, RULES, slot_start=SLOT)
             return res.fills, res.orders, res.members
 
+        def closure(bids: list[Bid] = bids) -> object:
+            return clear_book("c" * 32, SLOT, COMMUNITY, bids, FAIR)
+
+        def gate(received: list[tuple[str, dict[str, Any]]] = received) -> object:
+            return clear_book("c" * 32, SLOT, COMMUNITY, parse(received), FAIR)
+
         walls = _times(clear, reps, time.perf_counter)
         wall, best = statistics.median(walls), min(walls)
         cpu = statistics.median(_times(clear, reps, time.process_time))
+        parse_ms = statistics.median(_times(lambda r=received: parse(r), reps, time.perf_counter))
+        hashed = statistics.median(_times(closure, reps, time.perf_counter))
+        gate_ms = statistics.median(_times(gate, reps, time.perf_counter))
+        gate_cpu = statistics.median(_times(gate, reps, time.process_time))
         with_results = statistics.median(_times(full, reps, time.perf_counter))
         growth = predicted = ""
         if previous is not None:
             growth = f"x{wall / previous[1]:.1f}"
             predicted = f"x{n * math.log(n) / (previous[0] * math.log(previous[0])):.1f}"
         print(
-            f"{n:>8} {wall:>10.2f} {best:>8.2f} {cpu:>8.2f} {with_results:>9.2f} {growth:>7} "
-            f"{predicted:>8}"
+            f"{n:>8} {wall:>8.2f} {best:>7.2f} {cpu:>7.2f} {parse_ms:>7.2f} {hashed:>10.2f} "
+            f"{gate_ms:>7.2f} {gate_cpu:>8.2f}  {with_results:>8.2f} {growth:>7} {predicted:>8}"
         )
         previous = (n, wall)
         if n == 10_000:
-            at_10k = wall
-    verdict = "met" if at_10k <= TARGET_MS else "NOT met"
-    print(f"target: 10k orders <= {TARGET_MS:.0f} ms median wall time: {verdict} ({at_10k:.2f} ms)")
+            gate_10k = gate_ms
+    verdict = "met" if gate_10k <= TARGET_MS else "NOT met"
+    print(
+        f"target: gate-closure path for 10k orders <= {TARGET_MS:.0f} ms median wall time: "
+        f"{verdict} ({gate_10k:.2f} ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
+import hashlib
 import random
 
 from hypothesis import given, settings, strategies as st
+import pytest
 
-from custom_components.peer_energy.core.market.clearing import clear_slot
+from custom_components.peer_energy.core.market.clearing import SlotResult, clear_slot, kernels
+from custom_components.peer_energy.core.market.fairness import FairnessState
 from custom_components.peer_energy.core.market.orders import MarketRules, Order, Pricing, Side
+from custom_components.peer_energy.core.trust.canonical import canonical_bytes
 
 from .books import SLOT, orders, rules
 
@@ -171,7 +175,7 @@ SHIFT = 1 << 60  # beyond the int64 fast paths' price bound: forces the exact Py
 @given(book=orders(), r=rules())
 def test_fast_and_exact_paths_agree(book: list[Order], r: MarketRules) -> None:
     shifted_book = [
-        replace(o, steps=tuple(replace(s, price=s.price + SHIFT) for s in o.steps)) for o in book
+        o._replace(steps=tuple(s._replace(price=s.price + SHIFT) for s in o.steps)) for o in book
     ]
     shifted_rules = replace(
         r, import_price=r.import_price + SHIFT, feed_in_tariff=r.feed_in_tariff + SHIFT
@@ -191,3 +195,72 @@ def test_fast_and_exact_paths_agree(book: list[Order], r: MarketRules) -> None:
         (o.filled_wh, o.grid_wh, o.unserved_wh, o.steps_filled) for o in fast.orders
     ]
     assert exact.fairness == fast.fairness
+
+
+def reference_digest(res: SlotResult, book: list[Order]) -> bytes:
+    """The result hash as ``docs/protocol.md`` defines it, built from the public result
+    objects (the engine computes it from the clearing's columns instead)."""
+    by_id = _by_id(book)
+    ranked = sorted(o.order_id for o in book if o.side is Side.BUY)
+    ranked += sorted(o.order_id for o in book if o.side is Side.SELL)
+    rank = {oid: k for k, oid in enumerate(ranked)}
+    outcome = {o.order_id: o for o in res.orders}
+    steps: dict[Side, list[int]] = {Side.BUY: [], Side.SELL: []}
+    grid: list[tuple[int, int, int]] = []
+    for oid in ranked:
+        order, got = by_id[oid], outcome[oid]
+        steps[order.side].extend(
+            v for v, st in zip(got.steps_filled, order.steps, strict=True) if st.energy_wh > 0
+        )
+        rest = got.unserved_wh if order.side is Side.BUY else got.curtailed_wh
+        if got.grid_wh or rest:
+            grid.append((rank[oid], got.grid_wh, rest))
+    fills = [(rank[f.buyer_order], rank[f.seller_order], f.price, f.energy_wh) for f in res.fills]
+    columns = [
+        steps[Side.BUY],
+        steps[Side.SELL],
+        *([list(c) for c in zip(*fills, strict=True)] if fills else [[], [], [], []]),
+        *([list(c) for c in zip(*grid, strict=True)] if grid else [[], [], []]),
+    ]
+    summary = {k: v for k, v in res.to_dict().items() if k not in {"fills", "orders", "members"}}
+    head = summary | {"fairness": res.fairness.to_dict(), "columns": [len(c) for c in columns]}
+    body = canonical_bytes(head) + b"\n" + canonical_bytes(ranked) + b"\n"
+    body += b"".join(v.to_bytes(8, "little", signed=True) for c in columns for v in c)
+    return hashlib.sha256(body).digest()
+
+
+@SETTINGS
+@given(book=orders(), r=rules())
+def test_result_digest_is_the_documented_function_of_the_result(
+    book: list[Order], r: MarketRules
+) -> None:
+    res = clear_slot(book, r, slot_start=SLOT)
+    assert res.digest() == reference_digest(res, book)
+    # The exact Python kernels (used when numbers do not fit int64) give the same digest.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernels, "SAFE_PRICE", 0)
+        exact = clear_slot(book, r, slot_start=SLOT)
+        assert exact._parts.ctx.fb.arrays() is None  # really the Python path
+    assert exact.digest() == res.digest()
+
+
+def test_result_digest_changes_with_every_part_of_the_result() -> None:
+    book = [
+        Order.single("b1", "x", Side.BUY, SLOT, 100, 30),
+        Order.single("b2", "w", Side.BUY, SLOT, 50, 9),
+        Order.single("s1", "y", Side.SELL, SLOT, 120, 10),
+        Order.single("s2", "z", Side.SELL, SLOT, 70, 5, clean=True),
+    ]
+    rules_ = MarketRules(import_price=30, feed_in_tariff=8)
+    base = clear_slot(book, rules_, slot_start=SLOT)
+    assert base.digest() == reference_digest(base, book)
+    variants = [
+        [*book[:3], Order.single("s2", "z", Side.SELL, SLOT, 71, 5, clean=True)],  # a step
+        [book[0], Order.single("b2", "w", Side.BUY, SLOT, 50, 10), *book[2:]],  # a price
+        [*book[:3], Order.single("s3", "z", Side.SELL, SLOT, 70, 5, clean=True)],  # an id
+    ]
+    digests = {base.digest(), *(clear_slot(v, rules_, slot_start=SLOT).digest() for v in variants)}
+    assert len(digests) == 4
+    fair = clear_slot(book, rules_, slot_start=SLOT, fairness=FairnessState((("q", 1),)))
+    assert fair.to_dict() == base.to_dict()
+    assert fair.digest() != base.digest()  # the fairness state after the slot is covered

@@ -140,7 +140,7 @@ def test_submit_orders_rules() -> None:
     first = p1.submit_orders(slot, orders, net.now)
     assert first
     assert p1.submit_orders(slot, orders, net.now + 1) == []  # same bid again: no-op
-    changed = [replace(orders[0], steps=(replace(orders[0].steps[0], price=99),))]
+    changed = [orders[0]._replace(steps=(orders[0].steps[0]._replace(price=99),))]
     with pytest.raises(Exception, match="different bid"):
         p1.submit_orders(slot, changed, net.now)
     with pytest.raises(Exception, match="aligned"):

@@ -97,6 +97,17 @@ def canonical_bytes(value: object) -> bytes:
         raise CanonicalError("string is not valid Unicode (lone surrogate)") from err
 
 
+def canonical_str_list(items: list[str]) -> bytes:
+    """``canonical_bytes`` of a list of strings (every item must be a ``str``), without
+    walking it item by item: the same bytes, as a list has no keys to sort. Raises
+    ``CanonicalError`` for a string that is not valid Unicode."""
+    text = json.dumps(items, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise CanonicalError("string is not valid Unicode (lone surrogate)") from err
+
+
 def _refuse_float(text: str) -> Any:
     raise FloatNotAllowedError(f"float {text!r} is not allowed")
 

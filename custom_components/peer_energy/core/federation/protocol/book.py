@@ -110,8 +110,9 @@ def book_hash(
 
 
 def result_hash(result: SlotResult) -> str:
-    """Hash of a cleared slot (its canonical plain data)."""
-    return digest_of(result.to_dict()).hex()
+    """Hash of a cleared slot: ``SlotResult.digest`` (its summary, fairness state, order ids,
+    step allocations, fills and grid flows; ``docs/protocol.md``), as hex."""
+    return result.digest().hex()
 
 
 def clear_book(

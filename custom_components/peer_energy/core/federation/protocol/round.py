@@ -5,7 +5,7 @@ home missed. The steps are described in the package docstring."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from ...market.clearing import SlotResult
@@ -215,7 +215,7 @@ class SlotRound:
             raise ProtocolError("slot is not aligned to the slot length")
         if now_ms >= ctx.rules.gate_closure_ms(slot):
             raise ProtocolError("gate closure for this slot has passed")
-        raw = [replace(o, owner=ctx.member_id).to_dict() for o in orders]
+        raw = [o._replace(owner=ctx.member_id).to_dict() for o in orders]
         payload = {"slot": slot, "orders": raw}
         parsed = qualified_orders(ctx.member_id, payload)
         if max_spend(parsed, ctx.rules) > self.headroom(ctx.member_id):

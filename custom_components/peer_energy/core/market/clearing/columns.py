@@ -279,6 +279,14 @@ class FillTable:
         self._lists = lists
         self._arrays = arrays
 
+    def arrays(self) -> tuple[I64, I64, I64, I64]:
+        """The four columns as int64 arrays (``OverflowError`` if a number does not fit)."""
+        if self._arrays is not None:
+            return self._arrays
+        assert self._lists is not None
+        b, s, p, q = self._lists
+        return as_i64(b), as_i64(s), as_i64(p), as_i64(q)
+
     def columns(self) -> tuple[list[int], list[int], list[int], list[int]]:
         """The four columns as lists of Python ints."""
         if self._lists is None:

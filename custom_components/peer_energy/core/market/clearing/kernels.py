@@ -7,35 +7,47 @@ orders for the surplus-maximising volume, and pairing buyer with seller steps.""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
+from operator import attrgetter
 
 import numpy as np
 
-from ..orders import MarketRules, Order, Pricing
+from ..orders import MarketRules, Order, Pricing, Step
 from .columns import I64, SAFE, SAFE_PRICE, Flat, Pool, Segments, Steps, as_i64, ints
 
 
 def flatten(orders: Sequence[Order], n_buy: int, rules: MarketRules) -> tuple[Flat, Flat]:
     """Split the ranked orders (buy orders first) into step columns, empty steps dropped."""
     out = []
+    rules_fit = (
+        max(abs(rules.import_price), abs(rules.feed_in_tariff), rules.distributor_fee) < SAFE_PRICE
+    )
     for want in (True, False):
         ois = range(n_buy) if want else range(n_buy, len(orders))
         sel = orders[:n_buy] if want else orders[n_buy:]
-        nst = [len(o.steps) for o in sel]
-        price = [st.price for o in sel for st in o.steps]
-        qty = [st.energy_wh for o in sel for st in o.steps]
-        if want:
-            flags = [1 if o.clean_only else 0 for o in sel]
-        else:
-            flags = [0 if o.clean else 1 for o in sel]
-        flat = None
-        rules_fit = (
-            max(abs(rules.import_price), abs(rules.feed_in_tariff), rules.distributor_fee)
-            < SAFE_PRICE
+        step_lists = list(map(_STEPS, sel))
+        nst = list(map(len, step_lists))
+        pairs: list[Step] = list(chain.from_iterable(step_lists))
+        # a flag per order: 1 for clean-only buyers and for sellers that are not clean
+        flags = (
+            [int(f) for f in map(_CLEAN_ONLY, sel)]
+            if want
+            else [0 if f else 1 for f in map(_CLEAN, sel)]
         )
-        if qty and rules_fit:
-            flat = _flatten_np(want, rules, ois, nst, flags, price, qty)
-        out.append(flat or _flatten_py(want, rules, ois, nst, flags, price, qty))
+        flat = None
+        if pairs and rules_fit:
+            flat = _flatten_np(want, rules, ois, nst, flags, pairs)
+        if flat is None:
+            price = [st.price for st in pairs]
+            qty = [st.energy_wh for st in pairs]
+            flat = _flatten_py(want, rules, ois, nst, flags, price, qty)
+        out.append(flat)
     return out[0], out[1]
+
+
+_STEPS = attrgetter("steps")
+_CLEAN = attrgetter("clean")
+_CLEAN_ONLY = attrgetter("clean_only")
 
 
 def _effective(want_buy: bool, rules: MarketRules, price: list[int]) -> list[int]:
@@ -81,34 +93,35 @@ def _flatten_np(
     ois: range,
     nst: list[int],
     flags: list[int],
-    price: list[int],
-    qty: list[int],
+    pairs: list[Step],
 ) -> Flat | None:
     """Columns as int64 arrays; None when a number does not fit (then use Python ints)."""
     try:
-        raw_a: I64 = as_i64(price)
-        qty_a: I64 = as_i64(qty)
+        flat = chain.from_iterable(pairs)  # price, energy, price, energy, ...
+        both: I64 = np.fromiter(flat, dtype=np.int64, count=2 * len(pairs)).reshape(-1, 2)
     except OverflowError:
         return None
+    raw_a: I64 = np.ascontiguousarray(both[:, 0])
+    qty_a: I64 = np.ascontiguousarray(both[:, 1])
     top = int(qty_a.max())
     if (
         int(raw_a.min()) <= -SAFE_PRICE
         or int(raw_a.max()) >= SAFE_PRICE
-        or top * len(qty) >= SAFE
+        or top * len(pairs) >= SAFE
         or int(qty_a.min()) < 0
     ):
         return None
     oi_a: I64
     flag_a: I64
     k_a: I64
-    if len(qty) == len(ois):
+    if len(pairs) == len(ois):
         oi_a, flag_a = np.arange(ois.start, ois.stop, dtype=np.int64), as_i64(flags)
         k_a = np.zeros(len(ois), dtype=np.int64)
     else:
         n_a = as_i64(nst)
         oi_a = np.repeat(np.arange(ois.start, ois.stop, dtype=np.int64), n_a)
         flag_a = np.repeat(as_i64(flags), n_a)
-        k_a = np.arange(len(qty), dtype=np.int64) - np.repeat(np.cumsum(n_a) - n_a, n_a)
+        k_a = np.arange(len(pairs), dtype=np.int64) - np.repeat(np.cumsum(n_a) - n_a, n_a)
     keep = qty_a > 0
     if not keep.all():
         raw_a, qty_a, oi_a, flag_a, k_a = (a[keep] for a in (raw_a, qty_a, oi_a, flag_a, k_a))

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+import hashlib
 from operator import attrgetter
 from typing import Any, NamedTuple
 
+from ...trust.canonical import CanonicalError, canonical_bytes, canonical_str_list
 from ..fairness import Divider, FairnessState
 from ..orders import MarketRules, Order, Side
-from .columns import FillTable, Flat
+from .columns import FillTable, Flat, as_i64
 
 
 class Fill(NamedTuple):
@@ -124,10 +126,19 @@ class SlotResult:
             return NotImplemented
         return self.to_dict() == other.to_dict() and self.fairness == other.fairness
 
-    __hash__ = None  # type: ignore[assignment]
+    def digest(self) -> bytes:
+        """SHA-256 of the result's digest form (what peers attest; ``docs/protocol.md``).
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (the CLI output per slot, without the fairness state)."""
+        Computed from the clearing's columns without building the result objects. Raises
+        ``CanonicalError`` if a number does not fit in 64 bits (orders within the bounds of
+        ``orders`` never get there).
+        """
+        summary = self.to_summary()
+        summary["fairness"] = self.fairness.to_dict()
+        return self._parts.digest(summary)
+
+    def to_summary(self) -> dict[str, Any]:
+        """The slot's totals: ``to_dict`` without the fills, orders and members."""
         return {
             "slot_start": self.slot_start,
             "mode": self.mode,
@@ -142,6 +153,14 @@ class SlotResult:
             "grid_export_wh": self.grid_export_wh,
             "unserved_wh": self.unserved_wh,
             "curtailed_wh": self.curtailed_wh,
+        }
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (the CLI output per slot, without the fairness state)."""
+        return {
+            **self.to_summary(),
             "fills": [f.to_dict() for f in self.fills],
             "orders": [o.to_dict() for o in self.orders],
             "members": [m.to_dict() for m in self.members],
@@ -200,6 +219,39 @@ class ResultParts:
         self._fills: tuple[Fill, ...] | None = None
         self._orders: tuple[OrderResult, ...] | None = None
         self._members: tuple[MemberResult, ...] | None = None
+
+    def digest(self, summary: Mapping[str, Any]) -> bytes:
+        """SHA-256 of the digest form (see ``SlotResult.digest`` and ``docs/protocol.md``):
+        the canonical JSON of ``summary`` with the column lengths, the canonical JSON of
+        the order ids in rank order, then the integer columns as little-endian int64."""
+        ctx = self.ctx
+        grid: list[tuple[int, int, int]] = [
+            (oi, self.grid_in.get(oi, 0), wh - self.grid_in.get(oi, 0))
+            for oi, wh in sorted(self.residual.items())
+        ]
+        grid.extend(
+            (oi, self.grid_out.get(oi, 0), wh - self.grid_out.get(oi, 0))
+            for oi, wh in sorted(self.export_residual.items())
+        )
+        try:
+            columns = (
+                as_i64(self.gbx),
+                as_i64(self.gsx),
+                *self.raw_fills.arrays(),
+                as_i64([g[0] for g in grid]),
+                as_i64([g[1] for g in grid]),
+                as_i64([g[2] for g in grid]),
+            )
+        except OverflowError as err:
+            raise CanonicalError("a result column does not fit in 64 bits") from err
+        head = dict(summary) | {"columns": [len(c) for c in columns]}
+        h = hashlib.sha256(canonical_bytes(head))
+        h.update(b"\n")
+        h.update(canonical_str_list([o.order_id for o in ctx.orders]))
+        h.update(b"\n")
+        for column in columns:
+            h.update(column.astype("<i8", copy=False).tobytes())
+        return h.digest()
 
     def fills(self) -> tuple[Fill, ...]:
         if self._fills is None:
