@@ -214,3 +214,36 @@ def test_any_byte_flip_is_rejected(position: int, delta: int) -> None:
     raw = bytearray(order().to_wire())
     raw[position] = (raw[position] + delta) % 256
     assert check(bytes(raw)) is not None
+
+
+def test_a_message_exactly_at_the_clock_skew_bound_is_accepted() -> None:
+    assert check(order(ts=NOW + 30_000).to_wire()) is None
+    assert check(order(ts=NOW - 30_000, seq=2).to_wire()) is None
+    assert check(order(ts=NOW + 30_001, seq=3).to_wire()) is RejectCode.CLOCK_SKEW
+
+
+def test_string_fields_have_a_maximum_length() -> None:
+    def note(text: str) -> bytes:
+        payload = {"who": ALICE.public_key, "text": text, "xs": [], "o": {}}
+        return seal(
+            ALICE, community=COMMUNITY, seq=1, ts_ms=NOW, type="note", payload=payload
+        ).to_wire()
+
+    wide = EnvelopePolicy(
+        community=COMMUNITY, known_types=POLICY.known_types, max_payload_bytes=10_000
+    )
+    ok = validate(note("x" * 1024), policy=wide, keyring=RING, now_ms=NOW)
+    assert ok.error is None
+    long = validate(note("x" * 1025), policy=wide, keyring=RING, now_ms=NOW)
+    assert long.error is RejectCode.WRONG_FIELD_TYPE
+
+
+def test_a_stranger_leaves_nothing_in_the_guard() -> None:
+    guard = ReplayGuard()
+    message = order().to_wire()
+    result = validate(message, policy=POLICY, keyring=RING, now_ms=NOW, guard=guard, stranger=True)
+    assert result.error is None
+    assert guard.highest() == {}
+    # (and the same message from a member is remembered)
+    validate(message, policy=POLICY, keyring=RING, now_ms=NOW, guard=guard)
+    assert guard.highest() == {ALICE.public_key: 1}

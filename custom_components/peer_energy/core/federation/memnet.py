@@ -3,9 +3,9 @@
 The simulator for tests and benchmarks: it delivers the ``Send``/``Broadcast`` outputs of
 ``protocol.Peer`` after a per-link latency (plus seeded jitter), drops or duplicates
 messages with given probabilities, cuts links by partitions, takes peers offline (they
-neither receive, send nor tick) and back online, and ticks every peer exactly when its
-``next_wakeup_ms`` says. All randomness comes from one seeded ``random.Random``, so a run
-is reproducible.
+neither receive, send nor tick) and back online, runs a peer's clock ahead or behind
+(``set_skew``), and ticks every peer exactly when its ``next_wakeup_ms`` says. All
+randomness comes from one seeded ``random.Random``, so a run is reproducible.
 
 Malicious behaviour (``Malice``) is applied to a peer's outgoing traffic:
 
@@ -100,6 +100,7 @@ class MemNet:
         self.malice: dict[str, Malice] = {}
         self.links: dict[tuple[str, str], tuple[int, int]] = {}  # (a, b) -> latency, drop_bp
         self.groups: list[frozenset[str]] | None = None
+        self.skew: dict[str, int] = {}  # address -> how far its clock is ahead (ms)
         self.stats = NetStats()
         self._queue: list[tuple[int, int, str, str, bytes]] = []
         self._counter = 0
@@ -127,6 +128,17 @@ class MemNet:
         """Remove the partition."""
         self.groups = None
 
+    def set_skew(self, address: str, ahead_ms: int) -> None:
+        """The peer's clock runs ``ahead_ms`` ahead of the network's (behind if negative):
+        it signs, receives and ticks on its own time."""
+        self.skew[address] = ahead_ms
+        self._scheduled.pop(address, None)
+        self._schedule(address, self.peers[address].next_wakeup_ms() - ahead_ms)
+
+    def local_now(self, address: str) -> int:
+        """The time on ``address``'s own clock."""
+        return self.now + self.skew.get(address, 0)
+
     def go_offline(self, address: str) -> None:
         """The peer stops: no messages in or out, no ticks."""
         self.offline.add(address)
@@ -151,7 +163,7 @@ class MemNet:
                     self._send(address, to, out.data)
             else:
                 self.events[address].append((self.now, out))
-        self._schedule(address, self.peers[address].next_wakeup_ms())
+        self._schedule(address, self.peers[address].next_wakeup_ms() - self.skew.get(address, 0))
 
     def run_until(self, end_ms: int) -> None:
         """Process deliveries and ticks in time order up to ``end_ms``."""
@@ -164,7 +176,7 @@ class MemNet:
                 del self._scheduled[address]
                 if address in self.offline or address not in self.peers:
                     continue
-                self.apply(address, self.peers[address].tick(self.now))
+                self.apply(address, self.peers[address].tick(self.local_now(address)))
             else:
                 sender, _, _ = kind.partition("|")
                 if address in self.offline or address not in self.peers:
@@ -173,7 +185,8 @@ class MemNet:
                 self.stats.delivered += 1
                 if self.malice.get(address) is Malice.REPLAYER:
                     self._captured.setdefault(address, []).append(data)
-                self.apply(address, self.peers[address].receive(data, sender, self.now))
+                peer = self.peers[address]
+                self.apply(address, peer.receive(data, sender, self.local_now(address)))
         self.now = max(self.now, end_ms)
 
     # -- internals --

@@ -248,7 +248,9 @@ class SlotRound:
         for s in asked:
             tries = self.catchup.get(s, (0, 0))[0] + 1
             self.catchup[s] = (tries, now_ms + window * (1 << (tries - 1)))
-        since = asked[0] if asked else self.next_slot
+        # From the oldest slot still missing (also one no longer asked for by itself):
+        # whatever the peers hold from there on comes back.
+        since = min(self.missing, default=self.next_slot)
         data = ctx.seal("catchup", {"since": since}, now_ms)
         return [Send(addr, data) for addr in ctx.pick_peers(now_ms, CATCHUP_PEERS)]
 
