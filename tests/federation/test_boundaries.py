@@ -169,3 +169,18 @@ def test_a_bid_whose_orders_are_for_another_slot_is_refused() -> None:
     assert _codes(out) == ["bad_bid"]
     assert "another slot" in next(o.detail for o in out if isinstance(o, Rejected))
     assert peers[0]._slots.get(slot) is None or not peers[0]._slots[slot].bids
+
+
+def test_an_attestation_signed_before_gate_closure_is_refused() -> None:
+    net, peers = build(3)
+    slot = next_slot(net, peers)
+    p1 = peers[1]
+    gate = p1.rules.gate_closure_ms(slot)
+    payload = {"slot": slot, "book": "a" * 64, "result": "b" * 64}
+    early = _signed(p1, "attest", payload, gate - 1, gate - 1)
+    out = peers[0].receive(early, "p1", gate)
+    assert _codes(out) == ["bad_attestation"]
+    assert peers[0]._slots.get(slot) is None or not peers[0]._slots[slot].attests
+    at_gate = _signed(p1, "attest", payload, gate, gate)
+    assert _codes(peers[0].receive(at_gate, "p1", gate)) == []
+    assert p1.member_id in peers[0]._slots[slot].attests
