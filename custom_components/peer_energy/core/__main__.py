@@ -2,7 +2,7 @@
 
 Run as a directory, this file loads the engine as a package of its own
 (``peer_energy_core``): nothing outside ``core/`` is imported, so the command needs only
-the Python standard library and numpy, not Home Assistant. Run as
+Python 3.12 or newer and numpy, not Home Assistant. Run as
 ``python -m custom_components.peer_energy.core`` it works as well, but Python then imports
 the integration's package (and Home Assistant) first.
 """
@@ -38,4 +38,6 @@ def _engine_main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.version_info < (3, 12):  # the engine uses 3.12 syntax and library functions
+        sys.exit("the Peer Energy engine needs Python 3.12 or newer")
     raise SystemExit(_engine_main())
