@@ -38,6 +38,6 @@ def _engine_main() -> int:
 
 
 if __name__ == "__main__":
-    if sys.version_info < (3, 12):  # the engine uses 3.12 syntax and library functions
+    if sys.version_info < (3, 12):  # noqa: UP036 - run by any python3, which may be older
         sys.exit("the Peer Energy engine needs Python 3.12 or newer")
     raise SystemExit(_engine_main())
