@@ -196,7 +196,9 @@ def test_the_directory_form_runs_without_home_assistant(tmp_path: Path) -> None:
     blocked.mkdir()
     (blocked / "__init__.py").write_text("raise ImportError('Home Assistant is not installed')\n")
     book = EXAMPLES[0]
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    # (without the test run's coverage hooks, which would look for their settings there)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COV_CORE", "COVERAGE"))}
+    env["PYTHONPATH"] = str(tmp_path)
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", str(CORE), "clear"],
         input=book.read_text("utf-8"),
