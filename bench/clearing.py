@@ -17,6 +17,8 @@ clean-only buyers, 25 orders per member (so one bid each), a distributor fee.
   envelope's signature check and record id of each bid (a fixed cost per bid at receipt).
 * ``+results`` builds every Fill, OrderResult and MemberResult object (they are otherwise
   built on first access, e.g. for settlement after the slot is final).
+* Last, the result hash of the 10k book, and for comparison the hash the protocol used
+  before (SHA-256 of the canonical JSON of ``SlotResult.to_dict()``).
 
 The median wall time is what the target refers to; the best wall time and the median CPU
 time are printed too because the reference machine is shared and wall time is noisy when
@@ -47,6 +49,7 @@ from custom_components.peer_energy.core.federation.protocol.book import (
 from custom_components.peer_energy.core.market.clearing import clear_slot
 from custom_components.peer_energy.core.market.fairness import FairnessState
 from custom_components.peer_energy.core.market.orders import MarketRules, Order, Side, Step
+from custom_components.peer_energy.core.trust.canonical import digest_of
 
 SLOT = 1_800_000_000 - 1_800_000_000 % 900
 RULES = MarketRules(import_price=40, feed_in_tariff=6, distributor_fee=1)
@@ -157,6 +160,14 @@ def main() -> None:
         previous = (n, wall)
         if n == 10_000:
             gate_10k = gate_ms
+    # The result hash before (canonical JSON of every result object) and now (columns).
+    res = clear_slot(make_book(10_000), RULES, slot_start=SLOT)
+    reps = 3 if args.quick else 11
+    now_ms = statistics.median(_times(res.digest, reps, time.perf_counter))
+    before = statistics.median(_times(lambda: digest_of(res.to_dict()), reps, time.perf_counter))
+    print(
+        f"result hash of 10k orders: {now_ms:.2f} ms (canonical JSON of to_dict(): {before:.2f} ms)"
+    )
     verdict = "met" if gate_10k <= TARGET_MS else "NOT met"
     print(
         f"target: gate-closure path for 10k orders <= {TARGET_MS:.0f} ms median wall time: "

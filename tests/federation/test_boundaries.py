@@ -184,3 +184,26 @@ def test_an_attestation_signed_before_gate_closure_is_refused() -> None:
     at_gate = _signed(p1, "attest", payload, gate, gate)
     assert _codes(peers[0].receive(at_gate, "p1", gate)) == []
     assert p1.member_id in peers[0]._slots[slot].attests
+
+
+def test_a_trade_signature_that_does_not_verify_is_refused() -> None:
+    net, peers = build(3)
+    slot = next_slot(net, peers)
+    submit_all(net, peers, slot)
+    run_slot(net, peers, slot)
+    final = peers[0].finals[slot]
+    i = next(k for k, f in enumerate(final.result.fills) if f.buyer != f.seller)
+    fill = final.result.fills[i]
+    buyer = next(p for p in peers if p.member_id == fill.buyer)
+    seller = next(p for p in peers if p.member_id == fill.seller)
+    for p in (buyer, seller):
+        net.apply(p.address, p.settle(slot, prev="h", balance=0, now_ms=net.now))
+    net.run_until(net.now + 50)
+    st = seller._settlement.settling[slot]
+    terms = st.terms[i]
+    held = dict(st.sigs[i])
+    # the exact agreed terms, "signed" by the buyer with the seller's signature bytes
+    wrong = {"slot": slot, "fill": i, "terms": terms.to_dict(), "sig": held[seller.member_id].sig}
+    data = _signed(buyer, "trade_sig", wrong, net.now, 10**13)
+    assert _codes(seller.receive(data, buyer.address, net.now)) == ["bad_trade"]
+    assert st.sigs[i] == held  # the buyer's valid signature is still the one held
