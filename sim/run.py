@@ -148,7 +148,7 @@ def _cap(order: Order, limit: int) -> Order | None:
         left -= take
         if take:
             kept.append(Step(step.price, take))
-    return replace(order, steps=tuple(kept)) if kept else None
+    return order._replace(steps=tuple(kept)) if kept else None
 
 
 def market(
