@@ -13,7 +13,8 @@ subentry of type ``community`` whose data asks the runtime to act:
   reloads. Deleting the subentry leaves the community.
 
 Form fields (create): community_name, slot_minutes ("1", "5", "15", "30", "60"),
-gate_closure_lead_s, fee and credit_limit (currency per kWh and currency, converted to
+gate_closure_lead_s (at least ``gate.MIN_GATE_LEAD_S`` and less than half a slot, refused
+on the field otherwise), fee and credit_limit (currency per kWh and currency, converted to
 integer engine units here), fair_share_pct, max_members, address. Join: invitation, address.
 """
 
@@ -68,6 +69,7 @@ from .const import (
 )
 from .core.federation.community import MAX_NAME_LEN, CommunityError, Invitation, InvitationError
 from .federation import DATA_LINK, community_rules
+from .gate import gate_lead_error
 from .http import HttpTransport
 from .prices import InvalidPriceError, fixed_price_to_minor
 
@@ -124,7 +126,9 @@ def create_schema(hass: HomeAssistant, currency: str) -> vol.Schema:
             vol.Required(
                 CONF_GATE_CLOSURE_LEAD_S, default=DEFAULT_GATE_CLOSURE_LEAD_S
             ): NumberSelector(
-                NumberSelectorConfig(min=8, max=3600, step=1, unit_of_measurement="s", mode=box)
+                # Bounds depend on the slot length: checked in validate_create, with an
+                # error on the field (see gate.py).
+                NumberSelectorConfig(min=1, max=3600, step=1, unit_of_measurement="s", mode=box)
             ),
             vol.Required(CONF_FEE, default=DEFAULT_FEE): NumberSelector(
                 NumberSelectorConfig(
@@ -201,8 +205,8 @@ def validate_create(
     except (CommunityError, ValueError):
         errors["base"] = ERROR_INVALID_RULES
         return {}, errors
-    if rules.gate_closure_lead_s >= rules.slot_seconds * 4:
-        errors[CONF_GATE_CLOSURE_LEAD_S] = ERROR_INVALID_RULES
+    if (problem := gate_lead_error(rules.gate_closure_lead_s, rules.slot_seconds)) is not None:
+        errors[CONF_GATE_CLOSURE_LEAD_S] = problem
     data = {
         CONF_COMMUNITY_ACTION: CommunityAction.CREATE.value,
         CONF_COMMUNITY_NAME: name,

@@ -103,6 +103,7 @@ from .core.home.peerbank import (
 from .core.market.clearing import Fill, SlotResult
 from .core.market.orders import MarketRules, Order, Reason, Side, Step
 from .federation import SIGNAL_LEDGER_UPDATED
+from .gate import async_check_gate_lead, max_gate_lead_s
 from .prices import (
     InvalidPriceError,
     fixed_price_to_minor,
@@ -381,14 +382,13 @@ class SlotClock:
 
     @property
     def gate_lead_seconds(self) -> int:
-        """How long before a slot its orders are final (always less than a slot)."""
+        """How long before a slot its orders are final: the community's lead exactly as
+        the protocol uses it (a lead that leaves no time to bid raises a repair issue at
+        start, see ``gate.py``), else the local default (at most half a slot)."""
         federation = self.federation
-        lead = (
-            federation.gate_closure_lead_ms // 1000
-            if federation is not None
-            else DEFAULT_GATE_LEAD_S
-        )
-        return max(0, min(lead, self.slot_seconds // 2))
+        if federation is not None:
+            return max(0, federation.gate_closure_lead_ms // 1000)
+        return min(DEFAULT_GATE_LEAD_S, max_gate_lead_s(self.slot_seconds))
 
     @property
     def control_mode(self) -> ControlMode:
@@ -559,6 +559,12 @@ class SlotClock:
         federation = self.federation
         if federation is not None:
             self._unsubs.append(federation.async_add_result_listener(self.async_handle_outcome))
+        async_check_gate_lead(
+            self.hass,
+            self.entry.entry_id,
+            None if federation is None else self.gate_lead_seconds,
+            self.slot_seconds,
+        )
         coordinator = self.runtime.coordinator
         self._unsubs.append(coordinator.async_add_listener(self._on_reading))
         self._unsubs.append(

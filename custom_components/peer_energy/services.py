@@ -3,6 +3,12 @@
 Registered in ``async_setup`` (not per entry), so they exist, and fail with a clear
 message, even while no entry is loaded. Each call names its entry with
 ``config_entry_id`` or, when left out, uses the one loaded Peer Energy entry.
+
+Both actions are for administrators (``Unauthorized`` for any other user; calls without a
+user, such as automations and scripts the administrator set up, are allowed):
+``place_order`` commits the home to a trade and ``export_ledger`` discloses (and can write
+to disk) every trade and balance of the home. Every refusal of the caller's input is a
+``ServiceValidationError`` with a translation key, which leaves nothing changed.
 """
 
 from __future__ import annotations
@@ -12,15 +18,20 @@ from typing import Any, Final
 
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse, SupportsResponse
-from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.exceptions import (
+    HomeAssistantError,
+    ServiceValidationError,
+    Unauthorized,
+    UnknownUser,
+)
 from homeassistant.helpers import config_validation as cv
 from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
 from .const import DOMAIN
-from .core.market.orders import Side
+from .core.market.orders import MAX_PRICE, Side
 from .market import MAX_MANUAL_WH, SECONDS_PER_DAY, SlotClock, utc_from_ts
-from .prices import InvalidPriceError, fixed_price_to_minor
+from .prices import InvalidPriceError, fixed_price_to_minor, minor_digits
 
 SERVICE_PLACE_ORDER: Final = "place_order"
 SERVICE_EXPORT_LEDGER: Final = "export_ledger"
@@ -60,6 +71,16 @@ def _invalid(key: str, **placeholders: str) -> ServiceValidationError:
     )
 
 
+async def _require_admin(call: ServiceCall) -> None:
+    """Only an administrator (or Home Assistant itself: no user) may call the action."""
+    if call.context.user_id:
+        user = await call.hass.auth.async_get_user(call.context.user_id)
+        if user is None:
+            raise UnknownUser(context=call.context, user_id=call.context.user_id)
+        if not user.is_admin:
+            raise Unauthorized(context=call.context, user_id=user.id)
+
+
 def _entry(hass: HomeAssistant, call: ServiceCall) -> ConfigEntry[Any]:
     """The entry a call is for: the one named, else the one loaded entry."""
     if (entry_id := call.data.get(ATTR_CONFIG_ENTRY_ID)) is not None:
@@ -96,8 +117,24 @@ def _energy_wh(kwh: float) -> int:
     return wh
 
 
+def next_open_slot(market: SlotClock, now: int) -> int | None:
+    """The first slot that still takes the owner's order: before its gate closure and, in
+    a community, not prepared yet (its order goes out when the slot before it starts; an
+    order already sent is never replaced). None when none within a day."""
+    seconds = market.slot_seconds
+    slot = now - now % seconds + seconds
+    while slot <= now + SECONDS_PER_DAY:
+        if now < market.gate_closure(slot) and (
+            market.federation is None or slot not in market.plans
+        ):
+            return slot
+        slot += seconds
+    return None
+
+
 async def async_place_order(call: ServiceCall) -> ServiceResponse:
     """Add the owner's own bid or offer for a slot to the home's order."""
+    await _require_admin(call)
     hass = call.hass
     entry = _entry(hass, call)
     market = _market(entry)
@@ -106,26 +143,29 @@ async def async_place_order(call: ServiceCall) -> ServiceResponse:
         price = fixed_price_to_minor(call.data[ATTR_LIMIT_PRICE], market.currency)
     except InvalidPriceError:
         raise _invalid("invalid_limit_price") from None
+    if abs(price) > MAX_PRICE:
+        top = MAX_PRICE / 10 ** minor_digits(market.currency)
+        raise _invalid("limit_price_out_of_range", max_price=f"{top:g}")
     now = int(dt_util.utcnow().timestamp())
     seconds = market.slot_seconds
     if (when := call.data.get(ATTR_SLOT)) is not None:
         ts = int(dt_util.as_utc(when).timestamp())
         slot = ts - ts % seconds
-    else:
-        slot = now - now % seconds + seconds
         if now >= market.gate_closure(slot):
-            slot += seconds
-    if now >= market.gate_closure(slot):
-        raise _invalid("slot_closed", slot=utc_from_ts(slot).isoformat())
-    if slot > now + SECONDS_PER_DAY:
-        raise _invalid("slot_too_far", slot=utc_from_ts(slot).isoformat())
-    if market.federation is not None and slot in market.plans:
-        # Sending a second, different order for the same slot would be equivocation.
-        raise _invalid("order_already_sent", slot=utc_from_ts(slot).isoformat())
+            raise _invalid("slot_closed", slot=utc_from_ts(slot).isoformat())
+        if slot > now + SECONDS_PER_DAY:
+            raise _invalid("slot_too_far", slot=utc_from_ts(slot).isoformat())
+        if market.federation is not None and slot in market.plans:
+            # Sending a second, different order for the same slot would be equivocation.
+            raise _invalid("order_already_sent", slot=utc_from_ts(slot).isoformat())
+    elif (found := next_open_slot(market, now)) is not None:
+        slot = found
+    else:
+        raise _invalid("no_open_slot")
     side = Side(call.data[ATTR_SIDE])
     order_id = market.add_manual_order(slot, side, energy_wh, price)
-    if slot in market.plans:
-        await market.async_prepare(slot)
+    if market.federation is None and slot in market.plans:
+        await market.async_prepare(slot)  # local: the plan shown is redone with the order
     return {
         "order_id": order_id,
         "slot_start": utc_from_ts(slot).isoformat(),
@@ -137,6 +177,7 @@ async def async_place_order(call: ServiceCall) -> ServiceResponse:
 
 async def async_export_ledger(call: ServiceCall) -> ServiceResponse:
     """Return the ledger as CSV or JSON, or write it to a file under the config dir."""
+    await _require_admin(call)
     entry = _entry(call.hass, call)
     ledger = getattr(entry.runtime_data, "ledger", None)
     if ledger is None:

@@ -84,7 +84,7 @@ async def test_config_flow_creates_community(
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], create_form(http_address, **{CONF_GATE_CLOSURE_LEAD_S: 3600})
     )
-    assert result["errors"] == {CONF_GATE_CLOSURE_LEAD_S: "invalid_rules"}
+    assert result["errors"] == {CONF_GATE_CLOSURE_LEAD_S: "gate_lead_too_long"}
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], create_form(http_address + "/")
     )
@@ -186,7 +186,7 @@ async def test_subentry_flow_adds_one_community(
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], create_form(http_address, **{CONF_GATE_CLOSURE_LEAD_S: 900})
     )
-    assert result["errors"] == {CONF_GATE_CLOSURE_LEAD_S: "invalid_rules"}
+    assert result["errors"] == {CONF_GATE_CLOSURE_LEAD_S: "gate_lead_too_long"}
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], create_form(http_address)
     )
