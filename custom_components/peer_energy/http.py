@@ -9,6 +9,12 @@ Endpoints (specified in ``docs/protocol.md``, section "HTTP transport"):
 * ``GET /api/peer_energy/v1/info``: public facts (protocol version, member key, community
   id, member count) used by joiners and by the reachability probe.
 
+Bodies: one that cannot be read (a ``Content-Encoding`` it does not follow, cut short,
+broken chunks) gets ``400 bad_body``, one that takes longer than ``BODY_TIMEOUT_S`` gets
+``408``, all before the rate limiter (the sender is not known before the body is read).
+Our own bug (the link answers ``internal_error``, logged there with its traceback) gets
+``500`` without details: the peer is not at fault.
+
 Limits: bodies over ``MAX_BODY_BYTES`` get ``413`` before they are read whole; each
 (remote address, claimed member key) pair has a token bucket (``RATE_PER_S`` messages per
 second, bursts of ``RATE_BURST``) and gets ``429`` with ``Retry-After`` when it is empty.
@@ -30,6 +36,7 @@ import time
 from typing import Any, Final
 
 from aiohttp import ClientError, ClientTimeout, web
+from aiohttp.http_exceptions import HttpProcessingError
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.http import KEY_HASS, HomeAssistantView
@@ -52,6 +59,10 @@ STRANGER_RATE_PER_S: Final = 2.0
 STRANGER_BURST: Final = 20.0
 MAX_BUCKETS: Final = 10_000
 CONTENT_TYPE: Final = "application/json"
+
+CODE_INTERNAL_ERROR: Final = "internal_error"
+# Reading a body: it must arrive whole within this time (a slow body holds a connection).
+BODY_TIMEOUT_S: Final = 10.0
 
 # Status of a message the peer refused, by reject code.
 STATUS_BY_CODE: Final[dict[str, int]] = {
@@ -80,8 +91,12 @@ STATUS_BY_CODE: Final[dict[str, int]] = {
     Reject.BAD_MEMBERSHIP: 422,
     Reject.BAD_SLOT_DATA: 422,
     Reject.BAD_TRADE: 422,
+    # our own bug (the link logged it with its traceback): the peer is not at fault
+    CODE_INTERNAL_ERROR: 500,
 }
 CODE_BODY_TOO_LARGE: Final = "body_too_large"
+CODE_BAD_BODY: Final = "bad_body"
+CODE_BODY_TIMEOUT: Final = "body_timeout"
 CODE_RATE_LIMITED: Final = "rate_limited"
 CODE_NO_COMMUNITY: Final = "no_community"
 
@@ -147,8 +162,20 @@ def _error(
     return web.json_response({"error": code, "detail": message}, status=status, headers=headers)
 
 
+class BodyError(Exception):
+    """The request body cannot be read: the sender's fault (a 4xx, never a traceback)."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        """``status`` and ``code`` of the answer."""
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
 async def _read_body(request: web.Request, limit: int) -> bytes | None:
-    """The body, or None when it is longer than ``limit`` (stops reading there)."""
+    """The body, or None when it is longer than ``limit`` (stops reading there; a
+    compressed body counts as inflated)."""
     if request.content_length is not None and request.content_length > limit:
         return None
     chunks: list[bytes] = []
@@ -159,6 +186,28 @@ async def _read_body(request: web.Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body within ``limit`` bytes and ``BODY_TIMEOUT_S``; raises ``BodyError``.
+
+    Every way a body can be broken is the sender's fault: a ``Content-Encoding`` it does not
+    follow (``gzip`` over plain text), a body that ends early or is cut by a hang-up, broken
+    chunks (aiohttp reports these as ``RequestPayloadError``), a body too large (413) or too
+    slow (408).
+    """
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            body = await _read_body(request, limit)
+    except TimeoutError:
+        raise BodyError(408, CODE_BODY_TIMEOUT, "the body did not arrive in time") from None
+    except (web.RequestPayloadError, HttpProcessingError, ConnectionError, EOFError) as err:
+        raise BodyError(
+            400, CODE_BAD_BODY, f"the body cannot be read: {type(err).__name__}"
+        ) from None
+    if body is None:
+        raise BodyError(413, CODE_BODY_TOO_LARGE, f"a message is at most {limit} bytes")
+    return body
 
 
 def status_of(outputs: list[Any]) -> tuple[int, str, str]:
@@ -175,9 +224,10 @@ async def async_handle_message(
     """``POST .../message``: size limit, rate limit, then the protocol decides."""
     if link is None or link.peer is None:
         return _error(503, CODE_NO_COMMUNITY, "this home is not in a community")
-    body = await _read_body(request, MAX_BODY_BYTES)
-    if body is None:
-        return _error(413, CODE_BODY_TOO_LARGE, f"a message is at most {MAX_BODY_BYTES} bytes")
+    try:
+        body = await read_body(request, MAX_BODY_BYTES)
+    except BodyError as err:
+        return _error(err.status, err.code, err.detail)
     match = _SENDER.search(body[:4096])
     claimed = match.group(1).decode() if match else ""
     stranger = link.peer.membership.keyring.resolve(claimed) is None
@@ -192,6 +242,8 @@ async def async_handle_message(
     sender_address = request.headers.get(ADDRESS_HEADER, request.remote or "")[:512]
     outputs = link.receive(body, sender_address)
     status, code, detail = status_of(outputs)
+    if status >= 500:  # our bug, logged by the link with its traceback: no details out
+        return _error(status, code, "")
     if status != 202:
         return _error(status, code, detail[:200])
     return web.json_response({"ok": True}, status=202)
