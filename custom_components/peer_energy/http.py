@@ -202,6 +202,10 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     except TimeoutError:
         raise BodyError(408, CODE_BODY_TIMEOUT, "the body did not arrive in time") from None
     except (web.RequestPayloadError, HttpProcessingError, ConnectionError, EOFError) as err:
+        # aiohttp reads the rest of a body after the answer ("lingering") and would raise
+        # this error again there, logged as an unhandled exception: abandon the rest instead
+        # (a time-out ends the lingering quietly and closes the connection).
+        request.content.set_exception(TimeoutError("body abandoned"))
         raise BodyError(
             400, CODE_BAD_BODY, f"the body cannot be read: {type(err).__name__}"
         ) from None
