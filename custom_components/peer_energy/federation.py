@@ -64,6 +64,8 @@ from .core.federation.protocol import (
     DeliveryUnreported,
     DeviceEnrolled,
     EquivocationDetected,
+    LedgerRecords,
+    LedgerWanted,
     Output,
     Peer,
     PeerJoined,
@@ -77,6 +79,7 @@ from .core.federation.protocol import (
     SlotVoid,
     TradeSigned,
 )
+from .core.federation.protocol.wire import LEDGER_RECORDS_MAX
 from .core.market.clearing import Fill, SlotResult
 from .core.market.orders import MarketRules, Order, OrderError
 from .core.trust.credit import Refusal, Settlement, SignedTrade, TradeTerms
@@ -86,6 +89,14 @@ from .ledger import PeerLedger
 
 STORE_VERSION: Final = 1
 SETTLED_KEPT: Final = 500
+# Reconciliation: the credit records of this many recent slots are asked for after a
+# restart and when the ledger refuses a trade it cannot place (a record it missed).
+RECONCILE_SLOTS: Final = 24
+# Refused trades in a row (after reconciling) before a repair says the ledger is out of step.
+OUT_OF_STEP_AFTER: Final = 3
+# Messages that commit this home to something: they leave only after the state they
+# commit to is saved (the write-ahead rule).
+COMMITTING_TYPES: Final = frozenset({"bid", "trade_terms", "trade_sig", "delivery"})
 SELF_PROBE_INTERVAL_S: Final = 3600
 
 # Bus events (documented in docs/community.md).
@@ -104,6 +115,7 @@ SIGNAL_INVITATION_CREATED: Final = f"{DOMAIN}_invitation_created"
 ISSUE_PEER_UNREACHABLE: Final = "peer_unreachable"
 ISSUE_SELF_UNREACHABLE: Final = "address_unreachable"
 ISSUE_JOIN_FAILED: Final = "join_failed"
+ISSUE_OUT_OF_STEP: Final = "ledger_out_of_step"
 
 DATA_LINK: HassKey[FederationLink] = HassKey(f"{DOMAIN}_federation_link")
 
@@ -156,6 +168,16 @@ def federation_store(hass: HomeAssistant, entry_id: str) -> Store[dict[str, Any]
 def _retryable(reason: str) -> bool:
     """Whether a join wait ended for a reason a resent join request may cure."""
     return reason in ("timeout", "http_0", "http_429") or reason.startswith("http_5")
+
+
+def message_type(data: bytes) -> str:
+    """The type of one of our own sealed messages. Canonical JSON sorts the envelope's
+    keys, so its ``type`` is the last one before ``v``, after the payload."""
+    at = data.rfind(b'"type":"')
+    if at < 0:
+        return ""
+    start = at + len(b'"type":"')
+    return data[start : data.find(b'"', start)].decode("ascii", "replace")
 
 
 def short(member: str) -> str:
@@ -276,6 +298,10 @@ class FederationLink:
         self._stopped = False
         self._retry_after_ms = 0  # after a failed tick (our bug): not before this time
         self.rejected = 0
+        self._reconcile_asked: int | None = None
+        self._out_of_step = 0
+        self._step_issue = False
+        self.trades_reconciled = 0
 
     # --- the interface for the slot clock (market.py) ---
 
@@ -344,8 +370,15 @@ class FederationLink:
         different bid for the slot, for malformed orders or orders over the credit limit.
         """
         peer = self._member_peer()
+        slot = slot_start_ms // 1000
+        if peer.bid_restored(slot):
+            # Bid before a restart or reload: that signed bid stands (a second, different
+            # one would make this home an equivocator); send it again instead.
+            LOGGER.info("Kept the bid for slot %s sent before the restart", slot)
+            self._handle(peer.resend_bid(slot, self.clock()))
+            return
         try:
-            outputs = peer.submit_orders(slot_start_ms // 1000, orders, self.clock())
+            outputs = peer.submit_orders(slot, orders, self.clock())
         except (ProtocolError, OrderError) as err:
             raise FederationError(f"orders not sent: {err}") from err
         self._handle(outputs)
@@ -581,13 +614,19 @@ class FederationLink:
 
     @callback
     def _handle(self, outputs: Sequence[Output]) -> None:
+        """Act on the peer's outputs. Messages that commit this home (a bid, a trade half
+        or signature, a delivery report) are sent only once the state is saved."""
         save = False
+        sends: list[tuple[str, bytes]] = []
         for out in outputs:
             if isinstance(out, Send):
-                self._spawn(self._send(out.to, out.data), "send")
+                sends.append((out.to, out.data))
             elif isinstance(out, Broadcast):
-                for to in out.to:
-                    self._spawn(self._send(to, out.data), "broadcast")
+                sends.extend((to, out.data) for to in out.to)
+            elif isinstance(out, LedgerWanted):
+                self._spawn(self._answer_ledger(out), "ledger answer")
+            elif isinstance(out, LedgerRecords):
+                self._spawn(self._record_ledger(out), "ledger records")
             elif isinstance(out, SlotCleared):
                 save = True
                 self._on_cleared(out)
@@ -621,10 +660,24 @@ class FederationLink:
                 self._on_delivery(out.slot, out.trade.terms, 0, None)
             elif isinstance(out, Rejected):
                 self.rejected += 1
-                LOGGER.debug("Ignored a message from %s: %s", out.sender_address, out.code)
-        if save:
-            self._spawn(self.async_save(), "save")
+                LOGGER.debug(
+                    "Ignored a message from %s: %s (%s)", out.sender_address, out.code, out.detail
+                )
+        if any(message_type(data) in COMMITTING_TYPES for _, data in sends):
+            self._spawn(self._save_then_send(sends), "save and send")
+        else:
+            if save:
+                self._spawn(self.async_save(), "save")
+            for to, data in sends:
+                self._spawn(self._send(to, data), "send")
         self._reschedule()
+
+    async def _save_then_send(self, sends: list[tuple[str, bytes]]) -> None:
+        """The write-ahead rule: save what the messages commit to, then send them (each
+        delivery on its own, so a slow peer does not hold up the others)."""
+        await self.async_save()
+        for to, data in sends:
+            self._spawn(self._send(to, data), "send")
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         if self._stopped:
@@ -672,7 +725,13 @@ class FederationLink:
     def async_start(self) -> None:
         """Start the slot timers (and catch up on slots missed while stopped)."""
         if self.peer is not None and self.peer.joined:
-            self._handle(self.peer.catch_up(self.clock()))
+            now = self.clock()
+            self._handle(self.peer.catch_up(now))
+            if self.ledger is not None:
+                # Reconcile after a restart: what this home still settles goes out again,
+                # and members are asked for the credit records of recent slots.
+                self._handle(self.peer.resume_settlement(now))
+                self._request_ledger(now)
         if self.ledger is not None:  # reputation from the evidence already stored
             self._spawn(self._refresh_scores(), "scores")
         self._reschedule()
@@ -786,9 +845,16 @@ class FederationLink:
             LOGGER.error("Could not record the trades of slot %s: %s", slot, err)
             return
         self.trades_recorded += len(result.accepted)
-        self.trades_refused += len(result.refused)
-        for trade_id, refusal in result.refused:
-            LOGGER.debug("Trade %s of slot %s not recorded: %s", trade_id[:12], slot, refusal)
+        refused = [(t, r) for t, r in result.refused if r.refusal is not Refusal.DUPLICATE]
+        self.trades_refused += len(refused)
+        for trade_id, refusal in refused:
+            LOGGER.warning(
+                "Trade %s of slot %s not recorded (%s): asking members for recent records",
+                trade_id[:12],
+                slot,
+                refusal,
+            )
+        self._track_step(slot, bool(result.accepted), bool(refused))
         if self.peer is not None:
             self.peer.set_balances(self.ledger.balances())
         if self._waiting_settlements:  # their trades may be recorded now
@@ -796,6 +862,92 @@ class FederationLink:
             self._waiting_settlements.clear()
             for wslot, settlement in waiting:
                 self._queue_delivery(wslot, settlement, None)
+
+    # --- reconciliation ---
+
+    def _request_ledger(self, now: int) -> None:
+        """Ask members for the credit records of recent slots (at most once per slot)."""
+        peer = self.peer
+        if peer is None or not peer.joined or self.ledger is None:
+            return
+        step = peer.rules.slot_seconds
+        if self._reconcile_asked is not None and now - self._reconcile_asked < step * 1000:
+            return
+        self._reconcile_asked = now
+        since = max(0, now // 1000 - RECONCILE_SLOTS * step)
+        self._handle(peer.ledger_request(since, now))
+
+    def _track_step(self, slot: int, accepted: bool, refused: bool) -> None:
+        """Count trades refused in a row; reconcile, and after ``OUT_OF_STEP_AFTER``
+        attempts raise a repair (cleared by the next trade recorded without refusal)."""
+        if refused:
+            self._out_of_step += 1
+            self._request_ledger(self.clock())
+            if self._out_of_step >= OUT_OF_STEP_AFTER and not self._step_issue:
+                self._step_issue = True
+                LOGGER.warning(
+                    "This home's ledger is out of step with the community since slot %s", slot
+                )
+                if self._announce:
+                    ir.async_create_issue(
+                        self.hass,
+                        DOMAIN,
+                        ISSUE_OUT_OF_STEP,
+                        is_fixable=False,
+                        severity=ir.IssueSeverity.WARNING,
+                        translation_key=ISSUE_OUT_OF_STEP,
+                        translation_placeholders={"slot": str(slot)},
+                    )
+        elif accepted:
+            self._out_of_step = 0
+            if self._step_issue:
+                self._step_issue = False
+                if self._announce:
+                    ir.async_delete_issue(self.hass, DOMAIN, ISSUE_OUT_OF_STEP)
+
+    async def _answer_ledger(self, event: LedgerWanted) -> None:
+        """A member reconciles: send it our credit records of the slots it asked for."""
+        if self.ledger is None or self.peer is None:
+            return
+        try:
+            records = await self.ledger.async_credit_records(event.since * 1000, LEDGER_RECORDS_MAX)
+        except HomeAssistantError as err:  # closed while reloading: it will ask again
+            LOGGER.debug("Could not read the ledger for %s: %s", short(event.member), err)
+            return
+        if self.peer is not None and records:
+            self._handle(self.peer.ledger_answer(event.address, records, self.clock()))
+
+    async def _record_ledger(self, event: LedgerRecords) -> None:
+        """Record what a member's ledger holds and ours lacks, in its order (one record per
+        transaction: each trade's balances follow from the records before it)."""
+        ledger = self.ledger
+        if ledger is None:
+            return
+        if self.peer is not None:
+            ledger.set_keyring(self.peer.membership.keyring)
+        trades, settlements = iter(event.trades), iter(event.settlements)
+        added = 0
+        try:
+            for kind in event.order:
+                if kind == "trade":
+                    trade = next(trades)
+                    result = await ledger.async_commit_slot(trade.terms.slot * 1000, trades=[trade])
+                else:
+                    settlement = next(settlements)
+                    result = await ledger.async_commit_slot(
+                        settlement.terms.slot * 1000, settlements=[settlement]
+                    )
+                added += len(result.accepted)
+        except HomeAssistantError as err:
+            LOGGER.debug("Could not record reconciled records: %s", err)
+            return
+        if added:
+            LOGGER.info("Recorded %s credit records from %s", added, short(event.member))
+            self.trades_reconciled += added
+            self._track_step(0, True, False)
+            if self.peer is not None:
+                self.peer.set_balances(ledger.balances())
+            async_dispatcher_send(self.hass, f"{SIGNAL_LEDGER_UPDATED}_{self.entry_id}")
 
     async def _settle(self, slot: int, body: dict[str, Any]) -> None:
         assert self.ledger is not None
@@ -1088,5 +1240,7 @@ class FederationLink:
             "deliveries_unreported": self.deliveries_unreported,
             "own_reputation": self.own_reputation,
             "settlements_waiting": len(self._waiting_settlements),
+            "records_reconciled": self.trades_reconciled,
+            "ledger_out_of_step": self._step_issue,
             "unreachable": sorted(short(m) for m in self._unreachable),
         }
