@@ -37,6 +37,7 @@ import asyncio
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+import os
 import secrets
 import time
 from typing import Any, Final, Protocol
@@ -98,6 +99,7 @@ OUT_OF_STEP_AFTER: Final = 3
 # commit to is saved (the write-ahead rule).
 COMMITTING_TYPES: Final = frozenset({"bid", "trade_terms", "trade_sig", "delivery"})
 SELF_PROBE_INTERVAL_S: Final = 3600
+TEST_SLOT_ENV: Final = "PEER_ENERGY_TEST_SLOT_SECONDS"
 
 # Bus events (documented in docs/community.md).
 EVENT_PEER_JOINED: Final = f"{DOMAIN}_peer_joined"
@@ -200,6 +202,20 @@ def peer_restore(identity: Identity, data: Mapping[str, Any], now: int) -> Peer:
         raise FederationError(f"stored federation state is damaged: {err}") from err
 
 
+def forced_slot_seconds() -> int | None:
+    """Slots of a few seconds for tests with real processes (never for users).
+
+    ``PEER_ENERGY_TEST_SLOT_SECONDS`` (5 to 60, a divisor of a day), read when a community
+    is created: its slots then last that many seconds and gate closure comes 40 % of a
+    slot before each (the form's slot length and lead are ignored). Unset, or any other
+    value: the form's rules, with their minimum of one minute.
+    """
+    value = os.environ.get(TEST_SLOT_ENV, "")
+    if not value.isdigit() or not 5 <= int(value) <= 60 or 86_400 % int(value):
+        return None
+    return int(value)
+
+
 def community_rules(
     *,
     slot_minutes: int,
@@ -216,6 +232,10 @@ def community_rules(
     The protocol windows take at most a quarter of the gate closure lead each (10 s at most),
     so digests and attestations finish well before the slot starts.
     """
+    slot_seconds = slot_minutes * 60
+    if (test_slot := forced_slot_seconds()) is not None:
+        slot_seconds = test_slot
+        gate_closure_lead_s = test_slot * 2 // 5
     window = max(1, min(10_000, gate_closure_lead_s * 1000 // 4))
     if slot_minutes < 1 or not 0 < fair_share_pct <= 100 or fee < 0 or import_price < 0:
         raise CommunityError("slot length, fair-share cap, fee and prices must be in range")
@@ -224,7 +244,7 @@ def community_rules(
         feed_in_tariff=feed_in_tariff,
         distributor_fee=fee,
         fair_share_bp=fair_share_pct * 100,
-        slot_seconds=slot_minutes * 60,
+        slot_seconds=slot_seconds,
     )
     return CommunityRules(
         market=market,
@@ -1098,6 +1118,12 @@ class FederationLink:
 
     def _on_equivocation(self, event: EquivocationDetected) -> None:
         proof = event.proof
+        LOGGER.warning(
+            "Member %s signed two different %s records for slot %s (equivocation)",
+            short(proof.member),
+            proof.kind,
+            proof.slot,
+        )
         self._fire(
             EVENT_EQUIVOCATION, {"member": proof.member, "slot": proof.slot, "kind": proof.kind}
         )

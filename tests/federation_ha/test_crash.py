@@ -26,8 +26,11 @@ from custom_components.peer_energy.core.trust.chain import VerifyMode
 from custom_components.peer_energy.core.trust.credit import CreditResult, Refusal
 from custom_components.peer_energy.federation import (
     ISSUE_OUT_OF_STEP,
+    TEST_SLOT_ENV,
     FederationLink,
+    community_rules,
     federation_store,
+    forced_slot_seconds,
 )
 
 from .conftest import Clock, Home, fast_rules, next_slot, open_ledger, settle
@@ -314,3 +317,27 @@ async def test_a_ledger_out_of_step_raises_a_repair(
 
 def _refusal() -> Any:
     return CreditResult(Refusal.BALANCE_MISMATCH, "missed a record")
+
+
+def test_short_slots_only_for_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``PEER_ENERGY_TEST_SLOT_SECONDS`` gives a new community slots of a few seconds
+    (tests with real processes); anything else keeps the form's rules."""
+    form = {
+        "slot_minutes": 1,
+        "gate_closure_lead_s": 20,
+        "fee": 1,
+        "credit_limit_base": 0,
+        "fair_share_pct": 100,
+        "max_members": 5,
+        "import_price": 30,
+        "feed_in_tariff": 8,
+    }
+    assert community_rules(**form).slot_seconds == 60
+    monkeypatch.setenv(TEST_SLOT_ENV, "10")
+    rules = community_rules(**form)
+    assert (rules.slot_seconds, rules.gate_closure_lead_s) == (10, 4)
+    assert rules.sync_window_ms == rules.attest_window_ms == 1_000
+    for value in ("3", "7", "ten", "120"):
+        monkeypatch.setenv(TEST_SLOT_ENV, value)
+        assert forced_slot_seconds() is None
+        assert community_rules(**form).slot_seconds == 60
