@@ -10,6 +10,7 @@ these tests is ``tests/real/test_chaos.py``.
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 from homeassistant.core import HomeAssistant
@@ -20,6 +21,7 @@ from custom_components.peer_energy.const import DOMAIN
 from custom_components.peer_energy.core.federation.protocol import (
     EquivocationDetected,
     LedgerRecords,
+    LedgerWanted,
 )
 from custom_components.peer_energy.core.market.orders import Order, Side
 from custom_components.peer_energy.core.trust.chain import VerifyMode
@@ -341,3 +343,23 @@ def test_short_slots_only_for_tests(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(TEST_SLOT_ENV, value)
         assert forced_slot_seconds() is None
         assert community_rules(**form).slot_seconds == 60
+
+
+async def test_reconciliation_while_the_ledger_is_closed(
+    hass: HomeAssistant, clock: Clock, net: MemTransport
+) -> None:
+    """A reload closes the ledger under a reconciliation: nothing is sent or recorded,
+    nothing fails (the member asks again later)."""
+    homes = await _community(hass, clock, net)
+    a, b, _ = homes
+    assert a.ledger is not None
+    await a.ledger.async_close()
+    await a.link._answer_ledger(LedgerWanted(b.link.member_key, "b", 0))
+    fake = SimpleNamespace(terms=SimpleNamespace(slot=60))
+    await a.link._record_ledger(LedgerRecords("m", (fake,), (), ("trade",)))  # type: ignore[arg-type]
+    assert a.link.trades_reconciled == 0
+    for home in homes:
+        await home.link.async_stop()
+    for home in homes[1:]:
+        assert home.ledger is not None
+        await home.ledger.async_close()
