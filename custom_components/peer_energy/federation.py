@@ -93,6 +93,9 @@ SETTLED_KEPT: Final = 500
 # Reconciliation: the credit records of this many recent slots are asked for after a
 # restart and when the ledger refuses a trade it cannot place (a record it missed).
 RECONCILE_SLOTS: Final = 24
+# After a restart the records of recent slots are asked for again each slot for this many
+# slots (the deliveries of trades observed before the restart settle meanwhile).
+RECONCILE_AFTER_START_SLOTS: Final = 4
 # Refused trades in a row (after reconciling) before a repair says the ledger is out of step.
 OUT_OF_STEP_AFTER: Final = 3
 # Messages that commit this home to something: they leave only after the state they
@@ -319,6 +322,7 @@ class FederationLink:
         self._retry_after_ms = 0  # after a failed tick (our bug): not before this time
         self.rejected = 0
         self._reconcile_asked: int | None = None
+        self._reconcile_until = 0
         self._out_of_step = 0
         self._step_issue = False
         self.trades_reconciled = 0
@@ -752,6 +756,9 @@ class FederationLink:
                 # and members are asked for the credit records of recent slots.
                 self._handle(self.peer.resume_settlement(now))
                 self._request_ledger(now)
+                # Deliveries of trades observed before the restart settle in the next
+                # slots without us (their state was not kept): ask again meanwhile.
+                self._reconcile_until = now + RECONCILE_AFTER_START_SLOTS * self.slot_ms
         if self.ledger is not None:  # reputation from the evidence already stored
             self._spawn(self._refresh_scores(), "scores")
         self._reschedule()
@@ -800,6 +807,8 @@ class FederationLink:
     def _on_cleared(self, event: SlotCleared) -> None:
         final = event.final
         me = self.member_key
+        if (now := self.clock()) < self._reconcile_until:
+            self._request_ledger(now)
         fills = tuple(f for f in final.result.fills if me in (f.buyer, f.seller))
         if final.slot not in self._settled:
             self._settled = [*self._settled, final.slot][-SETTLED_KEPT:]
