@@ -323,6 +323,9 @@ class FederationLink:
         self.rejected = 0
         self._reconcile_asked: int | None = None
         self._reconcile_until = 0
+        self._unreconciled_until = 0  # after a restart: settle only once reconciled
+        self._restored = False
+        self._deferred: dict[int, tuple[Fill, ...]] = {}
         self._out_of_step = 0
         self._step_issue = False
         self.trades_reconciled = 0
@@ -440,6 +443,7 @@ class FederationLink:
         if "peer" in data:
             self.peer = peer_restore(self.identity, data["peer"], self.clock())
             if self.peer.joined:
+                self._restored = True
                 return "member"
         if join := data.get("join"):
             self._join = {"invitation": str(join["invitation"]), "address": str(join["address"])}
@@ -759,6 +763,8 @@ class FederationLink:
                 # Deliveries of trades observed before the restart settle in the next
                 # slots without us (their state was not kept): ask again meanwhile.
                 self._reconcile_until = now + RECONCILE_AFTER_START_SLOTS * self.slot_ms
+                if self._restored:
+                    self._unreconciled_until = now + 2 * self.slot_ms
         if self.ledger is not None:  # reputation from the evidence already stored
             self._spawn(self._refresh_scores(), "scores")
         self._reschedule()
@@ -809,6 +815,8 @@ class FederationLink:
         me = self.member_key
         if (now := self.clock()) < self._reconcile_until:
             self._request_ledger(now)
+        if self._deferred and now >= self._unreconciled_until:
+            self._settle_deferred()
         fills = tuple(f for f in final.result.fills if me in (f.buyer, f.seller))
         if final.slot not in self._settled:
             self._settled = [*self._settled, final.slot][-SETTLED_KEPT:]
@@ -825,12 +833,24 @@ class FederationLink:
             SlotOutcome(final.slot * 1000, final.result, None, fills, late=final.late)
         )
 
+    def _settle_deferred(self) -> None:
+        """Settle the slots that waited for reconciliation after a restart (fill order)."""
+        self._unreconciled_until = 0
+        deferred, self._deferred = self._deferred, {}
+        for slot, fills in sorted(deferred.items()):
+            self._start_settlement(slot, fills)
+
     def _start_settlement(self, slot: int, fills: Sequence[Fill]) -> None:
         """Exchange trade halves for our fills with other members (countersigning)."""
         peer = self.peer
         if self.ledger is None or peer is None or not peer.joined:
             return
         if not any(f.buyer != f.seller for f in fills):
+            return
+        if self.clock() < self._unreconciled_until:
+            # Just restarted: our halves commit to our balance, which may lack records the
+            # members are sending; settle once their first answer is recorded.
+            self._deferred[slot] = tuple(fills)
             return
         try:
             outputs = peer.settle(
@@ -943,7 +963,7 @@ class FederationLink:
         except HomeAssistantError as err:  # closed while reloading: it will ask again
             LOGGER.debug("Could not read the ledger for %s: %s", short(event.member), err)
             return
-        if self.peer is not None and records:
+        if self.peer is not None:  # also when empty: the member then knows it is in step
             self._handle(self.peer.ledger_answer(event.address, records, self.clock()))
 
     async def _record_ledger(self, event: LedgerRecords) -> None:
@@ -970,6 +990,8 @@ class FederationLink:
         except HomeAssistantError as err:
             LOGGER.debug("Could not record reconciled records: %s", err)
             return
+        self._unreconciled_until = 0
+        self._settle_deferred()
         if added:
             LOGGER.info("Recorded %s credit records from %s", added, short(event.member))
             self.trades_reconciled += added

@@ -110,7 +110,8 @@ def test_ledger_request_and_answer() -> None:
     # many records: several messages
     many = p0.ledger_answer("p1", trades * (LEDGER_RECORDS_PER_MESSAGE + 1), net.now)
     assert len(many) == -(-len(trades) * (LEDGER_RECORDS_PER_MESSAGE + 1) // 32)
-    assert p0.ledger_answer("p1", [], net.now) == []
+    (empty,) = p0.ledger_answer("p1", [], net.now)  # "nothing here" is an answer too
+    assert _deliver(p1, empty.data, net.now) == [LedgerRecords(p0.member_id, (), (), ())]  # type: ignore[union-attr]
 
 
 def _sealed(peer: Peer, type_: str, payload: dict, now: int) -> bytes:
@@ -154,8 +155,10 @@ def test_bad_ledger_messages_are_refused() -> None:
     assert [o.code for o in out] == ["bad_ledger"]
     with pytest.raises(ValueError, match="integers"):
         settlement_from_dict({**body, "payment": 1.5})
-    # an empty answer is nothing to record
-    assert _deliver(p1, _sealed(p0, "ledger", {"records": []}, now), now) == []
+    # an empty answer: nothing to record
+    (empty,) = _deliver(p1, _sealed(p0, "ledger", {"records": []}, now), now)
+    assert isinstance(empty, LedgerRecords)
+    assert empty.order == ()
 
 
 def test_settlement_messages_wait_for_the_slot_to_be_final() -> None:

@@ -436,7 +436,7 @@ class Settlement:
             else:
                 items.append({"kind": "settlement", "body": record.to_dict()})
         out: list[Output] = []
-        for k in range(0, len(items), LEDGER_RECORDS_PER_MESSAGE):
+        for k in range(0, max(1, len(items)), LEDGER_RECORDS_PER_MESSAGE):
             chunk = items[k : k + LEDGER_RECORDS_PER_MESSAGE]
             out.append(Send(to, self.ctx.seal("ledger", {"records": chunk}, now_ms)))
         return out
@@ -492,7 +492,7 @@ class Settlement:
         return LedgerRecords(msg.member, tuple(trades), tuple(settlements), tuple(order))
 
     def _apply_ledger(self, msg: Incoming, records: LedgerRecords) -> list[Output]:
-        return [records] if records.order else []
+        return [records]  # also when empty: the member had nothing we might lack
 
     # -- delivery --
     def report_delivery(
