@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+import threading
 from typing import Any
 from unittest.mock import patch
 
+from homeassistant.components.diagnostics import REDACTED
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 import pytest
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
 
 from custom_components.peer_energy.core.trust.chain import VerifyMode
 from custom_components.peer_energy.core.trust.credit import (
+    MAX_ENERGY_WH,
     CreditPolicy,
     SignedTrade,
     sign_trade,
@@ -20,7 +27,9 @@ from custom_components.peer_energy.core.trust.credit import (
 from custom_components.peer_energy.core.trust.identity import Identity
 from custom_components.peer_energy.core.trust.ledger_db import LedgerDBError
 from custom_components.peer_energy.core.trust.reputation import delivery_evidence
+from custom_components.peer_energy.diagnostics import async_get_config_entry_diagnostics
 from custom_components.peer_energy.ledger import (
+    LedgerClosedError,
     LedgerSetupError,
     PeerLedger,
     ledger_path,
@@ -251,3 +260,86 @@ async def test_peer_chains_keyring_and_limits(
     assert scores[NEIGHBOUR.public_key] < 500
     assert ledger.scores() == scores
     await ledger.async_close()
+
+
+async def test_reads_come_from_committed_state(
+    hass: HomeAssistant, hass_storage: dict[str, Any], config_dir: Path
+) -> None:
+    """Balances and the head read on the event loop are those of the last commit, not
+    of a commit still running in the executor; a closed ledger answers cleanly."""
+    ledger = await open_ledger(hass)
+    before = (ledger.balance(), ledger.head_hash, ledger.balances())
+    trade = await sell(ledger, 1, 500)
+    started, release = threading.Event(), threading.Event()
+    commit = ledger._ledger.commit_slot
+
+    def slow_commit(*args: Any, **kwargs: Any) -> Any:
+        result = commit(*args, **kwargs)  # the objects change here ...
+        started.set()
+        release.wait(10)  # ... and the transaction is not over yet
+        return result
+
+    with patch.object(ledger._ledger, "commit_slot", slow_commit):
+        task = hass.async_create_task(ledger.async_commit_slot(T0, trades=[trade]))
+        await hass.async_add_executor_job(started.wait, 10)
+        assert ledger._ledger.credit.balance(ledger.member) == 500 * 22
+        assert (ledger.balance(), ledger.head_hash, ledger.balances()) == before
+        release.set()
+        result = await task
+    assert result.accepted == (trade.trade_id,)
+    assert ledger.balance() == 500 * 22
+    assert ledger.balance(NEIGHBOUR.public_key) == -500 * 22
+    assert ledger.head_hash != before[1]
+    assert ledger.max_buy_wh(22) == (500 * 22 + ledger.credit_limit()) // 22
+    assert ledger.max_buy_wh(0) == MAX_ENERGY_WH
+    (record,) = await ledger.async_credit_records(0, 10)
+    assert record == trade
+
+    await ledger.async_close()
+    await ledger.async_close()  # twice is harmless
+    assert ledger.closed
+    assert ledger.balance() == 500 * 22  # the committed view still answers
+    assert (await ledger.async_diagnostics())["ledger"] == {"closed": True}
+    assert await ledger.async_refresh_limits(T0) == ledger.scores()
+    for call in (
+        ledger.async_records(),
+        ledger.async_export("csv"),
+        ledger.async_verify(),
+        ledger.async_credit_records(0, 1),
+        ledger.async_commit_slot(T0),
+    ):
+        with pytest.raises(LedgerClosedError):
+            await call
+
+
+async def test_diagnostics_during_a_reload(
+    hass: HomeAssistant,
+    hass_client: Any,
+    init_integration: Any,
+) -> None:
+    """Diagnostics while the entry reloads (old ledger closed, new one not open yet)
+    answer with what they can say instead of failing on the closed database."""
+    gate = asyncio.Event()
+    opened = PeerLedger.async_open
+
+    async def slow_open(*args: Any, **kwargs: Any) -> PeerLedger:
+        await gate.wait()
+        return await opened(*args, **kwargs)
+
+    old = init_integration.runtime_data.ledger
+    # the diagnostics component and the HTTP client are up before the reload starts
+    await get_diagnostics_for_config_entry(hass, hass_client, init_integration)
+    with patch.object(PeerLedger, "async_open", slow_open):
+        reload = hass.async_create_task(hass.config_entries.async_reload(init_integration.entry_id))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if old is not None and old.closed:
+                break
+        assert old is not None
+        assert old.closed
+        async with asyncio.timeout(5):
+            result = await async_get_config_entry_diagnostics(hass, init_integration)
+        gate.set()
+        assert await reload
+    assert result["state"] in ("unload_in_progress", "not_loaded", "setup_in_progress")
+    assert result["entry"]["title"] == REDACTED

@@ -37,6 +37,7 @@ import asyncio
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+import os
 import secrets
 import time
 from typing import Any, Final, Protocol
@@ -64,6 +65,8 @@ from .core.federation.protocol import (
     DeliveryUnreported,
     DeviceEnrolled,
     EquivocationDetected,
+    LedgerRecords,
+    LedgerWanted,
     Output,
     Peer,
     PeerJoined,
@@ -77,6 +80,7 @@ from .core.federation.protocol import (
     SlotVoid,
     TradeSigned,
 )
+from .core.federation.protocol.wire import LEDGER_RECORDS_MAX
 from .core.market.clearing import Fill, SlotResult
 from .core.market.orders import MarketRules, Order, OrderError
 from .core.trust.credit import Refusal, Settlement, SignedTrade, TradeTerms
@@ -86,7 +90,19 @@ from .ledger import PeerLedger
 
 STORE_VERSION: Final = 1
 SETTLED_KEPT: Final = 500
+# Reconciliation: the credit records of this many recent slots are asked for after a
+# restart and when the ledger refuses a trade it cannot place (a record it missed).
+RECONCILE_SLOTS: Final = 24
+# After a restart the records of recent slots are asked for again each slot for this many
+# slots (the deliveries of trades observed before the restart settle meanwhile).
+RECONCILE_AFTER_START_SLOTS: Final = 4
+# Refused trades in a row (after reconciling) before a repair says the ledger is out of step.
+OUT_OF_STEP_AFTER: Final = 3
+# Messages that commit this home to something: they leave only after the state they
+# commit to is saved (the write-ahead rule).
+COMMITTING_TYPES: Final = frozenset({"bid", "trade_terms", "trade_sig", "delivery"})
 SELF_PROBE_INTERVAL_S: Final = 3600
+TEST_SLOT_ENV: Final = "PEER_ENERGY_TEST_SLOT_SECONDS"
 
 # Bus events (documented in docs/community.md).
 EVENT_PEER_JOINED: Final = f"{DOMAIN}_peer_joined"
@@ -104,6 +120,7 @@ SIGNAL_INVITATION_CREATED: Final = f"{DOMAIN}_invitation_created"
 ISSUE_PEER_UNREACHABLE: Final = "peer_unreachable"
 ISSUE_SELF_UNREACHABLE: Final = "address_unreachable"
 ISSUE_JOIN_FAILED: Final = "join_failed"
+ISSUE_OUT_OF_STEP: Final = "ledger_out_of_step"
 
 DATA_LINK: HassKey[FederationLink] = HassKey(f"{DOMAIN}_federation_link")
 
@@ -158,6 +175,16 @@ def _retryable(reason: str) -> bool:
     return reason in ("timeout", "http_0", "http_429") or reason.startswith("http_5")
 
 
+def message_type(data: bytes) -> str:
+    """The type of one of our own sealed messages. Canonical JSON sorts the envelope's
+    keys, so its ``type`` is the last one before ``v``, after the payload."""
+    at = data.rfind(b'"type":"')
+    if at < 0:
+        return ""
+    start = at + len(b'"type":"')
+    return data[start : data.find(b'"', start)].decode("ascii", "replace")
+
+
 def short(member: str) -> str:
     """A member id as people see it (first 8 hex characters)."""
     return member[:8]
@@ -178,6 +205,20 @@ def peer_restore(identity: Identity, data: Mapping[str, Any], now: int) -> Peer:
         raise FederationError(f"stored federation state is damaged: {err}") from err
 
 
+def forced_slot_seconds() -> int | None:
+    """Slots of a few seconds for tests with real processes (never for users).
+
+    ``PEER_ENERGY_TEST_SLOT_SECONDS`` (5 to 60, a divisor of a day), read when a community
+    is created: its slots then last that many seconds and gate closure comes 40 % of a
+    slot before each (the form's slot length and lead are ignored). Unset, or any other
+    value: the form's rules, with their minimum of one minute.
+    """
+    value = os.environ.get(TEST_SLOT_ENV, "")
+    if not value.isdigit() or not 5 <= int(value) <= 60 or 86_400 % int(value):
+        return None
+    return int(value)
+
+
 def community_rules(
     *,
     slot_minutes: int,
@@ -194,6 +235,10 @@ def community_rules(
     The protocol windows take at most a quarter of the gate closure lead each (10 s at most),
     so digests and attestations finish well before the slot starts.
     """
+    slot_seconds = slot_minutes * 60
+    if (test_slot := forced_slot_seconds()) is not None:
+        slot_seconds = test_slot
+        gate_closure_lead_s = test_slot * 2 // 5
     window = max(1, min(10_000, gate_closure_lead_s * 1000 // 4))
     if slot_minutes < 1 or not 0 < fair_share_pct <= 100 or fee < 0 or import_price < 0:
         raise CommunityError("slot length, fair-share cap, fee and prices must be in range")
@@ -202,7 +247,7 @@ def community_rules(
         feed_in_tariff=feed_in_tariff,
         distributor_fee=fee,
         fair_share_bp=fair_share_pct * 100,
-        slot_seconds=slot_minutes * 60,
+        slot_seconds=slot_seconds,
     )
     return CommunityRules(
         market=market,
@@ -276,6 +321,14 @@ class FederationLink:
         self._stopped = False
         self._retry_after_ms = 0  # after a failed tick (our bug): not before this time
         self.rejected = 0
+        self._reconcile_asked: int | None = None
+        self._reconcile_until = 0
+        self._unreconciled_until = 0  # after a restart: settle only once reconciled
+        self._restored = False
+        self._deferred: dict[int, tuple[Fill, ...]] = {}
+        self._out_of_step = 0
+        self._step_issue = False
+        self.trades_reconciled = 0
 
     # --- the interface for the slot clock (market.py) ---
 
@@ -344,8 +397,15 @@ class FederationLink:
         different bid for the slot, for malformed orders or orders over the credit limit.
         """
         peer = self._member_peer()
+        slot = slot_start_ms // 1000
+        if peer.bid_restored(slot):
+            # Bid before a restart or reload: that signed bid stands (a second, different
+            # one would make this home an equivocator); send it again instead.
+            LOGGER.info("Kept the bid for slot %s sent before the restart", slot)
+            self._handle(peer.resend_bid(slot, self.clock()))
+            return
         try:
-            outputs = peer.submit_orders(slot_start_ms // 1000, orders, self.clock())
+            outputs = peer.submit_orders(slot, orders, self.clock())
         except (ProtocolError, OrderError) as err:
             raise FederationError(f"orders not sent: {err}") from err
         self._handle(outputs)
@@ -383,6 +443,7 @@ class FederationLink:
         if "peer" in data:
             self.peer = peer_restore(self.identity, data["peer"], self.clock())
             if self.peer.joined:
+                self._restored = True
                 return "member"
         if join := data.get("join"):
             self._join = {"invitation": str(join["invitation"]), "address": str(join["address"])}
@@ -581,13 +642,19 @@ class FederationLink:
 
     @callback
     def _handle(self, outputs: Sequence[Output]) -> None:
+        """Act on the peer's outputs. Messages that commit this home (a bid, a trade half
+        or signature, a delivery report) are sent only once the state is saved."""
         save = False
+        sends: list[tuple[str, bytes]] = []
         for out in outputs:
             if isinstance(out, Send):
-                self._spawn(self._send(out.to, out.data), "send")
+                sends.append((out.to, out.data))
             elif isinstance(out, Broadcast):
-                for to in out.to:
-                    self._spawn(self._send(to, out.data), "broadcast")
+                sends.extend((to, out.data) for to in out.to)
+            elif isinstance(out, LedgerWanted):
+                self._spawn(self._answer_ledger(out), "ledger answer")
+            elif isinstance(out, LedgerRecords):
+                self._spawn(self._record_ledger(out), "ledger records")
             elif isinstance(out, SlotCleared):
                 save = True
                 self._on_cleared(out)
@@ -621,10 +688,24 @@ class FederationLink:
                 self._on_delivery(out.slot, out.trade.terms, 0, None)
             elif isinstance(out, Rejected):
                 self.rejected += 1
-                LOGGER.debug("Ignored a message from %s: %s", out.sender_address, out.code)
-        if save:
-            self._spawn(self.async_save(), "save")
+                LOGGER.debug(
+                    "Ignored a message from %s: %s (%s)", out.sender_address, out.code, out.detail
+                )
+        if any(message_type(data) in COMMITTING_TYPES for _, data in sends):
+            self._spawn(self._save_then_send(sends), "save and send")
+        else:
+            if save:
+                self._spawn(self.async_save(), "save")
+            for to, data in sends:
+                self._spawn(self._send(to, data), "send")
         self._reschedule()
+
+    async def _save_then_send(self, sends: list[tuple[str, bytes]]) -> None:
+        """The write-ahead rule: save what the messages commit to, then send them (each
+        delivery on its own, so a slow peer does not hold up the others)."""
+        await self.async_save()
+        for to, data in sends:
+            self._spawn(self._send(to, data), "send")
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         if self._stopped:
@@ -672,7 +753,18 @@ class FederationLink:
     def async_start(self) -> None:
         """Start the slot timers (and catch up on slots missed while stopped)."""
         if self.peer is not None and self.peer.joined:
-            self._handle(self.peer.catch_up(self.clock()))
+            now = self.clock()
+            self._handle(self.peer.catch_up(now))
+            if self.ledger is not None:
+                # Reconcile after a restart: what this home still settles goes out again,
+                # and members are asked for the credit records of recent slots.
+                self._handle(self.peer.resume_settlement(now))
+                self._request_ledger(now)
+                # Deliveries of trades observed before the restart settle in the next
+                # slots without us (their state was not kept): ask again meanwhile.
+                self._reconcile_until = now + RECONCILE_AFTER_START_SLOTS * self.slot_ms
+                if self._restored:
+                    self._unreconciled_until = now + 2 * self.slot_ms
         if self.ledger is not None:  # reputation from the evidence already stored
             self._spawn(self._refresh_scores(), "scores")
         self._reschedule()
@@ -721,6 +813,10 @@ class FederationLink:
     def _on_cleared(self, event: SlotCleared) -> None:
         final = event.final
         me = self.member_key
+        if (now := self.clock()) < self._reconcile_until:
+            self._request_ledger(now)
+        if self._deferred and now >= self._unreconciled_until:
+            self._settle_deferred()
         fills = tuple(f for f in final.result.fills if me in (f.buyer, f.seller))
         if final.slot not in self._settled:
             self._settled = [*self._settled, final.slot][-SETTLED_KEPT:]
@@ -737,12 +833,24 @@ class FederationLink:
             SlotOutcome(final.slot * 1000, final.result, None, fills, late=final.late)
         )
 
+    def _settle_deferred(self) -> None:
+        """Settle the slots that waited for reconciliation after a restart (fill order)."""
+        self._unreconciled_until = 0
+        deferred, self._deferred = self._deferred, {}
+        for slot, fills in sorted(deferred.items()):
+            self._start_settlement(slot, fills)
+
     def _start_settlement(self, slot: int, fills: Sequence[Fill]) -> None:
         """Exchange trade halves for our fills with other members (countersigning)."""
         peer = self.peer
         if self.ledger is None or peer is None or not peer.joined:
             return
         if not any(f.buyer != f.seller for f in fills):
+            return
+        if self.clock() < self._unreconciled_until:
+            # Just restarted: our halves commit to our balance, which may lack records the
+            # members are sending; settle once their first answer is recorded.
+            self._deferred[slot] = tuple(fills)
             return
         try:
             outputs = peer.settle(
@@ -786,9 +894,16 @@ class FederationLink:
             LOGGER.error("Could not record the trades of slot %s: %s", slot, err)
             return
         self.trades_recorded += len(result.accepted)
-        self.trades_refused += len(result.refused)
-        for trade_id, refusal in result.refused:
-            LOGGER.debug("Trade %s of slot %s not recorded: %s", trade_id[:12], slot, refusal)
+        refused = [(t, r) for t, r in result.refused if r.refusal is not Refusal.DUPLICATE]
+        self.trades_refused += len(refused)
+        for trade_id, refusal in refused:
+            LOGGER.warning(
+                "Trade %s of slot %s not recorded (%s): asking members for recent records",
+                trade_id[:12],
+                slot,
+                refusal,
+            )
+        self._track_step(slot, bool(result.accepted), bool(refused))
         if self.peer is not None:
             self.peer.set_balances(self.ledger.balances())
         if self._waiting_settlements:  # their trades may be recorded now
@@ -796,6 +911,94 @@ class FederationLink:
             self._waiting_settlements.clear()
             for wslot, settlement in waiting:
                 self._queue_delivery(wslot, settlement, None)
+
+    # --- reconciliation ---
+
+    def _request_ledger(self, now: int) -> None:
+        """Ask members for the credit records of recent slots (at most once per slot)."""
+        peer = self.peer
+        if peer is None or not peer.joined or self.ledger is None:
+            return
+        step = peer.rules.slot_seconds
+        if self._reconcile_asked is not None and now - self._reconcile_asked < step * 1000:
+            return
+        self._reconcile_asked = now
+        since = max(0, now // 1000 - RECONCILE_SLOTS * step)
+        self._handle(peer.ledger_request(since, now))
+
+    def _track_step(self, slot: int, accepted: bool, refused: bool) -> None:
+        """Count trades refused in a row; reconcile, and after ``OUT_OF_STEP_AFTER``
+        attempts raise a repair (cleared by the next trade recorded without refusal)."""
+        if refused:
+            self._out_of_step += 1
+            self._request_ledger(self.clock())
+            if self._out_of_step >= OUT_OF_STEP_AFTER and not self._step_issue:
+                self._step_issue = True
+                LOGGER.warning(
+                    "This home's ledger is out of step with the community since slot %s", slot
+                )
+                if self._announce:
+                    ir.async_create_issue(
+                        self.hass,
+                        DOMAIN,
+                        ISSUE_OUT_OF_STEP,
+                        is_fixable=False,
+                        severity=ir.IssueSeverity.WARNING,
+                        translation_key=ISSUE_OUT_OF_STEP,
+                        translation_placeholders={"slot": str(slot)},
+                    )
+        elif accepted:
+            self._out_of_step = 0
+            if self._step_issue:
+                self._step_issue = False
+                if self._announce:
+                    ir.async_delete_issue(self.hass, DOMAIN, ISSUE_OUT_OF_STEP)
+
+    async def _answer_ledger(self, event: LedgerWanted) -> None:
+        """A member reconciles: send it our credit records of the slots it asked for."""
+        if self.ledger is None or self.peer is None:
+            return
+        try:
+            records = await self.ledger.async_credit_records(event.since * 1000, LEDGER_RECORDS_MAX)
+        except HomeAssistantError as err:  # closed while reloading: it will ask again
+            LOGGER.debug("Could not read the ledger for %s: %s", short(event.member), err)
+            return
+        if self.peer is not None:  # also when empty: the member then knows it is in step
+            self._handle(self.peer.ledger_answer(event.address, records, self.clock()))
+
+    async def _record_ledger(self, event: LedgerRecords) -> None:
+        """Record what a member's ledger holds and ours lacks, in its order (one record per
+        transaction: each trade's balances follow from the records before it)."""
+        ledger = self.ledger
+        if ledger is None:
+            return
+        if self.peer is not None:
+            ledger.set_keyring(self.peer.membership.keyring)
+        trades, settlements = iter(event.trades), iter(event.settlements)
+        added = 0
+        try:
+            for kind in event.order:
+                if kind == "trade":
+                    trade = next(trades)
+                    result = await ledger.async_commit_slot(trade.terms.slot * 1000, trades=[trade])
+                else:
+                    settlement = next(settlements)
+                    result = await ledger.async_commit_slot(
+                        settlement.terms.slot * 1000, settlements=[settlement]
+                    )
+                added += len(result.accepted)
+        except HomeAssistantError as err:
+            LOGGER.debug("Could not record reconciled records: %s", err)
+            return
+        self._unreconciled_until = 0
+        self._settle_deferred()
+        if added:
+            LOGGER.info("Recorded %s credit records from %s", added, short(event.member))
+            self.trades_reconciled += added
+            self._track_step(0, True, False)
+            if self.peer is not None:
+                self.peer.set_balances(ledger.balances())
+            async_dispatcher_send(self.hass, f"{SIGNAL_LEDGER_UPDATED}_{self.entry_id}")
 
     async def _settle(self, slot: int, body: dict[str, Any]) -> None:
         assert self.ledger is not None
@@ -946,6 +1149,12 @@ class FederationLink:
 
     def _on_equivocation(self, event: EquivocationDetected) -> None:
         proof = event.proof
+        LOGGER.warning(
+            "Member %s signed two different %s records for slot %s (equivocation)",
+            short(proof.member),
+            proof.kind,
+            proof.slot,
+        )
         self._fire(
             EVENT_EQUIVOCATION, {"member": proof.member, "slot": proof.slot, "kind": proof.kind}
         )
@@ -1088,5 +1297,7 @@ class FederationLink:
             "deliveries_unreported": self.deliveries_unreported,
             "own_reputation": self.own_reputation,
             "settlements_waiting": len(self._waiting_settlements),
+            "records_reconciled": self.trades_reconciled,
+            "ledger_out_of_step": self._step_issue,
             "unreachable": sorted(short(m) for m in self._unreachable),
         }

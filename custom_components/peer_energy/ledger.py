@@ -7,6 +7,11 @@
   ``.storage/peer_energy/ledger_<entry_id>.sqlite``, opened and written only through
   ``hass.async_add_executor_job`` so the event loop never blocks on disk or CPU.
 * Writes are serialised by a lock: one slot commit (one transaction) at a time.
+* Reads on the event loop (balances, the head, the credit limit) come from a view of the
+  committed state, taken in the executor at the end of each commit under the same lock,
+  never from the objects a running commit is changing. Once the ledger is closed (the
+  entry unloads or reloads) every read that needs the file raises ``LedgerClosedError``
+  (a ``HomeAssistantError``), which callers answer cleanly, and diagnostics say so.
 
 The runtime wires this in: open it in ``async_setup_entry``, commit each slot after
 clearing, close it on unload, and call the export methods from an action and from
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 import json
 from pathlib import Path
@@ -29,8 +35,9 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.storage import Store
 
 from .const import DOMAIN, LOGGER
+from .core.federation.protocol.settlement import settlement_from_dict
 from .core.trust.chain import ChainComparison, ChainEntry, ChainReport, VerifyMode
-from .core.trust.credit import CreditPolicy, Settlement, SignedTrade, Transfer
+from .core.trust.credit import MAX_ENERGY_WH, CreditPolicy, Settlement, SignedTrade, Transfer
 from .core.trust.home_ledger import HomeLedger, HomeLedgerError, SlotResult
 from .core.trust.identity import Identity, KeyRing
 from .core.trust.ledger_db import LedgerDBError, StoredRecord
@@ -43,6 +50,24 @@ EXPORT_DIR: Final = "peer_energy_exports"
 
 class LedgerSetupError(HomeAssistantError):
     """The key store or the ledger file cannot be used."""
+
+
+class LedgerClosedError(HomeAssistantError):
+    """The ledger was closed (the entry is unloading or reloading); try again shortly."""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerView:
+    """The committed state the event loop reads (taken after a commit, in the executor)."""
+
+    head_hash: str
+    balances: Mapping[str, int]
+    limit: int
+
+
+def _view(ledger: HomeLedger) -> LedgerView:
+    credit = ledger.credit
+    return LedgerView(ledger.head.hash_hex, dict(credit.balances), credit.limit(ledger.member))
 
 
 def identity_store(hass: HomeAssistant, entry_id: str) -> Store[dict[str, Any]]:
@@ -99,6 +124,8 @@ class PeerLedger:
         self._store = store
         self._ledger = ledger
         self._lock = asyncio.Lock()
+        self._closed = False
+        self._view = _view(ledger)  # opened: nothing runs in the executor yet
 
     @classmethod
     async def async_open(
@@ -140,11 +167,40 @@ class PeerLedger:
         return cls(hass, store, ledger)
 
     async def async_close(self) -> None:
-        """Close the database (waits for a running commit)."""
+        """Close the database (waits for a running commit); later reads of the file raise
+        ``LedgerClosedError``, reads of the committed view keep answering."""
         async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             await self.hass.async_add_executor_job(self._ledger.close)
 
-    # --- in-memory reads, safe in the event loop ---
+    @property
+    def closed(self) -> bool:
+        """True once ``async_close`` ran."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LedgerClosedError(translation_domain=DOMAIN, translation_key="ledger_closed")
+
+    async def _run[T](self, job: Callable[[], T]) -> T:
+        """Run ``job`` in the executor (the lock held by the caller), then take the view
+        of the committed state in the same executor call."""
+        self._check_open()
+
+        def run() -> tuple[T, LedgerView]:
+            result = job()
+            return result, _view(self._ledger)
+
+        try:
+            result, self._view = await self.hass.async_add_executor_job(run)
+        except BaseException:
+            self._view = await self.hass.async_add_executor_job(_view, self._ledger)
+            raise
+        return result
+
+    # --- reads of the committed view, safe in the event loop ---
 
     @property
     def member(self) -> str:
@@ -158,24 +214,27 @@ class PeerLedger:
 
     @property
     def head_hash(self) -> str:
-        """Hash (hex) of the newest entry of this home's own chain."""
-        return self._ledger.head.hash_hex
+        """Hash (hex) of the newest committed entry of this home's own chain."""
+        return self._view.head_hash
 
     def balance(self, account: str | None = None) -> int:
-        """Balance in milli-minor units (this home's by default)."""
-        return self._ledger.credit.balance(account or self.member)
+        """Committed balance in milli-minor units (this home's by default)."""
+        return self._view.balances.get(account or self.member, 0)
 
     def credit_limit(self) -> int:
-        """This home's credit limit in milli-minor units."""
-        return self._ledger.credit.limit(self.member)
+        """This home's credit limit in milli-minor units (as of the last commit)."""
+        return self._view.limit
 
     def max_buy_wh(self, price: int, fee: int = 0) -> int:
         """Most energy this home may order at ``price`` without passing its credit limit."""
-        return self._ledger.credit.max_buy_wh(self.member, price, fee)
+        unit = price + fee
+        if unit <= 0:
+            return MAX_ENERGY_WH
+        return min(MAX_ENERGY_WH, max(0, self.balance() + self.credit_limit()) // unit)
 
     def balances(self) -> dict[str, int]:
-        """Every known account balance (milli-minor units)."""
-        return dict(self._ledger.credit.balances)
+        """Every known committed account balance (milli-minor units)."""
+        return dict(self._view.balances)
 
     def scores(self) -> dict[str, int]:
         """This home's reputation score of each peer (permille), as of the last
@@ -191,7 +250,9 @@ class PeerLedger:
         evidence is tens of thousands of items) and feed them into the credit limits."""
         at = _now_ms() if now_ms is None else now_ms
         async with self._lock:
-            await self.hass.async_add_executor_job(self._ledger.refresh_limits, at)
+            if self._closed:
+                return self.scores()
+            await self._run(partial(self._ledger.refresh_limits, at))
         return self.scores()
 
     # --- executor-backed operations ---
@@ -199,9 +260,7 @@ class PeerLedger:
     async def async_sync_peer_chain(self, entries: Sequence[ChainEntry]) -> ChainComparison:
         """Store a peer's newer chain copy or prove its fork (see ``HomeLedger``)."""
         async with self._lock:
-            return await self.hass.async_add_executor_job(
-                self._ledger.sync_peer_chain, entries, _now_ms()
-            )
+            return await self._run(partial(self._ledger.sync_peer_chain, entries, _now_ms()))
 
     async def async_commit_slot(
         self,
@@ -225,35 +284,57 @@ class PeerLedger:
         )
         async with self._lock:
             try:
-                return await self.hass.async_add_executor_job(job)
+                return await self._run(job)
             except LedgerDBError as err:
                 raise HomeAssistantError(f"ledger write failed: {err}") from err
 
     async def async_records(self, kind: str | None = None, since_ms: int = 0) -> list[StoredRecord]:
         """Accepted credit records (``trade``, ``transfer``, ``settlement``), oldest first."""
         async with self._lock:
+            self._check_open()
             return await self.hass.async_add_executor_job(
                 partial(self._ledger.db.records, kind, since_ms)
             )
 
+    async def async_credit_records(
+        self, since_ms: int, limit: int
+    ) -> list[SignedTrade | Settlement]:
+        """The newest ``limit`` trades and delivery settlements from ``since_ms`` on, in
+        the order this ledger applied them (to answer a member reconciling its ledger)."""
+        async with self._lock:
+            self._check_open()
+            rows = await self.hass.async_add_executor_job(
+                self._ledger.db.records_applied, since_ms, limit
+            )
+        out: list[SignedTrade | Settlement] = []
+        for row in rows:
+            if row.kind == "trade":
+                out.append(SignedTrade.from_dict(row.body))
+            elif row.kind == "settlement":
+                out.append(settlement_from_dict(row.body))
+        return out
+
     async def async_rotate_key(self) -> str:
         """Replace the signing key; the new key is stored before the chain announces it."""
         async with self._lock:
+            self._check_open()
             new = Identity.generate()
             current = self._ledger.identity
             await self._store.async_save({"seed": current.seed_hex(), "next_seed": new.seed_hex()})
-            await self.hass.async_add_executor_job(self._ledger.rotate_key, new, _now_ms())
+            await self._run(partial(self._ledger.rotate_key, new, _now_ms()))
             await self._store.async_save({"seed": new.seed_hex()})
             return new.public_key
 
     async def async_verify(self, mode: VerifyMode = VerifyMode.AUTHOR) -> ChainReport:
         """Verify this home's chain end to end from disk."""
         async with self._lock:
+            self._check_open()
             return await self.hass.async_add_executor_job(self._ledger.verify, mode)
 
     async def async_export(self, fmt: str, *, include_chain: bool = False) -> str | dict[str, Any]:
         """The ledger as CSV text (``fmt="csv"``) or JSON-ready data (``fmt="json"``)."""
         async with self._lock:
+            self._check_open()
             if fmt == "csv":
                 return await self.hass.async_add_executor_job(self._ledger.export_csv)
             if fmt == "json":
@@ -273,7 +354,10 @@ class PeerLedger:
     async def async_diagnostics(self) -> dict[str, Any]:
         """Ledger section for diagnostics: public summary, key material redacted."""
         async with self._lock:
-            summary = await self.hass.async_add_executor_job(self._ledger.summary)
+            if self._closed:  # the entry reloads: say so instead of failing the download
+                summary: dict[str, Any] = {"closed": True}
+            else:
+                summary = await self.hass.async_add_executor_job(self._ledger.summary)
         stored = await self._store.async_load() or {}
         return {
             "ledger": summary,

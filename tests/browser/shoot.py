@@ -248,7 +248,8 @@ async def shoot_market_view(browser: Browser, prefix: str = "market_view") -> li
 
 def main(argv: list[str]) -> int:
     """Screenshots of a running Home Assistant (for example the demo's first home)."""
-    from tests.browser.harness import RealHome
+    from tests import realhome
+    from tests.realhome import RealHome
 
     if len(argv) != 4:
         print(__doc__)
@@ -257,9 +258,7 @@ def main(argv: list[str]) -> int:
     home = RealHome(Path(out_dir))
     home.port = int(url.rsplit(":", 1)[1].split("/")[0])
     home.password = password
-    from tests.browser import harness
-
-    harness.USERNAME = username
+    realhome.USERNAME = username
     home.login()
 
     async def shoot() -> list[Path]:

@@ -360,6 +360,15 @@ class LedgerDB:
         rows = self._q(query + " ORDER BY ts, id", params)
         return [_record(r) for r in rows]
 
+    def records_applied(self, since_ms: int, limit: int) -> list[StoredRecord]:
+        """The newest ``limit`` accepted credit records from ``since_ms`` on, in the order
+        they were applied (insertion order: what a ledger replaying them needs)."""
+        rows = self._q(
+            "SELECT id, kind, ts, body FROM records WHERE ts >= ? ORDER BY rowid DESC LIMIT ?",
+            (since_ms, limit),
+        ).fetchall()
+        return [_record(r) for r in reversed(rows)]
+
     def record_count(self) -> int:
         """Number of accepted credit records."""
         return int(self._q("SELECT COUNT(*) FROM records").fetchone()[0])

@@ -178,6 +178,29 @@ class DeliveryUnreported:
     party: bool
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerWanted:
+    """``member`` (at ``address``) asks for the credit records (countersigned trades and
+    delivery settlements) of the slots from ``since`` on, to reconcile its ledger after a
+    restart. The home reads them from its ledger and answers with ``Peer.ledger_answer``."""
+
+    member: str
+    address: str
+    since: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRecords:
+    """Credit records a member sent in answer to ``Peer.ledger_request``, in the order its
+    ledger applied them. Each trade's two signatures were checked; the ledger checks the
+    rest (balances, reports) when recording them, and refuses duplicates."""
+
+    member: str
+    trades: tuple[SignedTrade, ...]
+    settlements: tuple[Settlement, ...]
+    order: tuple[str, ...]  # "trade" / "settlement", in the order applied
+
+
 type Event = (
     SlotCleared
     | SlotVoid
@@ -191,5 +214,7 @@ type Event = (
     | TradeSigned
     | DeliverySettled
     | DeliveryUnreported
+    | LedgerWanted
+    | LedgerRecords
 )
 type Output = Send | Broadcast | Event

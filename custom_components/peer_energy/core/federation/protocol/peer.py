@@ -11,6 +11,7 @@ from typing import Any
 from ...market.fairness import FairnessState
 from ...market.orders import Order
 from ...trust.canonical import CanonicalError, digest_of
+from ...trust.credit import Settlement as CreditSettlement, SignedTrade
 from ...trust.envelope import RejectCode, validate
 from ...trust.identity import AssetEnrolment, Identity
 from ..community import (
@@ -24,7 +25,7 @@ from ..community import (
 from . import wire
 from .context import PeerContext
 from .members import Members
-from .outputs import FinalSlot, Output, Rejected
+from .outputs import FinalSlot, Output, Rejected, SlotCleared
 from .round import SlotRound
 from .settlement import Settlement
 from .slots import SlotState
@@ -153,8 +154,11 @@ class Peer:
             "used_invitations": sorted(self._members.used_invitations),
             "fairness": round_.fairness.to_dict(),
             "fair_slot": round_.fair_slot,
+            "next_slot": round_.next_slot,
             "missing": sorted(round_.missing),
             "settling": self._settlement.snapshot(),
+            # this home's signed bids for open slots: re-sent, never signed again
+            "own_bids": round_.own_bids(),
         }
 
     @classmethod
@@ -191,8 +195,20 @@ class Peer:
             round_.fairness = FairnessState.from_dict(data["fairness"])
             round_.fair_slot = int(data["fair_slot"])
             round_.missing = {int(s) for s in data["missing"]}
+            # The slots the home was running when the snapshot was taken, and every slot
+            # since, may have become final at the others while it was away (or killed
+            # mid-slot): catch them up (the ones final here already are not asked for).
+            rules = ctx.rules
+            step = rules.slot_seconds
+            running = rules.gate_closure_lead_s * 1000 + rules.sync_window_ms
+            span = -(-(running + rules.attest_window_ms) // (step * 1000)) + 1
+            saved_next = int(data.get("next_slot", round_.next_slot))
+            oldest = round_.next_slot - round_.retain * step
+            first = max(oldest, saved_next - span * step)
+            round_.missing.update(range(first, round_.next_slot, step))
             if ctx.joined:
                 peer._settlement.restore(data.get("settling", []), now_ms)
+                round_.restore_own_bids(data.get("own_bids", []))
             round_.last_tick = 0  # the first tick sees a gap and catches up
         except (KeyError, TypeError, CommunityError, InvitationError) as err:
             raise ValueError(f"damaged peer snapshot: {err}") from None
@@ -370,6 +386,38 @@ class Peer:
         """
         return self._settlement.settle(slot, prev=prev, balance=balance, now_ms=now_ms)
 
+    def resend_bid(self, slot: int, now_ms: int) -> list[Output]:
+        """This home's bid for ``slot`` (held, e.g. restored from the snapshot) sent to
+        every member again; nothing if it holds none or the slot's gate closure passed."""
+        return self._round.resend_own_bid(slot, now_ms)
+
+    def bid_restored(self, slot: int) -> bool:
+        """True if this home's bid for ``slot`` came from the snapshot (sent before a
+        restart): a new bid for the slot would be an equivocation, so keep that one."""
+        return slot in self._round.restored_bids
+
+    def resume_settlement(self, now_ms: int) -> list[Output]:
+        """After a restart: the settlement of the restored slots again. ``TradeSigned``
+        for the trades both parties signed (record them; the ledger refuses duplicates),
+        this home's halves and signatures of the trades not countersigned yet to the
+        counterparty (which answers with its own signature if it signed), and this home's
+        delivery reports of trades whose delivery is not settled yet to every member."""
+        return self._settlement.resume(now_ms)
+
+    def ledger_request(self, since: int, now_ms: int, count: int = 2) -> list[Output]:
+        """Ask ``count`` members (the ones heard from most recently) for the credit
+        records of the slots from ``since`` on (``LedgerRecords`` comes back)."""
+        peers = self._ctx.pick_peers(now_ms, count)
+        return self._settlement.ledger_request(since, now_ms, peers)
+
+    def ledger_answer(
+        self, to: str, records: Sequence[SignedTrade | CreditSettlement], now_ms: int
+    ) -> list[Output]:
+        """Answer a ``LedgerWanted``: ``records`` (trades and delivery settlements in the
+        order this home's ledger applied them, the newest ``LEDGER_RECORDS_MAX`` kept) in
+        ``ledger`` messages to ``to``."""
+        return self._settlement.ledger_answer(to, records, now_ms)
+
     def report_delivery(
         self, slot: int, *, exported_wh: int, imported_wh: int, now_ms: int
     ) -> list[Output]:
@@ -400,6 +448,12 @@ class Peer:
         out.extend(self._settlement.due(now_ms))
         self._settlement.forget(self._round.prune())
         self._round.last_tick = now_ms
+        return self._release(out, now_ms)
+
+    def _release(self, out: list[Output], now_ms: int) -> list[Output]:
+        """Settlement messages held until their slot is final: handled once it is."""
+        for event in [o for o in out if isinstance(o, SlotCleared)]:
+            out.extend(self._settlement.released(event.final.slot, now_ms))
         return out
 
     # -- receiving --
@@ -443,7 +497,7 @@ class Peer:
             return [Rejected(RejectCode.UNKNOWN_SENDER.value, "", sender_address)]
         out = ctx.heard_from(member, now_ms)
         out.extend(self._handlers[env.type](Incoming(env, member, sender_address, now_ms)))
-        return out
+        return self._release(out, now_ms)
 
     def _check_welcome(self, msg: Incoming) -> _Welcome | Rejected:
         """A welcome from our inviter whose records make this home a member. The records

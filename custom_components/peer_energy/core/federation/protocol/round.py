@@ -105,6 +105,7 @@ class SlotRound:
         self.missing: set[int] = set()
         self.catchup: dict[int, tuple[int, int]] = {}  # missing slot -> (requests, next ms)
         self.balances: dict[str, int] = {}
+        self.restored_bids: set[int] = set()  # slots whose own bid came from a snapshot
         self.last_tick: int | None = None
         self.next_slot = 0
         self.restart_clock(now_ms)
@@ -230,6 +231,46 @@ class SlotRound:
             raise ProtocolError("a different bid for this slot was already sent")
         state.add_bid(Bid(bid_id, ctx.member_id, env.to_dict(), parsed))
         return ctx.to_all(env.to_wire())
+
+    def own_bids(self) -> list[dict[str, Any]]:
+        """This home's signed bids for the slots still open (for the snapshot)."""
+        me = self.ctx.member_id
+        return [
+            bid.env
+            for slot, state in sorted(self.slots.items())
+            if state.phase is SlotPhase.OPEN and slot >= self.next_slot
+            for bid in state.bids.get(me, {}).values()
+        ]
+
+    def restore_own_bids(self, items: Sequence[Any]) -> None:
+        """Hold this home's bids from a snapshot again (those still open), so a restart
+        re-sends the same bid instead of signing a second one."""
+        ctx = self.ctx
+        for data in items:
+            env, _, _ = wire.verify_record(
+                data, community=ctx.community_id, keyring=ctx.membership.keyring
+            )
+            if env is None or env.type != "bid" or env.sender != ctx.identity.public_key:
+                continue  # pragma: no cover - our own signed bid no longer verifies
+            slot = env.payload.get("slot")
+            if type(slot) is not int or slot < self.next_slot:
+                continue  # its gate closure passed while the home was away
+            orders, _, _ = parse_bid(env, ctx.member_id, ctx.rules)
+            if orders is None:  # pragma: no cover - we signed it after the same checks
+                continue
+            bid = Bid(record_id(ctx.member_id, env), ctx.member_id, dict(data), orders)
+            self.slot(slot).add_bid(bid)
+            self.restored_bids.add(slot)
+
+    def resend_own_bid(self, slot: int, now_ms: int) -> list[Output]:
+        """This home's bid for ``slot`` again, to every member (as a ``records`` bundle: a
+        record is valid whenever it is read, so an old bid is not refused as a replay)."""
+        state = self.slots.get(slot)
+        mine = state.bids.get(self.ctx.member_id, {}) if state is not None else {}
+        if not mine or state is None or state.phase is not SlotPhase.OPEN:
+            return []
+        envs = [bid.env for bid in mine.values()]
+        return self.ctx.to_all(self.ctx.seal("records", {"records": envs}, now_ms))
 
     def catch_up(self, now_ms: int) -> list[Output]:
         """See ``Peer.catch_up``."""

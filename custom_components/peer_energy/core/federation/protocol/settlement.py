@@ -1,17 +1,23 @@
 """Settlement and delivery of final slots: both parties of each fill countersign its trade
 (``trade_terms``, ``trade_sig``), then each reports what its meter measured (``delivery``)
-and every peer settles the delivery the same way."""
+and every peer settles the delivery the same way.
+
+After a restart a home reconciles (``resume``, ``ledger_req``/``ledger``): it sends its
+halves, signatures and reports of the slots it still settles again (a counterparty that
+already holds them answers with its own signature), and asks members for the credit
+records of recent slots, so a trade known to either side ends up on both ledgers."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ...trust.canonical import CanonicalError
+from ...trust.canonical import CanonicalError, canonical_bytes
 from ...trust.credit import (
     DeliveryReport,
     Role,
+    Settlement as CreditSettlement,
     SignedTrade,
     TradeSignature,
     TradeTerms,
@@ -26,13 +32,23 @@ from .outputs import (
     DeliverySettled,
     DeliveryUnreported,
     FinalSlot,
+    LedgerRecords,
+    LedgerWanted,
     Output,
     Rejected,
     Send,
     TradeSigned,
 )
 from .round import SlotRound
-from .wire import Handler, Incoming, ProtocolError, Reject
+from .wire import (
+    HORIZON_S,
+    LEDGER_RECORDS_MAX,
+    LEDGER_RECORDS_PER_MESSAGE,
+    Handler,
+    Incoming,
+    ProtocolError,
+    Reject,
+)
 
 
 @dataclass(slots=True)
@@ -49,6 +65,18 @@ class Settling:
     metered: tuple[int, int] | None = None  # (exported Wh, imported Wh) this home metered
     reports: dict[int, dict[str, DeliveryReport]] = field(default_factory=dict)  # by role
     settled: set[int] = field(default_factory=set)  # DeliverySettled/Unreported emitted
+
+
+# Settlement messages held for slots not final here yet: at most this many, each small.
+EARLY_MAX = 512
+EARLY_MAX_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Early:
+    """A settlement message for ``slot``, which is not final here yet: hold it."""
+
+    slot: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +111,21 @@ class Settlement:
         self.ctx = ctx
         self.round = round_
         self.settling: dict[int, Settling] = {}
+        # Settlement messages for a slot that is not final here yet (a member finalised it
+        # first): held, bounded, and handled when the slot becomes final.
+        self.early: dict[int, list[Incoming]] = {}
         self.handlers: dict[str, Handler[Any]] = {
-            "trade_terms": Handler(self._check_trade_terms, self._apply_trade_terms),
-            "trade_sig": Handler(self._check_trade_sig, self._apply_trade_sig),
-            "delivery": Handler(self._check_delivery, self._apply_delivery),
+            "trade_terms": Handler(
+                self._early(self._check_trade_terms), self._or_early(self._apply_trade_terms)
+            ),
+            "trade_sig": Handler(
+                self._early(self._check_trade_sig), self._or_early(self._apply_trade_sig)
+            ),
+            "delivery": Handler(
+                self._early(self._check_delivery), self._or_early(self._apply_delivery)
+            ),
+            "ledger_req": Handler(self._check_ledger_req, self._apply_ledger_req),
+            "ledger": Handler(self._check_ledger, self._apply_ledger),
         }
 
     def _settlement(self, slot: int) -> Settling:
@@ -99,6 +138,49 @@ class Settlement:
         """Drop the state of pruned slots."""
         for slot in slots:
             self.settling.pop(slot, None)
+            self.early.pop(slot, None)
+
+    # -- messages that come before the slot is final here --
+    def _early[T](
+        self, check: Callable[[Incoming], T | Rejected | None]
+    ) -> Callable[[Incoming], T | _Early | Rejected | None]:
+        """``check``, unless the slot is not final here but may be soon: its gate
+        closure passed and it is retained. Such a message is held (``EARLY_MAX`` in all,
+        small ones only) instead of refused, and handled when the slot becomes final."""
+
+        def run(msg: Incoming) -> T | _Early | Rejected | None:
+            slot = msg.int_field("slot")
+            round_ = self.round
+            if slot in round_.finals:
+                return check(msg)
+            if (
+                not round_.in_range(slot, msg.now_ms)
+                or self.ctx.rules.gate_closure_ms(slot) > msg.now_ms
+                or sum(len(held) for held in self.early.values()) >= EARLY_MAX
+                or len(canonical_bytes(msg.env.payload)) > EARLY_MAX_BYTES
+            ):
+                return check(msg)
+            return _Early(slot)
+
+        return run
+
+    def _or_early[T](
+        self, apply: Callable[[Incoming, T], list[Output]]
+    ) -> Callable[[Incoming, T | _Early], list[Output]]:
+        def run(msg: Incoming, checked: T | _Early) -> list[Output]:
+            if isinstance(checked, _Early):
+                self.early.setdefault(checked.slot, []).append(msg)
+                return []
+            return apply(msg, checked)
+
+        return run
+
+    def released(self, slot: int, now_ms: int) -> list[Output]:
+        """Handle the messages held for ``slot`` (it just became final here)."""
+        out: list[Output] = []
+        for msg in self.early.pop(slot, []):
+            out.extend(self.handlers[msg.env.type](replace(msg, now_ms=now_ms)))
+        return out
 
     # -- countersigning --
     def settle(self, slot: int, *, prev: str, balance: int, now_ms: int) -> list[Output]:
@@ -288,10 +370,129 @@ class Settlement:
         if i not in st.terms:
             if self.ctx.member_id in (fill.buyer, fill.seller):  # checked once we build ours
                 st.pending.setdefault(i, {})[member] = (sig.terms, sig.half)
+                mine = st.mine.get(i)
+                if i not in st.theirs and mine is not None and _holds_half(sig.terms, mine):
+                    # Their half never reached us (we restarted, or it was lost), but
+                    # their signed terms carry it, and they agree with ours: sign them.
+                    st.theirs[i] = _other_half(sig.terms, mine)
+                    return self._try_sign(slot, i, msg.now_ms)
                 return []
             st.terms[i] = sig.terms
         st.sigs.setdefault(i, {})[member] = sig.half
         return self._complete(slot, i, msg.now_ms)
+
+    # -- reconciliation after a restart --
+    def resume(self, now_ms: int) -> list[Output]:
+        """See ``Peer.resume_settlement``."""
+        ctx = self.ctx
+        out: list[Output] = []
+        for slot, st in sorted(self.settling.items()):
+            if not st.mine or slot not in self.round.finals:
+                continue
+            fills = self.round.finals[slot].result.fills
+            # the trades both signed: recorded again (the ledger refuses duplicates)
+            out.extend(TradeSigned(slot, i, t, True) for i, t in sorted(st.done.items()))
+            # our halves of the trades not countersigned yet (and our signatures of them)
+            out.extend(self.settle(slot, prev="", balance=0, now_ms=now_ms))
+            for i in sorted(st.mine):
+                mine = st.sigs.get(i, {}).get(ctx.member_id)
+                terms = st.terms.get(i)
+                if i in st.done or mine is None or terms is None:
+                    continue
+                other = fills[i].seller if st.mine[i]["role"] == "buyer" else fills[i].buyer
+                addr = ctx.membership.address_of(other)
+                if addr:
+                    payload = {"slot": slot, "fill": i, "terms": terms.to_dict(), "sig": mine.sig}
+                    out.append(Send(addr, ctx.seal("trade_sig", payload, now_ms)))
+            # our delivery reports of trades whose delivery is not settled yet
+            items = [
+                {"fill": i, "report": held[role].to_dict()}
+                for i, held in sorted(st.reports.items())
+                if i not in st.settled
+                for role in sorted(held)
+                if held[role].reporter == ctx.member_id
+            ]
+            if items:
+                payload = {"slot": slot, "reports": items}
+                out.extend(ctx.to_all(ctx.seal("delivery", payload, now_ms)))
+        return out
+
+    def ledger_request(self, since: int, now_ms: int, peers: Sequence[str]) -> list[Output]:
+        """See ``Peer.ledger_request``."""
+        data = self.ctx.seal("ledger_req", {"since": since}, now_ms)
+        return [Send(addr, data) for addr in peers]
+
+    def ledger_answer(
+        self,
+        to: str,
+        records: Sequence[SignedTrade | CreditSettlement],
+        now_ms: int,
+    ) -> list[Output]:
+        """See ``Peer.ledger_answer``."""
+        items: list[dict[str, Any]] = []
+        for record in records[-LEDGER_RECORDS_MAX:]:
+            if isinstance(record, SignedTrade):
+                items.append({"kind": "trade", "body": record.to_dict()})
+            else:
+                items.append({"kind": "settlement", "body": record.to_dict()})
+        out: list[Output] = []
+        for k in range(0, max(1, len(items)), LEDGER_RECORDS_PER_MESSAGE):
+            chunk = items[k : k + LEDGER_RECORDS_PER_MESSAGE]
+            out.append(Send(to, self.ctx.seal("ledger", {"records": chunk}, now_ms)))
+        return out
+
+    def _check_ledger_req(self, msg: Incoming) -> int | Rejected:
+        since = msg.int_field("since")
+        if not 0 <= since <= msg.now_ms // 1000 + HORIZON_S:
+            return msg.reject(Reject.BAD_LEDGER, "since out of range")
+        if not self.ctx.membership.address_of(msg.member):
+            return msg.reject(Reject.BAD_LEDGER, "no address for the sender")
+        return since
+
+    def _apply_ledger_req(self, msg: Incoming, since: int) -> list[Output]:
+        addr = self.ctx.membership.address_of(msg.member)
+        assert addr is not None
+        return [LedgerWanted(msg.member, addr, since)]
+
+    def _check_ledger(self, msg: Incoming) -> LedgerRecords | Rejected:
+        """Every record parses, is of this community and carries both parties' valid
+        signatures (a settlement: the seller's report too); otherwise nothing is taken."""
+        items: Any = msg.env.payload["records"]
+        if len(items) > LEDGER_RECORDS_PER_MESSAGE:
+            return msg.reject(Reject.BAD_LEDGER, "too many records")
+        trades: list[SignedTrade] = []
+        settlements: list[CreditSettlement] = []
+        order: list[str] = []
+        keyring = self.ctx.membership.keyring
+        for item in items:
+            kind = item.get("kind") if isinstance(item, dict) else None
+            body = item.get("body") if isinstance(item, dict) else None
+            try:
+                if kind == "trade" and isinstance(body, dict):
+                    trade = SignedTrade.from_dict(body)
+                    terms = trade.terms
+                elif kind == "settlement" and isinstance(body, dict):
+                    settlement = settlement_from_dict(body)
+                    terms = settlement.terms
+                else:
+                    return msg.reject(Reject.BAD_LEDGER, "unknown record kind")
+            except (ValueError, TypeError, KeyError, AttributeError) as err:
+                return msg.reject(Reject.BAD_LEDGER, f"malformed record: {err}")
+            if terms.community != self.ctx.community_id:
+                return msg.reject(Reject.BAD_LEDGER, "record of another community")
+            if kind == "trade":
+                if not verify_trade(trade, keyring).ok:
+                    return msg.reject(Reject.BAD_LEDGER, "trade signatures do not verify")
+                trades.append(trade)
+            else:
+                if not settlement.seller_report.valid_for(terms.seller, Role.SELLER, keyring):
+                    return msg.reject(Reject.BAD_LEDGER, "seller report does not verify")
+                settlements.append(settlement)
+            order.append(str(kind))
+        return LedgerRecords(msg.member, tuple(trades), tuple(settlements), tuple(order))
+
+    def _apply_ledger(self, msg: Incoming, records: LedgerRecords) -> list[Output]:
+        return [records]  # also when empty: the member had nothing we might lack
 
     # -- delivery --
     def report_delivery(
@@ -504,6 +705,48 @@ class Settlement:
                 for i, held in item["reports"].items()
             }
             st.settled = {int(i) for i in item["settled"]}
+
+
+def _holds_half(terms: TradeTerms, mine: Mapping[str, Any]) -> bool:
+    """Whether ``terms`` carry our half ``mine`` (its previous hash and balance)."""
+    if mine.get("role") == "buyer":
+        return (terms.buyer_prev, terms.buyer_balance) == (mine.get("prev"), mine.get("balance"))
+    return (terms.seller_prev, terms.seller_balance) == (mine.get("prev"), mine.get("balance"))
+
+
+def _other_half(terms: TradeTerms, mine: Mapping[str, Any]) -> dict[str, Any]:
+    """The counterparty's half of ``terms`` (we hold ``mine``)."""
+    if mine["role"] == "buyer":
+        return {
+            "fill": mine["fill"],
+            "role": "seller",
+            "prev": terms.seller_prev,
+            "balance": terms.seller_balance,
+        }
+    return {
+        "fill": mine["fill"],
+        "role": "buyer",
+        "prev": terms.buyer_prev,
+        "balance": terms.buyer_balance,
+    }
+
+
+def settlement_from_dict(data: Mapping[str, Any]) -> CreditSettlement:
+    """A delivery settlement from ``Settlement.to_dict`` data; raises ``ValueError``,
+    ``TypeError`` or ``KeyError`` if malformed (the ledger checks its arithmetic)."""
+    buyer = data["buyer_report"]
+    values = (data["import_price"], data["shortfall_wh"], data["payment"])
+    if any(type(v) is not int for v in values) or type(data["disputed"]) is not bool:
+        raise ValueError("settlement amounts must be integers")
+    return CreditSettlement(
+        TradeTerms.from_dict(data["terms"]),
+        DeliveryReport.from_dict(data["seller_report"]),
+        None if buyer is None else DeliveryReport.from_dict(buyer),
+        data["import_price"],
+        data["shortfall_wh"],
+        data["payment"],
+        data["disputed"],
+    )
 
 
 def _half_valid(terms: TradeTerms, half: TradeSignature) -> bool:

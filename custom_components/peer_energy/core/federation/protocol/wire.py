@@ -30,6 +30,8 @@ MAX_PAYLOAD_BYTES = 1000 * 1024
 MAX_ORDERS_PER_BID = 32
 MAX_LOCAL_ID = 100
 RECORDS_PER_MESSAGE = 64
+LEDGER_RECORDS_PER_MESSAGE = 32  # a trade record is about 1.2 kB, a settlement 2.5 kB
+LEDGER_RECORDS_MAX = 512  # most credit records one ledger answer carries
 DIGEST_ROUNDS = 3
 CATCHUP_PEERS = 3
 CATCHUP_MAX_TRIES = 6  # catch-up requests per missing slot: after 1, 2, 4, 8, 16 windows
@@ -65,6 +67,9 @@ MESSAGE_TYPES: Mapping[str, PayloadSchema] = {
     "trade_sig": {"slot": _I, "fill": _I, "terms": _O, "sig": _S},
     # delivery: each party's signed meter reading for its trades of a past slot
     "delivery": {"slot": _I, "reports": _L},
+    # reconciliation after a restart: the credit records of recent slots
+    "ledger_req": {"since": _I},
+    "ledger": {"records": _L},
 }
 RECORD_TYPES = frozenset({"bid", "attest", "member", "leave", "remove", "address", "enrol"})
 MEMBERSHIP_TYPES = frozenset({"member", "leave", "remove", "address", "enrol"})
@@ -91,6 +96,7 @@ class Reject(StrEnum):
     NOT_JOINED = "not_joined"  # a member message reached a peer still joining
     BAD_TRADE = "bad_trade"  # trade terms or signature that do not match the final fills
     BAD_DELIVERY = "bad_delivery"  # a delivery report that is malformed or not the party's
+    BAD_LEDGER = "bad_ledger"  # a ledger record that is malformed or not signed by its parties
 
 
 # --- Handling one message -------------------------------------------------------------
