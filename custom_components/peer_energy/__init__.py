@@ -26,6 +26,7 @@ from .issues import async_clear_source_issues, async_watch_sources
 from .ledger import LedgerSetupError
 from .market import SlotClock, async_add_blueprints
 from .runtime import PeerEnergyConfigEntry, PeerEnergyRuntime, default_controls
+from .savings import SavingsTracker
 from .services import async_setup_services
 from .websocket_api import async_register_panel, async_remove_panel, async_setup_websocket
 
@@ -97,6 +98,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
     market = SlotClock(hass, entry)
     entry.runtime_data.market = market
     await market.async_load()
+    savings = SavingsTracker(hass, entry.entry_id)
+    await savings.async_load()
+    entry.runtime_data.savings = savings
+    entry.async_on_unload(savings.async_follow(market))
+    entry.async_on_unload(savings.async_flush)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     market.async_start()
     entry.async_on_unload(market.async_stop)
