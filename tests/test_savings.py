@@ -193,3 +193,27 @@ async def test_sensors_and_energy_prices(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(market, "_price", lambda *_args: None)
         assert _effective_price(market, "import") is None
+
+
+async def test_per_slot_attributes_are_not_recorded(
+    hass: HomeAssistant,
+    market: SlotClock,  # noqa: F811
+    init_integration: MockConfigEntry,
+) -> None:
+    """Attributes that change every slot stay out of the recorder's history."""
+    from homeassistant.const import MATCH_ALL
+
+    component = hass.data["sensor"]
+
+    def unrecorded(entity_id: str) -> frozenset[str]:
+        entity = component.get_entity(entity_id)
+        assert entity is not None, entity_id
+        return entity._Entity__combined_unrecorded_attributes  # type: ignore[no-any-return]
+
+    assert MATCH_ALL in unrecorded("sensor.wallbox_order")
+    assert MATCH_ALL in unrecorded("sensor.home_battery_allocation")
+    assert MATCH_ALL in unrecorded("sensor.roof_pv_reason")
+    assert {"slot_start", "bought_from_peers_wh"} <= unrecorded(
+        "sensor.maple_street_7_clearing_price"
+    )
+    assert "saving_mmu" in unrecorded("sensor.maple_street_7_saved_today")

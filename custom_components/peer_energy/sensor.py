@@ -16,7 +16,13 @@ from homeassistant.components.sensor import (
     SensorEntityDescription,
     SensorStateClass,
 )
-from homeassistant.const import PERCENTAGE, EntityCategory, UnitOfEnergy, UnitOfPower
+from homeassistant.const import (
+    MATCH_ALL,
+    PERCENTAGE,
+    EntityCategory,
+    UnitOfEnergy,
+    UnitOfPower,
+)
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.restore_state import ExtraStoredData, RestoreEntity
@@ -507,6 +513,23 @@ class PeerEnergyMarketSensor(PeerEnergyMarketEntity, SensorEntity, RestoreEntity
     """A market value of the home from the slot clock; totals survive restarts."""
 
     entity_description: PeerEnergyMarketSensorDescription
+    # Attributes that change every slot stay out of the recorder's history (the state
+    # and the slot outcomes in the market view carry them).
+    _unrecorded_attributes = frozenset(
+        {
+            "slot_start",
+            "clean_price",
+            "own_price",
+            "price_minor",
+            "local",
+            "void",
+            "void_reason",
+            "bought_from_peers_wh",
+            "sold_to_peers_wh",
+            "clean_only",
+            "balance_mmu",
+        }
+    )
 
     def __init__(
         self,
@@ -679,6 +702,9 @@ class PeerEnergyAssetMarketSensor(PeerEnergyMarketEntity, SensorEntity):
 
     entity_description: PeerEnergyAssetMarketSensorDescription
     asset: AssetConfig
+    # Every attribute (slot, steps, energy split, actions, reason parameters) changes every
+    # slot: none is recorded, so the history keeps the states only.
+    _unrecorded_attributes = frozenset({MATCH_ALL})
 
     def __init__(
         self,
@@ -754,6 +780,7 @@ class PeerEnergySavingsSensor(PeerEnergyMarketEntity, SensorEntity):
     """Money saved versus trading with the grid alone (today, this month, in total)."""
 
     entity_description: PeerEnergySavingsSensorDescription
+    _unrecorded_attributes = frozenset({"saving_mmu"})
 
     def __init__(
         self,
