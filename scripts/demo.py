@@ -969,8 +969,9 @@ def dashboard_config(ours: Mapping[str, str]) -> dict[str, Any]:
     """A Lovelace dashboard: the headline savings, the market, the neighbours, each
     device's reason, the Energy dashboard's flow and a button to the market view."""
 
-    def some(*keys: str) -> list[str]:
-        return [ours[key] for key in keys if key in ours]
+    def some(*rows: tuple[str, str]) -> list[dict[str, str]]:
+        """Entity rows with short names (the entities' own names repeat the home's)."""
+        return [{"entity": ours[key], "name": name} for key, name in rows if key in ours]
 
     reasons = sorted(eid for key, eid in ours.items() if key.endswith("_market_reason"))
     return {
@@ -1002,30 +1003,34 @@ def dashboard_config(ours: Mapping[str, str]) -> dict[str, Any]:
                     {
                         "type": "glance",
                         "title": "Saved versus not trading",
-                        "entities": some("savings_today", "savings_month", "savings_total"),
+                        "entities": some(
+                            ("savings_today", "Today"),
+                            ("savings_month", "This month"),
+                            ("savings_total", "In total"),
+                        ),
                     },
                     {
                         "type": "entities",
                         "title": "Market",
                         "entities": some(
-                            "clearing_price",
-                            "next_clearing_price",
-                            "net_position",
-                            "import_price_with_peers",
-                            "export_price_with_peers",
-                            "price_peak",
+                            ("clearing_price", "Clearing price"),
+                            ("next_clearing_price", "Next slot"),
+                            ("net_position", "Position (+ takes, − gives)"),
+                            ("import_price_with_peers", "Import price with neighbours"),
+                            ("export_price_with_peers", "Export price with neighbours"),
+                            ("price_peak", "Price peak"),
                         ),
                     },
                     {
                         "type": "entities",
                         "title": "With the neighbours",
                         "entities": some(
-                            "energy_bought_peers",
-                            "energy_sold_peers",
-                            "credit_spent",
-                            "credit_earned",
-                            "credit_balance",
-                            "reputation",
+                            ("energy_bought_peers", "Bought from neighbours"),
+                            ("energy_sold_peers", "Sold to neighbours"),
+                            ("credit_spent", "Paid"),
+                            ("credit_earned", "Received"),
+                            ("credit_balance", "Credit balance"),
+                            ("reputation", "Reputation"),
                         ),
                     },
                     {

@@ -82,7 +82,11 @@ def test_dashboard_and_automation(demo: ModuleType) -> None:
     cards = config["views"][0]["cards"]
     button = next(card for card in cards if card["type"] == "button")
     assert button["tap_action"]["navigation_path"] == f"/{PANEL_URL_PATH}"
-    listed = [e for card in cards for e in card.get("entities", [])]
+    listed = [
+        row["entity"] if isinstance(row, dict) else row
+        for card in cards
+        for row in card.get("entities", [])
+    ]
     assert OURS["savings_total"] in listed
     assert OURS["01ASSET_market_reason"] in listed
     automation = demo.demo_automation(OURS)
