@@ -193,3 +193,47 @@ async def test_removing_an_entry_whose_neighbours_are_gone(
         await hass.async_block_till_done()
     assert await identity_store(hass, entry.entry_id).async_load() is None
     assert not await hass.async_add_executor_job(_ledger_files, hass, entry.entry_id)
+
+
+@pytest.mark.parametrize(
+    ("join", "reason", "key", "placeholders"),
+    [
+        (FederationError("expired"), None, "join_failed_invitation", None),
+        (202, "http_403", "join_failed_refused", None),
+        (202, "timeout", "join_failed_timeout", None),
+        (500, "http_500", "join_failed", {"status": "500"}),
+        (202, None, None, None),
+    ],
+)
+async def test_failed_join_repair_per_reason(
+    hass: HomeAssistant,
+    join: Any,
+    reason: str | None,
+    key: str | None,
+    placeholders: dict[str, str] | None,
+) -> None:
+    """Each reason has its own translated repair text; only a status code is a placeholder."""
+    from types import SimpleNamespace
+    from unittest.mock import AsyncMock
+
+    from homeassistant.helpers import issue_registry as ir
+
+    from custom_components.peer_energy.federation import ISSUE_JOIN_FAILED
+    from custom_components.peer_energy.federation_setup import _async_join
+
+    link = SimpleNamespace(
+        _join=None,
+        async_join=AsyncMock(side_effect=join)
+        if isinstance(join, Exception)
+        else AsyncMock(return_value=join),
+        async_wait_joined=AsyncMock(return_value=reason),
+    )
+    subentry = SimpleNamespace(data={"invitation": "x", "address": "http://127.0.0.1:1"})
+    await _async_join(hass, link, subentry)  # type: ignore[arg-type]
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_JOIN_FAILED)
+    if key is None:
+        assert issue is None
+        return
+    assert issue is not None
+    assert issue.translation_key == key
+    assert issue.translation_placeholders == placeholders
