@@ -99,6 +99,7 @@ TOP_KEYS = {
     "credit",
     "totals",
     "reputation",
+    "savings",
     "entities",
 }
 
@@ -325,6 +326,21 @@ async def test_market_view_of_a_cleared_slot(
     assert history[2]["local"] is False
     assert view["totals"]["bought_wh" if bought else "sold_wh"] == 400
     assert view["totals"]["spent_mmu" if bought else "earned_mmu"] == money
+    # Saved versus not trading: 400 Wh at the traded price instead of the grid's.
+    plan = market.plans[later]
+    saved = 400 * plan.import_price - money if bought else money - 400 * plan.feed_in_tariff
+    assert saved > 0
+    day = {"value": saved / 100_000, "mmu": saved}
+    assert view["savings"] == {
+        "today": day,
+        "month": day,
+        "since_joining": day,
+        "since": NEXT_SLOT.date().isoformat(),
+    }
+    total = hass.states.get("sensor.maple_street_7_saved_in_total")
+    assert total is not None
+    assert float(total.state) == saved / 100_000
+    assert total.attributes["saving_mmu"] == saved
     # The home's ledger: balance and limit, exact and in euros; no trades without peers.
     ledger = entry.runtime_data.ledger
     assert ledger is not None

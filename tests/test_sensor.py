@@ -283,7 +283,11 @@ async def test_no_assets(hass: HomeAssistant) -> None:
     (and the invitation image)."""
     from custom_components.peer_energy.binary_sensor import BINARY_SENSORS
     from custom_components.peer_energy.image import INVITATION_IMAGE
-    from custom_components.peer_energy.sensor import MARKET_SENSORS
+    from custom_components.peer_energy.sensor import (
+        MARKET_SENSORS,
+        PRICE_SENSORS,
+        SAVINGS_SENSORS,
+    )
 
     entry = make_entry({})
     entry.add_to_hass(hass)
@@ -291,7 +295,14 @@ async def test_no_assets(hass: HomeAssistant) -> None:
     await hass.async_block_till_done()
     entries = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
     assert {e.unique_id for e in entries} == {
-        f"{entry.entry_id}_{d.key}" for d in (*MARKET_SENSORS, *BINARY_SENSORS, INVITATION_IMAGE)
+        f"{entry.entry_id}_{d.key}"
+        for d in (
+            *MARKET_SENSORS,
+            *PRICE_SENSORS,
+            *SAVINGS_SENSORS,
+            *BINARY_SENSORS,
+            INVITATION_IMAGE,
+        )
     }
 
 

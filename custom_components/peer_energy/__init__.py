@@ -18,14 +18,20 @@ from homeassistant.helpers.start import async_at_started
 from homeassistant.helpers.typing import ConfigType
 
 from .config_flow import async_refresh_subentry_types
-from .const import DOMAIN, SUBENTRY_ASSET
+from .const import DOMAIN, LOGGER, SUBENTRY_ASSET
 from .coordinator import PeerEnergyCoordinator, UnknownAssetKindError, assets_from_entry
+from .core.trust.home_ledger import HomeLedgerError
 from .entity import home_device_info
-from .federation_setup import async_setup_federation, async_setup_federation_actions
+from .federation_setup import (
+    async_remove_home,
+    async_setup_federation,
+    async_setup_federation_actions,
+)
 from .issues import async_clear_source_issues, async_watch_sources
 from .ledger import LedgerSetupError
 from .market import SlotClock, async_add_blueprints
 from .runtime import PeerEnergyConfigEntry, PeerEnergyRuntime, default_controls
+from .savings import SavingsTracker
 from .services import async_setup_services
 from .websocket_api import async_register_panel, async_remove_panel, async_setup_websocket
 
@@ -68,7 +74,15 @@ async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
     try:
         ledger, link = await async_setup_federation(hass, entry)
     except LedgerSetupError as err:
-        raise ConfigEntryNotReady(str(err)) from err
+        LOGGER.debug("The ledger cannot be opened: %s", err)
+        if isinstance(err.__cause__, HomeLedgerError):
+            # Written by another key or for another community: retrying cannot help.
+            raise ConfigEntryError(
+                translation_domain=DOMAIN, translation_key="ledger_damaged"
+            ) from err
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN, translation_key="ledger_unavailable"
+        ) from err
     defaults = default_controls(entry)
     entry.runtime_data = PeerEnergyRuntime(
         coordinator=coordinator,
@@ -97,6 +111,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
     market = SlotClock(hass, entry)
     entry.runtime_data.market = market
     await market.async_load()
+    savings = SavingsTracker(hass, entry.entry_id)
+    await savings.async_load()
+    entry.runtime_data.savings = savings
+    entry.async_on_unload(savings.async_follow(market))
+    entry.async_on_unload(savings.async_flush)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     market.async_start()
     entry.async_on_unload(market.async_stop)
@@ -115,6 +134,11 @@ async def async_unload_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) 
     if unloaded:
         async_clear_source_issues(hass, entry)
     return unloaded
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> None:
+    """The entry is deleted: leave the community and delete the home's stored files."""
+    await async_remove_home(hass, entry.entry_id)
 
 
 def _entry_state(entry: PeerEnergyConfigEntry) -> tuple[Any, ...]:

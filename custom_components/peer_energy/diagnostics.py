@@ -1,8 +1,8 @@
 """Diagnostics for a Peer Energy config entry.
 
 Personal or secret data is redacted: the home and asset names, the entity ids of the
-user's devices (they often carry names of people, cars or rooms) and, for later
-releases, any key, token or invitation secret. What stays is what helps debugging:
+user's devices (they often carry names of people, cars or rooms), the community's name
+and id, addresses, and any key, token or invitation secret. What stays is what helps debugging:
 asset kinds, which roles are mapped, the readings in standard units and each source's
 status (ok, unavailable, missing) and unit, and what each forecast came from (a forecast of the
 next 48 hours is built for the diagnostics; its sources name roles, never entity ids).
@@ -22,6 +22,8 @@ from homeassistant.helpers import entity_registry as er
 from .const import (
     CONF_ASSET_NAME,
     CONF_CARBON_INTENSITY_ENTITY,
+    CONF_COMMUNITY_ID,
+    CONF_COMMUNITY_NAME,
     CONF_EXPORT_PRICE_ENTITY,
     CONF_HOME_NAME,
     CONF_IMPORT_PRICE_ENTITY,
@@ -54,11 +56,25 @@ TO_REDACT: Final = {
     "address",
     "seed",
     "next_seed",
+    # The community's name and id identify the neighbourhood.
+    CONF_COMMUNITY_NAME,
+    CONF_COMMUNITY_ID,
+    "community",
+    "community_name",
+    "community_id",
 }
 # Horizon of the forecast built for the diagnostics.
 FORECAST_HOURS: Final = 48
 # The ledger summary and identity: public, but per-home values that identify the home.
-LEDGER_REDACT: Final = {"member", "public_key", "head_hash", "seed", "next_seed", "database_bytes"}
+LEDGER_REDACT: Final = {
+    "member",
+    "public_key",
+    "head_hash",
+    "seed",
+    "next_seed",
+    "database_bytes",
+    "community",
+}
 
 
 def _source_status(hass: HomeAssistant, entity_id: str) -> dict[str, Any]:
@@ -121,7 +137,9 @@ async def async_get_config_entry_diagnostics(
     return {
         "state": entry.state.value,
         "ledger": ledger_section,
-        "federation": link.diagnostics() if link is not None else None,
+        "federation": async_redact_data(link.diagnostics(), TO_REDACT)
+        if link is not None
+        else None,
         "market": runtime.market.diagnostics() if runtime.market is not None else None,
         "forecasts": forecasts,
         "entry": _entry_section(entry),

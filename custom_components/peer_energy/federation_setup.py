@@ -18,10 +18,15 @@ cancelled, state saved, ledger closed.
 Actions (registered once in ``async_setup``): ``peer_energy.create_invitation`` (admin,
 returns the invitation as a response and shows it in a persistent notification) and
 ``peer_energy.remove_member`` (admin).
+
+Removing the entry (``async_remove_home``) tells the community this home leaves and
+deletes the home's stores: key pair, federation state, ledgers, market and savings files.
+Every text a user sees (errors, repairs, the invitation notification) is translated.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -35,10 +40,18 @@ from homeassistant.core import (
     SupportsResponse,
     callback,
 )
-from homeassistant.exceptions import ServiceValidationError, Unauthorized, UnknownUser
+from homeassistant.exceptions import (
+    ConfigEntryError,
+    HomeAssistantError,
+    ServiceValidationError,
+    Unauthorized,
+    UnknownUser,
+)
 from homeassistant.helpers import config_validation as cv, issue_registry as ir
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.start import async_at_started
+from homeassistant.helpers.storage import Store
+from homeassistant.helpers.translation import async_get_exception_message
 from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
@@ -62,10 +75,11 @@ from .federation import (
     SELF_PROBE_INTERVAL_S,
     FederationError,
     FederationLink,
+    federation_store,
     short,
 )
 from .http import HttpTransport, async_register_views
-from .ledger import PeerLedger, async_load_identity, identity_store
+from .ledger import LedgerSetupError, PeerLedger, async_load_identity, identity_store
 from .runtime import PeerEnergyConfigEntry
 
 LOCAL_COMMUNITY: Final = "local"
@@ -78,6 +92,14 @@ SERVICE_REMOVE_MEMBER: Final = "remove_member"
 ATTR_TTL_HOURS: Final = "ttl_hours"
 ATTR_MEMBER: Final = "member"
 DEFAULT_TTL_HOURS: Final = 168
+# How long removing the entry waits for the leave message to reach the members.
+LEAVE_TIMEOUT_S: Final = 10.0
+# Repair texts of a failed join, by the reason the link reports.
+JOIN_FAILED_KEYS: Final = {
+    "http_0": "join_failed_no_answer",
+    "http_403": "join_failed_refused",
+    "timeout": "join_failed_timeout",
+}
 
 
 def community_ledger_path(hass: HomeAssistant, entry_id: str, community: str) -> Path:
@@ -88,6 +110,12 @@ def community_ledger_path(hass: HomeAssistant, entry_id: str, community: str) ->
         else (f"ledger_{entry_id}_{community}.sqlite")
     )
     return Path(hass.config.path(".storage", DOMAIN, name))
+
+
+def _ledger_files(hass: HomeAssistant, entry_id: str) -> list[Path]:
+    """This entry's ledger files (every community, with SQLite's side files)."""
+    folder = Path(hass.config.path(".storage", DOMAIN))
+    return sorted(folder.glob(f"ledger_{entry_id}*.sqlite*")) if folder.is_dir() else []
 
 
 def community_subentry(entry: PeerEnergyConfigEntry) -> ConfigSubentry | None:
@@ -109,8 +137,28 @@ def _member_data(link: FederationLink) -> dict[str, Any]:
 async def async_setup_federation(
     hass: HomeAssistant, entry: PeerEnergyConfigEntry
 ) -> tuple[PeerLedger, FederationLink]:
-    """Identity, federation and ledger of an entry (see the module docstring)."""
-    identity, _pending = await async_load_identity(identity_store(hass, entry.entry_id))
+    """Identity, federation and ledger of an entry (see the module docstring).
+
+    Raises ``ConfigEntryError`` (not retried) when the key store is damaged or lost while
+    the home already has a ledger: a new key would make the home a stranger to its own
+    ledger and community, so the user restores the file from a backup instead.
+    """
+    store = identity_store(hass, entry.entry_id)
+    ledgers = await hass.async_add_executor_job(_ledger_files, hass, entry.entry_id)
+    if ledgers and await store.async_load() is None:
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="identity_lost",
+            translation_placeholders={"file": f".storage/{store.key}"},
+        )
+    try:
+        identity, _pending = await async_load_identity(store)
+    except LedgerSetupError as err:
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="identity_damaged",
+            translation_placeholders={"file": f".storage/{store.key}"},
+        ) from err
     link: FederationLink | None = None
     transport = HttpTransport(hass, lambda: (link.address if link else None) or "")
     link = FederationLink(hass, entry.entry_id, identity, transport)
@@ -218,29 +266,30 @@ async def _async_join(hass: HomeAssistant, link: FederationLink, subentry: Confi
                 str(subentry.data[CONF_INVITATION]), str(subentry.data[CONF_ADDRESS])
             )
     except FederationError as err:
-        _join_failed(hass, str(err))
+        LOGGER.warning("Joining the community failed: %s", err)
+        _join_failed(hass, "join_failed_invitation")
         return
     reason = await link.async_wait_joined(JOIN_TIMEOUT_S, resend_s=JOIN_RESEND_S)
     if reason is None or reason == "stopped":
         return
-    detail = {
-        "http_0": "the inviting home did not answer",
-        "http_403": "the invitation was used by another home, has expired or does not match",
-        "timeout": "the inviting home did not send the welcome (is our address reachable?)",
-    }.get(reason, f"the inviting home answered {status}")
-    _join_failed(hass, detail)
+    LOGGER.warning("Joining the community failed: %s (HTTP status %s)", reason, status)
+    if reason in JOIN_FAILED_KEYS:
+        _join_failed(hass, JOIN_FAILED_KEYS[reason])
+    else:
+        _join_failed(hass, ISSUE_JOIN_FAILED, {"status": str(status)})
 
 
-def _join_failed(hass: HomeAssistant, detail: str) -> None:
-    LOGGER.warning("Joining the community failed: %s", detail)
+def _join_failed(
+    hass: HomeAssistant, translation_key: str, placeholders: dict[str, str] | None = None
+) -> None:
     ir.async_create_issue(
         hass,
         DOMAIN,
         ISSUE_JOIN_FAILED,
         is_fixable=False,
         severity=ir.IssueSeverity.ERROR,
-        translation_key=ISSUE_JOIN_FAILED,
-        translation_placeholders={"detail": detail},
+        translation_key=translation_key,
+        translation_placeholders=placeholders,
     )
 
 
@@ -262,6 +311,39 @@ async def _async_forget_and_drop(
     await link.async_forget()
     if (subentry := community_subentry(entry)) is not None:
         hass.config_entries.async_remove_subentry(entry, subentry.subentry_id)
+
+
+async def async_remove_home(hass: HomeAssistant, entry_id: str) -> None:
+    """The entry is deleted: leave the community (best effort) and delete the home's files.
+
+    Runs after the unload, so the link is rebuilt from its store only to say goodbye.
+    What stays: ledger exports the user made (``peer_energy_exports``) and the other
+    members' own records of this home's trades, which are theirs.
+    """
+    store = identity_store(hass, entry_id)
+    if (data := await store.async_load()) is not None and data.get("seed"):
+        try:
+            identity, _pending = await async_load_identity(store)
+            link = FederationLink(
+                hass, entry_id, identity, HttpTransport(hass, lambda: ""), schedule=False
+            )
+            if await link.async_load() == "member" and link.joined:
+                async with asyncio.timeout(LEAVE_TIMEOUT_S):
+                    await link.async_leave()
+            await link.async_stop()
+        except (HomeAssistantError, TimeoutError) as err:
+            LOGGER.warning("Could not tell the community that this home leaves: %s", err)
+    await federation_store(hass, entry_id).async_remove()
+    await store.async_remove()
+    for key in (f"{DOMAIN}.market.{entry_id}", f"{DOMAIN}.savings.{entry_id}"):
+        await Store[dict[str, Any]](hass, 1, key).async_remove()
+
+    def remove_files() -> None:
+        for path in _ledger_files(hass, entry_id):
+            path.unlink(missing_ok=True)
+
+    await hass.async_add_executor_job(remove_files)
+    ir.async_delete_issue(hass, DOMAIN, ISSUE_JOIN_FAILED)
 
 
 # --- Actions -----------------------------------------------------------------------------------
@@ -288,20 +370,25 @@ async def _async_create_invitation(call: ServiceCall) -> ServiceResponse:
     await _require_admin(hass, call)
     link = _member_link(hass)
     hours = int(call.data[ATTR_TTL_HOURS])
-    invitation = await link.async_create_invitation(hours * 3_600_000)
+    try:
+        invitation = await link.async_create_invitation(hours * 3_600_000)
+    except FederationError as err:
+        LOGGER.debug("No invitation: %s", err)
+        raise HomeAssistantError(
+            translation_domain=DOMAIN, translation_key="community_busy"
+        ) from err
     text = invitation.encode()
     expires = dt_util.utc_from_timestamp(invitation.expires_ms / 1000).isoformat()
+    # Notifications have no translation key: the text comes from the translations in
+    # Home Assistant's language (loaded with the integration, so this does no I/O).
     persistent_notification.async_create(
         hass,
-        (
-            f"Invitation to “{link.community_name}” (one use, valid until {expires} UTC). "
-            "Send it privately to your neighbour, who pastes it when adding Peer Energy "
-            "or the community:\n\n"
-            f"```\n{text}\n```\n\n"
-            "Or let them scan the QR code shown by the image entity “Latest invitation” "
-            "of your Peer Energy home device."
+        async_get_exception_message(
+            DOMAIN,
+            "invitation_notification",
+            {"community": link.community_name or "", "expires": expires, "invitation": text},
         ),
-        title="Peer Energy invitation",
+        title=async_get_exception_message(DOMAIN, "invitation_notification_title"),
         notification_id=f"{DOMAIN}_invitation",
     )
     return {"invitation": text, "expires": expires, "community": link.community_id}
@@ -321,7 +408,15 @@ async def _async_remove_member(call: ServiceCall) -> None:
             translation_key="unknown_member",
             translation_placeholders={"member": wanted[:16]},
         )
-    await link.async_remove(matches[0])
+    try:
+        await link.async_remove(matches[0])
+    except FederationError as err:
+        LOGGER.warning("Could not remove member %s: %s", short(matches[0]), err)
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="remove_member_failed",
+            translation_placeholders={"member": short(matches[0])},
+        ) from err
     LOGGER.info("Removed member %s", short(matches[0]))
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .federation import FederationLink
     from .ledger import PeerLedger
     from .market import SlotClock
+    from .savings import SavingsTracker
 
 DEFAULT_EV_DEPARTURE: Final = time(7, 0)
 DEFAULT_EV_ENERGY_NEEDED_WH: Final = 10_000
@@ -59,6 +60,8 @@ class PeerEnergyRuntime:
     ledger: PeerLedger | None = None
     # The federation link while this home is a member of a community (None otherwise).
     federation: FederationLink | None = None
+    # Savings versus not trading (savings.py); set with the slot clock.
+    savings: SavingsTracker | None = None
     _listeners: list[ControlsListener] = field(default_factory=list)
 
     def controls_for(self, subentry_id: str) -> AssetControls:

@@ -1,11 +1,13 @@
 """Sensors: each asset's live power, energy and state of charge; home-level grid values;
 the market (clearing prices, own position, peer energy and credit totals, reputation,
-peers online) and each asset's order, allocation and reason from the slot clock."""
+peers online), each asset's order, allocation and reason from the slot clock; the savings
+versus not trading and the grid prices with neighbours' trades for the Energy dashboard."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from homeassistant.components.sensor import (
@@ -14,11 +16,18 @@ from homeassistant.components.sensor import (
     SensorEntityDescription,
     SensorStateClass,
 )
-from homeassistant.const import PERCENTAGE, EntityCategory, UnitOfEnergy, UnitOfPower
+from homeassistant.const import (
+    MATCH_ALL,
+    PERCENTAGE,
+    EntityCategory,
+    UnitOfEnergy,
+    UnitOfPower,
+)
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.restore_state import ExtraStoredData, RestoreEntity
 from homeassistant.helpers.typing import StateType
+from homeassistant.util import dt as dt_util
 
 from .const import (
     CONF_ENERGY_ENTITY,
@@ -37,10 +46,12 @@ from .coordinator import (
 from .entity import PeerEnergyEntity, PeerEnergyMarketEntity
 from .federation import short
 from .market import REASON_CODES, SitOut, major_to_milli_amount, price_to_major, utc_from_ts
+from .prices import minor_digits
 from .runtime import PeerEnergyConfigEntry
 
 if TYPE_CHECKING:
     from .market import SlotClock, SlotReport
+    from .savings import SavingsTracker
 
 # Values are pushed by the coordinator; entities never update themselves.
 PARALLEL_UPDATES = 0
@@ -184,6 +195,11 @@ async def async_setup_entry(
         else:
             home.append(PeerEnergyHomeSensor(coordinator, home_description))
     home.extend(PeerEnergyMarketSensor(coordinator, description) for description in MARKET_SENSORS)
+    home.extend(PeerEnergyMarketSensor(coordinator, description) for description in PRICE_SENSORS)
+    if entry.runtime_data.savings is not None:
+        home.extend(
+            PeerEnergySavingsSensor(coordinator, description) for description in SAVINGS_SENSORS
+        )
     async_add_entities(home)
     for subentry_id, asset in entry.runtime_data.assets.items():
         asset_sensors: list[SensorEntity] = [
@@ -497,6 +513,23 @@ class PeerEnergyMarketSensor(PeerEnergyMarketEntity, SensorEntity, RestoreEntity
     """A market value of the home from the slot clock; totals survive restarts."""
 
     entity_description: PeerEnergyMarketSensorDescription
+    # Attributes that change every slot stay out of the recorder's history (the state
+    # and the slot outcomes in the market view carry them).
+    _unrecorded_attributes = frozenset(
+        {
+            "slot_start",
+            "clean_price",
+            "own_price",
+            "price_minor",
+            "local",
+            "void",
+            "void_reason",
+            "bought_from_peers_wh",
+            "sold_to_peers_wh",
+            "clean_only",
+            "balance_mmu",
+        }
+    )
 
     def __init__(
         self,
@@ -669,6 +702,9 @@ class PeerEnergyAssetMarketSensor(PeerEnergyMarketEntity, SensorEntity):
 
     entity_description: PeerEnergyAssetMarketSensorDescription
     asset: AssetConfig
+    # Every attribute (slot, steps, energy split, actions, reason parameters) changes every
+    # slot: none is recorded, so the history keeps the states only.
+    _unrecorded_attributes = frozenset({MATCH_ALL})
 
     def __init__(
         self,
@@ -688,3 +724,155 @@ class PeerEnergyAssetMarketSensor(PeerEnergyMarketEntity, SensorEntity):
     def extra_state_attributes(self) -> dict[str, Any] | None:
         """Slot, steps, energy split, actions or reason parameters."""
         return self.entity_description.attrs_fn(self.market, self.asset.subentry_id)
+
+
+# --- Savings versus not trading, and prices for the Energy dashboard ----------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerEnergySavingsSensorDescription(SensorEntityDescription):
+    """A saving of the home versus not trading (savings.py), in milli-minor units."""
+
+    value_fn: Callable[[SavingsTracker], int]
+    # Start of the period the value counts from (None: since the home started trading).
+    last_reset_fn: Callable[[datetime], datetime] | None = None
+
+
+def _start_of_day(now: datetime) -> datetime:
+    return dt_util.start_of_local_day(now)
+
+
+def _start_of_month(now: datetime) -> datetime:
+    return dt_util.start_of_local_day(dt_util.as_local(now).replace(day=1))
+
+
+SAVINGS_SENSORS: tuple[PeerEnergySavingsSensorDescription, ...] = (
+    PeerEnergySavingsSensorDescription(
+        key="savings_today",
+        translation_key="savings_today",
+        device_class=SensorDeviceClass.MONETARY,
+        state_class=SensorStateClass.TOTAL,
+        suggested_display_precision=2,
+        value_fn=lambda savings: savings.today_milli(),
+        last_reset_fn=_start_of_day,
+    ),
+    PeerEnergySavingsSensorDescription(
+        key="savings_month",
+        translation_key="savings_month",
+        device_class=SensorDeviceClass.MONETARY,
+        state_class=SensorStateClass.TOTAL,
+        suggested_display_precision=2,
+        value_fn=lambda savings: savings.month_milli(),
+        last_reset_fn=_start_of_month,
+    ),
+    PeerEnergySavingsSensorDescription(
+        key="savings_total",
+        translation_key="savings_total",
+        device_class=SensorDeviceClass.MONETARY,
+        state_class=SensorStateClass.TOTAL,
+        suggested_display_precision=2,
+        value_fn=lambda savings: savings.total_milli,
+    ),
+)
+
+
+class PeerEnergySavingsSensor(PeerEnergyMarketEntity, SensorEntity):
+    """Money saved versus trading with the grid alone (today, this month, in total)."""
+
+    entity_description: PeerEnergySavingsSensorDescription
+    _unrecorded_attributes = frozenset({"saving_mmu"})
+
+    def __init__(
+        self,
+        coordinator: PeerEnergyCoordinator,
+        description: PeerEnergySavingsSensorDescription,
+    ) -> None:
+        """Show the saving in the entry's currency."""
+        super().__init__(coordinator, description)
+        self._attr_native_unit_of_measurement = self.market.currency
+
+    @property
+    def savings(self) -> SavingsTracker:
+        """The entry's savings tracker (set with the slot clock)."""
+        savings = self.runtime.savings
+        assert savings is not None, "savings sensors exist only with a tracker"
+        return savings
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the tracker too (the slot clock's updates cover the day's change)."""
+        await super().async_added_to_hass()
+        self.async_on_remove(self.savings.async_add_listener(self._handle_market_update))
+
+    @property
+    def native_value(self) -> float:
+        """The saving in major currency units (kept exactly in the tracker)."""
+        milli = self.entity_description.value_fn(self.savings)
+        return major_to_milli_amount(milli, self.market.currency)
+
+    @property
+    def last_reset(self) -> datetime | None:
+        """Start of today or of this month; None for the total."""
+        if (reset_fn := self.entity_description.last_reset_fn) is None:
+            return None
+        return reset_fn(dt_util.utcnow())
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """The exact value (milli-minor units) and since when the home counts."""
+        return {
+            "saving_mmu": self.entity_description.value_fn(self.savings),
+            "counting_since": self.savings.since,
+        }
+
+
+def _effective_price(clock: SlotClock, direction: Literal["import", "export"]) -> float | None:
+    """This slot's price per kWh of grid-meter energy, neighbours' trades included.
+
+    The Energy dashboard multiplies the grid meter's energy by this price: the part of the
+    slot's expected import (export) bought from (sold to) neighbours at the traded price,
+    the rest at the grid's import price (feed-in tariff).
+    """
+    slot = clock.slot_now()
+    report = clock.reports.get(slot)
+    plan = clock.plans.get(slot)
+    if plan is not None:
+        import_price, feed_in = plan.import_price, plan.feed_in_tariff
+    elif (prices := clock.grid_prices()) is not None:
+        import_price, feed_in = prices
+    else:
+        return None
+    if direction == "import":
+        grid, traded, milli = import_price, 0, 0
+        if report is not None:
+            traded, milli = report.bought_wh, report.paid_milli
+        expected = 0 if report is None else max(report.position_wh, 0)
+    else:
+        grid, traded, milli = feed_in, 0, 0
+        if report is not None:
+            traded, milli = report.sold_wh, report.received_milli
+        expected = 0 if report is None else max(-report.position_wh, 0)
+    if traded <= 0:
+        return price_to_major(grid, clock.currency)
+    energy = max(expected, traded)
+    total_milli = milli + (energy - traded) * grid
+    return float(total_milli / energy / 10 ** minor_digits(clock.currency))
+
+
+PRICE_SENSORS: tuple[PeerEnergyMarketSensorDescription, ...] = (
+    PeerEnergyMarketSensorDescription(
+        key="import_price_with_peers",
+        translation_key="import_price_with_peers",
+        state_class=SensorStateClass.MEASUREMENT,
+        currency_unit="{currency}/kWh",
+        suggested_display_precision=4,
+        value_fn=lambda clock: _effective_price(clock, "import"),
+    ),
+    PeerEnergyMarketSensorDescription(
+        key="export_price_with_peers",
+        translation_key="export_price_with_peers",
+        state_class=SensorStateClass.MEASUREMENT,
+        currency_unit="{currency}/kWh",
+        suggested_display_precision=4,
+        value_fn=lambda clock: _effective_price(clock, "export"),
+    ),
+)

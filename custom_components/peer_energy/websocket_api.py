@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from .federation import FederationLink
     from .ledger import PeerLedger
     from .runtime import PeerEnergyConfigEntry, PeerEnergyRuntime
+    from .savings import SavingsTracker
 
 WS_TYPE_MARKET: Final = f"{DOMAIN}/market"
 PANEL_URL_PATH: Final = "peer-energy"
@@ -165,7 +166,24 @@ async def async_market_view(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
             "spent_mmu": market.totals.spent_milli,
         },
         "reputation": _reputation(federation, me, names),
+        "savings": _savings(runtime.savings, currency),
         "entities": _watched_entities(hass, entry),
+    }
+
+
+def _savings(savings: SavingsTracker | None, currency: str) -> dict[str, Any] | None:
+    """Savings versus not trading (see savings.py): major units to show, exact mmu."""
+    if savings is None:
+        return None
+
+    def money(milli: int) -> dict[str, Any]:
+        return {"value": major_to_milli_amount(milli, currency), "mmu": milli}
+
+    return {
+        "today": money(savings.today_milli()),
+        "month": money(savings.month_milli()),
+        "since_joining": money(savings.total_milli),
+        "since": savings.since,
     }
 
 

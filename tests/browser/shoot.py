@@ -1,7 +1,8 @@
 """Drive Debian's Chromium through Playwright against a real Home Assistant.
 
 Used by the browser tests, and on its own to take the screenshots of
-``docs/market_view.md`` from a running demo:
+``docs/market_view.md`` (market view, the demo's "Energy trading" dashboard and the Energy
+dashboard) from a running demo:
 
     .venv/bin/python -m tests.browser.shoot URL USERNAME PASSWORD OUT_DIR
 
@@ -246,6 +247,21 @@ async def shoot_market_view(browser: Browser, prefix: str = "market_view") -> li
     return shots
 
 
+# Pages of a demo home besides the market view: its "Energy trading" dashboard and the
+# Energy dashboard (scripts/demo.py configures both).
+DEMO_PAGES = (("/energy-trading/trading", "energy_trading"), ("/energy", "energy_dashboard"))
+
+
+async def shoot_demo_pages(browser: Browser, width: int = 1280) -> list[Path]:
+    """Screenshots of the demo's dashboards (a page that is missing shows as such)."""
+    shots = []
+    for path, name in DEMO_PAGES:
+        await browser.open(path, width)
+        await browser.page.wait_for_timeout(3000)  # cards and statistics load
+        shots.append(await browser.screenshot(f"{name}_{width}"))
+    return shots
+
+
 def main(argv: list[str]) -> int:
     """Screenshots of a running Home Assistant (for example the demo's first home)."""
     from tests import realhome
@@ -263,7 +279,7 @@ def main(argv: list[str]) -> int:
 
     async def shoot() -> list[Path]:
         async with Browser(url, home.tokens, Path(out_dir)) as browser:
-            return await shoot_market_view(browser)
+            return [*await shoot_market_view(browser), *await shoot_demo_pages(browser)]
 
     for path in asyncio.run(shoot()):
         print(path)

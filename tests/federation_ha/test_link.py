@@ -344,5 +344,7 @@ async def test_failed_join_raises_repair(
         await hass.async_block_till_done(wait_background_tasks=True)
     issue = ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_JOIN_FAILED)
     assert issue is not None
-    assert issue.translation_placeholders == {"detail": "the inviting home did not answer"}
+    # The reason is a translation of its own (no English text in a placeholder).
+    assert issue.translation_key == "join_failed_no_answer"
+    assert not issue.translation_placeholders
     assert entry.runtime_data.federation is None

@@ -1,0 +1,179 @@
+"""Savings versus not trading, kept exactly and durably.
+
+For every slot outcome of this home the slot clock records, the saving compared with
+trading with the grid alone is
+
+* a bought fill: energy x (import price - price paid, fee included),
+* a sold fill: energy x (price received - feed-in tariff),
+
+with the grid prices the home planned the slot with. Energy is in Wh and prices in minor
+units per kWh, so a saving is an exact integer in milli-minor units (a thousandth of a
+cent in euro). The totals (today, this month, since the home started trading) live in
+Home Assistant's ``Store`` (``.storage/peer_energy.savings.<entry id>``): they survive
+restarts without depending on the restore-state cache, and an outcome delivered twice
+(a late community result, a restart) is counted once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.storage import Store
+from homeassistant.util import dt as dt_util
+
+from .const import DOMAIN
+
+if TYPE_CHECKING:
+    from .market import SlotClock, SlotPlan, SlotReport
+
+SAVINGS_STORE_VERSION: Final = 1
+SAVE_DELAY_S: Final = 1
+# Slots whose saving is remembered (to count a repeated outcome once): two days.
+KEEP_SLOTS_S: Final = 2 * 86_400
+KEEP_BUCKETS: Final = 3
+
+
+def slot_saving(report: SlotReport, import_price: int, feed_in_tariff: int) -> int:
+    """The saving of one slot outcome versus not trading, in milli-minor units.
+
+    ``report.paid_milli`` and ``report.received_milli`` are the sums of energy (Wh) x
+    price (minor units per kWh) of this home's own fills, so both sides are exact.
+    """
+    bought = report.bought_wh * import_price - report.paid_milli
+    sold = report.received_milli - report.sold_wh * feed_in_tariff
+    return bought + sold
+
+
+def _day_key(slot: int) -> str:
+    return dt_util.as_local(dt_util.utc_from_timestamp(slot)).date().isoformat()
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class SavingsTracker:
+    """Counts each slot outcome's saving into today, this month and the total."""
+
+    def __init__(self, hass: HomeAssistant, entry_id: str) -> None:
+        """Create an empty tracker; ``async_load`` reads the stored totals."""
+        self.hass = hass
+        self._store: Store[dict[str, Any]] = Store(
+            hass, SAVINGS_STORE_VERSION, f"{DOMAIN}.savings.{entry_id}"
+        )
+        self.total_milli = 0
+        self.since: str | None = None  # local date of the first counted slot
+        self.days: dict[str, int] = {}  # "YYYY-MM-DD" -> saving
+        self.months: dict[str, int] = {}  # "YYYY-MM" -> saving
+        self.counted: dict[int, int] = {}  # slot -> saving counted for it
+        self._listeners: list[Callable[[], None]] = []
+
+    # --- views -------------------------------------------------------------------------
+
+    def today_milli(self, now: datetime | None = None) -> int:
+        """Saving of the slots of the local day of ``now`` (default: now)."""
+        return self.days.get(self._today(now).isoformat(), 0)
+
+    def month_milli(self, now: datetime | None = None) -> int:
+        """Saving of the slots of the local month of ``now`` (default: now)."""
+        return self.months.get(self._today(now).isoformat()[:7], 0)
+
+    @staticmethod
+    def _today(now: datetime | None) -> date:
+        return dt_util.as_local(now or dt_util.utcnow()).date()
+
+    # --- counting ----------------------------------------------------------------------
+
+    @callback
+    def async_count(self, slot: int, report: SlotReport, plan: SlotPlan) -> bool:
+        """Count a slot outcome (again: only the change); True when a total changed."""
+        saving = slot_saving(report, plan.import_price, plan.feed_in_tariff)
+        delta = saving - self.counted.get(slot, 0)
+        if slot not in self.counted and saving == 0:
+            return False
+        self.counted[slot] = saving
+        if delta == 0:
+            return False
+        day = _day_key(slot)
+        self.total_milli += delta
+        self.days[day] = self.days.get(day, 0) + delta
+        self.months[day[:7]] = self.months.get(day[:7], 0) + delta
+        if self.since is None or day < self.since:
+            self.since = day
+        self._prune(slot)
+        self._store.async_delay_save(self._data, SAVE_DELAY_S)
+        for listener in list(self._listeners):
+            listener()
+        return True
+
+    def _prune(self, slot: int) -> None:
+        for old in [s for s in self.counted if s < slot - KEEP_SLOTS_S]:
+            del self.counted[old]
+        for buckets in (self.days, self.months):
+            for key in sorted(buckets)[:-KEEP_BUCKETS]:
+                del buckets[key]
+
+    @callback
+    def async_follow(self, clock: SlotClock) -> Callable[[], None]:
+        """Count every outcome the slot clock records; return an unsubscriber."""
+
+        @callback
+        def changed() -> None:
+            for slot, report in list(clock.reports.items()):
+                if (plan := clock.plans.get(slot)) is not None:
+                    self.async_count(slot, report, plan)
+
+        return clock.async_add_listener(changed)
+
+    @callback
+    def async_add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` whenever a total changes; return an unsubscriber."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    # --- storage -----------------------------------------------------------------------
+
+    def _data(self) -> dict[str, Any]:
+        return {
+            "total_mmu": self.total_milli,
+            "since": self.since,
+            "days": dict(self.days),
+            "months": dict(self.months),
+            "counted": {str(slot): value for slot, value in sorted(self.counted.items())},
+        }
+
+    async def async_load(self) -> None:
+        """Read the stored totals (a malformed field is left at zero, never a crash)."""
+        data = await self._store.async_load()
+        if not isinstance(data, dict):
+            return
+        self.total_milli = _int(data.get("total_mmu")) or 0
+        since = data.get("since")
+        self.since = since if isinstance(since, str) else None
+        for name, target in (("days", self.days), ("months", self.months)):
+            stored = data.get(name)
+            if isinstance(stored, dict):
+                target.update(
+                    {k: v for k, v in stored.items() if isinstance(k, str) and _int(v) is not None}
+                )
+        counted = data.get("counted")
+        if isinstance(counted, dict):
+            for key, value in counted.items():
+                if isinstance(key, str) and key.isdigit() and _int(value) is not None:
+                    self.counted[int(key)] = value
+
+    async def async_flush(self) -> None:
+        """Write the totals now (on unload; a pending delayed write is replaced)."""
+        await self._store.async_save(self._data())
+
+    async def async_remove(self) -> None:
+        """Delete the stored totals (the entry is removed)."""
+        await self._store.async_remove()
