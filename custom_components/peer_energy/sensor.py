@@ -34,9 +34,10 @@ from .coordinator import (
     PeerEnergyData,
     state_number,
 )
+from .core.home.slot_plan import SitOut
 from .entity import PeerEnergyEntity, PeerEnergyMarketEntity
 from .federation import short
-from .market import REASON_CODES, SitOut, major_to_milli_amount, price_to_major, utc_from_ts
+from .market import REASON_CODES, major_to_milli_amount, price_to_major, utc_from_ts
 from .runtime import PeerEnergyConfigEntry
 
 if TYPE_CHECKING:

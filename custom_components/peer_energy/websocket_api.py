@@ -36,6 +36,7 @@ from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
 from .const import CONF_HOME_NAME, DOMAIN, LOGGER
+from .core.home.slot_plan import AssetPlan
 from .core.trust.credit import TradeTerms
 from .core.trust.ledger_db import LedgerDBError
 from .federation import short
@@ -43,7 +44,6 @@ from .market import (
     MANUAL_ID,
     SECONDS_PER_DAY,
     AssetAction,
-    AssetPlan,
     SlotClock,
     SlotPlan,
     SlotReport,
