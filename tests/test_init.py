@@ -199,6 +199,7 @@ def test_translation_and_icon_keys() -> None:
                 *sensor.HOME_SENSORS,
                 *sensor.MARKET_SENSORS,
                 *sensor.ASSET_MARKET_SENSORS,
+                sensor.PLAN_SENSOR,
             )
         },
         "binary_sensor": {d.translation_key or "" for d in binary_sensor.BINARY_SENSORS},

@@ -94,6 +94,7 @@ TOP_KEYS = {
     "current",
     "next",
     "history",
+    "plan",
     "trades",
     "settlements",
     "credit",

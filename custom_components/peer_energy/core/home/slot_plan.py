@@ -49,6 +49,7 @@ from .netting import home_bid
 from .planner import HomePlan, PlanMode, PlannerSettings, plan_home
 
 __all__ = [
+    "PLAN_COLUMNS",
     "SLOT_FALLBACKS",
     "AssetInput",
     "AssetPlan",
@@ -61,6 +62,21 @@ __all__ = [
     "plan_slot",
 ]
 
+# The plan's columns (``plan_columns``), one value per slot.
+PLAN_COLUMNS = (
+    "start",
+    "import_price",
+    "feed_in_tariff",
+    "expected_price",
+    "pv_wh",
+    "load_wh",
+    "battery_wh",
+    "soc_wh",
+    "ev_wh",
+    "plug_wh",
+    "import_wh",
+    "export_wh",
+)
 # Why a slot was planned with less than the full picture (shown with the plan).
 SLOT_FALLBACKS = ("forecast_persistence", "not_controllable", "solver_failed")
 
@@ -547,23 +563,9 @@ def plan_columns(plan: HomePlan, slots: int | None = None) -> dict[str, Any]:
     ``start`` (Unix s) and per slot expected price, PV, load, battery, state of charge, EV,
     plug, import and export (Wh, prices minor units per kWh)."""
     rows = plan.slots if slots is None else plan.slots[:slots]
-    names = (
-        "start",
-        "import_price",
-        "feed_in_tariff",
-        "expected_price",
-        "pv_wh",
-        "load_wh",
-        "battery_wh",
-        "soc_wh",
-        "ev_wh",
-        "plug_wh",
-        "import_wh",
-        "export_wh",
-    )
     return {
         "mode": plan.mode.value,
         "slot_seconds": plan.slot_seconds,
         "margin_wh": plan.margin_wh,
-        **{name: [getattr(row, name) for row in rows] for name in names},
+        **{name: [getattr(row, name) for row in rows] for name in PLAN_COLUMNS},
     }
