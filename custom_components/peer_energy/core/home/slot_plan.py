@@ -19,7 +19,8 @@ persistence forecast of the current readings is used and the plan says so
 (``fallback="forecast_persistence"``); control mode with a device that cannot be controlled
 (no switch, setpoint or mode entity) plans in advise mode (``fallback="not_controllable"``),
 so the home never offers what a device will not do; a solver failure plans in advise mode
-(``fallback="solver_failed"``).
+(``fallback="solver_failed"``). The first slot's PV spread is narrowed to what a
+reading minutes old leaves open (:func:`nowcast`).
 
 :class:`DeviceMemory` is what the slot clock remembers across slots for the planner: the EV
 energy charged since the last departure and each plug's power and waiting time.
@@ -285,12 +286,17 @@ def persistence_forecast(
 
 
 def nowcast(forecast: HomeForecast, now: int | None) -> HomeForecast:
-    """The first slot's spread as seen from ``now``, when that is less than an hour before
-    the slot ends: the forecast's spreads are hour-ahead ones, and the error of a forecast
-    made from readings minutes old grows with the lead time like a random walk (spread
-    times ``sqrt(lead / 1 h)``). The slot being bid for is at most two slots ahead, so with
-    short slots its margin is a fraction of the hour-ahead one (what the home offers is
-    then close to what it exports now)."""
+    """The first slot's PV spread as seen from ``now``, when that is less than an hour before
+    the slot ends.
+
+    The forecasts' spreads are hour-ahead ones. PV minutes ahead of a reading is much
+    surer: clouds come and go, and the error of a forecast made from readings minutes old
+    grows with the lead time like a random walk (spread times ``sqrt(lead / 1 h)``). The
+    household's load is not: appliances switch on at random whatever the lead time, so its
+    spread stays. The slot being bid for is at most two slots ahead, so with short slots its
+    margin is mostly the load's (what the home offers is then close to what it exports
+    now, less what a kettle may take).
+    """
     if now is None or forecast.slots == 0:
         return forecast
     lead = forecast.start + forecast.slot_seconds - now
@@ -298,13 +304,8 @@ def nowcast(forecast: HomeForecast, now: int | None) -> HomeForecast:
         return forecast
     lead = max(lead, forecast.slot_seconds, 1)
     root = isqrt(lead * 10_000 // NOWCAST_HORIZON_S)  # sqrt(lead / 1 h) in hundredths
-
-    def first(sd: tuple[int, ...]) -> tuple[int, ...]:
-        return (sd[0] * root // 100, *sd[1:])
-
-    return replace(
-        forecast, pv_sd_wh=first(forecast.pv_sd_wh), load_sd_wh=first(forecast.load_sd_wh)
-    )
+    pv_sd = (forecast.pv_sd_wh[0] * root // 100, *forecast.pv_sd_wh[1:])
+    return replace(forecast, pv_sd_wh=pv_sd)
 
 
 def _sit_out(asset_id: str, code: str, **params: int | str) -> AssetPlan:
