@@ -1130,6 +1130,7 @@ class SlotClock:
             "control_mode": self.control_mode.value,
             "community": self.federation is not None,
             "manual_orders": sum(len(bids) for bids in self.manual.values()),
+            "plan": self._plan_diagnostics(),
             "last_outcome": None
             if last is None
             else {
@@ -1151,6 +1152,20 @@ class SlotClock:
                 "observations": len(self.peer_bank.history),
                 "open_requests": len(self.peer_bank.open_requests),
             },
+        }
+
+    def _plan_diagnostics(self) -> dict[str, Any] | None:
+        """The newest plan in short: its mode, fallback, horizon and order sides."""
+        if not self.plans:
+            return None
+        plan = self.plans[max(self.plans)]
+        return {
+            "slot_start": utc_from_ts(plan.slot_start).isoformat(),
+            "mode": None if plan.plan is None else plan.plan.mode.value,
+            "fallback": plan.fallback,
+            "slots": 0 if plan.plan is None else len(plan.plan.slots),
+            "margin_wh": None if plan.plan is None else plan.plan.margin_wh,
+            "orders": [order.side.value for order in plan.orders],
         }
 
     # --- Peer Bank ----------------------------------------------------------------------
