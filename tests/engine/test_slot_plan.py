@@ -324,3 +324,86 @@ def test_advise_mode_delivers_what_it_sells(seed: int) -> None:
     sold_naive, delivered_naive = run(model_battery=False)
     assert delivered_naive * 100 < 90 * sold_naive
     assert rng  # (the seed parametrises the noise)
+
+
+def _dynamic(n: int = 96) -> HomeForecast:
+    """Dear now, cheap in an hour: a battery sells now and buys back later."""
+    prices = (30, 30, 30, 30) + (10,) * (n - 4)
+    return HomeForecast(
+        start=SLOT,
+        slot_seconds=900,
+        pv_wh=(0,) * n,
+        pv_sd_wh=(0,) * n,
+        load_wh=(100,) * n,
+        load_sd_wh=(0,) * n,
+        import_price=prices,
+        feed_in_tariff=(8,) * n,
+    )
+
+
+def test_two_sided_orders_and_the_main_one() -> None:
+    """A controlled battery with cheap hours ahead buys while cheap and sells while dear:
+    two orders; ``order`` is the side the home is on at the import price."""
+    battery = _battery(90, controllable=True)
+    decision = plan_slot(_inputs(battery, control=True), _dynamic())
+    sides = {o.side for o in decision.orders}
+    assert Side.SELL in sides
+    assert decision.order is not None
+    assert decision.order.side is (Side.SELL if decision.net_at_import < 0 else Side.BUY)
+    assert decision.net_at_import < 0  # it exports at the import price
+
+
+def test_pv_without_power_now_shares_evenly_and_manual_bids() -> None:
+    from custom_components.peer_energy.core.home.bids import AssetBid, AssetKind
+    from custom_components.peer_energy.core.market.orders import Reason, Step
+
+    east = AssetInput(asset_id="east", kind="pv", power_w=0)
+    west = AssetInput(asset_id="west", kind="pv", power_w=0)
+    manual = (
+        AssetBid(
+            "manual_1",
+            AssetKind.BASE_LOAD,
+            SLOT,
+            Side.BUY,
+            (Step(25, 100),),
+            Reason.of(SitOut.MANUAL_ORDER, energy_wh=100, limit=25),
+        ),
+        AssetBid(
+            "manual_2",
+            AssetKind.BASE_LOAD,
+            SLOT + 900,
+            Side.BUY,
+            (Step(25, 100),),
+            Reason.of(SitOut.MANUAL_ORDER, energy_wh=100, limit=25),
+        ),
+    )
+    decision = plan_slot(_inputs(east, west, manual=manual), _forecast(300, 0))
+    assert decision.assets["east"].signed_wh == decision.assets["west"].signed_wh == -150
+    assert decision.assets["manual_1"].reason.code == SitOut.MANUAL_ORDER
+    assert "manual_2" not in decision.assets  # another slot's manual order
+
+
+def test_control_mode_ev_that_charges_later() -> None:
+    ev = AssetInput(
+        asset_id="ev",
+        kind="ev_charger",
+        plugged=True,
+        need_wh=2000,
+        departure=SLOT + 20 * 3600,
+        max_charge_w=7400,
+        controllable=True,
+    )
+    decision = plan_slot(_inputs(ev, control=True), _dynamic())
+    assert decision.plan is not None
+    assert decision.plan.slots[0].ev_wh == 0
+    assert decision.assets["ev"].reason.code in ("ev_charge", "ev_deadline")
+
+
+def test_pv_forecast_above_the_power_now_is_offered_in_full() -> None:
+    """Two inverters at 100 W and 50 W now, 900 Wh forecast: all of it is offered (2:1)."""
+    east = AssetInput(asset_id="east", kind="pv", power_w=100)
+    west = AssetInput(asset_id="west", kind="pv", power_w=50)
+    decision = plan_slot(_inputs(east, west), _forecast(900, 0))
+    assert (decision.assets["east"].signed_wh, decision.assets["west"].signed_wh) == (-600, -300)
+    assert sp._proportional(7, [1, 1, 1]) == [3, 2, 2]
+    assert sp._proportional(5, [0, 0]) == [0, 0]

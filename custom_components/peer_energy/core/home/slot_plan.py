@@ -43,7 +43,6 @@ from typing import Any
 from ..market.orders import Order, Reason, Side, Step
 from .agents import BatteryState
 from .bids import AssetBid, OwnerPolicy
-from .curve import shares
 from .devices import EvSession, PlugTask, energy_wh
 from .forecast import HomeForecast
 from .netting import home_bid
@@ -540,7 +539,7 @@ def _split_bids(
     for bid in bids:
         per: list[list[Step]] = [[] for _ in assets]
         for step in bid.steps:
-            for j, part in enumerate(shares(step.energy_wh, weights)):
+            for j, part in enumerate(_proportional(step.energy_wh, weights)):
                 if part > 0:
                     per[j].append(Step(step.price, part))
         for j, a in enumerate(assets):
@@ -557,6 +556,18 @@ def _split_bids(
                     )
                 )
     return out
+
+
+def _proportional(total: int, weights: list[int]) -> list[int]:
+    """``total`` split in proportion to ``weights`` (largest remainder; sums to ``total``)."""
+    wsum = sum(weights)
+    if total <= 0 or wsum <= 0:
+        return [0] * len(weights)
+    base = [w * total // wsum for w in weights]
+    order = sorted(range(len(weights)), key=lambda i: (-(weights[i] * total % wsum), i))
+    for i in order[: total - sum(base)]:
+        base[i] += 1
+    return base
 
 
 def plan_columns(plan: HomePlan, slots: int | None = None) -> dict[str, Any]:
