@@ -141,7 +141,7 @@ MARKET_STORE_VERSION: Final = 1
 MAX_MANUAL_WH: Final = 1_000_000
 
 
-# Every reason code an asset can show (the agents' codes and ours), the options of the
+# Every reason code an asset can show (the planner's codes and ours), the options of the
 # per-asset reason sensor; translated in strings.json. A code not listed shows as "other".
 AGENT_REASON_CODES: Final = (
     "pv_surplus",
@@ -924,7 +924,7 @@ class SlotClock:
 
     @callback
     def _record(self, report: SlotReport, plan: SlotPlan) -> None:
-        """Keep an outcome, update totals and agent memories, tell entities and the bus."""
+        """Keep an outcome, update totals and the device memory, tell entities and the bus."""
         slot = report.slot_start
         self.reports[slot] = report
         if report.price is not None:
