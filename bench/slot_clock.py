@@ -4,11 +4,12 @@ Run: .venv/bin/python bench/slot_clock.py            (--repeats N, default 200; 
 
 Target: at most 5 ms per slot. It runs in a real Home Assistant core (the test harness's
 ``async_test_home_assistant``, with the recorder on a temporary SQLite file) what the loop does
-each slot on the real ``SlotClock`` and ``HomeForecaster`` code: planning (readings -> every
-asset's agent -> the home order, ``plan_slot``), the home's forecast of the next 48 hours
+each slot on the real ``SlotClock`` and ``HomeForecaster`` code: planning
+(``async_plan_slot``: readings -> the home's forecast of the next 24 hours
 (``HomeForecaster.async_forecast``: long-term statistics of the 10 assets over 28 days, a
 solar forecast from an energy platform, Nord Pool style forward prices in the price entity's
-attributes), the outcome (local clearing of the home's assets, split back with reasons,
+attributes) -> the planner (``plan_home``, control mode: the LP) in the executor -> the home's
+orders), the outcome (local clearing of the home's assets, split back with reasons,
 totals, the ``peer_energy_slot_cleared`` event, ``_record``) and turning the allocations into
 actions (``_actions_for``; the service calls themselves are awaited, so they do not hold the
 loop). The assets' readings are a snapshot as the coordinator publishes it (2 PV, 2 batteries,
@@ -62,7 +63,7 @@ from pytest_homeassistant_custom_component.components.recorder.common import (
 from custom_components.peer_energy.const import AssetKind, ControlMode
 from custom_components.peer_energy.coordinator import AssetConfig, AssetReading, PeerEnergyData
 from custom_components.peer_energy.core.home.forecast import Site, clear_sky
-from custom_components.peer_energy.forecasts import HomeForecaster
+from custom_components.peer_energy.forecasts import forecaster_for
 from custom_components.peer_energy.market import SlotClock
 from custom_components.peer_energy.runtime import AssetControls
 
@@ -159,6 +160,7 @@ def build_entry(hass: HomeAssistant) -> SimpleNamespace:
         },
         options={"control_mode": ControlMode.CONTROL, "peak_margin_pct": 20},
         runtime_data=runtime,
+        state=None,
         async_create_background_task=background,
         async_create_task=task,
     )
@@ -252,23 +254,22 @@ async def prepare(hass: HomeAssistant, now: int) -> None:
 
 async def one_slot(
     clock: SlotClock,
-    forecaster: HomeForecaster,
     slot: int,
-    forecast_start: int,
     phases: dict[str, list[float]],
 ) -> tuple[int, int]:
-    """What the loop does for one slot; returns (actions in the last slot, forecast slots).
+    """What the loop does for one slot; returns (actions in the last slot, plan slots).
 
-    ``phases`` gets the event-loop thread's CPU time of planning, the forecast and the outcome.
-    The forecast starts at ``forecast_start``: the clock runs slots faster than real time, and
-    a forecast that starts days after the real now would leave the forward prices and the solar
-    forecast behind.
+    ``phases`` gets the event-loop thread's CPU time of reading the home, planning
+    (``async_plan_slot``: the forecast, then the planner in the executor) and the outcome.
+    The slots are within the real next hour: the clock runs slots faster than real time, and
+    a forecast that starts days after the real now would leave the forward prices and the
+    solar forecast behind.
     """
     c0 = time.thread_time()
-    plan = clock.plan_slot(slot)
-    clock.plans[slot] = plan
+    clock.slot_inputs(slot)
     c1 = time.thread_time()
-    forecast = await forecaster.async_forecast(start=forecast_start, slot_seconds=900, slots=192)
+    plan = await clock.async_plan_slot(slot)
+    clock.plans[slot] = plan
     c2 = time.thread_time()
     report = clock._report(plan, fills=(), result=None, local=True)
     clock._record(report, plan)
@@ -278,10 +279,12 @@ async def one_slot(
         if alloc is not None:
             actions += len(clock._actions_for(asset, alloc, report.reasons[sid]))
     c3 = time.thread_time()
-    phases["plan"].append(c1 - c0)
-    phases["forecast"].append(c2 - c1)
+    phases["readings"].append(c1 - c0)
+    phases["forecast and plan"].append(c2 - c1)
     phases["outcome"].append(c3 - c2)
-    return actions, forecast.slots
+    assert plan.plan is not None
+    assert plan.fallback is None, plan.fallback
+    return actions, len(plan.plan.slots)
 
 
 def ms(values: list[float], q: float) -> float:
@@ -301,7 +304,6 @@ async def run(repeats: int) -> None:
             await prepare(hass, now)
             entry = build_entry(hass)
             clock = SlotClock(hass, entry)  # type: ignore[arg-type]
-            forecaster = HomeForecaster(hass, entry)  # type: ignore[arg-type]
             first = now - now % 900 + 900
             blocked: list[float] = []
             longest: list[float] = []
@@ -309,28 +311,32 @@ async def run(repeats: int) -> None:
             cpus: list[float] = []
             walls: list[float] = []
             actions = horizon = 0
-            phases: dict[str, list[float]] = {"plan": [], "forecast": [], "outcome": []}
+            phases: dict[str, list[float]] = {
+                "readings": [],
+                "forecast and plan": [],
+                "outcome": [],
+            }
             with timer.installed():
                 for k in range(repeats + 1):
-                    slot = first + k * 900
+                    slot = first + (k % 4) * 900  # within the real next hour
                     timer.durations.clear()
                     timer.cpu.clear()
                     timer.measuring = True
                     c0, w0 = time.thread_time(), time.perf_counter()
-                    start = first + (k % 4) * 900  # within the real next hour
-                    actions, horizon = await one_slot(clock, forecaster, slot, start, phases)
+                    actions, horizon = await one_slot(clock, slot, phases)
                     walls.append(time.perf_counter() - w0)
                     cpus.append(time.thread_time() - c0)
                     timer.measuring = False
                     blocked.append(sum(timer.durations))
                     longest.append(max(timer.durations, default=0.0))
                     longest_cpu.append(max(timer.cpu, default=0.0))
-            report = forecaster.last_report or {}
+            report = forecaster_for(hass, entry).last_report or {}  # type: ignore[arg-type]
+            mode = clock.plans[first].plan
             await hass.async_stop(force=True)
     sources = {name: series["sources"] for name, series in (report.get("series") or {}).items()}
     print(
-        f"slot clock + forecasts, 10 assets, {repeats} slots, {actions} actions in the last slot, "
-        f"forecast of {horizon} slots"
+        f"slot clock with the planner ({'none' if mode is None else mode.mode.value} mode), "
+        f"10 assets, {repeats} slots, {actions} actions in the last slot, plan of {horizon} slots"
     )
     print(f"forecast sources: {sources}")
     print(

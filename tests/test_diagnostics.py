@@ -41,6 +41,11 @@ async def test_diagnostics(
     result = await get_diagnostics_for_config_entry(hass, hass_client, init_integration)
     # The forecasts section depends on the clock; tests/forecast checks it.
     forecasts = result.pop("forecasts")
+    # So does the newest plan (its slot, and by the sun, its margin and sides).
+    plan = result["market"].pop("plan")
+    if plan is not None:  # (none when set up in the last minute before a slot's gate)
+        assert (plan["mode"], plan["fallback"], plan["slots"]) == ("advise", None, 96)
+        assert set(plan) == {"slot_start", "mode", "fallback", "slots", "margin_wh", "orders"}
     assert result == snapshot
     assert forecasts["series"]["import_price"]["sources"] == {"fixed": 192}
 

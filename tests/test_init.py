@@ -201,6 +201,7 @@ def test_translation_and_icon_keys() -> None:
                 *sensor.ASSET_MARKET_SENSORS,
                 *sensor.PRICE_SENSORS,
                 *sensor.SAVINGS_SENSORS,
+                sensor.PLAN_SENSOR,
             )
         },
         "binary_sensor": {d.translation_key or "" for d in binary_sensor.BINARY_SENSORS},

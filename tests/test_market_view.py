@@ -94,6 +94,7 @@ TOP_KEYS = {
     "current",
     "next",
     "history",
+    "plan",
     "trades",
     "settlements",
     "credit",
@@ -114,7 +115,9 @@ async def frontend_loaded(hass: HomeAssistant) -> None:
 def source_states(
     hass: HomeAssistant, frontend_loaded: None
 ) -> dict[str, tuple[str, dict[str, Any]]]:
-    """The market sources (set after the frontend, so the entry registers its panel)."""
+    """The market sources (set after the frontend, so the entry registers its panel), in
+    Amsterdam, where the sun is up at START (the PV forecast follows the PV power now)."""
+    hass.config.latitude, hass.config.longitude = 52.37, 4.90
     for entity_id, (state, attributes) in MARKET_STATES.items():
         hass.states.async_set(entity_id, state, attributes)
     return MARKET_STATES
@@ -203,12 +206,13 @@ async def test_market_view_of_a_cleared_slot(
     assets = {row["id"]: row for row in nxt["assets"]}
     assert assets[PV_ID]["name"] == "Roof PV"
     assert assets[PV_ID]["kind"] == "pv"
-    assert assets[PV_ID]["order_wh"] == -625
+    assert assets[PV_ID]["order_wh"] == plan.assets[PV_ID].signed_wh
+    assert -640 <= plan.assets[PV_ID].signed_wh <= -600  # 2500 W for 15 minutes, sun-shaped
     pv_reason = plan.assets[PV_ID].reason
     assert pv_reason.code == "pv_surplus"
     assert assets[PV_ID]["reason"] == {"code": "pv_surplus", "params": dict(pv_reason.params)}
     assert assets[PV_ID]["bids"][0]["side"] == "sell"
-    assert assets[PV_ID]["bids"][0]["steps"][0]["wh"] == 625
+    assert assets[PV_ID]["bids"][0]["steps"][0]["wh"] == -plan.assets[PV_ID].signed_wh
     assert assets[GRID_ID]["reason"]["code"] == "meter_only"
     assert assets[PV_ID]["reason_entity_id"] == "sensor.roof_pv_reason"
     # What each device does now, from its own sensors (positive: produces, discharges,

@@ -46,9 +46,12 @@ def _fixed_time(freezer: FrozenDateTimeFactory) -> None:
 
 @pytest.fixture(autouse=True)
 def _no_asset_market_sensors() -> Generator[None]:
-    """Leave out the per-asset order/allocation/reason sensors: their values follow the
-    agents (tested in tests/market_ha); this module is about readings."""
-    with patch("custom_components.peer_energy.sensor.ASSET_MARKET_SENSORS", ()):
+    """Leave out the per-asset order/allocation/reason sensors and the plan: their values
+    follow the planner (tested in tests/market_ha); this module is about readings."""
+    with (
+        patch("custom_components.peer_energy.sensor.ASSET_MARKET_SENSORS", ()),
+        patch("custom_components.peer_energy.sensor.PLAN_SENSORS", ()),
+    ):
         yield
 
 

@@ -591,7 +591,8 @@ def forecaster_for(hass: HomeAssistant, entry: ConfigEntry[Any]) -> HomeForecast
     forecaster = forecasters.get(entry.entry_id)
     if forecaster is None or forecaster.entry is not entry:
         forecaster = forecasters[entry.entry_id] = HomeForecaster(hass, entry)
-        if entry.state is ConfigEntryState.LOADED:
+        # Also while the entry sets up: its slot clock plans its first slot then.
+        if entry.state in (ConfigEntryState.LOADED, ConfigEntryState.SETUP_IN_PROGRESS):
 
             @callback
             def drop() -> None:

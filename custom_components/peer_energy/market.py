@@ -1,30 +1,34 @@
-"""The slot clock: every slot, read the home, run the agents, trade, and act on the result.
+"""The slot clock: every slot, read the home, plan it, trade, and act on the result.
 
-The SlotClock is the shell's market loop. It holds no market logic of its own: the bidding
-agents, the home agent, clearing and the split of a fill back to the assets all come from
-the engine (``core.agents``, ``core.clearing``). What it does, per slot ``S`` (slot starts are
-aligned to UTC multiples of the slot length):
+The SlotClock is the shell's market loop. It holds no market logic of its own: the home
+planner, the home's orders, clearing and the split of a fill back to the assets all come
+from the engine (``core.home.slot_plan``, ``core.home.planner``, ``core.market.clearing``).
+What it does, per slot ``S`` (slot starts are aligned to UTC multiples of the slot length):
 
-1. At the start of the slot before ``S`` it *prepares* ``S``: it reads the asset states from the
-   coordinator, the per-asset controls from the runtime, the grid prices and the owner's
-   policy, runs one agent per participating asset (plus the home's inflexible base load and
-   any manual orders), and nets their bids into ONE home order. Only that aggregate order
-   leaves the house.
-2. In a community (``runtime.federation`` set) it hands the order to
+1. At the start of the slot before ``S`` it *prepares* ``S``: it reads the assets' states from
+   the coordinator, the per-asset controls from the runtime, the grid prices and the owner's
+   policy into plain data (``slot_inputs``), builds the home's forecast of the next day
+   (``forecasts.async_home_forecast``) and runs the planner in the executor
+   (``core.home.slot_plan.plan_slot``): it plans the whole home over the horizon and derives
+   the home's two-sided order for ``S`` (a buy and a sell order that never cross) with every
+   asset's bids and reasons. In advise mode the home offers only what it will export with
+   its devices following their own logic; in control mode what the plan makes them do. Only
+   the aggregate orders leave the house.
+2. In a community (``runtime.federation`` set) it hands the orders to
    ``federation.async_submit_orders``; the federation clears ``S`` with the peers at gate
    closure and calls back with a ``SlotOutcome``. Without a community the home clears on
    its own at gate closure (``S - lead``): its assets trade with each other and the grid
-   only, so the owner sees what the agents would do and why.
-3. On the outcome it splits the home's result back to the assets (``split_fill``), each
+   only, so the owner sees what the plan would do and why.
+3. On the outcome it splits the home's result back to the assets (``split_result``), each
    allocation with a reason, updates the entities and fires ``peer_energy_slot_cleared``.
 4. At the start of ``S`` it *acts*: in control mode (``ControlMode.CONTROL``) it switches
    plugs and the EV charger, sets the charge current and the battery's mode or setpoint
    through the entities the owner mapped, logging every action with its reason at info
    level. In advise mode it only shows the same actions as advice.
 
-An asset without readings sits the slot out with a reason; nothing here raises on missing
-or odd readings. Units: energy Wh, power W, prices minor units per kWh, money milli-minor
-units (Wh x minor/kWh), all integers.
+An asset without readings sits the slot out with a reason; a missing forecast or price is a
+fallback with a reason, never a crash. Units: energy Wh, power W, prices minor units per
+kWh, money milli-minor units (Wh x minor/kWh), all integers.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 import inspect
 import math
 from pathlib import Path
@@ -60,6 +63,7 @@ from .const import (
     CONF_MIN_SELL_PRICE,
     CONF_MODE_ENTITY,
     CONF_PEAK_MARGIN_PCT,
+    CONF_PLUGGED_ENTITY,
     CONF_SETPOINT_ENTITY,
     CONF_SLOT_MINUTES,
     CONF_SWITCH_ENTITY,
@@ -71,28 +75,16 @@ from .const import (
     ControlMode,
     PowerSign,
 )
-from .coordinator import EnergyIntegrator
+from .coordinator import AssetReading, EnergyIntegrator
 from .core.home.agents import (
     AssetAllocation,
     AssetBid,
     AssetKind as AgentKind,
-    BatteryState,
-    EVState,
-    Horizon,
     OwnerPolicy,
-    PlugState,
-    PriceOutlook,
-    base_load_bids,
-    battery_bids,
-    ev_bids,
-    home_order,
     home_price,
-    persistence_outlook,
-    plug_after_slot,
-    plug_bids,
-    pv_bids,
-    split_fill,
+    split_result,
 )
+from .core.home.forecast import HomeForecast
 from .core.home.peerbank import (
     Observation,
     PeerBankConfig,
@@ -100,9 +92,19 @@ from .core.home.peerbank import (
     PeerCapacity,
     step as peer_bank_step,
 )
+from .core.home.slot_plan import (
+    AssetInput,
+    DeviceMemory,
+    SitOut,
+    SlotDecision,
+    SlotInputs,
+    plan_slot,
+)
 from .core.market.clearing import Fill, SlotResult
 from .core.market.orders import MarketRules, Order, Reason, Side, Step
 from .federation import SIGNAL_LEDGER_UPDATED
+from .forecast_build import NoPriceError, inflexible_load_w
+from .forecasts import async_home_forecast
 from .gate import async_check_gate_lead, max_gate_lead_s
 from .prices import (
     InvalidPriceError,
@@ -122,13 +124,12 @@ EVENT_REPLENISHMENT_REQUESTED: Final = f"{DOMAIN}_replenishment_requested"
 
 # Gate closure lead without a community: orders of a slot are final this long before it.
 DEFAULT_GATE_LEAD_S: Final = 60
-# Horizon the agents plan over (slots); only the first slot's bids become an order.
+# Horizon the planner plans over (slots, at most a day); only the first slot is ordered.
 MAX_HORIZON_SLOTS: Final = 96
 # Bids of the home's inflexible load and of manual orders use these asset ids.
 BASE_LOAD_ID: Final = "base_load"
 MANUAL_ID: Final = "manual"
 # Agent defaults for limits the owner did not configure.
-DEFAULT_BATTERY_POWER_W: Final = 3000
 DEFAULT_EV_POWER_W: Final = 11_000
 SECONDS_PER_DAY: Final = 86_400
 # Peer Bank thresholds on the community's predicted net inventory per slot (Wh): below
@@ -141,24 +142,7 @@ MARKET_STORE_VERSION: Final = 1
 MAX_MANUAL_WH: Final = 1_000_000
 
 
-class SitOut(StrEnum):
-    """Reason codes of an asset that places no bid this slot (besides the agents' codes)."""
-
-    NO_READING = "no_reading"
-    NOT_PARTICIPATING = "not_participating"
-    NOT_FLEXIBLE = "not_flexible"
-    METER_ONLY = "meter_only"
-    NOT_PLUGGED = "not_plugged"
-    NO_CAPACITY = "no_capacity"
-    NO_PRICE = "no_price"
-    NO_BID = "no_bid"
-    SLOT_VOID = "slot_void"
-    PLUG_WAIT = "plug_wait"
-    MANUAL_ORDER = "manual_order"
-    OTHER = "other"
-
-
-# Every reason code an asset can show (the agents' codes and ours), the options of the
+# Every reason code an asset can show (the planner's codes and ours), the options of the
 # per-asset reason sensor; translated in strings.json. A code not listed shows as "other".
 AGENT_REASON_CODES: Final = (
     "pv_surplus",
@@ -178,6 +162,8 @@ AGENT_REASON_CODES: Final = (
     "used_internal",
     "exported_feed_in",
     "held_back",
+    "ev_on_plug_in",
+    "plug_on",
 )
 REASON_CODES: Final = (*AGENT_REASON_CODES, *(code.value for code in SitOut))
 
@@ -201,30 +187,8 @@ class FederationLike(Protocol):
         """Report the home's metered grid export and import during a past slot."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AssetPlan:
-    """One asset in one slot: its bid (None when it sits out) and why."""
-
-    asset_id: str
-    bids: tuple[AssetBid, ...]
-    reason: Reason
-
-    @property
-    def signed_wh(self) -> int:
-        """Energy of the bids: positive buys (consumes), negative sells (produces)."""
-        return sum(bid.energy_wh if bid.side is Side.BUY else -bid.energy_wh for bid in self.bids)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SlotPlan:
-    """Everything the home decided for one slot before gate closure."""
-
-    slot_start: int
-    import_price: int
-    feed_in_tariff: int
-    order: Order | None
-    bids: tuple[AssetBid, ...]
-    assets: Mapping[str, AssetPlan]
+# What the home decided for one slot before gate closure (the engine's answer).
+SlotPlan = SlotDecision
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -275,13 +239,6 @@ class MarketTotals:
     earned_milli: int = 0
     spent_milli: int = 0
     restored: set[str] = field(default_factory=set)
-
-
-@dataclass(slots=True)
-class _PlugMemory:
-    power_w: int | None = None
-    delay_used_s: int = 0
-    flex_wh: int = 0
 
 
 def utc_from_ts(ts: int) -> datetime:
@@ -337,9 +294,7 @@ class SlotClock:
         self._listeners: list[Callable[[], None]] = []
         self._unsubs: list[Callable[[], None]] = []
         self._timers: dict[str, Callable[[], None]] = {}
-        self._ev_charged: dict[str, int] = {}
-        self._ev_departure: dict[str, int] = {}
-        self._plugs: dict[str, _PlugMemory] = {}
+        self.memory = DeviceMemory()
         self._last_import: int | None = None
         self._last_export: int | None = None
         self._manual_seq = 0
@@ -688,201 +643,150 @@ class SlotClock:
     # --- step 1: plan the slot ----------------------------------------------------------
 
     async def async_prepare(self, slot: int) -> SlotPlan | None:
-        """Build the home order for ``slot`` and submit it (community) or keep it (local)."""
-        plan = self.plan_slot(slot)
+        """Plan ``slot``, keep the plan and submit its orders (community) or keep them (local)."""
+        plan = await self.async_plan_slot(slot)
+        if self._stopped:
+            return None
         self.plans[slot] = plan
         self._notify()
         federation = self.federation
         if federation is None:
             return plan
-        orders = () if plan.order is None else (plan.order,)
         try:
-            await federation.async_submit_orders(slot * 1000, orders)
+            await federation.async_submit_orders(slot * 1000, plan.orders)
         except HomeAssistantError as err:
             LOGGER.warning("Could not send the orders for slot %s: %s", utc_from_ts(slot), err)
         return plan
 
-    def plan_slot(self, slot: int) -> SlotPlan:
-        """Run the agents for ``slot`` from the current readings (pure, no I/O)."""
+    @property
+    def horizon_slots(self) -> int:
+        """Slots the planner plans over (a day, at most ``MAX_HORIZON_SLOTS``)."""
+        return max(1, min(MAX_HORIZON_SLOTS, SECONDS_PER_DAY // self.slot_seconds))
+
+    async def async_plan_slot(self, slot: int) -> SlotPlan:
+        """Plan ``slot``: read the home (here), forecast it, run the planner in the executor."""
+        inputs = self.slot_inputs(slot)
+        forecast = await self._async_forecast(slot)
+        return await self.hass.async_add_executor_job(plan_slot, inputs, forecast)
+
+    async def _async_forecast(self, slot: int) -> HomeForecast | None:
+        """The home's forecast from ``slot``, None when there is none (the planner then
+        falls back to the readings now, or to no order without a price)."""
+        try:
+            return await async_home_forecast(
+                self.hass,
+                self.entry,
+                start=slot,
+                slot_seconds=self.slot_seconds,
+                slots=self.horizon_slots,
+            )
+        except NoPriceError:
+            LOGGER.debug("No price for the forecast of slot %s", utc_from_ts(slot))
+        except (ValueError, HomeAssistantError) as err:
+            LOGGER.warning("No forecast for slot %s: %s", utc_from_ts(slot), err)
+        except Exception:  # our bug: surface it, keep the market running on readings
+            LOGGER.exception("The forecast of slot %s failed", utc_from_ts(slot))
+        return None
+
+    def slot_inputs(self, slot: int) -> SlotInputs:
+        """The home as plain data for the planner: assets, readings, controls and policy."""
         runtime = self.runtime
-        prices = self.grid_prices()
-        if prices is None:
-            reason = Reason.of(SitOut.NO_PRICE)
-            return SlotPlan(
-                slot_start=slot,
-                import_price=0,
-                feed_in_tariff=0,
-                order=None,
-                bids=(),
-                assets={
-                    sid: AssetPlan(asset_id=sid, bids=(), reason=reason) for sid in runtime.assets
-                },
-            )
-        import_price, feed_in = prices
-        seconds = self.slot_seconds
-        horizon = Horizon(
-            tuple(
-                slot + k * seconds
-                for k in range(min(MAX_HORIZON_SLOTS, SECONDS_PER_DAY // seconds))
-            ),
-            seconds,
-        )
-        outlook = persistence_outlook(self.prices, horizon.slots, import_price, feed_in)
-        policy = self.policy()
         data: PeerEnergyData = runtime.coordinator.data
-        plans: dict[str, AssetPlan] = {}
+        prices = self.grid_prices()
+        assets: list[AssetInput] = []
         for sid, asset in runtime.assets.items():
-            plans[sid] = self._plan_asset(asset, data, slot, horizon, outlook, policy)
-        plans[BASE_LOAD_ID] = self._plan_base_load(data, slot, horizon, outlook)
-        bids = [bid for plan in plans.values() for bid in plan.bids]
-        for k, bid in enumerate(self.manual.get(slot, ())):
-            plans[f"{MANUAL_ID}_{k + 1}"] = AssetPlan(
-                asset_id=bid.asset_id, bids=(bid,), reason=bid.reason
-            )
-            bids.append(bid)
-        order = home_order(self.member, slot, bids, outlook.at(0), policy, import_price, feed_in)
-        return SlotPlan(
+            controls = runtime.controls_for(sid)
+            reading = data.assets.get(sid) or AssetReading()
+            sources = asset.sources
+            common: dict[str, Any] = {
+                "asset_id": sid,
+                "kind": asset.kind.value,
+                "participating": controls.participating,
+                "has_reading": sid in data.assets,
+                "power_w": reading.power_w,
+            }
+            if asset.kind is AssetKind.BATTERY:
+                assets.append(
+                    AssetInput(
+                        **common,
+                        controllable=CONF_SETPOINT_ENTITY in sources or CONF_MODE_ENTITY in sources,
+                        capacity_wh=asset.capacity_wh,
+                        soc_pct=reading.soc_pct,
+                        reserve_pct=controls.battery_reserve_pct,
+                        max_charge_w=asset.max_charge_w,
+                        max_discharge_w=asset.max_discharge_w,
+                    )
+                )
+            elif asset.kind is AssetKind.EV_CHARGER:
+                departure = self._departure(slot, controls.ev_departure)
+                need = self.memory.ev_need(
+                    sid, departure, controls.ev_energy_needed_wh, reading.plugged
+                )
+                assets.append(
+                    AssetInput(
+                        **common,
+                        controllable=CONF_SWITCH_ENTITY in sources,
+                        plugged=reading.plugged,
+                        plugged_known=CONF_PLUGGED_ENTITY in sources,
+                        need_wh=need,
+                        departure=departure,
+                        max_charge_w=asset.max_charge_w,
+                    )
+                )
+            elif asset.kind is AssetKind.PLUG:
+                max_delay = controls.plug_max_delay_min * 60
+                power = (
+                    self.memory.plug_seen(sid, reading.power_w)
+                    if controls.plug_flexible
+                    else reading.power_w
+                )
+                assets.append(
+                    AssetInput(
+                        **common | {"power_w": power},
+                        controllable=CONF_SWITCH_ENTITY in sources,
+                        flexible=controls.plug_flexible,
+                        wait_left_s=self.memory.plug_wait_left(sid, max_delay),
+                        waited_s=self.memory.plug_waited.get(sid, 0),
+                    )
+                )
+            else:
+                assets.append(AssetInput(**common))
+        return SlotInputs(
+            owner=self.member,
             slot_start=slot,
-            import_price=import_price,
-            feed_in_tariff=feed_in,
-            order=order,
-            bids=tuple(bids),
-            assets=plans,
+            slot_seconds=self.slot_seconds,
+            horizon_slots=self.horizon_slots,
+            control=self.control_mode is ControlMode.CONTROL,
+            policy=self.policy(),
+            import_price=None if prices is None else prices[0],
+            feed_in_tariff=None if prices is None else prices[1],
+            assets=tuple(assets),
+            base_load_w=inflexible_load_w(runtime.assets, data, runtime.controls_for),
+            manual=tuple(self.manual.get(slot, ())),
+            expected_price=self._expected_prices(slot),
+            now=int(dt_util.utcnow().timestamp()),
         )
 
-    def _plan_asset(
-        self,
-        asset: AssetConfig,
-        data: PeerEnergyData,
-        slot: int,
-        horizon: Horizon,
-        outlook: PriceOutlook,
-        policy: OwnerPolicy,
-    ) -> AssetPlan:
-        sid = asset.subentry_id
-        controls = self.runtime.controls_for(sid)
+    def _expected_prices(self, slot: int) -> tuple[int, ...]:
+        """The community's price of the same slots a day earlier, as far as all are known
+        (the planner then expects them again; nothing is expected without a community)."""
+        if self.federation is None:
+            return ()
+        out: list[int] = []
+        for k in range(self.horizon_slots):
+            price = self.prices.get(slot + k * self.slot_seconds - SECONDS_PER_DAY)
+            if price is None:
+                break
+            out.append(price)
+        return tuple(out)
 
-        def out(code: str, **params: int | str) -> AssetPlan:
-            return AssetPlan(asset_id=sid, bids=(), reason=Reason.of(code, **params))
-
-        if asset.kind is AssetKind.GRID_METER:
-            return out(SitOut.METER_ONLY)
-        if not controls.participating:
-            return out(SitOut.NOT_PARTICIPATING)
-        reading = data.assets.get(sid)
-        if reading is None:
-            return out(SitOut.NO_READING, missing="all")
-        bids: tuple[AssetBid, ...] = ()
-        if asset.kind is AssetKind.PV:
-            if reading.power_w is None:
-                return out(SitOut.NO_READING, missing="power")
-            bids = pv_bids(sid, [horizon.energy(max(reading.power_w, 0))], horizon, outlook, policy)
-        elif asset.kind is AssetKind.BATTERY:
-            if not asset.capacity_wh:
-                return out(SitOut.NO_CAPACITY)
-            if reading.soc_pct is None:
-                return out(SitOut.NO_READING, missing="soc")
-            state = BatteryState(
-                sid,
-                capacity_wh=asset.capacity_wh,
-                soc_wh=round(asset.capacity_wh * reading.soc_pct / 100),
-                reserve_pct=controls.battery_reserve_pct,
-                max_charge_w=asset.max_charge_w or DEFAULT_BATTERY_POWER_W,
-                max_discharge_w=asset.max_discharge_w or DEFAULT_BATTERY_POWER_W,
-            )
-            bids = battery_bids(state, horizon, outlook, policy)
-        elif asset.kind is AssetKind.EV_CHARGER:
-            if "plugged_entity" in asset.sources and reading.plugged is None:
-                return out(SitOut.NO_READING, missing="plugged")
-            departure = self._departure(sid, slot, controls.ev_departure)
-            if reading.plugged is False:
-                self._ev_charged[sid] = 0
-                return out(SitOut.NOT_PLUGGED)
-            needed = max(0, controls.ev_energy_needed_wh - self._ev_charged.get(sid, 0))
-            ev = EVState(
-                sid,
-                energy_needed_wh=needed,
-                departure=departure,
-                max_charge_w=asset.max_charge_w or DEFAULT_EV_POWER_W,
-            )
-            bids = ev_bids(ev, horizon, outlook, policy)
-        elif asset.kind is AssetKind.PLUG:
-            if not controls.plug_flexible:
-                return out(SitOut.NOT_FLEXIBLE)
-            memory = self._plugs.setdefault(sid, _PlugMemory())
-            if reading.power_w is not None and reading.power_w > 0:
-                memory.power_w = reading.power_w
-            if memory.power_w is None:
-                return out(SitOut.NO_READING, missing="power")
-            plug = PlugState(
-                sid,
-                remaining_wh=horizon.energy(memory.power_w),
-                power_w=memory.power_w,
-                max_delay_s=controls.plug_max_delay_min * 60,
-                delay_used_s=memory.delay_used_s,
-                flex_wh=memory.flex_wh,
-            )
-            bids = plug_bids(plug, horizon, outlook, policy)
-            if not any(bid.slot_start == slot for bid in bids):
-                # The agent holds the plug off this slot (price above its threshold).
-                return AssetPlan(
-                    asset_id=sid,
-                    bids=(),
-                    reason=Reason.of(
-                        SitOut.PLUG_WAIT,
-                        expected=outlook.at(0),
-                        delay_used_s=memory.delay_used_s,
-                    ),
-                )
-        mine = [bid for bid in bids if bid.slot_start == slot]
-        if not mine:
-            return out(SitOut.NO_BID)
-        return AssetPlan(asset_id=sid, bids=tuple(mine), reason=mine[0].reason)
-
-    def _departure(self, sid: str, slot: int, departure: Any) -> int:
-        """Next departure (Unix seconds) after the slot starts; resets the charged count."""
+    def _departure(self, slot: int, departure: Any) -> int:
+        """Next departure (Unix seconds) after the slot starts."""
         local = dt_util.as_local(utc_from_ts(slot))
         when = local.replace(hour=departure.hour, minute=departure.minute, second=0, microsecond=0)
         if when <= local:
             when += timedelta(days=1)
-        ts = int(when.timestamp())
-        if self._ev_departure.get(sid) != ts:
-            self._ev_departure[sid] = ts
-            self._ev_charged[sid] = 0
-        return ts
-
-    def _plan_base_load(
-        self, data: PeerEnergyData, slot: int, horizon: Horizon, outlook: PriceOutlook
-    ) -> AssetPlan:
-        """The home's inflexible load: everything no agent bids for, as persistence forecast."""
-        runtime = self.runtime
-        grid = data.grid_power_w
-        if grid is None:
-            return AssetPlan(
-                asset_id=BASE_LOAD_ID,
-                bids=(),
-                reason=Reason.of(SitOut.NO_READING, missing="grid"),
-            )
-        load = grid
-        for sid, asset in runtime.assets.items():
-            reading = data.assets.get(sid)
-            power = 0 if reading is None or reading.power_w is None else reading.power_w
-            controls = runtime.controls_for(sid)
-            if asset.kind is AssetKind.PV:
-                load += max(power, 0)
-            elif asset.kind is AssetKind.BATTERY:
-                load += power
-            elif controls.participating and (
-                asset.kind is AssetKind.EV_CHARGER
-                or (asset.kind is AssetKind.PLUG and controls.plug_flexible)
-            ):
-                load -= power
-        bids = base_load_bids(BASE_LOAD_ID, [horizon.energy(max(load, 0))], horizon, outlook)
-        if not bids:
-            return AssetPlan(
-                asset_id=BASE_LOAD_ID, bids=(), reason=Reason.of("base_load", forecast_wh=0)
-            )
-        return AssetPlan(asset_id=BASE_LOAD_ID, bids=bids[:1], reason=bids[0].reason)
+        return int(when.timestamp())
 
     # --- manual orders ------------------------------------------------------------------
 
@@ -958,7 +862,6 @@ class SlotClock:
         received = sum(f.energy_wh * f.price for f in fills if f.seller == me)
         traded = bought + sold
         void = not local and result is None
-        side = plan.order.side if plan.order is not None else None
         clean_price = None if result is None else result.clean_price
         # Volume-weighted price of this home's own fills (fees excluded).
         own_price = sum(f.energy_wh * f.price for f in fills) // traded if traded else None
@@ -971,11 +874,11 @@ class SlotClock:
         price = community_price
         if price is None:
             price = own_price if own_price is not None else self._home_price(plan)
-        allocations = split_fill(
+        allocations = split_result(
             plan.bids,
             plan.slot_start,
-            side,
-            bought if side is Side.BUY else sold,
+            bought,
+            sold,
             own_price if own_price is not None else price,
             plan.import_price,
             plan.feed_in_tariff,
@@ -997,7 +900,7 @@ class SlotClock:
         position = sum(a.market_wh + a.grid_wh for a in allocations)
         return SlotReport(
             slot_start=plan.slot_start,
-            price=price if plan.order is not None or community_price is not None else None,
+            price=price if plan.orders or community_price is not None else None,
             clean_price=clean_price,
             own_price=own_price,
             void=void,
@@ -1027,7 +930,7 @@ class SlotClock:
 
     @callback
     def _record(self, report: SlotReport, plan: SlotPlan) -> None:
-        """Keep an outcome, update totals and agent memories, tell entities and the bus."""
+        """Keep an outcome, update totals and the device memory, tell entities and the bus."""
         slot = report.slot_start
         self.reports[slot] = report
         if report.price is not None:
@@ -1066,36 +969,13 @@ class SlotClock:
         self._notify()
 
     def _after_slot(self, report: SlotReport, plan: SlotPlan) -> None:
-        """Update what agents remember across slots (EV energy charged, plug delay)."""
-        for sid, asset in self.runtime.assets.items():
-            alloc = report.allocations.get(sid)
-            if asset.kind is AssetKind.EV_CHARGER and alloc is not None:
-                self._ev_charged[sid] = self._ev_charged.get(sid, 0) + max(alloc.energy_wh, 0)
-            elif asset.kind is AssetKind.PLUG and sid in self._plugs:
-                memory = self._plugs[sid]
-                asset_plan = plan.assets.get(sid)
-                if asset_plan is None or memory.power_w is None:
-                    continue
-                if asset_plan.reason.code in (SitOut.NOT_FLEXIBLE, SitOut.NOT_PARTICIPATING):
-                    continue
-                wanted = memory.power_w * self.slot_seconds // 3600
-                ran = 0 if alloc is None else max(alloc.energy_wh, 0)
-                state = plug_after_slot(
-                    PlugState(
-                        sid,
-                        remaining_wh=wanted,
-                        power_w=memory.power_w,
-                        max_delay_s=0,
-                        delay_used_s=memory.delay_used_s,
-                        flex_wh=memory.flex_wh,
-                    ),
-                    ran,
-                    wanted,
-                    self.slot_seconds,
-                )
-                memory.flex_wh = state.flex_wh
-                # Work done resets the delay budget; a slot held off uses it up.
-                memory.delay_used_s = 0 if ran >= wanted else state.delay_used_s
+        """Update what the planner remembers across slots (EV energy charged, plug waits)."""
+        kinds = {sid: asset.kind.value for sid, asset in self.runtime.assets.items()}
+        energy = {sid: alloc.energy_wh for sid, alloc in report.allocations.items()}
+        for sid, asset_plan in plan.assets.items():
+            if asset_plan.reason.code == SitOut.PLUG_WAIT:
+                energy.setdefault(sid, 0)
+        self.memory.after_slot(kinds, energy, self.slot_seconds)
 
     # --- step 4: act --------------------------------------------------------------------
 
@@ -1256,6 +1136,7 @@ class SlotClock:
             "control_mode": self.control_mode.value,
             "community": self.federation is not None,
             "manual_orders": sum(len(bids) for bids in self.manual.values()),
+            "plan": self._plan_diagnostics(),
             "last_outcome": None
             if last is None
             else {
@@ -1277,6 +1158,20 @@ class SlotClock:
                 "observations": len(self.peer_bank.history),
                 "open_requests": len(self.peer_bank.open_requests),
             },
+        }
+
+    def _plan_diagnostics(self) -> dict[str, Any] | None:
+        """The newest plan in short: its mode, fallback, horizon and order sides."""
+        if not self.plans:
+            return None
+        plan = self.plans[max(self.plans)]
+        return {
+            "slot_start": utc_from_ts(plan.slot_start).isoformat(),
+            "mode": None if plan.plan is None else plan.plan.mode.value,
+            "fallback": plan.fallback,
+            "slots": 0 if plan.plan is None else len(plan.plan.slots),
+            "margin_wh": None if plan.plan is None else plan.plan.margin_wh,
+            "orders": [order.side.value for order in plan.orders],
         }
 
     # --- Peer Bank ----------------------------------------------------------------------

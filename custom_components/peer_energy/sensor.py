@@ -43,9 +43,10 @@ from .coordinator import (
     PeerEnergyData,
     state_number,
 )
+from .core.home.slot_plan import PLAN_COLUMNS, SitOut, plan_columns
 from .entity import PeerEnergyEntity, PeerEnergyMarketEntity
 from .federation import short
-from .market import REASON_CODES, SitOut, major_to_milli_amount, price_to_major, utc_from_ts
+from .market import REASON_CODES, major_to_milli_amount, price_to_major, utc_from_ts
 from .prices import minor_digits
 from .runtime import PeerEnergyConfigEntry
 
@@ -200,6 +201,7 @@ async def async_setup_entry(
         home.extend(
             PeerEnergySavingsSensor(coordinator, description) for description in SAVINGS_SENSORS
         )
+    home.extend(PeerEnergyPlanSensor(coordinator, description) for description in PLAN_SENSORS)
     async_add_entities(home)
     for subentry_id, asset in entry.runtime_data.assets.items():
         asset_sensors: list[SensorEntity] = [
@@ -578,6 +580,58 @@ class PeerEnergyMarketSensor(PeerEnergyMarketEntity, SensorEntity, RestoreEntity
         if self.entity_description.attrs_fn is None:
             return None
         return self.entity_description.attrs_fn(self.market)
+
+
+# --- The home's plan (the planner's next day) ----------------------------------------------
+
+
+def _plan_value(clock: SlotClock) -> StateType:
+    """The next slot's planned grid energy (Wh): import minus export."""
+    plan = clock.next_plan
+    if plan is None or plan.plan is None or not plan.plan.slots:
+        return None
+    first = plan.plan.slots[0]
+    return first.import_wh - first.export_wh
+
+
+def _plan_attrs(clock: SlotClock) -> dict[str, Any]:
+    """The plan of the next day as columns, one value per slot (not recorded)."""
+    plan = clock.next_plan
+    if plan is None:
+        return {}
+    attrs: dict[str, Any] = {
+        "slot_start": utc_from_ts(plan.slot_start).isoformat(),
+        "fallback": plan.fallback,
+        "currency": clock.currency,
+    }
+    if plan.plan is not None:
+        attrs |= plan_columns(plan.plan)
+    return attrs
+
+
+PLAN_SENSOR = PeerEnergyMarketSensorDescription(
+    key="plan",
+    translation_key="plan",
+    device_class=SensorDeviceClass.ENERGY,
+    native_unit_of_measurement=UnitOfEnergy.WATT_HOUR,
+    suggested_display_precision=0,
+    value_fn=_plan_value,
+    attrs_fn=_plan_attrs,
+)
+
+
+PLAN_SENSORS = (PLAN_SENSOR,)
+
+
+class PeerEnergyPlanSensor(PeerEnergyMarketSensor):
+    """The next slot's planned grid energy, with the plan of the next day as attributes.
+
+    The plan is replaced every slot and is large: its attributes are not recorded.
+    """
+
+    _unrecorded_attributes = frozenset(
+        {"slot_start", "fallback", "currency", "mode", "slot_seconds", "margin_wh", *PLAN_COLUMNS}
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

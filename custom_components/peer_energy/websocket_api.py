@@ -36,6 +36,7 @@ from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
 from .const import CONF_HOME_NAME, DOMAIN, LOGGER
+from .core.home.slot_plan import AssetPlan, plan_columns
 from .core.trust.credit import TradeTerms
 from .core.trust.ledger_db import LedgerDBError
 from .federation import short
@@ -43,7 +44,6 @@ from .market import (
     MANUAL_ID,
     SECONDS_PER_DAY,
     AssetAction,
-    AssetPlan,
     SlotClock,
     SlotPlan,
     SlotReport,
@@ -154,6 +154,7 @@ async def async_market_view(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
         "current": _slot_view(hass, entry, market, now),
         "next": _slot_view(hass, entry, market, now + step),
         "history": _history(market, now + step),
+        "plan": _plan(market, now + step),
         "trades": trades,
         "settlements": settlements,
         "credit": _credit(ledger, currency),
@@ -227,6 +228,23 @@ def _slot_view(
     return view
 
 
+def _plan(market: SlotClock, slot: int) -> dict[str, Any] | None:
+    """The planner's plan made for ``slot`` (the next day, one value per slot; energy Wh,
+    prices minor units per kWh), with the fallback it had to take, if any."""
+    plan = market.plans.get(slot)
+    if plan is None:
+        return None
+    view: dict[str, Any] = {
+        "slot_start": utc_from_ts(slot).isoformat(),
+        "fallback": plan.fallback,
+        "mode": None,
+    }
+    if plan.plan is not None:
+        view |= plan_columns(plan.plan)
+        view["start"] = [utc_from_ts(start).isoformat() for start in view["start"]]
+    return view
+
+
 def _order(plan: SlotPlan | None, currency: str) -> dict[str, Any] | None:
     """The one aggregate order that left the house (no partner preferences)."""
     if plan is None or plan.order is None:
@@ -237,6 +255,17 @@ def _order(plan: SlotPlan | None, currency: str) -> dict[str, Any] | None:
         "energy_wh": order.energy_wh,
         "clean": order.clean,
         "steps": _steps(order.steps, currency),
+        "reason": _reason(order.reason),
+        # Both sides when the home would buy while cheap and sell while dear.
+        "orders": [
+            {
+                "side": o.side.value,
+                "energy_wh": o.energy_wh,
+                "clean": o.clean,
+                "steps": _steps(o.steps, currency),
+            }
+            for o in plan.orders
+        ],
     }
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from datetime import UTC, datetime
 from typing import Any
-from unittest.mock import AsyncMock, Mock
+from unittest.mock import AsyncMock, Mock, patch
 
 from homeassistant.components.energy.data import async_get_manager
 from homeassistant.components.recorder.models import StatisticMeanType
@@ -54,6 +54,17 @@ def isolated_config_dir(request: pytest.FixtureRequest, tmp_path_factory: Any) -
     if "hass" in request.fixturenames:
         hass = request.getfixturevalue("hass")
         hass.config.config_dir = str(tmp_path_factory.mktemp("config"))
+
+
+@pytest.fixture(autouse=True)
+def _slot_clock_without_forecasts() -> Generator[None]:
+    """The slot clock plans on readings alone here (its forecasts are tested in
+    tests/market_ha): these tests see every read and fit the forecaster makes."""
+    with patch(
+        "custom_components.peer_energy.market.async_home_forecast",
+        AsyncMock(return_value=None),
+    ):
+        yield
 
 
 async def berlin(hass: HomeAssistant) -> None:

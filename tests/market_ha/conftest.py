@@ -82,7 +82,9 @@ def mock_config_entry(control_mode: ControlMode) -> MockConfigEntry:
 
 @pytest.fixture
 def source_states(hass: HomeAssistant) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Source entity states, including the controllable entities."""
+    """Source entity states, including the controllable entities; the home is in Amsterdam,
+    where the sun is up at START (the PV forecast follows the PV power now)."""
+    hass.config.latitude, hass.config.longitude = 52.37, 4.90
     for entity_id, (state, attributes) in MARKET_STATES.items():
         hass.states.async_set(entity_id, state, attributes)
     return MARKET_STATES

@@ -10,11 +10,13 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from custom_components.peer_energy.market import AGENT_REASON_CODES
+from custom_components.peer_energy.core.home.planner import PLANNER_REASON_CODES
+from custom_components.peer_energy.market import AGENT_REASON_CODES, REASON_CODES
 
-AGENTS = (
-    Path(__file__).parents[2] / "custom_components" / "peer_energy" / "core" / "home" / "agents.py"
-)
+HOME = Path(__file__).parents[2] / "custom_components" / "peer_energy" / "core" / "home"
+AGENTS = HOME / "agents.py"
+# What the slot clock runs: the planner, its per-asset curves and the slot planning step.
+PLANNING = (HOME / "planner.py", HOME / "curve.py", HOME / "slot_plan.py", HOME / "netting.py")
 # The home order's own reason: it describes the aggregate, never one asset.
 ORDER_LEVEL = {"home_net"}
 
@@ -61,3 +63,13 @@ def test_every_agent_reason_code_is_known_to_the_shell() -> None:
     codes = emitted_codes(AGENTS.read_text(encoding="utf-8"))
     assert "pv_surplus" in codes  # the scan sees the engine's codes at all
     assert codes - ORDER_LEVEL <= set(AGENT_REASON_CODES)
+
+
+def test_every_planner_reason_code_is_known_to_the_shell() -> None:
+    """The planner's codes (and the slot planning step's) are sensor states, translated."""
+    codes: set[str] = set()
+    for path in PLANNING:
+        codes |= emitted_codes(path.read_text(encoding="utf-8"))
+    assert {"ev_on_plug_in", "plug_on", "battery_self_consumption"} <= codes
+    assert codes - ORDER_LEVEL <= set(REASON_CODES)
+    assert set(PLANNER_REASON_CODES) - ORDER_LEVEL <= set(AGENT_REASON_CODES)

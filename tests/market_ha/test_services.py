@@ -92,7 +92,7 @@ async def test_place_order_for_a_later_slot(hass: HomeAssistant, market: SlotClo
     slot = NEXT_TS + 1800
     assert response["slot_start"] == (NEXT_SLOT + timedelta(minutes=30)).isoformat()
     assert slot not in market.plans
-    plan = market.plan_slot(slot)
+    plan = await market.async_plan_slot(slot)
     assert plan.assets["manual_1"].signed_wh == -200
 
 

@@ -57,8 +57,13 @@ async def test_plans_next_slot_at_setup(hass: HomeAssistant, market: SlotClock) 
     assert plan.assets[GRID_ID].reason.code == SitOut.METER_ONLY
     assert plan.assets[PLUG_ID].reason.code == SitOut.NOT_FLEXIBLE
     assert plan.assets[PV_ID].reason.code == "pv_surplus"
-    # 2500 W of PV for 15 minutes is offered as 625 Wh.
-    assert plan.assets[PV_ID].signed_wh == -625
+    # 2500 W of PV for 15 minutes is 625 Wh, shaped by the sun's height a little later.
+    assert -640 <= plan.assets[PV_ID].signed_wh <= -600
+    # The plan of the next day is kept with the order (advise mode: the devices' own logic).
+    assert plan.plan is not None
+    assert plan.plan.mode.value == "advise"
+    assert len(plan.plan.slots) == 96
+    assert plan.fallback is None
     assert plan.assets[EV_ID].signed_wh > 0
     # Nothing is known about the slot's outcome before its gate closure.
     assert market.next is None
@@ -234,24 +239,19 @@ async def test_unplugged_ev_and_not_participating(hass: HomeAssistant, market: S
     hass.states.async_set("binary_sensor.ev_plugged", "off")
     await hass.async_block_till_done()
     market.runtime.async_update_controls(PV_ID, participating=False)
-    plan = market.plan_slot(NEXT_TS)
+    plan = await market.async_plan_slot(NEXT_TS)
     assert plan.assets[EV_ID].reason.code == SitOut.NOT_PLUGGED
     assert plan.assets[PV_ID].reason.code == SitOut.NOT_PARTICIPATING
     assert plan.assets[EV_ID].bids == ()
 
 
-async def test_flexible_plug_waits_out_a_peak(hass: HomeAssistant, market: SlotClock) -> None:
-    """A flexible plug bids to run at normal prices and waits while a peak is expected."""
+async def test_flexible_plug_runs_in_advise_mode(hass: HomeAssistant, market: SlotClock) -> None:
+    """In advise mode a flexible plug runs as soon as it may (nothing holds it off), so
+    the home bids for its energy."""
     market.runtime.async_update_controls(PLUG_ID, plug_flexible=True)
-    plan = market.plan_slot(NEXT_TS)
-    assert plan.assets[PLUG_ID].reason.code == "plug_run"
-    # Yesterday the same slot cleared far above the usual price: expect a peak.
-    market.prices[NEXT_TS - 86_400] = 29
-    for k in range(1, 40):
-        market.prices[NEXT_TS - 86_400 + k * 900] = 10
-    plan = market.plan_slot(NEXT_TS)
-    assert plan.assets[PLUG_ID].reason.code == SitOut.PLUG_WAIT
-    assert plan.assets[PLUG_ID].bids == ()
+    plan = await market.async_plan_slot(NEXT_TS)
+    assert plan.assets[PLUG_ID].reason.code == "plug_on"
+    assert plan.assets[PLUG_ID].signed_wh == 37  # 150 W for 15 minutes
 
 
 async def test_no_price_sits_everything_out(hass: HomeAssistant, market: SlotClock) -> None:
@@ -265,7 +265,7 @@ async def test_no_price_sits_everything_out(hass: HomeAssistant, market: SlotClo
             {**entry.data, "import_price": None, "import_price_entity": "sensor.nope"}
         ),
     )
-    plan = market.plan_slot(NEXT_TS)
+    plan = await market.async_plan_slot(NEXT_TS)
     assert plan.order is None
     assert {p.reason.code for p in plan.assets.values()} == {SitOut.NO_PRICE}
 
@@ -575,10 +575,11 @@ async def test_departure_before_the_slot_is_tomorrow(
     from datetime import time
 
     market.runtime.async_update_controls(EV_ID, ev_departure=time(3, 0))
-    plan = market.plan_slot(NEXT_TS)
+    inputs = market.slot_inputs(NEXT_TS)
+    (ev,) = (a for a in inputs.assets if a.asset_id == EV_ID)
     # 12:15 UTC is 04:15 in the test's time zone (US/Pacific): departure 03:00 tomorrow,
-    # 22:45 later, 91 slots of 15 minutes.
-    assert dict(plan.assets[EV_ID].reason.params)["slots_left"] == 91
+    # 22:45 later.
+    assert ev.departure == NEXT_TS + 22 * 3600 + 45 * 60
 
 
 async def test_each_slot_is_metered_and_reported_to_the_community(

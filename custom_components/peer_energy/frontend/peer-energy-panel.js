@@ -56,6 +56,8 @@ const REASON_PARAMS = {
   ev_deadline: ["need_wh", "slots_left", "urgency_pct"],
   plug_run: ["expected", "threshold", "delay_used_s", "flex_wh"],
   plug_delay_exhausted: ["expected", "threshold", "delay_used_s", "flex_wh"],
+  ev_on_plug_in: ["need_wh"],
+  plug_on: ["need_wh"],
   plug_wait: ["expected", "delay_used_s"],
   bought_market: BUY,
   served_internal: BUY,
