@@ -45,6 +45,33 @@ def plug_id(k: int) -> str:
     return f"plug{k}"
 
 
+def capacity_shares(c: Community, capacity_w: int) -> NDArray[Any]:
+    """Each home's share of the community's import capacity per slot (W), shape (H, T).
+
+    What the capacity leaves above the members' own inflexible import (the positive part of
+    each home's forecast load minus PV, summed) is shared among the homes in proportion to
+    the power of their flexible devices (battery charging, EV charger, plugs): homes without
+    any get nothing, they have nothing to move. The homes' inflexible imports plus their
+    shares then add up to the capacity in every slot.
+    """
+    load, pv, _, _ = c.forecasts()
+    own = np.maximum(load - pv, 0).sum(axis=0)
+    room_w = np.maximum(capacity_w - own * 3600 // c.slot_seconds, 0)
+    weight = np.asarray(
+        [
+            (h.battery.power_w if h.battery is not None else 0)
+            + (h.ev.charger_w if h.ev is not None else 0)
+            + sum(task.power_w for task in h.flex)
+            for h in c.homes
+        ],
+        dtype=np.int64,
+    )
+    total = int(weight.sum())
+    if total <= 0:
+        return np.zeros(c.load_wh.shape, dtype=np.int64)
+    return np.asarray(weight[:, None] * room_w[None, :] // total, dtype=np.int64)
+
+
 def known_until(c: Community) -> NDArray[Any] | None:
     """For a dynamic tariff, the last slot whose price is known at each slot: day-ahead
     prices are published around 13:00 local time for the next day, so until the end of the
