@@ -50,26 +50,25 @@ def capacity_shares(c: Community, capacity_w: int) -> NDArray[Any]:
 
     What the capacity leaves above the members' own inflexible import (the positive part of
     each home's forecast load minus PV, summed) is shared among the homes in proportion to
-    the power of their flexible devices (battery charging, EV charger, plugs): homes without
-    any get nothing, they have nothing to move. The homes' inflexible imports plus their
-    shares then add up to the capacity in every slot.
+    the power of the flexible devices they can use in the slot (battery charging, the EV
+    charger while a session is plugged in, plugs inside their task's window): a home with
+    nothing to move gets nothing. The homes' inflexible imports plus their shares then add
+    up to the capacity in every slot.
     """
     load, pv, _, _ = c.forecasts()
     own = np.maximum(load - pv, 0).sum(axis=0)
     room_w = np.maximum(capacity_w - own * 3600 // c.slot_seconds, 0)
-    weight = np.asarray(
-        [
-            (h.battery.power_w if h.battery is not None else 0)
-            + (h.ev.charger_w if h.ev is not None else 0)
-            + sum(task.power_w for task in h.flex)
-            for h in c.homes
-        ],
-        dtype=np.int64,
-    )
-    total = int(weight.sum())
-    if total <= 0:
-        return np.zeros(c.load_wh.shape, dtype=np.int64)
-    return np.asarray(weight[:, None] * room_w[None, :] // total, dtype=np.int64)
+    weight = np.zeros(c.load_wh.shape, dtype=np.int64)
+    for i, h in enumerate(c.homes):
+        if h.battery is not None:
+            weight[i] += h.battery.power_w
+        if h.ev is not None:
+            for s in h.ev.sessions:
+                weight[i, s.arrive : s.depart] += h.ev.charger_w
+        for task in h.flex:
+            weight[i, task.earliest : task.deadline] += task.power_w
+    total = weight.sum(axis=0)
+    return np.asarray(weight * room_w[None, :] // np.maximum(total, 1)[None, :], dtype=np.int64)
 
 
 def known_until(c: Community) -> NDArray[Any] | None:
