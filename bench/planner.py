@@ -8,7 +8,8 @@ solves that read the home's demand curve for the next slot). The home runs for `
 consecutive slots: each slot the planner plans the next ``--hours`` hours from the home's
 state, the devices do what the plan says at the expected price, and the state moves on, so
 the plans are the ones a home really makes over a day (EV plugged in from 18:00 to 07:30
-needing 20 kWh, two plug tasks a day, PV and a dynamic day-ahead price). Prints the median,
+needing 20 kWh, two plug tasks a day, PV and a dynamic day-ahead price, and a share of
+2 kW of the community's import capacity in every slot). Prints the median,
 95th percentile and worst CPU time per plan, and the LP solves per plan; advise mode (no
 LP) is timed too.
 """
@@ -127,6 +128,7 @@ def run(slots: int, hours: int, mode: PlanMode) -> tuple[list[float], list[int]]
             plugs=plugs,
             mode=mode,
             expected_price=tuple(p - 6 for p in forecast.import_price),
+            capacity_share_w=(2_000,) * n,
         )
         times.append((time.process_time() - began) * 1000)
         solves.append(plan.solves)

@@ -113,6 +113,13 @@ def parser() -> argparse.ArgumentParser:
         "price of the same slot the day before) or 'grid' (grid prices only)",
     )
     p.add_argument(
+        "--capacity-kw",
+        type=float,
+        default=None,
+        help="the community's import capacity the homes plan with, kW (default: the "
+        "no-trading peak; 0: none)",
+    )
+    p.add_argument(
         "--federation",
         action="store_true",
         help="clear every slot through the federation protocol (each home a peer on the "
@@ -191,14 +198,25 @@ def simulate(
     federation: bool = False,
     ramp: bool = True,
     margin_pct: int | None = None,
+    capacity_kw: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, kpi.RunResult]]:
     """Run everything on ``c``; returns the report dict and the raw results (``ramp=False``
-    leaves the ramp baseline out of the baselines)."""
+    leaves the ramp baseline out of the baselines).
+
+    ``capacity_kw`` is the community's import capacity the market's homes plan with (their
+    shares of it): None sets it to the no-trading peak, 0 or less means none. "Alone but
+    smart" has no community, so no capacity.
+    """
     results: dict[str, kpi.RunResult] = {}
     settings = run.default_settings(c)
     if margin_pct is not None:
         settings = replace(settings, risk_z_pct=margin_pct)
     results["no_trade"] = baselines.no_trade(c)
+    if capacity_kw is None:
+        peak_wh = int(results["no_trade"].community_import().max())
+        capacity_w: int | None = peak_wh * 3600 // c.slot_seconds
+    else:
+        capacity_w = round(capacity_kw * 1000) if capacity_kw > 0 else None
     if with_baselines:
         if ramp:
             results["ramp"] = baselines.ramp(c)
@@ -218,6 +236,7 @@ def simulate(
         outlook=outlook,
         federation=federation,
         settings=settings,
+        capacity_w=capacity_w,
     )
     results["market"] = market
     optimum = baselines.optimum(c) if with_baselines else None
@@ -258,6 +277,7 @@ def simulate(
         "horizon_hours": horizon_hours,
         "margin_pct": settings.risk_z_pct,
         "outlook": outlook,
+        "capacity_kw": None if capacity_w is None else round(capacity_w / 1000, 2),
         "federation": federation,
         "runs": runs,
         "targets": targets(runs),
@@ -310,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         outlook=args.outlook,
         federation=args.federation,
         margin_pct=args.margin_pct,
+        capacity_kw=args.capacity_kw,
     )
     data["timing_s"] = {
         "build": round(built, 2),

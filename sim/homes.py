@@ -45,6 +45,32 @@ def plug_id(k: int) -> str:
     return f"plug{k}"
 
 
+def capacity_shares(c: Community, capacity_w: int) -> NDArray[Any]:
+    """Each home's share of the community's import capacity per slot (W), shape (H, T).
+
+    What the capacity leaves above the members' own inflexible import (the positive part of
+    each home's forecast load minus PV, summed) is shared among the homes in proportion to
+    the power of the flexible devices they can use in the slot (battery charging, the EV
+    charger while a session is plugged in, plugs inside their task's window): a home with
+    nothing to move gets nothing. The homes' inflexible imports plus their shares then add
+    up to the capacity in every slot.
+    """
+    load, pv, _, _ = c.forecasts()
+    own = np.maximum(load - pv, 0).sum(axis=0)
+    room_w = np.maximum(capacity_w - own * 3600 // c.slot_seconds, 0)
+    weight = np.zeros(c.load_wh.shape, dtype=np.int64)
+    for i, h in enumerate(c.homes):
+        if h.battery is not None:
+            weight[i] += h.battery.power_w
+        if h.ev is not None:
+            for s in h.ev.sessions:
+                weight[i, s.arrive : s.depart] += h.ev.charger_w
+        for task in h.flex:
+            weight[i, task.earliest : task.deadline] += task.power_w
+    total = weight.sum(axis=0)
+    return np.asarray(weight * room_w[None, :] // np.maximum(total, 1)[None, :], dtype=np.int64)
+
+
 def known_until(c: Community) -> NDArray[Any] | None:
     """For a dynamic tariff, the last slot whose price is known at each slot: day-ahead
     prices are published around 13:00 local time for the next day, so until the end of the

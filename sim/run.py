@@ -50,7 +50,17 @@ from custom_components.peer_energy.core.trust.identity import Identity
 
 from .baselines import Batteries
 from .community import Community
-from .homes import BATTERY, EV, LOAD, PV, DeviceState, PlannerInputs, PriceMemory, own_logic
+from .homes import (
+    BATTERY,
+    EV,
+    LOAD,
+    PV,
+    DeviceState,
+    PlannerInputs,
+    PriceMemory,
+    capacity_shares,
+    own_logic,
+)
 from .kpi import RunResult
 
 COMMUNITY_ID = "sim-community"
@@ -162,6 +172,7 @@ def market(
     outlook: str = "community",
     federation: bool = False,
     settings: PlannerSettings | None = None,
+    capacity_w: int | None = None,
 ) -> tuple[RunResult, CreditLedger]:
     """Run the community with the planner; returns the result and the final ledger.
 
@@ -170,6 +181,8 @@ def market(
     home's result is split at its own price, as the integration does without a community).
     ``outlook="community"`` lets the homes expect each slot at the community price the same
     slot cleared at the day before; ``"grid"`` values later slots at grid prices only.
+    ``capacity_w`` is the community's import capacity: each home plans with its share of
+    it (:func:`~.homes.capacity_shares`); None: no capacity.
     """
     began = time.perf_counter()
     cpu_began = time.process_time()
@@ -206,6 +219,7 @@ def market(
     inputs = PlannerInputs(c, max(1, horizon_hours * 3600 // sec))
     memory = PriceMemory(c)
     load_fc, pv_fc, _, _ = c.forecasts()
+    shares = capacity_shares(c, capacity_w) if capacity_w is not None else None
     fairness = FairnessState()
     fed = Federation(c, ids, _slot_rules(c, base_rules, 0), seed) if federation else None
     counters = {
@@ -240,6 +254,9 @@ def market(
                 policy=policies[i],
                 expected_price=expected,
                 settings=settings,
+                capacity_share_w=()
+                if shares is None
+                else tuple(int(x) for x in shares[i, t : inputs.end(t)]),
             )
             plan_cpu += time.process_time() - tic
             counters["lp_solves"] += plan.solves
@@ -247,7 +264,13 @@ def market(
             if not trading:
                 continue
             for order in ag.home_bid(
-                keys[i], slot, plan.bids, policies[i], r, f, margin_wh=plan.margin_wh
+                keys[i],
+                slot,
+                plan.bids,
+                policies[i],
+                r,
+                f,
+                margin_wh=plan.margin_wh,
             ):
                 if order.side is Side.BUY:
                     headroom = ledger.max_buy_wh(keys[i], r, slot_rules.distributor_fee)
@@ -397,8 +420,9 @@ def _dispatch(
 
     Control mode: the devices follow the allocations (checked against their limits); the
     battery also covers the forecast's miss of this slot (``deviation``: actual minus
-    forecast net demand) within its limits, as a battery holding the planned grid exchange
-    does. Advise mode: the devices' own logic on the actual load and PV.
+    forecast net demand) within its limits, where that saves grid energy (a shortfall as far
+    as the home would import, a surplus as far as it would export). Advise mode: the
+    devices' own logic on the actual load and PV.
     """
     home = c.homes[i]
     room = max(0, min(int(bat.pw[i]), (int(bat.cap[i]) - st.soc) * 100 // int(bat.eff[i])))
@@ -437,7 +461,18 @@ def _dispatch(
     planned = sum(a.energy_wh for a in allocs if a.asset_id == BATTERY)
     if planned > room or -planned > stock:
         counters["device_violations"] += 1
-    want = planned - deviation
+    # The forecast's miss goes to the battery only where it saves grid energy: a shortfall
+    # it covers only as far as the home would otherwise import, a surplus it stores only as
+    # far as the home would otherwise export. It never discharges to hold a planned export
+    # (stored energy sold at the feed-in tariff) nor charges to hold a planned import.
+    actual = int(c.load_wh[i, t]) + ev_wh + int(arrays["flex"][i, t]) - int(c.pv_wh[i, t])
+    bought, sold = int(arrays["bought"][i, t]), int(arrays["sold"][i, t])
+    grid = actual + planned - (bought - sold)  # with the battery as planned
+    want = planned
+    if deviation > 0 and grid > 0:
+        want -= min(deviation, grid)
+    elif deviation < 0 and grid < 0:
+        want += min(-deviation, -grid)
     return min(max(want, 0), room), min(max(-want, 0), stock)
 
 

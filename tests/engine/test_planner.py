@@ -491,3 +491,50 @@ def test_home_without_flexibility_bids_its_net_position() -> None:
     assert plan.solves == 0
     orders = home_bid("me", T0, plan.bids, policy, 30, 8)
     assert [(o.side, o.steps) for o in orders] == [(Side.SELL, (Step(12, 300),))]
+
+
+def test_capacity_share_spreads_charging_over_the_cheap_slots() -> None:
+    """One cheap slot among equally cheap-enough ones: alone the battery and the EV fill
+    the cheapest slot; with a share of the community's capacity they stay within the home's
+    inflexible import plus its share wherever the other slots can take it, and still get
+    their energy."""
+    imp = [20, 19, 20, 20, 20, 20, 40, 40]
+    ev = EvSession(asset_id="ev", depart=at(6), energy_wh=4_000, max_power_w=11_000)
+    args = {
+        "batteries": (battery(2_000),),
+        "evs": (ev,),
+        "mode": PlanMode.CONTROL,
+        "settings": EXACT,
+    }
+    fc = forecast(8, imp=imp)
+    alone = plan_home(fc, **args)  # type: ignore[arg-type]
+    assert alone.slots[1].import_wh > 2_000  # everything in the cheapest slot
+    share_w = [4_000] * 8
+    shared = plan_home(fc, capacity_share_w=share_w, **args)  # type: ignore[arg-type]
+    room = 200 + 4_000 * SLOT // 3600
+    assert max(row.import_wh for row in shared.slots) <= room + 1
+    assert sum(row.ev_wh for row in shared.slots) == 4_000
+    # the cost of spreading is small: one price unit on what moved out of the cheapest slot
+    cost = sum(r.import_wh * r.import_price for r in shared.slots)
+    cost_alone = sum(r.import_wh * r.import_price for r in alone.slots)
+    assert cost - cost_alone <= sum(r.import_wh for r in shared.slots)
+    # a purchase from neighbours below the import price is not grid import: no penalty
+    assert shared.net_at(19) >= alone.net_at(19) - 1
+
+
+def test_capacity_share_never_cuts_the_inflexible_load() -> None:
+    """A share of zero leaves the home its own inflexible import (it is in the capacity
+    already); grid charging above it pays the capacity cost, so a spread that does not
+    cover it is no longer taken."""
+    load = [2_000] * 4
+    args = {
+        "batteries": (battery(2_000),),
+        "mode": PlanMode.CONTROL,
+        "settings": EXACT,
+    }
+    fc = forecast(4, load=load, imp=[20, 30, 30, 30])
+    alone = plan_home(fc, **args)  # type: ignore[arg-type]
+    assert alone.slots[0].battery_wh > 0  # 20 / 90 % < 30: it charges from the grid
+    plan = plan_home(fc, capacity_share_w=[0, 0, 0, 0], **args)  # type: ignore[arg-type]
+    assert plan.slots[0].battery_wh <= 1  # + half the mean price: no longer worth it
+    assert all(row.import_wh >= row.load_wh - 1_000 - 1 for row in plan.slots)

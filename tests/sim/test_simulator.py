@@ -443,3 +443,60 @@ def test_report_charts_stay_inside_their_axes(
         bills.group(0),
     )
     assert len(set(fills)) == len(data["runs"])
+
+
+def test_capacity_shares_add_up_to_the_capacity(community: Community) -> None:
+    """Each home's share of the capacity: nothing for homes without a flexible device, and
+    the members' own inflexible import plus the shares stay within the capacity."""
+    from sim.homes import capacity_shares
+
+    capacity_w = 20_000
+    shares = capacity_shares(community, capacity_w)
+    assert shares.shape == community.load_wh.shape
+    assert shares.min() >= 0
+    for i, home in enumerate(community.homes):
+        if home.battery is None and home.ev is None and not home.flex:
+            assert shares[i].sum() == 0
+    load, pv, _, _ = community.forecasts()
+    own_w = np.maximum(load - pv, 0).sum(axis=0) * 3600 // community.slot_seconds
+    total = own_w + shares.sum(axis=0)
+    assert (total <= np.maximum(capacity_w, own_w)).all()
+    assert shares.sum() > 0
+
+
+def test_capacity_keeps_the_peak_within_the_no_trading_peak() -> None:
+    """A dynamic tariff's cheap hour pulls every battery and EV onto the grid at once;
+    with the community's capacity (the no-trading peak) shared among the homes the market's
+    peak stays within it."""
+    c = build(
+        Options(
+            **{
+                **OPTIONS.__dict__,
+                "tariff": "dynamic",
+                "homes": 8,
+                "battery_share": 0.6,
+                "ev_share": 0.6,
+                "start": "2025-12-08",
+            }
+        )
+    )
+    no_trade = baselines.no_trade(c)
+    peak = int(no_trade.community_import().max())
+    uncapped, _ = run.market(c, seed=OPTIONS.seed)
+    assert int(uncapped.community_import().max()) > peak  # what the capacity is for
+    capacity_w = peak * 3600 // c.slot_seconds
+    market, _ = run.market(c, seed=OPTIONS.seed, capacity_w=capacity_w)
+    assert int(market.community_import().max()) <= peak
+    assert market.extra["unfinished_wh"] == 0
+
+
+def test_forecast_miss_goes_to_the_battery_only_where_it_saves_grid_energy() -> None:
+    """With noisy forecasts and a fixed tariff, a battery never charges from the grid nor
+    discharges into the grid to hold the plan's grid exchange: charging while the home
+    imports (or discharging while it exports) happens only with a trade in that slot."""
+    c = build(Options(**{**OPTIONS.__dict__, "forecast": "noisy"}))
+    market, _ = run.market(c, seed=OPTIONS.seed)
+    charge_on_import = (market.charge > 0) & (market.grid_import > 0) & (market.bought == 0)
+    discharge_on_export = (market.discharge > 0) & (market.grid_export > 0) & (market.sold == 0)
+    assert not charge_on_import.any()
+    assert not discharge_on_export.any()

@@ -17,11 +17,13 @@ Every slot ``k`` (``0 <= k < n``)::
     buy_k - sell_k + unmet_k = net_k + sum_b (ch_bk - dis_bk) + sum_e ev_ek + sum_p plug_pk
     soc_bk = soc_b,k-1 + eta_b ch_bk - dis_bk          (content after slot k, per battery)
     buy_k <= tier_1 + over1_k + over2_k                 (soft flattening tiers)
+    buy_k <= room_k + above_k                            (soft: the home's capacity share)
     sum_k ev_ek + later_e + short_e = need_e            (per EV session)
     sum_k plug_pk + short_p = need_p                    (per plug task)
 
     minimise sum_k (buy_price_k buy_k - sell_price_k sell_k + pen_1 over1_k + pen_2 over2_k
-                    + big unmet_k) + sum_b (deg_b dis_bk) - sum_b value_b soc_b,n-1
+                    + room_cost above_k + big unmet_k)
+             + sum_b (deg_b dis_bk) - sum_b value_b soc_b,n-1
              + sum_e (later_cost_e later_e + big short_e) + big sum_p short_p
              + a tiny cost growing with k on EV and plug energy (earlier is preferred)
 
@@ -90,6 +92,10 @@ class LpInput:
     flex_price: NDArray[Any] | None = None
     import_cap_wh: NDArray[Any] | None = None  # hard limit on the net import (None: none)
     tiers: tuple[tuple[float, float], tuple[float, float]] | None = None
+    # The home's room under the community's import capacity per slot (Wh, its own fixed
+    # import included) and the cost per kWh of importing above it (None: no capacity).
+    room_wh: NDArray[Any] | None = None
+    room_cost: float = 0.0
     batteries: tuple[BatteryModel, ...] = ()
     evs: tuple[WindowModel, ...] = ()
     plugs: tuple[WindowModel, ...] = ()
@@ -200,6 +206,18 @@ class HomeLP:
             put(flat, o2, -1.0)
             row_lo.append(np.full(n, -INF))
             row_hi.append(np.full(n, t1))
+        above0: int | None = None
+        if data.room_wh is not None:
+            above = lay.add("above", n)
+            above0 = int(above[0])
+            lo.append(np.zeros(n))
+            hi.append(np.full(n, INF))
+            cost.append(np.full(n, data.room_cost))
+            room = lay.rows(n)
+            put(room, buy, 1.0)
+            put(room, above, -1.0)
+            row_lo.append(np.full(n, -INF))
+            row_hi.append(np.maximum(np.asarray(data.room_wh, dtype=float), 0.0))
         self._bat: list[tuple[NDArray[Any], NDArray[Any], NDArray[Any]]] = []
         for b in data.batteries:
             ch = lay.add(f"ch{len(self._bat)}", n)
@@ -251,6 +269,7 @@ class HomeLP:
         if data.tiers is not None:
             (_, p1), (_, p2) = data.tiers
             self._over0 = (int(lay.cols["over1"][0]), int(lay.cols["over2"][0]), p1, p2)
+        self._above0 = None if above0 is None else (above0, data.room_cost)
         self._top0 = float(np.asarray(data.buy_price, dtype=float)[0])
         self._nb, self._ne, self._np = nb, ne, npl
         r = np.concatenate(rows)
@@ -297,6 +316,10 @@ class HomeLP:
                 o1, o2, p1, p2 = self._over0
                 cols += [o1, o2]
                 costs += [p1 if grid else 0.0, p2 if grid else 0.0]
+            if self._above0 is not None:  # the same for the capacity share
+                col, room_cost = self._above0
+                cols.append(col)
+                costs.append(room_cost if price >= self._top0 else 0.0)
             solver.changeColsCost(
                 len(cols), np.asarray(cols, dtype=np.int32), np.asarray(costs, dtype=float)
             )

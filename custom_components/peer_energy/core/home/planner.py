@@ -42,7 +42,12 @@ horizon is worth the last slot's feed-in tariff.
 **Grid-friendly.** Two soft tiers (:attr:`PlannerSettings.flat_tiers`) add a small cost to
 the home's import above a threshold, so equal-price slots are used evenly (no stacking of EV
 and plug energy, no last-minute charging: EV and plug energy also prefer earlier slots at
-equal cost); :attr:`PlannerSettings.import_limit_w` is a hard limit.
+equal cost); :attr:`PlannerSettings.import_limit_w` is a hard limit. With the community's
+import capacity, each home gets a share of it per slot (``capacity_share_w``): importing
+more than its inflexible net demand plus that share costs
+:attr:`PlannerSettings.capacity_cost_pct` of the mean import price per kWh, so the homes'
+batteries and EVs spread over the cheap hours instead of all filling the cheapest one (a
+purchase from neighbours below the import price is not grid import and pays nothing).
 
 **Uncertainty.** The first slot's net demand has the standard deviation
 ``sqrt(load_sd^2 + pv_sd^2)``; both sides of the order are reduced by
@@ -75,7 +80,7 @@ from .agents import AssetBid, AssetKind, BatteryState, OwnerPolicy
 from .curve import asset_bids, monotone, slot0_assets
 from .devices import EvSession, PlugTask, energy_wh, first_slot, last_slot
 from .forecast import HomeForecast
-from .home_lp import BatteryModel, HomeLP, LpInput, LpSolution, WindowModel
+from .home_lp import INF, BatteryModel, HomeLP, LpInput, LpSolution, WindowModel
 
 __all__ = [
     "PLANNER_REASON_CODES",
@@ -122,6 +127,9 @@ class PlannerSettings:
     # of the horizon's mean import price, so it means the same in every currency).
     flat_tiers: tuple[tuple[int, int], tuple[int, int]] | None = ((3700, 15), (7400, 45))
     risk_z_pct: int = 200  # uncertainty margin, in standard deviations x 100
+    # Cost per kWh of import above the home's share of the community's import capacity
+    # (``plan_home(capacity_share_w=...)``), in percent of the horizon's mean import price.
+    capacity_cost_pct: int = 50
     max_solves: int = 24  # LP solves per plan (the curve's resolution)
     price_step: int = 1  # finest price difference the curve resolves (minor units)
     pv_id: str = "pv"
@@ -225,8 +233,14 @@ def plan_home(
     policy: OwnerPolicy | None = None,
     expected_price: Sequence[int] = (),
     settings: PlannerSettings | None = None,
+    capacity_share_w: Sequence[int] = (),
 ) -> HomePlan:
     """Plan the home over ``forecast``'s horizon and bid for its first slot.
+
+    ``capacity_share_w`` is the home's share of the community's import capacity per slot
+    (W, from the first slot on; empty: no capacity): what it may import in a slot on top of
+    its own inflexible net demand before each further kWh costs
+    :attr:`PlannerSettings.capacity_cost_pct` (control mode; see the module docstring).
 
     Raises ``ValueError`` for an empty horizon. The LP is always feasible (unmet demand is
     a priced slack), so any input gives a plan; a solver failure raises ``RuntimeError``.
@@ -243,7 +257,9 @@ def plan_home(
     )
     if mode is PlanMode.ADVISE or not flexible:
         return _advise(forecast, batteries, evs, plugs, policy, expected, settings, mode)
-    return _control(forecast, batteries, evs, plugs, policy, expected, settings)
+    return _control(
+        forecast, batteries, evs, plugs, policy, expected, settings, tuple(capacity_share_w)
+    )
 
 
 # --- advise mode: the devices' own logic --------------------------------------------------
@@ -482,6 +498,7 @@ def _lp_input(
     plugs: Sequence[PlugTask],
     expected: tuple[int, ...],
     settings: PlannerSettings,
+    share: tuple[int, ...] = (),
 ) -> LpInput:
     n, sec, start = forecast.slots, forecast.slot_seconds, forecast.start
     buy = np.asarray(forecast.import_price, dtype=float)
@@ -533,6 +550,15 @@ def _lp_input(
             (float(energy_wh(w1, sec)), mean * p1 / 100),
             (float(energy_wh(w2, sec)), mean * p2 / 100),
         )
+    room = None
+    if share:
+        # the home's own inflexible import, plus its share of what the community's
+        # capacity leaves; slots beyond the shares given are not limited
+        room = np.full(n, INF)
+        k = min(len(share), n)
+        base = np.maximum(net[:k], 0.0)
+        room[:k] = base + np.asarray([energy_wh(w, sec) for w in share[:k]], dtype=float)
+    mean_price = max(float(np.mean(forecast.import_price)), 0.0)
     top = max(*forecast.import_price, 1)
     return LpInput(
         net_wh=net,
@@ -541,6 +567,8 @@ def _lp_input(
         flex_price=flex,
         import_cap_wh=cap,
         tiers=tiers,
+        room_wh=room,
+        room_cost=mean_price * settings.capacity_cost_pct / 100,
         batteries=bats,
         evs=tuple(
             window(e.arrive, e.depart, e.max_power_w, e.energy_wh) for e in evs if e.energy_wh > 0
@@ -560,10 +588,11 @@ def _control(
     policy: OwnerPolicy,
     expected: tuple[int, ...],
     settings: PlannerSettings,
+    share: tuple[int, ...] = (),
 ) -> HomePlan:
     imp0, fit0 = forecast.import_price[0], forecast.feed_in_tariff[0]
     lo, hi = min(fit0, imp0), imp0
-    data = _lp_input(forecast, batteries, evs, plugs, expected, settings)
+    data = _lp_input(forecast, batteries, evs, plugs, expected, settings, share)
     lp = HomeLP(data)
     solved: dict[int, LpSolution] = {}
 
