@@ -11,7 +11,7 @@ from ...trust.canonical import digest_of
 from ...trust.identity import AssetEnrolment, verify_enrolment
 from ..community import Charter, CommunityError, Invitation
 from .context import PeerContext
-from .outputs import Broadcast, DeviceEnrolled, Output, PeerJoined, PeerLeft, Rejected, Send
+from .outputs import DeviceEnrolled, Output, PeerJoined, PeerLeft, Rejected, Send
 from .wire import DEFAULT_INVITATION_TTL_MS, Handler, Incoming, ProtocolError, Reject
 
 
@@ -192,14 +192,12 @@ class Members:
             return [self._welcome(join.address, now_ms)]
         sender = msg.env.sender
         record = ctx.seal_env("member", {"member": sender, "address": join.address}, now_ms)
-        others = ctx.others()
+        others = ctx.others()  # before the newcomer is on the roster: it gets the welcome
         events = self.record_handler(Incoming(record, ctx.member_id, msg.sender_address, now_ms))
         if any(isinstance(e, Rejected) for e in events):
             return events
         self.used_invitations[join.invitation_id] = sender
-        out: list[Output] = []
-        if others:
-            out.append(Broadcast(others, record.to_wire()))
+        out: list[Output] = ctx.to_some(others, record.to_wire())
         out.append(self._welcome(join.address, now_ms))
         out.extend(events)
         return out
@@ -226,10 +224,9 @@ class Members:
         for event in events:
             if isinstance(event, Rejected):
                 raise ProtocolError(event.detail)
-        if extra and extra not in to:
+        if extra and extra not in to and not ctx.fanout:
             to = (*to, extra)
-        if to:
-            out.append(Broadcast(to, env.to_wire()))
+        out.extend(ctx.to_some(to, env.to_wire()))
         if type_ in {"leave", "remove"} and payload.get("member") == ctx.member_id:
             ctx.joined = False
         out.extend(events)

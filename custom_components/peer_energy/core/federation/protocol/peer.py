@@ -56,9 +56,12 @@ class Peer:
         joined: bool,
         inviter: str = "",
         retain_slots: int = DEFAULT_RETAIN_SLOTS,
+        fanout: bool = False,
     ) -> None:
-        """Low-level constructor; prefer ``found`` and ``joining``."""
-        self._ctx = ctx = PeerContext(identity, membership, address, joined=joined)
+        """Low-level constructor; prefer ``found`` and ``joining``. ``fanout``: the
+        transport fans out (a broker): what goes to every member is one ``Broadcast`` to
+        ``(COMMUNITY,)`` and there are no relays; HTTP keeps it False."""
+        self._ctx = ctx = PeerContext(identity, membership, address, joined=joined, fanout=fanout)
         self._round = SlotRound(ctx, now_ms, retain_slots)
         self._settlement = Settlement(ctx, self._round)
         self._members = Members(ctx, inviter)
@@ -88,10 +91,12 @@ class Peer:
         now_ms: int,
         nonce: bytes,
         admins: Sequence[str] = (),
+        fanout: bool = False,
     ) -> Peer:
         """Found a community; this home is its first member and an admin."""
         charter = Charter(name, identity.public_key, now_ms, nonce.hex(), rules, tuple(admins))
-        peer = cls(identity, Membership(charter, address), address, now_ms, joined=True)
+        membership = Membership(charter, address)
+        peer = cls(identity, membership, address, now_ms, joined=True, fanout=fanout)
         env = peer._ctx.seal_env("address", {"address": address}, now_ms)
         peer.membership.remember(digest_of(env.to_dict()).hex(), env.to_dict())
         return peer
@@ -105,6 +110,7 @@ class Peer:
         address: str,
         now_ms: int,
         resume: bool = False,
+        fanout: bool = False,
     ) -> tuple[Peer, list[Output]]:
         """Start joining with a pasted invitation; returns the join request to send.
 
@@ -119,7 +125,15 @@ class Peer:
         placeholder = Charter("joining", inv.inviter, 0, "", CommunityRules())
         membership = Membership(placeholder, inv.address)
         membership.community = inv.community
-        peer = cls(identity, membership, address, now_ms, joined=False, inviter=inv.inviter)
+        peer = cls(
+            identity,
+            membership,
+            address,
+            now_ms,
+            joined=False,
+            inviter=inv.inviter,
+            fanout=fanout,
+        )
         peer._members.join_invitation = inv
         return peer, peer.join_again(now_ms)
 
@@ -143,6 +157,7 @@ class Peer:
             "version": 1,
             "address": ctx.address,
             "joined": ctx.joined,
+            "fanout": ctx.fanout,
             "inviter": self._members.inviter,
             "community": ctx.community_id,
             "charter": ctx.membership.charter.to_dict(),
@@ -177,6 +192,7 @@ class Peer:
                 now_ms,
                 joined=True,
                 inviter=inviter,
+                fanout=data.get("fanout") is True,
             )
             ctx, round_ = peer._ctx, peer._round
             if not joined:  # still joining: keep the placeholder identity of the community
@@ -232,6 +248,11 @@ class Peer:
     @address.setter
     def address(self, address: str) -> None:
         self._ctx.address = address
+
+    @property
+    def fanout(self) -> bool:
+        """True when the transport fans out (a broker); see the constructor."""
+        return self._ctx.fanout
 
     @property
     def joined(self) -> bool:
@@ -460,6 +481,7 @@ class Peer:
             msg.now_ms,
             joined=False,
             inviter=self._members.inviter,
+            fanout=ctx.fanout,
         )
         scratch._members.adopt_welcome(charter)
         records = msg.env.payload["records"]
