@@ -23,7 +23,7 @@ Methods return ``Publication`` values (route and frame bytes) for the transport 
 publish, and the peer's events for the shell.
 
 Public API: ``BrokerChannel``, ``Publication``, ``ALL``, ``inbox_of``, ``broker_address``,
-``inbox_of_address``, ``found_on_broker``, ``join_on_broker``.
+``inbox_of_address``, ``topic_of``, ``found_on_broker``, ``join_on_broker``.
 """
 
 from __future__ import annotations
@@ -46,6 +46,12 @@ ADDRESS_PREFIX = "mqtt:"
 def inbox_of(community: str, member: str) -> str:
     """The inbox route of ``member`` in ``community`` (32 hex characters)."""
     return hashlib.sha256(f"peer-energy/v1/inbox\n{community}\n{member}".encode()).hexdigest()[:32]
+
+
+def topic_of(community: str) -> str:
+    """The community's topic level (32 hex characters of a hash: the broker does not
+    learn the community id, which invitations and signatures carry)."""
+    return hashlib.sha256(f"peer-energy/v1/topic\n{community}".encode()).hexdigest()[:32]
 
 
 def broker_address(community: str, member: str) -> str:
@@ -272,4 +278,5 @@ __all__ = [
     "inbox_of",
     "inbox_of_address",
     "join_on_broker",
+    "topic_of",
 ]
