@@ -393,7 +393,13 @@ class Peer:
         return out
 
     def enrol(self, enrolment: AssetEnrolment, now_ms: int) -> list[Output]:
-        """Announce a device enrolment signed by this home and the asset."""
+        """Announce a device enrolment signed by this home and the asset.
+
+        The enrolment goes to every member: ``asset_id`` must be an opaque id (for example
+        a hash of the asset's configuration id), never an entity id or a device name;
+        one that looks like an entity id (``domain.object``) raises ``ProtocolError``."""
+        if "." in enrolment.asset_id or " " in enrolment.asset_id:
+            raise wire.ProtocolError("an enrolled asset id must be opaque, not an entity id")
         return self._members.act("enrol", {"enrolment": enrolment.to_dict()}, now_ms)
 
     def catch_up(self, now_ms: int) -> list[Output]:
