@@ -173,3 +173,48 @@ def test_inbox_addresses() -> None:
     assert inbox_of_address(peers[1].address) == channel.inbox
     assert inbox_of_address("http://x") is None
     assert inbox_of_address("mqtt:zz") is None
+
+
+def test_a_channel_needs_a_fanout_peer() -> None:
+    import pytest
+
+    from custom_components.peer_energy.core.federation.protocol import Peer
+
+    from .helpers import make_identity, rules
+
+    peer = Peer.found(
+        make_identity("h"),
+        name="Http",
+        rules=rules(),
+        address="h",
+        now_ms=0,
+        nonce=b"nonce-0123456789",
+    )
+    with pytest.raises(ValueError, match="fan-out"):
+        BrokerChannel(peer)
+
+
+def test_noise_and_own_echo_are_dropped() -> None:
+    net, peers = build_broker(2)
+    channel = net.homes[peers[0].address]
+    assert channel.incoming(b"", net.now) == []
+    assert channel.incoming(channel.keys.seal(b"not json"), net.now) == []
+    own = peers[0].submit_orders(
+        next_slot(net, peers), [], net.now
+    )  # an empty bid, sent to everyone
+    pubs, _ = channel.outgoing(own, net.now)
+    assert pubs
+    assert channel.incoming(pubs[0].frame, net.now) == []  # our own echo
+
+
+def test_offline_homes_neither_send_nor_receive() -> None:
+    net, peers = build_broker(3, drop_bp=0)
+    net.go_offline(peers[2].address)
+    slot = next_slot(net, peers)
+    submit_all(net, peers, slot)
+    run_slot(net, peers, slot)
+    assert net.stats.dropped > 0
+    assert outcome(net, peers[2].address, slot) is None
+    net.go_online(peers[2].address)
+    net.run_until(net.now + 5_000)
+    assert outcome(net, peers[2].address, slot) == outcome(net, peers[0].address, slot)

@@ -176,3 +176,74 @@ def test_broker_joiner_that_vanishes_leaves_no_ghost() -> None:
     ]
     assert unreachable == []
     assert peers[0].pending_joins() == ()
+
+
+def test_a_joiner_gives_up_acknowledging_after_the_pending_time() -> None:
+    net, peers = _community(2)
+    founder = peers[0]
+    joiner, outs = _start_join(net, founder, "silent")
+    (join,) = outs
+    (welcome,) = founder.receive(join.data, joiner.address, net.now)
+    joiner.receive(welcome.data, founder.address, net.now)  # type: ignore[union-attr]
+    # the inviter never answers: resent each sync window, then given up
+    acks = []
+    t = net.now
+    while t < net.now + PENDING_JOIN_MS + 10_000:
+        t = joiner.next_wakeup_ms()
+        acks += [o for o in joiner.tick(t) if isinstance(o, Send) and b'"joined"' in o.data]
+    assert 10 < len(acks) < PENDING_JOIN_MS // 1_000
+    assert all(o.to == founder.address for o in acks)
+
+
+def test_joined_messages_that_do_not_fit() -> None:
+    net, peers = _community(2)
+    founder = peers[0]
+    joiner, outs = _start_join(net, founder, "odd")
+    (join,) = outs
+    (welcome,) = founder.receive(join.data, joiner.address, net.now)
+    ack = [o for o in joiner.receive(welcome.data, founder.address, net.now) if isinstance(o, Send)]
+    # an acknowledgement for another invitation is refused, the join stays pending
+    stranger, outs2 = _start_join(net, founder, "other")
+    bogus = stranger._members.ctx.seal("joined", {"invitation": "0" * 32}, net.now)
+    refused = founder.receive(bogus, stranger.address, net.now)
+    assert [o.code for o in refused if isinstance(o, Rejected)] == ["bad_invitation"]
+    # the same joiner asking again from another address is refused
+    again = founder.receive(join.data, joiner.address, net.now + 1)
+    assert [type(o) for o in again] == [Send]  # the welcome again, same address
+    assert founder.pending_joins() == (joiner.member_id,)
+    done = founder.receive(ack[0].data, joiner.address, net.now + 2)
+    assert any(isinstance(o, PeerJoined) for o in done)
+
+
+def test_a_full_community_keeps_no_pending_joiner() -> None:
+    net = MemNet(start_ms=START_MS)
+    founder = Peer.found(
+        make_identity("f"),
+        name="Tiny",
+        rules=rules(max_members=2),
+        address="f",
+        now_ms=net.now,
+        nonce=b"nonce-0123456789",
+        confirm_joins=True,
+    )
+    net.add(founder)
+    first, outs = _start_join(net, founder, "first")
+    (join1,) = outs
+    founder.receive(join1.data, first.address, net.now)
+    second, outs = _start_join(net, founder, "second")
+    (join2,) = outs
+    out = founder.receive(join2.data, second.address, net.now)
+    assert [o.code for o in out if isinstance(o, Rejected)] == ["community_full"]
+    assert founder.pending_joins() == (first.member_id,)
+
+
+def test_a_damaged_pending_record_is_dropped_on_restore() -> None:
+    net, peers = _community(2)
+    founder = peers[0]
+    joiner, outs = _start_join(net, founder, "damaged")
+    (join,) = outs
+    founder.receive(join.data, joiner.address, net.now)
+    data = founder.snapshot()
+    data["pending_joins"][0]["record"]["sig"] = "0" * 128
+    restored = Peer.restore(founder.identity, data, net.now)
+    assert restored.pending_joins() == ()

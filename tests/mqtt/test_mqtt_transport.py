@@ -310,3 +310,42 @@ def test_bad_broker_urls(url: str) -> None:
 def test_bad_prefixes(prefix: str) -> None:
     with pytest.raises(BrokerError):
         BrokerConfig.from_url("mqtt://broker", prefix=prefix)
+
+
+async def test_retained_frames_are_dropped(mosquitto: Broker) -> None:
+    frames: list[tuple[str, bytes]] = []
+    loop = asyncio.get_running_loop()
+    transport = MqttTransport(
+        loop,
+        BrokerConfig.from_url(mosquitto.url),
+        community="c" * 32,
+        inbox="d" * 32,
+        client_id="pe-retain",
+        on_frame=lambda r, f: frames.append((r, f)),
+        on_status=lambda s: None,
+    )
+    other = Client(CallbackAPIVersion.VERSION2, client_id="retainer")
+    other.connect(mosquitto.host, mosquitto.port)
+    other.loop_start()
+    other.publish(transport.inbox_topic, b"\x01old", qos=1, retain=True).wait_for_publish(5)
+    await transport.async_start()
+    try:
+        await _until(lambda: transport.state.status is BrokerStatus.CONNECTED)
+        other.publish(transport.community_topic, b"\x01new", qos=1).wait_for_publish(5)
+        await _until(lambda: len(frames) == 1)
+        await asyncio.sleep(0.2)
+        assert frames == [("all", b"\x01new")]  # the retained one never reached us
+    finally:
+        other.disconnect()
+        other.loop_stop()
+        await transport.async_stop()
+
+
+def test_a_bug_handling_a_frame_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        def incoming(self, frame: bytes, now_ms: int) -> list[Any]:
+            raise RuntimeError("bug")
+
+    home = MqttHome(Broken(), None, clock_ms=lambda: 0, on_events=lambda e: None)  # type: ignore[arg-type]
+    home.frame("all", b"x")
+    assert "could not handle a frame" in caplog.text

@@ -139,6 +139,8 @@ class BrokerNet:
             if address in self.offline or address not in self.homes:
                 if kind == "frame":
                     self.stats.dropped += 1
+                elif self._scheduled.get(address) == at:
+                    del self._scheduled[address]  # ticks again when back online
                 continue
             channel = self.homes[address]
             if kind == "tick":
