@@ -198,7 +198,8 @@ def test_noise_and_own_echo_are_dropped() -> None:
     net, peers = build_broker(2)
     channel = net.homes[peers[0].address]
     assert channel.incoming(b"", net.now) == []
-    assert channel.incoming(channel.keys.seal(b"not json"), net.now) == []
+    garbage = channel.incoming(channel.keys.seal(b"not json"), net.now)
+    assert [type(o) for o in garbage] == [Rejected]  # a member's garbage: refused
     own = peers[0].submit_orders(
         next_slot(net, peers), [], net.now
     )  # an empty bid, sent to everyone

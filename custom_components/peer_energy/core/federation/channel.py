@@ -197,14 +197,15 @@ class BrokerChannel:
         data = self.keys.open(frame)
         if data is None:
             return []
-        env = _envelope(data)
-        if env is None or env.get("sender") == self.peer.member_id:
-            return []  # garbage inside a valid box (a member's bug) or our own echo
-        if is_grant(data) and env.get("type") == "key":
-            had = self.keys.current
-            if self.keys.accept(data, self.peer.membership.keyring, now_ms) is None:
-                return []
-            return self.release() if had is None else []
+        if _sender(data) == self.peer.member_id:
+            return []  # our own publication coming back from the community topic
+        if is_grant(data):
+            env = _envelope(data)
+            if env is not None and env.get("type") == "key":
+                had = self.keys.current
+                if self.keys.accept(data, self.peer.membership.keyring, now_ms) is None:
+                    return []
+                return self.release() if had is None else []
         out = self.peer.receive(data, "broker", now_ms)
         if self.keys.community != self.peer.community_id:  # pragma: no cover - ids agree
             self.keys.set_community(self.peer.community_id)
@@ -251,6 +252,14 @@ def join_on_broker(
     address = broker_address(inv.community, identity.public_key)
     peer, out = Peer.joining(identity, inv, address=address, now_ms=now_ms, fanout=True)
     return BrokerChannel(peer), out
+
+
+def _sender(data: bytes) -> str:
+    """The sender key of canonical envelope bytes without decoding them: the top-level
+    ``sender`` is the last one (keys are sorted and none after it holds an object; a quote
+    inside a string is escaped), so the last ``"sender":"`` is the envelope's own."""
+    i = data.rfind(b'"sender":"')
+    return data[i + 10 : i + 74].decode("ascii", "replace") if i >= 0 else ""
 
 
 def _welcomed(env: dict[str, Any], address: str) -> str | None:
