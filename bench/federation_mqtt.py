@@ -9,7 +9,8 @@ it. The homes are spread over ``--procs`` worker processes (default: one per cor
 The community is formed first, in memory (the in-memory broker, real invitations, joins
 and key grants), at the real time; every worker restores its homes from their snapshots
 and key chains, connects them, and runs their clocks on the real clock (each home ticks
-when its ``next_wakeup_ms`` is due). For each of K slots every home submits one small
+when its ``next_wakeup_ms`` is due); the slots are chosen once every worker reports its homes
+connected. For each of K slots every home submits one small
 random order before gate closure. Figures:
 
 * **final ms**: per home and slot, from gate closure to the home's ``SlotCleared``;
@@ -114,10 +115,9 @@ class Job:
     host: str
     port: int
     homes: list[tuple[int, dict[str, Any]]]
-    slots: list[int]
 
 
-async def _worker(job: Job) -> dict[str, Any]:
+async def _worker(job: Job, queue: Any, start: Any) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     config = BrokerConfig.from_url(f"mqtt://{job.host}:{job.port}")
     homes: list[MqttHome] = []
@@ -177,18 +177,24 @@ async def _worker(job: Job) -> dict[str, Any]:
     rules = homes[0].channel.peer.rules
     rng = random.Random(os.getpid())
     submitted: set[tuple[int, int]] = set()
-    end = rules.gate_closure_ms(job.slots[-1]) + rules.sync_window_ms + rules.attest_window_ms
-    # From just before the first measured slot's bids (after the warm-up slot ended).
-    counted_from = rules.gate_closure_ms(job.slots[1]) - 3_500
+    queue.put("ready")  # the slots come once every worker's homes are connected
+    slots: list[int] = []
+    end = counted_from = 2**62
     published_at_start: dict[int, int] = {}
     while now_ms() < end + 3_000:
         t = now_ms()
+        if not slots and not start.empty():
+            slots = start.get()
+            g_last = rules.gate_closure_ms(slots[-1])
+            end = g_last + rules.sync_window_ms + rules.attest_window_ms
+            # From just before the first measured slot's bids (after the warm-up slot).
+            counted_from = rules.gate_closure_ms(slots[1]) - 3_500
         for home, (index, _) in zip(homes, job.homes, strict=True):
             peer = home.channel.peer
             if t >= counted_from and index not in published_at_start:
                 published_at_start[index] = home.transport.published
                 counting[0] = True
-            for slot in job.slots:
+            for slot in slots:
                 g = rules.gate_closure_ms(slot)
                 if (index, slot) not in submitted and g - 3_000 <= t < g - 500:
                     side = Side.SELL if rng.random() < 0.5 else Side.BUY
@@ -214,8 +220,8 @@ async def _worker(job: Job) -> dict[str, Any]:
     return {"cleared": cleared, "published": published, "kinds": kinds}
 
 
-def worker(job: Job, queue: Any) -> None:
-    queue.put(asyncio.run(_worker(job)))
+def worker(job: Job, queue: Any, start: Any) -> None:
+    queue.put(asyncio.run(_worker(job, queue, start)))
 
 
 def start_mosquitto(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -247,18 +253,27 @@ def run(n: int, k: int, procs: int, slot_s: int, sync_ms: int, attest_ms: int) -
     with tempfile.TemporaryDirectory() as tmp:
         broker, port = start_mosquitto(Path(tmp))
         try:
-            start = now_ms() + 8_000 + 80 * n  # time to restore and connect every home
-            first = -(-(start // 1000 + rules.gate_closure_lead_s) // slot_s) * slot_s
-            slots = [first + i * slot_s for i in range(k + 1)]  # slots[0]: warm-up
             ctx = mp.get_context("spawn")
             queue = ctx.Queue()
+            starts = [ctx.Queue() for _ in range(procs)]
             jobs = [
-                Job("127.0.0.1", port, [(i, data[i]) for i in range(p, n, procs)], slots)
+                Job("127.0.0.1", port, [(i, data[i]) for i in range(p, n, procs)])
                 for p in range(procs)
             ]
-            workers = [ctx.Process(target=worker, args=(job, queue)) for job in jobs]
+            workers = [
+                ctx.Process(target=worker, args=(job, queue, start))
+                for job, start in zip(jobs, starts, strict=True)
+            ]
             for w in workers:
                 w.start()
+            for _ in workers:  # every home restored and connected
+                if queue.get(timeout=600) != "ready":
+                    raise RuntimeError("a worker failed to start")
+            begin = now_ms() + 1_000
+            first = -(-(begin // 1000 + rules.gate_closure_lead_s) // slot_s) * slot_s
+            slots = [first + i * slot_s for i in range(k + 1)]  # slots[0]: warm-up
+            for start in starts:
+                start.put(slots)
             results = [queue.get(timeout=600) for _ in workers]
             for w in workers:
                 w.join(30)
