@@ -94,8 +94,6 @@ def home_order(
         return None
     side = Side.SELL if sell else Side.BUY
     contributing = [b for b in mine if b.side is side]
-    buy_wh = sum(b.energy_wh for b in mine if b.side is Side.BUY)
-    sell_wh = sum(b.energy_wh for b in mine if b.side is Side.SELL)
     return Order(
         order_id=f"{owner}:{slot_start}",
         owner=owner,
@@ -105,12 +103,9 @@ def home_order(
         clean=sell and all(b.clean for b in contributing),
         clean_only=(not sell) and policy.clean_only,
         priority=policy.priority,
-        reason=Reason.of(
-            "home_net",
-            assets=len({b.asset_id for b in mine}),
-            asset_buy_wh=buy_wh,
-            asset_sell_wh=sell_wh,
-        ),
+        # Signed and sent to every member: only the aggregate leaves the home, so the
+        # reason says what the order is, not how many assets or how much each side held.
+        reason=Reason.of("home_net"),
     )
 
 
@@ -178,15 +173,9 @@ def home_bid(
             sell.append(Step(p if floor is None else max(p, floor), s - prev))
             prev = s
     buy, sell = _merge_steps(buy), _merge_steps(sell)
-    buy_wh = sum(b.energy_wh for b in mine if b.side is Side.BUY)
-    sell_wh = sum(b.energy_wh for b in mine if b.side is Side.SELL)
-    reason = Reason.of(
-        "home_net",
-        assets=len({b.asset_id for b in mine}),
-        asset_buy_wh=buy_wh,
-        asset_sell_wh=sell_wh,
-        margin_wh=margin,
-    )
+    # Signed and sent to every member: no asset count, gross figures or margin (the
+    # home's own plan keeps those); only the aggregate leaves the home.
+    reason = Reason.of("home_net")
     orders: list[Order] = []
     if buy:
         orders.append(

@@ -76,6 +76,7 @@ from .book import (
     verify_slot_data,
 )
 from .outputs import (
+    COMMUNITY,
     Broadcast,
     DeliverySettled,
     DeliveryUnreported,
@@ -128,6 +129,7 @@ __all__ = [
     "ATTESTS_PER_MESSAGE",
     "CATCHUP_MAX_TRIES",
     "CATCHUP_PEERS",
+    "COMMUNITY",
     "DEFAULT_INVITATION_TTL_MS",
     "DEFAULT_RETAIN_SLOTS",
     "DIGEST_ROUNDS",

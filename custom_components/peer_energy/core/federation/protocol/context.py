@@ -10,7 +10,7 @@ from ...trust.canonical import digest_of
 from ...trust.envelope import Envelope, ReplayGuard, seal
 from ...trust.identity import Identity
 from ..community import Charter, CommunityRules, Membership
-from .outputs import Broadcast, Output, PeerReachable, PeerUnreachable, Send
+from .outputs import COMMUNITY, Broadcast, Output, PeerReachable, PeerUnreachable, Send
 from .wire import RECORDS_PER_MESSAGE, REPLAY_WINDOW, envelope_policy
 
 
@@ -18,9 +18,17 @@ class PeerContext:
     """The state the protocol parts of one peer share (not thread-safe, like ``Peer``)."""
 
     def __init__(
-        self, identity: Identity, membership: Membership, address: str, *, joined: bool
+        self,
+        identity: Identity,
+        membership: Membership,
+        address: str,
+        *,
+        joined: bool,
+        fanout: bool = False,
     ) -> None:
-        """This home's identity and address in ``membership``'s community."""
+        """This home's identity and address in ``membership``'s community. ``fanout``: what
+        goes to every member is one ``Broadcast`` to ``(COMMUNITY,)`` (a broker fans it
+        out), and there are no relays."""
         self.identity = identity
         self.member_id = identity.public_key
         self.membership = membership
@@ -30,6 +38,7 @@ class PeerContext:
         self.policy = envelope_policy(self.community_id)
         self.guard = ReplayGuard(REPLAY_WINDOW)
         self.joined = joined
+        self.fanout = fanout
         self.seen: set[str] = set()  # digests of the records already handled
         self.heard: dict[str, int] = {}  # member -> when a valid message last came
         self.unreachable: set[str] = set()
@@ -74,7 +83,16 @@ class PeerContext:
     def to_all(self, data: bytes) -> list[Output]:
         """``data`` to every other current member."""
         to = self.others()
-        return [Broadcast(to, data)] if to else []
+        if not to:
+            return []
+        return [Broadcast((COMMUNITY,) if self.fanout else to, data)]
+
+    def to_some(self, to: tuple[str, ...], data: bytes) -> list[Output]:
+        """``data`` to the addresses ``to``; in fan-out mode one publication to the
+        community instead (the others ignore what they already hold)."""
+        if not to:
+            return []
+        return [Broadcast((COMMUNITY,) if self.fanout else to, data)]
 
     def send_records(
         self, to: str, records: Sequence[Mapping[str, Any]], now_ms: int

@@ -8,11 +8,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...trust.canonical import digest_of
+from ...trust.envelope import Envelope
 from ...trust.identity import AssetEnrolment, verify_enrolment
 from ..community import Charter, CommunityError, Invitation
 from .context import PeerContext
-from .outputs import Broadcast, DeviceEnrolled, Output, PeerJoined, PeerLeft, Rejected, Send
-from .wire import DEFAULT_INVITATION_TTL_MS, Handler, Incoming, ProtocolError, Reject
+from .outputs import DeviceEnrolled, Output, PeerJoined, PeerLeft, Rejected, Send
+from .wire import (
+    DEFAULT_INVITATION_TTL_MS,
+    PENDING_JOIN_MS,
+    Handler,
+    Incoming,
+    ProtocolError,
+    Reject,
+    verify_record,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +42,36 @@ class _Join:
     again: bool
 
 
-class Members:
-    """Invitations this peer issued, its own join, and membership records."""
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A welcomed joiner not admitted yet (confirmed joins): its signed ``member`` record
+    waits for the joiner's ``joined``."""
 
-    def __init__(self, ctx: PeerContext, inviter: str = "") -> None:
+    invitation_id: str
+    address: str
+    record: Envelope
+    expires_ms: int
+
+
+class Members:
+    """Invitations this peer issued, its own join, and membership records.
+
+    With ``confirm_joins`` a join is admitted only when the joiner acknowledges the
+    welcome (``joined``) over the transport it will use: until then the joiner is
+    pending here (shown by ``pending``, unknown to everyone else, so no home can find
+    it unreachable), and a pending join that is not acknowledged within
+    ``PENDING_JOIN_MS`` is forgotten (its invitation can be used again until it expires).
+    """
+
+    def __init__(self, ctx: PeerContext, inviter: str = "", *, confirm_joins: bool = False) -> None:
         """``inviter``: the member whose invitation this peer is joining with."""
         self.ctx = ctx
         self.inviter = inviter
+        self.confirm_joins = confirm_joins
+        self.pending: dict[str, _Pending] = {}  # joiner key -> its pending admission
+        self.awaiting_ack_until = 0  # a joiner: resend ``joined`` until the inviter answers
+        self.next_ack_ms = 0
+        self.joined_invitation = ""
         # Invitations this peer issued, in issue order (used ones too, while their member
         # is current: a repeated join from that member gets the welcome again).
         self.invitations: dict[str, Invitation] = {}
@@ -48,6 +80,7 @@ class Members:
         self.join_invitation: Invitation | None = None  # while joining
         self.record_handler: Handler[Any] = Handler(self._check_record, self._apply_record)
         self.join_handler: Handler[Any] = Handler(self._check_join, self._apply_join)
+        self.joined_handler: Handler[Any] = Handler(self._check_joined, self._apply_joined)
 
     # -- invitations --
     def invite(
@@ -99,7 +132,7 @@ class Members:
             }
             for inv_id, inv in self.invitations.items()
             if (used_by := self.used_invitations.get(inv_id)) is None
-            or (used_by and self.ctx.membership.is_member(used_by))
+            or (used_by and (self.ctx.membership.is_member(used_by) or used_by in self.pending))
         ]
 
     def restore(self, invitations: list[Any], used: list[Any]) -> None:
@@ -156,8 +189,73 @@ class Members:
         if not ctx.membership.is_member(ctx.member_id):
             return [msg.reject(Reject.BAD_MEMBERSHIP, "welcome lacks our record")]
         ctx.joined = True
+        inv = self.join_invitation
         self.join_invitation = None  # its secret is not needed any more
+        if not self.confirm_joins or inv is None:
+            return []
+        self.joined_invitation = inv.invitation_id
+        self.awaiting_ack_until = msg.now_ms + PENDING_JOIN_MS
+        return self.ack(msg.now_ms)
+
+    def ack(self, now_ms: int) -> list[Output]:
+        """A joiner's ``joined`` to its inviter (again, while it has not answered)."""
+        addr = self.ctx.membership.address_of(self.inviter)
+        self.next_ack_ms = now_ms + self.ctx.rules.sync_window_ms
+        if addr is None:  # pragma: no cover - the welcome holds the inviter's record
+            return []
+        payload = {"invitation": self.joined_invitation}
+        return [Send(addr, self.ctx.seal("joined", payload, now_ms))]
+
+    def heard_from_inviter(self) -> None:
+        """The inviter answered after the welcome: the admission is confirmed."""
+        self.awaiting_ack_until = 0
+
+    def due(self, now_ms: int) -> list[Output]:
+        """Expire pending joins; a joiner resends its ``joined`` while unanswered."""
+        for member, pending in list(self.pending.items()):
+            if now_ms >= pending.expires_ms:
+                del self.pending[member]
+                if self.used_invitations.get(pending.invitation_id) == member:
+                    del self.used_invitations[pending.invitation_id]
+        if self.awaiting_ack_until and now_ms >= self.awaiting_ack_until:
+            self.awaiting_ack_until = 0  # the inviter never answered: give up
+        if self.awaiting_ack_until and now_ms >= self.next_ack_ms:
+            return self.ack(now_ms)
         return []
+
+    def wakeup(self) -> int | None:
+        """When ``due`` next has work."""
+        times = [p.expires_ms for p in self.pending.values()]
+        if self.awaiting_ack_until:
+            times.append(min(self.next_ack_ms, self.awaiting_ack_until))
+        return min(times, default=None)
+
+    def pending_snapshot(self) -> list[dict[str, Any]]:
+        """The pending joins to keep across a restart."""
+        return [
+            {
+                "invitation": p.invitation_id,
+                "address": p.address,
+                "record": p.record.to_dict(),
+                "expires_ms": p.expires_ms,
+            }
+            for p in self.pending.values()
+        ]
+
+    def restore_pending(self, items: list[Any]) -> None:
+        """Rebuild pending joins from ``pending_snapshot`` data (a record that no longer
+        verifies is dropped)."""
+        ctx = self.ctx
+        for raw in items:
+            env, _, _ = verify_record(
+                raw["record"], community=ctx.community_id, keyring=ctx.membership.keyring
+            )
+            if env is None or env.type != "member":
+                continue
+            member = str(env.payload["member"])
+            self.pending[member] = _Pending(
+                str(raw["invitation"]), str(raw["address"]), env, int(raw["expires_ms"])
+            )
 
     # -- joins (of others) --
     def _check_join(self, msg: Incoming) -> _Join | Rejected:
@@ -175,6 +273,11 @@ class Members:
             return msg.reject(Reject.BAD_INVITATION, "unknown, used or expired")
         if not inv.check_proof(sender, address, proof):
             return msg.reject(Reject.BAD_PROOF, "join proof does not match")
+        pending = self.pending.get(sender)
+        if pending is not None:  # welcomed, not acknowledged yet: the welcome again
+            if address != pending.address:
+                return msg.reject(Reject.BAD_INVITATION, "used for another address")
+            return _Join(inv_id, address, again=True)
         if used_by is not None:
             # A former member's key is refused by validate() already (unknown sender).
             if not self.ctx.membership.is_member(sender):  # pragma: no cover - see above
@@ -188,27 +291,79 @@ class Members:
 
     def _apply_join(self, msg: Incoming, join: _Join) -> list[Output]:
         ctx, now_ms = self.ctx, msg.now_ms
-        if join.again:
-            return [self._welcome(join.address, now_ms)]
         sender = msg.env.sender
+        if join.again:
+            pending = self.pending.get(sender)
+            return [self._welcome(join.address, now_ms, pending.record if pending else None)]
         record = ctx.seal_env("member", {"member": sender, "address": join.address}, now_ms)
-        others = ctx.others()
+        if self.confirm_joins:
+            if len(ctx.membership.roster()) + len(self.pending) >= ctx.rules.max_members:
+                return [msg.reject(Reject.COMMUNITY_FULL, "the community is full")]
+            expires = now_ms + PENDING_JOIN_MS
+            self.pending[sender] = _Pending(join.invitation_id, join.address, record, expires)
+            self.used_invitations[join.invitation_id] = sender
+            return [self._welcome(join.address, now_ms, record)]
+        others = ctx.others()  # before the newcomer is on the roster: it gets the welcome
         events = self.record_handler(Incoming(record, ctx.member_id, msg.sender_address, now_ms))
         if any(isinstance(e, Rejected) for e in events):
             return events
         self.used_invitations[join.invitation_id] = sender
-        out: list[Output] = []
-        if others:
-            out.append(Broadcast(others, record.to_wire()))
+        out: list[Output] = ctx.to_some(others, record.to_wire())
         out.append(self._welcome(join.address, now_ms))
         out.extend(events)
         return out
 
-    def _welcome(self, address: str, now_ms: int) -> Send:
-        """The current charter and every membership record, for a newcomer at ``address``."""
+    def _welcome(self, address: str, now_ms: int, pending: Envelope | None = None) -> Send:
+        """The current charter and every membership record (and the newcomer's own
+        ``member`` record while it is pending), for a newcomer at ``address``."""
         ms = self.ctx.membership
-        welcome = {"charter": ms.charter.to_dict(), "records": list(ms.records.values())}
+        records = list(ms.records.values())
+        if pending is not None:
+            records.append(pending.to_dict())
+        welcome = {"charter": ms.charter.to_dict(), "records": records}
         return Send(address, self.ctx.seal("welcome", welcome, now_ms))
+
+    # -- acknowledged welcomes (confirmed joins) --
+    def _check_joined(self, msg: Incoming) -> _Pending | str | Rejected:
+        sender, inv_id = msg.env.sender, msg.str_field("invitation")
+        pending = self.pending.get(sender)
+        if pending is not None and pending.invitation_id == inv_id:
+            return pending
+        if self.used_invitations.get(inv_id) == sender and self.ctx.membership.is_member(sender):
+            return sender  # acknowledged again (our answer was lost): answer again
+        return msg.reject(Reject.BAD_INVITATION, "no pending join")
+
+    def _apply_joined(self, msg: Incoming, pending: _Pending | str) -> list[Output]:
+        """Admit the joiner: apply its record, tell everyone, answer the joiner."""
+        ctx, now_ms = self.ctx, msg.now_ms
+        if isinstance(pending, str):
+            return self.confirm(pending, now_ms)
+        others = ctx.others()
+        record = pending.record
+        events = self.record_handler(Incoming(record, ctx.member_id, msg.sender_address, now_ms))
+        if any(isinstance(e, Rejected) for e in events):
+            return events
+        del self.pending[msg.env.sender]
+        self.used_invitations[pending.invitation_id] = msg.env.sender
+        out: list[Output] = ctx.to_some(others, record.to_wire())
+        out.extend(self.confirm(msg.env.sender, now_ms))
+        out.extend(events)
+        return out
+
+    def confirm(self, member: str, now_ms: int) -> list[Output]:
+        """The admitted joiner's own record back, as the answer to its ``joined``."""
+        addr = self.ctx.membership.address_of(member)
+        record = next(
+            (
+                r
+                for r in self.ctx.membership.records.values()
+                if r.get("type") == "member" and r.get("payload", {}).get("member") == member
+            ),
+            None,
+        )
+        if addr is None or record is None:  # pragma: no cover - just admitted
+            return []
+        return self.ctx.send_records(addr, [record], now_ms)
 
     # -- membership records --
     def act(self, type_: str, payload: Mapping[str, Any], now_ms: int) -> list[Output]:
@@ -226,10 +381,9 @@ class Members:
         for event in events:
             if isinstance(event, Rejected):
                 raise ProtocolError(event.detail)
-        if extra and extra not in to:
+        if extra and extra not in to and not ctx.fanout:
             to = (*to, extra)
-        if to:
-            out.append(Broadcast(to, env.to_wire()))
+        out.extend(ctx.to_some(to, env.to_wire()))
         if type_ in {"leave", "remove"} and payload.get("member") == ctx.member_id:
             ctx.joined = False
         out.extend(events)

@@ -12,6 +12,10 @@ from ...market.clearing import SlotResult
 from ...market.orders import Order
 from ...trust.credit import Settlement, SignedTrade
 
+COMMUNITY = "*"
+"""The address of every member at once: in fan-out mode a ``Broadcast`` to ``(COMMUNITY,)``
+is published once to the community (a broker fans it out); never a member's address."""
+
 
 @dataclass(frozen=True, slots=True)
 class Send:

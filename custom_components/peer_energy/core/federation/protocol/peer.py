@@ -57,12 +57,19 @@ class Peer:
         joined: bool,
         inviter: str = "",
         retain_slots: int = DEFAULT_RETAIN_SLOTS,
+        fanout: bool = False,
+        confirm_joins: bool | None = None,
     ) -> None:
-        """Low-level constructor; prefer ``found`` and ``joining``."""
-        self._ctx = ctx = PeerContext(identity, membership, address, joined=joined)
+        """Low-level constructor; prefer ``found`` and ``joining``. ``fanout``: the
+        transport fans out (a broker): what goes to every member is one ``Broadcast`` to
+        ``(COMMUNITY,)`` and there are no relays; HTTP keeps it False. ``confirm_joins``
+        (default: ``fanout``): a joiner is admitted only once it acknowledges the welcome
+        (see ``Members``)."""
+        self._ctx = ctx = PeerContext(identity, membership, address, joined=joined, fanout=fanout)
         self._round = SlotRound(ctx, now_ms, retain_slots)
         self._settlement = Settlement(ctx, self._round)
-        self._members = Members(ctx, inviter)
+        confirm = fanout if confirm_joins is None else confirm_joins
+        self._members = Members(ctx, inviter, confirm_joins=confirm)
         # Records, sent directly or forwarded in ``records`` bundles.
         self._record_handlers: dict[str, Handler[Any]] = {
             **self._round.record_handlers,
@@ -89,10 +96,21 @@ class Peer:
         now_ms: int,
         nonce: bytes,
         admins: Sequence[str] = (),
+        fanout: bool = False,
+        confirm_joins: bool | None = None,
     ) -> Peer:
         """Found a community; this home is its first member and an admin."""
         charter = Charter(name, identity.public_key, now_ms, nonce.hex(), rules, tuple(admins))
-        peer = cls(identity, Membership(charter, address), address, now_ms, joined=True)
+        membership = Membership(charter, address)
+        peer = cls(
+            identity,
+            membership,
+            address,
+            now_ms,
+            joined=True,
+            fanout=fanout,
+            confirm_joins=confirm_joins,
+        )
         env = peer._ctx.seal_env("address", {"address": address}, now_ms)
         peer.membership.remember(digest_of(env.to_dict()).hex(), env.to_dict())
         return peer
@@ -106,6 +124,8 @@ class Peer:
         address: str,
         now_ms: int,
         resume: bool = False,
+        fanout: bool = False,
+        confirm_joins: bool | None = None,
     ) -> tuple[Peer, list[Output]]:
         """Start joining with a pasted invitation; returns the join request to send.
 
@@ -120,7 +140,16 @@ class Peer:
         placeholder = Charter("joining", inv.inviter, 0, "", CommunityRules())
         membership = Membership(placeholder, inv.address)
         membership.community = inv.community
-        peer = cls(identity, membership, address, now_ms, joined=False, inviter=inv.inviter)
+        peer = cls(
+            identity,
+            membership,
+            address,
+            now_ms,
+            joined=False,
+            inviter=inv.inviter,
+            fanout=fanout,
+            confirm_joins=confirm_joins,
+        )
         peer._members.join_invitation = inv
         return peer, peer.join_again(now_ms)
 
@@ -144,6 +173,11 @@ class Peer:
             "version": 1,
             "address": ctx.address,
             "joined": ctx.joined,
+            "fanout": ctx.fanout,
+            "confirm_joins": self._members.confirm_joins,
+            "pending_joins": self._members.pending_snapshot(),
+            "awaiting_ack_until": self._members.awaiting_ack_until,
+            "joined_invitation": self._members.joined_invitation,
             "inviter": self._members.inviter,
             "community": ctx.community_id,
             "charter": ctx.membership.charter.to_dict(),
@@ -181,6 +215,8 @@ class Peer:
                 now_ms,
                 joined=True,
                 inviter=inviter,
+                fanout=data.get("fanout") is True,
+                confirm_joins=data.get("confirm_joins") is True,
             )
             ctx, round_ = peer._ctx, peer._round
             if not joined:  # still joining: keep the placeholder identity of the community
@@ -192,6 +228,9 @@ class Peer:
                 raise ValueError("a membership record in the snapshot does not verify")
             ctx.joined = joined and ctx.membership.is_member(ctx.member_id)
             peer._members.restore(data["invitations"], data["used_invitations"])
+            peer._members.restore_pending(list(data.get("pending_joins", [])))
+            peer._members.awaiting_ack_until = int(data.get("awaiting_ack_until", 0))
+            peer._members.joined_invitation = str(data.get("joined_invitation", ""))
             round_.fairness = FairnessState.from_dict(data["fairness"])
             round_.fair_slot = int(data["fair_slot"])
             round_.missing = {int(s) for s in data["missing"]}
@@ -250,6 +289,11 @@ class Peer:
         self._ctx.address = address
 
     @property
+    def fanout(self) -> bool:
+        """True when the transport fans out (a broker); see the constructor."""
+        return self._ctx.fanout
+
+    @property
     def joined(self) -> bool:
         """True once this home is a member."""
         return self._ctx.joined
@@ -267,6 +311,10 @@ class Peer:
     def open_invitations(self, now_ms: int) -> int:
         """How many invitations this peer issued that are neither used nor expired."""
         return self._members.open_invitations(now_ms)
+
+    def pending_joins(self) -> tuple[str, ...]:
+        """Joiners this peer welcomed that have not acknowledged yet (not members)."""
+        return tuple(sorted(self._members.pending))
 
     def invitation_open(self, invitation_id: str, now_ms: int) -> bool:
         """Whether this peer's invitation ``invitation_id`` is neither used nor expired."""
@@ -298,6 +346,8 @@ class Peer:
         """When ``tick`` next has work (the transport's slot clock schedules it)."""
         times = self._round.wakeups()
         if (due := self._settlement.wakeup()) is not None:
+            times.append(due)
+        if (due := self._members.wakeup()) is not None:
             times.append(due)
         return min(times)
 
@@ -359,7 +409,13 @@ class Peer:
         return out
 
     def enrol(self, enrolment: AssetEnrolment, now_ms: int) -> list[Output]:
-        """Announce a device enrolment signed by this home and the asset."""
+        """Announce a device enrolment signed by this home and the asset.
+
+        The enrolment goes to every member: ``asset_id`` must be an opaque id (for example
+        a hash of the asset's configuration id), never an entity id or a device name;
+        one that looks like an entity id (``domain.object``) raises ``ProtocolError``."""
+        if "." in enrolment.asset_id or " " in enrolment.asset_id:
+            raise wire.ProtocolError("an enrolled asset id must be opaque, not an entity id")
         return self._members.act("enrol", {"enrolment": enrolment.to_dict()}, now_ms)
 
     def catch_up(self, now_ms: int) -> list[Output]:
@@ -446,6 +502,7 @@ class Peer:
         out = self._round.tick(now_ms)
         out.extend(self._ctx.check_reachability(now_ms))
         out.extend(self._settlement.due(now_ms))
+        out.extend(self._members.due(now_ms))
         self._settlement.forget(self._round.prune())
         self._round.last_tick = now_ms
         return self._release(out, now_ms)
@@ -492,9 +549,13 @@ class Peer:
             return [Rejected(Reject.NOT_JOINED.value, "not a member yet", sender_address)]
         if env.type == "join":
             return self._members.join_handler(Incoming(env, env.sender, sender_address, now_ms))
+        if env.type == "joined":
+            return self._members.joined_handler(Incoming(env, env.sender, sender_address, now_ms))
         member = ctx.membership.member_of(env.sender, env.ts_ms)
         if member is None:  # pragma: no cover - validate() resolved the key
             return [Rejected(RejectCode.UNKNOWN_SENDER.value, "", sender_address)]
+        if member == self._members.inviter:
+            self._members.heard_from_inviter()
         out = ctx.heard_from(member, now_ms)
         out.extend(self._handlers[env.type](Incoming(env, member, sender_address, now_ms)))
         return self._release(out, now_ms)
@@ -514,6 +575,7 @@ class Peer:
             msg.now_ms,
             joined=False,
             inviter=self._members.inviter,
+            fanout=ctx.fanout,
         )
         scratch._members.adopt_welcome(charter)
         records = msg.env.payload["records"]

@@ -22,7 +22,7 @@ def relays_for(ctx: PeerContext, state: SlotState, now_ms: int) -> tuple[str, ..
     g = ctx.rules.gate_closure_ms(state.slot)
     roster = ctx.membership.roster(g)
     relays: tuple[str, ...] = ()
-    if len(roster) >= RELAY_MIN_MEMBERS:
+    if len(roster) >= RELAY_MIN_MEMBERS and not ctx.fanout:  # a broker fans out instead
         ranked = relay_order(ctx.community_id, state.slot, roster)
         live = [m for m in ranked if m == ctx.member_id or m not in ctx.unreachable]
         relays = tuple((live if len(live) >= RELAYS_PER_SLOT else ranked)[:RELAYS_PER_SLOT])

@@ -25,7 +25,6 @@ from .book import (
 )
 from .context import PeerContext
 from .outputs import (
-    Broadcast,
     EquivocationDetected,
     EquivocationProof,
     FinalSlot,
@@ -390,8 +389,7 @@ class SlotRound:
             ]
         for m in targets:
             state.told[m] = root
-        to = ctx.addresses(targets)
-        return [Broadcast(to, data)] if to else []
+        return ctx.to_some(ctx.addresses(targets), data)
 
     def _own_book(self, state: SlotState) -> tuple[Bid, ...]:
         """The bids held, one per member, without proven equivocators."""
@@ -440,8 +438,7 @@ class SlotRound:
                 and m not in state.attests
                 and (addr := ctx.membership.address_of(m))
             )
-            if to:
-                out.append(Broadcast(to, canonical_bytes(mine.env)))
+            out.extend(ctx.to_some(to, canonical_bytes(mine.env)))
         state.fetched.clear()
         out.extend(self._check_final(state, now_ms))
         return out

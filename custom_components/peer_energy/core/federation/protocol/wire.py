@@ -42,6 +42,7 @@ REPLAY_WINDOW = 1 << 16
 HORIZON_S = 2 * 86_400
 DEFAULT_RETAIN_SLOTS = 192
 DEFAULT_INVITATION_TTL_MS = 7 * 86_400_000
+PENDING_JOIN_MS = 600_000  # a welcomed joiner must acknowledge within this (confirmed joins)
 
 _I, _S, _L, _O, _K = (FieldType.INT, FieldType.STR, FieldType.LIST, FieldType.OBJECT, FieldType.KEY)
 
@@ -61,6 +62,8 @@ MESSAGE_TYPES: Mapping[str, PayloadSchema] = {
     "slot_data": {"slot": _I, "bids": _L, "attests": _L, "fairness": _O},
     "catchup": {"since": _I},
     "join": {"invitation": _S, "address": _S, "proof": _S},
+    # the joiner got the welcome (and, on a broker, the community key): admit it now
+    "joined": {"invitation": _S},
     "welcome": {"charter": _O, "records": _L},
     # settlement: countersigning the trades of a final slot
     "trade_terms": {"slot": _I, "halves": _L},
@@ -193,14 +196,16 @@ def record_id(member: str, env: Envelope) -> str:
 
 
 def peek_join_sender(data: bytes) -> str | None:
-    """The sender key of a ``join`` message, before validation (cheap prefilter)."""
-    if b'"type":"join"' not in data[:MAX_MESSAGE_BYTES]:
+    """The sender key of a ``join`` or ``joined`` message, before validation (cheap
+    prefilter): the two messages a key that is not a member's yet may send."""
+    head = data[:MAX_MESSAGE_BYTES]
+    if b'"type":"join"' not in head and b'"type":"joined"' not in head:
         return None
     try:
         value = decode(data)
     except CanonicalError:
         return None
-    if isinstance(value, dict) and value.get("type") == "join":
+    if isinstance(value, dict) and value.get("type") in {"join", "joined"}:
         sender = value.get("sender")
         if is_key_hex(sender):
             assert isinstance(sender, str)

@@ -1,0 +1,343 @@
+"""Federation benchmark over a real Mosquitto: N homes, spread over several OS processes.
+
+Every home is a fan-out ``Peer`` in a ``BrokerChannel`` (sealed frames, community key) on
+its own ``MqttTransport`` (its own paho client and network thread), as a home would run
+it. The homes are spread over ``--procs`` worker processes (default: one per core, at least
+2) so that no single process's CPU is the bottleneck; the broker is one Mosquitto on
+127.0.0.1 and a free port, started by the script (``/usr/sbin/mosquitto``).
+
+The community is formed first, in memory (the in-memory broker, real invitations, joins
+and key grants), at the real time; every worker restores its homes from their snapshots
+and key chains, connects them, and runs their clocks on the real clock (each home ticks
+when its ``next_wakeup_ms`` is due); the slots are chosen once every worker reports its homes
+connected. For each of K slots every home submits one small
+random order before gate closure. Figures:
+
+* **final ms**: per home and slot, from gate closure to the home's ``SlotCleared``;
+  median and p95 over all homes and slots (the first slot after the restore is a warm-up:
+  its traffic is not counted, and the restored homes do not ask for the slots that ran
+  before the bench started, which nobody ran);
+* **pubs/home/slot**: publications per home per slot (bids, digests, attestations and
+  whatever repair traffic there was), and its growth from one N to the next (O(1) in N:
+  the broker fans out);
+* whether every home holds the same result for every slot (exit status 1 if not).
+
+    .venv/bin/python bench/federation_mqtt.py                    # N = 10, 50, 100; K = 3
+    .venv/bin/python bench/federation_mqtt.py --homes 10 --slots 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from dataclasses import dataclass
+import getpass
+import hashlib
+import multiprocessing as mp
+import os
+from pathlib import Path
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from custom_components.peer_energy.core.federation.brokernet import BrokerNet
+from custom_components.peer_energy.core.federation.channel import (
+    BrokerChannel,
+    found_on_broker,
+    join_on_broker,
+)
+from custom_components.peer_energy.core.federation.community import CommunityRules
+from custom_components.peer_energy.core.federation.protocol import Peer, SlotCleared
+from custom_components.peer_energy.core.federation.sealing import KeyChain
+from custom_components.peer_energy.core.market.orders import MarketRules, Order, Side
+from custom_components.peer_energy.core.trust.canonical import decode
+from custom_components.peer_energy.core.trust.identity import Identity
+from custom_components.peer_energy.mqtt_transport import (
+    BrokerConfig,
+    BrokerStatus,
+    MqttHome,
+    MqttTransport,
+)
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+SLOT_CHOICES = (10, 12, 15, 16, 18, 20, 24, 30, 36, 40, 45, 48, 60, 90, 120)  # divide a day
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def identity(i: int) -> Identity:
+    return Identity(hashlib.sha256(f"bench-mqtt:{i}".encode()).digest())
+
+
+def make_rules(n: int, slot_s: int, sync_ms: int, attest_ms: int) -> CommunityRules:
+    lead_s = (sync_ms + attest_ms) // 1000 + 2
+    return CommunityRules(
+        market=MarketRules(slot_seconds=slot_s, distributor_fee=1),
+        gate_closure_lead_s=lead_s,
+        sync_window_ms=sync_ms,
+        attest_window_ms=attest_ms,
+        max_members=max(n, 2),
+    )
+
+
+def form(n: int, rules: CommunityRules) -> list[dict[str, Any]]:
+    """The community, formed in memory at the real time: each home's snapshot and keys."""
+    net = BrokerNet(start_ms=now_ms())
+    founder = found_on_broker(
+        identity(0), name="Bench street", rules=rules, now_ms=net.now, nonce=os.urandom(16)
+    )
+    net.add(founder)
+    channels = [founder]
+    for i in range(1, n):
+        inv = founder.peer.invite(os.urandom(32), net.now)
+        channel, outs = join_on_broker(identity(i), inv.encode(), now_ms=net.now)
+        net.add(channel)
+        net.apply(channel.peer.address, outs)
+        net.run_until(net.now + 20)
+        channels.append(channel)
+    net.run_until(net.now + 100)
+    assert all(len(c.peer.roster()) == n for c in channels), "formation failed"
+    return [{"peer": c.peer.snapshot(), "keys": c.keys.to_dict()} for c in channels]
+
+
+@dataclass
+class Job:
+    host: str
+    port: int
+    homes: list[tuple[int, dict[str, Any]]]
+
+
+async def _worker(job: Job, queue: Any, start: Any) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    config = BrokerConfig.from_url(f"mqtt://{job.host}:{job.port}")
+    homes: list[MqttHome] = []
+    cleared: list[tuple[int, int, int, str]] = []  # (home, slot, at ms, result hash)
+    kinds: dict[str, int] = {}  # message type -> publications in the measured slots
+    counting = [False]
+
+    for index, data in job.homes:
+        ident = identity(index)
+        peer = Peer.restore(ident, data["peer"], now_ms())
+        # The slots between the formation and now were run by nobody: a restored home would
+        # ask for them (catch-up with backoff) during the measured slots. Not a steady state.
+        peer.tick(now_ms())
+        peer._round.missing.clear()
+        peer._round.catchup.clear()
+        channel = BrokerChannel(peer, keys=KeyChain.from_dict(ident, data["keys"]))
+        box: list[MqttHome] = []
+
+        def on_events(events: list[Any], i: int = index) -> None:
+            t = now_ms()
+            for e in events:
+                if isinstance(e, SlotCleared):
+                    cleared.append((i, e.final.slot, t, e.final.result_hash))
+
+        transport = MqttTransport(
+            loop,
+            config,
+            community=peer.community_id,
+            inbox=channel.inbox,
+            client_id=f"bench-{index}",
+            on_frame=lambda route, frame, b=box: b[0].frame(route, frame),
+            on_status=lambda s: None,
+        )
+        home = MqttHome(channel, transport, clock_ms=now_ms, on_events=on_events)
+        outgoing = channel.outgoing
+
+        def counted(outputs: Any, t: int, out: Any = outgoing) -> Any:
+            pubs, events = out(outputs, t)
+            if counting[0]:
+                for o in outputs:
+                    data = getattr(o, "data", None)
+                    if data is not None:
+                        kind = decode(data).get("type", "?")  # type: ignore[union-attr]
+                        kinds[str(kind)] = kinds.get(str(kind), 0) + 1
+            return pubs, events
+
+        channel.outgoing = counted  # type: ignore[method-assign]
+        box.append(home)
+        homes.append(home)
+        await transport.async_start()
+    deadline = time.monotonic() + 30
+    while any(h.transport.state.status is not BrokerStatus.CONNECTED for h in homes):
+        if time.monotonic() > deadline:
+            raise RuntimeError("homes did not connect")
+        await asyncio.sleep(0.05)
+
+    rules = homes[0].channel.peer.rules
+    rng = random.Random(os.getpid())
+    submitted: set[tuple[int, int]] = set()
+    queue.put("ready")  # the slots come once every worker's homes are connected
+    slots: list[int] = []
+    end = counted_from = 2**62
+    published_at_start: dict[int, int] = {}
+    while now_ms() < end + 3_000:
+        t = now_ms()
+        if not slots and not start.empty():
+            slots = start.get()
+            g_last = rules.gate_closure_ms(slots[-1])
+            end = g_last + rules.sync_window_ms + rules.attest_window_ms
+            # From just before the first measured slot's bids (after the warm-up slot).
+            counted_from = rules.gate_closure_ms(slots[1]) - 3_500
+        for home, (index, _) in zip(homes, job.homes, strict=True):
+            peer = home.channel.peer
+            if t >= counted_from and index not in published_at_start:
+                published_at_start[index] = home.transport.published
+                counting[0] = True
+            for slot in slots:
+                g = rules.gate_closure_ms(slot)
+                if (index, slot) not in submitted and g - 3_000 <= t < g - 500:
+                    side = Side.SELL if rng.random() < 0.5 else Side.BUY
+                    order = Order.single(
+                        f"o{index}",
+                        peer.member_id,
+                        side,
+                        slot,
+                        100 + rng.randrange(400),
+                        10 + rng.randrange(20),
+                    )
+                    home.handle(peer.submit_orders(slot, [order], t), t)
+                    submitted.add((index, slot))
+            if peer.next_wakeup_ms() <= t:
+                home.tick()
+        await asyncio.sleep(0.005)
+    published = {
+        index: h.transport.published - published_at_start.get(index, 0)
+        for h, (index, _) in zip(homes, job.homes, strict=True)
+    }
+    for h in homes:
+        await h.transport.async_stop()
+    return {"cleared": cleared, "published": published, "kinds": kinds}
+
+
+def worker(job: Job, queue: Any, start: Any) -> None:
+    queue.put(asyncio.run(_worker(job, queue, start)))
+
+
+def start_mosquitto(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    config = tmp / "mosquitto.conf"
+    config.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        f"user {getpass.getuser()}\nmax_queued_messages 100000\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen(
+        [MOSQUITTO, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    for _ in range(200):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc, port
+        except OSError:
+            time.sleep(0.025)
+    proc.kill()
+    raise RuntimeError("mosquitto did not start")
+
+
+def run(n: int, k: int, procs: int, slot_s: int, sync_ms: int, attest_ms: int) -> dict[str, Any]:
+    rules = make_rules(n, slot_s, sync_ms, attest_ms)
+    data = form(n, rules)
+    with tempfile.TemporaryDirectory() as tmp:
+        broker, port = start_mosquitto(Path(tmp))
+        try:
+            ctx = mp.get_context("spawn")
+            queue = ctx.Queue()
+            starts = [ctx.Queue() for _ in range(procs)]
+            jobs = [
+                Job("127.0.0.1", port, [(i, data[i]) for i in range(p, n, procs)])
+                for p in range(procs)
+            ]
+            workers = [
+                ctx.Process(target=worker, args=(job, queue, start))
+                for job, start in zip(jobs, starts, strict=True)
+            ]
+            for w in workers:
+                w.start()
+            for _ in workers:  # every home restored and connected
+                if queue.get(timeout=600) != "ready":
+                    raise RuntimeError("a worker failed to start")
+            begin = now_ms() + 1_000
+            first = -(-(begin // 1000 + rules.gate_closure_lead_s) // slot_s) * slot_s
+            slots = [first + i * slot_s for i in range(k + 1)]  # slots[0]: warm-up
+            for start in starts:
+                start.put(slots)
+            results = [queue.get(timeout=600) for _ in workers]
+            for w in workers:
+                w.join(30)
+        finally:
+            broker.terminate()
+            broker.wait(5)
+    measured = slots[1:]
+    finals: list[int] = []
+    agree = True
+    for slot in measured:
+        g = rules.gate_closure_ms(slot)
+        per_home = {
+            home: (at, result) for r in results for home, s, at, result in r["cleared"] if s == slot
+        }
+        if len(per_home) != n or len({res for _, res in per_home.values()}) != 1:
+            agree = False
+            print(f"      slot {slot}: {len(per_home)} of {n} homes final", flush=True)
+        finals.extend(at - g for at, _ in per_home.values())
+    published = [count for r in results for count in r["published"].values()]
+    kinds: dict[str, int] = {}
+    for r in results:
+        for kind, count in r["kinds"].items():
+            kinds[kind] = kinds.get(kind, 0) + count
+    finals.sort()
+    return {
+        "n": n,
+        "median": statistics.median(finals) if finals else float("nan"),
+        "p95": finals[max(0, -(-95 * len(finals) // 100) - 1)] if finals else float("nan"),
+        "pubs": sum(published) / n / len(measured),
+        "agree": agree,
+        "finals": len(finals),
+        "expected": n * len(measured),
+        "kinds": {k: round(v / n / len(measured), 2) for k, v in sorted(kinds.items())},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--homes", default="10,50,100")
+    parser.add_argument("--slots", type=int, default=3)
+    parser.add_argument("--procs", type=int, default=max(2, os.cpu_count() or 2))
+    parser.add_argument("--slot-s", type=int, default=0, help="default: about max(10, N / 3)")
+    parser.add_argument("--sync-ms", type=int, default=500)
+    parser.add_argument("--attest-ms", type=int, default=0, help="default: max(2000, 50 N)")
+    args = parser.parse_args()
+    print("homes procs median final ms p95 final ms pubs/home/slot growth finals agree")
+    previous: float | None = None
+    ok = True
+    for n in (int(x) for x in args.homes.split(",")):
+        slot_s = args.slot_s or next(s for s in SLOT_CHOICES if s >= max(10, n // 3))
+        attest_ms = args.attest_ms or max(2000, 50 * n)
+        r = run(n, args.slots, args.procs, slot_s, args.sync_ms, attest_ms)
+        growth = "-" if previous is None else f"x{r['pubs'] / previous:.2f}"
+        previous = r["pubs"]
+        ok = ok and r["agree"]
+        print(
+            f"{n:5d} {args.procs:5d} {r['median']:14.0f} {r['p95']:11.0f} "
+            f"{r['pubs']:14.1f} {growth:>6} {r['finals']:>3}/{r['expected']:<3} "
+            f"{'yes' if r['agree'] else 'NO'}",
+            flush=True,
+        )
+        print(f"      per home per slot by type: {r['kinds']}", flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
