@@ -1,7 +1,7 @@
 """Fuzz the peer endpoints of a real Home Assistant over HTTP (``bench/fuzz_http.py`` and
 ``tests/real/test_fuzz_http.py``).
 
-A real Home Assistant process (``tests/browser/harness.py``) is set up through its REST
+A real Home Assistant process (``tests/realhome.py``) is set up through its REST
 flows: a home that founds a community (1-minute slots). This process then joins that
 community as a second member, through a real invitation (``peer_energy.create_invitation``)
 and its own small HTTP server for the welcome, so it holds valid signed messages of its
@@ -55,7 +55,7 @@ from custom_components.peer_energy.core.trust.canonical import CanonicalError, d
 from custom_components.peer_energy.core.trust.envelope import seal
 from custom_components.peer_energy.core.trust.identity import Identity
 from custom_components.peer_energy.http import MAX_BODY_BYTES, MESSAGE_PATH
-from tests.browser.harness import DOMAIN, HarnessError, RealHome, free_port
+from tests.realhome import DOMAIN, HarnessError, RealHome, free_port
 from tests.federation.fuzzer import (
     _STRS,
     _TYPES,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import pytest_socket
 
-from tests.browser.harness import RealHome
+from tests.realhome import RealHome
 
 from .http_fuzzer import fuzz, start_home
 
