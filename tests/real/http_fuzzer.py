@@ -55,7 +55,6 @@ from custom_components.peer_energy.core.trust.canonical import CanonicalError, d
 from custom_components.peer_energy.core.trust.envelope import seal
 from custom_components.peer_energy.core.trust.identity import Identity
 from custom_components.peer_energy.http import MAX_BODY_BYTES, MESSAGE_PATH
-from tests.realhome import DOMAIN, HarnessError, RealHome, free_port
 from tests.federation.fuzzer import (
     _STRS,
     _TYPES,
@@ -65,6 +64,7 @@ from tests.federation.fuzzer import (
     _names,
     _same,
 )
+from tests.realhome import DOMAIN, HarnessError, RealHome, free_port
 
 KINDS: dict[str, int] = {
     "resigned": 26,
