@@ -205,7 +205,10 @@ def validate_create(
     except (CommunityError, ValueError):
         errors["base"] = ERROR_INVALID_RULES
         return {}, errors
-    if (problem := gate_lead_error(rules.gate_closure_lead_s, rules.slot_seconds)) is not None:
+    # The form checks what the user chose; a test's forced short slots replace both.
+    lead_s = round(user_input[CONF_GATE_CLOSURE_LEAD_S])
+    slot_s = int(user_input[CONF_SLOT_MINUTES]) * 60
+    if (problem := gate_lead_error(lead_s, slot_s)) is not None:
         errors[CONF_GATE_CLOSURE_LEAD_S] = problem
     data = {
         CONF_COMMUNITY_ACTION: CommunityAction.CREATE.value,

@@ -17,6 +17,7 @@ def _link(lead_ms: int, slot_ms: int) -> SimpleNamespace:
     return SimpleNamespace(
         gate_closure_lead_ms=lead_ms,
         slot_ms=slot_ms,
+        member_key="me" * 16,
         async_add_result_listener=lambda cb: lambda: None,
     )
 

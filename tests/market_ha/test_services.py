@@ -158,7 +158,7 @@ async def test_place_order_in_community_targets_the_next_open_slot(
     after = NEXT_TS + 900
     assert response["slot_start"] == utc_iso(after)
     assert after not in market.plans  # not sent now: sent when its turn comes
-    assert market.plan_slot(after).assets["manual_1"].signed_wh == 1000
+    assert (await market.async_plan_slot(after)).assets["manual_1"].signed_wh == 1000
     # after the next slot's gate closure: still the one after it
     frozen.move_to(GATE + timedelta(seconds=5))
     response = await _order(hass, side="sell", energy_kwh=1, limit_price=0.2)
