@@ -9,34 +9,19 @@ makes the broker hand the last frame of each route to every new subscriber. Home
 offline and online, and tick exactly when their peer's ``next_wakeup_ms`` says. All
 randomness comes from one seeded ``random.Random``.
 
-Public API: ``BrokerNet``, ``BrokerStats``.
+Public API: ``BrokerNet`` (its ``stats`` is memnet's ``NetStats``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 import heapq
 import random
 from typing import Any
 
 from .channel import ALL, BrokerChannel, Publication
+from .memnet import NetStats
 from .protocol import Output
-
-
-@dataclass(slots=True)
-class BrokerStats:
-    """Publications (and their bytes) per home address, frames delivered and lost."""
-
-    published: dict[str, int] = field(default_factory=dict)
-    bytes: dict[str, int] = field(default_factory=dict)
-    delivered: int = 0
-    dropped: int = 0
-
-    def count(self, sender: str, size: int) -> None:
-        """One publication of ``size`` bytes by ``sender``."""
-        self.published[sender] = self.published.get(sender, 0) + 1
-        self.bytes[sender] = self.bytes.get(sender, 0) + size
 
 
 class BrokerNet:
@@ -67,7 +52,7 @@ class BrokerNet:
         self.homes: dict[str, BrokerChannel] = {}
         self.events: dict[str, list[tuple[int, Any]]] = {}
         self.offline: set[str] = set()
-        self.stats = BrokerStats()
+        self.stats = NetStats()  # a publication counts as one message
         self.frames: list[tuple[str, bytes]] = []  # every (route, frame) published
         self._subscribers: dict[str, set[str]] = {}
         self._retained: dict[str, bytes] = {}
