@@ -9,12 +9,17 @@ clean-only buyers, 25 orders per member (so one bid each), a distributor fee.
 
 * ``clear`` times :func:`clear_slot` on validated orders: sorting, merit order, allocation,
   prices, rationing, pairing, grid residuals, fairness state.
-* ``gate`` times what a peer does with the orders of a slot in the protocol: it validates
-  every member's bid as received (``parse``: the orders in plain data, as decoded from the
-  wire, checked and qualified, and the bid's credit check), then at gate closure clears
-  the book and hashes the book and the result (``clear+hash``: ``protocol.book.clear_book``,
-  the attested pair). ``gate`` is the sum; the target is for 10k orders. Not in it: the
+* ``parse`` times what a peer does with each member's bid when it arrives, during the
+  bidding window (``round._check_bid``): the orders in plain data, as decoded from the wire,
+  checked and qualified (``qualified_orders``), and the bid's credit check (``max_spend``).
+  The peer keeps the qualified orders with the bid (``Bid.orders``). Not in it: the
   envelope's signature check and record id of each bid (a fixed cost per bid at receipt).
+* ``gate`` times what a peer does at gate closure (``round._attest``): clear the book of
+  the bids it holds and hash the book and the result (``protocol.book.clear_book``, the
+  pair it attests). The target (<= 30 ms median for 10k orders) is for this; ``gate best``
+  and ``gate cpu`` are its best wall time and median process time.
+* ``parse+gate`` is both in one go (every bid parsed, then cleared and hashed): the CPU one
+  slot's book costs a peer in all, as if every bid arrived at the last moment.
 * ``+results`` builds every Fill, OrderResult and MemberResult object (they are otherwise
   built on first access, e.g. for settlement after the slot is final).
 * Last, the result hash of the 10k book, and for comparison the hash the protocol used
@@ -22,7 +27,7 @@ clean-only buyers, 25 orders per member (so one bid each), a distributor fee.
 
 The median wall time is what the target refers to; the best wall time and the median CPU
 time are printed too because the reference machine is shared and wall time is noisy when
-other jobs run.
+other jobs run (the load average is printed before and after).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 import math
+import os
 from pathlib import Path
 import random
 import statistics
@@ -116,9 +122,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     args = parser.parse_args()
     sizes = [(100, 101), (1_000, 51), (10_000, 31), (100_000, 7)]
-    header = ("orders", "clear", "best", "cpu", "parse", "clear+hash", "gate", "gate cpu")
-    print("{:>8} {:>8} {:>7} {:>7} {:>7} {:>10} {:>7} {:>8}  {:>8} {:>7} {:>8}".format(
-        *header, "+results", "growth", "n log n"
+    print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    header = ("orders", "clear", "best", "cpu", "parse", "gate", "gate best", "gate cpu")
+    print("{:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>8} {:>10} {:>8} {:>7} {:>8}".format(
+        *header, "parse+gate", "+results", "growth", "n log n"
     ))  # fmt: skip
     previous: tuple[int, float] | None = None
     gate_10k = math.inf
@@ -138,24 +145,26 @@ def main() -> None:
         def closure(bids: list[Bid] = bids) -> object:
             return clear_book("c" * 32, SLOT, COMMUNITY, bids, FAIR)
 
-        def gate(received: list[tuple[str, dict[str, Any]]] = received) -> object:
+        def both(received: list[tuple[str, dict[str, Any]]] = received) -> object:
             return clear_book("c" * 32, SLOT, COMMUNITY, parse(received), FAIR)
 
         walls = _times(clear, reps, time.perf_counter)
         wall, best = statistics.median(walls), min(walls)
         cpu = statistics.median(_times(clear, reps, time.process_time))
         parse_ms = statistics.median(_times(lambda r=received: parse(r), reps, time.perf_counter))
-        hashed = statistics.median(_times(closure, reps, time.perf_counter))
-        gate_ms = statistics.median(_times(gate, reps, time.perf_counter))
-        gate_cpu = statistics.median(_times(gate, reps, time.process_time))
+        gates = _times(closure, reps, time.perf_counter)
+        gate_ms, gate_best = statistics.median(gates), min(gates)
+        gate_cpu = statistics.median(_times(closure, reps, time.process_time))
+        both_ms = statistics.median(_times(both, reps, time.perf_counter))
         with_results = statistics.median(_times(full, reps, time.perf_counter))
         growth = predicted = ""
         if previous is not None:
             growth = f"x{wall / previous[1]:.1f}"
             predicted = f"x{n * math.log(n) / (previous[0] * math.log(previous[0])):.1f}"
         print(
-            f"{n:>8} {wall:>8.2f} {best:>7.2f} {cpu:>7.2f} {parse_ms:>7.2f} {hashed:>10.2f} "
-            f"{gate_ms:>7.2f} {gate_cpu:>8.2f}  {with_results:>8.2f} {growth:>7} {predicted:>8}"
+            f"{n:>8} {wall:>7.2f} {best:>7.2f} {cpu:>7.2f} {parse_ms:>7.2f} {gate_ms:>7.2f} "
+            f"{gate_best:>9.2f} {gate_cpu:>8.2f} {both_ms:>10.2f} {with_results:>8.2f} "
+            f"{growth:>7} {predicted:>8}"
         )
         previous = (n, wall)
         if n == 10_000:
@@ -168,9 +177,10 @@ def main() -> None:
     print(
         f"result hash of 10k orders: {now_ms:.2f} ms (canonical JSON of to_dict(): {before:.2f} ms)"
     )
+    print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     verdict = "met" if gate_10k <= TARGET_MS else "NOT met"
     print(
-        f"target: gate-closure path for 10k orders <= {TARGET_MS:.0f} ms median wall time: "
+        f"target: gate-closure work for 10k orders <= {TARGET_MS:.0f} ms median wall time: "
         f"{verdict} ({gate_10k:.2f} ms)"
     )
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from custom_components.peer_energy.core.federation.protocol import SlotCleared, result_hash
+import pytest
+
+from custom_components.peer_energy.core.federation.protocol import (
+    SlotCleared,
+    book as book_module,
+    result_hash,
+    round as round_module,
+)
+from custom_components.peer_energy.core.market import orders as orders_module
 from custom_components.peer_energy.core.market.clearing import clear_slot
 
 from .helpers import build, next_slot, outcome, run_slot, submit_all
@@ -44,3 +52,30 @@ def test_result_recomputes_from_the_orders() -> None:
     assert result_hash(again) == final.result_hash
     cleared = [e for _, e in net.events["p3"] if isinstance(e, SlotCleared)]
     assert [c.final.slot for c in cleared] == [slot]
+
+
+def test_gate_closure_clears_the_orders_parsed_on_arrival(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Orders are checked when each bid arrives; gate closure only clears and hashes what
+    the peers hold (the work ``bench/clearing.py`` times as ``gate``)."""
+    net, peers = build(4)
+    slot = next_slot(net, peers)
+    submit_all(net, peers, slot)
+    r = peers[0].rules
+    net.run_until(r.gate_closure_ms(slot) - 1)  # every bid delivered and parsed
+    held = [len(p._round.slots[slot].bids) for p in peers]
+    assert held == [4, 4, 4, 4]
+
+    def no_parsing(*args: object, **kwargs: object) -> object:
+        raise AssertionError("orders parsed again after gate closure")
+
+    monkeypatch.setattr(orders_module, "validate_order", no_parsing)
+    monkeypatch.setattr(book_module, "validate_order", no_parsing)
+    monkeypatch.setattr(book_module, "qualified_orders", no_parsing)
+    monkeypatch.setattr(round_module, "qualified_orders", no_parsing)
+    run_slot(net, peers, slot)
+    outcomes = {outcome(net, p.address, slot) for p in peers}
+    assert len(outcomes) == 1
+    assert None not in outcomes
+    assert "void" not in outcomes

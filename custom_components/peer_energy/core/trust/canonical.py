@@ -41,55 +41,55 @@ class FloatNotAllowedError(CanonicalError):
 
 
 def _check(value: object, depth: int) -> None:
-    """Raise ``CanonicalError`` if ``value`` is outside the canonical subset."""
+    """Raise ``CanonicalError`` if ``value`` is outside the canonical subset.
+
+    Strings, booleans and ``None`` inside a container are passed over without a call
+    (most of a message); integers and containers are checked by a call of their own.
+    """
     if depth > MAX_DEPTH:
         raise CanonicalError("nesting too deep")
-    if value is None or value is True or value is False:
-        return
     kind = type(value)
     if kind is int:
         if not INT_MIN <= value <= INT_MAX:  # type: ignore[operator]
             raise CanonicalError("integer outside the signed 64-bit range")
         return
-    if kind is str:
+    if kind is str or value is None or kind is bool:
         return  # lone surrogates are caught when the text is encoded to UTF-8
     if kind is float:
         raise FloatNotAllowedError("floats are not allowed; use integers (Wh, W, minor units)")
-    if kind is dict or isinstance(value, Mapping):
-        for key, item in value.items():  # type: ignore[attr-defined]
+    items: Any
+    if kind is list or kind is tuple:
+        items = value
+    elif kind is dict or isinstance(value, Mapping):
+        for key in value:  # type: ignore[attr-defined]
             if type(key) is not str:
                 raise CanonicalError("object keys must be strings")
+        items = value.values()  # type: ignore[attr-defined]
+    else:
+        raise CanonicalError(f"type {kind.__name__} is not canonical")
+    if depth == MAX_DEPTH and items:
+        raise CanonicalError("nesting too deep")
+    for item in items:
+        inner = type(item)
+        if inner is not str and inner is not bool and item is not None:
             _check(item, depth + 1)
-        return
-    if kind is list or kind is tuple:
-        for item in value:  # type: ignore[attr-defined]
-            _check(item, depth + 1)
-        return
-    raise CanonicalError(f"type {kind.__name__} is not canonical")
 
 
-def _plain(value: Any) -> Any:
-    """Turn mappings other than dict into dicts so ``json`` can encode them."""
-    if isinstance(value, Mapping) and type(value) is not dict:
-        return {key: _plain(item) for key, item in value.items()}
-    if type(value) is dict:
-        if any(isinstance(v, Mapping) and type(v) is not dict for v in value.values()):
-            return {key: _plain(item) for key, item in value.items()}
-        return value
-    if type(value) in (list, tuple):
-        return [_plain(item) for item in value]
-    return value
+def _as_dict(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A mapping other than ``dict`` for ``json`` (``_check`` let only those through)."""
+    return dict(value)
 
 
 def canonical_bytes(value: object) -> bytes:
     """Encode ``value`` canonically; raise ``CanonicalError`` if it is not canonical."""
     _check(value, 0)
     text = json.dumps(
-        _plain(value),
+        value,
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
         allow_nan=False,
+        default=_as_dict,
     )
     try:
         return text.encode("utf-8")
@@ -123,6 +123,11 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+_DECODER = json.JSONDecoder(
+    parse_float=_refuse_float, parse_constant=_refuse_constant, object_pairs_hook=_object
+)
+
+
 def decode(data: bytes) -> Canonical:
     """Parse JSON bytes into canonical values.
 
@@ -134,19 +139,16 @@ def decode(data: bytes) -> Canonical:
     except UnicodeDecodeError as err:
         raise CanonicalError("not valid UTF-8") from err
     try:
-        value = json.loads(
-            text,
-            parse_float=_refuse_float,
-            parse_constant=_refuse_constant,
-            object_pairs_hook=_object,
-        )
+        value = _DECODER.decode(text)
     except CanonicalError:
         raise
     except RecursionError:
         raise CanonicalError("nesting too deep") from None
     except ValueError as err:
         raise CanonicalError(f"not valid JSON: {err}") from err
-    canonical_bytes(value)  # range, depth and Unicode checks
+    _check(value, 0)  # range and depth
+    if "\\u" in text:  # only an escape can make a lone surrogate (the text is valid UTF-8)
+        canonical_bytes(value)
     result: Canonical = value
     return result
 
