@@ -1,6 +1,7 @@
 """Fuzz the peer endpoints of a real Home Assistant over HTTP and print what happened.
 
 Run: .venv/bin/python bench/fuzz_http.py [--requests 10000] [--seed 0] [--slow 8]
+     .venv/bin/python bench/fuzz_http.py --requests 60000 --tracemalloc
 
 Starts a real Home Assistant process on 127.0.0.1 (a throw-away configuration in a temporary
 folder) whose Peer Energy home founds a community, joins it from this process as a second
@@ -9,21 +10,122 @@ member through a real invitation, then sends generated requests to
 mutations of valid signed messages, garbage, oversized bodies, bad encodings, gzip lies,
 malformed HTTP, slow bodies, join floods, replays, strangers). Prints the requests, the
 status histogram, 5xx answers, accepted forgeries, tracebacks and error lines in the home's
-log, and the process's resident memory before and after. Exit code 1 if the oracle found
-anything.
+log, and the process's resident memory before and after, and every 5,000 requests (every
+quarter of a shorter run: the curve shows whether it grows without bound or levels off).
+Exit code 1 if the oracle found anything.
+
+``--tracemalloc`` starts Home Assistant with Python's allocation tracing (``tracemalloc``,
+16 frames per allocation; it makes Home Assistant several times slower) and a bench-only
+``sitecustomize`` module in a temporary folder (nothing in the integration): on ``SIGUSR1``
+the process writes a snapshot of its live allocations. The bench takes one after the first
+5,000 requests (when the caches and pools that fill on first use are full), one halfway and
+one at the end, and prints the growth over each half by owner (what grows in both halves
+grows with the requests; what grew in the first only was filling up): allocations with a frame in
+``custom_components/peer_energy`` are ours, the others go to the package of their innermost
+frame (``homeassistant``, ``aiohttp``, the standard library, ...), with the largest sites.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from collections import Counter
+import os
 from pathlib import Path
+import signal
 import sys
 import tempfile
+import time
+import tracemalloc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.real.http_fuzzer import HttpFuzzReport, fuzz, start_home
+from tests.real.http_fuzzer import HttpFuzzReport, fuzz, rss_kib, start_home
+
+EVERY = 5_000  # requests between two memory samples
+FRAMES = 16
+
+SITECUSTOMIZE = """\
+import os, signal, threading, tracemalloc
+_folder = os.environ["PEER_ENERGY_BENCH_SNAPSHOTS"]
+_taken = [0]
+def _dump(path):
+    tracemalloc.take_snapshot().dump(path + ".part")
+    os.replace(path + ".part", path)
+def _snapshot(signum, frame):  # off the event loop: a file write there would be flagged
+    _taken[0] += 1
+    path = os.path.join(_folder, f"snapshot-{_taken[0]}.pickle")
+    threading.Thread(target=_dump, args=(path,), daemon=True).start()
+if tracemalloc.is_tracing():
+    signal.signal(signal.SIGUSR1, _snapshot)
+"""
+
+
+def owner(frames: tracemalloc.Traceback) -> str:
+    """Who allocated: ours if any frame is in the integration, else the innermost package
+    (a traceback lists its frames from the oldest to the most recent)."""
+    for frame in frames:
+        if "custom_components/peer_energy" in frame.filename:
+            return "peer_energy (ours)"
+    path = frames[-1].filename
+    if "site-packages/" in path:
+        return path.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
+    if "/lib/python3" in path:
+        return "python stdlib"
+    return path
+
+
+def site(frames: tracemalloc.Traceback) -> str:
+    """The innermost frame, and the first frame of ours if there is one."""
+    inner = frames[-1]
+    text = f"{_short(inner.filename)}:{inner.lineno}"
+    for frame in reversed(frames):
+        if "custom_components/peer_energy" in frame.filename and frame is not inner:
+            return f"{text} (from {_short(frame.filename)}:{frame.lineno})"
+    return text
+
+
+def _short(path: str) -> str:
+    for marker in ("site-packages/", "custom_components/", "/lib/python3.13/"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    return path
+
+
+def _database_kib(folder: Path) -> int:
+    """Size of the recorder's SQLite database and its write-ahead log, in KiB."""
+    files = (folder / name for name in ("home-assistant_v2.db", "home-assistant_v2.db-wal"))
+    return sum(f.stat().st_size for f in files if f.exists()) // 1024
+
+
+def _wait_for(path: Path, timeout: float = 300.0) -> tracemalloc.Snapshot:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no snapshot {path.name}")
+        time.sleep(0.2)
+    return tracemalloc.Snapshot.load(str(path))
+
+
+def growth_by_owner(first: tracemalloc.Snapshot, last: tracemalloc.Snapshot) -> list[str]:
+    """The growth between two snapshots, summed by owner, and the largest sites."""
+    diffs = last.compare_to(first, "traceback")
+    by_owner: Counter[str] = Counter()
+    blocks: Counter[str] = Counter()
+    by_site: Counter[str] = Counter()
+    for diff in diffs:
+        who = owner(diff.traceback)
+        by_owner[who] += diff.size_diff
+        blocks[who] += diff.count_diff
+        by_site[f"{who}: {site(diff.traceback)}"] += diff.size_diff
+    total = sum(by_owner.values())
+    lines = [f"traced heap growth between the snapshots: {total / 1024:+.1f} KiB, by owner:"]
+    for who, size in sorted(by_owner.items(), key=lambda kv: -abs(kv[1]))[:12]:
+        lines.append(f"  {who:<28} {size / 1024:+9.1f} KiB {blocks[who]:+8d} blocks")
+    lines.append("largest growing sites:")
+    for where, size in by_site.most_common(12):
+        lines.append(f"  {size / 1024:+9.1f} KiB  {where}")
+    return lines
 
 
 def main() -> int:
@@ -32,25 +134,77 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--slow", type=int, default=8, help="slow bodies sent alongside")
     parser.add_argument("--keep", action="store_true", help="keep the configuration folder")
+    parser.add_argument(
+        "--tracemalloc", action="store_true", help="trace allocations in Home Assistant"
+    )
     args = parser.parse_args()
 
+    folder = Path(tempfile.mkdtemp(prefix="peer-energy-fuzz-"))
+    snapshots = folder / "snapshots"
+    if args.tracemalloc:
+        hook = folder / "hook"
+        hook.mkdir()
+        snapshots.mkdir()
+        (hook / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
+        # The harness passes this process's environment on to Home Assistant.
+        path = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = str(hook) + (os.pathsep + path if path else "")
+        os.environ["PYTHONTRACEMALLOC"] = str(FRAMES)
+        os.environ["PEER_ENERGY_BENCH_SNAPSHOTS"] = str(snapshots)
+    print(f"Home Assistant in {folder}", file=sys.stderr)
+    home = start_home(folder)
+    samples: list[tuple[int, int]] = []
+    database: list[int] = []
+    signalled: list[int] = []
+    mid = (args.requests + EVERY) // 2
+    every = max(1_000, min(EVERY, args.requests // 4 // 1_000 * 1_000))
+    next_at = [every]
+
     def progress(report: HttpFuzzReport) -> None:
+        if report.requests < next_at[0]:
+            return
+        next_at[0] = report.requests + every
+        assert home.process is not None
+        samples.append((report.requests, rss_kib(home.process.pid)))
+        database.append(_database_kib(folder))
+        if args.tracemalloc and (not signalled or (len(signalled) == 1 and report.requests >= mid)):
+            home.process.send_signal(signal.SIGUSR1)
+            signalled.append(report.requests)
         print(
-            f"  {report.requests} requests, {len(report.server_errors)} 5xx",
+            f"  {report.requests} requests, {len(report.server_errors)} 5xx, "
+            f"RSS {samples[-1][1] / 1024:.1f} MiB, recorder database {database[-1] / 1024:.1f} MiB",
             file=sys.stderr,
         )
 
-    folder = Path(tempfile.mkdtemp(prefix="peer-energy-fuzz-"))
-    print(f"Home Assistant in {folder}", file=sys.stderr)
-    home = start_home(folder)
     try:
         report = asyncio.run(
             fuzz(home, args.requests, seed=args.seed, slow=args.slow, progress=progress)
         )
+        taken: list[tracemalloc.Snapshot] = []
+        if signalled:
+            assert home.process is not None
+            taken = [
+                _wait_for(snapshots / f"snapshot-{k}.pickle") for k in (1, 2)[: len(signalled)]
+            ]
+            home.process.send_signal(signal.SIGUSR1)
+            taken.append(_wait_for(snapshots / f"snapshot-{len(taken) + 1}.pickle"))
+            signalled.append(report.requests)
     finally:
         home.stop()
     for line in report.lines():
         print(line)
+    curve = ", ".join(f"{n}: {kib / 1024:.1f}" for n, kib in samples)
+    print(f"resident memory (MiB) after N requests: {curve}")
+    sizes = ", ".join(
+        f"{n}: {kib / 1024:.1f}" for (n, _), kib in zip(samples, database, strict=True)
+    )
+    print(f"recorder database with its log (MiB) after N requests: {sizes}")
+    for k in range(len(taken) - 1):
+        print(
+            f"from the snapshot after {signalled[k]} requests to the one after {signalled[k + 1]}:"
+        )
+        for line in growth_by_owner(taken[k], taken[k + 1]):
+            print(line)
     if not args.keep:
         import shutil
 
