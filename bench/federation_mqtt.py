@@ -2,8 +2,9 @@
 
 Every home is a fan-out ``Peer`` in a ``BrokerChannel`` (sealed frames, community key) on
 its own ``MqttTransport`` (its own paho client and network thread), as a home would run
-it. The homes are spread over ``--procs`` worker processes (default: one per core, at least
-2) so that no single process's CPU is the bottleneck; the broker is one Mosquitto on
+it. The homes are spread over ``--procs`` worker processes (default: one per core plus one,
+so that a worker waiting on its sockets leaves a core to another) so that no single
+process's CPU is the bottleneck; the broker is one Mosquitto on
 127.0.0.1 and a free port, started by the script (``/usr/sbin/mosquitto``).
 
 The community is formed first, in memory (the in-memory broker, real invitations, joins
@@ -20,7 +21,10 @@ random order before gate closure. Figures:
 * **pubs/home/slot**: publications per home per slot (bids, digests, attestations and
   whatever repair traffic there was), and its growth from one N to the next (O(1) in N:
   the broker fans out);
-* whether every home holds the same result for every slot (exit status 1 if not).
+* whether every home holds the same result for every slot (exit status 1 if not);
+* **cpu ms/home/slot**: the workers' process time (every thread: the homes, their paho
+  clients, this harness) from the first measured slot to the end, per home and slot;
+* **load**: the load average (1 minute) before and after the run.
 
     .venv/bin/python bench/federation_mqtt.py                    # N = 10, 50, 100; K = 3
     .venv/bin/python bench/federation_mqtt.py --homes 10 --slots 2
@@ -46,10 +50,15 @@ import tempfile
 import time
 from typing import Any
 
+from paho.mqtt.client import Client, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from custom_components.peer_energy.core.federation.brokernet import BrokerNet
 from custom_components.peer_energy.core.federation.channel import (
+    ALL,
     BrokerChannel,
     found_on_broker,
     join_on_broker,
@@ -58,13 +67,16 @@ from custom_components.peer_energy.core.federation.community import CommunityRul
 from custom_components.peer_energy.core.federation.protocol import Peer, SlotCleared
 from custom_components.peer_energy.core.federation.sealing import KeyChain
 from custom_components.peer_energy.core.market.orders import MarketRules, Order, Side
+from custom_components.peer_energy.core.trust import envelope
 from custom_components.peer_energy.core.trust.canonical import decode
 from custom_components.peer_energy.core.trust.identity import Identity
 from custom_components.peer_energy.mqtt_transport import (
     BrokerConfig,
+    BrokerState,
     BrokerStatus,
     MqttHome,
     MqttTransport,
+    topics,
 )
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -115,9 +127,126 @@ class Job:
     host: str
     port: int
     homes: list[tuple[int, dict[str, Any]]]
+    share_verify: bool = False
+    shared_connection: bool = False
+
+
+class SharedConnection:
+    """One paho client for all the homes of a worker process (bench only).
+
+    With ``--shared-connection`` the broker delivers each frame of the community topic once
+    per worker instead of once per home, and the worker hands it to each of its homes (each
+    home still opens, checks and handles it itself; a home drops its own publications as it
+    does on its own connection). Publications go out through the same client, to the same
+    topics and at the same QoS as ``MqttTransport``. What it saves is the per-home cost of
+    the MQTT client (a network thread, parsing and acknowledging every frame, waking the
+    event loop), which on separate machines each home pays on its own CPU.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: BrokerConfig, community: str):
+        self.loop = loop
+        self.community_topic, _ = topics(config.prefix, community, "0" * 32)
+        self.config = config
+        self.community = community
+        self.homes: list[tuple[Any, Any]] = []  # (facade, on_frame(route, frame))
+        self.inboxes: dict[str, tuple[str, Any]] = {}  # inbox topic -> (route, on_frame)
+        self.ready = asyncio.Event()
+        client = Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"bench-shared-{os.getpid()}",
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        client.on_connect = self._connected
+        client.on_message = self._message
+        client.max_queued_messages_set(0)
+        client.max_inflight_messages_set(1000)
+        self.client = client
+
+    def add(self, inbox: str, on_frame: Any) -> SharedFacade:
+        facade = SharedFacade(self, inbox)
+        self.homes.append((facade, on_frame))
+        self.inboxes[topics(self.config.prefix, self.community, inbox)[1]] = (inbox, on_frame)
+        return facade
+
+    async def start(self) -> None:
+        self.client.connect(self.config.host, self.config.port)
+        self.client.loop_start()
+        await asyncio.wait_for(self.ready.wait(), 30)
+
+    async def stop(self) -> None:
+        await self.loop.run_in_executor(None, self.client.disconnect)
+        await self.loop.run_in_executor(None, self.client.loop_stop)
+
+    def _connected(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        subs = [(self.community_topic, SubscribeOptions(qos=1))]
+        subs += [(topic, SubscribeOptions(qos=1)) for topic in self.inboxes]
+        client.subscribe(subs)
+        self.loop.call_soon_threadsafe(self.ready.set)
+
+    def _message(self, client: Any, userdata: Any, message: Any) -> None:
+        self.loop.call_soon_threadsafe(self._dispatch, message.topic, bytes(message.payload))
+
+    def _dispatch(self, topic: str, frame: bytes) -> None:
+        if topic == self.community_topic:
+            for _, on_frame in self.homes:
+                on_frame(ALL, frame)
+        elif topic in self.inboxes:
+            route, on_frame = self.inboxes[topic]
+            on_frame(route, frame)
+
+
+class SharedFacade:
+    """What ``MqttHome`` and the bench use of a transport, on a ``SharedConnection``."""
+
+    def __init__(self, shared: SharedConnection, inbox: str) -> None:
+        self.shared = shared
+        self.inbox_topic = topics(shared.config.prefix, shared.community, inbox)[1]
+        self.base = self.inbox_topic.rsplit("/in/", 1)[0]
+        self.published = 0
+        self.state = BrokerState(BrokerStatus.CONNECTED)
+
+    def publish(self, route: str, frame: bytes) -> bool:
+        topic = self.shared.community_topic if route == ALL else f"{self.base}/in/{route}"
+        self.shared.client.publish(topic, frame, qos=1, retain=False)
+        self.published += 1
+        return True
+
+    async def async_start(self) -> None:
+        return None
+
+    async def async_stop(self) -> None:
+        return None
+
+
+def share_verification() -> None:
+    """Let the homes of this worker process share Ed25519 results (bench only).
+
+    Each home still decrypts, decodes and checks every frame and runs its own protocol; only
+    the signature check of envelope bytes that another home of the same process already
+    verified with the same key is looked up instead of computed again. On separate machines
+    every home checks each signature once on its own CPU; here the 2 cores would otherwise
+    check each one once per simulated home.
+    """
+    verified: set[tuple[str, bytes, str]] = set()
+    check = envelope.verify_hex
+
+    def shared(public_key: str, purpose: Any, body: bytes, sig: str, *, cache: bool = True) -> bool:
+        key = (public_key, body, sig)
+        if key in verified:
+            return True
+        good = check(public_key, purpose, body, sig, cache=cache)
+        if good and cache:
+            if len(verified) > 50_000:
+                verified.clear()
+            verified.add(key)
+        return good
+
+    envelope.verify_hex = shared  # type: ignore[assignment]
 
 
 async def _worker(job: Job, queue: Any, start: Any) -> dict[str, Any]:
+    if job.share_verify:
+        share_verification()
     loop = asyncio.get_running_loop()
     config = BrokerConfig.from_url(f"mqtt://{job.host}:{job.port}")
     homes: list[MqttHome] = []
@@ -125,6 +254,16 @@ async def _worker(job: Job, queue: Any, start: Any) -> dict[str, Any]:
     kinds: dict[str, int] = {}  # message type -> publications in the measured slots
     counting = [False]
 
+    # When each home's clock is due next: recomputed only after the home handled something
+    # (asking every peer every 5 ms would cost this process more than the homes' own work).
+    due: dict[int, int] = {}
+    dirty: set[int] = set()
+
+    def on_frame(home: MqttHome, index: int, route: str, frame: bytes) -> None:
+        home.frame(route, frame)
+        dirty.add(index)
+
+    shared: SharedConnection | None = None
     for index, data in job.homes:
         ident = identity(index)
         peer = Peer.restore(ident, data["peer"], now_ms())
@@ -142,15 +281,22 @@ async def _worker(job: Job, queue: Any, start: Any) -> dict[str, Any]:
                 if isinstance(e, SlotCleared):
                     cleared.append((i, e.final.slot, t, e.final.result_hash))
 
-        transport = MqttTransport(
-            loop,
-            config,
-            community=peer.community_id,
-            inbox=channel.inbox,
-            client_id=f"bench-{index}",
-            on_frame=lambda route, frame, b=box: b[0].frame(route, frame),
-            on_status=lambda s: None,
-        )
+        deliver = lambda route, frame, b=box, i=index: on_frame(b[0], i, route, frame)  # noqa: E731
+        transport: Any
+        if job.shared_connection:
+            if shared is None:
+                shared = SharedConnection(loop, config, peer.community_id)
+            transport = shared.add(channel.inbox, deliver)
+        else:
+            transport = MqttTransport(
+                loop,
+                config,
+                community=peer.community_id,
+                inbox=channel.inbox,
+                client_id=f"bench-{index}",
+                on_frame=deliver,
+                on_status=lambda s: None,
+            )
         home = MqttHome(channel, transport, clock_ms=now_ms, on_events=on_events)
         outgoing = channel.outgoing
 
@@ -168,6 +314,8 @@ async def _worker(job: Job, queue: Any, start: Any) -> dict[str, Any]:
         box.append(home)
         homes.append(home)
         await transport.async_start()
+    if shared is not None:
+        await shared.start()
     deadline = time.monotonic() + 30
     while any(h.transport.state.status is not BrokerStatus.CONNECTED for h in homes):
         if time.monotonic() > deadline:
@@ -181,6 +329,7 @@ async def _worker(job: Job, queue: Any, start: Any) -> dict[str, Any]:
     slots: list[int] = []
     end = counted_from = 2**62
     published_at_start: dict[int, int] = {}
+    cpu_from = [float("inf")]  # process time (every thread) when counting started
     while now_ms() < end + 3_000:
         t = now_ms()
         if not slots and not start.empty():
@@ -194,6 +343,7 @@ async def _worker(job: Job, queue: Any, start: Any) -> dict[str, Any]:
             if t >= counted_from and index not in published_at_start:
                 published_at_start[index] = home.transport.published
                 counting[0] = True
+                cpu_from[0] = min(cpu_from[0], time.process_time())
             for slot in slots:
                 g = rules.gate_closure_ms(slot)
                 if (index, slot) not in submitted and g - 3_000 <= t < g - 500:
@@ -208,16 +358,24 @@ async def _worker(job: Job, queue: Any, start: Any) -> dict[str, Any]:
                     )
                     home.handle(peer.submit_orders(slot, [order], t), t)
                     submitted.add((index, slot))
-            if peer.next_wakeup_ms() <= t:
+                    dirty.add(index)
+            if index in dirty or index not in due:
+                dirty.discard(index)
+                due[index] = peer.next_wakeup_ms()
+            if due[index] <= t:
                 home.tick()
+                due[index] = peer.next_wakeup_ms()
         await asyncio.sleep(0.005)
+    cpu = time.process_time() - cpu_from[0]
     published = {
         index: h.transport.published - published_at_start.get(index, 0)
         for h, (index, _) in zip(homes, job.homes, strict=True)
     }
     for h in homes:
         await h.transport.async_stop()
-    return {"cleared": cleared, "published": published, "kinds": kinds}
+    if shared is not None:
+        await shared.stop()
+    return {"cleared": cleared, "published": published, "kinds": kinds, "cpu": cpu}
 
 
 def worker(job: Job, queue: Any, start: Any) -> None:
@@ -247,7 +405,16 @@ def start_mosquitto(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("mosquitto did not start")
 
 
-def run(n: int, k: int, procs: int, slot_s: int, sync_ms: int, attest_ms: int) -> dict[str, Any]:
+def run(
+    n: int,
+    k: int,
+    procs: int,
+    slot_s: int,
+    sync_ms: int,
+    attest_ms: int,
+    share: bool,
+    connection: bool,
+) -> dict[str, Any]:
     rules = make_rules(n, slot_s, sync_ms, attest_ms)
     data = form(n, rules)
     with tempfile.TemporaryDirectory() as tmp:
@@ -257,7 +424,9 @@ def run(n: int, k: int, procs: int, slot_s: int, sync_ms: int, attest_ms: int) -
             queue = ctx.Queue()
             starts = [ctx.Queue() for _ in range(procs)]
             jobs = [
-                Job("127.0.0.1", port, [(i, data[i]) for i in range(p, n, procs)])
+                Job(
+                    "127.0.0.1", port, [(i, data[i]) for i in range(p, n, procs)], share, connection
+                )
                 for p in range(procs)
             ]
             workers = [
@@ -307,6 +476,7 @@ def run(n: int, k: int, procs: int, slot_s: int, sync_ms: int, attest_ms: int) -
         "finals": len(finals),
         "expected": n * len(measured),
         "kinds": {k: round(v / n / len(measured), 2) for k, v in sorted(kinds.items())},
+        "cpu_ms": sum(r["cpu"] for r in results) * 1000 / n / len(measured),
     }
 
 
@@ -314,25 +484,49 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--homes", default="10,50,100")
     parser.add_argument("--slots", type=int, default=3)
-    parser.add_argument("--procs", type=int, default=max(2, os.cpu_count() or 2))
+    parser.add_argument("--procs", type=int, default=(os.cpu_count() or 2) + 1)
     parser.add_argument("--slot-s", type=int, default=0, help="default: about max(10, N / 3)")
     parser.add_argument("--sync-ms", type=int, default=500)
     parser.add_argument("--attest-ms", type=int, default=0, help="default: max(2000, 50 N)")
+    parser.add_argument(
+        "--share-verify",
+        action="store_true",
+        help="homes of one worker share signature checks (see share_verification)",
+    )
+    parser.add_argument(
+        "--shared-connection",
+        action="store_true",
+        help="one MQTT client per worker for all its homes (see SharedConnection)",
+    )
     args = parser.parse_args()
-    print("homes procs median final ms p95 final ms pubs/home/slot growth finals agree")
+    print(
+        "homes procs median final ms p95 final ms pubs/home/slot growth finals agree "
+        "cpu ms/home/slot  load"
+    )
     previous: float | None = None
     ok = True
     for n in (int(x) for x in args.homes.split(",")):
         slot_s = args.slot_s or next(s for s in SLOT_CHOICES if s >= max(10, n // 3))
         attest_ms = args.attest_ms or max(2000, 50 * n)
-        r = run(n, args.slots, args.procs, slot_s, args.sync_ms, attest_ms)
+        load = os.getloadavg()[0]
+        r = run(
+            n,
+            args.slots,
+            args.procs,
+            slot_s,
+            args.sync_ms,
+            attest_ms,
+            args.share_verify,
+            args.shared_connection,
+        )
         growth = "-" if previous is None else f"x{r['pubs'] / previous:.2f}"
         previous = r["pubs"]
         ok = ok and r["agree"]
         print(
             f"{n:5d} {args.procs:5d} {r['median']:14.0f} {r['p95']:11.0f} "
             f"{r['pubs']:14.1f} {growth:>6} {r['finals']:>3}/{r['expected']:<3} "
-            f"{'yes' if r['agree'] else 'NO'}",
+            f"{'yes' if r['agree'] else 'NO':>5} {r['cpu_ms']:16.1f}  "
+            f"{load:.1f}-{os.getloadavg()[0]:.1f}",
             flush=True,
         )
         print(f"      per home per slot by type: {r['kinds']}", flush=True)
