@@ -407,3 +407,56 @@ def test_pv_forecast_above_the_power_now_is_offered_in_full() -> None:
     assert (decision.assets["east"].signed_wh, decision.assets["west"].signed_wh) == (-600, -300)
     assert sp._proportional(7, [1, 1, 1]) == [3, 2, 2]
     assert sp._proportional(5, [0, 0]) == [0, 0]
+
+
+def test_the_next_slot_starts_from_the_live_readings() -> None:
+    """What a user saw in the market view: the inverter produces 2.4 kW and the home exports
+    400 W (its battery is full), but the sun-following forecast expects no PV and less load.
+    The next slot's PV and load start from the readings, so the PV row offers what the
+    inverter produces and the home sells instead of buying; later slots blend back to the
+    forecast."""
+    seconds = 60
+    forecast = HomeForecast(
+        start=SLOT,
+        slot_seconds=seconds,
+        pv_wh=(0,) * 96,
+        pv_sd_wh=(0,) * 96,
+        load_wh=(5,) * 96,  # 300 W
+        load_sd_wh=(0,) * 96,
+        import_price=(30,) * 96,
+        feed_in_tariff=(8,) * 96,
+    )
+    inputs = _inputs(
+        AssetInput(asset_id="pv", kind="pv", power_w=2400),
+        _battery(100),
+        seconds=seconds,
+        base_load_w=2000,
+        now=SLOT - 30,
+    )
+    decision = plan_slot(inputs, forecast)
+    pv = decision.assets["pv"]
+    assert pv.reason.code == "pv_surplus"
+    assert dict(pv.reason.params)["forecast_wh"] >= 38  # 2.4 kW for a minute: 40 Wh
+    assert -pv.signed_wh >= 38
+    assert all(o.side is Side.SELL for o in decision.orders), decision.orders
+    assert _sold(decision) >= 5  # 400 W for a minute: about 6.7 Wh
+    assert decision.net_at_import < 0
+    plan = decision.plan
+    assert plan is not None
+    # an hour on, the plan is the forecast's again
+    assert plan.slots[-1].pv_wh == 0
+    assert plan.slots[-1].load_wh == 5
+    assert plan.slots[10].pv_wh < plan.slots[0].pv_wh
+
+
+def test_nowcast_blends_readings_into_the_forecast() -> None:
+    forecast = _forecast(0, 100, n=8)  # 15-minute slots: no PV, 400 W
+    blended = nowcast(forecast, SLOT - 300, pv_w=2000, load_w=800)
+    # slot 0's middle is 12.5 minutes after the reading: 79 % of the way to the reading
+    assert blended.pv_wh[0] == 500 * 2850 // 3600
+    assert blended.load_wh[0] == (200 * 2850 + 100 * 750) // 3600
+    assert blended.pv_wh[3] == 500 * 150 // 3600  # 57.5 minutes on
+    assert blended.pv_wh[4:] == (0,) * 4
+    assert blended.load_wh[4:] == (100,) * 4
+    assert nowcast(forecast, SLOT - 300) == forecast  # no readings: only the spread
+    assert nowcast(forecast, SLOT - 7200, pv_w=2000, load_w=800) is forecast
