@@ -556,7 +556,16 @@ def plan_slot(inputs: SlotInputs, forecast: HomeForecast | None) -> SlotDecision
             continue
         plans[f"manual_{k + 1}"] = AssetPlan(asset_id=bid.asset_id, bids=(bid,), reason=bid.reason)
         bids.append(bid)
-    orders = home_bid(inputs.owner, slot, bids, inputs.policy, imp0, fit0, margin_wh=plan.margin_wh)
+    orders = home_bid(
+        inputs.owner,
+        slot,
+        bids,
+        inputs.policy,
+        imp0,
+        fit0,
+        margin_wh=plan.margin_wh,
+        edge_margin_wh=plan.edge_margin_wh,
+    )
     return SlotDecision(
         slot_start=slot,
         import_price=imp0,
