@@ -460,3 +460,26 @@ def test_nowcast_blends_readings_into_the_forecast() -> None:
     assert blended.load_wh[4:] == (100,) * 4
     assert nowcast(forecast, SLOT - 300) == forecast  # no readings: only the spread
     assert nowcast(forecast, SLOT - 7200, pv_w=2000, load_w=800) is forecast
+
+
+def test_capacity_share_reaches_the_planner() -> None:
+    """The slot clock's capacity share (W) goes to every slot of the plan: an EV that could
+    charge flat out in the cheap first slots spreads its charging within the share."""
+    ev = AssetInput(
+        asset_id="ev",
+        kind="ev_charger",
+        controllable=True,
+        plugged=True,
+        plugged_known=True,
+        need_wh=6000,
+        departure=SLOT + 8 * 3600,
+        max_charge_w=11_000,
+    )
+    forecast = _forecast(0, 100, n=32)
+    free = plan_slot(_inputs(ev, control=True, base_load_w=None), forecast)
+    shared = plan_slot(_inputs(ev, control=True, base_load_w=None, capacity_share_w=2000), forecast)
+    assert free.plan is not None
+    assert shared.plan is not None
+    assert max(row.ev_wh for row in shared.plan.slots) <= 500 + 1  # 2 kW for 15 minutes
+    assert max(row.ev_wh for row in free.plan.slots) > 500
+    assert sum(row.ev_wh for row in shared.plan.slots) == 6000

@@ -159,6 +159,9 @@ class SlotInputs:
     manual: tuple[AssetBid, ...] = ()
     expected_price: tuple[int, ...] = ()  # expected community prices from slot 0 on
     now: int | None = None  # when the readings were taken (Unix s), for the nowcast
+    # The home's share of the community's import capacity (W, every slot of the horizon;
+    # None: no capacity), see ``planner.plan_home(capacity_share_w=...)``.
+    capacity_share_w: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -471,6 +474,9 @@ def plan_slot(inputs: SlotInputs, forecast: HomeForecast | None) -> SlotDecision
         "policy": inputs.policy,
         "expected_price": inputs.expected_price[: forecast.slots],
         "settings": settings,
+        "capacity_share_w": ()
+        if inputs.capacity_share_w is None
+        else (max(inputs.capacity_share_w, 0),) * forecast.slots,
     }
     try:
         plan = plan_home(forecast, mode=mode, **kwargs)
