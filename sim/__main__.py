@@ -21,6 +21,8 @@ from .community import Community, Options, build
 from .scenario import ScenarioError, read_scenario, write_scenario
 
 DEFAULT_OUT = Path("sim_output")
+# The capacity the homes plan with by default, in percent of the no-trading peak.
+CAPACITY_HEADROOM_PCT = 90
 
 
 def parser() -> argparse.ArgumentParser:
@@ -116,8 +118,8 @@ def parser() -> argparse.ArgumentParser:
         "--capacity-kw",
         type=float,
         default=None,
-        help="the community's import capacity the homes plan with, kW (default: the "
-        "no-trading peak; 0: none)",
+        help="the community's import capacity the homes plan with, kW (default: 90 %% of "
+        "the no-trading peak; 0: none)",
     )
     p.add_argument(
         "--federation",
@@ -204,7 +206,7 @@ def simulate(
     leaves the ramp baseline out of the baselines).
 
     ``capacity_kw`` is the community's import capacity the market's homes plan with (their
-    shares of it): None sets it to the no-trading peak, 0 or less means none. "Alone but
+    shares of it): None sets it to 90 % of the no-trading peak, 0 or less means none. "Alone but
     smart" has no community, so no capacity.
     """
     results: dict[str, kpi.RunResult] = {}
@@ -213,8 +215,10 @@ def simulate(
         settings = replace(settings, risk_z_pct=margin_pct)
     results["no_trade"] = baselines.no_trade(c)
     if capacity_kw is None:
+        # The homes' shares are soft (a cost per kWh above them, so an EV that must charge
+        # still can): they plan with headroom below the peak they must not exceed.
         peak_wh = int(results["no_trade"].community_import().max())
-        capacity_w: int | None = peak_wh * 3600 // c.slot_seconds
+        capacity_w: int | None = peak_wh * 3600 * CAPACITY_HEADROOM_PCT // 100 // c.slot_seconds
     else:
         capacity_w = round(capacity_kw * 1000) if capacity_kw > 0 else None
     if with_baselines:

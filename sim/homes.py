@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 from custom_components.peer_energy.core.home.agents import BatteryState
 from custom_components.peer_energy.core.home.forecast import HomeForecast
 from custom_components.peer_energy.core.home.planner import EvSession, PlugTask
+from custom_components.peer_energy.core.home.slot_plan import nowcast
 
 from .community import Community
 from .data import LOCAL_TZ
@@ -163,7 +164,25 @@ class PlannerInputs:
         return c.import_price[idx], c.feed_in[idx]
 
     def forecast(self, i: int, t: int) -> HomeForecast:
-        """Home ``i``'s forecast of the horizon starting at slot ``t``."""
+        """Home ``i``'s forecast of the horizon starting at slot ``t``.
+
+        With forecast error, the home also has its readings, as the slot clock does: the
+        previous slot's mean PV and load power, taken at the previous slot's start, blended
+        into the next hour by :func:`~custom_components.peer_energy.core.home.slot_plan.nowcast`.
+        """
+        fc = self._day_ahead(i, t)
+        c = self.c
+        if not c.forecast_error or t == 0:
+            return fc
+        sec = c.slot_seconds
+        return nowcast(
+            fc,
+            int(c.slots[t]) - sec,
+            pv_w=int(c.pv_wh[i, t - 1]) * 3600 // sec,
+            load_w=int(c.load_wh[i, t - 1]) * 3600 // sec,
+        )
+
+    def _day_ahead(self, i: int, t: int) -> HomeForecast:
         c = self.c
         end = self.end(t)
         imports, feed_ins = self.prices(t)

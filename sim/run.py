@@ -218,7 +218,6 @@ def market(
     has_pv = c.pv_wh.sum(axis=1) > 0
     inputs = PlannerInputs(c, max(1, horizon_hours * 3600 // sec))
     memory = PriceMemory(c)
-    load_fc, pv_fc, _, _ = c.forecasts()
     shares = capacity_shares(c, capacity_w) if capacity_w is not None else None
     fairness = FairnessState()
     fed = Federation(c, ids, _slot_rules(c, base_rules, 0), seed) if federation else None
@@ -271,6 +270,7 @@ def market(
                 r,
                 f,
                 margin_wh=plan.margin_wh,
+                edge_margin_wh=plan.edge_margin_wh,
             ):
                 if order.side is Side.BUY:
                     headroom = ledger.max_buy_wh(keys[i], r, slot_rules.distributor_fee)
@@ -334,7 +334,9 @@ def market(
                 bat,
                 arrays,
                 counters,
-                deviation=int(c.load_wh[i, t] - load_fc[i, t]) - int(c.pv_wh[i, t] - pv_fc[i, t]),
+                deviation=int(c.load_wh[i, t])
+                - plan.slots[0].load_wh
+                - (int(c.pv_wh[i, t]) - plan.slots[0].pv_wh),
             )
             arrays["ch"][i, t] = charge
             arrays["dis"][i, t] = discharge

@@ -132,6 +132,7 @@ MANUAL_ID: Final = "manual"
 # Agent defaults for limits the owner did not configure.
 DEFAULT_EV_POWER_W: Final = 11_000
 SECONDS_PER_DAY: Final = 86_400
+SECONDS_PER_HOUR: Final = 3600
 # Peer Bank thresholds on the community's predicted net inventory per slot (Wh): below
 # the low one the community asks peers for energy, above the high one it cancels requests.
 PEER_BANK_LOW_WH: Final = 0
@@ -765,7 +766,21 @@ class SlotClock:
             manual=tuple(self.manual.get(slot, ())),
             expected_price=self._expected_prices(slot),
             now=int(dt_util.utcnow().timestamp()),
+            capacity_share_w=self._capacity_share_w(),
         )
+
+    def _capacity_share_w(self) -> int | None:
+        """This home's share of the community's import capacity (W): the capacity in the
+        community's rules shared equally among its members (None without a community or
+        a capacity). Only the aggregate is known to each home, so the share is equal."""
+        federation = self.federation
+        rules = getattr(federation, "rules", None)
+        market_rules = getattr(rules, "market", None)
+        capacity_wh = getattr(market_rules, "import_capacity_wh", None)
+        if federation is None or not isinstance(capacity_wh, int):
+            return None
+        members = max(1, federation.members)
+        return capacity_wh * SECONDS_PER_HOUR // self.slot_seconds // members
 
     def _expected_prices(self, slot: int) -> tuple[int, ...]:
         """The community's price of the same slots a day earlier, as far as all are known

@@ -13,6 +13,7 @@ import pytest
 
 from custom_components.peer_energy.core.home.agents import (
     AssetBid,
+    AssetKind,
     BatteryState,
     OwnerPolicy,
     home_bid,
@@ -29,7 +30,13 @@ from custom_components.peer_energy.core.home.planner import (
     plan_home,
 )
 from custom_components.peer_energy.core.market.clearing import clear_slot
-from custom_components.peer_energy.core.market.orders import MarketRules, Order, Side, Step
+from custom_components.peer_energy.core.market.orders import (
+    MarketRules,
+    Order,
+    Reason,
+    Side,
+    Step,
+)
 
 SLOT = 900
 T0 = 1_800_000_000 - 1_800_000_000 % SLOT
@@ -204,6 +211,7 @@ def test_two_sides_never_cross(home: dict[str, object], sd: int, mode: PlanMode)
         plan.import_price,
         plan.feed_in_tariff,
         margin_wh=plan.margin_wh,
+        edge_margin_wh=plan.edge_margin_wh,
     )
     buys = [s.price for o in orders if o.side is Side.BUY for s in o.steps]
     sells = [s.price for o in orders if o.side is Side.SELL for s in o.steps]
@@ -538,3 +546,35 @@ def test_capacity_share_never_cuts_the_inflexible_load() -> None:
     plan = plan_home(fc, capacity_share_w=[0, 0, 0, 0], **args)  # type: ignore[arg-type]
     assert plan.slots[0].battery_wh <= 1  # + half the mean price: no longer worth it
     assert all(row.import_wh >= row.load_wh - 1_000 - 1 for row in plan.slots)
+
+
+def test_no_uncertain_trade_where_it_gains_nothing() -> None:
+    """Selling at the feed-in tariff gains nothing over exporting, buying at the import price
+    nothing over importing: there the home keeps back the wider edge margin (energy sold and
+    not there is bought back at the import price); one price unit inside the band the
+    usual margin holds."""
+    pv = AssetBid("pv", AssetKind.PV, T0, Side.SELL, (Step(8, 1000),), Reason.of("pv_surplus"))
+    load = AssetBid("load", AssetKind.BASE_LOAD, T0, Side.BUY, (Step(30, 400),), Reason.of("x"))
+    orders = home_bid("me", T0, [pv], OwnerPolicy(), 30, 8, margin_wh=200, edge_margin_wh=400)
+    (sell,) = orders
+    assert [(s.price, s.energy_wh) for s in sell.steps] == [(8, 600), (9, 200)]
+    orders = home_bid("me", T0, [load], OwnerPolicy(), 30, 8, margin_wh=100, edge_margin_wh=300)
+    (buy,) = orders
+    assert [(s.price, s.energy_wh) for s in buy.steps] == [(30, 100), (29, 200)]
+    # without an edge margin (or a smaller one) nothing changes
+    assert home_bid("me", T0, [pv], OwnerPolicy(), 30, 8, margin_wh=200) == home_bid(
+        "me", T0, [pv], OwnerPolicy(), 30, 8, margin_wh=200, edge_margin_wh=100
+    )
+    plan = plan_home(
+        HomeForecast(
+            start=T0,
+            slot_seconds=SLOT,
+            pv_wh=(1000,),
+            pv_sd_wh=(30,),
+            load_wh=(100,),
+            load_sd_wh=(40,),
+            import_price=(30,),
+            feed_in_tariff=(8,),
+        )
+    )
+    assert (plan.margin_wh, plan.edge_margin_wh) == (100, 250)  # 2 and 5 sd of 50 Wh

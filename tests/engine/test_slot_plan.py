@@ -3,7 +3,6 @@ deliverable by construction in advise mode, with explicit fallbacks."""
 
 from __future__ import annotations
 
-from random import Random
 from unittest.mock import patch
 
 import pytest
@@ -21,6 +20,7 @@ from custom_components.peer_energy.core.home.slot_plan import (
     plan_slot,
 )
 from custom_components.peer_energy.core.market.orders import Side
+from sim import deliverability
 
 SLOT = 1_800_000_000  # a multiple of 900 and of 60
 POLICY = OwnerPolicy()
@@ -236,94 +236,19 @@ def test_device_memory() -> None:
     assert memory.plug_wait_left("p", 3600) == 3600
 
 
-def _shape(minute: int) -> float:
-    """A midday PV shape over three hours, 0.7 to 1.0."""
-    return 1.0 - 0.3 * abs(minute - 90) / 90
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_advise_mode_delivers_what_it_sells(seed: int) -> None:
     """A PV home with a battery in self-consumption mode, simulated minute by minute with
     noisy PV and load (appliances of 0.8 to 2 kW switch on at random for 2 to 15 minutes,
-    about every 50 minutes): what it sells (all of its offers, bought by neighbours) is delivered,
-    delivered / sold >= 95 %. Without the battery in the model (the one-slot agents' way)
-    most sales are not delivered."""
-    rng = Random(seed)
-    seconds = 60
-    capacity, charge_w = 5000, 3000
-
-    def run(model_battery: bool) -> tuple[int, int]:
-        soc = 4300  # 86 %: full after some minutes of surplus
-        pv_now, load_now = 2800, 400
-        sold = delivered = 0
-        noise = Random(seed)
-        appliance = [0.0, 0]  # power W, minutes left
-        for minute in range(180):
-            slot = SLOT + minute * seconds
-            soc_pct = soc * 100 / capacity
-            battery = AssetInput(
-                asset_id="bat",
-                kind="battery",
-                power_w=0,
-                capacity_wh=capacity,
-                soc_pct=soc_pct,
-                reserve_pct=10,
-                max_charge_w=charge_w,
-                max_discharge_w=charge_w,
-            )
-            inputs = SlotInputs(
-                owner="home",
-                slot_start=slot,
-                slot_seconds=seconds,
-                horizon_slots=96,
-                control=False,
-                policy=POLICY,
-                import_price=30,
-                feed_in_tariff=8,
-                assets=(
-                    AssetInput(asset_id="pv", kind="pv", power_w=pv_now),
-                    *((battery,) if model_battery else ()),
-                ),
-                base_load_w=load_now,
-                now=slot - seconds,
-            )
-            forecast = persistence_forecast(
-                start=slot,
-                slot_seconds=seconds,
-                slots=96,
-                pv_w=pv_now,
-                load_w=load_now,
-                import_price=30,
-                feed_in_tariff=8,
-            )
-            decision = plan_slot(inputs, forecast)
-            offer = _sold(decision)
-            # what really happens in the slot
-            pv_w = 3000 * _shape(minute) * (1 + noise.gauss(0, 0.05))
-            if appliance[1] <= 0 and noise.random() < 0.02:  # an appliance switches on
-                appliance = [noise.uniform(800, 2000), noise.randint(2, 15)]
-            appliance[1] -= 1
-            load_w = 400 + (appliance[0] if appliance[1] >= 0 else 0) + noise.gauss(0, 60)
-            surplus = (pv_w - max(load_w, 0)) * seconds / 3600
-            if surplus > 0:
-                charge = min(surplus, charge_w * seconds / 3600, capacity - soc)
-                soc += charge
-                export = surplus - charge
-            else:
-                cover = min(-surplus, charge_w * seconds / 3600, soc - capacity // 10)
-                soc -= max(cover, 0)
-                export = 0.0
-            sold += offer
-            delivered += min(offer, int(export))
-            pv_now, load_now = round(pv_w), round(load_w)
-        return sold, delivered
-
-    sold, delivered = run(model_battery=True)
+    about every 50 minutes; ``sim/deliverability.py``, which the bench runs too): what it
+    sells (all of its offers, bought by neighbours) is delivered, delivered / sold >= 95 %.
+    Without the battery in the model (the one-slot agents' way) most sales are not
+    delivered."""
+    sold, delivered = deliverability.run(seed, 180, model_battery=True)
     assert sold > 3000  # about 2 kW of surplus for most of three hours
     assert delivered * 100 >= 95 * sold, (delivered, sold)
-    sold_naive, delivered_naive = run(model_battery=False)
+    sold_naive, delivered_naive = deliverability.run(seed, 180, model_battery=False)
     assert delivered_naive * 100 < 90 * sold_naive
-    assert rng  # (the seed parametrises the noise)
 
 
 def _dynamic(n: int = 96) -> HomeForecast:
@@ -407,3 +332,79 @@ def test_pv_forecast_above_the_power_now_is_offered_in_full() -> None:
     assert (decision.assets["east"].signed_wh, decision.assets["west"].signed_wh) == (-600, -300)
     assert sp._proportional(7, [1, 1, 1]) == [3, 2, 2]
     assert sp._proportional(5, [0, 0]) == [0, 0]
+
+
+def test_the_next_slot_starts_from_the_live_readings() -> None:
+    """What a user saw in the market view: the inverter produces 2.4 kW and the home exports
+    400 W (its battery is full), but the sun-following forecast expects no PV and less load.
+    The next slot's PV and load start from the readings, so the PV row offers what the
+    inverter produces and the home sells instead of buying; later slots blend back to the
+    forecast."""
+    seconds = 60
+    forecast = HomeForecast(
+        start=SLOT,
+        slot_seconds=seconds,
+        pv_wh=(0,) * 96,
+        pv_sd_wh=(0,) * 96,
+        load_wh=(5,) * 96,  # 300 W
+        load_sd_wh=(0,) * 96,
+        import_price=(30,) * 96,
+        feed_in_tariff=(8,) * 96,
+    )
+    inputs = _inputs(
+        AssetInput(asset_id="pv", kind="pv", power_w=2400),
+        _battery(100),
+        seconds=seconds,
+        base_load_w=2000,
+        now=SLOT - 30,
+    )
+    decision = plan_slot(inputs, forecast)
+    pv = decision.assets["pv"]
+    assert pv.reason.code == "pv_surplus"
+    assert dict(pv.reason.params)["forecast_wh"] >= 38  # 2.4 kW for a minute: 40 Wh
+    assert -pv.signed_wh >= 38
+    assert all(o.side is Side.SELL for o in decision.orders), decision.orders
+    assert _sold(decision) >= 5  # 400 W for a minute: about 6.7 Wh
+    assert decision.net_at_import < 0
+    plan = decision.plan
+    assert plan is not None
+    # an hour on, the plan is the forecast's again
+    assert plan.slots[-1].pv_wh == 0
+    assert plan.slots[-1].load_wh == 5
+    assert plan.slots[10].pv_wh < plan.slots[0].pv_wh
+
+
+def test_nowcast_blends_readings_into_the_forecast() -> None:
+    forecast = _forecast(0, 100, n=8)  # 15-minute slots: no PV, 400 W
+    blended = nowcast(forecast, SLOT - 300, pv_w=2000, load_w=800)
+    # slot 0's middle is 12.5 minutes after the reading: 79 % of the way to the reading
+    assert blended.pv_wh[0] == 500 * 2850 // 3600
+    assert blended.load_wh[0] == (200 * 2850 + 100 * 750) // 3600
+    assert blended.pv_wh[3] == 500 * 150 // 3600  # 57.5 minutes on
+    assert blended.pv_wh[4:] == (0,) * 4
+    assert blended.load_wh[4:] == (100,) * 4
+    assert nowcast(forecast, SLOT - 300) == forecast  # no readings: only the spread
+    assert nowcast(forecast, SLOT - 7200, pv_w=2000, load_w=800) is forecast
+
+
+def test_capacity_share_reaches_the_planner() -> None:
+    """The slot clock's capacity share (W) goes to every slot of the plan: an EV that could
+    charge flat out in the cheap first slots spreads its charging within the share."""
+    ev = AssetInput(
+        asset_id="ev",
+        kind="ev_charger",
+        controllable=True,
+        plugged=True,
+        plugged_known=True,
+        need_wh=6000,
+        departure=SLOT + 8 * 3600,
+        max_charge_w=11_000,
+    )
+    forecast = _forecast(0, 100, n=32)
+    free = plan_slot(_inputs(ev, control=True, base_load_w=None), forecast)
+    shared = plan_slot(_inputs(ev, control=True, base_load_w=None, capacity_share_w=2000), forecast)
+    assert free.plan is not None
+    assert shared.plan is not None
+    assert max(row.ev_wh for row in shared.plan.slots) <= 500 + 1  # 2 kW for 15 minutes
+    assert max(row.ev_wh for row in free.plan.slots) > 500
+    assert sum(row.ev_wh for row in shared.plan.slots) == 6000

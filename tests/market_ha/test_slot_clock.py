@@ -649,3 +649,22 @@ async def test_a_meters_own_counters_are_metered_across_a_restart(
     fresh = SlotClock(hass, market.entry)
     await fresh.async_load()
     assert fresh._meter_mark is None
+
+
+async def test_capacity_share_from_the_community_rules(
+    hass: HomeAssistant, market: SlotClock, link: FakeLink
+) -> None:
+    """The community's import capacity, shared equally among its members, goes to the
+    planner; without a capacity (or a community) there is no share."""
+    assert market.slot_inputs(NEXT_TS).capacity_share_w is None
+    link.rules = SimpleNamespace(  # type: ignore[attr-defined]
+        market=SimpleNamespace(import_capacity_wh=4000)
+    )
+    # 4 kWh per 15-minute slot is 16 kW; 4 members: 4 kW each
+    assert market.slot_inputs(NEXT_TS).capacity_share_w == 4000
+    link.rules = SimpleNamespace(  # type: ignore[attr-defined]
+        market=SimpleNamespace(import_capacity_wh=None)
+    )
+    assert market.slot_inputs(NEXT_TS).capacity_share_w is None
+    market.runtime.federation = None
+    assert market.slot_inputs(NEXT_TS).capacity_share_w is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 import json
 from pathlib import Path
 import re
@@ -500,3 +501,41 @@ def test_forecast_miss_goes_to_the_battery_only_where_it_saves_grid_energy() -> 
     discharge_on_export = (market.discharge > 0) & (market.grid_export > 0) & (market.sold == 0)
     assert not charge_on_import.any()
     assert not discharge_on_export.any()
+
+
+def test_homes_with_forecast_error_plan_from_their_readings(community: Community) -> None:
+    """As the slot clock does, a home with forecasts also has its readings: the previous
+    slot's PV and load start its next hour (the nowcast); with exact forecasts nothing is
+    blended in."""
+    from custom_components.peer_energy.core.home.slot_plan import nowcast
+    from sim.homes import PlannerInputs
+
+    c = build(Options(**{**OPTIONS.__dict__, "forecast": "noisy"}))
+    inputs = PlannerInputs(c, 96)
+    sec = c.slot_seconds
+    load_fc, _, _, _ = c.forecasts()
+    moved = 0
+    for i in range(c.n_homes):
+        for t in (0, 30, 50):
+            fc = inputs.forecast(i, t)
+            if t == 0:
+                assert fc.load_wh[0] == load_fc[i, 0]
+                continue
+            raw = replace(
+                fc,
+                load_wh=tuple(int(x) for x in load_fc[i, t : t + fc.slots]),
+                pv_wh=tuple(int(x) for x in c.forecasts()[1][i, t : t + fc.slots]),
+                pv_sd_wh=tuple(int(x) for x in c.forecasts()[3][i, t : t + fc.slots]),
+            )
+            reading = nowcast(
+                raw,
+                int(c.slots[t]) - sec,
+                pv_w=int(c.pv_wh[i, t - 1]) * 3600 // sec,
+                load_w=int(c.load_wh[i, t - 1]) * 3600 // sec,
+            )
+            assert fc == reading
+            assert fc.load_wh[8:] == raw.load_wh[8:]  # an hour on: the forecast again
+            moved += fc.load_wh[0] != raw.load_wh[0]
+    assert moved > 0
+    exact = PlannerInputs(community, 96)
+    assert exact.forecast(0, 30).load_wh == tuple(int(x) for x in community.load_wh[0, 30:126])

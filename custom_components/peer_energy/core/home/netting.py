@@ -136,6 +136,7 @@ def home_bid(
     feed_in_tariff: int,
     *,
     margin_wh: int = 0,
+    edge_margin_wh: int | None = None,
 ) -> tuple[Order, ...]:
     """The home's two-sided order for one slot: a buy order and a sell order that never cross.
 
@@ -146,7 +147,14 @@ def home_bid(
     ask one where ``N < 0``, so every buy limit lies strictly below every sell ask: the two
     orders can never trade with each other (``clear_slot`` would pair a member's own buy and
     sell like any other two orders), and at any single price at most one of them fills.
-    ``margin_wh`` (the forecast's uncertainty) is kept back on both sides. The owner's
+    ``margin_wh`` (the forecast's uncertainty) is kept back on both sides.
+
+    ``edge_margin_wh`` (at least ``margin_wh``) is kept back instead where the trade gains
+    the home nothing over the grid: selling at the feed-in tariff and buying at the import
+    price. Such a trade only carries the forecast's risk (energy sold and not there is
+    bought back at the import price, energy bought and not used leaves at the feed-in
+    tariff), so the home takes it only for what it will deliver or use with near
+    certainty. The owner's
     ``max_buy_price`` caps the buy limits and ``min_sell_price`` floors the sell asks here,
     on what leaves the home (its own PV still serves its own load at any price), which
     only moves the two sides further apart. Ids are ``"<owner>:<slot_start>:buy"`` and
@@ -155,20 +163,27 @@ def home_bid(
     mine = [b for b in bids if b.slot_start == slot_start and b.steps]
     if not mine:
         return ()
-    prices, net = _net_curve(mine, min(feed_in_tariff, import_price), import_price)
+    lo, hi = min(feed_in_tariff, import_price), import_price
+    prices, net = _net_curve(mine, lo, hi)
     margin = max(margin_wh, 0)
+    edge = margin if edge_margin_wh is None else max(edge_margin_wh, margin)
+    if edge > margin and hi > lo:  # the first price with a gain on each side
+        for p in (lo + 1, hi - 1):
+            if p not in net:
+                net[p] = _net_at(mine, p)
+        prices = sorted(net)
     cap, floor = policy.max_buy_price, policy.min_sell_price
     buy: list[Step] = []
     prev = 0
     for p in reversed(prices):
-        d = max(net[p] - margin, 0)
+        d = max(net[p] - (edge if p >= hi else margin), 0)
         if d > prev:
             buy.append(Step(p if cap is None else min(p, cap), d - prev))
             prev = d
     sell: list[Step] = []
     prev = 0
     for p in prices:
-        s = max(-net[p] - margin, 0)
+        s = max(-net[p] - (edge if p <= lo else margin), 0)
         if s > prev:
             sell.append(Step(p if floor is None else max(p, floor), s - prev))
             prev = s

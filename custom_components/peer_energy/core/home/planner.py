@@ -52,7 +52,9 @@ purchase from neighbours below the import price is not grid import and pays noth
 **Uncertainty.** The first slot's net demand has the standard deviation
 ``sqrt(load_sd^2 + pv_sd^2)``; both sides of the order are reduced by
 ``risk_z_pct / 100`` of it (the home offers what it will export with high probability, and
-bids for what it will import), see :func:`~.agents.home_bid`.
+bids for what it will import), see :func:`~.agents.home_bid`. Where a trade gains the
+home nothing over the grid (selling at the feed-in tariff, buying at the import price)
+``edge_z_pct / 100`` of it is kept back instead (``HomePlan.edge_margin_wh``).
 
 Units: energy Wh, power W, prices minor units per kWh, all integers in and out.
 
@@ -127,6 +129,8 @@ class PlannerSettings:
     # of the horizon's mean import price, so it means the same in every currency).
     flat_tiers: tuple[tuple[int, int], tuple[int, int]] | None = ((3700, 15), (7400, 45))
     risk_z_pct: int = 200  # uncertainty margin, in standard deviations x 100
+    # margin where a trade gains the home nothing over the grid (at the band's edges)
+    edge_z_pct: int = 500
     # Cost per kWh of import above the home's share of the community's import capacity
     # (``plan_home(capacity_share_w=...)``), in percent of the horizon's mean import price.
     capacity_cost_pct: int = 50
@@ -172,6 +176,8 @@ class HomePlan:
     import_price: int  # of the first slot
     feed_in_tariff: int
     solves: int = 0
+    # kept back where a trade gains the home nothing (see ``netting.home_bid``)
+    edge_margin_wh: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data of the whole plan (entity attributes, diagnostics, the market view)."""
@@ -402,6 +408,7 @@ def _advise(
         margin_wh=_margin(forecast, settings.risk_z_pct),
         import_price=imp0,
         feed_in_tariff=fit0,
+        edge_margin_wh=_margin(forecast, max(settings.risk_z_pct, settings.edge_z_pct)),
     )
 
 
@@ -649,6 +656,7 @@ def _control(
         import_price=imp0,
         feed_in_tariff=fit0,
         solves=lp.solves,
+        edge_margin_wh=_margin(forecast, max(settings.risk_z_pct, settings.edge_z_pct)),
     )
 
 

@@ -19,8 +19,9 @@ persistence forecast of the current readings is used and the plan says so
 (``fallback="forecast_persistence"``); control mode with a device that cannot be controlled
 (no switch, setpoint or mode entity) plans in advise mode (``fallback="not_controllable"``),
 so the home never offers what a device will not do; a solver failure plans in advise mode
-(``fallback="solver_failed"``). The first slot's PV spread is narrowed to what a
-reading minutes old leaves open (:func:`nowcast`).
+(``fallback="solver_failed"``). The next hour's PV and load start from the live readings
+and blend toward the forecast, and the first slot's PV spread is narrowed to what a reading
+minutes old leaves open (:func:`nowcast`).
 
 :class:`DeviceMemory` is what the slot clock remembers across slots for the planner: the EV
 energy charged since the last departure and each plug's power and waiting time.
@@ -158,6 +159,9 @@ class SlotInputs:
     manual: tuple[AssetBid, ...] = ()
     expected_price: tuple[int, ...] = ()  # expected community prices from slot 0 on
     now: int | None = None  # when the readings were taken (Unix s), for the nowcast
+    # The home's share of the community's import capacity (W, every slot of the horizon;
+    # None: no capacity), see ``planner.plan_home(capacity_share_w=...)``.
+    capacity_share_w: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -284,27 +288,58 @@ def persistence_forecast(
     )
 
 
-def nowcast(forecast: HomeForecast, now: int | None) -> HomeForecast:
-    """The first slot's PV spread as seen from ``now``, when that is less than an hour before
-    the slot ends.
+def nowcast(
+    forecast: HomeForecast,
+    now: int | None,
+    *,
+    pv_w: int | None = None,
+    load_w: int | None = None,
+) -> HomeForecast:
+    """The forecast's first hour as seen from readings taken at ``now``.
 
-    The forecasts' spreads are hour-ahead ones. PV minutes ahead of a reading is much
-    surer: clouds come and go, and the error of a forecast made from readings minutes old
-    grows with the lead time like a random walk (spread times ``sqrt(lead / 1 h)``). The
-    household's load is not: appliances switch on at random whatever the lead time, so its
-    spread stays. The slot being bid for is at most two slots ahead, so with short slots its
-    margin is mostly the load's (what the home offers is then close to what it exports
-    now, less what a kettle may take).
+    **Means.** The next slots start from what the home does now and blend toward the
+    forecast over the following hour: slot ``k``'s PV (load) is the reading ``pv_w``
+    (``load_w``) with weight ``1 - lead / 1 h`` and the forecast with the rest, ``lead``
+    being the time from the reading to the middle of the slot. A sun-following forecast or a
+    learned profile knows the hour, not this afternoon's clouds nor the oven that is on:
+    minutes ahead, the reading is the better guess (a PV row that offers "0 Wh expected"
+    while the inverter makes 2.4 kW, or a buy order while the home exports, is what the
+    forecast alone gives). A reading left out (None) leaves its series as it is.
+
+    **Spreads.** The forecasts' spreads are hour-ahead ones. PV minutes ahead of a reading
+    is much surer: clouds come and go, and the error of a forecast made from readings
+    minutes old grows with the lead time like a random walk (spread times
+    ``sqrt(lead / 1 h)``), so the first slot's PV spread is narrowed to that. The
+    household's load spread is not: appliances switch on at random whatever the lead time.
+    The slot being bid for is at most two slots ahead, so with short slots its margin is
+    mostly the load's (what the home offers is then close to what it exports now, less what
+    a kettle may take).
     """
     if now is None or forecast.slots == 0:
         return forecast
-    lead = forecast.start + forecast.slot_seconds - now
-    if lead >= NOWCAST_HORIZON_S:
-        return forecast
-    lead = max(lead, forecast.slot_seconds, 1)
-    root = isqrt(lead * 10_000 // NOWCAST_HORIZON_S)  # sqrt(lead / 1 h) in hundredths
-    pv_sd = (forecast.pv_sd_wh[0] * root // 100, *forecast.pv_sd_wh[1:])
-    return replace(forecast, pv_sd_wh=pv_sd)
+    sec, start = forecast.slot_seconds, forecast.start
+    changes: dict[str, Any] = {}
+    for name, live_w in (("pv_wh", pv_w), ("load_wh", load_w)):
+        if live_w is None:
+            continue
+        live = energy_wh(max(live_w, 0), sec)
+        values = list(getattr(forecast, name))
+        blended = 0
+        for k, value in enumerate(values):
+            lead = start + k * sec + sec // 2 - now
+            weight = NOWCAST_HORIZON_S - max(lead, 0)
+            if weight <= 0:
+                break
+            values[k] = (live * weight + value * (NOWCAST_HORIZON_S - weight)) // NOWCAST_HORIZON_S
+            blended += 1
+        if blended:
+            changes[name] = tuple(values)
+    lead = start + sec - now
+    if lead < NOWCAST_HORIZON_S:
+        lead = max(lead, sec, 1)
+        root = isqrt(lead * 10_000 // NOWCAST_HORIZON_S)  # sqrt(lead / 1 h) in hundredths
+        changes["pv_sd_wh"] = (forecast.pv_sd_wh[0] * root // 100, *forecast.pv_sd_wh[1:])
+    return replace(forecast, **changes) if changes else forecast
 
 
 def _sit_out(asset_id: str, code: str, **params: int | str) -> AssetPlan:
@@ -341,7 +376,13 @@ def plan_slot(inputs: SlotInputs, forecast: HomeForecast | None) -> SlotDecision
             feed_in_tariff=inputs.feed_in_tariff,
         )
         fallback = "forecast_persistence"
-    forecast = nowcast(forecast, inputs.now)
+    pv_live = [max(a.power_w, 0) for a in inputs.assets if a.kind == "pv" and a.power_w is not None]
+    forecast = nowcast(
+        forecast,
+        inputs.now,
+        pv_w=sum(pv_live) if pv_live else None,
+        load_w=inputs.base_load_w,
+    )
     imp0, fit0 = forecast.import_price[0], forecast.feed_in_tariff[0]
 
     plans: dict[str, AssetPlan] = {}
@@ -433,6 +474,9 @@ def plan_slot(inputs: SlotInputs, forecast: HomeForecast | None) -> SlotDecision
         "policy": inputs.policy,
         "expected_price": inputs.expected_price[: forecast.slots],
         "settings": settings,
+        "capacity_share_w": ()
+        if inputs.capacity_share_w is None
+        else (max(inputs.capacity_share_w, 0),) * forecast.slots,
     }
     try:
         plan = plan_home(forecast, mode=mode, **kwargs)
@@ -518,7 +562,16 @@ def plan_slot(inputs: SlotInputs, forecast: HomeForecast | None) -> SlotDecision
             continue
         plans[f"manual_{k + 1}"] = AssetPlan(asset_id=bid.asset_id, bids=(bid,), reason=bid.reason)
         bids.append(bid)
-    orders = home_bid(inputs.owner, slot, bids, inputs.policy, imp0, fit0, margin_wh=plan.margin_wh)
+    orders = home_bid(
+        inputs.owner,
+        slot,
+        bids,
+        inputs.policy,
+        imp0,
+        fit0,
+        margin_wh=plan.margin_wh,
+        edge_margin_wh=plan.edge_margin_wh,
+    )
     return SlotDecision(
         slot_start=slot,
         import_price=imp0,
