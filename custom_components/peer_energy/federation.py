@@ -856,7 +856,7 @@ class FederationLink:
             outputs = peer.settle(
                 slot,
                 prev=self.ledger.head_hash,
-                balance=self.ledger.balance(),
+                balance=self.ledger.signed_balance(),
                 now_ms=self.clock(),
             )
         except ProtocolError as err:  # pragma: no cover - the slot was just finalised

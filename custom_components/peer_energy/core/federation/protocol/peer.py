@@ -433,9 +433,11 @@ class Peer:
         """Start countersigning this home's trades of a final slot.
 
         ``prev`` is the hash of this home's newest source-chain entry and ``balance`` its
-        credit balance (milli-minor units) before the slot, both from its ledger. For each
+        signed credit balance (milli-minor units, delivery settlements left out:
+        ``CreditLedger.signed_balance``) before the slot, both from its ledger. For each
         fill this home is party to (self-trades excepted), in fill order, it sends the
-        counterparty its half of the terms: ``prev`` and its balance after that trade.
+        counterparty its half of the terms: ``prev`` and its signed balance after that
+        trade.
         When both halves are known each party signs the ``TradeTerms`` and broadcasts its
         signature; with both signatures a ``TradeSigned`` event follows (for observers too).
         Raises ``ProtocolError`` if the slot is not final here.
