@@ -995,6 +995,12 @@ class FederationLink:
         if added:
             LOGGER.info("Recorded %s credit records from %s", added, short(event.member))
             self.trades_reconciled += added
+            # Trades learnt this way settle their deliveries in the next slots without
+            # this home deriving them (it never held both signatures): ask again meanwhile.
+            self._reconcile_until = max(
+                self._reconcile_until,
+                self.clock() + RECONCILE_AFTER_START_SLOTS * self.slot_ms,
+            )
             self._track_step(0, True, False)
             if self.peer is not None:
                 self.peer.set_balances(ledger.balances())

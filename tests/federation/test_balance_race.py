@@ -168,3 +168,28 @@ def test_settlement_and_trade_commute_on_every_ledger(tmp_path: Path) -> None:
     assert sum(balances[0].values()) == 0
     for ledger in ledgers:
         ledger.close()
+
+
+def test_an_observer_that_missed_a_signature_gets_it_when_the_party_resumes(
+    tmp_path: Path,
+) -> None:
+    """A party killed after saving its signature but before it reached the observers
+    sends it to every member again when it resumes, so observers complete the trade (and
+    can settle its delivery) instead of depending on a later reconciliation."""
+    net, peers = build(3)
+    seller, buyer, observer = peers
+    slot = _final_slot(net, peers)
+    net.apply(buyer.address, buyer.settle(slot, prev="hb", balance=0, now_ms=net.now))
+    net.run_until(net.now + 100)
+    net.set_link(seller.address, observer.address, latency_ms=1, drop_bp=10_000)
+    net.apply(seller.address, seller.settle(slot, prev="hs", balance=0, now_ms=net.now))
+    net.run_until(net.now + 100)  # the observer got the buyer's signature, not the seller's
+    net.set_link(seller.address, observer.address, latency_ms=1)
+    signed = [e for _, e in net.events[observer.address] if isinstance(e, TradeSigned)]
+    assert signed == []
+    assert [e for _, e in net.events[buyer.address] if isinstance(e, TradeSigned)]
+    net.apply(seller.address, seller.resume_settlement(net.now))
+    net.run_until(net.now + 100)
+    signed = [e for _, e in net.events[observer.address] if isinstance(e, TradeSigned)]
+    assert [e.trade for e in signed] == [_trade(net, buyer, slot)]
+    assert not signed[0].party
