@@ -193,3 +193,22 @@ def test_an_observer_that_missed_a_signature_gets_it_when_the_party_resumes(
     signed = [e for _, e in net.events[observer.address] if isinstance(e, TradeSigned)]
     assert [e.trade for e in signed] == [_trade(net, buyer, slot)]
     assert not signed[0].party
+
+
+def test_unsigned_before_tells_whether_a_later_slot_must_wait() -> None:
+    net, peers = build(3)
+    seller, buyer, observer = peers
+    slot = _final_slot(net, peers)
+    later = slot + peers[0].rules.slot_seconds
+    net.apply(buyer.address, buyer.settle(slot, prev="hb", balance=0, now_ms=net.now))
+    net.run_until(net.now + 100)
+    assert buyer.unsigned_before(later, net.now)  # its half is out, the trade not signed
+    assert not buyer.unsigned_before(slot, net.now)  # only earlier slots count
+    assert not seller.unsigned_before(later, net.now)  # has not settled: nothing pending
+    assert not observer.unsigned_before(later, net.now)
+    deadline = (slot + 2 * peers[0].rules.slot_seconds) * 1000
+    assert not buyer.unsigned_before(later, deadline)  # given up at the delivery deadline
+    net.apply(seller.address, seller.settle(slot, prev="hs", balance=0, now_ms=net.now))
+    net.run_until(net.now + 100)
+    assert not buyer.unsigned_before(later, net.now)
+    assert not seller.unsigned_before(later, net.now)

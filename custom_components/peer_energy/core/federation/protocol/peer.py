@@ -444,6 +444,13 @@ class Peer:
         """
         return self._settlement.settle(slot, prev=prev, balance=balance, now_ms=now_ms)
 
+    def unsigned_before(self, slot: int, now_ms: int) -> bool:
+        """True if this home has a trade of a final slot before ``slot`` that both parties
+        have not signed yet (its delivery deadline not passed). Its halves for ``slot``
+        would commit to a balance without that trade, and be refused once it is recorded:
+        the shell settles ``slot`` after it."""
+        return self._settlement.unsigned_before(slot, now_ms)
+
     def resend_bid(self, slot: int, now_ms: int) -> list[Output]:
         """This home's bid for ``slot`` (held, e.g. restored from the snapshot) sent to
         every member again; nothing if it holds none or the slot's gate closure passed."""

@@ -517,6 +517,15 @@ class Settlement:
         ]
         return self._send_reports(slot, mine, now_ms)
 
+    def unsigned_before(self, slot: int, now_ms: int) -> bool:
+        """See ``Peer.unsigned_before``."""
+        for earlier, st in self.settling.items():
+            if earlier >= slot or earlier not in self.round.finals:
+                continue
+            if now_ms < self.deadline_ms(earlier) and any(i not in st.done for i in st.mine):
+                return True
+        return False
+
     def deadline_ms(self, slot: int) -> int:
         """Until when reports for ``slot``'s trades are waited for (then settle or give up)."""
         return (slot + 2 * self.ctx.rules.slot_seconds) * 1000
