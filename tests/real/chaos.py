@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import json
 from pathlib import Path
 import random
+import re
 import statistics
 import threading
 import time
@@ -92,6 +93,9 @@ class Figures:
     payments: int = 0
     paid_mmu: int = 0
     equivocations: int = 0
+    # trades refused for their balances (id prefixes, from the homes' logs)
+    refused: set[str] = field(default_factory=set)
+    lost: int = 0  # of those, the ones no ledger holds at the end: signed, recorded nowhere
 
     def summary(self) -> dict[str, Any]:
         times = sorted(self.converge_s) or [0.0]
@@ -104,6 +108,8 @@ class Figures:
             "paid_by_the_seller_mmu": self.paid_mmu,
             "not_converged": len(self.failures),
             "equivocations_recorded": self.equivocations,
+            "trades_refused_for_balances": len(self.refused),
+            "signed_trades_recorded_nowhere": self.lost,
             "converge_median_s": round(statistics.median(times), 1),
             "converge_max_s": round(times[-1], 1),
         }
@@ -192,6 +198,21 @@ def equivocations(homes: list[RealHome]) -> int:
     return count
 
 
+_REFUSED = re.compile(
+    r"Trade ([0-9a-f]{12}) of slot \d+ not recorded \(\S+refusal=<Refusal\.BALANCE"
+)
+
+
+def refused_trades(homes: list[RealHome]) -> set[str]:
+    """Id prefixes of the trades a home's ledger refused for their balances (its log)."""
+    found: set[str] = set()
+    for home in homes:
+        if home.log_path.exists():
+            text = home.log_path.read_text(encoding="utf-8", errors="replace")
+            found.update(_REFUSED.findall(text))
+    return found
+
+
 def keep_trading(homes: list[RealHome], slots: int = 12) -> None:
     """The founder offers ``SOLD_WH`` at 10 ct/kWh in each of the next ``slots`` slots
     (manual orders through ``place_order``; kept in memory, so placed again after every
@@ -234,6 +255,9 @@ def run(
     figures.payments = sum(1 for s in settlements if s["payment"] > 0)
     figures.paid_mmu = sum(int(s["payment"]) for s in settlements)
     figures.equivocations += equivocations(homes)
+    figures.refused |= refused_trades(homes)
+    recorded = {r["id"][:12] for r in data["records"] if r["kind"] == "trade"}
+    figures.lost = len(figures.refused - recorded)
     return figures
 
 
@@ -254,6 +278,7 @@ def _events(
         at = time.time() % SLOT_S
         if event == "kill":
             figures.equivocations += equivocations([victim])  # its log starts anew
+            figures.refused |= refused_trades([victim])
             victim.kill()
             victim.start()
             victim.wait_loaded()
