@@ -21,7 +21,10 @@ from custom_components.peer_energy.core.trust.chain import VerifyMode
 from custom_components.peer_energy.core.trust.credit import (
     MAX_ENERGY_WH,
     CreditPolicy,
+    Role,
     SignedTrade,
+    report_delivery,
+    settle_delivery,
     sign_trade,
 )
 from custom_components.peer_energy.core.trust.identity import Identity
@@ -121,6 +124,31 @@ async def test_restart_gives_identical_balances(
     report = await again.async_verify(VerifyMode.FULL)
     assert report.ok
     assert report.length == 7
+    await again.async_close()
+
+
+async def test_trade_halves_commit_to_the_signed_balance(
+    hass: HomeAssistant, hass_storage: dict[str, Any], config_dir: Path
+) -> None:
+    """A shortfall payment moves the balance but not what the next trade half commits to
+    (the committed view the shell passes to ``Peer.settle``), also after a restart."""
+    ledger = await open_ledger(hass)
+    trade = await sell(ledger, 1, 500)
+    await ledger.async_commit_slot(T0 + 900_000, trades=[trade])
+    assert ledger.signed_balance() == ledger.balance() == 22 * 500
+    identity = ledger._ledger.identity
+    report = report_delivery(trade.terms, identity, ledger.member, Role.SELLER, 400, T0)
+    settlement = settle_delivery(trade.terms, report, None, import_price=30)
+    await ledger.async_commit_slot(T0 + 2 * 900_000, settlements=[settlement])
+    assert ledger.balance() == 22 * 500 - 100 * 30
+    assert ledger.signed_balance() == 22 * 500
+    await ledger.async_close()
+    again = await open_ledger(hass)
+    assert (again.balance(), again.signed_balance()) == (22 * 500 - 100 * 30, 22 * 500)
+    later = await sell(again, 3, 100)
+    assert later.terms.seller_balance == 22 * 600
+    result = await again.async_commit_slot(T0 + 3 * 900_000, trades=[later])
+    assert result.refused == ()
     await again.async_close()
 
 

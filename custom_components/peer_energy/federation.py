@@ -296,6 +296,7 @@ class FederationLink:
         # Countersigned trades waiting for the ones before them (fill order), per slot.
         self._trades: dict[int, dict[int, SignedTrade]] = {}
         self._next_fill: dict[int, int] = {}
+        self._recording: dict[int, int] = {}  # trade batches being recorded, per slot
         self.trades_recorded = 0
         self.trades_refused = 0
         self.deliveries_reported = 0
@@ -834,11 +835,31 @@ class FederationLink:
         )
 
     def _settle_deferred(self) -> None:
-        """Settle the slots that waited for reconciliation after a restart (fill order)."""
+        """Settle the slots that waited (for reconciliation after a restart, or for our
+        trades of earlier slots), in slot order; a slot that must still wait waits again."""
         self._unreconciled_until = 0
         deferred, self._deferred = self._deferred, {}
         for slot, fills in sorted(deferred.items()):
             self._start_settlement(slot, fills)
+
+    def _earlier_unrecorded(self, slot: int) -> bool:
+        """Whether one of our trades of a slot before ``slot`` may still change our
+        signed balance: not countersigned yet, or countersigned and not yet recorded
+        (until the earlier slot's delivery deadline; then it is given up)."""
+        assert self.peer is not None
+        now, me = self.clock(), self.member_key
+        if any(earlier < slot for earlier in self._deferred):
+            return True
+        if any(earlier < slot and count for earlier, count in self._recording.items()):
+            return True
+        for earlier, waiting in self._trades.items():
+            if (
+                earlier < slot
+                and now < earlier * 1000 + 2 * self.slot_ms
+                and any(me in (t.terms.buyer, t.terms.seller) for t in waiting.values())
+            ):
+                return True
+        return self.peer.unsigned_before(slot, now)
 
     def _start_settlement(self, slot: int, fills: Sequence[Fill]) -> None:
         """Exchange trade halves for our fills with other members (countersigning)."""
@@ -852,11 +873,16 @@ class FederationLink:
             # members are sending; settle once their first answer is recorded.
             self._deferred[slot] = tuple(fills)
             return
+        if self._earlier_unrecorded(slot):
+            # Our halves commit to our signed balance after our earlier trades: settle
+            # once those are recorded, or our halves would be refused everywhere.
+            self._deferred[slot] = tuple(fills)
+            return
         try:
             outputs = peer.settle(
                 slot,
                 prev=self.ledger.head_hash,
-                balance=self.ledger.balance(),
+                balance=self.ledger.signed_balance(),
                 now_ms=self.clock(),
             )
         except ProtocolError as err:  # pragma: no cover - the slot was just finalised
@@ -882,9 +908,22 @@ class FederationLink:
             self._trades.pop(event.slot, None)
             self._next_fill.pop(event.slot, None)
         if batch:
+            self._recording[event.slot] = self._recording.get(event.slot, 0) + 1
             self._spawn(self._record_trades(event.slot, batch), "trades")
 
     async def _record_trades(self, slot: int, trades: list[SignedTrade]) -> None:
+        try:
+            await self._record_trade_batch(slot, trades)
+        finally:
+            left = self._recording.get(slot, 1) - 1
+            if left > 0:
+                self._recording[slot] = left
+            else:
+                self._recording.pop(slot, None)
+        if self._deferred and self.clock() >= self._unreconciled_until:
+            self._settle_deferred()  # later slots waited for these trades
+
+    async def _record_trade_batch(self, slot: int, trades: list[SignedTrade]) -> None:
         assert self.ledger is not None
         if self.peer is not None:
             self.ledger.set_keyring(self.peer.membership.keyring)
@@ -995,6 +1034,12 @@ class FederationLink:
         if added:
             LOGGER.info("Recorded %s credit records from %s", added, short(event.member))
             self.trades_reconciled += added
+            # Trades learnt this way settle their deliveries in the next slots without
+            # this home deriving them (it never held both signatures): ask again meanwhile.
+            self._reconcile_until = max(
+                self._reconcile_until,
+                self.clock() + RECONCILE_AFTER_START_SLOTS * self.slot_ms,
+            )
             self._track_step(0, True, False)
             if self.peer is not None:
                 self.peer.set_balances(ledger.balances())

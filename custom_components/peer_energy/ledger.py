@@ -63,11 +63,18 @@ class LedgerView:
     head_hash: str
     balances: Mapping[str, int]
     limit: int
+    signed_balance: int = 0
 
 
 def _view(ledger: HomeLedger) -> LedgerView:
     credit = ledger.credit
-    return LedgerView(ledger.head.hash_hex, dict(credit.balances), credit.limit(ledger.member))
+    member = ledger.member
+    return LedgerView(
+        ledger.head.hash_hex,
+        dict(credit.balances),
+        credit.limit(member),
+        credit.signed_balance(member),
+    )
 
 
 def identity_store(hass: HomeAssistant, entry_id: str) -> Store[dict[str, Any]]:
@@ -220,6 +227,12 @@ class PeerLedger:
     def balance(self, account: str | None = None) -> int:
         """Committed balance in milli-minor units (this home's by default)."""
         return self._view.balances.get(account or self.member, 0)
+
+    def signed_balance(self) -> int:
+        """This home's committed balance without delivery settlements (milli-minor
+        units): what its next trade halves commit to, so that a settlement recorded
+        between a trade's two halves cannot make the trade's balances wrong."""
+        return self._view.signed_balance
 
     def credit_limit(self) -> int:
         """This home's credit limit in milli-minor units (as of the last commit)."""

@@ -353,6 +353,79 @@ def test_shortfall_is_paid_at_the_import_price() -> None:
     assert settlement.to_dict()["payment"] == 12_000
 
 
+def test_settlements_move_the_balance_not_the_signed_balance() -> None:
+    led, _, settlement = delivered(600, 600)  # bob sold 1000 Wh to ann, delivered 600
+    signed_before = (led.signed_balance(A), led.signed_balance(B))
+    assert signed_before == (led.balance(A), led.balance(B)) == (-20_000, 20_000)
+    assert led.apply_settlement(settlement).ok
+    assert (led.signed_balance(A), led.signed_balance(B)) == signed_before
+    assert led.settled == {A: 12_000, B: -12_000}
+    assert (led.balance(A), led.balance(B)) == (-8_000, 8_000)
+
+
+def test_a_trade_and_an_earlier_settlement_commute() -> None:
+    """A trade whose halves were computed before a shortfall payment was recorded is
+    accepted whether a ledger records the payment first or the trade first."""
+    first, _, settlement = delivered(600, 600)
+    second, _, _ = delivered(600, 600)  # the same records (signatures are deterministic)
+    later = trade(first, B, A, 50, 20)  # both halves computed before the payment
+    assert first.apply_settlement(settlement).ok
+    assert trade(first, B, A, 50, 20) == later  # and after it: the very same terms
+    assert first.apply_trade(later).ok
+    assert second.apply_trade(later).ok
+    assert second.apply_settlement(settlement).ok
+    assert first.balances == second.balances
+    assert first.settled == second.settled
+    assert first.total() == second.total() == 0
+    assert first.balance(B) == 20_000 - 12_000 - 50 * 20
+
+
+def test_forged_balances_are_refused_after_a_settlement() -> None:
+    led, _, settlement = delivered(600, 600)
+    assert led.apply_settlement(settlement).ok
+    t = trade(led, B, A, 50, 20).terms
+    assert (t.buyer_balance, t.seller_balance) == (20_000 - 1000, -20_000 + 1000)
+    for forged in (
+        replace(t, buyer_balance=t.buyer_balance + 1),
+        replace(t, seller_balance=t.seller_balance - 1),
+        replace(t, buyer_balance=t.buyer_balance + 12_000 + 1),
+        replace(t, seller_balance=0),
+    ):
+        assert led.check_trade(signed(forged)).refusal is Refusal.BALANCE_MISMATCH
+    # The whole balance after the trade is what homes of earlier versions signed: still
+    # accepted, and the ledger moves by the trade's amounts all the same.
+    legacy = replace(
+        t, buyer_balance=led.balance(B) - t.cost, seller_balance=led.balance(A) + t.value
+    )
+    assert legacy != t
+    assert led.apply_trade(signed(legacy)).ok
+    assert (led.balance(B), led.balance(A)) == (8_000 - 1000, -8_000 + 1000)
+    assert led.signed_balance(B) == 20_000 - 1000
+    assert led.total() == 0
+
+
+def test_the_limit_counts_settlement_debts() -> None:
+    """The credit limit bounds what a member owes in all, shortfall payments included."""
+    led, _, settlement = delivered(600, 600)
+    assert led.apply_settlement(settlement).ok  # bob: signed 20,000, owes 12,000 of it
+    assert led.max_buy_wh(B, 20) == (8_000 + 100_000) // 20
+    terms, result = led.propose_trade(slot=SLOT, buyer=B, seller=C, energy_wh=5500, price=20)
+    assert terms is None
+    assert result.refusal is Refusal.OVER_LIMIT
+    assert "owe 102000" in result.detail
+    assert led.apply_trade(trade(led, B, C, 5400, 20)).ok
+    assert led.balance(B) == -100_000
+
+
+def test_donations_commit_to_the_signed_balance() -> None:
+    led, _, settlement = delivered(600, 600)
+    gift = donation(led, amount=1000, sender_balance=led.signed_balance(B) - 1000)
+    assert led.apply_settlement(settlement).ok
+    assert led.apply_transfer(gift).ok  # signed before the payment, recorded after it
+    assert led.balance(B) == 20_000 - 12_000 - 1000
+    assert led.total() == 0
+
+
 def test_over_delivery_and_disputes() -> None:
     _, _, over = delivered(1500, None)
     assert (over.shortfall_wh, over.payment, over.disputed) == (0, 0, False)

@@ -262,6 +262,67 @@ def test_donations_settlements_and_duplicates(tmp_path: Path) -> None:
     again.close()
 
 
+def short_delivery(ledger: HomeLedger, short_wh: int) -> None:
+    """The home (seller of the first trade) delivers ``short_wh`` less than it sold."""
+    terms = SignedTrade.from_dict(ledger.db.records(kind="trade")[0].body).terms
+    seller = report_delivery(terms, HOME, H, Role.SELLER, terms.energy_wh - short_wh, T0)
+    settlement = settle_delivery(terms, seller, None, import_price=30)
+    assert ledger.commit_slot(T0 + 6 * SLOT_MS, settlements=[settlement]).refused == ()
+
+
+def test_settled_amounts_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    ledger = busy_ledger(path)
+    short_delivery(ledger, 100)
+    assert ledger.credit.settled == {H: -3000, P: 3000}
+    signed = ledger.credit.signed_balance(H)
+    assert signed == ledger.credit.balance(H) + 3000
+    ledger.close()
+    again = open_ledger(path)
+    assert again.credit.settled == {H: -3000, P: 3000}
+    assert again.credit.signed_balance(H) == signed
+    # The next trade commits to the signed balance and is accepted after the restart.
+    later = make_trade(again, P, H, 10, 7)
+    assert again.commit_slot(T0 + 7 * SLOT_MS, trades=[later]).refused == ()
+    again.close()
+
+
+def _downgrade_to_v1(path: Path) -> None:
+    """What a file written by the previous version looks like: no ``settled`` column."""
+    with sqlite3.connect(path) as raw:
+        raw.execute("ALTER TABLE accounts DROP COLUMN settled")
+        raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+
+
+def test_a_version_1_ledger_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    ledger = busy_ledger(path)
+    short_delivery(ledger, 100)
+    before = (dict(ledger.credit.balances), dict(ledger.credit.settled), ledger.head)
+    ledger.close()
+    _downgrade_to_v1(path)
+    again = open_ledger(path)
+    assert (dict(again.credit.balances), dict(again.credit.settled), again.head) == before
+    assert again.db.get_meta("schema_version") == "2"
+    assert again.verify(VerifyMode.FULL).ok
+    again.close()
+    LedgerDB(path).close()  # opened again as version 2: nothing to migrate
+
+
+def test_a_broken_version_1_ledger_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    busy_ledger(path).close()
+    _downgrade_to_v1(path)
+    with sqlite3.connect(path) as raw:
+        raw.execute("INSERT INTO records VALUES ('x', 'settlement', 0, CAST('{}' AS BLOB))")
+    with pytest.raises(LedgerDBError, match="cannot migrate"):
+        LedgerDB(path)
+    with sqlite3.connect(path) as raw:  # nothing of the migration was kept
+        assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            "1",
+        )
+
+
 def test_export_json_is_plain_json(tmp_path: Path) -> None:
     ledger = busy_ledger(tmp_path / "l.sqlite")
     data = json.loads(json.dumps(ledger.export_json(include_chain=True)))

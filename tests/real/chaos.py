@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import json
 from pathlib import Path
 import random
+import re
 import statistics
 import threading
 import time
@@ -29,9 +30,12 @@ SLOT_S = 10  # PEER_ENERGY_TEST_SLOT_SECONDS: gate closure 4 s before each slot
 CONVERGE_S = 6 * SLOT_S  # a trade is countersigned and delivered within three slots
 
 # The founder has PV to spare (its battery is full); the two others import and have
-# empty batteries. The founder's export meter counts up 1 kWh per slot (``ExportMeter``),
-# so its metered export covers what it sold and deliveries settle without a payment (see
-# "Known limits" in docs/security.md for why payments racing trades are avoided here).
+# empty batteries. The founder sells 50 Wh per slot but its export meter counts up only
+# 30 Wh per slot (``ExportMeter``): every delivery falls short, so every settlement moves
+# money (seller to buyer at the import price) while the next slots' trades are being
+# countersigned, the interleaving that used to make ledgers refuse trades.
+SOLD_WH = 50
+EXPORTED_WH = 30
 SELLER_SOURCES = [
     (name, {"Test PV power": "8000", "Test battery SoC": "100", "Test battery power": "0",
             "Test grid power": "-6000"}.get(name, state), unit, cls)
@@ -65,7 +69,7 @@ class ExportMeter(threading.Thread):
             "state_class": "total_increasing",
         }
         while not self.stopped.wait(1.0):
-            value = self.start_kwh + (time.monotonic() - self.t0) * 1.0 / SLOT_S
+            value = self.start_kwh + (time.monotonic() - self.t0) * EXPORTED_WH / 1000 / SLOT_S
             try:
                 self.home.request(
                     "POST",
@@ -86,7 +90,12 @@ class Figures:
     failures: list[str] = field(default_factory=list)
     trades: int = 0
     settlements: int = 0
+    payments: int = 0
+    paid_mmu: int = 0
     equivocations: int = 0
+    # trades refused for their balances (id prefixes, from the homes' logs)
+    refused: set[str] = field(default_factory=set)
+    lost: int = 0  # of those, the ones no ledger holds at the end: signed, recorded nowhere
 
     def summary(self) -> dict[str, Any]:
         times = sorted(self.converge_s) or [0.0]
@@ -95,8 +104,12 @@ class Figures:
             "reloads": self.reloads,
             "trades_on_every_ledger": self.trades,
             "settlements_on_every_ledger": self.settlements,
+            "settlements_with_a_payment": self.payments,
+            "paid_by_the_seller_mmu": self.paid_mmu,
             "not_converged": len(self.failures),
             "equivocations_recorded": self.equivocations,
+            "trades_refused_for_balances": len(self.refused),
+            "signed_trades_recorded_nowhere": self.lost,
             "converge_median_s": round(statistics.median(times), 1),
             "converge_max_s": round(times[-1], 1),
         }
@@ -185,16 +198,31 @@ def equivocations(homes: list[RealHome]) -> int:
     return count
 
 
+_REFUSED = re.compile(
+    r"Trade ([0-9a-f]{12}) of slot \d+ not recorded \(\S+refusal=<Refusal\.BALANCE"
+)
+
+
+def refused_trades(homes: list[RealHome]) -> set[str]:
+    """Id prefixes of the trades a home's ledger refused for their balances (its log)."""
+    found: set[str] = set()
+    for home in homes:
+        if home.log_path.exists():
+            text = home.log_path.read_text(encoding="utf-8", errors="replace")
+            found.update(_REFUSED.findall(text))
+    return found
+
+
 def keep_trading(homes: list[RealHome], slots: int = 12) -> None:
-    """The founder offers 50 Wh at 10 ct/kWh in each of the next ``slots`` slots (manual
-    orders through ``place_order``; kept in memory, so placed again after every event),
-    which the others' base load buys at the import price."""
+    """The founder offers ``SOLD_WH`` at 10 ct/kWh in each of the next ``slots`` slots
+    (manual orders through ``place_order``; kept in memory, so placed again after every
+    event), which the others' base load buys at the import price."""
     founder = homes[0]
     now = int(time.time())
     for k in range(1, slots + 1):
         slot = now - now % SLOT_S + k * SLOT_S
         when = datetime.fromtimestamp(slot, UTC).isoformat()
-        data = {"side": "sell", "energy_kwh": 0.05, "limit_price": 0.10, "slot": when}
+        data = {"side": "sell", "energy_kwh": SOLD_WH / 1000, "limit_price": 0.10, "slot": when}
         try:
             founder.call(DOMAIN, "place_order", data)
         except HarnessError:  # gate closure passed, or the slot's bid is already out
@@ -222,8 +250,14 @@ def run(
         meter.stopped.set()
     data = ledger_of(homes[0])
     figures.trades = sum(1 for r in data["records"] if r["kind"] == "trade")
-    figures.settlements = sum(1 for r in data["records"] if r["kind"] == "settlement")
+    settlements = [r["body"] for r in data["records"] if r["kind"] == "settlement"]
+    figures.settlements = len(settlements)
+    figures.payments = sum(1 for s in settlements if s["payment"] > 0)
+    figures.paid_mmu = sum(int(s["payment"]) for s in settlements)
     figures.equivocations += equivocations(homes)
+    figures.refused |= refused_trades(homes)
+    recorded = {r["id"][:12] for r in data["records"] if r["kind"] == "trade"}
+    figures.lost = len(figures.refused - recorded)
     return figures
 
 
@@ -244,6 +278,7 @@ def _events(
         at = time.time() % SLOT_S
         if event == "kill":
             figures.equivocations += equivocations([victim])  # its log starts anew
+            figures.refused |= refused_trades([victim])
             victim.kill()
             victim.start()
             victim.wait_loaded()

@@ -5,18 +5,24 @@ fees, limits) in *milli-minor units* (Wh x minor/kWh, exact integers).
 
 * A **trade** is one canonical record (``TradeTerms``): slot, buyer, seller, energy,
   price, distributor fee, attributes (clean, local), each party's previous chain-entry
-  hash and each party's balance after the trade. Both parties sign the same bytes; a
-  ``SignedTrade`` needs both signatures, neither half is valid alone. The buyer pays
-  ``energy x (price + fee)``, the seller receives ``energy x price``, the fee account
-  receives ``energy x fee`` (the clearing engine's convention).
+  hash and each party's *signed balance* after the trade (see below). Both parties sign
+  the same bytes; a ``SignedTrade`` needs both signatures, neither half is valid alone.
+  The buyer pays ``energy x (price + fee)``, the seller receives ``energy x price``, the
+  fee account receives ``energy x fee`` (the clearing engine's convention).
 * **Balances** start at zero and every record moves money between accounts, so the sum
-  over the community (members, fee account, outside recipients) is exactly zero.
+  over the community (members, fee account, outside recipients) is exactly zero. Each
+  record is applied as a delta. An account's balance has two parts: the **signed
+  balance**, moved only by the records its owner signs (trades and donations), and the
+  **settled** sum, moved only by delivery settlements. Trades and donations commit to
+  the signed balance after them, which settlements never change, so a settlement and a
+  trade commute: a ledger may record them in either order (a shortfall payment recorded
+  between the two halves of a trade no longer makes the trade's balances wrong).
   Sellers issue credit by delivering; buyers spend it and may go negative down to their
   **credit limit**: ``base x factor(reputation)``, see ``CreditPolicy``. A trade that
   would take the buyer past its limit is refused before anything is signed or recorded.
 * A **donation** (``Transfer``) moves surplus value to a named recipient inside or
-  outside the community, signed by the donor; it may not make the donor's balance
-  negative (only surplus can be given away).
+  outside the community, signed by the donor; it may not make the donor's signed
+  balance negative (only surplus can be given away).
 * **Delivery**: after the slot each party signs a ``DeliveryReport`` of its metered
   energy. ``settle_delivery`` turns the seller's shortfall into an imbalance payment
   from seller to buyer at the grid import price (the buyer had to buy the missing
@@ -125,8 +131,8 @@ class TradeTerms:
     local: bool
     buyer_prev: str
     seller_prev: str
-    buyer_balance: int
-    seller_balance: int
+    buyer_balance: int  # the buyer's signed balance after the trade
+    seller_balance: int  # the seller's signed balance after the trade
 
     @property
     def value(self) -> int:
@@ -549,6 +555,11 @@ class CreditLedger:
     record. A refused record leaves the ledger unchanged. ``scores`` is this home's
     perspective (member -> permille) used for credit limits; unknown members get the
     neutral 500.
+
+    Every record is applied as a delta of ``balances``; ``settled`` is the part of each
+    balance that delivery settlements moved, so ``signed_balance = balance - settled`` is
+    what trades and donations commit to. Settlements never change a signed balance, so
+    a settlement commutes with every trade and donation.
     """
 
     community: str
@@ -556,6 +567,7 @@ class CreditLedger:
     keyring: KeyRing | None = None
     scores: Mapping[str, int] = field(default_factory=dict)
     balances: dict[str, int] = field(default_factory=dict)
+    settled: dict[str, int] = field(default_factory=dict)
     tallies: dict[str, Tally] = field(default_factory=dict)
     applied: set[str] = field(default_factory=set)
     trades: dict[str, TradeTerms] = field(default_factory=dict)
@@ -564,6 +576,20 @@ class CreditLedger:
     def balance(self, account: str) -> int:
         """Balance in milli-minor units (0 if never seen)."""
         return self.balances.get(account, 0)
+
+    def signed_balance(self, account: str) -> int:
+        """The balance without delivery settlements: what the next trade half or
+        donation of ``account`` commits to (milli-minor units)."""
+        return self.balance(account) - self.settled.get(account, 0)
+
+    def _after_ok(self, account: str, stated: int, delta: int) -> bool:
+        """``stated`` is ``account``'s balance after a record that moves it by ``delta``.
+
+        The rule: the signed balance after the record. Also accepted: the whole balance
+        after it, which homes of earlier versions signed (and which any record received
+        from before an update carries); either way the ledger applies only the delta.
+        """
+        return stated in (self.signed_balance(account) + delta, self.balance(account) + delta)
 
     def total(self) -> int:
         """Sum of all balances: always exactly 0."""
@@ -655,8 +681,8 @@ class CreditLedger:
             return None, _refuse(Refusal.INVALID_TERMS, problem)
         terms = replace(
             terms,
-            buyer_balance=self.balance(buyer) - terms.cost,
-            seller_balance=self.balance(seller) + terms.value,
+            buyer_balance=self.signed_balance(buyer) - terms.cost,
+            seller_balance=self.signed_balance(seller) + terms.value,
         )
         result = self._check_terms(terms, enforce_limit=True)
         return (terms if result.ok else None), result
@@ -669,14 +695,15 @@ class CreditLedger:
             return _refuse(Refusal.OTHER_COMMUNITY, "trade of another community")
         if terms.trade_id in self.applied:
             return _refuse(Refusal.DUPLICATE, "trade already recorded")
-        if terms.buyer_balance != self.balance(terms.buyer) - terms.cost:
+        if not self._after_ok(terms.buyer, terms.buyer_balance, -terms.cost):
             return _refuse(Refusal.BALANCE_MISMATCH, "buyer's resulting balance is wrong")
-        if terms.seller_balance != self.balance(terms.seller) + terms.value:
+        if not self._after_ok(terms.seller, terms.seller_balance, terms.value):
             return _refuse(Refusal.BALANCE_MISMATCH, "seller's resulting balance is wrong")
-        if enforce_limit and terms.buyer_balance < -self.limit(terms.buyer):
+        owed = terms.cost - self.balance(terms.buyer)  # settlements included
+        if enforce_limit and owed > self.limit(terms.buyer):
             return _refuse(
                 Refusal.OVER_LIMIT,
-                f"buyer would owe {-terms.buyer_balance}, limit {self.limit(terms.buyer)}",
+                f"buyer would owe {owed}, limit {self.limit(terms.buyer)}",
             )
         return _OK
 
@@ -697,8 +724,8 @@ class CreditLedger:
         if not result.ok:
             return result
         t = trade.terms
-        self.balances[t.buyer] = t.buyer_balance
-        self.balances[t.seller] = t.seller_balance
+        self.balances[t.buyer] = self.balance(t.buyer) - t.cost
+        self.balances[t.seller] = self.balance(t.seller) + t.value
         if t.fee_value:
             account = self.policy.fee_account
             self.balances[account] = self.balance(account) + t.fee_value
@@ -743,7 +770,7 @@ class CreditLedger:
             return _refuse(Refusal.UNKNOWN_MEMBER, "signing key is not a member key")
         if owner != t.sender or not verify_hex(t.key, Purpose.TRANSFER, body, t.sig):
             return _refuse(Refusal.BAD_SIGNATURE, "not signed by the sender")
-        if t.sender_balance != self.balance(t.sender) - t.amount:
+        if not self._after_ok(t.sender, t.sender_balance, -t.amount):
             return _refuse(Refusal.BALANCE_MISMATCH, "sender's resulting balance is wrong")
         if t.sender_balance < 0:
             return _refuse(Refusal.INSUFFICIENT_SURPLUS, "only surplus can be donated")
@@ -753,7 +780,7 @@ class CreditLedger:
         """Record a donation if it passes every check."""
         result = self.check_transfer(transfer)
         if result.ok:
-            self.balances[transfer.sender] = transfer.sender_balance
+            self.balances[transfer.sender] = self.balance(transfer.sender) - transfer.amount
             self.balances[transfer.recipient] = self.balance(transfer.recipient) + transfer.amount
             self.applied.add(transfer.transfer_id)
         return result
@@ -791,8 +818,11 @@ class CreditLedger:
         if result.ok:
             t = settlement.terms
             if settlement.payment:
-                self.balances[t.seller] = self.balance(t.seller) - settlement.payment
-                self.balances[t.buyer] = self.balance(t.buyer) + settlement.payment
+                payment = settlement.payment
+                self.balances[t.seller] = self.balance(t.seller) - payment
+                self.balances[t.buyer] = self.balance(t.buyer) + payment
+                self.settled[t.seller] = self.settled.get(t.seller, 0) - payment
+                self.settled[t.buyer] = self.settled.get(t.buyer, 0) + payment
             if settlement.shortfall_wh:
                 self._count(t, -settlement.shortfall_wh)
             self.applied.add(settlement.settlement_id)

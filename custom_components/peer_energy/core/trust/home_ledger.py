@@ -125,6 +125,8 @@ class HomeLedger:
         self.head: ChainEntry = head
         for name, account in db.accounts().items():
             self.credit.balances[name] = account.balance
+            if account.settled:
+                self.credit.settled[name] = account.settled
             if account.tally != Tally():
                 self.credit.tallies[name] = account.tally
         for record in db.records(since_ms=now_ms - RECENT_MS):
@@ -191,7 +193,7 @@ class HomeLedger:
         returns, everything in the result is on disk.
         """
         credit = self.credit
-        saved = (dict(credit.balances), dict(credit.tallies))
+        saved = (dict(credit.balances), dict(credit.tallies), dict(credit.settled))
         head = self.head
         new_entries: list[ChainEntry] = []
         records: list[StoredRecord] = []
@@ -251,10 +253,11 @@ class HomeLedger:
                 if self.member in (settlement.terms.buyer, settlement.terms.seller):
                     append(SETTLEMENT, body)
             changed = {
-                name: Account(credit.balance(name), credit.tally(name))
+                name: Account(credit.balance(name), credit.tally(name), credit.settled.get(name, 0))
                 for name in set(credit.balances) | set(credit.tallies)
                 if credit.balances.get(name) != saved[0].get(name)
                 or credit.tallies.get(name) != saved[1].get(name)
+                or credit.settled.get(name) != saved[2].get(name)
             }
             self.db.commit_slot(
                 entries=[(self.member, e) for e in new_entries],
@@ -263,7 +266,7 @@ class HomeLedger:
                 evidence=evidence,
             )
         except BaseException:
-            credit.balances, credit.tallies = saved
+            credit.balances, credit.tallies, credit.settled = saved
             for record_id in accepted:
                 credit.applied.discard(record_id)
                 credit.trades.pop(record_id, None)

@@ -16,10 +16,14 @@ Tables:
   ``commit_slot`` refuses an entry that does not extend its chain's stored head.
 * ``records``: accepted credit records (trades, transfers, settlements) as canonical
   JSON, for export and settlement.
-* ``accounts``: balance and clean/non-clean tally per account after the last slot.
+* ``accounts``: balance, clean/non-clean tally and the part of the balance moved by
+  delivery settlements (``settled``) per account after the last slot.
 * ``evidence``: reputation evidence this home collected.
 * ``proofs``: fork and rollback proofs received or found.
 * ``meta``: small key/value settings (schema version, community, member id).
+
+Schema versions: 1 had no ``settled`` column; opening a version-1 file adds it, fills
+it from the stored settlements and marks the file version 2, in one transaction.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from .chain import ChainEntry, parse_entry
 from .credit import Tally
 from .reputation import Evidence, EvidenceKind
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,7 +68,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     clean_bought_wh INTEGER NOT NULL,
     clean_sold_wh INTEGER NOT NULL,
     other_bought_wh INTEGER NOT NULL,
-    other_sold_wh INTEGER NOT NULL
+    other_sold_wh INTEGER NOT NULL,
+    settled INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS evidence (
     subject TEXT NOT NULL,
@@ -113,10 +118,12 @@ class StoredRecord:
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    """A balance (milli-minor units) and its energy tally."""
+    """A balance (milli-minor units), its energy tally and the part of the balance that
+    delivery settlements moved (``balance - settled`` is the signed balance)."""
 
     balance: int
     tally: Tally
+    settled: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,17 +151,59 @@ class LedgerDB:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            version = self._version()
+            if version == "1":
+                self._migrate_v1()
+            elif version is not None and version != str(SCHEMA_VERSION):
+                raise LedgerDBError(f"unsupported ledger schema version {version}")
             self._db.executescript(_SCHEMA)
-            version = self.get_meta("schema_version")
             if version is None:
                 self._db.execute(
                     "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
-            elif version != str(SCHEMA_VERSION):
-                raise LedgerDBError(f"unsupported ledger schema version {version}")
+        except LedgerDBError:
+            self._db.close()
+            raise
         except (sqlite3.Error, OSError) as err:
             raise LedgerDBError(f"cannot open ledger {self.path.name}: {err}") from err
         self._heads: dict[str, tuple[int, bytes]] = {}
+
+    def _version(self) -> str | None:
+        exists = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if exists is None:
+            return None
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return None if row is None else str(row[0])
+
+    def _migrate_v1(self) -> None:
+        """Version 1 to 2: add ``accounts.settled`` and fill it from the stored
+        settlements (seller pays, buyer receives), all in one transaction."""
+        db = self._db
+        settled: dict[str, int] = {}
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("ALTER TABLE accounts ADD COLUMN settled INTEGER NOT NULL DEFAULT 0")
+            for (raw,) in db.execute("SELECT body FROM records WHERE kind = 'settlement'"):
+                body = _object(bytes(raw))
+                payment = int(body["payment"])
+                terms = body["terms"]
+                settled[terms["seller"]] = settled.get(terms["seller"], 0) - payment
+                settled[terms["buyer"]] = settled.get(terms["buyer"], 0) + payment
+            db.executemany(
+                "UPDATE accounts SET settled = ? WHERE account = ?",
+                [(amount, name) for name, amount in settled.items() if amount],
+            )
+            db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+            )
+            db.execute("COMMIT")
+        except BaseException as err:
+            db.execute("ROLLBACK")
+            if isinstance(err, KeyError | TypeError | ValueError):
+                raise LedgerDBError(f"cannot migrate ledger {self.path.name}: {err}") from err
+            raise
 
     def close(self) -> None:
         """Close the database (idempotent)."""
@@ -293,7 +342,7 @@ class LedgerDB:
             )
             if accounts:
                 db.executemany(
-                    "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             name,
@@ -302,6 +351,7 @@ class LedgerDB:
                             a.tally.clean_sold_wh,
                             a.tally.other_bought_wh,
                             a.tally.other_sold_wh,
+                            a.settled,
                         )
                         for name, a in accounts.items()
                     ],
@@ -344,9 +394,14 @@ class LedgerDB:
 
     def accounts(self) -> dict[str, Account]:
         """Every stored account."""
-        rows = self._q("SELECT * FROM accounts ORDER BY account")
+        rows = self._q(
+            "SELECT account, balance, clean_bought_wh, clean_sold_wh, other_bought_wh,"
+            " other_sold_wh, settled FROM accounts ORDER BY account"
+        )
         return {
-            str(r[0]): Account(int(r[1]), Tally(int(r[2]), int(r[3]), int(r[4]), int(r[5])))
+            str(r[0]): Account(
+                int(r[1]), Tally(int(r[2]), int(r[3]), int(r[4]), int(r[5])), int(r[6])
+            )
             for r in rows
         }
 

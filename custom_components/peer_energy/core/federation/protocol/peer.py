@@ -433,14 +433,23 @@ class Peer:
         """Start countersigning this home's trades of a final slot.
 
         ``prev`` is the hash of this home's newest source-chain entry and ``balance`` its
-        credit balance (milli-minor units) before the slot, both from its ledger. For each
+        signed credit balance (milli-minor units, delivery settlements left out:
+        ``CreditLedger.signed_balance``) before the slot, both from its ledger. For each
         fill this home is party to (self-trades excepted), in fill order, it sends the
-        counterparty its half of the terms: ``prev`` and its balance after that trade.
+        counterparty its half of the terms: ``prev`` and its signed balance after that
+        trade.
         When both halves are known each party signs the ``TradeTerms`` and broadcasts its
         signature; with both signatures a ``TradeSigned`` event follows (for observers too).
         Raises ``ProtocolError`` if the slot is not final here.
         """
         return self._settlement.settle(slot, prev=prev, balance=balance, now_ms=now_ms)
+
+    def unsigned_before(self, slot: int, now_ms: int) -> bool:
+        """True if this home has a trade of a final slot before ``slot`` that both parties
+        have not signed yet (its delivery deadline not passed). Its halves for ``slot``
+        would commit to a balance without that trade, and be refused once it is recorded:
+        the shell settles ``slot`` after it."""
+        return self._settlement.unsigned_before(slot, now_ms)
 
     def resend_bid(self, slot: int, now_ms: int) -> list[Output]:
         """This home's bid for ``slot`` (held, e.g. restored from the snapshot) sent to

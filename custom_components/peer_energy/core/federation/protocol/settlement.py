@@ -389,21 +389,20 @@ class Settlement:
         for slot, st in sorted(self.settling.items()):
             if not st.mine or slot not in self.round.finals:
                 continue
-            fills = self.round.finals[slot].result.fills
             # the trades both signed: recorded again (the ledger refuses duplicates)
             out.extend(TradeSigned(slot, i, t, True) for i, t in sorted(st.done.items()))
             # our halves of the trades not countersigned yet (and our signatures of them)
             out.extend(self.settle(slot, prev="", balance=0, now_ms=now_ms))
+            # our signatures, to every member (as when we signed): the counterparty may
+            # lack it, and so may observers, which need both to record the trade and
+            # settle its delivery (a kill between saving and sending loses them)
             for i in sorted(st.mine):
                 mine = st.sigs.get(i, {}).get(ctx.member_id)
                 terms = st.terms.get(i)
-                if i in st.done or mine is None or terms is None:
+                if mine is None or terms is None or i in st.settled:
                     continue
-                other = fills[i].seller if st.mine[i]["role"] == "buyer" else fills[i].buyer
-                addr = ctx.membership.address_of(other)
-                if addr:
-                    payload = {"slot": slot, "fill": i, "terms": terms.to_dict(), "sig": mine.sig}
-                    out.append(Send(addr, ctx.seal("trade_sig", payload, now_ms)))
+                payload = {"slot": slot, "fill": i, "terms": terms.to_dict(), "sig": mine.sig}
+                out.extend(ctx.to_all(ctx.seal("trade_sig", payload, now_ms)))
             # our delivery reports of trades whose delivery is not settled yet
             items = [
                 {"fill": i, "report": held[role].to_dict()}
@@ -517,6 +516,15 @@ class Settlement:
             if f.buyer != f.seller and me in (f.buyer, f.seller) and i in st.done
         ]
         return self._send_reports(slot, mine, now_ms)
+
+    def unsigned_before(self, slot: int, now_ms: int) -> bool:
+        """See ``Peer.unsigned_before``."""
+        for earlier, st in self.settling.items():
+            if earlier >= slot or earlier not in self.round.finals:
+                continue
+            if now_ms < self.deadline_ms(earlier) and any(i not in st.done for i in st.mine):
+                return True
+        return False
 
     def deadline_ms(self, slot: int) -> int:
         """Until when reports for ``slot``'s trades are waited for (then settle or give up)."""
