@@ -6,6 +6,8 @@ Endpoints (specified in ``docs/protocol.md``, section "HTTP transport"):
   Home Assistant's login: every message is authenticated by its Ed25519 signature and the
   sender's membership (a ``join`` by its invitation proof). Answers ``202 {"ok": true}`` when
   accepted, otherwise ``{"error": code, "detail": text}`` with the status of ``STATUS_BY_CODE``.
+  A newcomer's valid ``join`` is refused with ``422 address_unreachable`` unless the
+  joiner's own key answers the info at the address it asks to be welcomed at.
 * ``GET /api/peer_energy/v1/info``: public facts (protocol version, member key, community
   id, member count) used by joiners and by the reachability probe.
 
@@ -99,6 +101,9 @@ CODE_BAD_BODY: Final = "bad_body"
 CODE_BODY_TIMEOUT: Final = "body_timeout"
 CODE_RATE_LIMITED: Final = "rate_limited"
 CODE_NO_COMMUNITY: Final = "no_community"
+CODE_ADDRESS_UNREACHABLE: Final = "address_unreachable"
+# The inviter's check of a joiner's address: well within the joiner's own timeout.
+JOIN_PROBE_TIMEOUT_S: Final = 3.0
 
 _SENDER = re.compile(rb'"sender":"([0-9a-f]{64})"')
 
@@ -244,6 +249,14 @@ async def async_handle_message(
             headers={"Retry-After": str(max(1, round(wait)))},
         )
     sender_address = request.headers.get(ADDRESS_HEADER, request.remote or "")[:512]
+    if (join := link.peer.new_join(body, link.clock())) is not None:
+        # A newcomer is welcomed only at an address where this home reaches it (its own
+        # key answers there): otherwise it is refused now, and its user can correct it.
+        member, address = join
+        if not await async_probe_member(link, address, member):
+            return _error(
+                422, CODE_ADDRESS_UNREACHABLE, f"this home cannot reach you at {address}"[:200]
+            )
     outputs = link.receive(body, sender_address)
     status, code, detail = status_of(outputs)
     if status >= 500:  # our bug, logged by the link with its traceback: no details out
@@ -251,6 +264,14 @@ async def async_handle_message(
     if status != 202:
         return _error(status, code, detail[:200])
     return web.json_response({"ok": True}, status=202)
+
+
+async def async_probe_member(link: FederationLink, address: str, member: str) -> bool:
+    """Whether the home with key ``member`` answers its info at ``address``."""
+    info = await HttpTransport(
+        link.hass, lambda: "", timeout_s=JOIN_PROBE_TIMEOUT_S, attempts=1
+    ).async_info(address)
+    return info is not None and info.get("member") == member
 
 
 def handle_info(link: FederationLink | None) -> web.Response:

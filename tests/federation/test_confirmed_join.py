@@ -247,3 +247,24 @@ def test_a_damaged_pending_record_is_dropped_on_restore() -> None:
     data["pending_joins"][0]["record"]["sig"] = "0" * 128
     restored = Peer.restore(founder.identity, data, net.now)
     assert restored.pending_joins() == ()
+
+
+def test_new_join_is_checked_without_changing_anything() -> None:
+    """``new_join`` names the joiner and the address of a valid new join (for the
+    transport's reachability check) and changes nothing; anything else gives None."""
+    net, peers = _community(2)
+    founder = peers[0]
+    joiner, outs = _start_join(net, founder, "probe")
+    (join,) = outs
+    before = founder.snapshot()
+    assert founder.new_join(join.data, net.now) == (joiner.member_id, "probe")
+    assert founder.new_join(join.data, net.now) == (joiner.member_id, "probe")
+    assert founder.snapshot() == before
+    assert founder.pending_joins() == ()
+    assert founder.new_join(b"garbage", net.now) is None
+    forged = join.data.replace(b'"proof":"', b'"proof":"0', 1)
+    assert founder.new_join(forged, net.now) is None
+    founder.receive(join.data, joiner.address, net.now)  # welcomed: pending now
+    assert founder.new_join(join.data, net.now) is None  # a repeated join is not new
+    assert not joiner.joined
+    assert joiner.new_join(join.data, net.now) is None  # not a member: cannot admit

@@ -77,15 +77,19 @@ async def test_unreachable_joiner_address_leaves_no_ghost(
     home_a: tuple[PeerEnergyConfigEntry, Home],
     make_home: HomeFactory,
 ) -> None:
-    """C gives an address nobody answers at: A never admits it, nobody misses it."""
+    """C gives an address nobody answers at: A checks it before welcoming C and refuses
+    the join at once (C's user is told), and nobody misses C afterwards."""
     _, a = home_a
     b = await make_home("B")
     await join(hass, a, b, [])
     c = await make_home("C")
-    await c.link.async_join(await invite(hass), _closed_address())
+    status = await c.link.async_join(await invite(hass), _closed_address())
+    assert status == 422  # address_unreachable
     await settle(a, b, c)
-    assert await c.link.async_wait_joined(0.5) is not None
+    assert await c.link.async_wait_joined(0.5) == "http_422"
     assert not c.link.joined
+    assert a.link.peer is not None
+    assert a.link.peer.pending_joins() == ()  # refused before anything changed
     await _trade_on(hass, clock, [a, b])
     _assert_no_ghost(hass, [a, b], c)
 

@@ -7,11 +7,9 @@ from collections.abc import Callable
 from typing import Any
 from unittest.mock import patch
 
-from homeassistant import config_entries
 from homeassistant.components import persistent_notification
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import Context, HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import ServiceValidationError, Unauthorized
 from homeassistant.helpers import issue_registry as ir
 import pytest
@@ -22,7 +20,6 @@ from custom_components.peer_energy.const import (
     CONF_COMMUNITY_ACTION,
     CONF_INVITATION,
     DOMAIN,
-    SUBENTRY_COMMUNITY,
 )
 from custom_components.peer_energy.federation import (
     DATA_LINK,
@@ -266,28 +263,22 @@ class DropWelcomes:
 async def _start_join(
     hass: HomeAssistant, founder: Home, address: str
 ) -> tuple[PeerEnergyConfigEntry, DropWelcomes]:
-    """An entry that joins ``founder``'s community through "Add community"; the founder's
-    first welcome is lost."""
-    from tests.conftest import make_entry
+    """An entry that joins ``founder``'s community in the background (as after the config
+    flow's join step); the founder's first welcome is lost."""
+    from .conftest import community_entry
 
     await founder.link.async_found("Rowan Close", fast_rules(), founder.address)
     text = (await founder.link.async_create_invitation(3_600_000)).encode()
     lossy = DropWelcomes(founder.link.transport)
     founder.link.transport = lossy
-    entry = make_entry(assets={})
+    entry = community_entry(
+        address,
+        community={CONF_COMMUNITY_ACTION: "join", CONF_INVITATION: text, CONF_ADDRESS: address},
+        title="Community",
+    )
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    result = await hass.config_entries.subentries.async_init(
-        (entry.entry_id, SUBENTRY_COMMUNITY), context={"source": config_entries.SOURCE_USER}
-    )
-    result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {"next_step_id": "join_community"}
-    )
-    result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {CONF_INVITATION: text, CONF_ADDRESS: address}
-    )
-    assert result["type"] is FlowResultType.CREATE_ENTRY
     return entry, lossy
 
 
@@ -405,18 +396,22 @@ async def test_resend_stops_on_a_refusal_and_at_the_timeout(
 
 
 class LostAnswers:
-    """The joiner's transport: delivers, but the first ``count`` answers are lost (0)."""
+    """The joiner's transport: delivers, but the answers to the first ``count`` join
+    requests are lost (0)."""
 
     def __init__(self, inner: Any, count: int, deliver: bool = True) -> None:
         self.inner = inner
         self.count = count
         self.deliver = deliver
         self.sent = 0
+        self.joins = 0
 
     async def async_send(self, address: str, data: bytes) -> int:
         self.sent += 1
+        is_join = b'"type":"join"' in data
+        self.joins += is_join
         status = int(await self.inner.async_send(address, data)) if self.deliver else 0
-        return 0 if self.sent <= self.count else status
+        return 0 if is_join and self.joins <= self.count else status
 
     async def async_info(self, address: str) -> dict[str, Any] | None:
         return None

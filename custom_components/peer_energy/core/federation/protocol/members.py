@@ -289,6 +289,11 @@ class Members:
             return _Join(inv_id, address, again=True)
         return _Join(inv_id, address, again=False)
 
+    def check_join(self, msg: Incoming) -> _Join | None:
+        """The join's check alone (no state changes); None when it would be refused."""
+        checked = self._check_join(msg)
+        return checked if isinstance(checked, _Join) else None
+
     def _apply_join(self, msg: Incoming, join: _Join) -> list[Output]:
         ctx, now_ms = self.ctx, msg.now_ms
         sender = msg.env.sender
