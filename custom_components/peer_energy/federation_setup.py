@@ -16,12 +16,13 @@ Everything is undone by ``entry.async_on_unload`` callbacks: timers stopped, del
 cancelled, state saved, ledger closed.
 
 Actions (registered once in ``async_setup``): ``peer_energy.create_invitation`` (admin,
-returns the invitation as a response and shows it in a persistent notification) and
+returns the invitation and its local expiry as the action's response; the
+"Latest invitation" image shows it as a QR code; no notification) and
 ``peer_energy.remove_member`` (admin).
 
 Removing the entry (``async_remove_home``) tells the community this home leaves and
 deletes the home's stores: key pair, federation state, ledgers, market and savings files.
-Every text a user sees (errors, repairs, the invitation notification) is translated.
+Every text a user sees (errors, repairs) is translated.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from homeassistant.components import persistent_notification
 from homeassistant.config_entries import ConfigSubentry
 from homeassistant.core import (
     HomeAssistant,
@@ -51,7 +51,6 @@ from homeassistant.helpers import config_validation as cv, issue_registry as ir
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.start import async_at_started
 from homeassistant.helpers.storage import Store
-from homeassistant.helpers.translation import async_get_exception_message
 from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
@@ -401,21 +400,24 @@ async def _async_create_invitation(call: ServiceCall) -> ServiceResponse:
         raise HomeAssistantError(
             translation_domain=DOMAIN, translation_key="community_busy"
         ) from err
-    text = invitation.encode()
-    expires = dt_util.utc_from_timestamp(invitation.expires_ms / 1000).isoformat()
-    # Notifications have no translation key: the text comes from the translations in
-    # Home Assistant's language (loaded with the integration, so this does no I/O).
-    persistent_notification.async_create(
-        hass,
-        async_get_exception_message(
-            DOMAIN,
-            "invitation_notification",
-            {"community": link.community_name or "", "expires": expires, "invitation": text},
-        ),
-        title=async_get_exception_message(DOMAIN, "invitation_notification_title"),
-        notification_id=f"{DOMAIN}_invitation",
-    )
-    return {"invitation": text, "expires": expires, "community": link.community_id}
+    # The one-time secret goes to the administrator who asked (this response) and to the
+    # "Latest invitation" image, never into a notification every user can read.
+    return {
+        "invitation": invitation.encode(),
+        **invitation_expiry(invitation.expires_ms),
+        "community": link.community_id,
+        "community_name": link.community_name,
+    }
+
+
+def invitation_expiry(expires_ms: int) -> dict[str, str]:
+    """An invitation's expiry in Home Assistant's time zone: ``expires`` (ISO 8601 with
+    the offset) and ``expires_local`` (date, time and zone, for people)."""
+    local = dt_util.as_local(dt_util.utc_from_timestamp(expires_ms / 1000))
+    return {
+        "expires": local.isoformat(timespec="seconds"),
+        "expires_local": local.strftime("%Y-%m-%d %H:%M %Z"),
+    }
 
 
 async def _async_remove_member(call: ServiceCall) -> None:

@@ -92,10 +92,13 @@ async def test_latest_invitation_image_follows_invitations(
     assert state.state != STATE_UNAVAILABLE
     assert state.attributes["friendly_name"].endswith("Latest invitation")
     assert read_qr(await _fetch(client, hass, entity_id)) == [first]
+    # The secret is in the picture (and the action's response), in no notification.
     notes = persistent_notification._async_get_or_create_notifications(hass)
-    message = notes[f"{DOMAIN}_invitation"]["message"]
-    assert first in message
-    assert "Latest invitation" in message
+    assert not [n for n in notes.values() if first in n["message"]]
+    expires = Invitation.decode(first).expires_ms
+    local = dt_util.as_local(dt_util.utc_from_timestamp(expires / 1000))
+    assert state.attributes["expires"] == local.isoformat(timespec="seconds")
+    assert state.attributes["expires_local"] == local.strftime("%Y-%m-%d %H:%M %Z")
 
     # A newer invitation replaces the picture.
     second = await invite(hass)
@@ -109,6 +112,7 @@ async def test_latest_invitation_image_follows_invitations(
     state = hass.states.get(entity_id)
     assert state is not None
     assert state.state == STATE_UNAVAILABLE
+    assert "expires" not in state.attributes
 
     # A new one is shown until it expires (the link's clock passes the expiry, then the timer).
     response = await hass.services.async_call(

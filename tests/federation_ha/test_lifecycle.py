@@ -112,7 +112,9 @@ async def test_invitation_action_rules(
     hass_read_only_user: MockUser,
     home_a: tuple[PeerEnergyConfigEntry, Home],
 ) -> None:
-    """Admins get the invitation as a response and a notification; others are refused."""
+    """Admins get the invitation as the response, with its expiry in Home Assistant's
+    time zone, and no notification (which every user could read); others are refused."""
+    await hass.config.async_set_time_zone("Europe/Berlin")
     response = await hass.services.async_call(
         DOMAIN,
         "create_invitation",
@@ -124,8 +126,12 @@ async def test_invitation_action_rules(
     assert response is not None
     assert str(response["invitation"]).startswith("peerenergy1:")
     assert response["community"] == home_a[1].link.community_id
+    assert response["community_name"] == "Elm Street"
+    # Two hours after the fake clock's 2027-01-15 08:00 UTC, in Berlin's winter time.
+    assert response["expires"] == "2027-01-15T11:00:00+01:00"
+    assert response["expires_local"] == "2027-01-15 11:00 CET"
     notes = persistent_notification._async_get_or_create_notifications(hass)
-    assert response["invitation"] in notes[f"{DOMAIN}_invitation"]["message"]
+    assert not [n for n in notes.values() if response["invitation"] in n["message"]]
     with pytest.raises(Unauthorized):
         await hass.services.async_call(
             DOMAIN,
