@@ -24,7 +24,8 @@ Messages whose claimed key is no member's (joins, strangers, forgers inventing k
 one smaller bucket per remote address, so inventing keys buys no extra signature checks.
 
 ``HttpTransport`` sends through Home Assistant's shared aiohttp session with a timeout per
-attempt and a bounded number of attempts with exponential backoff; it never raises.
+attempt and a bounded number of attempts with exponential backoff; it never raises. Its
+requests carry ``User-Agent: PeerEnergy/1`` (the protocol version), not Home Assistant's.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ STRANGER_RATE_PER_S: Final = 2.0
 STRANGER_BURST: Final = 20.0
 MAX_BUCKETS: Final = 10_000
 CONTENT_TYPE: Final = "application/json"
+# Outgoing requests name the protocol only, not Home Assistant and its version (the
+# session's default User-Agent would tell every member and every address we probe).
+USER_AGENT: Final = "PeerEnergy/1"
 
 CODE_INTERNAL_ERROR: Final = "internal_error"
 # Reading a body: it must arrive whole within this time (a slow body holds a connection).
@@ -354,7 +358,11 @@ class HttpTransport:
         """POST one message; retry on connection errors, 5xx and 429; return the status."""
         session = async_get_clientsession(self.hass)
         url = endpoint(address, MESSAGE_PATH)
-        headers = {"Content-Type": CONTENT_TYPE, ADDRESS_HEADER: self.own_address()}
+        headers = {
+            "Content-Type": CONTENT_TYPE,
+            "User-Agent": USER_AGENT,
+            ADDRESS_HEADER: self.own_address(),
+        }
         status = 0
         for attempt in range(self.attempts):
             delay = self.backoff_s * (2**attempt)
@@ -385,7 +393,11 @@ class HttpTransport:
         """GET the info of the home at ``address``; None when it does not answer."""
         session = async_get_clientsession(self.hass)
         try:
-            async with session.get(endpoint(address, INFO_PATH), timeout=self.timeout) as resp:
+            async with session.get(
+                endpoint(address, INFO_PATH),
+                headers={"User-Agent": USER_AGENT},
+                timeout=self.timeout,
+            ) as resp:
                 if resp.status != HTTPStatus.OK:
                     return None
                 data = await resp.json(content_type=None)
