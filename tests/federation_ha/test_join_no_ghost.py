@@ -15,6 +15,7 @@ from homeassistant.helpers import issue_registry as ir
 
 from custom_components.peer_energy.const import DOMAIN
 from custom_components.peer_energy.core.federation.protocol.wire import PENDING_JOIN_MS
+from custom_components.peer_energy.diagnostics import async_get_config_entry_diagnostics
 from custom_components.peer_energy.federation import ISSUE_PEER_UNREACHABLE
 from custom_components.peer_energy.runtime import PeerEnergyConfigEntry
 
@@ -102,7 +103,7 @@ async def test_lost_welcome_leaves_no_ghost_and_a_new_try_gets_in(
 ) -> None:
     """A's welcomes to C are lost: C stays pending at A only, then is forgotten; once the
     welcome gets through, C acknowledges it and every member counts it."""
-    _, a = home_a
+    entry, a = home_a
     b = await make_home("B")
     await join(hass, a, b, [])
     c = await make_home("C")
@@ -114,6 +115,9 @@ async def test_lost_welcome_leaves_no_ghost_and_a_new_try_gets_in(
     assert a.link.peer is not None
     assert a.link.peer.pending_joins() == (c.link.member_key,)  # A shows it as pending
     assert a.link.members == 2
+    diagnostics = await async_get_config_entry_diagnostics(hass, entry)
+    assert diagnostics["federation"]["pending_joins"] == 1
+    assert diagnostics["federation"]["members"] == 2
     await _trade_on(hass, clock, [a, b])
     _assert_no_ghost(hass, [a, b], c)
 
