@@ -168,3 +168,19 @@ async def test_failed_join_repair_fixes_the_address_and_joins(
     result = await manager.async_init(DOMAIN, data={"issue_id": ISSUE_JOIN_FAILED})
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "not_joining"
+
+
+async def test_join_now_without_a_link_or_with_a_damaged_invitation(
+    hass: HomeAssistant, clock: Clock, http_address: str
+) -> None:
+    """The flow's join names why it cannot start: no loaded entry, or a bad invitation."""
+    from custom_components.peer_energy.community_flow import _async_join_now
+    from tests.conftest import make_entry
+
+    data = {CONF_INVITATION: "peerenergy1:broken", CONF_ADDRESS: http_address}
+    assert await _async_join_now(hass, data) == "not_set_up"
+    entry = make_entry(assets={})
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert await _async_join_now(hass, data) == "invitation"
