@@ -543,7 +543,9 @@ def test_flow_strings_follow_hassfest_rules() -> None:
     flows = {"config": STRINGS["config"], "options": STRINGS["options"]}
     flows |= {f"subentry {k}": v for k, v in STRINGS["config_subentries"].items()}
     for name, flow in flows.items():
-        assert set(flow) <= {"step", "error", "abort", "initiate_flow", "entry_type"}, name
+        assert set(flow) <= {"step", "error", "abort", "progress", "initiate_flow", "entry_type"}, (
+            name
+        )
         for step_id, step in flow["step"].items():
             assert set(step) <= step_keys, (name, step_id)
             assert set(step.get("data_description", {})) <= set(step.get("data", {}))

@@ -20,6 +20,7 @@ integer engine units here), fair_share_pct, max_members, address. Join: invitati
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -45,6 +46,7 @@ from .const import (
     COMMUNITY_SLOT_MINUTES_CHOICES,
     CONF_ADDRESS,
     CONF_COMMUNITY_ACTION,
+    CONF_COMMUNITY_ID,
     CONF_COMMUNITY_NAME,
     CONF_CREDIT_LIMIT,
     CONF_CURRENCY,
@@ -81,6 +83,19 @@ ERROR_INVALID_INVITATION: Final = "invalid_invitation"
 ERROR_INVITATION_EXPIRED: Final = "invitation_expired"
 ERROR_CANNOT_CONNECT: Final = "cannot_connect"
 ERROR_WRONG_COMMUNITY: Final = "wrong_community"
+ERROR_JOIN_FAILED: Final = "join_failed"
+# Why a join in the flow failed, by the link's reason code (form errors).
+JOIN_ERRORS: Final = {
+    "http_0": "join_no_answer",
+    "http_403": "join_refused",
+    "http_409": "join_full",
+    "http_422": "join_address_unreachable",
+    "timeout": "join_timeout",
+    "invitation": ERROR_INVALID_INVITATION,
+}
+# The flow waits for the welcome like the background join, resending the request.
+JOIN_FLOW_TIMEOUT_S: Final = 60.0
+JOIN_FLOW_RESEND_S: Final = (5.0, 10.0, 20.0)
 ABORT_ALREADY_IN_COMMUNITY: Final = "already_in_community"
 ABORT_NOT_MEMBER: Final = "not_member"
 COMMUNITY_UNIQUE_ID: Final = "community"
@@ -251,6 +266,23 @@ async def validate_join(
     return data, errors, f"Community {invitation.community[:8]}"
 
 
+async def _async_join_now(hass: HomeAssistant, data: Mapping[str, Any]) -> str | None:
+    """Join with the loaded entry's link (the "Add community" flow); None when joined
+    (and the acknowledgement of the welcome is out), else the reason code of the link
+    (``http_<status>``, ``timeout``), or ``invitation`` / ``not_set_up``."""
+    link = hass.data.get(DATA_LINK)
+    if link is None or link.joined:
+        return "not_set_up"
+    try:
+        await link.async_join(str(data[CONF_INVITATION]), str(data[CONF_ADDRESS]))
+    except federation.FederationError:
+        return "invitation"
+    reason = await link.async_wait_joined(JOIN_FLOW_TIMEOUT_S, resend_s=JOIN_FLOW_RESEND_S)
+    if reason is None:
+        await link.async_drain()
+    return reason
+
+
 def community_subentry(title: str, data: Mapping[str, Any]) -> ConfigSubentryData:
     """The subentry the config flow creates with the entry."""
     return ConfigSubentryData(
@@ -292,21 +324,70 @@ class CommunitySubentryFlow(ConfigSubentryFlow):
             errors=errors,
         )
 
+    _join_input: dict[str, Any] | None = None
+    _join_data: dict[str, Any] | None = None
+    _join_task: asyncio.Task[str | None] | None = None
+    _join_error: str | None = None
+
     async def async_step_join_community(
         self, user_input: dict[str, Any] | None = None
     ) -> SubentryFlowResult:
-        """Paste an invitation and confirm the address peers reach this home at."""
+        """Paste an invitation and confirm the address peers reach this home at; then
+        join (``joining``). A failed join comes back here with its reason."""
         errors: dict[str, str] = {}
-        if user_input is not None:
-            data, errors, title = await validate_join(self.hass, user_input)
+        if self._join_error is not None:
+            errors["base"], self._join_error = self._join_error, None
+            user_input, self._join_input = self._join_input, None
+        elif user_input is not None:
+            data, errors, _title = await validate_join(self.hass, user_input)
             if not errors:
-                return self.async_create_entry(
-                    title=title, data=data, unique_id=COMMUNITY_UNIQUE_ID
-                )
+                self._join_input, self._join_data = user_input, data
+                return await self.async_step_joining()
         return self.async_show_form(
             step_id="join_community",
             data_schema=self.add_suggested_values_to_schema(join_schema(self.hass), user_input),
             errors=errors,
+        )
+
+    async def async_step_joining(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Join now and show progress until the inviter's welcome is acknowledged."""
+        if self._join_task is None:
+            assert self._join_data is not None
+            self._join_task = self.hass.async_create_task(
+                _async_join_now(self.hass, self._join_data), "peer_energy join flow"
+            )
+        if not self._join_task.done():
+            return self.async_show_progress(
+                step_id="joining",
+                progress_action="joining",
+                progress_task=self._join_task,
+                description_placeholders={"address": str((self._join_data or {})[CONF_ADDRESS])},
+            )
+        reason = self._join_task.result()
+        self._join_task = None
+        if reason is None:
+            return self.async_show_progress_done(next_step_id="joined")
+        self._join_error = JOIN_ERRORS.get(reason, ERROR_JOIN_FAILED)
+        return self.async_show_progress_done(next_step_id="join_community")
+
+    async def async_step_joined(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Joined: the subentry carries the community's name (the entry reloads)."""
+        link = self.hass.data.get(DATA_LINK)
+        if link is None or not link.joined:  # pragma: no cover - stopped meanwhile
+            return self.async_abort(reason=ABORT_NOT_MEMBER)
+        return self.async_create_entry(
+            title=link.community_name or "",
+            data={
+                CONF_COMMUNITY_ACTION: CommunityAction.MEMBER.value,
+                CONF_COMMUNITY_ID: link.community_id,
+                CONF_COMMUNITY_NAME: link.community_name,
+                CONF_ADDRESS: link.address,
+            },
+            unique_id=COMMUNITY_UNIQUE_ID,
         )
 
     async def async_step_reconfigure(

@@ -30,7 +30,7 @@ from .const import (
 )
 from .coordinator import SOURCE_KEYS, on_off, state_number
 from .core.trust.ledger_db import LedgerDBError
-from .federation import DATA_LINK
+from .federation import DATA_LINK, FederationLink
 from .forecasts import forecaster_for
 from .runtime import PeerEnergyConfigEntry
 
@@ -137,9 +137,7 @@ async def async_get_config_entry_diagnostics(
     return {
         "state": entry.state.value,
         "ledger": ledger_section,
-        "federation": async_redact_data(link.diagnostics(), TO_REDACT)
-        if link is not None
-        else None,
+        "federation": _federation_section(link) if link is not None else None,
         "market": runtime.market.diagnostics() if runtime.market is not None else None,
         "forecasts": forecasts,
         "entry": _entry_section(entry),
@@ -177,3 +175,11 @@ def _entry_section(entry: PeerEnergyConfigEntry) -> dict[str, Any]:
         },
         TO_REDACT,
     )
+
+
+def _federation_section(link: FederationLink) -> dict[str, Any]:
+    """The link's diagnostics, and how many joiners wait for their welcome to be
+    acknowledged here (confirmed joins: counted by no home until then)."""
+    section = async_redact_data(link.diagnostics(), TO_REDACT)
+    section["pending_joins"] = len(link.peer.pending_joins()) if link.peer is not None else 0
+    return section

@@ -200,7 +200,8 @@ def peer_restore(identity: Identity, data: Mapping[str, Any], now: int) -> Peer:
     a newcomer checks the records of its welcome.
     """
     try:
-        return Peer.restore(identity, data, now)
+        # Confirmed joins on every transport (communities stored before them too).
+        return Peer.restore(identity, {**data, "confirm_joins": True}, now)
     except ValueError as err:
         raise FederationError(f"stored federation state is damaged: {err}") from err
 
@@ -461,6 +462,7 @@ class FederationLink:
             address=address,
             now_ms=now,
             nonce=secrets.token_bytes(16),
+            confirm_joins=True,
         )
         await self.async_save()
         LOGGER.info("Founded community %s", self.peer.community_id)
@@ -475,7 +477,12 @@ class FederationLink:
         """
         try:
             peer, outputs = Peer.joining(
-                self.identity, invitation, address=address, now_ms=self.clock(), resume=resume
+                self.identity,
+                invitation,
+                address=address,
+                now_ms=self.clock(),
+                resume=resume,
+                confirm_joins=True,
             )
         except InvitationError as err:
             raise FederationError(str(err)) from err

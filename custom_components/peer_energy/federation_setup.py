@@ -16,12 +16,13 @@ Everything is undone by ``entry.async_on_unload`` callbacks: timers stopped, del
 cancelled, state saved, ledger closed.
 
 Actions (registered once in ``async_setup``): ``peer_energy.create_invitation`` (admin,
-returns the invitation as a response and shows it in a persistent notification) and
+returns the invitation and its local expiry as the action's response; the
+"Latest invitation" image shows it as a QR code; no notification) and
 ``peer_energy.remove_member`` (admin).
 
 Removing the entry (``async_remove_home``) tells the community this home leaves and
 deletes the home's stores: key pair, federation state, ledgers, market and savings files.
-Every text a user sees (errors, repairs, the invitation notification) is translated.
+Every text a user sees (errors, repairs) is translated.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from homeassistant.components import persistent_notification
 from homeassistant.config_entries import ConfigSubentry
 from homeassistant.core import (
     HomeAssistant,
@@ -51,7 +51,6 @@ from homeassistant.helpers import config_validation as cv, issue_registry as ir
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.start import async_at_started
 from homeassistant.helpers.storage import Store
-from homeassistant.helpers.translation import async_get_exception_message
 from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
@@ -98,6 +97,7 @@ LEAVE_TIMEOUT_S: Final = 10.0
 JOIN_FAILED_KEYS: Final = {
     "http_0": "join_failed_no_answer",
     "http_403": "join_failed_refused",
+    "http_422": "join_failed_address",  # the inviter cannot reach this home's address
     "timeout": "join_failed_timeout",
 }
 
@@ -206,15 +206,23 @@ async def async_setup_federation(
     hass.data[DATA_LINK] = link
     async_register_views(hass)
 
-    @callback
-    def _joined() -> None:
+    async def _async_record_joined() -> None:
+        # The acknowledgement of the welcome goes out first (confirmed joins): the
+        # subentry update below reloads the entry, which stops the link.
+        try:
+            await link.async_drain()
+        except TimeoutError:  # pragma: no cover - deliveries are bounded by the transport
+            LOGGER.debug("Deliveries still in flight after joining")
         current = community_subentry(entry)
         if current is not None:
             hass.config_entries.async_update_subentry(
                 entry, current, title=link.community_name or current.title, data=_member_data(link)
             )
-        else:  # pragma: no cover - the subentry was deleted while joining
-            hass.config_entries.async_schedule_reload(entry.entry_id)
+        # Without a subentry the join ran in the "Add community" flow, which adds it.
+
+    @callback
+    def _joined() -> None:
+        entry.async_create_background_task(hass, _async_record_joined(), f"{DOMAIN} joined")
 
     @callback
     def _left() -> None:
@@ -226,7 +234,7 @@ async def async_setup_federation(
     wants_join = status == "joining" or (status == "none" and action == CommunityAction.JOIN)
     if subentry is not None and not link.joined and wants_join:
         entry.async_create_background_task(
-            hass, _async_join(hass, link, subentry), f"{DOMAIN} join"
+            hass, _async_join(hass, entry, link, subentry), f"{DOMAIN} join"
         )
 
     async def _stop() -> None:
@@ -250,46 +258,61 @@ async def async_setup_federation(
     return ledger, link
 
 
-async def _async_join(hass: HomeAssistant, link: FederationLink, subentry: ConfigSubentry) -> None:
+async def _async_join(
+    hass: HomeAssistant,
+    entry: PeerEnergyConfigEntry,
+    link: FederationLink,
+    subentry: ConfigSubentry,
+) -> None:
     """Send the join request and wait for the welcome; tell the user if it fails.
 
     The request is resent a few times while no welcome has come, and a join pending
     from before a restart is resumed: the inviter answers a repeated join from this
-    home's key with the welcome again. If the join completes after a ``join_failed``
-    issue was raised, the issue is deleted (``FederationLink._joined_now``).
+    home's key with the welcome again. A join whose address or invitation the user
+    changed since (the repair's fix flow) starts again with them. If the join completes
+    after a ``join_failed`` issue was raised, the issue is deleted
+    (``FederationLink._joined_now``).
     """
+    invitation = str(subentry.data[CONF_INVITATION])
+    address = str(subentry.data[CONF_ADDRESS])
+    stored = link._join
     try:
-        if link._join is not None:
+        if stored is not None and stored == {"invitation": invitation, "address": address}:
             status = await link.async_resume_join()
         else:
-            status = await link.async_join(
-                str(subentry.data[CONF_INVITATION]), str(subentry.data[CONF_ADDRESS])
-            )
+            # A corrected address keeps the invitation (the inviter decides on its expiry).
+            same = stored is not None and stored["invitation"] == invitation
+            status = await link.async_join(invitation, address, resume=same)
     except FederationError as err:
         LOGGER.warning("Joining the community failed: %s", err)
-        _join_failed(hass, "join_failed_invitation")
+        _join_failed(hass, entry, "join_failed_invitation", address)
         return
     reason = await link.async_wait_joined(JOIN_TIMEOUT_S, resend_s=JOIN_RESEND_S)
     if reason is None or reason == "stopped":
         return
     LOGGER.warning("Joining the community failed: %s (HTTP status %s)", reason, status)
-    if reason in JOIN_FAILED_KEYS:
-        _join_failed(hass, JOIN_FAILED_KEYS[reason])
-    else:
-        _join_failed(hass, ISSUE_JOIN_FAILED, {"status": str(status)})
+    _join_failed(hass, entry, JOIN_FAILED_KEYS.get(reason, ISSUE_JOIN_FAILED), address, status)
 
 
 def _join_failed(
-    hass: HomeAssistant, translation_key: str, placeholders: dict[str, str] | None = None
+    hass: HomeAssistant,
+    entry: PeerEnergyConfigEntry,
+    translation_key: str,
+    address: str,
+    status: int = 0,
 ) -> None:
+    """The repair of a failed join; its fix flow (``repairs.py``) corrects the address or
+    takes a new invitation and tries again."""
     ir.async_create_issue(
         hass,
         DOMAIN,
         ISSUE_JOIN_FAILED,
-        is_fixable=False,
+        is_fixable=True,
+        is_persistent=False,
         severity=ir.IssueSeverity.ERROR,
         translation_key=translation_key,
-        translation_placeholders=placeholders,
+        translation_placeholders={"status": str(status), "address": address},
+        data={"entry_id": entry.entry_id},
     )
 
 
@@ -377,21 +400,24 @@ async def _async_create_invitation(call: ServiceCall) -> ServiceResponse:
         raise HomeAssistantError(
             translation_domain=DOMAIN, translation_key="community_busy"
         ) from err
-    text = invitation.encode()
-    expires = dt_util.utc_from_timestamp(invitation.expires_ms / 1000).isoformat()
-    # Notifications have no translation key: the text comes from the translations in
-    # Home Assistant's language (loaded with the integration, so this does no I/O).
-    persistent_notification.async_create(
-        hass,
-        async_get_exception_message(
-            DOMAIN,
-            "invitation_notification",
-            {"community": link.community_name or "", "expires": expires, "invitation": text},
-        ),
-        title=async_get_exception_message(DOMAIN, "invitation_notification_title"),
-        notification_id=f"{DOMAIN}_invitation",
-    )
-    return {"invitation": text, "expires": expires, "community": link.community_id}
+    # The one-time secret goes to the administrator who asked (this response) and to the
+    # "Latest invitation" image, never into a notification every user can read.
+    return {
+        "invitation": invitation.encode(),
+        **invitation_expiry(invitation.expires_ms),
+        "community": link.community_id,
+        "community_name": link.community_name,
+    }
+
+
+def invitation_expiry(expires_ms: int) -> dict[str, str]:
+    """An invitation's expiry in Home Assistant's time zone: ``expires`` (ISO 8601 with
+    the offset) and ``expires_local`` (date, time and zone, for people)."""
+    local = dt_util.as_local(dt_util.utc_from_timestamp(expires_ms / 1000))
+    return {
+        "expires": local.isoformat(timespec="seconds"),
+        "expires_local": local.strftime("%Y-%m-%d %H:%M %Z"),
+    }
 
 
 async def _async_remove_member(call: ServiceCall) -> None:

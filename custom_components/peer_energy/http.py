@@ -6,6 +6,8 @@ Endpoints (specified in ``docs/protocol.md``, section "HTTP transport"):
   Home Assistant's login: every message is authenticated by its Ed25519 signature and the
   sender's membership (a ``join`` by its invitation proof). Answers ``202 {"ok": true}`` when
   accepted, otherwise ``{"error": code, "detail": text}`` with the status of ``STATUS_BY_CODE``.
+  A newcomer's valid ``join`` is refused with ``422 address_unreachable`` unless the
+  joiner's own key answers the info at the address it asks to be welcomed at.
 * ``GET /api/peer_energy/v1/info``: public facts (protocol version, member key, community
   id, member count) used by joiners and by the reachability probe.
 
@@ -22,7 +24,8 @@ Messages whose claimed key is no member's (joins, strangers, forgers inventing k
 one smaller bucket per remote address, so inventing keys buys no extra signature checks.
 
 ``HttpTransport`` sends through Home Assistant's shared aiohttp session with a timeout per
-attempt and a bounded number of attempts with exponential backoff; it never raises.
+attempt and a bounded number of attempts with exponential backoff; it never raises. Its
+requests carry ``User-Agent: PeerEnergy/1`` (the protocol version), not Home Assistant's.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ STRANGER_RATE_PER_S: Final = 2.0
 STRANGER_BURST: Final = 20.0
 MAX_BUCKETS: Final = 10_000
 CONTENT_TYPE: Final = "application/json"
+# Outgoing requests name the protocol only, not Home Assistant and its version (the
+# session's default User-Agent would tell every member and every address we probe).
+USER_AGENT: Final = "PeerEnergy/1"
 
 CODE_INTERNAL_ERROR: Final = "internal_error"
 # Reading a body: it must arrive whole within this time (a slow body holds a connection).
@@ -99,6 +105,9 @@ CODE_BAD_BODY: Final = "bad_body"
 CODE_BODY_TIMEOUT: Final = "body_timeout"
 CODE_RATE_LIMITED: Final = "rate_limited"
 CODE_NO_COMMUNITY: Final = "no_community"
+CODE_ADDRESS_UNREACHABLE: Final = "address_unreachable"
+# The inviter's check of a joiner's address: well within the joiner's own timeout.
+JOIN_PROBE_TIMEOUT_S: Final = 3.0
 
 _SENDER = re.compile(rb'"sender":"([0-9a-f]{64})"')
 
@@ -244,6 +253,14 @@ async def async_handle_message(
             headers={"Retry-After": str(max(1, round(wait)))},
         )
     sender_address = request.headers.get(ADDRESS_HEADER, request.remote or "")[:512]
+    if (join := link.peer.new_join(body, link.clock())) is not None:
+        # A newcomer is welcomed only at an address where this home reaches it (its own
+        # key answers there): otherwise it is refused now, and its user can correct it.
+        member, address = join
+        if not await async_probe_member(link, address, member):
+            return _error(
+                422, CODE_ADDRESS_UNREACHABLE, f"this home cannot reach you at {address}"[:200]
+            )
     outputs = link.receive(body, sender_address)
     status, code, detail = status_of(outputs)
     if status >= 500:  # our bug, logged by the link with its traceback: no details out
@@ -251,6 +268,14 @@ async def async_handle_message(
     if status != 202:
         return _error(status, code, detail[:200])
     return web.json_response({"ok": True}, status=202)
+
+
+async def async_probe_member(link: FederationLink, address: str, member: str) -> bool:
+    """Whether the home with key ``member`` answers its info at ``address``."""
+    info = await HttpTransport(
+        link.hass, lambda: "", timeout_s=JOIN_PROBE_TIMEOUT_S, attempts=1
+    ).async_info(address)
+    return info is not None and info.get("member") == member
 
 
 def handle_info(link: FederationLink | None) -> web.Response:
@@ -333,7 +358,11 @@ class HttpTransport:
         """POST one message; retry on connection errors, 5xx and 429; return the status."""
         session = async_get_clientsession(self.hass)
         url = endpoint(address, MESSAGE_PATH)
-        headers = {"Content-Type": CONTENT_TYPE, ADDRESS_HEADER: self.own_address()}
+        headers = {
+            "Content-Type": CONTENT_TYPE,
+            "User-Agent": USER_AGENT,
+            ADDRESS_HEADER: self.own_address(),
+        }
         status = 0
         for attempt in range(self.attempts):
             delay = self.backoff_s * (2**attempt)
@@ -364,7 +393,11 @@ class HttpTransport:
         """GET the info of the home at ``address``; None when it does not answer."""
         session = async_get_clientsession(self.hass)
         try:
-            async with session.get(endpoint(address, INFO_PATH), timeout=self.timeout) as resp:
+            async with session.get(
+                endpoint(address, INFO_PATH),
+                headers={"User-Agent": USER_AGENT},
+                timeout=self.timeout,
+            ) as resp:
                 if resp.status != HTTPStatus.OK:
                     return None
                 data = await resp.json(content_type=None)

@@ -7,6 +7,11 @@ survives a restart: the peer keeps its invitations, secrets included, in the pri
 federation store (where the invitation already had to be kept to be usable after a
 restart) in the order they were made, so no secret is stored anywhere new.
 
+While it shows an invitation, its attributes ``expires`` (ISO 8601 in Home Assistant's
+time zone) and ``expires_local`` (date, time and zone) say until when it can be used.
+The picture holds the one-time secret: it is a diagnostic entity, and the invitation is
+nowhere else but in the response of the action that created it (no notification).
+
 While it is unavailable it has no entity picture (so no page asks for one), and a request
 that still comes (an old link, an invitation expiring meanwhile) gets a blank picture
 instead of Home Assistant's "500 Internal Server Error".
@@ -28,6 +33,7 @@ from homeassistant.util import dt as dt_util
 
 from .entity import home_device_info
 from .federation import EVENT_PEER_JOINED, SIGNAL_INVITATION_CREATED
+from .federation_setup import invitation_expiry
 from .qr import invitation_qr_png
 from .runtime import PeerEnergyConfigEntry
 
@@ -114,6 +120,7 @@ class PeerEnergyInvitationImage(ImageEntity):
             self._shown = self._text = None
             self._png = None
             self._attr_available = False
+            self._attr_extra_state_attributes = {}
             self._cancel_expiry()
             return
         self._attr_available = True
@@ -121,6 +128,7 @@ class PeerEnergyInvitationImage(ImageEntity):
             self._shown = inv.invitation_id
             self._text = inv.encode()
             self._png = None
+            self._attr_extra_state_attributes = invitation_expiry(inv.expires_ms)
             self._attr_image_last_updated = dt_util.utcnow()
             self._cancel_expiry()
             # One millisecond after the expiry, when ``expired`` becomes true.

@@ -7,8 +7,8 @@ The issue is not fixable from the repair dialog; its text tells the user to edit
 asset (Reconfigure) and pick the new entity. It goes away by itself when the entity
 comes back, and with the entry when the entry is unloaded or removed.
 
-(Named ``issues.py`` rather than ``repairs.py``: Home Assistant expects a
-``repairs.py`` platform to provide fix flows.)
+(Named ``issues.py``: ``repairs.py`` is the platform with the fix flows, for a failed
+join.)
 """
 
 from __future__ import annotations

@@ -247,3 +247,73 @@ def test_a_damaged_pending_record_is_dropped_on_restore() -> None:
     data["pending_joins"][0]["record"]["sig"] = "0" * 128
     restored = Peer.restore(founder.identity, data, net.now)
     assert restored.pending_joins() == ()
+
+
+def test_new_join_is_checked_without_changing_anything() -> None:
+    """``new_join`` names the joiner and the address of a valid new join (for the
+    transport's reachability check) and changes nothing; anything else gives None."""
+    net, peers = _community(2)
+    founder = peers[0]
+    joiner, outs = _start_join(net, founder, "probe")
+    (join,) = outs
+    before = founder.snapshot()
+    assert founder.new_join(join.data, net.now) == (joiner.member_id, "probe")
+    assert founder.new_join(join.data, net.now) == (joiner.member_id, "probe")
+    assert founder.snapshot() == before
+    assert founder.pending_joins() == ()
+    assert founder.new_join(b"garbage", net.now) is None
+    forged = join.data.replace(b'"proof":"', b'"proof":"0', 1)
+    assert founder.new_join(forged, net.now) is None
+    founder.receive(join.data, joiner.address, net.now)  # welcomed: pending now
+    assert founder.new_join(join.data, net.now) is None  # a repeated join is not new
+    assert not joiner.joined
+    assert joiner.new_join(join.data, net.now) is None  # not a member: cannot admit
+
+
+def test_a_pending_joiner_can_correct_its_address() -> None:
+    """The welcome to a wrong address is lost; the same key joins again with the right
+    address (a new proof) and gets in at once, not after the pending join expired."""
+    net, peers = _community(2)
+    founder = peers[0]
+    inv = founder.invite(secret("moved"), net.now)
+    identity = make_identity("moved")
+    wrong, outs = Peer.joining(
+        identity, inv.encode(), address="nowhere", now_ms=net.now, confirm_joins=True
+    )
+    (join,) = outs
+    (welcome,) = founder.receive(join.data, "nowhere", net.now)  # to "nowhere": lost
+    assert isinstance(welcome, Send)
+    assert founder.pending_joins() == (wrong.member_id,)
+    right, outs = Peer.joining(
+        identity, inv.encode(), address="moved", now_ms=net.now + 1, confirm_joins=True
+    )
+    net.add(right)
+    assert founder.new_join(outs[0].data, net.now + 1) == (right.member_id, "moved")
+    net.apply(right.address, outs)
+    net.run_until(net.now + 200)
+    assert right.joined
+    for p in peers:
+        assert right.member_id in p.roster()
+        assert p.membership.address_of(right.member_id) == "moved"
+    assert founder.pending_joins() == ()
+    assert not founder.invitation_open(inv.invitation_id, net.now)
+
+
+def test_another_invitation_frees_the_pending_one() -> None:
+    net, peers = _community(2)
+    founder = peers[0]
+    first = founder.invite(secret("a"), net.now)
+    second = founder.invite(secret("b"), net.now)
+    identity = make_identity("twice")
+    lost, outs = Peer.joining(
+        identity, first.encode(), address="lost", now_ms=net.now, confirm_joins=True
+    )
+    founder.receive(outs[0].data, "lost", net.now)
+    assert not founder.invitation_open(first.invitation_id, net.now)
+    again, outs = Peer.joining(
+        identity, second.encode(), address="lost", now_ms=net.now + 1, confirm_joins=True
+    )
+    founder.receive(outs[0].data, "lost", net.now + 1)
+    assert founder.pending_joins() == (again.member_id,)
+    assert founder.invitation_open(first.invitation_id, net.now + 1)  # free again
+    assert not founder.invitation_open(second.invitation_id, net.now + 1)

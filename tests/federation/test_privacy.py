@@ -106,3 +106,33 @@ def test_enrolment_refuses_entity_ids() -> None:
         peers[1].enrol(leaky, net.now)
     opaque = enrol_asset(peers[1].member_id, home, asset, "a1b2c3d4", "battery", net.now)
     assert peers[1].enrol(opaque, net.now)
+
+
+def test_settlement_messages_reach_only_who_needs_them() -> None:
+    """A party's half (its chain head and running balance before signing) goes to its
+    counterparty only; signed trades and delivery reports go to members only (every member
+    records every trade: the credit check of each bid needs every member's balance, see
+    docs/security.md)."""
+    from .helpers import submit_all
+
+    sent: list[tuple[str, str, bytes]] = []
+    net, peers = build(4, tap=lambda sender, to, data: sent.append((sender, to, data)))
+    slot = next_slot(net, peers)
+    submit_all(net, peers, slot)
+    run_slot(net, peers, slot)
+    fills = peers[0].finals[slot].result.fills
+    assert any(f.buyer != f.seller for f in fills)
+    sent.clear()
+    for k, peer in enumerate(peers):
+        net.apply(peer.address, peer.settle(slot, prev=f"head-{k}", balance=0, now_ms=net.now))
+    net.run_until(net.now + 100)
+    by_address = {p.address: p.member_id for p in peers}
+    pairs = {frozenset((f.buyer, f.seller)) for f in fills if f.buyer != f.seller}
+    kinds: set[str] = set()
+    for sender, to, data in sent:
+        kind = str(decode(data)["type"])
+        kinds.add(kind)
+        assert to in by_address, (kind, to)
+        if kind == "trade_terms":
+            assert frozenset((by_address[sender], by_address[to])) in pairs
+    assert {"trade_terms", "trade_sig"} <= kinds

@@ -105,9 +105,10 @@ async def http_address(hass: HomeAssistant, hass_client_no_auth: Any) -> str:
     assert await async_setup_component(hass, "http", {})
     # The test server freezes the router when it starts (Home Assistant's own server does
     # not), so the views go in first, and so do those of the image component (the entry's
-    # "Latest invitation" image).
+    # "Latest invitation" image) and of repairs (fix flows).
     async_register_views(hass)
     assert await async_setup_component(hass, "image", {})
+    assert await async_setup_component(hass, "repairs", {})
     client = await hass_client_no_auth()
     return str(client.make_url("")).rstrip("/")
 

@@ -33,7 +33,7 @@ from custom_components.peer_energy.core.federation.community import Invitation
 from custom_components.peer_energy.federation import DATA_LINK, FederationError
 from custom_components.peer_energy.federation_setup import community_subentry
 
-from .conftest import Clock, HomeFactory, fast_rules, settle
+from .conftest import Clock, Home, HomeFactory, fast_rules, settle
 
 HOME = {
     CONF_HOME_NAME: "Oak Lane 3",
@@ -152,7 +152,7 @@ async def test_config_flow_joins_community(
     await hass.async_block_till_done()
     link = hass.data[DATA_LINK]
     assert await link.async_wait_joined(5) is None
-    await settle(founder)
+    await settle(founder, Home("J", link, http_address))  # the acknowledgement of the welcome
     await hass.async_block_till_done()
     assert entry.runtime_data.federation is not None
     assert entry.runtime_data.federation.community_id == founder.link.community_id
@@ -263,9 +263,11 @@ async def test_subentry_join_then_removed_by_admin(
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], {CONF_INVITATION: text, CONF_ADDRESS: http_address}
     )
-    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["type"] is FlowResultType.SHOW_PROGRESS
     await hass.async_block_till_done()
-    assert await hass.data[DATA_LINK].async_wait_joined(5) is None
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"])
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "Hazel Green"
     await settle(founder)
     await hass.async_block_till_done()
     link = entry.runtime_data.federation

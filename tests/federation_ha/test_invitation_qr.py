@@ -21,6 +21,7 @@ import zxingcpp
 
 from custom_components.peer_energy.const import DOMAIN
 from custom_components.peer_energy.core.federation.community import Invitation
+from custom_components.peer_energy.federation import DATA_LINK
 from custom_components.peer_energy.qr import invitation_qr_png
 from custom_components.peer_energy.runtime import PeerEnergyConfigEntry
 
@@ -91,10 +92,13 @@ async def test_latest_invitation_image_follows_invitations(
     assert state.state != STATE_UNAVAILABLE
     assert state.attributes["friendly_name"].endswith("Latest invitation")
     assert read_qr(await _fetch(client, hass, entity_id)) == [first]
+    # The secret is in the picture (and the action's response), in no notification.
     notes = persistent_notification._async_get_or_create_notifications(hass)
-    message = notes[f"{DOMAIN}_invitation"]["message"]
-    assert first in message
-    assert "Latest invitation" in message
+    assert not [n for n in notes.values() if first in n["message"]]
+    expires = Invitation.decode(first).expires_ms
+    local = dt_util.as_local(dt_util.utc_from_timestamp(expires / 1000))
+    assert state.attributes["expires"] == local.isoformat(timespec="seconds")
+    assert state.attributes["expires_local"] == local.strftime("%Y-%m-%d %H:%M %Z")
 
     # A newer invitation replaces the picture.
     second = await invite(hass)
@@ -108,6 +112,7 @@ async def test_latest_invitation_image_follows_invitations(
     state = hass.states.get(entity_id)
     assert state is not None
     assert state.state == STATE_UNAVAILABLE
+    assert "expires" not in state.attributes
 
     # A new one is shown until it expires (the link's clock passes the expiry, then the timer).
     response = await hass.services.async_call(
@@ -156,6 +161,8 @@ async def test_latest_invitation_image_survives_a_restart(
     b = await make_home("B")
     assert await b.link.async_join(newest, b.address) == 202
     assert await b.link.async_wait_joined(2) is None
+    await b.link.async_drain()  # the acknowledgement admits B (the invitation is used)
+    await hass.data[DATA_LINK].async_drain()
     await hass.async_block_till_done()
     state = hass.states.get(entity_id)
     assert state is not None

@@ -7,11 +7,9 @@ from collections.abc import Callable
 from typing import Any
 from unittest.mock import patch
 
-from homeassistant import config_entries
 from homeassistant.components import persistent_notification
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import Context, HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import ServiceValidationError, Unauthorized
 from homeassistant.helpers import issue_registry as ir
 import pytest
@@ -22,7 +20,6 @@ from custom_components.peer_energy.const import (
     CONF_COMMUNITY_ACTION,
     CONF_INVITATION,
     DOMAIN,
-    SUBENTRY_COMMUNITY,
 )
 from custom_components.peer_energy.federation import (
     DATA_LINK,
@@ -115,7 +112,9 @@ async def test_invitation_action_rules(
     hass_read_only_user: MockUser,
     home_a: tuple[PeerEnergyConfigEntry, Home],
 ) -> None:
-    """Admins get the invitation as a response and a notification; others are refused."""
+    """Admins get the invitation as the response, with its expiry in Home Assistant's
+    time zone, and no notification (which every user could read); others are refused."""
+    await hass.config.async_set_time_zone("Europe/Berlin")
     response = await hass.services.async_call(
         DOMAIN,
         "create_invitation",
@@ -127,8 +126,12 @@ async def test_invitation_action_rules(
     assert response is not None
     assert str(response["invitation"]).startswith("peerenergy1:")
     assert response["community"] == home_a[1].link.community_id
+    assert response["community_name"] == "Elm Street"
+    # Two hours after the fake clock's 2027-01-15 08:00 UTC, in Berlin's winter time.
+    assert response["expires"] == "2027-01-15T11:00:00+01:00"
+    assert response["expires_local"] == "2027-01-15 11:00 CET"
     notes = persistent_notification._async_get_or_create_notifications(hass)
-    assert response["invitation"] in notes[f"{DOMAIN}_invitation"]["message"]
+    assert not [n for n in notes.values() if response["invitation"] in n["message"]]
     with pytest.raises(Unauthorized):
         await hass.services.async_call(
             DOMAIN,
@@ -266,28 +269,22 @@ class DropWelcomes:
 async def _start_join(
     hass: HomeAssistant, founder: Home, address: str
 ) -> tuple[PeerEnergyConfigEntry, DropWelcomes]:
-    """An entry that joins ``founder``'s community through "Add community"; the founder's
-    first welcome is lost."""
-    from tests.conftest import make_entry
+    """An entry that joins ``founder``'s community in the background (as after the config
+    flow's join step); the founder's first welcome is lost."""
+    from .conftest import community_entry
 
     await founder.link.async_found("Rowan Close", fast_rules(), founder.address)
     text = (await founder.link.async_create_invitation(3_600_000)).encode()
     lossy = DropWelcomes(founder.link.transport)
     founder.link.transport = lossy
-    entry = make_entry(assets={})
+    entry = community_entry(
+        address,
+        community={CONF_COMMUNITY_ACTION: "join", CONF_INVITATION: text, CONF_ADDRESS: address},
+        title="Community",
+    )
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    result = await hass.config_entries.subentries.async_init(
-        (entry.entry_id, SUBENTRY_COMMUNITY), context={"source": config_entries.SOURCE_USER}
-    )
-    result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {"next_step_id": "join_community"}
-    )
-    result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {CONF_INVITATION: text, CONF_ADDRESS: address}
-    )
-    assert result["type"] is FlowResultType.CREATE_ENTRY
     return entry, lossy
 
 
@@ -337,8 +334,9 @@ async def test_join_resumed_after_a_restart_gets_the_welcome_again(
     hass: HomeAssistant, clock: Clock, http_address: str, make_home: HomeFactory
 ) -> None:
     """The welcome is lost and no resend comes in time: the join fails with a repair
-    issue. After a restart of the joining home the stored join is resumed, the founder
-    (which already admitted the key) sends the welcome again, and the issue goes away."""
+    issue. The founder holds the joiner as pending, not as a member (confirmed joins: no
+    ghost member). After a restart of the joining home the stored join is resumed, the
+    founder sends the welcome again, the joiner acknowledges it, and the issue goes away."""
     founder = await make_home("F")
     with (
         patch("custom_components.peer_energy.federation_setup.JOIN_RESEND_S", ()),
@@ -352,7 +350,9 @@ async def test_join_resumed_after_a_restart_gets_the_welcome_again(
             "the join failed",
         )
     assert lossy.dropped == 1
-    assert founder.link.members == 2  # the founder did admit the key
+    assert founder.link.members == 1  # pending until the welcome is acknowledged
+    assert founder.link.peer is not None
+    assert founder.link.peer.pending_joins() == (hass.data[DATA_LINK].member_key,)
     assert entry.runtime_data.federation is None  # not a member (yet)
     assert not hass.data[DATA_LINK].joined
 
@@ -396,22 +396,28 @@ async def test_resend_stops_on_a_refusal_and_at_the_timeout(
     assert await other.link.async_wait_joined(1.5, resend_s=(0.01, 0.02, 0.04)) == "timeout"
     await settle(founder)
     assert silent.dropped == 4  # the join and three resends, each answered with a welcome
-    assert founder.link.members == 3
+    assert founder.link.members == 2  # the lost welcomes were never acknowledged: no ghost
+    assert founder.link.peer is not None
+    assert founder.link.peer.pending_joins() == (other.link.member_key,)
 
 
 class LostAnswers:
-    """The joiner's transport: delivers, but the first ``count`` answers are lost (0)."""
+    """The joiner's transport: delivers, but the answers to the first ``count`` join
+    requests are lost (0)."""
 
     def __init__(self, inner: Any, count: int, deliver: bool = True) -> None:
         self.inner = inner
         self.count = count
         self.deliver = deliver
         self.sent = 0
+        self.joins = 0
 
     async def async_send(self, address: str, data: bytes) -> int:
         self.sent += 1
+        is_join = b'"type":"join"' in data
+        self.joins += is_join
         status = int(await self.inner.async_send(address, data)) if self.deliver else 0
-        return 0 if self.sent <= self.count else status
+        return 0 if is_join and self.joins <= self.count else status
 
     async def async_info(self, address: str) -> dict[str, Any] | None:
         return None
@@ -430,7 +436,8 @@ async def test_welcome_during_the_pause_and_stop_during_the_pause(
     inv = await founder.link.async_create_invitation(3_600_000)
     assert await b.link.async_join(inv.encode(), b.address) == 0
     assert await b.link.async_wait_joined(10, resend_s=(5.0,)) is None  # well before 5 s
-    assert lossy.sent == 1
+    await settle(b)
+    assert lossy.sent == 2  # the join and the acknowledgement of the welcome, no resend
     assert b.link.joined
 
     c = await make_home("C")

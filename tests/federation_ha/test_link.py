@@ -346,5 +346,6 @@ async def test_failed_join_raises_repair(
     assert issue is not None
     # The reason is a translation of its own (no English text in a placeholder).
     assert issue.translation_key == "join_failed_no_answer"
-    assert not issue.translation_placeholders
+    assert issue.translation_placeholders == {"status": "0", "address": http_address}
+    assert issue.is_fixable
     assert entry.runtime_data.federation is None

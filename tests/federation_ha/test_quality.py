@@ -127,13 +127,10 @@ async def test_action_errors_are_translated(
         )
     assert refused.value.translation_key == "remove_member_failed"
     assert b.link.member_key[:8] in str(refused.value)
-    # The invitation notification is the translated text, with the invitation in it.
+    # The invitation is a secret: in the action's response only, in no notification.
     text = await invite(hass)
-    note = persistent_notification._async_get_or_create_notifications(hass)[f"{DOMAIN}_invitation"]
-    assert note["title"] == "Peer Energy invitation"
-    assert text in note["message"]
-    assert "Elm Street" in note["message"]
-    assert "{" not in note["message"]
+    notes = persistent_notification._async_get_or_create_notifications(hass)
+    assert not [n for n in notes.values() if text in n["message"]]
 
 
 async def test_diagnostics_hide_the_community(
@@ -198,10 +195,11 @@ async def test_removing_an_entry_whose_neighbours_are_gone(
 @pytest.mark.parametrize(
     ("join", "reason", "key", "placeholders"),
     [
-        (FederationError("expired"), None, "join_failed_invitation", None),
-        (202, "http_403", "join_failed_refused", None),
-        (202, "timeout", "join_failed_timeout", None),
-        (500, "http_500", "join_failed", {"status": "500"}),
+        (FederationError("expired"), None, "join_failed_invitation", "0"),
+        (202, "http_403", "join_failed_refused", "202"),
+        (422, "http_422", "join_failed_address", "422"),
+        (202, "timeout", "join_failed_timeout", "202"),
+        (500, "http_500", "join_failed", "500"),
         (202, None, None, None),
     ],
 )
@@ -210,9 +208,10 @@ async def test_failed_join_repair_per_reason(
     join: Any,
     reason: str | None,
     key: str | None,
-    placeholders: dict[str, str] | None,
+    placeholders: str | None,
 ) -> None:
-    """Each reason has its own translated repair text; only a status code is a placeholder."""
+    """Each reason has its own translated repair text (placeholders: the status code and
+    the address), and a fix flow for the entry."""
     from types import SimpleNamespace
     from unittest.mock import AsyncMock
 
@@ -229,11 +228,17 @@ async def test_failed_join_repair_per_reason(
         async_wait_joined=AsyncMock(return_value=reason),
     )
     subentry = SimpleNamespace(data={"invitation": "x", "address": "http://127.0.0.1:1"})
-    await _async_join(hass, link, subentry)  # type: ignore[arg-type]
+    entry = SimpleNamespace(entry_id="entry")
+    await _async_join(hass, entry, link, subentry)  # type: ignore[arg-type]
     issue = ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_JOIN_FAILED)
     if key is None:
         assert issue is None
         return
     assert issue is not None
     assert issue.translation_key == key
-    assert issue.translation_placeholders == placeholders
+    assert issue.translation_placeholders == {
+        "status": placeholders,
+        "address": "http://127.0.0.1:1",
+    }
+    assert issue.is_fixable
+    assert issue.data == {"entry_id": "entry"}

@@ -54,7 +54,7 @@ from custom_components.peer_energy.core.market.orders import Order, Side
 from custom_components.peer_energy.core.trust.canonical import CanonicalError, decode
 from custom_components.peer_energy.core.trust.envelope import seal
 from custom_components.peer_energy.core.trust.identity import Identity
-from custom_components.peer_energy.http import MAX_BODY_BYTES, MESSAGE_PATH
+from custom_components.peer_energy.http import INFO_PATH, MAX_BODY_BYTES, MESSAGE_PATH
 from tests.federation.fuzzer import (
     _STRS,
     _TYPES,
@@ -202,6 +202,7 @@ class Member:
         self.url = f"http://127.0.0.1:{self.port}"
         self.peer: Peer | None = None
         self.received: list[bytes] = []
+        self.outbox: list[bytes] = []  # what the peer answers (the welcome's acknowledgement)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -209,11 +210,17 @@ class Member:
             data = await request.read()
             self.received.append(data)
             if self.peer is not None:
-                self.peer.receive(data, "home", now_ms())
+                outputs = self.peer.receive(data, "home", now_ms())
+                self.outbox.extend(o.data for o in outputs if isinstance(o, Send))
             return web.json_response({"ok": True}, status=202)
+
+        async def info(request: web.Request) -> web.Response:
+            # The home checks that a joiner's own key answers at its address.
+            return web.json_response({"protocol": 1, "member": self.identity.public_key})
 
         app = web.Application()
         app.router.add_post(MESSAGE_PATH, inbox)
+        app.router.add_get(INFO_PATH, info)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -223,9 +230,10 @@ class Member:
             await self._runner.cleanup()
 
     async def join(self, session: ClientSession, invitation: str, timeout_s: float = 30) -> None:
-        """Send the join request and wait for the welcome."""
+        """Send the join request, wait for the welcome and acknowledge it (the home admits
+        a joiner only then)."""
         self.peer, outputs = Peer.joining(
-            self.identity, invitation, address=self.url, now_ms=now_ms()
+            self.identity, invitation, address=self.url, now_ms=now_ms(), confirm_joins=True
         )
         for out in outputs:
             if isinstance(out, Send):
@@ -236,6 +244,9 @@ class Member:
             if time.monotonic() > deadline:
                 raise HarnessError("the welcome did not come")
             await asyncio.sleep(0.1)
+        while self.outbox:
+            async with session.post(self.home_url + MESSAGE_PATH, data=self.outbox.pop(0)) as resp:
+                await resp.read()
 
     def seeds(self) -> list[bytes]:
         """Valid messages signed by this member (bids, fetches, a catch-up request)."""

@@ -274,10 +274,12 @@ class Members:
         if not inv.check_proof(sender, address, proof):
             return msg.reject(Reject.BAD_PROOF, "join proof does not match")
         pending = self.pending.get(sender)
-        if pending is not None:  # welcomed, not acknowledged yet: the welcome again
-            if address != pending.address:
-                return msg.reject(Reject.BAD_INVITATION, "used for another address")
-            return _Join(inv_id, address, again=True)
+        if pending is not None:  # welcomed, not acknowledged yet
+            if address == pending.address and inv_id == pending.invitation_id:
+                return _Join(inv_id, address, again=True)  # the welcome again
+            # A corrected address (or another invitation) of the same key: its welcome
+            # never arrived, so it starts over (the proof binds the key and the address).
+            return _Join(inv_id, address, again=False)
         if used_by is not None:
             # A former member's key is refused by validate() already (unknown sender).
             if not self.ctx.membership.is_member(sender):  # pragma: no cover - see above
@@ -289,6 +291,11 @@ class Members:
             return _Join(inv_id, address, again=True)
         return _Join(inv_id, address, again=False)
 
+    def check_join(self, msg: Incoming) -> _Join | None:
+        """The join's check alone (no state changes); None when it would be refused."""
+        checked = self._check_join(msg)
+        return checked if isinstance(checked, _Join) else None
+
     def _apply_join(self, msg: Incoming, join: _Join) -> list[Output]:
         ctx, now_ms = self.ctx, msg.now_ms
         sender = msg.env.sender
@@ -297,8 +304,14 @@ class Members:
             return [self._welcome(join.address, now_ms, pending.record if pending else None)]
         record = ctx.seal_env("member", {"member": sender, "address": join.address}, now_ms)
         if self.confirm_joins:
-            if len(ctx.membership.roster()) + len(self.pending) >= ctx.rules.max_members:
+            earlier = self.pending.get(sender)
+            waiting = len(self.pending) - (earlier is not None)
+            if len(ctx.membership.roster()) + waiting >= ctx.rules.max_members:
                 return [msg.reject(Reject.COMMUNITY_FULL, "the community is full")]
+            if earlier is not None:  # starting over: its earlier invitation is free again
+                del self.pending[sender]
+                if self.used_invitations.get(earlier.invitation_id) == sender:
+                    del self.used_invitations[earlier.invitation_id]
             expires = now_ms + PENDING_JOIN_MS
             self.pending[sender] = _Pending(join.invitation_id, join.address, record, expires)
             self.used_invitations[join.invitation_id] = sender

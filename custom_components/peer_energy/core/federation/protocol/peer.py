@@ -569,6 +569,36 @@ class Peer:
         out.extend(self._handlers[env.type](Incoming(env, member, sender_address, now_ms)))
         return self._release(out, now_ms)
 
+    def new_join(self, data: bytes, now_ms: int) -> tuple[str, str] | None:
+        """``(joiner key, address)`` of a valid join from a newcomer, else None.
+
+        Changes nothing: the join is checked (signature, invitation, proof) exactly as
+        ``receive`` would, so a transport can check that the address answers before it
+        hands the join to ``receive`` (a joiner nobody can reach is refused, not welcomed).
+        A repeated join, a member's message or anything invalid gives None.
+        """
+        ctx = self._ctx
+        join_sender = peek_join_sender(data)
+        if join_sender is None or not ctx.joined:
+            return None
+        if ctx.membership.keyring.resolve(join_sender) is not None:
+            return None
+        result = validate(
+            data,
+            policy=ctx.policy,
+            keyring=ctx.membership.keyring.with_member(join_sender, 0),
+            now_ms=now_ms,
+            guard=ctx.guard,
+            stranger=True,
+        )
+        env = result.envelope
+        if env is None or env.type != "join":
+            return None
+        checked = self._members.check_join(Incoming(env, env.sender, "", now_ms))
+        if checked is None or checked.again:
+            return None
+        return env.sender, checked.address
+
     def _check_welcome(self, msg: Incoming) -> _Welcome | Rejected:
         """A welcome from our inviter whose records make this home a member. The records
         are applied to a scratch peer first: a welcome that does not admit us changes
