@@ -27,6 +27,7 @@ Every text a user sees (errors, repairs, the invitation notification) is transla
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -55,6 +56,7 @@ from homeassistant.helpers.translation import async_get_exception_message
 from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
+from .community_flow import BROKER_KEYS
 from .const import (
     CONF_ADDRESS,
     CONF_COMMUNITY_ACTION,
@@ -67,7 +69,12 @@ from .const import (
     SUBENTRY_COMMUNITY,
     CommunityAction,
 )
-from .core.federation.community import CommunityError, CommunityRules
+from .core.federation.community import (
+    CommunityError,
+    CommunityRules,
+    Invitation,
+    InvitationError,
+)
 from .core.trust.credit import CreditPolicy
 from .federation import (
     DATA_LINK,
@@ -80,7 +87,9 @@ from .federation import (
 )
 from .http import HttpTransport, async_register_views
 from .ledger import LedgerSetupError, PeerLedger, async_load_identity, identity_store
+from .mqtt_transport import BrokerError, MqttCarrier, broker_config
 from .runtime import PeerEnergyConfigEntry
+from .transport import Carrier, HttpCarrier
 
 LOCAL_COMMUNITY: Final = "local"
 JOIN_TIMEOUT_S: Final = 60.0
@@ -125,13 +134,36 @@ def community_subentry(entry: PeerEnergyConfigEntry) -> ConfigSubentry | None:
     )
 
 
-def _member_data(link: FederationLink) -> dict[str, Any]:
+def _member_data(link: FederationLink, previous: Mapping[str, Any]) -> dict[str, Any]:
+    """The subentry data of a member (the broker and its credentials kept)."""
     return {
         CONF_COMMUNITY_ACTION: CommunityAction.MEMBER.value,
         CONF_COMMUNITY_ID: link.community_id,
         CONF_COMMUNITY_NAME: link.community_name,
         CONF_ADDRESS: link.address,
+        **{key: previous[key] for key in BROKER_KEYS if key in previous},
     }
+
+
+def _carrier(hass: HomeAssistant, subentry: ConfigSubentry | None, http: HttpTransport) -> Carrier:
+    """The community's carrier: MQTT when the subentry (or the invitation it joins) names
+    a broker, else HTTP. A broker that cannot be used falls back to HTTP with an error in
+    the log (the forms refuse such input)."""
+    data: Mapping[str, Any] = subentry.data if subentry is not None else {}
+    invitation = None
+    if CONF_INVITATION in data:
+        try:
+            invitation = Invitation.decode(str(data[CONF_INVITATION]))
+        except InvitationError:
+            invitation = None
+    try:
+        config = broker_config(data, invitation)
+    except BrokerError as err:
+        LOGGER.error("The community's broker cannot be used: %s", err)
+        config = None
+    if config is None:
+        return HttpCarrier(http)
+    return MqttCarrier(hass.loop, config)
 
 
 async def async_setup_federation(
@@ -161,13 +193,13 @@ async def async_setup_federation(
         ) from err
     link: FederationLink | None = None
     transport = HttpTransport(hass, lambda: (link.address if link else None) or "")
-    link = FederationLink(hass, entry.entry_id, identity, transport)
+    subentry = community_subentry(entry)
+    link = FederationLink(hass, entry.entry_id, identity, _carrier(hass, subentry, transport))
     try:
         status = await link.async_load()
     except FederationError as err:
         LOGGER.error("Starting without the stored community: %s", err)
         status = "none"
-    subentry = community_subentry(entry)
     action = subentry.data.get(CONF_COMMUNITY_ACTION) if subentry is not None else None
 
     if subentry is None and status != "none":
@@ -185,7 +217,10 @@ async def async_setup_federation(
     if subentry is not None and link.joined and action != CommunityAction.MEMBER:
         # The update listener is not registered yet: no reload.
         hass.config_entries.async_update_subentry(
-            entry, subentry, title=link.community_name or subentry.title, data=_member_data(link)
+            entry,
+            subentry,
+            title=link.community_name or subentry.title,
+            data=_member_data(link, subentry.data),
         )
 
     community = link.community_id if link.joined and link.community_id else LOCAL_COMMUNITY
@@ -211,7 +246,10 @@ async def async_setup_federation(
         current = community_subentry(entry)
         if current is not None:
             hass.config_entries.async_update_subentry(
-                entry, current, title=link.community_name or current.title, data=_member_data(link)
+                entry,
+                current,
+                title=link.community_name or current.title,
+                data=_member_data(link, current.data),
             )
         else:  # pragma: no cover - the subentry was deleted while joining
             hass.config_entries.async_schedule_reload(entry.entry_id)

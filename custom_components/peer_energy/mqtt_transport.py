@@ -519,3 +519,47 @@ class MqttCarrier:
             self._connected.clear()
         if self._on_status is not None:
             self._on_status(state)
+
+
+async def async_check_broker(
+    loop: asyncio.AbstractEventLoop, config: BrokerConfig, timeout_s: float = 5.0
+) -> BrokerState:
+    """Connect once with ``config`` and report how it went (the forms use this): the
+    first state after ``CONNECTING``, or ``UNREACHABLE`` after ``timeout_s``."""
+    states: asyncio.Queue[BrokerState] = asyncio.Queue()
+    probe = MqttTransport(
+        loop,
+        config,
+        community="check",
+        inbox="0" * 32,
+        client_id=f"peer-energy-check-{id(states):x}",
+        on_frame=lambda route, frame: None,
+        on_status=states.put_nowait,
+    )
+    await probe.async_start()
+    state = BrokerState(BrokerStatus.UNREACHABLE, "no answer from the broker")
+    try:
+        async with asyncio.timeout(timeout_s):
+            while (next_state := await states.get()).status is BrokerStatus.CONNECTING:
+                pass
+            state = next_state
+    except TimeoutError:
+        pass
+    finally:
+        await probe.async_stop()
+    return state
+
+
+def broker_config(data: Mapping[str, Any], invitation: Any = None) -> BrokerConfig | None:
+    """The broker of a community subentry's data (``transport`` mqtt), or of the
+    ``invitation`` being joined; None for HTTP. Raises ``BrokerError`` if unusable."""
+    url = str(data.get("broker_url") or (invitation.broker if invitation is not None else ""))
+    if data.get("transport") != "mqtt" and not url:
+        return None
+    prefix = str(data.get("topic_prefix") or (invitation.prefix if invitation is not None else ""))
+    return BrokerConfig.from_url(
+        url,
+        prefix=prefix or DEFAULT_PREFIX,
+        username=data.get("broker_username") or None,
+        password=data.get("broker_password") or None,
+    )
