@@ -104,6 +104,8 @@ RECONCILE_SLOTS: Final = 24
 RECONCILE_AFTER_START_SLOTS: Final = 4
 # Refused trades in a row (after reconciling) before a repair says the ledger is out of step.
 OUT_OF_STEP_AFTER: Final = 3
+# Bids remembered for sending again when the broker comes back before their gate closure.
+BID_SLOTS_KEPT: Final = 4
 # How long a join waits for the broker connection before it counts as not answered.
 JOIN_READY_S: Final = 10.0
 # Messages that commit this home to something: they leave only after the state they
@@ -335,6 +337,7 @@ class FederationLink:
         self._reconcile_until = 0
         self._unreconciled_until = 0  # after a restart: settle only once reconciled
         self._restored = False
+        self._bid_slots: list[int] = []  # slots of the latest bids (resent after an outage)
         self._deferred: dict[int, tuple[Fill, ...]] = {}
         self._out_of_step = 0
         self._step_issue = False
@@ -442,6 +445,7 @@ class FederationLink:
             outputs = peer.submit_orders(slot, orders, self.clock())
         except (ProtocolError, OrderError) as err:
             raise FederationError(f"orders not sent: {err}") from err
+        self._bid_slots = [*self._bid_slots[-(BID_SLOTS_KEPT - 1) :], slot]
         self._handle(outputs)
 
     @callback
@@ -900,12 +904,15 @@ class FederationLink:
             )
 
     def _resume_after_outage(self) -> None:
-        """After the broker was away: ask for missed finals and settle what is open (the
-        protocol refuses duplicates, so nothing is committed twice)."""
+        """After the broker was away: send this home's open bids again (the same signed
+        bids, so nothing new is committed), ask for missed finals and settle what is open
+        (the protocol drops duplicates, so nothing is committed twice)."""
         peer = self.peer
         if peer is None or not peer.joined or self._stopped:
             return
         now = self.clock()
+        for slot in self._bid_slots:  # the same signed bid again, if its gate is still open
+            self._handle(peer.resend_bid(slot, now))
         self._handle(peer.catch_up(now))
         if self.ledger is not None:
             self._handle(peer.resume_settlement(now))

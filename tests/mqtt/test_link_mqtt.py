@@ -92,9 +92,7 @@ async def _community(
     return homes
 
 
-async def _run_slot(homes: list[tuple[FederationLink, list[SlotOutcome]]], clock: Clock) -> int:
-    peers = [h.peer for h, _ in homes]
-    assert all(p is not None for p in peers)
+async def _submit(homes: list[tuple[FederationLink, list[SlotOutcome]]], clock: Clock) -> int:
     r = homes[0][0].rules
     assert r is not None
     slot = (clock.now // 1000 + r.gate_closure_lead_s + 1) // r.slot_seconds * r.slot_seconds
@@ -104,6 +102,14 @@ async def _run_slot(homes: list[tuple[FederationLink, list[SlotOutcome]]], clock
         assert link.peer is not None
         await link.async_submit_orders(slot * 1000, orders_for(link.peer, i, slot))
     await asyncio.sleep(0.3)
+    return slot
+
+
+async def _run(
+    homes: list[tuple[FederationLink, list[SlotOutcome]]], clock: Clock, slot: int
+) -> None:
+    r = homes[0][0].rules
+    assert r is not None
     clock.now = r.gate_closure_ms(slot) - 100
     end = r.gate_closure_ms(slot) + r.sync_window_ms + r.attest_window_ms + 500
     while clock.now < end:
@@ -113,6 +119,11 @@ async def _run_slot(homes: list[tuple[FederationLink, list[SlotOutcome]]], clock
             if link.peer.next_wakeup_ms() <= clock.now:
                 link.async_tick()
         await asyncio.sleep(0.02)
+
+
+async def _run_slot(homes: list[tuple[FederationLink, list[SlotOutcome]]], clock: Clock) -> int:
+    slot = await _submit(homes, clock)
+    await _run(homes, clock, slot)
     return slot
 
 
@@ -136,8 +147,9 @@ async def test_links_join_trade_and_survive_a_broker_restart(
         assert all(r[0].result == results[0][0].result for r in results)
         assert results[0][0].result.fills  # something traded
 
-        # The broker goes away: a repair names it; it comes back: the repair goes and the
-        # community trades again.
+        # The broker goes away: a repair names it, and the bids made meanwhile do not
+        # leave. It comes back before gate closure: the repair goes, the same signed bids
+        # go out again and the slot trades; nothing is committed twice.
         mosquitto.stop()
         registry = ir.async_get(hass)
         await _until(lambda: registry.async_get_issue(DOMAIN, ISSUE_BROKER) is not None)
@@ -146,14 +158,21 @@ async def test_links_join_trade_and_survive_a_broker_restart(
         assert issue.translation_key in {"broker_disconnected", "broker_unreachable"}
         assert issue.translation_placeholders is not None
         assert issue.translation_placeholders["broker"] == mosquitto.url
+        clock.now += 60_000
+        again = await _submit(homes, clock)
         mosquitto.start()
         await _until(lambda: registry.async_get_issue(DOMAIN, ISSUE_BROKER) is None, 30)
         for link, _ in homes:
             await _connected(link)
-        await asyncio.sleep(0.5)  # subscriptions back in place
-        clock.now += 60_000
-        again = await _run_slot(homes, clock)
-        assert all(len(_final(out, again)) == 1 for _, out in homes)
+        await asyncio.sleep(0.5)  # every home resent its bid on reconnecting
+        await _run(homes, clock, again)
+        finals = [_final(out, again) for _, out in homes]
+        assert all(len(f) == 1 for f in finals)
+        assert all(f[0].result == finals[0][0].result for f in finals)
+        for link, _ in homes:  # every home's bid made it into the final book
+            assert link.peer is not None
+            assert len(link.peer.finals[again].orders) == 3
+        assert all(link.rejected == 0 for link, _ in homes)
     finally:
         for link, _ in homes:
             await link.async_stop()
