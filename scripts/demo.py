@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+import getpass
 import json
 import math
 import os
@@ -1382,6 +1383,15 @@ COMMUNITY_ANSWERS: dict[str, Any] = {
     "fair_share_pct": 100,
     "max_members": 50,
 }
+
+
+def transport_answers(args: argparse.Namespace) -> dict[str, Any]:
+    """The create form's transport fields: HTTP, or the demo's own Mosquitto."""
+    if args.transport != "mqtt":
+        return {"transport": "http"}
+    return {"transport": "mqtt", "broker_url": args.broker_url, "topic_prefix": "peer_energy"}
+
+
 COMMUNITY_TIMEOUT = 240.0  # joining and the first cleared slot (1-minute slots)
 TRADE_WAIT = 200.0  # --check: how long to wait for a first trade between two homes
 DELIVERY_WAIT = 200.0  # --check: then for its delivery to be settled on every home
@@ -1553,10 +1563,13 @@ async def neighbourhood(runs: list[Run]) -> bool:
                     apis[0],
                     labels[0],
                     "create_community",
-                    {**COMMUNITY_ANSWERS, "address": lead.url},
+                    {**COMMUNITY_ANSWERS, "address": lead.url, **transport_answers(lead.args)},
                 )
             ]
-            say(f"{labels[0]}: created community {COMMUNITY_ANSWERS['community_name']!r}")
+            say(
+                f"{labels[0]}: created community {COMMUNITY_ANSWERS['community_name']!r} "
+                f"({lead.args.transport})"
+            )
             for run, api, label in zip(runs[1:], apis[1:], labels[1:], strict=True):
                 reply = await apis[0].request(
                     "POST", "/api/services/peer_energy/create_invitation?return_response", {}
@@ -1712,9 +1725,75 @@ async def neighbourhood(runs: list[Run]) -> bool:
                 await api.close()
 
 
+MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto")
+
+
+class Mosquitto:
+    """The community's broker for ``--transport mqtt``: a Mosquitto on 127.0.0.1 and a free
+    port, anonymous (the demo's homes are all on this machine), no persistence."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        binary = shutil.which("mosquitto") or next(
+            (p for p in MOSQUITTO_PATHS if Path(p).exists()), None
+        )
+        if binary is None:
+            raise DemoError(
+                "--transport mqtt needs Mosquitto: install it with 'apt-get install -y mosquitto' "
+                "(scripts/bootstrap does so when run as root)"
+            )
+        config = self.folder / "mosquitto.conf"
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence false"]
+        # As root Mosquitto would switch to its own user, which cannot read this folder.
+        lines.append(f"user {getpass.getuser()}")
+        config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        log = (self.folder / "mosquitto.log").open("wb")
+        self.process = subprocess.Popen(
+            [binary, "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise DemoError(f"mosquitto exited; see {self.folder / 'mosquitto.log'}")
+            if not port_is_free(self.port):
+                say(f"community broker: Mosquitto at {self.url}")
+                return
+            time.sleep(0.05)
+        raise DemoError("mosquitto did not listen within 10 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
 def main_neighbourhood(args: argparse.Namespace) -> int:
-    """Run ``--homes N`` instances; clean all of them up."""
+    """Run ``--homes N`` instances (and their broker with ``--transport mqtt``); clean all
+    of them up."""
     DEMO_ROOT.mkdir(exist_ok=True)
+    broker: Mosquitto | None = None
+    if args.transport == "mqtt":
+        broker = Mosquitto(Path(tempfile.mkdtemp(prefix="mqtt-", dir=DEMO_ROOT)))
+        try:
+            broker.start()
+        except DemoError as err:
+            say(f"FAILED: {err}")
+            broker.stop()
+            shutil.rmtree(broker.folder, ignore_errors=True)
+            return 1
+        args.broker_url = broker.url
     runs: list[Run] = []
     ports: set[int] = set()
     for _ in range(args.homes):
@@ -1739,6 +1818,10 @@ def main_neighbourhood(args: argparse.Namespace) -> int:
                 say(f"kept config directory {run.config_dir}")
             else:
                 shutil.rmtree(run.config_dir, ignore_errors=True)
+        if broker is not None:
+            broker.stop()
+            if not args.keep:
+                shutil.rmtree(broker.folder, ignore_errors=True)
         if not args.keep:
             say("removed the config directories")
     return 0 if ok else 1
@@ -1758,6 +1841,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--fast", action="store_true", help="start with a fast day (1 simulated hour per minute)"
+    )
+    parser.add_argument(
+        "--transport",
+        choices=("http", "mqtt"),
+        default="http",
+        help=(
+            "how the homes reach each other (default http); mqtt starts a Mosquitto on "
+            "127.0.0.1 as the community's broker"
+        ),
     )
     parser.add_argument(
         "--homes",

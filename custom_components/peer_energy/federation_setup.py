@@ -351,10 +351,13 @@ async def _async_forget_and_drop(
         hass.config_entries.async_remove_subentry(entry, subentry.subentry_id)
 
 
-async def async_remove_home(hass: HomeAssistant, entry_id: str) -> None:
+async def async_remove_home(
+    hass: HomeAssistant, entry_id: str, subentry: ConfigSubentry | None = None
+) -> None:
     """The entry is deleted: leave the community (best effort) and delete the home's files.
 
-    Runs after the unload, so the link is rebuilt from its store only to say goodbye.
+    Runs after the unload, so the link is rebuilt from its store (and, on a broker, from
+    the community subentry's broker) only to say goodbye.
     What stays: ledger exports the user made (``peer_energy_exports``) and the other
     members' own records of this home's trades, which are theirs.
     """
@@ -362,11 +365,12 @@ async def async_remove_home(hass: HomeAssistant, entry_id: str) -> None:
     if (data := await store.async_load()) is not None and data.get("seed"):
         try:
             identity, _pending = await async_load_identity(store)
-            link = FederationLink(
-                hass, entry_id, identity, HttpTransport(hass, lambda: ""), schedule=False
-            )
+            carrier = _carrier(hass, subentry, HttpTransport(hass, lambda: ""))
+            link = FederationLink(hass, entry_id, identity, carrier, schedule=False)
             if await link.async_load() == "member" and link.joined:
                 async with asyncio.timeout(LEAVE_TIMEOUT_S):
+                    await carrier.async_start()  # a broker: connect to say goodbye
+                    await carrier.async_ready(LEAVE_TIMEOUT_S)
                     await link.async_leave()
             await link.async_stop()
         except (HomeAssistantError, TimeoutError) as err:

@@ -191,6 +191,8 @@ async def test_join_an_mqtt_community_through_the_form(
         assert subentry is not None
         assert subentry.data[CONF_BROKER_URL] == mosquitto.url
         assert subentry.data[CONF_TOPIC_PREFIX] == "lane"
-        await hass.config_entries.async_unload(entry.entry_id)
+        # Deleting the entry says goodbye over the broker: the founder is alone again.
+        await hass.config_entries.async_remove(entry.entry_id)
+        await _until(lambda: founder.members == 1)
     finally:
         await founder.async_stop()
