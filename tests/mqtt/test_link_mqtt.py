@@ -19,6 +19,7 @@ from custom_components.peer_energy.federation import (
     SlotOutcome,
 )
 from custom_components.peer_energy.mqtt_transport import BrokerConfig, BrokerStatus, MqttCarrier
+from custom_components.peer_energy.transport import Parcel
 from tests.federation.helpers import START_MS, make_identity, orders_for, rules
 
 from .conftest import Broker
@@ -206,3 +207,52 @@ async def test_refused_credentials_raise_a_named_repair(
         assert "wrong" not in repr(config)
     finally:
         await link.async_stop()
+
+
+async def test_a_restarted_home_keeps_its_community_key(
+    hass: HomeAssistant, mosquitto: Broker
+) -> None:
+    """The community keys are saved with the link: a home rebuilt from its store (a restart)
+    opens the community's frames at once and trades again without a new grant."""
+    clock = Clock()
+    homes = await _community(hass, mosquitto, clock, 2)
+    try:
+        link, _ = homes[1]
+        key = link.snapshot()["carrier"]["keys"]
+        await link.async_stop()
+        again, outcomes = _link(hass, "m1", mosquitto, clock)
+        assert await again.async_load() == "member"
+        assert again.snapshot()["carrier"]["keys"] == key
+        again.async_start()
+        await _connected(again)
+        homes[1] = (again, outcomes)
+        await asyncio.sleep(0.3)
+        slot = await _run_slot(homes, clock)
+        assert all(len(_final(out, slot)) == 1 for _, out in homes)
+    finally:
+        for link, _ in homes:
+            await link.async_stop()
+
+
+async def test_carrier_without_a_peer(hass: HomeAssistant) -> None:
+    """Before a peer is bound the carrier delivers nothing; damaged stored keys are
+    replaced by waiting for a grant; it is never ready without a broker."""
+    carrier = MqttCarrier(hass.loop, BrokerConfig.from_url("mqtt://127.0.0.1:9"))
+    assert carrier.state.status is BrokerStatus.STOPPED
+    parcels, events = carrier.package([], 0)
+    assert (parcels, events) == ([], [])
+    assert await carrier.async_deliver(Parcel("all", b"x")) == 0
+    assert await carrier.async_info("mqtt:x") is None
+    assert await carrier.async_ready(0.05) is False
+    assert carrier.snapshot() is None
+    assert carrier.invitation_fields() == {"broker": "mqtt://127.0.0.1:9", "prefix": "peer_energy"}
+    link = FederationLink(hass, "entry_x", make_identity("x"), carrier, schedule=False)
+    await link.async_found("Street", rules(), "")
+    assert link.peer is not None
+    broken = {"keys": {"community": link.peer.community_id, "keys": [{"epoch": 0}]}}
+    carrier.bind(link.peer, broken)  # logged, then a fresh chain (a founder makes its key)
+    assert carrier.channel is not None
+    carrier.bind(None)
+    assert carrier.transport is None
+    assert await link.async_probe_self() is True  # nothing to probe on a broker
+    await link.async_stop()

@@ -196,3 +196,15 @@ async def test_join_an_mqtt_community_through_the_form(
         await _until(lambda: founder.members == 1)
     finally:
         await founder.async_stop()
+
+
+async def test_a_join_of_a_broken_broker_invitation_is_refused(hass: HomeAssistant) -> None:
+    """An invitation naming a broker URL that cannot be used (no host) is refused on the
+    form, without connecting anywhere."""
+    inviter = make_identity("inviter").public_key
+    bad = Invitation("c" * 32, inviter, "mqtt:" + "0" * 32, b"\1" * 32, 2**62, "mqtt://", "p")
+    result = await _step(hass, "join_community")
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_INVITATION: bad.encode(), CONF_ADDRESS: ""}
+    )
+    assert result["errors"] == {CONF_INVITATION: "invalid_invitation"}
