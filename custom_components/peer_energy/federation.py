@@ -873,6 +873,8 @@ class FederationLink:
         if self._join_done is not None and not self._join_done.done():
             self._join_done.set_result("stopped")
         await self.carrier.async_stop()
+        if self.broker_state is not None:  # not connecting any more: nothing to repair
+            self.announcer.clear(ISSUE_BROKER)
         if self.peer is not None:
             await self.async_save()
 

@@ -207,6 +207,7 @@ async def test_refused_credentials_raise_a_named_repair(
         assert "wrong" not in repr(config)
     finally:
         await link.async_stop()
+    assert registry.async_get_issue(DOMAIN, ISSUE_BROKER) is None  # stopped: not connecting
 
 
 async def test_a_restarted_home_keeps_its_community_key(
