@@ -12,6 +12,7 @@ from homeassistant import config_entries
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+import pytest
 
 from custom_components.peer_energy.const import (
     CONF_ADDRESS,
@@ -208,3 +209,32 @@ async def test_a_join_of_a_broken_broker_invitation_is_refused(hass: HomeAssista
         result["flow_id"], {CONF_INVITATION: bad.encode(), CONF_ADDRESS: ""}
     )
     assert result["errors"] == {CONF_INVITATION: "invalid_invitation"}
+
+
+async def test_an_unusable_broker_in_the_entry_falls_back_to_http(
+    hass: HomeAssistant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Entry data naming a broker that cannot be used (edited by hand): the home starts on
+    HTTP and the log says why; a damaged invitation is ignored the same way."""
+    from tests.federation_ha.conftest import community_entry, fast_rules
+
+    entry = community_entry(
+        "http://127.0.0.1:9",
+        community={
+            CONF_COMMUNITY_ACTION: "create",
+            CONF_COMMUNITY_NAME: "Elm Street",
+            CONF_ADDRESS: "http://127.0.0.1:9",
+            "rules": fast_rules().to_dict(),
+            CONF_TRANSPORT: "mqtt",
+            CONF_BROKER_URL: "ftp://nowhere",
+            CONF_INVITATION: "damaged",
+        },
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    link = entry.runtime_data.federation
+    assert link is not None
+    assert link.transport_kind == "http"
+    assert "broker cannot be used" in caplog.text
+    await hass.config_entries.async_unload(entry.entry_id)
