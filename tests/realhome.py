@@ -401,8 +401,11 @@ class RealHome:
                 raise HarnessError(f"add asset {kind}: {result}")
             self.wait_loaded()
 
-    def set_up_peer_energy(self, *, assets: bool = True) -> None:
-        """The home, its own community with 1-minute slots, and one asset of each kind."""
+    def set_up_peer_energy(
+        self, *, assets: bool = True, community_extra: dict[str, Any] | None = None
+    ) -> None:
+        """The home, its own community with 1-minute slots, and one asset of each kind
+        (``community_extra``: more answers for the community form, e.g. an MQTT broker)."""
         home = {
             "home_name": "Maple Street 7",
             "currency": "EUR",
@@ -418,6 +421,7 @@ class RealHome:
             "fair_share_pct": 100,
             "max_members": 10,
             "address": self.url,
+            **(community_extra or {}),
         }
         path = "/api/config/config_entries/flow"
         result = self.flow(

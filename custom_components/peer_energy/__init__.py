@@ -26,6 +26,7 @@ from .federation_setup import (
     async_remove_home,
     async_setup_federation,
     async_setup_federation_actions,
+    community_subentry,
 )
 from .issues import async_clear_source_issues, async_watch_sources
 from .ledger import LedgerSetupError
@@ -138,7 +139,7 @@ async def async_unload_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) 
 
 async def async_remove_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> None:
     """The entry is deleted: leave the community and delete the home's stored files."""
-    await async_remove_home(hass, entry.entry_id)
+    await async_remove_home(hass, entry.entry_id, community_subentry(entry))
 
 
 def _entry_state(entry: PeerEnergyConfigEntry) -> tuple[Any, ...]:

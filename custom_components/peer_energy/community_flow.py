@@ -15,7 +15,14 @@ subentry of type ``community`` whose data asks the runtime to act:
 Form fields (create): community_name, slot_minutes ("1", "5", "15", "30", "60"),
 gate_closure_lead_s (at least ``gate.MIN_GATE_LEAD_S`` and less than half a slot, refused
 on the field otherwise), fee and credit_limit (currency per kWh and currency, converted to
-integer engine units here), fair_share_pct, max_members, address. Join: invitation, address.
+integer engine units here), fair_share_pct, max_members, address, and the transport:
+``http`` (every home reaches every other at its address) or ``mqtt`` (every home connects
+out to the community's broker: broker_url ``mqtt://host:port`` or ``mqtts://``,
+topic_prefix, optional broker_username and broker_password; the form connects once to
+check them). Join: invitation, address (HTTP only), and broker_username/broker_password
+when the invitation names a broker that needs them. The broker's URL and prefix come
+from the invitation; the password stays in the subentry data (redacted in diagnostics,
+never logged or shown in a notification).
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ from . import federation
 from .const import (
     COMMUNITY_SLOT_MINUTES_CHOICES,
     CONF_ADDRESS,
+    CONF_BROKER_PASSWORD,
+    CONF_BROKER_URL,
+    CONF_BROKER_USERNAME,
     CONF_COMMUNITY_ACTION,
     CONF_COMMUNITY_ID,
     CONF_COMMUNITY_NAME,
@@ -59,6 +69,8 @@ from .const import (
     CONF_MAX_MEMBERS,
     CONF_RULES,
     CONF_SLOT_MINUTES,
+    CONF_TOPIC_PREFIX,
+    CONF_TRANSPORT,
     DEFAULT_CREDIT_LIMIT,
     DEFAULT_EXPORT_PRICE,
     DEFAULT_FAIR_SHARE_PCT,
@@ -67,12 +79,21 @@ from .const import (
     DEFAULT_IMPORT_PRICE,
     DEFAULT_MAX_MEMBERS,
     SUBENTRY_COMMUNITY,
+    TRANSPORT_CHOICES,
     CommunityAction,
 )
 from .core.federation.community import MAX_NAME_LEN, CommunityError, Invitation, InvitationError
 from .federation import DATA_LINK, community_rules
 from .gate import gate_lead_error
 from .http import HttpTransport
+from .mqtt_transport import (
+    DEFAULT_PREFIX,
+    BrokerConfig,
+    BrokerError,
+    BrokerStatus,
+    async_check_broker,
+    check_prefix,
+)
 from .prices import InvalidPriceError, fixed_price_to_minor
 
 ERROR_NAME_REQUIRED: Final = "name_required"
@@ -96,6 +117,17 @@ JOIN_ERRORS: Final = {
 # The flow waits for the welcome like the background join, resending the request.
 JOIN_FLOW_TIMEOUT_S: Final = 60.0
 JOIN_FLOW_RESEND_S: Final = (5.0, 10.0, 20.0)
+ERROR_INVALID_BROKER: Final = "invalid_broker"
+ERROR_INVALID_PREFIX: Final = "invalid_prefix"
+ERROR_BROKER_UNREACHABLE: Final = "broker_unreachable"
+ERROR_BROKER_REFUSED: Final = "broker_refused"
+BROKER_KEYS: Final = (
+    CONF_TRANSPORT,
+    CONF_BROKER_URL,
+    CONF_TOPIC_PREFIX,
+    CONF_BROKER_USERNAME,
+    CONF_BROKER_PASSWORD,
+)
 ABORT_ALREADY_IN_COMMUNITY: Final = "already_in_community"
 ABORT_NOT_MEMBER: Final = "not_member"
 COMMUNITY_UNIQUE_ID: Final = "community"
@@ -164,8 +196,72 @@ def create_schema(hass: HomeAssistant, currency: str) -> vol.Schema:
             vol.Required(CONF_ADDRESS, default=default_address(hass)): TextSelector(
                 TextSelectorConfig(type=TextSelectorType.URL)
             ),
+            vol.Required(CONF_TRANSPORT, default=TRANSPORT_CHOICES[0]): SelectSelector(
+                SelectSelectorConfig(
+                    options=list(TRANSPORT_CHOICES),
+                    mode=SelectSelectorMode.LIST,
+                    translation_key="community_transport",
+                )
+            ),
+            vol.Optional(CONF_BROKER_URL): TextSelector(),
+            vol.Optional(CONF_TOPIC_PREFIX, default=DEFAULT_PREFIX): TextSelector(),
+            **_credential_fields(),
         }
     )
+
+
+def _credential_fields() -> dict[Any, Any]:
+    return {
+        vol.Optional(CONF_BROKER_USERNAME): TextSelector(
+            TextSelectorConfig(autocomplete="username")
+        ),
+        vol.Optional(CONF_BROKER_PASSWORD): TextSelector(
+            TextSelectorConfig(type=TextSelectorType.PASSWORD, autocomplete="current-password")
+        ),
+    }
+
+
+def _broker_input(
+    user_input: Mapping[str, Any], url: str, prefix: str
+) -> tuple[dict[str, Any], BrokerConfig | None, dict[str, str]]:
+    """The broker fields of a form (subentry data), their config and errors by field."""
+    username = str(user_input.get(CONF_BROKER_USERNAME, "") or "").strip()
+    password = str(user_input.get(CONF_BROKER_PASSWORD, "") or "")
+    data: dict[str, Any] = {CONF_TRANSPORT: "mqtt", CONF_BROKER_URL: url, CONF_TOPIC_PREFIX: prefix}
+    if username:
+        data[CONF_BROKER_USERNAME] = username
+    if password:
+        data[CONF_BROKER_PASSWORD] = password
+    try:
+        check_prefix(prefix)
+    except BrokerError:
+        return data, None, {CONF_TOPIC_PREFIX: ERROR_INVALID_PREFIX}
+    try:
+        config = BrokerConfig.from_url(
+            url, prefix=prefix, username=username or None, password=password or None
+        )
+    except BrokerError:
+        return data, None, {CONF_BROKER_URL: ERROR_INVALID_BROKER}
+    return data, config, {}
+
+
+async def async_check_broker_input(hass: HomeAssistant, data: Mapping[str, Any]) -> dict[str, str]:
+    """Connect once to the broker of checked subentry data (MQTT only); errors for the
+    form (nothing for HTTP)."""
+    if data.get(CONF_TRANSPORT) != "mqtt":
+        return {}
+    config = BrokerConfig.from_url(
+        str(data[CONF_BROKER_URL]),
+        prefix=str(data[CONF_TOPIC_PREFIX]),
+        username=data.get(CONF_BROKER_USERNAME),
+        password=data.get(CONF_BROKER_PASSWORD),
+    )
+    state = await async_check_broker(hass.loop, config)
+    if state.status is BrokerStatus.CONNECTED:
+        return {}
+    if state.status in (BrokerStatus.BAD_CREDENTIALS, BrokerStatus.NOT_AUTHORIZED):
+        return {"base": ERROR_BROKER_REFUSED}
+    return {"base": ERROR_BROKER_UNREACHABLE}
 
 
 def join_schema(hass: HomeAssistant) -> vol.Schema:
@@ -176,6 +272,7 @@ def join_schema(hass: HomeAssistant) -> vol.Schema:
             vol.Required(CONF_ADDRESS, default=default_address(hass)): TextSelector(
                 TextSelectorConfig(type=TextSelectorType.URL)
             ),
+            **_credential_fields(),
         }
     )
 
@@ -198,7 +295,14 @@ def validate_create(
     if not 0 < len(name) <= MAX_NAME_LEN:
         errors[CONF_COMMUNITY_NAME] = ERROR_NAME_REQUIRED
     address = str(user_input.get(CONF_ADDRESS, "")).strip().rstrip("/")
-    if not valid_address(address):
+    mqtt = user_input.get(CONF_TRANSPORT) == "mqtt"
+    broker: dict[str, Any] = {}
+    if mqtt:  # homes meet on the broker: no address of this home is announced
+        url = str(user_input.get(CONF_BROKER_URL, "") or "").strip()
+        prefix = str(user_input.get(CONF_TOPIC_PREFIX, "") or DEFAULT_PREFIX).strip()
+        broker, _config, broker_errors = _broker_input(user_input, url, prefix)
+        errors.update(broker_errors)
+    elif not valid_address(address):
         errors[CONF_ADDRESS] = ERROR_INVALID_ADDRESS
     try:
         fee = fixed_price_to_minor(user_input[CONF_FEE], currency)
@@ -230,6 +334,7 @@ def validate_create(
         CONF_COMMUNITY_NAME: name,
         CONF_ADDRESS: address,
         CONF_RULES: rules.to_dict(),
+        **broker,
     }
     return data, errors
 
@@ -241,8 +346,6 @@ async def validate_join(
     errors: dict[str, str] = {}
     text = "".join(str(user_input.get(CONF_INVITATION, "")).split())
     address = str(user_input.get(CONF_ADDRESS, "")).strip().rstrip("/")
-    if not valid_address(address):
-        errors[CONF_ADDRESS] = ERROR_INVALID_ADDRESS
     try:
         invitation = Invitation.decode(text)
     except InvitationError:
@@ -251,6 +354,21 @@ async def validate_join(
     if invitation.expired(federation.now_ms()):
         errors[CONF_INVITATION] = ERROR_INVITATION_EXPIRED
         return {}, errors, ""
+    if invitation.transport == "mqtt":  # the broker named by the invitation, no address
+        broker, config, errors = _broker_input(user_input, invitation.broker, invitation.prefix)
+        if config is None:
+            errors = {CONF_INVITATION: ERROR_INVALID_INVITATION}
+        else:
+            errors = await async_check_broker_input(hass, broker)
+        data = {
+            CONF_COMMUNITY_ACTION: CommunityAction.JOIN.value,
+            CONF_INVITATION: text,
+            CONF_ADDRESS: "",
+            **broker,
+        }
+        return data, errors, f"Community {invitation.community[:8]}"
+    if not valid_address(address):
+        errors[CONF_ADDRESS] = ERROR_INVALID_ADDRESS
     if errors:
         return {}, errors, ""
     info = await HttpTransport(hass, lambda: address, attempts=1).async_info(invitation.address)
@@ -312,6 +430,8 @@ class CommunitySubentryFlow(ConfigSubentryFlow):
         errors: dict[str, str] = {}
         if user_input is not None:
             data, errors = validate_create(user_input, entry.data)
+            if not errors:
+                errors = await async_check_broker_input(self.hass, data)
             if not errors:
                 return self.async_create_entry(
                     title=data[CONF_COMMUNITY_NAME], data=data, unique_id=COMMUNITY_UNIQUE_ID

@@ -59,6 +59,7 @@ from .community_flow import (
     ERROR_INVALID_ADDRESS,
     MENU_OPTIONS,
     CommunitySubentryFlow,
+    async_check_broker_input,
     community_subentry,
     create_schema,
     join_schema,
@@ -349,6 +350,8 @@ class PeerEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             data, errors = validate_create(user_input, self._home)
+            if not errors:
+                errors = await async_check_broker_input(self.hass, data)
             if not errors:
                 return self.async_create_entry(
                     title=self._home[CONF_HOME_NAME],

@@ -102,6 +102,13 @@ CONF_COMMUNITY_ID: Final = "community_id"
 CONF_INVITATION: Final = "invitation"
 CONF_ADDRESS: Final = "address"
 CONF_RULES: Final = "rules"
+# Transport of the community (chosen when it is created): "http" or "mqtt".
+CONF_TRANSPORT: Final = "transport"
+CONF_BROKER_URL: Final = "broker_url"
+CONF_TOPIC_PREFIX: Final = "topic_prefix"
+CONF_BROKER_USERNAME: Final = "broker_username"
+CONF_BROKER_PASSWORD: Final = "broker_password"  # noqa: S105 - the key, not a password
+TRANSPORT_CHOICES: Final = ("http", "mqtt")
 CONF_GATE_CLOSURE_LEAD_S: Final = "gate_closure_lead_s"
 CONF_FEE: Final = "fee"
 CONF_CREDIT_LIMIT: Final = "credit_limit"

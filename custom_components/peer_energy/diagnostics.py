@@ -52,6 +52,9 @@ TO_REDACT: Final = {
     "token",
     "access_token",
     "password",
+    "broker_password",
+    "broker_username",
+    "broker_url",
     # Federation: where this home is reached is personal; key material never leaves.
     "address",
     "seed",

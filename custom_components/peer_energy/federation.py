@@ -1,22 +1,25 @@
-"""The federation link: one home's protocol peer, driven by Home Assistant's clock and HTTP.
+"""The federation link: one home's protocol peer, driven by Home Assistant's clock.
 
 ``FederationLink`` wraps the sans-I/O ``core.protocol.Peer``:
 
-* it hands incoming messages (from the views in ``http.py``) to ``Peer.receive`` and the
-  time to ``Peer.tick``, scheduling the next tick at ``Peer.next_wakeup_ms`` with
-  ``async_track_point_in_utc_time``;
-* it sends the peer's ``Send``/``Broadcast`` outputs through a ``Transport`` (the HTTP
-  client of ``http.py`` in production, anything with the same two coroutines in tests),
-  each delivery a background task so the event loop never waits on the network;
-* it turns the peer's events into Home Assistant: result listeners (the slot clock of
-  ``market.py`` subscribes), bus events and persistent notifications when a peer joins or
-  leaves or a device is enrolled, repair issues for unreachable peers, and ledger entries
-  for final slots;
+* it hands incoming messages to the peer (from the views in ``http.py``, or from the
+  broker through the MQTT carrier) and the time to ``Peer.tick``, scheduling the next
+  tick at ``Peer.next_wakeup_ms`` with ``async_track_point_in_utc_time``;
+* it hands the peer's ``Send``/``Broadcast`` outputs to its ``transport.Carrier``: HTTP
+  (``HttpCarrier`` around ``http.HttpTransport``, all-to-all) or MQTT
+  (``mqtt_transport.MqttCarrier``: a fan-out peer, sealed frames on the community's
+  broker), each delivery a background task so the event loop never waits on the network;
+  a broker that is away or refuses the home raises a repair naming it and why;
+* it turns the peer's events into Home Assistant through an ``announce.Announcer``:
+  result listeners (the slot clock of ``market.py`` subscribes), bus events and translated
+  persistent notifications when a peer joins or leaves or a device is enrolled, repair
+  issues for unreachable peers, and ledger entries for final slots;
 * it persists what a restart needs in a private ``Store``
   (``.storage/peer_energy.federation.<entry_id>``): the charter, the signed membership
   records, the announced address, invitations with their one-time secrets (open ones, and
   used ones while the member they admitted is current, so a repeated join gets the welcome
-  again), the fairness state after the newest final slot and which slots were settled.
+  again), the fairness state after the newest final slot, which slots were settled and,
+  on a broker, the community keys.
 
 The interface the slot clock uses (``FederationLike`` in ``market.py``):
 ``async_submit_orders``, ``async_add_result_listener``, ``peers_online``, ``members``,
@@ -35,14 +38,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 import os
 import secrets
 import time
-from typing import Any, Final, Protocol
+from typing import Any, Final, cast
 
-from homeassistant.components import persistent_notification
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import issue_registry as ir
@@ -52,8 +55,10 @@ from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 from homeassistant.util.hass_dict import HassKey
 
+from .announce import Announcer
 from .const import DOMAIN, LOGGER
 from .core.federation.community import (
+    Charter,
     CommunityError,
     CommunityRules,
     Invitation,
@@ -87,6 +92,7 @@ from .core.trust.credit import Refusal, Settlement, SignedTrade, TradeTerms
 from .core.trust.identity import Identity
 from .core.trust.reputation import Evidence, delivery_evidence, equivocation_evidence
 from .ledger import PeerLedger
+from .transport import Carrier, HttpCarrier, Parcel, Transport
 
 STORE_VERSION: Final = 1
 SETTLED_KEPT: Final = 500
@@ -98,6 +104,10 @@ RECONCILE_SLOTS: Final = 24
 RECONCILE_AFTER_START_SLOTS: Final = 4
 # Refused trades in a row (after reconciling) before a repair says the ledger is out of step.
 OUT_OF_STEP_AFTER: Final = 3
+# Bids remembered for sending again when the broker comes back before their gate closure.
+BID_SLOTS_KEPT: Final = 4
+# How long a join waits for the broker connection before it counts as not answered.
+JOIN_READY_S: Final = 10.0
 # Messages that commit this home to something: they leave only after the state they
 # commit to is saved (the write-ahead rule).
 COMMITTING_TYPES: Final = frozenset({"bid", "trade_terms", "trade_sig", "delivery"})
@@ -121,22 +131,17 @@ ISSUE_PEER_UNREACHABLE: Final = "peer_unreachable"
 ISSUE_SELF_UNREACHABLE: Final = "address_unreachable"
 ISSUE_JOIN_FAILED: Final = "join_failed"
 ISSUE_OUT_OF_STEP: Final = "ledger_out_of_step"
+# The community's broker is away; the translation key adds the status (``broker_<status>``).
+ISSUE_BROKER: Final = "broker"
+BROKER_PROBLEMS: Final = frozenset(
+    {"unreachable", "bad_credentials", "not_authorized", "tls_error", "disconnected"}
+)
 
 DATA_LINK: HassKey[FederationLink] = HassKey(f"{DOMAIN}_federation_link")
 
 
 class FederationError(HomeAssistantError):
     """A community action cannot be done now (message in English, details in the log)."""
-
-
-class Transport(Protocol):
-    """How the link reaches other homes (``http.HttpTransport`` in production)."""
-
-    async def async_send(self, address: str, data: bytes) -> int:
-        """Deliver one message; return the HTTP status (0 when nobody answered)."""
-
-    async def async_info(self, address: str) -> dict[str, Any] | None:
-        """The public info of the home at ``address`` (None when unreachable)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +276,7 @@ class FederationLink:
         hass: HomeAssistant,
         entry_id: str,
         identity: Identity,
-        transport: Transport,
+        transport: Transport | Carrier,
         *,
         store: Store[dict[str, Any]] | None = None,
         clock: Callable[[], int] | None = None,
@@ -280,13 +285,20 @@ class FederationLink:
     ) -> None:
         """Create a link without a peer; use ``async_load``, ``async_found`` or joining.
 
-        ``schedule=False`` leaves ticking to the caller; ``announce=False`` keeps events,
-        notifications and repair issues off Home Assistant (several homes in one test).
+        ``transport``: a ``transport.Carrier`` (HTTP or MQTT), or a point-to-point
+        ``Transport`` (wrapped in an ``HttpCarrier``). ``schedule=False`` leaves ticking to
+        the caller; ``announce=False`` keeps events, notifications and repair issues off
+        Home Assistant (several homes in one test).
         """
         self.hass = hass
         self.entry_id = entry_id
         self.identity = identity
-        self.transport = transport
+        self.carrier: Carrier = (
+            cast(Carrier, transport) if hasattr(transport, "package") else HttpCarrier(transport)
+        )
+        self.carrier.attach(self.receive_with, self._on_broker)
+        self.announcer = Announcer(hass, enabled=announce)
+        self.broker_state: Any = None
         self.store = store if store is not None else federation_store(hass, entry_id)
         self.clock: Callable[[], int] = clock or (lambda: now_ms())
         self.peer: Peer | None = None
@@ -327,10 +339,35 @@ class FederationLink:
         self._reconcile_until = 0
         self._unreconciled_until = 0  # after a restart: settle only once reconciled
         self._restored = False
+        self._bid_slots: list[int] = []  # slots of the latest bids (resent after an outage)
         self._deferred: dict[int, tuple[Fill, ...]] = {}
         self._out_of_step = 0
         self._step_issue = False
         self.trades_reconciled = 0
+
+    @property
+    def transport(self) -> Transport:
+        """The point-to-point transport of an HTTP carrier (tests wrap it)."""
+        return self.carrier.transport  # type: ignore[attr-defined,no-any-return]
+
+    @transport.setter
+    def transport(self, value: Transport) -> None:
+        self.carrier.transport = value  # type: ignore[attr-defined]
+
+    @property
+    def transport_kind(self) -> str:
+        """``http`` or ``mqtt``."""
+        return self.carrier.kind
+
+    @property
+    def unreachable_members(self) -> frozenset[str]:
+        """The members the protocol reports unreachable right now (read-only)."""
+        return frozenset(self._unreachable)
+
+    def _set_peer(self, peer: Peer | None, saved: Mapping[str, Any] | None = None) -> None:
+        """Use ``peer`` from now on; the carrier follows (topics and keys on a broker)."""
+        self.peer = peer
+        self.carrier.bind(peer, saved)
 
     # --- the interface for the slot clock (market.py) ---
 
@@ -410,6 +447,7 @@ class FederationLink:
             outputs = peer.submit_orders(slot, orders, self.clock())
         except (ProtocolError, OrderError) as err:
             raise FederationError(f"orders not sent: {err}") from err
+        self._bid_slots = [*self._bid_slots[-(BID_SLOTS_KEPT - 1) :], slot]
         self._handle(outputs)
 
     @callback
@@ -443,8 +481,9 @@ class FederationLink:
             return "none"
         self._settled = [int(s) for s in data.get("settled", [])]
         if "peer" in data:
-            self.peer = peer_restore(self.identity, data["peer"], self.clock())
-            if self.peer.joined:
+            peer = peer_restore(self.identity, data["peer"], self.clock())
+            self._set_peer(peer, data.get("carrier"))
+            if peer.joined:
                 self._restored = True
                 return "member"
         if join := data.get("join"):
@@ -453,20 +492,27 @@ class FederationLink:
         return "none"
 
     async def async_found(self, name: str, rules: CommunityRules, address: str) -> str:
-        """Found a community with this home as its first member; return its id."""
+        """Found a community with this home as its first member; return its id.
+
+        On a broker the address is this home's inbox there (``address`` is ignored)."""
         now = self.clock()
-        self.peer = Peer.found(
+        nonce = secrets.token_bytes(16)
+        me = self.identity.public_key
+        community = Charter(name, me, now, nonce.hex(), rules, ()).community_id
+        peer = Peer.found(
             self.identity,
             name=name,
             rules=rules,
-            address=address,
+            address=self.carrier.own_address(community, me) or address,
             now_ms=now,
-            nonce=secrets.token_bytes(16),
+            nonce=nonce,
+            fanout=self.carrier.fanout,
             confirm_joins=True,
         )
+        self._set_peer(peer)
         await self.async_save()
-        LOGGER.info("Founded community %s", self.peer.community_id)
-        return self.peer.community_id
+        LOGGER.info("Founded community %s", peer.community_id)
+        return peer.community_id
 
     async def async_join(self, invitation: str, address: str, *, resume: bool = False) -> int:
         """Send a join request for a pasted invitation; return the inviter's HTTP status.
@@ -476,17 +522,20 @@ class FederationLink:
         expired invitation (``resume``: no expiry check, see ``async_resume_join``).
         """
         try:
+            inv = Invitation.decode(invitation)
+            own = self.carrier.own_address(inv.community, self.identity.public_key)
             peer, outputs = Peer.joining(
                 self.identity,
-                invitation,
-                address=address,
+                inv,
+                address=own or address,
                 now_ms=self.clock(),
                 resume=resume,
+                fanout=self.carrier.fanout,
                 confirm_joins=True,
             )
         except InvitationError as err:
             raise FederationError(str(err)) from err
-        self.peer = peer
+        self._set_peer(peer)
         self._join = {"invitation": invitation, "address": address}
         self._join_done = self.hass.loop.create_future()
         await self.async_save()
@@ -495,8 +544,11 @@ class FederationLink:
     async def _async_send_join(self, outputs: Sequence[Output]) -> int:
         """Deliver the join request; anything but 202 ends the current wait with its code."""
         status = 0
-        for out in [o for o in outputs if isinstance(o, Send)]:  # the one join request
-            status = await self.transport.async_send(out.to, out.data)
+        parcels, _ = self.carrier.package([o for o in outputs if isinstance(o, Send)], self.clock())
+        if parcels and not await self.carrier.async_ready(JOIN_READY_S):
+            parcels = []  # no broker connection yet: retried like an inviter that is away
+        for parcel in parcels:  # the one join request (on a broker, sealed to the inviter)
+            status = await self.carrier.async_deliver(parcel)
         if status != 202 and self._join_done is not None and not self._join_done.done():
             self._join_done.set_result(f"http_{status}")
         return status
@@ -566,7 +618,17 @@ class FederationLink:
             raise FederationError(str(err)) from err
         await self.async_save()
         async_dispatcher_send(self.hass, f"{SIGNAL_INVITATION_CREATED}_{self.entry_id}")
-        return inv
+        return self._for_joiner(inv)
+
+    def _for_joiner(self, inv: Invitation) -> Invitation:
+        """The invitation with what a joiner needs to reach this transport (a broker's
+        URL and topic prefix; never a credential)."""
+        fields = self.carrier.invitation_fields()
+        if not fields:
+            return inv
+        return dataclasses.replace(
+            inv, broker=fields.get("broker", ""), prefix=fields.get("prefix", "")
+        )
 
     def latest_open_invitation(self) -> Invitation | None:
         """The most recent invitation while it is neither used nor expired.
@@ -575,7 +637,8 @@ class FederationLink:
         order they were made, so this survives a restart.
         """
         peer = self.peer
-        return peer.latest_invitation(self.clock()) if peer is not None and peer.joined else None
+        inv = peer.latest_invitation(self.clock()) if peer is not None and peer.joined else None
+        return self._for_joiner(inv) if inv is not None else None
 
     async def async_leave(self) -> None:
         """Tell everyone this home leaves (deliveries awaited, bounded by the transport)."""
@@ -607,30 +670,42 @@ class FederationLink:
         await self.async_save()
 
     async def _deliver_now(self, outputs: Sequence[Output]) -> None:
-        jobs = [
-            self.transport.async_send(to, out.data)
-            for out in outputs
-            if isinstance(out, Send | Broadcast)
-            for to in ((out.to,) if isinstance(out, Send) else out.to)
-        ]
-        if jobs:
-            await asyncio.gather(*jobs)
+        parcels, _ = self.carrier.package(
+            [o for o in outputs if isinstance(o, Send | Broadcast)], self.clock()
+        )
+        if parcels:
+            await asyncio.gather(*(self.carrier.async_deliver(p) for p in parcels))
 
     # --- the wire ---
 
     @callback
     def receive(self, data: bytes, sender_address: str) -> list[Output]:
         """Hand one incoming message to the peer; act on and return its outputs."""
+        peer = self.peer
+        if peer is None:
+            return []
+        return self.receive_with(
+            lambda now: peer.receive(data, sender_address, now), sender_address
+        )
+
+    @callback
+    def receive_with(
+        self, receive: Callable[[int], list[Output]], origin: str = "broker"
+    ) -> list[Output]:
+        """Run ``receive(now_ms)`` (the peer, or a carrier's channel, on one incoming
+        message); act on and return its outputs."""
         if self.peer is None or self._stopped:
             return []
         was_joined = self.peer.joined
         try:
-            outputs = self.peer.receive(data, sender_address, self.clock())
+            outputs = receive(self.clock())
         except Exception:  # our own bug (a bad message is a Rejected): surface it, go on
-            LOGGER.exception("Failed to handle a message from %s", sender_address)
-            return [Rejected("internal_error", "this home failed on the message", sender_address)]
+            LOGGER.exception("Failed to handle a message from %s", origin)
+            return [Rejected("internal_error", "this home failed on the message", origin)]
         self._handle(outputs)
-        if not was_joined and self.peer.joined:
+        if self.carrier.take_changed():
+            self._spawn(self.async_save(), "save")  # new community keys
+        if not was_joined and self.peer is not None and self.peer.joined:
             self._joined_now()
         return outputs
 
@@ -653,13 +728,16 @@ class FederationLink:
         """Act on the peer's outputs. Messages that commit this home (a bid, a trade half
         or signature, a delivery report) are sent only once the state is saved."""
         save = False
-        sends: list[tuple[str, bytes]] = []
-        for out in outputs:
-            if isinstance(out, Send):
-                sends.append((out.to, out.data))
-            elif isinstance(out, Broadcast):
-                sends.extend((to, out.data) for to in out.to)
-            elif isinstance(out, LedgerWanted):
+        committing = any(
+            message_type(o.data) in COMMITTING_TYPES
+            for o in outputs
+            if isinstance(o, Send | Broadcast)
+        )
+        # Packaged now, in output order (a broker channel seals and may hold some back
+        # until it has the community key); delivered below, after the save if committing.
+        sends, events = self.carrier.package(outputs, self.clock())
+        for out in events:
+            if isinstance(out, LedgerWanted):
                 self._spawn(self._answer_ledger(out), "ledger answer")
             elif isinstance(out, LedgerRecords):
                 self._spawn(self._record_ledger(out), "ledger records")
@@ -699,21 +777,23 @@ class FederationLink:
                 LOGGER.debug(
                     "Ignored a message from %s: %s (%s)", out.sender_address, out.code, out.detail
                 )
-        if any(message_type(data) in COMMITTING_TYPES for _, data in sends):
+        if self.carrier.take_changed():
+            save = True  # a new community key (after a member left)
+        if committing:
             self._spawn(self._save_then_send(sends), "save and send")
         else:
             if save:
                 self._spawn(self.async_save(), "save")
-            for to, data in sends:
-                self._spawn(self._send(to, data), "send")
+            for parcel in sends:
+                self._spawn(self._send(parcel), "send")
         self._reschedule()
 
-    async def _save_then_send(self, sends: list[tuple[str, bytes]]) -> None:
+    async def _save_then_send(self, sends: list[Parcel]) -> None:
         """The write-ahead rule: save what the messages commit to, then send them (each
         delivery on its own, so a slow peer does not hold up the others)."""
         await self.async_save()
-        for to, data in sends:
-            self._spawn(self._send(to, data), "send")
+        for parcel in sends:
+            self._spawn(self._send(parcel), "send")
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         if self._stopped:
@@ -723,10 +803,10 @@ class FederationLink:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, address: str, data: bytes) -> None:
-        status = await self.transport.async_send(address, data)
+    async def _send(self, parcel: Parcel) -> None:
+        status = await self.carrier.async_deliver(parcel)
         if status not in (200, 202):
-            LOGGER.debug("Delivery to %s failed with status %s", address, status)
+            LOGGER.debug("Delivery to %s failed with status %s", parcel.to, status)
 
     async def async_drain(self) -> None:
         """Wait until every delivery and save started so far has finished (tests, unload)."""
@@ -759,7 +839,9 @@ class FederationLink:
 
     @callback
     def async_start(self) -> None:
-        """Start the slot timers (and catch up on slots missed while stopped)."""
+        """Start the carrier and the slot timers (and catch up on slots missed while
+        stopped)."""
+        self._spawn(self.carrier.async_start(), "connect")
         if self.peer is not None and self.peer.joined:
             now = self.clock()
             self._handle(self.peer.catch_up(now))
@@ -794,22 +876,62 @@ class FederationLink:
         self._tasks.clear()
         if self._join_done is not None and not self._join_done.done():
             self._join_done.set_result("stopped")
+        await self.carrier.async_stop()
+        if self.broker_state is not None:  # not connecting any more: nothing to repair
+            self.announcer.clear(ISSUE_BROKER)
         if self.peer is not None:
             await self.async_save()
+
+    # --- the broker ---
+
+    @callback
+    def _on_broker(self, state: Any) -> None:
+        """A broker carrier's connection changed: a repair names the broker and why while
+        it is away (the slot clock trades with the grid meanwhile: no bid leaves, so the
+        slots void or clear without this home); when it is back, the repair goes and this
+        home catches up on what it missed (the protocol drops what it already has)."""
+        previous, self.broker_state = self.broker_state, state
+        status = str(state.status)
+        url = getattr(self.carrier, "config", None)
+        broker = url.url if url is not None else "?"
+        if status == "connected":
+            self.announcer.clear(ISSUE_BROKER)
+            if previous is not None and str(previous.status) != "connecting":
+                LOGGER.info("Back on the community's broker %s", broker)
+                self._resume_after_outage()
+            return
+        if status in BROKER_PROBLEMS:
+            LOGGER.warning("Community broker %s: %s (%s)", broker, status, state.reason)
+            self.announcer.issue(
+                ISSUE_BROKER,
+                f"{ISSUE_BROKER}_{status}",
+                {"broker": broker, "reason": state.reason or status},
+                severity=ir.IssueSeverity.ERROR,
+            )
+
+    def _resume_after_outage(self) -> None:
+        """After the broker was away: send this home's open bids again (the same signed
+        bids, so nothing new is committed), ask for missed finals and settle what is open
+        (the protocol drops duplicates, so nothing is committed twice)."""
+        peer = self.peer
+        if peer is None or not peer.joined or self._stopped:
+            return
+        now = self.clock()
+        for slot in self._bid_slots:  # the same signed bid again, if its gate is still open
+            self._handle(peer.resend_bid(slot, now))
+        self._handle(peer.catch_up(now))
+        if self.ledger is not None:
+            self._handle(peer.resume_settlement(now))
+            self._reconcile_asked = None
+            self._request_ledger(now)
 
     # --- events ---
 
     def _fire(self, event_type: str, data: dict[str, Any]) -> None:
-        if self._announce:
-            self.hass.bus.async_fire(event_type, data)
+        self.announcer.fire(event_type, data)
 
-    def _notify(
-        self, hass: HomeAssistant, message: str, *, title: str, notification_id: str
-    ) -> None:
-        if self._announce:
-            persistent_notification.async_create(
-                hass, message, title=title, notification_id=notification_id
-            )
+    def _notify(self, key: str, notification_id: str, **placeholders: str) -> None:
+        self.announcer.notify(key, placeholders, notification_id=notification_id)
 
     def _notify_listeners(self, outcome: SlotOutcome) -> None:
         for listener in list(self._listeners):
@@ -983,22 +1105,12 @@ class FederationLink:
                 LOGGER.warning(
                     "This home's ledger is out of step with the community since slot %s", slot
                 )
-                if self._announce:
-                    ir.async_create_issue(
-                        self.hass,
-                        DOMAIN,
-                        ISSUE_OUT_OF_STEP,
-                        is_fixable=False,
-                        severity=ir.IssueSeverity.WARNING,
-                        translation_key=ISSUE_OUT_OF_STEP,
-                        translation_placeholders={"slot": str(slot)},
-                    )
+                self.announcer.issue(ISSUE_OUT_OF_STEP, ISSUE_OUT_OF_STEP, {"slot": str(slot)})
         elif accepted:
             self._out_of_step = 0
             if self._step_issue:
                 self._step_issue = False
-                if self._announce:
-                    ir.async_delete_issue(self.hass, DOMAIN, ISSUE_OUT_OF_STEP)
+                self.announcer.clear(ISSUE_OUT_OF_STEP)
 
     async def _answer_ledger(self, event: LedgerWanted) -> None:
         """A member reconciles: send it our credit records of the slots it asked for."""
@@ -1157,27 +1269,16 @@ class FederationLink:
         self._fire(event_type, {"member": member, **extra})
         joined = event_type == EVENT_PEER_JOINED
         self._notify(
-            self.hass,
-            (
-                f"Neighbour {short(member)} joined the community."
-                if joined
-                else f"Neighbour {short(member)} left the community."
-            ),
-            title="Peer Energy",
-            notification_id=f"{DOMAIN}_peer_{short(member)}",
+            "peer_joined_notification" if joined else "peer_left_notification",
+            f"{DOMAIN}_peer_{short(member)}",
+            member=short(member),
         )
 
     def _on_peer_left(self, event: PeerLeft) -> None:
         if event.member == self.member_key:
             self._notify(
-                self.hass,
-                (
-                    "This home was removed from the community by an admin."
-                    if event.removed
-                    else "This home left the community."
-                ),
-                title="Peer Energy",
-                notification_id=f"{DOMAIN}_left",
+                "removed_notification" if event.removed else "left_notification",
+                f"{DOMAIN}_left",
             )
             for cb in list(self._on_left):
                 cb()
@@ -1193,10 +1294,10 @@ class FederationLink:
             {"member": event.member, "asset_id": event.asset_id, "kind": event.kind},
         )
         self._notify(
-            self.hass,
-            f"Neighbour {short(event.member)} enrolled a device ({event.kind}).",
-            title="Peer Energy",
-            notification_id=f"{DOMAIN}_device_{event.asset_id[:16]}",
+            "device_enrolled_notification",
+            f"{DOMAIN}_device_{event.asset_id[:16]}",
+            member=short(event.member),
+            kind=event.kind,
         )
 
     def _on_equivocation(self, event: EquivocationDetected) -> None:
@@ -1257,10 +1358,9 @@ class FederationLink:
             {"community": self.peer.community_id, "name": self.peer.membership.charter.name},
         )
         self._notify(
-            self.hass,
-            f"This home joined the community “{self.peer.membership.charter.name}”.",
-            title="Peer Energy",
-            notification_id=f"{DOMAIN}_joined",
+            "community_joined_notification",
+            f"{DOMAIN}_joined",
+            community=self.peer.membership.charter.name,
         )
         self._spawn(self.async_save(), "save")
         for cb in list(self._on_joined):
@@ -1269,8 +1369,9 @@ class FederationLink:
     # --- reachability of our own address ---
 
     async def async_probe_self(self) -> bool:
-        """Ask our own announced address for its info; raise or clear the repair issue."""
-        if self.peer is None or not self.peer.joined:
+        """Ask our own announced address for its info; raise or clear the repair issue
+        (HTTP only: on a broker the connection state is the check)."""
+        if self.peer is None or not self.peer.joined or self.carrier.fanout:
             return True
         info = await self.transport.async_info(self.peer.address)
         ok = info is not None and info.get("member") == self.member_key
@@ -1297,6 +1398,8 @@ class FederationLink:
             data["peer"] = self.peer.snapshot()
         if self._join is not None:
             data["join"] = dict(self._join)
+        if self.peer is not None and (carrier := self.carrier.snapshot()) is not None:
+            data["carrier"] = carrier
         return data
 
     async def async_save(self) -> None:
@@ -1305,7 +1408,7 @@ class FederationLink:
 
     async def async_forget(self) -> None:
         """Drop the stored community (after leaving)."""
-        self.peer = None
+        self._set_peer(None)
         self._join = None
         await self.store.async_remove()
 
@@ -1352,4 +1455,6 @@ class FederationLink:
             "records_reconciled": self.trades_reconciled,
             "ledger_out_of_step": self._step_issue,
             "unreachable": sorted(short(m) for m in self._unreachable),
+            "transport": self.carrier.kind,
+            "broker": str(self.broker_state.status) if self.broker_state is not None else None,
         }

@@ -28,6 +28,7 @@ Every text a user sees (errors, repairs) is translated.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -54,6 +55,7 @@ from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
+from .community_flow import BROKER_KEYS
 from .const import (
     CONF_ADDRESS,
     CONF_COMMUNITY_ACTION,
@@ -66,7 +68,12 @@ from .const import (
     SUBENTRY_COMMUNITY,
     CommunityAction,
 )
-from .core.federation.community import CommunityError, CommunityRules
+from .core.federation.community import (
+    CommunityError,
+    CommunityRules,
+    Invitation,
+    InvitationError,
+)
 from .core.trust.credit import CreditPolicy
 from .federation import (
     DATA_LINK,
@@ -79,7 +86,9 @@ from .federation import (
 )
 from .http import HttpTransport, async_register_views
 from .ledger import LedgerSetupError, PeerLedger, async_load_identity, identity_store
+from .mqtt_transport import BrokerError, MqttCarrier, broker_config
 from .runtime import PeerEnergyConfigEntry
+from .transport import Carrier, HttpCarrier
 
 LOCAL_COMMUNITY: Final = "local"
 JOIN_TIMEOUT_S: Final = 60.0
@@ -125,13 +134,36 @@ def community_subentry(entry: PeerEnergyConfigEntry) -> ConfigSubentry | None:
     )
 
 
-def _member_data(link: FederationLink) -> dict[str, Any]:
+def _member_data(link: FederationLink, previous: Mapping[str, Any]) -> dict[str, Any]:
+    """The subentry data of a member (the broker and its credentials kept)."""
     return {
         CONF_COMMUNITY_ACTION: CommunityAction.MEMBER.value,
         CONF_COMMUNITY_ID: link.community_id,
         CONF_COMMUNITY_NAME: link.community_name,
         CONF_ADDRESS: link.address,
+        **{key: previous[key] for key in BROKER_KEYS if key in previous},
     }
+
+
+def _carrier(hass: HomeAssistant, subentry: ConfigSubentry | None, http: HttpTransport) -> Carrier:
+    """The community's carrier: MQTT when the subentry (or the invitation it joins) names
+    a broker, else HTTP. A broker that cannot be used falls back to HTTP with an error in
+    the log (the forms refuse such input)."""
+    data: Mapping[str, Any] = subentry.data if subentry is not None else {}
+    invitation = None
+    if CONF_INVITATION in data:
+        try:
+            invitation = Invitation.decode(str(data[CONF_INVITATION]))
+        except InvitationError:
+            invitation = None
+    try:
+        config = broker_config(data, invitation)
+    except BrokerError as err:
+        LOGGER.error("The community's broker cannot be used: %s", err)
+        config = None
+    if config is None:
+        return HttpCarrier(http)
+    return MqttCarrier(hass.loop, config)
 
 
 async def async_setup_federation(
@@ -161,13 +193,13 @@ async def async_setup_federation(
         ) from err
     link: FederationLink | None = None
     transport = HttpTransport(hass, lambda: (link.address if link else None) or "")
-    link = FederationLink(hass, entry.entry_id, identity, transport)
+    subentry = community_subentry(entry)
+    link = FederationLink(hass, entry.entry_id, identity, _carrier(hass, subentry, transport))
     try:
         status = await link.async_load()
     except FederationError as err:
         LOGGER.error("Starting without the stored community: %s", err)
         status = "none"
-    subentry = community_subentry(entry)
     action = subentry.data.get(CONF_COMMUNITY_ACTION) if subentry is not None else None
 
     if subentry is None and status != "none":
@@ -185,7 +217,10 @@ async def async_setup_federation(
     if subentry is not None and link.joined and action != CommunityAction.MEMBER:
         # The update listener is not registered yet: no reload.
         hass.config_entries.async_update_subentry(
-            entry, subentry, title=link.community_name or subentry.title, data=_member_data(link)
+            entry,
+            subentry,
+            title=link.community_name or subentry.title,
+            data=_member_data(link, subentry.data),
         )
 
     community = link.community_id if link.joined and link.community_id else LOCAL_COMMUNITY
@@ -216,7 +251,10 @@ async def async_setup_federation(
         current = community_subentry(entry)
         if current is not None:
             hass.config_entries.async_update_subentry(
-                entry, current, title=link.community_name or current.title, data=_member_data(link)
+                entry,
+                current,
+                title=link.community_name or current.title,
+                data=_member_data(link, current.data),
             )
         # Without a subentry the join ran in the "Add community" flow, which adds it.
 
@@ -336,10 +374,13 @@ async def _async_forget_and_drop(
         hass.config_entries.async_remove_subentry(entry, subentry.subentry_id)
 
 
-async def async_remove_home(hass: HomeAssistant, entry_id: str) -> None:
+async def async_remove_home(
+    hass: HomeAssistant, entry_id: str, subentry: ConfigSubentry | None = None
+) -> None:
     """The entry is deleted: leave the community (best effort) and delete the home's files.
 
-    Runs after the unload, so the link is rebuilt from its store only to say goodbye.
+    Runs after the unload, so the link is rebuilt from its store (and, on a broker, from
+    the community subentry's broker) only to say goodbye.
     What stays: ledger exports the user made (``peer_energy_exports``) and the other
     members' own records of this home's trades, which are theirs.
     """
@@ -347,11 +388,12 @@ async def async_remove_home(hass: HomeAssistant, entry_id: str) -> None:
     if (data := await store.async_load()) is not None and data.get("seed"):
         try:
             identity, _pending = await async_load_identity(store)
-            link = FederationLink(
-                hass, entry_id, identity, HttpTransport(hass, lambda: ""), schedule=False
-            )
+            carrier = _carrier(hass, subentry, HttpTransport(hass, lambda: ""))
+            link = FederationLink(hass, entry_id, identity, carrier, schedule=False)
             if await link.async_load() == "member" and link.joined:
                 async with asyncio.timeout(LEAVE_TIMEOUT_S):
+                    await carrier.async_start()  # a broker: connect to say goodbye
+                    await carrier.async_ready(LEAVE_TIMEOUT_S)
                     await link.async_leave()
             await link.async_stop()
         except (HomeAssistantError, TimeoutError) as err:

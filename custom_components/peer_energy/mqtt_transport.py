@@ -32,7 +32,7 @@ This module does not import Home Assistant: it needs only an asyncio loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 import logging
@@ -46,7 +46,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from .core.federation.channel import ALL, topic_of
+from .core.federation.channel import ALL, BrokerChannel, broker_address, topic_of
+from .core.federation.protocol import Broadcast, Peer, Send
+from .core.federation.sealing import KeyChain
+from .transport import ACCEPTED, Parcel
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -337,3 +340,226 @@ class MqttHome:
         """Run the peer's clock now."""
         now = self._clock_ms()
         self.handle(self.channel.peer.tick(now), now)
+
+
+class MqttCarrier:
+    """The federation link's carrier on a broker (``transport.Carrier``).
+
+    A fan-out peer behind a ``BrokerChannel`` (sealing, keys, routes) on an
+    ``MqttTransport``. The transport is created when a peer is bound (its topics follow
+    from the community and the member) and connects once the link starts.
+    """
+
+    kind = "mqtt"
+    fanout = True
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        config: BrokerConfig,
+        *,
+        on_status: Callable[[BrokerState], None] | None = None,
+        transport_factory: Callable[..., MqttTransport] = MqttTransport,
+    ) -> None:
+        """A carrier for the broker in ``config``; ``on_status`` gets each broker state."""
+        self._loop = loop
+        self.config = config
+        self.channel: BrokerChannel | None = None
+        self.transport: MqttTransport | None = None
+        self._factory = transport_factory
+        self._on_status = on_status
+        self._inbound: Any = None
+        self._started = False
+        self._connected = asyncio.Event()
+        self._changed = False
+        self._epoch = -1
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    @property
+    def state(self) -> BrokerState:
+        """Where the broker connection stands."""
+        return (
+            self.transport.state
+            if self.transport is not None
+            else BrokerState(BrokerStatus.STOPPED)
+        )
+
+    def attach(self, inbound: Any, on_status: Callable[[BrokerState], None]) -> None:
+        """The link's entry for received messages and broker states."""
+        self._inbound = inbound
+        self._on_status = on_status
+
+    def own_address(self, community: str, member: str) -> str | None:
+        """A member's address on a broker: its inbox."""
+        return broker_address(community, member)
+
+    def bind(self, peer: Peer | None, saved: Mapping[str, Any] | None = None) -> None:
+        """Carry ``peer``'s messages (``saved``: the key chain of a previous ``snapshot``)."""
+        if peer is None:
+            self.channel = None
+            self._replace_transport(None)
+            return
+        keys: KeyChain | None = None
+        raw = (saved or {}).get("keys")
+        if isinstance(raw, Mapping) and raw.get("community") == peer.community_id:
+            try:
+                keys = KeyChain.from_dict(peer.identity, raw)
+            except ValueError as err:
+                _LOGGER.warning("Stored community keys are damaged (%s): waiting for a grant", err)
+        self.channel = BrokerChannel(peer, keys=keys)
+        self._epoch = self.channel.keys.epoch
+        self._changed = keys is None and peer.joined  # a founder's new key: save it
+        community, inbox = peer.community_id, self.channel.inbox
+        current = self.transport
+        wanted = topics(self.config.prefix, community, inbox)
+        if current is not None and (current.community_topic, current.inbox_topic) == wanted:
+            return
+        self._replace_transport(
+            self._factory(
+                self._loop,
+                self.config,
+                community=community,
+                inbox=inbox,
+                client_id=f"peer-energy-{inbox[:20]}",
+                on_frame=self._frame,
+                on_status=self._status,
+            )
+        )
+
+    def _replace_transport(self, new: MqttTransport | None) -> None:
+        old, self.transport = self.transport, new
+        self._connected.clear()
+        if old is not None:
+            self._spawn(old.async_stop())
+        if new is not None and self._started:
+            self._spawn(new.async_start())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro, loop=self._loop)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def package(self, outputs: Sequence[Any], now_ms: int) -> tuple[list[Any], list[Any]]:
+        """Seal and route the peer's outputs (one publication per route)."""
+        channel = self.channel
+        if channel is None:
+            return [], [o for o in outputs if not isinstance(o, Send | Broadcast)]
+        pubs, events = channel.outgoing(outputs, now_ms)
+        self._note_keys()
+        return [Parcel(p.route, p.frame) for p in pubs], events
+
+    async def async_deliver(self, parcel: Any) -> int:
+        """Publish at QoS 1; ``ACCEPTED`` when queued, 0 when not connected."""
+        transport = self.transport
+        if transport is None:
+            return 0
+        return ACCEPTED if transport.publish(parcel.to, parcel.data) else 0
+
+    async def async_info(self, address: str) -> dict[str, Any] | None:
+        """No info endpoint on a broker."""
+        return None
+
+    async def async_ready(self, timeout_s: float) -> bool:
+        """Wait for the broker connection."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._connected.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def async_start(self) -> None:
+        """Connect (in the background; the state follows through ``on_status``)."""
+        self._started = True
+        if self.transport is not None:
+            await self.transport.async_start()
+
+    async def async_stop(self) -> None:
+        """Disconnect and stop the network thread."""
+        self._started = False
+        if self.transport is not None:
+            await self.transport.async_stop()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """The community keys held (secrets: the private store only)."""
+        return {"keys": self.channel.keys.to_dict()} if self.channel is not None else None
+
+    def take_changed(self) -> bool:
+        """True once after the keys changed (the link then saves)."""
+        changed, self._changed = self._changed, False
+        return changed
+
+    def invitation_fields(self) -> dict[str, str]:
+        """The broker's URL and the topic prefix (never a credential)."""
+        return {"broker": self.config.url, "prefix": self.config.prefix}
+
+    # -- from the transport (event loop) --
+    def _note_keys(self) -> None:
+        if self.channel is not None and self.channel.keys.epoch != self._epoch:
+            self._epoch = self.channel.keys.epoch
+            self._changed = True
+
+    def _frame(self, route: str, frame: bytes) -> None:
+        channel = self.channel
+        if channel is None or self._inbound is None:
+            return
+        self._inbound(lambda now: self._incoming(channel, frame, now))
+
+    def _incoming(self, channel: BrokerChannel, frame: bytes, now_ms: int) -> list[Any]:
+        outputs: list[Any] = channel.incoming(frame, now_ms)
+        self._note_keys()
+        return outputs
+
+    def _status(self, state: BrokerState) -> None:
+        if state.status is BrokerStatus.CONNECTED:
+            self._connected.set()
+        else:
+            self._connected.clear()
+        if self._on_status is not None:
+            self._on_status(state)
+
+
+async def async_check_broker(
+    loop: asyncio.AbstractEventLoop, config: BrokerConfig, timeout_s: float = 5.0
+) -> BrokerState:
+    """Connect once with ``config`` and report how it went (the forms use this): the
+    first state after ``CONNECTING``, or ``UNREACHABLE`` after ``timeout_s``."""
+    states: asyncio.Queue[BrokerState] = asyncio.Queue()
+    probe = MqttTransport(
+        loop,
+        config,
+        community="check",
+        inbox="0" * 32,
+        client_id=f"peer-energy-check-{id(states):x}",
+        on_frame=lambda route, frame: None,
+        on_status=states.put_nowait,
+    )
+    await probe.async_start()
+    state = BrokerState(BrokerStatus.UNREACHABLE, "no answer from the broker")
+    try:
+        async with asyncio.timeout(timeout_s):
+            while (next_state := await states.get()).status is BrokerStatus.CONNECTING:
+                pass
+            state = next_state
+    except TimeoutError:
+        pass
+    finally:
+        await probe.async_stop()
+    return state
+
+
+def broker_config(data: Mapping[str, Any], invitation: Any = None) -> BrokerConfig | None:
+    """The broker of a community subentry's data (``transport`` mqtt), or of the
+    ``invitation`` being joined; None for HTTP. Raises ``BrokerError`` if unusable."""
+    url = str(data.get("broker_url") or (invitation.broker if invitation is not None else ""))
+    if data.get("transport") != "mqtt" and not url:
+        return None
+    prefix = str(data.get("topic_prefix") or (invitation.prefix if invitation is not None else ""))
+    return BrokerConfig.from_url(
+        url,
+        prefix=prefix or DEFAULT_PREFIX,
+        username=data.get("broker_username") or None,
+        password=data.get("broker_password") or None,
+    )

@@ -51,6 +51,10 @@ class CommunityError(ValueError):
     """Rules, a charter or a membership change is invalid."""
 
 
+_HTTP_FIELDS = frozenset({"c", "i", "a", "s", "e"})
+_BROKER_FIELDS = _HTTP_FIELDS | {"b", "p"}
+
+
 class InvitationError(ValueError):
     """An invitation string cannot be used."""
 
@@ -247,13 +251,21 @@ def join_proof(secret: bytes, community: str, member: str, address: str, invitat
 
 @dataclass(frozen=True, slots=True)
 class Invitation:
-    """A one-time invitation. ``secret`` is 32 bytes; keep the string private."""
+    """A one-time invitation. ``secret`` is 32 bytes; keep the string private.
+
+    On a broker community ``broker`` is the broker's URL (``mqtt://`` or ``mqtts://``,
+    never with credentials) and ``prefix`` its topic prefix: what a joiner needs besides
+    the inviter's address (``mqtt:<inbox>``). Both are empty for an HTTP community, whose
+    invitations keep the five fields of before.
+    """
 
     community: str
     inviter: str
     address: str
     secret: bytes = field(repr=False)
     expires_ms: int
+    broker: str = ""
+    prefix: str = ""
 
     def __post_init__(self) -> None:
         """Validate every field."""
@@ -267,6 +279,18 @@ class Invitation:
             raise InvitationError("invitation secret must be 32 bytes")
         if type(self.expires_ms) is not int or self.expires_ms < 0:
             raise InvitationError("invitation expiry is malformed")
+        for value in (self.broker, self.prefix):
+            if not isinstance(value, str) or len(value) > MAX_ADDRESS_LEN:
+                raise InvitationError("invitation broker is malformed")
+        if bool(self.broker) != bool(self.prefix) or "@" in self.broker:
+            raise InvitationError("invitation broker is malformed")
+        if self.broker and not self.broker.startswith(("mqtt://", "mqtts://")):
+            raise InvitationError("invitation broker is malformed")
+
+    @property
+    def transport(self) -> str:
+        """``mqtt`` for a broker community, else ``http``."""
+        return "mqtt" if self.broker else "http"
 
     @property
     def invitation_id(self) -> str:
@@ -288,15 +312,16 @@ class Invitation:
 
     def encode(self) -> str:
         """The copyable string."""
-        body = canonical_bytes(
-            {
-                "c": self.community,
-                "i": self.inviter,
-                "a": self.address,
-                "s": self.secret.hex(),
-                "e": self.expires_ms,
-            }
-        )
+        fields: dict[str, Any] = {
+            "c": self.community,
+            "i": self.inviter,
+            "a": self.address,
+            "s": self.secret.hex(),
+            "e": self.expires_ms,
+        }
+        if self.broker:
+            fields |= {"b": self.broker, "p": self.prefix}
+        body = canonical_bytes(fields)
         return INVITATION_PREFIX + base64.urlsafe_b64encode(body).decode("ascii").rstrip("=")
 
     @classmethod
@@ -313,7 +338,7 @@ class Invitation:
             data = decode(body)
         except (binascii.Error, ValueError, CanonicalError):
             raise InvitationError("invitation text is damaged (copy it again)") from None
-        if not isinstance(data, dict) or set(data) != {"c", "i", "a", "s", "e"}:
+        if not isinstance(data, dict) or set(data) not in (_HTTP_FIELDS, _BROKER_FIELDS):
             raise InvitationError("invitation has the wrong fields")
         secret_hex = data["s"]
         if not isinstance(secret_hex, str):
@@ -322,7 +347,15 @@ class Invitation:
             secret = bytes.fromhex(secret_hex)
         except ValueError:
             raise InvitationError("invitation secret is malformed") from None
-        return cls(data["c"], data["i"], data["a"], secret, data["e"])  # type: ignore[arg-type]
+        return cls(
+            data["c"],  # type: ignore[arg-type]
+            data["i"],  # type: ignore[arg-type]
+            data["a"],  # type: ignore[arg-type]
+            secret,
+            data["e"],  # type: ignore[arg-type]
+            data.get("b", ""),  # type: ignore[arg-type]
+            data.get("p", ""),  # type: ignore[arg-type]
+        )
 
 
 # --- Membership -------------------------------------------------------------------------
