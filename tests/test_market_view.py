@@ -372,7 +372,12 @@ async def test_market_view_of_a_cleared_slot(
         lines = rendered.splitlines()
         assert lines[0] == "CALLS frontend/get_translations,peer_energy/market"
         assert lines[1] == "FETCHED translations/en.json"
-        headings = ("Running slot", "Next slot", "Last 24 hours", "Credit with the community")
+        headings = (
+            "Running slot",
+            "Next slot",
+            "Last day and next 24 hours",
+            "Credit with the community",
+        )
         for heading in (*headings, "Community"):
             assert heading in lines
         for name in ("Roof PV", "Home battery", "Wallbox", "Dishwasher", "Household load"):
@@ -384,6 +389,26 @@ async def test_market_view_of_a_cleared_slot(
                 if row["kind"] != "grid_meter":
                     assert REASON_TEXTS[row["reason"]["code"]] in lines
         assert "Table (3 slots)" in lines
+        # One chart of the last day and the plan: every series drawn (the plan's import
+        # or export in at least one slot), the plan's legend, a line at "now".
+        assert view["plan"] is not None
+        series = dict(
+            item.split("=") for item in lines[-1].removeprefix("SERIES ").split(",") if item
+        )
+        for name in ("price", "bought", "sold", "expected", "import", "export", "battery", "ev"):
+            assert name in series, name
+        for name in ("price", "expected", "battery", "ev"):
+            assert int(series[name]) >= 1, name
+        plan = view["plan"]
+        assert int(series["import"]) == sum(1 for wh in plan["import_wh"] if wh)
+        assert int(series["export"]) == sum(1 for wh in plan["export_wh"] if wh)
+        for legend in (
+            "expected price, plan (EUR/kWh, left axis)",
+            "battery, plan (up charges, down discharges)",
+            "EV charging, plan",
+            "now",
+        ):
+            assert legend in lines, legend
         assert f"{report.price / 100:.3f} EUR/kWh" in lines
         # Reason parameters in words with units and currency, never raw keys or bare cents.
         text = "\n".join(lines)
@@ -407,6 +432,7 @@ async def test_void_slot_and_community_fields(
     hass: HomeAssistant,
     market: SlotClock,  # noqa: F811
     hass_ws_client: Any,
+    tmp_path: Path,
 ) -> None:
     """A void slot is marked; a community's name, members and scores are shown."""
     me = market.member
@@ -414,6 +440,7 @@ async def test_void_slot_and_community_fields(
         community_name="Elm Street",
         members=3,
         peers_online=1,
+        unreachable_members=("ef" * 32,),
         member_key=me,
         own_reputation=875,
         reputations={me: 875, "cd" * 32: 990, "ef" * 32: 400},
@@ -426,7 +453,12 @@ async def test_void_slot_and_community_fields(
         )
     )
     view = await _view(hass_ws_client, hass)
-    assert view["community"] == {"name": "Elm Street", "members": 3, "peers_online": 1}
+    assert view["community"] == {
+        "name": "Elm Street",
+        "members": 3,
+        "peers_online": 1,
+        "unreachable": [{"member": "ef" * 4, "name": None}],
+    }
     assert view["reputation"] == {
         "own": 87.5,
         "peers": [
@@ -443,6 +475,12 @@ async def test_void_slot_and_community_fields(
     (row,) = view["history"]
     assert (row["void"], row["void_reason"]) == (True, "no_quorum")
     assert "cd" * 32 not in json.dumps(view)
+    # The community card names the unreachable neighbour.
+    rendered = _rendered(view, tmp_path)
+    if rendered is not None:
+        lines = rendered.splitlines()
+        at = lines.index("Unreachable neighbours")
+        assert lines[at + 1] == "ef" * 4
 
 
 async def test_unknown_entry_is_a_clean_error(
@@ -653,7 +691,12 @@ async def test_trades_and_settlements_with_a_neighbour(
     assert ledger is not None
     terms = (await ledger.async_records("trade"))[0].body["terms"]
     price = terms["price"]
-    assert view["community"] == {"name": "Elm Street", "members": 2, "peers_online": 1}
+    assert view["community"] == {
+        "name": "Elm Street",
+        "members": 2,
+        "peers_online": 1,
+        "unreachable": [],
+    }
     assert view["member_id"] == a.link.member_key[:8]
     (trade,) = view["trades"]
     assert trade == {

@@ -10,8 +10,8 @@
   each delivery a background task so the event loop never waits on the network;
 * it turns the peer's events into Home Assistant: result listeners (the slot clock of
   ``market.py`` subscribes), bus events and persistent notifications when a peer joins or
-  leaves or a device is enrolled, repair issues for unreachable peers, and ledger entries
-  for final slots;
+  leaves or a device is enrolled, a signal when a neighbour becomes unreachable or
+  reachable again, and ledger entries for final slots;
 * it persists what a restart needs in a private ``Store``
   (``.storage/peer_energy.federation.<entry_id>``): the charter, the signed membership
   records, the announced address, invitations with their one-time secrets (open ones, and
@@ -115,8 +115,12 @@ EVENT_COMMUNITY_JOINED: Final = f"{DOMAIN}_community_joined"
 SIGNAL_LEDGER_UPDATED: Final = f"{DOMAIN}_ledger_updated"
 # Dispatcher signal (suffixed with the entry id) sent when an invitation is created.
 SIGNAL_INVITATION_CREATED: Final = f"{DOMAIN}_invitation_created"
+# Sent (with the entry id appended) when a neighbour becomes unreachable or reachable again.
+SIGNAL_REACHABILITY: Final = f"{DOMAIN}_reachability"
 
 # Repair issues (translations in strings.json under "issues").
+# Repairs of neighbours' outages made by earlier versions (deleted at start: a neighbour's
+# outage is not for this user to fix; the "Unreachable neighbours" sensor shows it).
 ISSUE_PEER_UNREACHABLE: Final = "peer_unreachable"
 ISSUE_SELF_UNREACHABLE: Final = "address_unreachable"
 ISSUE_JOIN_FAILED: Final = "join_failed"
@@ -354,6 +358,11 @@ class FederationLink:
             return 0
         others = [m for m in self.peer.roster() if m != self.member_key]
         return sum(1 for m in others if m not in self._unreachable)
+
+    @property
+    def unreachable_members(self) -> tuple[str, ...]:
+        """Other members the protocol reports unreachable now (member ids, sorted)."""
+        return tuple(sorted(self._unreachable))
 
     @property
     def rules(self) -> CommunityRules | None:
@@ -752,6 +761,8 @@ class FederationLink:
     @callback
     def async_start(self) -> None:
         """Start the slot timers (and catch up on slots missed while stopped)."""
+        if self._announce:
+            self._delete_old_unreachable_issues()
         if self.peer is not None and self.peer.joined:
             now = self.clock()
             self._handle(self.peer.catch_up(now))
@@ -1170,28 +1181,39 @@ class FederationLink:
             LOGGER.error("Could not record equivocation evidence: %s", err)
 
     def _on_unreachable(self, member: str, since_ms: int) -> None:
-        self._unreachable.add(member)
-        if not self._announce:
+        """A neighbour went silent: the "Unreachable neighbours" sensor shows it (no repair:
+        this user cannot fix another home's outage)."""
+        if member in self._unreachable:
             return
-        address = self.peer.membership.address_of(member) if self.peer is not None else None
-        ir.async_create_issue(
-            self.hass,
-            DOMAIN,
-            f"{ISSUE_PEER_UNREACHABLE}_{member[:16]}",
-            is_fixable=False,
-            severity=ir.IssueSeverity.WARNING,
-            translation_key=ISSUE_PEER_UNREACHABLE,
-            translation_placeholders={
-                "member": short(member),
-                "address": address or "?",
-                "since": dt_util.utc_from_timestamp(since_ms / 1000).isoformat(),
-            },
+        self._unreachable.add(member)
+        LOGGER.info(
+            "Neighbour %s unreachable since %s",
+            short(member),
+            dt_util.utc_from_timestamp(since_ms / 1000).isoformat(),
         )
+        self._reachability_changed()
 
     def _on_reachable(self, member: str) -> None:
+        if member not in self._unreachable:
+            return
         self._unreachable.discard(member)
+        LOGGER.info("Neighbour %s reachable again", short(member))
+        self._reachability_changed()
+
+    def _reachability_changed(self) -> None:
         if self._announce:
-            ir.async_delete_issue(self.hass, DOMAIN, f"{ISSUE_PEER_UNREACHABLE}_{member[:16]}")
+            async_dispatcher_send(self.hass, f"{SIGNAL_REACHABILITY}_{self.entry_id}")
+
+    def _delete_old_unreachable_issues(self) -> None:
+        """Delete the neighbour-outage repairs earlier versions created."""
+        prefix = f"{ISSUE_PEER_UNREACHABLE}_"
+        old = [
+            issue_id
+            for (domain, issue_id) in ir.async_get(self.hass).issues
+            if domain == DOMAIN and issue_id.startswith(prefix)
+        ]
+        for issue_id in old:
+            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
 
     def _joined_now(self) -> None:
         assert self.peer is not None

@@ -149,6 +149,10 @@ async def async_market_view(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
             "name": federation.community_name,
             "members": federation.members,
             "peers_online": federation.peers_online,
+            "unreachable": [
+                {"member": short(member), "name": names.get(member)}
+                for member in federation.unreachable_members
+            ],
         },
         "home_now": _home_now(entry),
         "current": _slot_view(hass, entry, market, now),
