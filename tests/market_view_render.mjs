@@ -109,7 +109,11 @@ panel.hass = {
   states: {},
   callWS: async (msg) => {
     calls.push(msg.type);
-    if (msg.type === "peer_energy/market") return view;
+    if (msg.type === "peer_energy/market") {
+      // A view {"__error__": {...}} stands for the error result Home Assistant would send.
+      if (view.__error__) throw view.__error__;
+      return view;
+    }
     if (msg.type === "frontend/get_translations") {
       if (msg.category !== "entity" || msg.integration[0] !== "peer_energy") {
         throw new Error("translations of the wrong category or integration");

@@ -487,14 +487,22 @@ async def test_unknown_entry_is_a_clean_error(
     hass: HomeAssistant,
     market: SlotClock,  # noqa: F811
     hass_ws_client: Any,
+    tmp_path: Path,
 ) -> None:
-    """An unknown entry id, or no loaded entry, is a websocket error (not_found)."""
+    """An unknown entry id, or no loaded entry, is a websocket error (not_found) with a
+    translation key of the integration's exceptions, which the panel words in the user's
+    language."""
     client = await hass_ws_client(hass)
     await client.send_json_auto_id({"type": WS_TYPE_MARKET, "entry_id": "no_such_entry"})
     msg = await client.receive_json()
     assert not msg["success"]
-    assert msg["error"]["code"] == "not_found"
-    assert "no_such_entry" in msg["error"]["message"]
+    assert msg["error"] == {
+        "code": "not_found",
+        "message": 'No Peer Energy entry has the id "no_such_entry"',
+        "translation_key": "entry_not_found",
+        "translation_domain": DOMAIN,
+        "translation_placeholders": {"entry_id": "no_such_entry"},
+    }
     await client.send_json_auto_id({"type": WS_TYPE_MARKET, "entry_id": 12})
     msg = await client.receive_json()
     assert not msg["success"]
@@ -504,6 +512,22 @@ async def test_unknown_entry_is_a_clean_error(
     msg = await client.receive_json()
     assert not msg["success"]
     assert msg["error"]["code"] == "not_found"
+    assert msg["error"]["translation_key"] == "no_entry_loaded"
+    await client.send_json_auto_id({"type": WS_TYPE_MARKET, "entry_id": market.entry.entry_id})
+    msg = await client.receive_json()
+    assert msg["error"]["translation_key"] == "entry_not_loaded"
+    assert msg["error"]["translation_placeholders"] == {"title": market.entry.title}
+    # The panel shows it in the user's language.
+    rendered = _rendered({"__error__": msg["error"]}, tmp_path, "de")
+    if rendered is not None:
+        title = market.entry.title
+        expected = f"Peer Energy „{title}“ ist nicht geladen. Prüfe es unter Einstellungen"
+        assert expected in rendered
+    # Every key the command sends has a text in the panel's languages.
+    for language in ("en", "de", "nl", "fr"):
+        texts = json.loads((TRANSLATIONS / f"{language}.json").read_text(encoding="utf-8"))
+        for key in ("entry_not_found", "no_entry_loaded", "entry_not_loaded", "ledger_closed"):
+            assert f"wserror.{key}" in texts, (language, key)
 
 
 async def test_panel_registered_while_loaded(
@@ -814,4 +838,6 @@ async def test_reloading_entry_is_a_clean_error(
         await client.send_json_auto_id({"type": WS_TYPE_MARKET})
         msg = await client.receive_json()
     assert not msg["success"]
-    assert msg["error"] == {"code": "not_found", "message": "Peer Energy is reloading; try again"}
+    assert msg["error"]["code"] == "not_found"
+    assert msg["error"]["translation_key"] == "ledger_closed"
+    assert "reloads" in msg["error"]["message"]

@@ -372,17 +372,22 @@ def _own_reputation(clock: SlotClock) -> float | None:
 
 
 def _reputation_attrs(clock: SlotClock) -> dict[str, Any]:
-    """This home's score of each neighbour (percent), keyed by a short member id."""
+    """``status``: "not_rated" until there is evidence about this home (the state is then
+    unknown), "rated" after; ``peers``: this home's score of each neighbour (percent),
+    keyed by a short member id."""
     federation = clock.federation
+    if federation is None:
+        return {}
+    attrs: dict[str, Any] = {
+        "status": "not_rated" if _own_reputation(clock) is None else "rated",
+    }
     scores = getattr(federation, "reputations", None)
     me = getattr(federation, "member_key", None)
-    if not isinstance(scores, dict):
-        return {}
-    return {
-        "peers": {
+    if isinstance(scores, dict):
+        attrs["peers"] = {
             short(member): value / 10 for member, value in sorted(scores.items()) if member != me
         }
-    }
+    return attrs
 
 
 MARKET_SENSORS: tuple[PeerEnergyMarketSensorDescription, ...] = (

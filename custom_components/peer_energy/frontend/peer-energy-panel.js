@@ -412,11 +412,20 @@ class PeerEnergyPanel extends HTMLElement {
       this._watched = this._data.entities || [];
       this._error = null;
     } catch (err) {
-      this._error = (err && (err.message || err.code)) || String(err);
+      this._error = err || new Error("?"); // worded at render time, in the loaded language
     } finally {
       this._loading = false;
     }
     this._render();
+  }
+
+  // A websocket error in the user's language: the integration's errors carry a translation
+  // key the panel has a text for; anything else shows Home Assistant's message.
+  _errorText(err) {
+    const key = err && err.translation_domain === DOMAIN ? err.translation_key : null;
+    const text = key ? this._texts[`wserror.${key}`] ?? this._english[`wserror.${key}`] : undefined;
+    if (text) return fill(text, err.translation_placeholders || {});
+    return (err && (err.message || err.code)) || String(err);
   }
 
   _moreInfo(entityId) {
@@ -518,7 +527,7 @@ class PeerEnergyPanel extends HTMLElement {
     const title = el("div", { class: "title" }, "Peer Energy", data ? el("span", { class: "home" }, data.home_name) : null);
     const page = el("div", { class: "page" }, el("div", { class: "toolbar" }, this._menu, title));
     if (!data) {
-      page.append(el("div", { class: this._error ? "error" : "muted content" }, this._error ? this._t("error.load", { error: this._error }) : this._t("loading")));
+      page.append(el("div", { class: this._error ? "error" : "muted content" }, this._error ? this._t("error.load", { error: this._errorText(this._error) }) : this._t("loading")));
     } else {
       const content = el(
         "div",
@@ -529,7 +538,7 @@ class PeerEnergyPanel extends HTMLElement {
         this._tradesCard(data),
         el("div", { class: "pair" }, this._creditCard(data), this._communityCard(data))
       );
-      if (this._error) content.append(el("div", { class: "error" }, this._t("error.refresh", { error: this._error })));
+      if (this._error) content.append(el("div", { class: "error" }, this._t("error.refresh", { error: this._errorText(this._error) })));
       page.append(content);
     }
     const style = el("style");
