@@ -269,13 +269,17 @@ async def test_market_view_of_a_cleared_slot(
     # A price from before a restart (no outcome in memory) still shows in the day.
     earlier = NEXT_TS - 3600
     market.prices[earlier] = 12
-    # A neighbour takes 400 Wh of the other side of the following slot's order.
+    # A neighbour takes the other side of the following slot's order, with more than the
+    # home wants: its price (a seller under retail, a buyer over the feed-in tariff) sets
+    # the clearing price, so the trade really saves money.
     later = NEXT_TS + 900
     order = market.plans[later].order
     assert order is not None
     bought = order.side is Side.BUY
+    energy = order.energy_wh
+    assert energy > 0
     counter = Order.single(
-        "p1", "ab" * 32, Side.SELL if bought else Side.BUY, later, 400, 9 if bought else 29
+        "p1", "ab" * 32, Side.SELL if bought else Side.BUY, later, energy + 400, 9 if bought else 29
     )
     result = clear_slot([order, counter], MarketRules(30, 8), slot_start=later)
     own = tuple(f for f in result.fills if market.member in (f.buyer, f.seller))
@@ -303,7 +307,7 @@ async def test_market_view_of_a_cleared_slot(
     nxt = view["next"]
     assert nxt["status"] == "cleared"
     assert nxt["outcome"]["price"]["minor"] == result.general_price
-    traded = (400, 0) if bought else (0, 400)
+    traded = (energy, 0) if bought else (0, energy)
     assert (nxt["outcome"]["bought_wh"], nxt["outcome"]["sold_wh"]) == traded
     money = sum(f.energy_wh * f.price for f in own)
     key = "paid_mmu" if bought else "received_mmu"
@@ -328,19 +332,21 @@ async def test_market_view_of_a_cleared_slot(
     }
     assert (history[2]["bought_wh"], history[2]["sold_wh"]) == traded
     assert history[2]["local"] is False
-    assert view["totals"]["bought_wh" if bought else "sold_wh"] == 400
+    assert view["totals"]["bought_wh" if bought else "sold_wh"] == energy
     assert view["totals"]["spent_mmu" if bought else "earned_mmu"] == money
-    # Saved versus not trading: 400 Wh at the traded price instead of the grid's.
+    # Saved versus not trading: the energy at the neighbour's price instead of the grid's.
+    assert result.general_price == (9 if bought else 29)
     plan = market.plans[later]
-    saved = 400 * plan.import_price - money if bought else money - 400 * plan.feed_in_tariff
-    # the home buys at its import-price limit, so the grid sets the price: nothing saved
-    assert saved >= 0
+    grid = energy * (plan.import_price if bought else plan.feed_in_tariff)
+    saved = grid - money if bought else money - grid
+    assert saved == energy * (plan.import_price - 9 if bought else 29 - plan.feed_in_tariff)
+    assert saved > 0
     day = {"value": saved / 100_000, "mmu": saved}
     assert view["savings"] == {
         "today": day,
         "month": day,
         "since_joining": day,
-        "since": NEXT_SLOT.date().isoformat() if saved else None,
+        "since": NEXT_SLOT.date().isoformat(),
     }
     total = hass.states.get("sensor.maple_street_7_saved_in_total")
     assert total is not None
@@ -416,6 +422,10 @@ async def test_market_view_of_a_cleared_slot(
             assert raw not in text, raw
         assert "EUR/kWh" in text
         assert "Now: charging 800 W · 55 % full" in lines
+        # The savings tile: today's positive figure as its value.
+        at = lines.index("Saved today versus not trading")
+        value = saved / 100_000
+        assert lines[at + 1] == (f"{value:.4f} EUR" if value < 1 else f"{value:.2f} EUR")
         assert "not rated yet" in lines
         # Every text comes from the translations: no key is shown as such.
         keys = json.loads((TRANSLATIONS / "en.json").read_text(encoding="utf-8"))
