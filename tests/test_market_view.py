@@ -451,6 +451,7 @@ async def test_void_slot_and_community_fields(
         members=3,
         peers_online=1,
         unreachable_members=("ef" * 32,),
+        member_names={"cd" * 32: "Corner House"},
         member_key=me,
         own_reputation=875,
         reputations={me: 875, "cd" * 32: 990, "ef" * 32: 400},
@@ -472,7 +473,7 @@ async def test_void_slot_and_community_fields(
     assert view["reputation"] == {
         "own": 87.5,
         "peers": [
-            {"member": "cd" * 4, "name": None, "score": 99.0},
+            {"member": "cd" * 4, "name": "Corner House", "score": 99.0},
             {"member": "ef" * 4, "name": None, "score": 40.0},
         ],
     }
@@ -491,6 +492,9 @@ async def test_void_slot_and_community_fields(
         lines = rendered.splitlines()
         at = lines.index("Unreachable neighbours")
         assert lines[at + 1] == "ef" * 4
+        # Neighbours by the names they chose, by short id without one.
+        assert "Corner House" in lines
+        assert "cd" * 4 not in lines
 
 
 async def test_unknown_entry_is_a_clean_error(

@@ -52,7 +52,7 @@ from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 from homeassistant.util.hass_dict import HassKey
 
-from .const import DOMAIN, LOGGER
+from .const import CONF_DISPLAY_NAME, DOMAIN, LOGGER
 from .core.federation.community import (
     CommunityError,
     CommunityRules,
@@ -358,6 +358,18 @@ class FederationLink:
             return 0
         others = [m for m in self.peer.roster() if m != self.member_key]
         return sum(1 for m in others if m not in self._unreachable)
+
+    @property
+    def member_names(self) -> dict[str, str]:
+        """Display names current members chose for themselves (member id -> name)."""
+        if self.peer is None or not self.joined:
+            return {}
+        membership = self.peer.membership
+        return {
+            member: name
+            for member in self.peer.roster()
+            if (name := membership.name_of(member)) is not None
+        }
 
     @property
     def unreachable_members(self) -> tuple[str, ...]:
@@ -763,6 +775,7 @@ class FederationLink:
         """Start the slot timers (and catch up on slots missed while stopped)."""
         if self._announce:
             self._delete_old_unreachable_issues()
+        self._publish_name()
         if self.peer is not None and self.peer.joined:
             now = self.clock()
             self._handle(self.peer.catch_up(now))
@@ -1204,6 +1217,26 @@ class FederationLink:
         if self._announce:
             async_dispatcher_send(self.hass, f"{SIGNAL_REACHABILITY}_{self.entry_id}")
 
+    def _publish_name(self) -> None:
+        """Announce the display name of the options (a signed ``name`` record) when the
+        community holds another one for this home. Unset: nothing is shared (neighbours see
+        the short id); a name once shared stays with the others until replaced."""
+        if self.peer is None or not self.joined:
+            return
+        entry = self.hass.config_entries.async_get_entry(self.entry_id)
+        wanted = None if entry is None else entry.options.get(CONF_DISPLAY_NAME)
+        if not isinstance(wanted, str) or not wanted:
+            return
+        if wanted == self.peer.membership.name_of(self.member_key):
+            return
+        try:
+            outputs = self.peer.set_name(wanted, self.clock())
+        except ProtocolError as err:  # validated by the options flow
+            LOGGER.warning("Display name not announced: %s", err)
+            return
+        self._handle(outputs)
+        self._spawn(self.async_save(), "save")
+
     def _delete_old_unreachable_issues(self) -> None:
         """Delete the neighbour-outage repairs earlier versions created."""
         prefix = f"{ISSUE_PEER_UNREACHABLE}_"
@@ -1233,6 +1266,7 @@ class FederationLink:
             notification_id=f"{DOMAIN}_joined",
         )
         self._spawn(self.async_save(), "save")
+        self._publish_name()
         for cb in list(self._on_joined):
             cb()
 

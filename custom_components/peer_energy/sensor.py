@@ -515,10 +515,12 @@ def _unreachable(clock: SlotClock) -> tuple[str, ...]:
 
 
 def _unreachable_attrs(clock: SlotClock) -> dict[str, Any]:
-    """The unreachable neighbours by their short member id."""
+    """The unreachable neighbours by the names they chose, by short member id without one."""
     if clock.federation is None:
         return {}
-    return {"neighbours": [short(m) for m in _unreachable(clock)]}
+    names = getattr(clock.federation, "member_names", {})
+    names = names if isinstance(names, dict) else {}
+    return {"neighbours": [names.get(m) or short(m) for m in _unreachable(clock)]}
 
 
 # A neighbour's outage is not for this user to fix: a diagnostic sensor, not a repair.

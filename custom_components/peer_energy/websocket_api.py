@@ -8,7 +8,7 @@ totals, reputation and the community. It only *reads* the runtime of the loaded 
 kept next to their display values in major currency units (converted at this edge only).
 
 Nothing secret leaves: no keys, seeds or invitations; other homes appear only as their
-short member id (8 hex characters, with a display name once membership records carry one)
+short member id (8 hex characters) and the display name it chose, if any,
 and, for this home's own trades, with the meter readings of their delivery settlement.
 
 The panel (``frontend/peer-energy-panel.js``, a plain ES module without a build step) and
@@ -482,12 +482,9 @@ def _side(terms: TradeTerms, me: str, names: Mapping[str, str] | None = None) ->
 
 
 def _names(federation: FederationLink | None) -> dict[str, str]:
-    """Display names of the community's members by member id.
-
-    Membership records carry no display names yet: every neighbour shows by its short id
-    until they do (the panel falls back to the short id wherever a name is None).
-    """
-    return {}
+    """Display names the community's members chose, by member id (signed ``name`` records;
+    the panel falls back to the short id wherever a name is None)."""
+    return {} if federation is None else federation.member_names
 
 
 def _terms(body: Mapping[str, Any]) -> TradeTerms | None:
