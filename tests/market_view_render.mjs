@@ -5,7 +5,8 @@
 // with VIEW_JSON and `frontend/get_translations` with TRANSLATIONS_JSON (the `resources`
 // object Home Assistant would send), serves the panel's own texts (fetch of
 // `translations/<lang>.json` next to the module) from disk, waits for the render and
-// prints the panel's text content (one line per element with text) to stdout. Any
+// prints the panel's text content (one line per element with text) to stdout, then a line
+// `SERIES name=marks,...` with the chart's series. Any
 // exception makes node exit non-zero. Used by tests/test_market_view.py when node exists.
 
 import { readFileSync } from "node:fs";
@@ -108,7 +109,11 @@ panel.hass = {
   states: {},
   callWS: async (msg) => {
     calls.push(msg.type);
-    if (msg.type === "peer_energy/market") return view;
+    if (msg.type === "peer_energy/market") {
+      // A view {"__error__": {...}} stands for the error result Home Assistant would send.
+      if (view.__error__) throw view.__error__;
+      return view;
+    }
     if (msg.type === "frontend/get_translations") {
       if (msg.category !== "entity" || msg.integration[0] !== "peer_energy") {
         throw new Error("translations of the wrong category or integration");
@@ -133,6 +138,14 @@ function walk(node) {
   for (const child of node.children) walk(child);
 }
 walk(panel.shadowRoot);
+// The chart's series (<g data-series="...">) with how many marks each drew.
+const series = [];
+function findSeries(node) {
+  if (node.attributes && node.attributes["data-series"]) series.push(`${node.attributes["data-series"]}=${node.children.length}`);
+  for (const child of node.children || []) findSeries(child);
+}
+findSeries(panel.shadowRoot);
+lines.push(`SERIES ${series.join(",")}`);
 console.log(`CALLS ${[...new Set(calls)].sort().join(",")}`);
 console.log(`FETCHED ${[...new Set(fetched)].sort().join(",")}`);
 console.log(lines.join("\n"));

@@ -202,6 +202,7 @@ def test_translation_and_icon_keys() -> None:
                 *sensor.PRICE_SENSORS,
                 *sensor.SAVINGS_SENSORS,
                 sensor.PLAN_SENSOR,
+                sensor.UNREACHABLE_SENSOR,
             )
         },
         "binary_sensor": {d.translation_key or "" for d in binary_sensor.BINARY_SENSORS},

@@ -269,13 +269,17 @@ async def test_market_view_of_a_cleared_slot(
     # A price from before a restart (no outcome in memory) still shows in the day.
     earlier = NEXT_TS - 3600
     market.prices[earlier] = 12
-    # A neighbour takes 400 Wh of the other side of the following slot's order.
+    # A neighbour takes the other side of the following slot's order, with more than the
+    # home wants: its price (a seller under retail, a buyer over the feed-in tariff) sets
+    # the clearing price, so the trade really saves money.
     later = NEXT_TS + 900
     order = market.plans[later].order
     assert order is not None
     bought = order.side is Side.BUY
+    energy = order.energy_wh
+    assert energy > 0
     counter = Order.single(
-        "p1", "ab" * 32, Side.SELL if bought else Side.BUY, later, 400, 9 if bought else 29
+        "p1", "ab" * 32, Side.SELL if bought else Side.BUY, later, energy + 400, 9 if bought else 29
     )
     result = clear_slot([order, counter], MarketRules(30, 8), slot_start=later)
     own = tuple(f for f in result.fills if market.member in (f.buyer, f.seller))
@@ -303,7 +307,7 @@ async def test_market_view_of_a_cleared_slot(
     nxt = view["next"]
     assert nxt["status"] == "cleared"
     assert nxt["outcome"]["price"]["minor"] == result.general_price
-    traded = (400, 0) if bought else (0, 400)
+    traded = (energy, 0) if bought else (0, energy)
     assert (nxt["outcome"]["bought_wh"], nxt["outcome"]["sold_wh"]) == traded
     money = sum(f.energy_wh * f.price for f in own)
     key = "paid_mmu" if bought else "received_mmu"
@@ -328,19 +332,21 @@ async def test_market_view_of_a_cleared_slot(
     }
     assert (history[2]["bought_wh"], history[2]["sold_wh"]) == traded
     assert history[2]["local"] is False
-    assert view["totals"]["bought_wh" if bought else "sold_wh"] == 400
+    assert view["totals"]["bought_wh" if bought else "sold_wh"] == energy
     assert view["totals"]["spent_mmu" if bought else "earned_mmu"] == money
-    # Saved versus not trading: 400 Wh at the traded price instead of the grid's.
+    # Saved versus not trading: the energy at the neighbour's price instead of the grid's.
+    assert result.general_price == (9 if bought else 29)
     plan = market.plans[later]
-    saved = 400 * plan.import_price - money if bought else money - 400 * plan.feed_in_tariff
-    # the home buys at its import-price limit, so the grid sets the price: nothing saved
-    assert saved >= 0
+    grid = energy * (plan.import_price if bought else plan.feed_in_tariff)
+    saved = grid - money if bought else money - grid
+    assert saved == energy * (plan.import_price - 9 if bought else 29 - plan.feed_in_tariff)
+    assert saved > 0
     day = {"value": saved / 100_000, "mmu": saved}
     assert view["savings"] == {
         "today": day,
         "month": day,
         "since_joining": day,
-        "since": NEXT_SLOT.date().isoformat() if saved else None,
+        "since": NEXT_SLOT.date().isoformat(),
     }
     total = hass.states.get("sensor.maple_street_7_saved_in_total")
     assert total is not None
@@ -372,7 +378,12 @@ async def test_market_view_of_a_cleared_slot(
         lines = rendered.splitlines()
         assert lines[0] == "CALLS frontend/get_translations,peer_energy/market"
         assert lines[1] == "FETCHED translations/en.json"
-        headings = ("Running slot", "Next slot", "Last 24 hours", "Credit with the community")
+        headings = (
+            "Running slot",
+            "Next slot",
+            "Last day and next 24 hours",
+            "Credit with the community",
+        )
         for heading in (*headings, "Community"):
             assert heading in lines
         for name in ("Roof PV", "Home battery", "Wallbox", "Dishwasher", "Household load"):
@@ -384,6 +395,26 @@ async def test_market_view_of_a_cleared_slot(
                 if row["kind"] != "grid_meter":
                     assert REASON_TEXTS[row["reason"]["code"]] in lines
         assert "Table (3 slots)" in lines
+        # One chart of the last day and the plan: every series drawn (the plan's import
+        # or export in at least one slot), the plan's legend, a line at "now".
+        assert view["plan"] is not None
+        series = dict(
+            item.split("=") for item in lines[-1].removeprefix("SERIES ").split(",") if item
+        )
+        for name in ("price", "bought", "sold", "expected", "import", "export", "battery", "ev"):
+            assert name in series, name
+        for name in ("price", "expected", "battery", "ev"):
+            assert int(series[name]) >= 1, name
+        plan = view["plan"]
+        assert int(series["import"]) == sum(1 for wh in plan["import_wh"] if wh)
+        assert int(series["export"]) == sum(1 for wh in plan["export_wh"] if wh)
+        for legend in (
+            "expected price, plan (EUR/kWh, left axis)",
+            "battery, plan (up charges, down discharges)",
+            "EV charging, plan",
+            "now",
+        ):
+            assert legend in lines, legend
         assert f"{report.price / 100:.3f} EUR/kWh" in lines
         # Reason parameters in words with units and currency, never raw keys or bare cents.
         text = "\n".join(lines)
@@ -391,6 +422,10 @@ async def test_market_view_of_a_cleared_slot(
             assert raw not in text, raw
         assert "EUR/kWh" in text
         assert "Now: charging 800 W · 55 % full" in lines
+        # The savings tile: today's positive figure as its value.
+        at = lines.index("Saved today versus not trading")
+        value = saved / 100_000
+        assert lines[at + 1] == (f"{value:.4f} EUR" if value < 1 else f"{value:.2f} EUR")
         assert "not rated yet" in lines
         # Every text comes from the translations: no key is shown as such.
         keys = json.loads((TRANSLATIONS / "en.json").read_text(encoding="utf-8"))
@@ -407,6 +442,7 @@ async def test_void_slot_and_community_fields(
     hass: HomeAssistant,
     market: SlotClock,  # noqa: F811
     hass_ws_client: Any,
+    tmp_path: Path,
 ) -> None:
     """A void slot is marked; a community's name, members and scores are shown."""
     me = market.member
@@ -414,6 +450,8 @@ async def test_void_slot_and_community_fields(
         community_name="Elm Street",
         members=3,
         peers_online=1,
+        unreachable_members=("ef" * 32,),
+        member_names={"cd" * 32: "Corner House"},
         member_key=me,
         own_reputation=875,
         reputations={me: 875, "cd" * 32: 990, "ef" * 32: 400},
@@ -426,11 +464,16 @@ async def test_void_slot_and_community_fields(
         )
     )
     view = await _view(hass_ws_client, hass)
-    assert view["community"] == {"name": "Elm Street", "members": 3, "peers_online": 1}
+    assert view["community"] == {
+        "name": "Elm Street",
+        "members": 3,
+        "peers_online": 1,
+        "unreachable": [{"member": "ef" * 4, "name": None}],
+    }
     assert view["reputation"] == {
         "own": 87.5,
         "peers": [
-            {"member": "cd" * 4, "name": None, "score": 99.0},
+            {"member": "cd" * 4, "name": "Corner House", "score": 99.0},
             {"member": "ef" * 4, "name": None, "score": 40.0},
         ],
     }
@@ -443,20 +486,37 @@ async def test_void_slot_and_community_fields(
     (row,) = view["history"]
     assert (row["void"], row["void_reason"]) == (True, "no_quorum")
     assert "cd" * 32 not in json.dumps(view)
+    # The community card names the unreachable neighbour.
+    rendered = _rendered(view, tmp_path)
+    if rendered is not None:
+        lines = rendered.splitlines()
+        at = lines.index("Unreachable neighbours")
+        assert lines[at + 1] == "ef" * 4
+        # Neighbours by the names they chose, by short id without one.
+        assert "Corner House" in lines
+        assert "cd" * 4 not in lines
 
 
 async def test_unknown_entry_is_a_clean_error(
     hass: HomeAssistant,
     market: SlotClock,  # noqa: F811
     hass_ws_client: Any,
+    tmp_path: Path,
 ) -> None:
-    """An unknown entry id, or no loaded entry, is a websocket error (not_found)."""
+    """An unknown entry id, or no loaded entry, is a websocket error (not_found) with a
+    translation key of the integration's exceptions, which the panel words in the user's
+    language."""
     client = await hass_ws_client(hass)
     await client.send_json_auto_id({"type": WS_TYPE_MARKET, "entry_id": "no_such_entry"})
     msg = await client.receive_json()
     assert not msg["success"]
-    assert msg["error"]["code"] == "not_found"
-    assert "no_such_entry" in msg["error"]["message"]
+    assert msg["error"] == {
+        "code": "not_found",
+        "message": 'No Peer Energy entry has the id "no_such_entry"',
+        "translation_key": "entry_not_found",
+        "translation_domain": DOMAIN,
+        "translation_placeholders": {"entry_id": "no_such_entry"},
+    }
     await client.send_json_auto_id({"type": WS_TYPE_MARKET, "entry_id": 12})
     msg = await client.receive_json()
     assert not msg["success"]
@@ -466,6 +526,22 @@ async def test_unknown_entry_is_a_clean_error(
     msg = await client.receive_json()
     assert not msg["success"]
     assert msg["error"]["code"] == "not_found"
+    assert msg["error"]["translation_key"] == "no_entry_loaded"
+    await client.send_json_auto_id({"type": WS_TYPE_MARKET, "entry_id": market.entry.entry_id})
+    msg = await client.receive_json()
+    assert msg["error"]["translation_key"] == "entry_not_loaded"
+    assert msg["error"]["translation_placeholders"] == {"title": market.entry.title}
+    # The panel shows it in the user's language.
+    rendered = _rendered({"__error__": msg["error"]}, tmp_path, "de")
+    if rendered is not None:
+        title = market.entry.title
+        expected = f"Peer Energy „{title}“ ist nicht geladen. Prüfe es unter Einstellungen"
+        assert expected in rendered
+    # Every key the command sends has a text in the panel's languages.
+    for language in ("en", "de", "nl", "fr"):
+        texts = json.loads((TRANSLATIONS / f"{language}.json").read_text(encoding="utf-8"))
+        for key in ("entry_not_found", "no_entry_loaded", "entry_not_loaded", "ledger_closed"):
+            assert f"wserror.{key}" in texts, (language, key)
 
 
 async def test_panel_registered_while_loaded(
@@ -653,7 +729,12 @@ async def test_trades_and_settlements_with_a_neighbour(
     assert ledger is not None
     terms = (await ledger.async_records("trade"))[0].body["terms"]
     price = terms["price"]
-    assert view["community"] == {"name": "Elm Street", "members": 2, "peers_online": 1}
+    assert view["community"] == {
+        "name": "Elm Street",
+        "members": 2,
+        "peers_online": 1,
+        "unreachable": [],
+    }
     assert view["member_id"] == a.link.member_key[:8]
     (trade,) = view["trades"]
     assert trade == {
@@ -771,4 +852,6 @@ async def test_reloading_entry_is_a_clean_error(
         await client.send_json_auto_id({"type": WS_TYPE_MARKET})
         msg = await client.receive_json()
     assert not msg["success"]
-    assert msg["error"] == {"code": "not_found", "message": "Peer Energy is reloading; try again"}
+    assert msg["error"]["code"] == "not_found"
+    assert msg["error"]["translation_key"] == "ledger_closed"
+    assert "reloads" in msg["error"]["message"]

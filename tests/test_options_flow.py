@@ -19,6 +19,7 @@ from custom_components.peer_energy.const import (
     CONF_CLEAN_ONLY,
     CONF_CONTROL_MODE,
     CONF_CURRENCY,
+    CONF_DISPLAY_NAME,
     CONF_EXPORT_PRICE,
     CONF_HOME_NAME,
     CONF_IMPORT_PRICE,
@@ -48,6 +49,7 @@ POLICY: dict[str, Any] = {
     CONF_PEAK_MARGIN_PCT: 35.0,
     CONF_BATTERY_RESERVE_PCT: 30.0,
     CONF_CONTROL_MODE: "control",
+    CONF_DISPLAY_NAME: "The Millers",
 }
 
 
@@ -138,6 +140,7 @@ async def test_save_policy(hass: HomeAssistant, entry: MockConfigEntry) -> None:
         CONF_PEAK_MARGIN_PCT: 35,
         CONF_BATTERY_RESERVE_PCT: 30,
         CONF_CONTROL_MODE: "control",
+        CONF_DISPLAY_NAME: "The Millers",
     }
     assert isinstance(entry.options[CONF_PEAK_MARGIN_PCT], int)
     assert isinstance(entry.options[CONF_BATTERY_RESERVE_PCT], int)
@@ -166,6 +169,8 @@ async def test_equal_limits_are_allowed(hass: HomeAssistant, entry: MockConfigEn
         ({CONF_MIN_SELL_PRICE: 0.26}, CONF_MIN_SELL_PRICE, "min_sell_above_max_buy"),
         ({CONF_MAX_BUY_PRICE: float("nan")}, CONF_MAX_BUY_PRICE, "invalid_price"),
         ({CONF_MIN_SELL_PRICE: float("inf")}, CONF_MIN_SELL_PRICE, "invalid_price"),
+        ({CONF_DISPLAY_NAME: "x" * 41}, CONF_DISPLAY_NAME, "invalid_display_name"),
+        ({CONF_DISPLAY_NAME: "tab\there"}, CONF_DISPLAY_NAME, "invalid_display_name"),
     ],
 )
 async def test_errors_and_recovery(

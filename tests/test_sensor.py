@@ -290,6 +290,7 @@ async def test_no_assets(hass: HomeAssistant) -> None:
         MARKET_SENSORS,
         PRICE_SENSORS,
         SAVINGS_SENSORS,
+        UNREACHABLE_SENSOR,
     )
 
     entry = make_entry({})
@@ -303,6 +304,7 @@ async def test_no_assets(hass: HomeAssistant) -> None:
             *MARKET_SENSORS,
             *PRICE_SENSORS,
             *SAVINGS_SENSORS,
+            UNREACHABLE_SENSOR,
             *BINARY_SENSORS,
             INVITATION_IMAGE,
         )

@@ -79,6 +79,7 @@ from .const import (
     CONF_CONTROL_MODE,
     CONF_CURRENCY,
     CONF_CURRENT_ENTITY,
+    CONF_DISPLAY_NAME,
     CONF_ENERGY_ENTITY,
     CONF_EXPORT_ENERGY_ENTITY,
     CONF_EXPORT_PRICE,
@@ -115,6 +116,7 @@ from .const import (
     ControlMode,
     PowerSign,
 )
+from .core.federation.community import CommunityError, check_display_name
 from .federation import FederationError, FederationLink
 from .prices import (
     InvalidPriceError,
@@ -133,6 +135,7 @@ ERROR_PRICE_REQUIRED: Final = "price_required"
 ERROR_EXPORT_ABOVE_IMPORT: Final = "export_above_import"
 ERROR_ADDRESS_NOT_SENT: Final = "address_not_sent"
 ERROR_MIN_SELL_ABOVE_MAX_BUY: Final = "min_sell_above_max_buy"
+ERROR_INVALID_DISPLAY_NAME: Final = "invalid_display_name"
 ABORT_SINGLE_INSTANCE: Final = "single_instance_allowed"
 ABORT_UNKNOWN_KIND: Final = "unknown_asset_kind"
 
@@ -496,6 +499,7 @@ def _options_schema(currency: str) -> vol.Schema:
                     translation_key=CONF_CONTROL_MODE,
                 )
             ),
+            vol.Optional(CONF_DISPLAY_NAME): TextSelector(),
         }
     )
 
@@ -521,6 +525,13 @@ def validate_options(
             errors[key] = err.code
         else:
             options[key] = float(value)
+    if name := str(user_input.get(CONF_DISPLAY_NAME) or "").strip():
+        try:
+            check_display_name(name)
+        except CommunityError:
+            errors[CONF_DISPLAY_NAME] = ERROR_INVALID_DISPLAY_NAME
+        else:
+            options[CONF_DISPLAY_NAME] = name
     if (
         CONF_MAX_BUY_PRICE in limits
         and CONF_MIN_SELL_PRICE in limits

@@ -35,6 +35,8 @@ CONF_CLEAN_ONLY: Final = "clean_only"
 CONF_MAX_BUY_PRICE: Final = "max_buy_price"
 CONF_MIN_SELL_PRICE: Final = "min_sell_price"
 CONF_PEAK_MARGIN_PCT: Final = "peak_margin_pct"
+# The name neighbours see for this home (options; not shared while unset).
+CONF_DISPLAY_NAME: Final = "display_name"
 CONF_BATTERY_RESERVE_PCT: Final = "battery_reserve_pct"
 CONF_CONTROL_MODE: Final = "control_mode"
 

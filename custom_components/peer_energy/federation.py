@@ -12,8 +12,9 @@
   a broker that is away or refuses the home raises a repair naming it and why;
 * it turns the peer's events into Home Assistant through an ``announce.Announcer``:
   result listeners (the slot clock of ``market.py`` subscribes), bus events and translated
-  persistent notifications when a peer joins or leaves or a device is enrolled, repair
-  issues for unreachable peers, and ledger entries for final slots;
+  persistent notifications when a peer joins or leaves or a device is enrolled, a
+  signal when a neighbour becomes unreachable or reachable again, and ledger entries for
+  final slots;
 * it persists what a restart needs in a private ``Store``
   (``.storage/peer_energy.federation.<entry_id>``): the charter, the signed membership
   records, the announced address, invitations with their one-time secrets (open ones, and
@@ -56,7 +57,7 @@ from homeassistant.util import dt as dt_util
 from homeassistant.util.hass_dict import HassKey
 
 from .announce import Announcer
-from .const import DOMAIN, LOGGER
+from .const import CONF_DISPLAY_NAME, DOMAIN, LOGGER
 from .core.federation.community import (
     Charter,
     CommunityError,
@@ -125,8 +126,12 @@ EVENT_COMMUNITY_JOINED: Final = f"{DOMAIN}_community_joined"
 SIGNAL_LEDGER_UPDATED: Final = f"{DOMAIN}_ledger_updated"
 # Dispatcher signal (suffixed with the entry id) sent when an invitation is created.
 SIGNAL_INVITATION_CREATED: Final = f"{DOMAIN}_invitation_created"
+# Sent (with the entry id appended) when a neighbour becomes unreachable or reachable again.
+SIGNAL_REACHABILITY: Final = f"{DOMAIN}_reachability"
 
 # Repair issues (translations in strings.json under "issues").
+# Repairs of neighbours' outages made by earlier versions (deleted at start: a neighbour's
+# outage is not for this user to fix; the "Unreachable neighbours" sensor shows it).
 ISSUE_PEER_UNREACHABLE: Final = "peer_unreachable"
 ISSUE_SELF_UNREACHABLE: Final = "address_unreachable"
 ISSUE_JOIN_FAILED: Final = "join_failed"
@@ -359,11 +364,6 @@ class FederationLink:
         """``http`` or ``mqtt``."""
         return self.carrier.kind
 
-    @property
-    def unreachable_members(self) -> frozenset[str]:
-        """The members the protocol reports unreachable right now (read-only)."""
-        return frozenset(self._unreachable)
-
     def _set_peer(self, peer: Peer | None, saved: Mapping[str, Any] | None = None) -> None:
         """Use ``peer`` from now on; the carrier follows (topics and keys on a broker)."""
         self.peer = peer
@@ -393,6 +393,23 @@ class FederationLink:
             return 0
         others = [m for m in self.peer.roster() if m != self.member_key]
         return sum(1 for m in others if m not in self._unreachable)
+
+    @property
+    def member_names(self) -> dict[str, str]:
+        """Display names current members chose for themselves (member id -> name)."""
+        if self.peer is None or not self.joined:
+            return {}
+        membership = self.peer.membership
+        return {
+            member: name
+            for member in self.peer.roster()
+            if (name := membership.name_of(member)) is not None
+        }
+
+    @property
+    def unreachable_members(self) -> tuple[str, ...]:
+        """Other members the protocol reports unreachable now (member ids, sorted)."""
+        return tuple(sorted(self._unreachable))
 
     @property
     def rules(self) -> CommunityRules | None:
@@ -842,6 +859,9 @@ class FederationLink:
         """Start the carrier and the slot timers (and catch up on slots missed while
         stopped)."""
         self._spawn(self.carrier.async_start(), "connect")
+        if self._announce:
+            self._delete_old_unreachable_issues()
+        self._publish_name()
         if self.peer is not None and self.peer.joined:
             now = self.clock()
             self._handle(self.peer.catch_up(now))
@@ -1323,28 +1343,59 @@ class FederationLink:
             LOGGER.error("Could not record equivocation evidence: %s", err)
 
     def _on_unreachable(self, member: str, since_ms: int) -> None:
-        self._unreachable.add(member)
-        if not self._announce:
+        """A neighbour went silent: the "Unreachable neighbours" sensor shows it (no repair:
+        this user cannot fix another home's outage)."""
+        if member in self._unreachable:
             return
-        address = self.peer.membership.address_of(member) if self.peer is not None else None
-        ir.async_create_issue(
-            self.hass,
-            DOMAIN,
-            f"{ISSUE_PEER_UNREACHABLE}_{member[:16]}",
-            is_fixable=False,
-            severity=ir.IssueSeverity.WARNING,
-            translation_key=ISSUE_PEER_UNREACHABLE,
-            translation_placeholders={
-                "member": short(member),
-                "address": address or "?",
-                "since": dt_util.utc_from_timestamp(since_ms / 1000).isoformat(),
-            },
+        self._unreachable.add(member)
+        LOGGER.info(
+            "Neighbour %s unreachable since %s",
+            short(member),
+            dt_util.utc_from_timestamp(since_ms / 1000).isoformat(),
         )
+        self._reachability_changed()
 
     def _on_reachable(self, member: str) -> None:
+        if member not in self._unreachable:
+            return
         self._unreachable.discard(member)
+        LOGGER.info("Neighbour %s reachable again", short(member))
+        self._reachability_changed()
+
+    def _reachability_changed(self) -> None:
         if self._announce:
-            ir.async_delete_issue(self.hass, DOMAIN, f"{ISSUE_PEER_UNREACHABLE}_{member[:16]}")
+            async_dispatcher_send(self.hass, f"{SIGNAL_REACHABILITY}_{self.entry_id}")
+
+    def _publish_name(self) -> None:
+        """Announce the display name of the options (a signed ``name`` record) when the
+        community holds another one for this home. Unset: nothing is shared (neighbours see
+        the short id); a name once shared stays with the others until replaced."""
+        if self.peer is None or not self.joined:
+            return
+        entry = self.hass.config_entries.async_get_entry(self.entry_id)
+        wanted = None if entry is None else entry.options.get(CONF_DISPLAY_NAME)
+        if not isinstance(wanted, str) or not wanted:
+            return
+        if wanted == self.peer.membership.name_of(self.member_key):
+            return
+        try:
+            outputs = self.peer.set_name(wanted, self.clock())
+        except ProtocolError as err:  # validated by the options flow
+            LOGGER.warning("Display name not announced: %s", err)
+            return
+        self._handle(outputs)
+        self._spawn(self.async_save(), "save")
+
+    def _delete_old_unreachable_issues(self) -> None:
+        """Delete the neighbour-outage repairs earlier versions created."""
+        prefix = f"{ISSUE_PEER_UNREACHABLE}_"
+        old = [
+            issue_id
+            for (domain, issue_id) in ir.async_get(self.hass).issues
+            if domain == DOMAIN and issue_id.startswith(prefix)
+        ]
+        for issue_id in old:
+            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
 
     def _joined_now(self) -> None:
         assert self.peer is not None
@@ -1363,6 +1414,7 @@ class FederationLink:
             community=self.peer.membership.charter.name,
         )
         self._spawn(self.async_save(), "save")
+        self._publish_name()
         for cb in list(self._on_joined):
             cb()
 

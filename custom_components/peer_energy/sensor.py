@@ -1,7 +1,8 @@
 """Sensors: each asset's live power, energy and state of charge; home-level grid values;
 the market (clearing prices, own position, peer energy and credit totals, reputation,
-peers online), each asset's order, allocation and reason from the slot clock; the savings
-versus not trading and the grid prices with neighbours' trades for the Energy dashboard."""
+peers online, unreachable neighbours), each asset's order, allocation and reason from the
+slot clock; the savings versus not trading and the grid prices with neighbours' trades for
+the Energy dashboard."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from homeassistant.const import (
     UnitOfPower,
 )
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.restore_state import ExtraStoredData, RestoreEntity
 from homeassistant.helpers.typing import StateType
@@ -45,7 +47,7 @@ from .coordinator import (
 )
 from .core.home.slot_plan import PLAN_COLUMNS, SitOut, plan_columns
 from .entity import PeerEnergyEntity, PeerEnergyMarketEntity
-from .federation import short
+from .federation import SIGNAL_REACHABILITY, short
 from .market import REASON_CODES, major_to_milli_amount, price_to_major, utc_from_ts
 from .prices import minor_digits
 from .runtime import PeerEnergyConfigEntry
@@ -202,6 +204,7 @@ async def async_setup_entry(
             PeerEnergySavingsSensor(coordinator, description) for description in SAVINGS_SENSORS
         )
     home.extend(PeerEnergyPlanSensor(coordinator, description) for description in PLAN_SENSORS)
+    home.append(PeerEnergyUnreachableSensor(coordinator, UNREACHABLE_SENSOR))
     async_add_entities(home)
     for subentry_id, asset in entry.runtime_data.assets.items():
         asset_sensors: list[SensorEntity] = [
@@ -369,17 +372,22 @@ def _own_reputation(clock: SlotClock) -> float | None:
 
 
 def _reputation_attrs(clock: SlotClock) -> dict[str, Any]:
-    """This home's score of each neighbour (percent), keyed by a short member id."""
+    """``status``: "not_rated" until there is evidence about this home (the state is then
+    unknown), "rated" after; ``peers``: this home's score of each neighbour (percent),
+    keyed by a short member id."""
     federation = clock.federation
+    if federation is None:
+        return {}
+    attrs: dict[str, Any] = {
+        "status": "not_rated" if _own_reputation(clock) is None else "rated",
+    }
     scores = getattr(federation, "reputations", None)
     me = getattr(federation, "member_key", None)
-    if not isinstance(scores, dict):
-        return {}
-    return {
-        "peers": {
+    if isinstance(scores, dict):
+        attrs["peers"] = {
             short(member): value / 10 for member, value in sorted(scores.items()) if member != me
         }
-    }
+    return attrs
 
 
 MARKET_SENSORS: tuple[PeerEnergyMarketSensorDescription, ...] = (
@@ -500,6 +508,33 @@ MARKET_SENSORS: tuple[PeerEnergyMarketSensorDescription, ...] = (
 )
 
 
+def _unreachable(clock: SlotClock) -> tuple[str, ...]:
+    federation = clock.federation
+    members = getattr(federation, "unreachable_members", ())
+    return tuple(members) if isinstance(members, tuple) else ()
+
+
+def _unreachable_attrs(clock: SlotClock) -> dict[str, Any]:
+    """The unreachable neighbours by the names they chose, by short member id without one."""
+    if clock.federation is None:
+        return {}
+    names = getattr(clock.federation, "member_names", {})
+    names = names if isinstance(names, dict) else {}
+    return {"neighbours": [names.get(m) or short(m) for m in _unreachable(clock)]}
+
+
+# A neighbour's outage is not for this user to fix: a diagnostic sensor, not a repair.
+UNREACHABLE_SENSOR = PeerEnergyMarketSensorDescription(
+    key="unreachable_neighbours",
+    translation_key="unreachable_neighbours",
+    state_class=SensorStateClass.MEASUREMENT,
+    entity_category=EntityCategory.DIAGNOSTIC,
+    available_fn=lambda clock: clock.federation is not None,
+    value_fn=lambda clock: None if clock.federation is None else len(_unreachable(clock)),
+    attrs_fn=_unreachable_attrs,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class MarketTotalStoredData(ExtraStoredData):
     """An exact market total (Wh or milli-minor units)."""
@@ -580,6 +615,22 @@ class PeerEnergyMarketSensor(PeerEnergyMarketEntity, SensorEntity, RestoreEntity
         if self.entity_description.attrs_fn is None:
             return None
         return self.entity_description.attrs_fn(self.market)
+
+
+class PeerEnergyUnreachableSensor(PeerEnergyMarketSensor):
+    """How many neighbours are unreachable now (their names in ``neighbours``), written
+    as soon as the federation reports a change (not only at the next slot)."""
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the federation's reachability signal as well as the slot clock."""
+        await super().async_added_to_hass()
+        self.async_on_remove(
+            async_dispatcher_connect(
+                self.hass,
+                f"{SIGNAL_REACHABILITY}_{self.coordinator.config_entry.entry_id}",
+                self._handle_market_update,
+            )
+        )
 
 
 # --- The home's plan (the planner's next day) ----------------------------------------------

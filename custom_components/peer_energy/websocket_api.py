@@ -8,7 +8,7 @@ totals, reputation and the community. It only *reads* the runtime of the loaded 
 kept next to their display values in major currency units (converted at this edge only).
 
 Nothing secret leaves: no keys, seeds or invitations; other homes appear only as their
-short member id (8 hex characters, with a display name once membership records carry one)
+short member id (8 hex characters) and the display name it chose, if any,
 and, for this home's own trades, with the meter readings of their delivery settlement.
 
 The panel (``frontend/peer-energy-panel.js``, a plain ES module without a build step) and
@@ -32,6 +32,7 @@ from homeassistant.components.websocket_api.decorators import async_response, we
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.translation import async_get_exception_message
 from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
@@ -95,22 +96,38 @@ def async_setup_websocket(hass: HomeAssistant) -> None:
 @websocket_command({vol.Required("type"): WS_TYPE_MARKET, vol.Optional("entry_id"): str})
 @async_response
 async def ws_market(hass: HomeAssistant, connection: ActiveConnection, msg: dict[str, Any]) -> None:
-    """Send the market view of an entry (the loaded one when no ``entry_id`` is given)."""
+    """Send the market view of an entry (the loaded one when no ``entry_id`` is given).
+
+    Errors carry a translation key of the integration's exceptions (the panel shows its own
+    text for the key in the user's language; the message is the English text)."""
     entry = _loaded_entry(hass, msg.get("entry_id"))
     if entry is None:
-        connection.send_error(
-            msg["id"],
-            ERR_NOT_FOUND,
-            "No loaded Peer Energy entry"
-            + (f" with id {msg['entry_id']}" if "entry_id" in msg else ""),
-        )
+        if "entry_id" not in msg:
+            _send_error(connection, msg["id"], "no_entry_loaded", {})
+        elif (known := hass.config_entries.async_get_entry(msg["entry_id"])) is not None:
+            _send_error(connection, msg["id"], "entry_not_loaded", {"title": known.title})
+        else:
+            _send_error(connection, msg["id"], "entry_not_found", {"entry_id": msg["entry_id"]})
         return
     try:
         view = await async_market_view(hass, entry)
     except LedgerDBError:  # the entry is reloading: its ledger closed meanwhile
-        connection.send_error(msg["id"], ERR_NOT_FOUND, "Peer Energy is reloading; try again")
+        _send_error(connection, msg["id"], "ledger_closed", {})
         return
     connection.send_result(msg["id"], view)
+
+
+def _send_error(
+    connection: ActiveConnection, msg_id: int, key: str, placeholders: dict[str, str]
+) -> None:
+    connection.send_error(
+        msg_id,
+        ERR_NOT_FOUND,
+        async_get_exception_message(DOMAIN, key, placeholders),
+        translation_key=key,
+        translation_domain=DOMAIN,
+        translation_placeholders=placeholders,
+    )
 
 
 def _loaded_entry(hass: HomeAssistant, entry_id: str | None) -> PeerEnergyConfigEntry | None:
@@ -149,6 +166,10 @@ async def async_market_view(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
             "name": federation.community_name,
             "members": federation.members,
             "peers_online": federation.peers_online,
+            "unreachable": [
+                {"member": short(member), "name": names.get(member)}
+                for member in federation.unreachable_members
+            ],
         },
         "home_now": _home_now(entry),
         "current": _slot_view(hass, entry, market, now),
@@ -461,12 +482,9 @@ def _side(terms: TradeTerms, me: str, names: Mapping[str, str] | None = None) ->
 
 
 def _names(federation: FederationLink | None) -> dict[str, str]:
-    """Display names of the community's members by member id.
-
-    Membership records carry no display names yet: every neighbour shows by its short id
-    until they do (the panel falls back to the short id wherever a name is None).
-    """
-    return {}
+    """Display names the community's members chose, by member id (signed ``name`` records;
+    the panel falls back to the short id wherever a name is None)."""
+    return {} if federation is None else federation.member_names
 
 
 def _terms(body: Mapping[str, Any]) -> TradeTerms | None:

@@ -141,7 +141,21 @@ LAYOUT_CHECK = """
   }
   const page = root.querySelector(".page");
   if (page && page.scrollWidth > page.clientWidth + 1) problems.push("the page scrolls sideways");
-  return {reasons: reasons.map((r) => r.textContent.trim()), problems,
+  // The chart's series (<g data-series>): how many marks each drew, and whether the
+  // chart fits its card.
+  const series = {};
+  for (const group of root.querySelectorAll("svg [data-series]")) {
+    series[group.dataset.series] = group.childElementCount;
+  }
+  const chart = root.querySelector(".outlook svg");
+  if (chart) {
+    const box = chart.getBoundingClientRect();
+    const cardBox = chart.closest(".card").getBoundingClientRect();
+    if (box.left < cardBox.left - 0.5 || box.right > cardBox.right + 0.5) {
+      problems.push(`the chart (${box.left}-${box.right}) leaves its card`);
+    }
+  }
+  return {reasons: reasons.map((r) => r.textContent.trim()), problems, series,
           text: root.textContent};
 }
 """

@@ -117,5 +117,13 @@ async def test_market_view_at_every_width(
         assert raw not in result["text"], raw
     assert "Grid meter" not in result["text"]
     assert "cleared with neighbours" in result["text"]
+    # The chart of the last day and the plan: an element for every series, the lines drawn.
+    assert view["plan"] is not None
+    series = result["series"]
+    for name in ("price", "bought", "sold", "expected", "import", "export", "battery", "ev"):
+        assert name in series, (name, series)
+    for name in ("price", "expected", "battery", "ev"):
+        assert series[name] >= 1, (name, series)
+    assert "Last day and next 24 hours" in result["text"]
     assert not browser.log.errors, browser.log.errors
     assert not browser.log.server_errors

@@ -452,3 +452,53 @@ def test_latest_invitation_survives_a_restart() -> None:
     restored.receive(outs[0].data, "q", now)
     assert restored.latest_invitation(now) is None
     assert restored.open_invitations(now) == 2
+
+
+def test_display_names_reach_everyone_newcomers_and_restarts() -> None:
+    """A member's signed name record reaches every member, a newcomer gets it with the
+    welcome, the newest name wins, a bad name is refused, and a restart keeps names."""
+    net, peers = build(3)
+    p0, p1, p2 = peers
+    net.apply("p1", p1.set_name("Maple Street 7", net.now))
+    net.run_until(net.now + 50)
+    for peer in peers:
+        assert peer.membership.name_of(p1.member_id) == "Maple Street 7"
+    assert p0.membership.name_of(p2.member_id) is None
+    # A rename: the newest signed name wins everywhere.
+    net.apply("p1", p1.set_name("The Millers", net.now + 1))
+    net.run_until(net.now + 50)
+    assert {peer.membership.name_of(p1.member_id) for peer in peers} == {"The Millers"}
+    # A record signed earlier (delivered late) changes nothing.
+    p0.membership.set_name(p1.member_id, "Old name", START_MS)
+    assert p0.membership.name_of(p1.member_id) == "The Millers"
+    # Malformed names are refused locally and from a peer, changing nothing.
+    for bad in ("", " padded ", "x" * 41, "line\nbreak"):
+        with pytest.raises(ProtocolError):
+            p2.set_name(bad, net.now)
+    forged = seal(
+        p2.identity,
+        community=p0.community_id,
+        seq=10**13,
+        ts_ms=net.now,
+        type="name",
+        payload={"name": "bad\x00name"},
+    )
+    net.inject("p0", forged.to_wire(), sender="p2")
+    net.run_until(net.now + 50)
+    assert _codes(net, "p0")[-1] == "bad_membership"
+    assert p0.membership.name_of(p2.member_id) is None
+    # A newcomer learns the name from the welcome's records.
+    inv = p0.invite(secret("p3"), net.now)
+    p3, outs = Peer.joining(make_identity("p3"), inv.encode(), address="p3", now_ms=net.now)
+    net.add(p3)
+    net.apply("p3", outs)
+    net.run_until(net.now + 200)
+    assert p3.joined
+    assert p3.membership.name_of(p1.member_id) == "The Millers"
+    # A restart keeps it (the records are in the snapshot).
+    again = Peer.restore(p0.identity, json.loads(json.dumps(p0.snapshot())), net.now)
+    assert again.membership.name_of(p1.member_id) == "The Millers"
+    # Leaving drops the name.
+    net.apply("p1", p1.leave(net.now))
+    net.run_until(net.now + 50)
+    assert p0.membership.name_of(p1.member_id) is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from homeassistant.components import persistent_notification
 from homeassistant.core import Event, HomeAssistant
-from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers import entity_registry as er, issue_registry as ir
 
 from custom_components.peer_energy.const import DOMAIN
 from custom_components.peer_energy.core.federation.protocol import result_hash
@@ -114,14 +114,24 @@ async def test_three_homes_clear_one_slot_identically(
     assert '"kind": "slot"' in str(exported).replace("'", '"')
 
 
-async def test_peer_leaves_and_unreachable_repairs(
+async def test_peer_leaves_and_unreachable_sensor(
     hass: HomeAssistant,
     clock: Clock,
     home_a: tuple[PeerEnergyConfigEntry, Home],
     make_home: HomeFactory,
+    entity_registry: er.EntityRegistry,
 ) -> None:
-    """A silent peer raises a repair issue that goes away when it is heard; leaving is told."""
-    _, a = home_a
+    """A silent peer shows in the "Unreachable neighbours" sensor (no repair: this user
+    cannot fix a neighbour's outage) until it is heard again; a repair of an earlier
+    version is deleted at start; leaving is told."""
+    entry, a = home_a
+    sensor = entity_registry.async_get_entity_id(
+        "sensor", DOMAIN, f"{entry.entry_id}_unreachable_neighbours"
+    )
+    assert sensor is not None
+    state = hass.states.get(sensor)
+    assert state is not None
+    assert (state.state, state.attributes["neighbours"]) == ("0", [])
     b = await make_home("B")
     c = await make_home("C")
     await join(hass, a, b, [])
@@ -133,15 +143,35 @@ async def test_peer_leaves_and_unreachable_repairs(
     c.link._stopped = True
     for _ in range(4):
         await tick_all(clock, [a, b], clock.now + rules.slot_seconds * 1000)
-    issue_id = f"{ISSUE_PEER_UNREACHABLE}_{c.link.member_key[:16]}"
-    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
+    await hass.async_block_till_done()
+    assert a.link.unreachable_members == (c.link.member_key,)
+    state = hass.states.get(sensor)
+    assert state is not None
+    assert (state.state, state.attributes["neighbours"]) == ("1", [c.link.member_key[:8]])
+    assert not [i for (d, i) in ir.async_get(hass).issues if d == DOMAIN and "unreachable" in i]
     assert a.link.peers_online == 1
-    # C is back: its next message clears the issue.
+    # C is back: its next message clears it.
     c.link._stopped = False
     await tick_all(clock, homes, clock.now + 1)
     await tick_all(clock, homes, rules.gate_closure_ms(next_slot(clock, rules)) + 10)
-    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+    await hass.async_block_till_done()
+    assert a.link.unreachable_members == ()
+    state = hass.states.get(sensor)
+    assert state is not None
+    assert (state.state, state.attributes["neighbours"]) == ("0", [])
     assert a.link.peers_online == 2
+    # A repair an earlier version left is deleted when the link starts.
+    old = f"{ISSUE_PEER_UNREACHABLE}_{c.link.member_key[:16]}"
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        old,
+        is_fixable=False,
+        severity=ir.IssueSeverity.WARNING,
+        translation_key=ISSUE_PEER_UNREACHABLE,
+    )
+    a.link.async_start()
+    assert ir.async_get(hass).async_get_issue(DOMAIN, old) is None
 
     left = []
     hass.bus.async_listen(EVENT_PEER_LEFT, left.append)

@@ -11,6 +11,7 @@ from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_component import async_update_entity
 import pytest
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -397,6 +398,13 @@ async def test_community_orders_and_outcome(
     reputation = hass.states.get("sensor.maple_street_7_reputation")
     assert reputation is not None
     assert float(reputation.state) == pytest.approx(87.5)
+    assert reputation.attributes["status"] == "rated"
+    # Before any evidence about this home: unknown, and the status says "not rated yet".
+    link.own_reputation = None  # type: ignore[assignment]
+    await async_update_entity(hass, "sensor.maple_street_7_reputation")
+    reputation = hass.states.get("sensor.maple_street_7_reputation")
+    assert reputation is not None
+    assert (reputation.state, reputation.attributes["status"]) == ("unknown", "not_rated")
     # An outcome for a slot this home did not plan is ignored.
     listener(SimpleNamespace(slot_start_ms=0, result=None, void_reason="x", own_fills=()))
     assert 0 not in market.reports

@@ -206,6 +206,12 @@ svg .price-dot { fill: var(--primary-color); }
 svg .bought { fill: var(--success-color, #43a047); }
 svg .sold { fill: var(--info-color, #039be5); }
 svg .void-band { fill: var(--error-color, #db4437); opacity: 0.2; }
+svg .expected-line { fill: none; stroke: var(--primary-color); stroke-width: 2; stroke-dasharray: 5 3; }
+svg .plan-import { fill: var(--energy-grid-consumption-color, #488fc2); opacity: 0.6; }
+svg .plan-export { fill: var(--energy-grid-return-color, #8353d1); opacity: 0.6; }
+svg .battery-line { fill: none; stroke: var(--energy-battery-out-color, #4db6ac); stroke-width: 2; }
+svg .ev-line { fill: none; stroke: var(--orange-color, #ff9800); stroke-width: 2; }
+svg .now-line { stroke: var(--primary-text-color); stroke-width: 1; stroke-dasharray: 3 3; opacity: 0.6; }
 .legend { display: flex; gap: 12px; flex-wrap: wrap; font-size: 12px; color: var(--secondary-text-color); margin-top: 6px; }
 .sw { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 4px; vertical-align: middle; }
 details summary { cursor: pointer; color: var(--primary-color); margin-top: 8px; }
@@ -406,11 +412,20 @@ class PeerEnergyPanel extends HTMLElement {
       this._watched = this._data.entities || [];
       this._error = null;
     } catch (err) {
-      this._error = (err && (err.message || err.code)) || String(err);
+      this._error = err || new Error("?"); // worded at render time, in the loaded language
     } finally {
       this._loading = false;
     }
     this._render();
+  }
+
+  // A websocket error in the user's language: the integration's errors carry a translation
+  // key the panel has a text for; anything else shows Home Assistant's message.
+  _errorText(err) {
+    const key = err && err.translation_domain === DOMAIN ? err.translation_key : null;
+    const text = key ? this._texts[`wserror.${key}`] ?? this._english[`wserror.${key}`] : undefined;
+    if (text) return fill(text, err.translation_placeholders || {});
+    return (err && (err.message || err.code)) || String(err);
   }
 
   _moreInfo(entityId) {
@@ -512,19 +527,18 @@ class PeerEnergyPanel extends HTMLElement {
     const title = el("div", { class: "title" }, "Peer Energy", data ? el("span", { class: "home" }, data.home_name) : null);
     const page = el("div", { class: "page" }, el("div", { class: "toolbar" }, this._menu, title));
     if (!data) {
-      page.append(el("div", { class: this._error ? "error" : "muted content" }, this._error ? this._t("error.load", { error: this._error }) : this._t("loading")));
+      page.append(el("div", { class: this._error ? "error" : "muted content" }, this._error ? this._t("error.load", { error: this._errorText(this._error) }) : this._t("loading")));
     } else {
       const content = el(
         "div",
         { class: "content" },
         this._headline(data),
         el("div", { class: "slots" }, this._slotCard(data.current, "running"), this._slotCard(data.next, "next")),
-        this._planCard(data),
         this._historyCard(data),
         this._tradesCard(data),
         el("div", { class: "pair" }, this._creditCard(data), this._communityCard(data))
       );
-      if (this._error) content.append(el("div", { class: "error" }, this._t("error.refresh", { error: this._error })));
+      if (this._error) content.append(el("div", { class: "error" }, this._t("error.refresh", { error: this._errorText(this._error) })));
       page.append(content);
     }
     const style = el("style");
@@ -820,39 +834,72 @@ class PeerEnergyPanel extends HTMLElement {
     return `${state}: ${what}`;
   }
 
-  // --- the plan for the next 24 hours ----------------------------------------------------------
+  // --- the last day and the plan for the next 24 hours -------------------------------------------
 
-  // The websocket field "plan" (price, the home's import and export, battery and EV for the
-  // next 24 hours) comes with a later version; the card shows once it is sent.
-  _planCard(data) {
-    if (!data.plan || !Array.isArray(data.plan.slots) || !data.plan.slots.length) return null;
-    const card = el("div", { class: "card" }, el("h2", {}, this._t("outlook.title")));
-    card.append(this._chart(data.plan.slots.map((row) => ({ slot_start: row.slot_start, price: row.price, bought_wh: row.import_wh, sold_wh: row.export_wh }))));
-    return card;
+  // The past slots (websocket "history": clearing price, energy bought and sold with the
+  // neighbours) and the planner's plan from the next slot on (websocket "plan": expected
+  // price, the home's import and export at the grid connection, battery and EV), on one
+  // time axis with a line at "now".
+  _outlookRows(data) {
+    const digits = data.price_digits ?? 2;
+    const past = (data.history || []).map((row) => ({ ...row, t: Date.parse(row.slot_start), past: true }));
+    const plan = data.plan;
+    const future = [];
+    if (plan && Array.isArray(plan.start)) {
+      const minor = (list, k) => (Array.isArray(list) && list[k] !== null && list[k] !== undefined ? list[k] / 10 ** digits : null);
+      const at = (list, k) => (Array.isArray(list) ? list[k] ?? 0 : 0);
+      plan.start.forEach((start, k) => {
+        future.push({
+          t: Date.parse(start),
+          slot_start: start,
+          expected: minor(plan.expected_price, k),
+          import_wh: at(plan.import_wh, k),
+          export_wh: at(plan.export_wh, k),
+          battery_wh: at(plan.battery_wh, k),
+          ev_wh: at(plan.ev_wh, k),
+        });
+      });
+    }
+    // The plan starts at the next slot; a history row of that slot is its known price.
+    const planStart = future.length ? future[0].t : Infinity;
+    return { past: past.filter((row) => row.t < planStart || row.price !== null), future };
   }
 
-  // --- the last day ---------------------------------------------------------------------------
-
   _historyCard(data) {
-    const card = el("div", { class: "card" }, el("h2", {}, this._t("history.title")));
-    const rows = data.history;
-    if (!rows.length) {
-      card.append(el("div", { class: "muted" }, this._t("history.empty")));
+    const card = el("div", { class: "card outlook" }, el("h2", {}, this._t("outlook.title")));
+    const { past, future } = this._outlookRows(data);
+    if (!past.length && !future.length) {
+      card.append(el("div", { class: "muted" }, this._t("outlook.empty")));
       return card;
     }
-    card.append(el("div", { class: "chart" }, this._chart(rows)));
-    card.append(
-      el(
-        "div",
-        { class: "legend" },
-        el("span", {}, el("span", { class: "sw", style: "background:var(--primary-color)" }), this._t("chart.price", { currency: data.currency })),
-        el("span", {}, el("span", { class: "sw", style: "background:var(--success-color, #43a047)" }), this._t("chart.bought")),
-        el("span", {}, el("span", { class: "sw", style: "background:var(--info-color, #039be5)" }), this._t("chart.sold")),
-        el("span", {}, el("span", { class: "sw", style: "background:var(--error-color, #db4437);opacity:.25" }), this._t("chart.void"))
-      )
-    );
+    card.append(el("div", { class: "chart" }, this._chart(data, past, future)));
+    const sw = (style) => el("span", { class: "sw", style });
+    const item = (style, text) => el("span", {}, sw(style), text);
+    const legend = el("div", { class: "legend" });
+    if (past.length) {
+      append(legend, [
+        item("background:var(--primary-color)", this._t("chart.price", { currency: data.currency })),
+        item("background:var(--success-color, #43a047)", this._t("chart.bought")),
+        item("background:var(--info-color, #039be5)", this._t("chart.sold")),
+      ]);
+      if (past.some((row) => row.void)) legend.append(item("background:var(--error-color, #db4437);opacity:.25", this._t("chart.void")));
+    }
+    if (future.length) {
+      append(legend, [
+        item("background:repeating-linear-gradient(90deg, var(--primary-color) 0 4px, transparent 4px 6px)", this._t("chart.expected", { currency: data.currency })),
+        item("background:var(--energy-grid-consumption-color, #488fc2);opacity:.6", this._t("chart.import")),
+        item("background:var(--energy-grid-return-color, #8353d1);opacity:.6", this._t("chart.export")),
+        item("background:var(--energy-battery-out-color, #4db6ac)", this._t("chart.battery")),
+        item("background:var(--orange-color, #ff9800)", this._t("chart.ev")),
+      ]);
+    }
+    card.append(legend);
+    if (data.plan && data.plan.fallback) {
+      card.append(el("div", { class: "muted" }, this._t("outlook.fallback", { why: this._choice("fallback", data.plan.fallback) })));
+    }
+    if (!past.length) return card;
     const body = el("tbody");
-    for (const row of [...rows].reverse()) {
+    for (const row of [...past].reverse()) {
       body.append(
         el(
           "tr",
@@ -880,17 +927,19 @@ class PeerEnergyPanel extends HTMLElement {
       el(
         "details",
         { open: this._historyOpen, ontoggle: (ev) => (this._historyOpen = ev.target.open) },
-        el("summary", {}, this._t("history.table", { n: rows.length })),
+        el("summary", {}, this._t("history.table", { n: past.length })),
         el("div", { class: "scroll" }, el("table", {}, el("thead", {}, head), body))
       )
     );
     return card;
   }
 
-  // Price per slot (line, left axis) and energy bought (up) and sold (down) per slot
-  // (bars, right axis), with units on both axes and the time below.
-  _chart(rows) {
-    const data = this._data;
+  // Price per slot (left axis, currency per kWh: the clearing price of the past slots as a
+  // line, the plan's expected price dashed) and energy per slot (right axis, Wh or kWh; up
+  // into the home, down out of it): bought and sold with neighbours in the past, the planned
+  // import and export, and the battery (+ charges) and EV as lines. Each series is a <g
+  // data-series="..."> (the browser tests look for them); time below, a line at "now".
+  _chart(data, past, future) {
     const width = Math.max(280, (this._width || 760) - 64);
     const narrow = width < 500;
     const left = 56;
@@ -898,29 +947,41 @@ class PeerEnergyPanel extends HTMLElement {
     const top = 22;
     const priceH = narrow ? 110 : 150;
     const gap = 18;
-    const energyH = narrow ? 80 : 110;
+    const energyH = narrow ? 100 : 130;
     const bottom = 22;
     const height = top + priceH + gap + energyH + bottom;
     const plotW = width - left - right;
     const slotMs = (data.slot_seconds || 900) * 1000;
-    const start = Date.parse(rows[0].slot_start);
-    const end = Date.parse(rows[rows.length - 1].slot_start) + slotMs;
+    const times = [...past, ...future].map((row) => row.t);
+    const start = Math.min(...times);
+    const end = Math.max(...times) + slotMs;
     const span = Math.max(end - start, slotMs);
     const x = (ms) => left + ((ms - start) / span) * plotW;
     const barW = Math.max((slotMs / span) * plotW - 1, 1);
-    const prices = rows.map((row) => row.price).filter((p) => p !== null && p !== undefined);
-    let pMin = prices.length ? Math.min(...prices, 0) : 0;
+    const mid = (row) => x(row.t) + barW / 2;
+    const prices = [...past.map((row) => row.price), ...future.map((row) => row.expected)].filter((p) => p !== null && p !== undefined);
+    const pMin = prices.length ? Math.min(...prices, 0) : 0;
     let pMax = prices.length ? Math.max(...prices) : 0.3;
     if (pMax - pMin < 0.01) pMax = pMin + 0.01;
     const py = (p) => top + priceH - ((p - pMin) / (pMax - pMin)) * priceH;
-    const eMax = Math.max(1, ...rows.map((row) => Math.max(row.bought_wh || 0, row.sold_wh || 0)));
+    const sizes = [
+      ...past.map((row) => Math.max(row.bought_wh || 0, row.sold_wh || 0)),
+      ...future.map((row) => Math.max(row.import_wh, row.export_wh, Math.abs(row.battery_wh), Math.abs(row.ev_wh))),
+    ];
+    const eMax = Math.max(1, ...sizes);
     const kwh = eMax >= 10000;
     const eUnit = kwh ? "kWh" : "Wh";
     const eMid = top + priceH + gap + energyH / 2;
-    const ey = (wh) => (wh / eMax) * (energyH / 2);
+    const ey = (wh) => (Math.min(Math.abs(wh), eMax) / eMax) * (energyH / 2);
     const chart = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": this._t("chart.label") });
-    for (const row of rows) {
-      if (row.void) chart.append(svg("rect", { x: x(Date.parse(row.slot_start)), y: top, width: barW, height: priceH + gap + energyH, class: "void-band" }));
+    const series = (name) => {
+      const group = svg("g", { "data-series": name });
+      chart.append(group);
+      return group;
+    };
+    const voids = series("void");
+    for (const row of past) {
+      if (row.void) voids.append(svg("rect", { x: x(row.t), y: top, width: barW, height: priceH + gap + energyH, class: "void-band" }));
     }
     // Price axis (left): three ticks with the unit above.
     chart.append(svg("text", { x: 0, y: 10 }, `${data.currency}/kWh`));
@@ -928,7 +989,7 @@ class PeerEnergyPanel extends HTMLElement {
       chart.append(svg("line", { x1: left, x2: width - right, y1: py(p), y2: py(p), class: "grid" }));
       chart.append(svg("text", { x: left - 6, y: py(p) + 4, "text-anchor": "end" }, this._number(p, 3)));
     }
-    // Energy axis (right): bought up, sold down, with the unit above.
+    // Energy axis (right): into the home up, out of it down, with the unit above.
     const eLabel = (wh) => this._number(kwh ? wh / 1000 : wh, kwh ? 1 : 0);
     const axisX = width - right + 6;
     chart.append(svg("text", { x: axisX, y: top + priceH + gap - 4 }, eUnit));
@@ -936,25 +997,50 @@ class PeerEnergyPanel extends HTMLElement {
     chart.append(svg("text", { x: axisX, y: eMid - energyH / 2 + 10 }, `↑ ${eLabel(eMax)}`));
     chart.append(svg("text", { x: axisX, y: eMid + 4 }, "0"));
     chart.append(svg("text", { x: axisX, y: eMid + energyH / 2 - 4 }, `↓ ${eLabel(eMax)}`));
-    // The price line; a price without a neighbour on either side shows as a dot.
-    let path = "";
-    const points = rows.map((row) => (row.price === null || row.price === undefined ? null : [x(Date.parse(row.slot_start)) + barW / 2, py(row.price)]));
-    points.forEach((point, k) => {
-      if (!point) return;
-      const alone = !points[k - 1] && !points[k + 1];
-      if (alone) chart.append(svg("circle", { cx: point[0], cy: point[1], r: 3, class: "price-dot" }));
-      path += `${points[k - 1] ? "L" : "M"}${point[0].toFixed(1)} ${point[1].toFixed(1)} `;
-    });
-    if (path) chart.append(svg("path", { d: path.trim(), class: "price-line" }));
-    for (const row of rows) {
-      const bx = x(Date.parse(row.slot_start));
-      const when = this._time(row.slot_start);
-      if (row.bought_wh) {
-        chart.append(svg("rect", { x: bx, y: eMid - ey(row.bought_wh), width: barW, height: ey(row.bought_wh), class: "bought" }, svg("title", {}, `${when}: ${this._t("chart.bought")} ${this._energy(row.bought_wh)}`)));
+    // Bars: up (into the home) and down (out of it).
+    const bars = (rows, name, key, up, cls, label) => {
+      const group = series(name);
+      for (const row of rows) {
+        const wh = row[key];
+        if (!wh) continue;
+        const h = ey(wh);
+        const title = svg("title", {}, `${this._time(row.slot_start)}: ${label} ${this._energy(wh)}`);
+        group.append(svg("rect", { x: x(row.t), y: up ? eMid - h : eMid, width: barW, height: h, class: cls }, title));
       }
-      if (row.sold_wh) {
-        chart.append(svg("rect", { x: bx, y: eMid, width: barW, height: ey(row.sold_wh), class: "sold" }, svg("title", {}, `${when}: ${this._t("chart.sold")} ${this._energy(row.sold_wh)}`)));
-      }
+    };
+    // A line through the slots' centres; a value without a neighbour on either side is a dot.
+    const line = (rows, name, value, cls, dotCls) => {
+      const group = series(name);
+      const points = rows.map((row) => {
+        const v = value(row);
+        return v === null || v === undefined ? null : [mid(row), v];
+      });
+      let path = "";
+      points.forEach((point, k) => {
+        if (!point) return;
+        if (dotCls && !points[k - 1] && !points[k + 1]) group.append(svg("circle", { cx: point[0], cy: point[1], r: 3, class: dotCls }));
+        path += `${points[k - 1] ? "L" : "M"}${point[0].toFixed(1)} ${point[1].toFixed(1)} `;
+      });
+      if (path) group.append(svg("path", { d: path.trim(), class: cls }));
+    };
+    if (past.length) {
+      bars(past, "bought", "bought_wh", true, "bought", this._t("chart.bought"));
+      bars(past, "sold", "sold_wh", false, "sold", this._t("chart.sold"));
+      line(past, "price", (row) => (row.price === null || row.price === undefined ? null : py(row.price)), "price-line", "price-dot");
+    }
+    if (future.length) {
+      bars(future, "import", "import_wh", true, "plan-import", this._t("chart.import"));
+      bars(future, "export", "export_wh", false, "plan-export", this._t("chart.export"));
+      line(future, "expected", (row) => (row.expected === null ? null : py(row.expected)), "expected-line", "price-dot");
+      line(future, "battery", (row) => eMid - Math.sign(row.battery_wh) * ey(row.battery_wh), "battery-line");
+      line(future, "ev", (row) => eMid - ey(row.ev_wh), "ev-line");
+    }
+    // Now: the boundary between what happened and what is planned.
+    const now = Date.parse(data.now);
+    if (now >= start && now <= end) {
+      const nx = x(now);
+      chart.append(svg("line", { x1: nx, x2: nx, y1: top - 14, y2: top + priceH + gap + energyH, class: "now-line" }));
+      chart.append(svg("text", { x: nx + 3, y: top - 12 }, this._t("outlook.now")));
     }
     // Time axis: ticks at round times, about one per 90 px.
     const base = top + priceH + gap + energyH;
@@ -1105,6 +1191,11 @@ class PeerEnergyPanel extends HTMLElement {
     } else {
       const others = Math.max(community.members - 1, 0);
       row(this._entityText("peers_online.name", "Peers online"), this._t("community.online", { online: community.peers_online, others }));
+      const away = community.unreachable || [];
+      row(
+        this._entityText("unreachable_neighbours.name", "Unreachable neighbours"),
+        away.length ? el("span", { class: "warn-text" }, away.map((peer) => this._neighbour(peer.member, peer.name)).join(", ")) : this._t("community.unreachable_none")
+      );
     }
     row(this._t("community.this_home"), el("code", {}, data.member_id));
     row(this._t("community.control"), this._t(`control.${data.control_mode}`));

@@ -43,6 +43,8 @@ INVITATION_PREFIX = "peerenergy1:"
 SECRET_LEN = 32
 MAX_ADDRESS_LEN = 512
 MAX_NAME_LEN = 100
+# A member's display name (what neighbours see instead of its short id).
+MAX_DISPLAY_NAME_LEN = 40
 COMMUNITY_ID_HEX = 32
 _JOIN_CONTEXT = b"peer-energy/v1/join\n"
 
@@ -377,6 +379,8 @@ class Membership:
         if founder_address:
             self.addresses[charter.founder] = founder_address
         self.sponsors: dict[str, str] = {charter.founder: ""}
+        # Display names members chose for themselves: member -> (signed at, name).
+        self.names: dict[str, tuple[int, str]] = {}
         self.records: dict[str, dict[str, Any]] = {}  # record id -> envelope dict, in order
         self._rosters: dict[int | None, tuple[str, ...]] = {}
 
@@ -445,6 +449,7 @@ class Membership:
         self._rosters.clear()
         self.keyring = KeyRing(MappingProxyType(merged))
         self.addresses.pop(member, None)
+        self.names.pop(member, None)
 
     def set_address(self, member: str, address: str) -> None:
         """A member announces a new address."""
@@ -452,6 +457,21 @@ class Membership:
         if not self.is_member(member):
             raise CommunityError("not a current member")
         self.addresses[member] = address
+
+    def set_name(self, member: str, name: str, at_ms: int) -> None:
+        """A member announces its display name, signed at ``at_ms``; a name signed earlier
+        than the one held (a record delivered late) changes nothing."""
+        check_display_name(name)
+        if not self.is_member(member):
+            raise CommunityError("not a current member")
+        held = self.names.get(member)
+        if held is None or at_ms >= held[0]:
+            self.names[member] = (at_ms, name)
+
+    def name_of(self, member: str) -> str | None:
+        """The display name a current member chose, if any."""
+        held = self.names.get(member)
+        return None if held is None else held[1]
 
     def enrol(self, enrolment: Any) -> KeyBinding:
         """Apply a verified ``AssetEnrolment``; returns the new asset binding."""
@@ -473,6 +493,17 @@ class Membership:
     def remember(self, record_id: str, record: dict[str, Any]) -> None:
         """Keep an applied membership record to hand to newcomers and returning peers."""
         self.records[record_id] = record
+
+
+def check_display_name(name: object) -> None:
+    """A display name: 1..40 printable characters without surrounding spaces."""
+    if (
+        not isinstance(name, str)
+        or not 0 < len(name) <= MAX_DISPLAY_NAME_LEN
+        or not name.isprintable()
+        or name != name.strip()
+    ):
+        raise CommunityError(f"a display name is 1..{MAX_DISPLAY_NAME_LEN} printable characters")
 
 
 def _check_address(address: object) -> None:

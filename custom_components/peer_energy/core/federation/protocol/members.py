@@ -1,5 +1,5 @@
 """Membership: invitations, joins and welcomes, and the membership records (``member``,
-``leave``, ``remove``, ``address``, ``enrol``) a peer signs or receives."""
+``leave``, ``remove``, ``address``, ``name``, ``enrol``) a peer signs or receives."""
 
 from __future__ import annotations
 
@@ -440,6 +440,10 @@ class Members:
                     self.ctx.joined = False
             elif env.type == "address":
                 ms.set_address(member, str(p["address"]))
+                ms.remember(change.key, env.to_dict())
+                return []
+            elif env.type == "name":
+                ms.set_name(member, str(p["name"]), env.ts_ms)
                 ms.remember(change.key, env.to_dict())
                 return []
             else:

@@ -21,6 +21,7 @@ from ..community import (
     Invitation,
     InvitationError,
     Membership,
+    check_display_name,
 )
 from . import wire
 from .context import PeerContext
@@ -407,6 +408,16 @@ class Peer:
         out = self._members.act("address", {"address": address}, now_ms)
         self._ctx.address = address
         return out
+
+    def set_name(self, name: str, now_ms: int) -> list[Output]:
+        """Announce the display name neighbours see for this home (a signed ``name``
+        record, kept with the membership records: newcomers get it with the welcome).
+        Raises ``ProtocolError`` for a malformed name or when not a member."""
+        try:
+            check_display_name(name)
+        except CommunityError as err:
+            raise wire.ProtocolError(str(err)) from None
+        return self._members.act("name", {"name": name}, now_ms)
 
     def enrol(self, enrolment: AssetEnrolment, now_ms: int) -> list[Output]:
         """Announce a device enrolment signed by this home and the asset.

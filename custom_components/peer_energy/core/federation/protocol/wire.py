@@ -54,6 +54,8 @@ MESSAGE_TYPES: Mapping[str, PayloadSchema] = {
     "leave": {"member": _K},
     "remove": {"member": _K},
     "address": {"address": _S},
+    # the display name neighbours see for the signer (its own choice; newest wins)
+    "name": {"name": _S},
     "enrol": {"enrolment": _O},
     # control messages: point to point (or to all), never forwarded
     "digest": {"slot": _I, "root": _S, "full": FieldType.BOOL, "bids": _L},
@@ -74,8 +76,8 @@ MESSAGE_TYPES: Mapping[str, PayloadSchema] = {
     "ledger_req": {"since": _I},
     "ledger": {"records": _L},
 }
-RECORD_TYPES = frozenset({"bid", "attest", "member", "leave", "remove", "address", "enrol"})
-MEMBERSHIP_TYPES = frozenset({"member", "leave", "remove", "address", "enrol"})
+RECORD_TYPES = frozenset({"bid", "attest", "member", "leave", "remove", "address", "name", "enrol"})
+MEMBERSHIP_TYPES = frozenset({"member", "leave", "remove", "address", "name", "enrol"})
 
 
 class ProtocolError(ValueError):
