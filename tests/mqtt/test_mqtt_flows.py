@@ -212,10 +212,11 @@ async def test_a_join_of_a_broken_broker_invitation_is_refused(hass: HomeAssista
 
 
 async def test_an_unusable_broker_in_the_entry_falls_back_to_http(
-    hass: HomeAssistant, caplog: pytest.LogCaptureFixture
+    hass: HomeAssistant, caplog: pytest.LogCaptureFixture, socket_enabled: None
 ) -> None:
     """Entry data naming a broker that cannot be used (edited by hand): the home starts on
-    HTTP and the log says why; a damaged invitation is ignored the same way."""
+    HTTP and the log says why; a damaged invitation is ignored the same way (on HTTP the
+    home probes its own address, a closed loopback port here)."""
     from tests.federation_ha.conftest import community_entry, fast_rules
 
     entry = community_entry(
