@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from dataclasses import dataclass, field
+import socket
 from typing import Any
 from unittest.mock import patch
 
@@ -40,7 +41,10 @@ from custom_components.peer_energy.federation import (
     SlotOutcome,
     federation_store,
 )
-from custom_components.peer_energy.federation_setup import community_ledger_path
+from custom_components.peer_energy.federation_setup import (
+    community_ledger_path,
+    community_subentry,
+)
 from custom_components.peer_energy.http import (
     INFO_PATH,
     MESSAGE_PATH,
@@ -53,6 +57,37 @@ from custom_components.peer_energy.http import (
 from custom_components.peer_energy.ledger import PeerLedger, identity_store
 from custom_components.peer_energy.runtime import PeerEnergyConfigEntry
 from tests.conftest import make_entry
+
+
+def closed_address() -> str:
+    """A loopback URL where nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+async def until(hass: HomeAssistant, done: Callable[[], bool], what: str) -> None:
+    """Let Home Assistant run until ``done()`` holds (about 6 s at most)."""
+    for _ in range(300):
+        await hass.async_block_till_done()
+        if done():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting until {what}")
+
+
+def is_member(entry: PeerEnergyConfigEntry) -> bool:
+    """The entry's link has joined and its community subentry records membership."""
+    link = entry.runtime_data.federation
+    subentry = community_subentry(entry)
+    return (
+        link is not None
+        and link.joined
+        and subentry is not None
+        and subentry.data[CONF_COMMUNITY_ACTION] == "member"
+    )
+
 
 START_MS = 1_800_000_000_000  # 2027, aligned to the minute
 SLOT_S = 60

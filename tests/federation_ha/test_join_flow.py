@@ -3,10 +3,6 @@ translated reason and a way to fix it (the form again, or the repair's fix flow)
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-import socket
-
 from homeassistant import config_entries
 from homeassistant.components.repairs import repairs_flow_manager
 from homeassistant.core import HomeAssistant
@@ -22,36 +18,17 @@ from custom_components.peer_energy.const import (
 )
 from custom_components.peer_energy.federation import DATA_LINK, ISSUE_JOIN_FAILED
 from custom_components.peer_energy.federation_setup import community_subentry
-from custom_components.peer_energy.runtime import PeerEnergyConfigEntry
 
-from .conftest import Clock, HomeFactory, community_entry, fast_rules, settle
-
-
-def _closed_address() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
-async def _until(hass: HomeAssistant, done: Callable[[], bool], what: str) -> None:
-    for _ in range(300):
-        await hass.async_block_till_done()
-        if done():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting until {what}")
-
-
-def _member(entry: PeerEnergyConfigEntry) -> bool:
-    link = entry.runtime_data.federation
-    subentry = community_subentry(entry)
-    return (
-        link is not None
-        and link.joined
-        and subentry is not None
-        and subentry.data[CONF_COMMUNITY_ACTION] == "member"
-    )
+from .conftest import (
+    Clock,
+    HomeFactory,
+    closed_address,
+    community_entry,
+    fast_rules,
+    is_member,
+    settle,
+    until,
+)
 
 
 async def test_add_community_shows_progress_and_ends_with_the_name_or_a_reason(
@@ -73,7 +50,7 @@ async def test_add_community_shows_progress_and_ends_with_the_name_or_a_reason(
         (entry.entry_id, SUBENTRY_COMMUNITY), context={"source": config_entries.SOURCE_USER}
     )
     result = await flows.async_configure(result["flow_id"], {"next_step_id": "join_community"})
-    bad = _closed_address()
+    bad = closed_address()
     result = await flows.async_configure(
         result["flow_id"], {CONF_INVITATION: text, CONF_ADDRESS: bad}
     )
@@ -98,7 +75,7 @@ async def test_add_community_shows_progress_and_ends_with_the_name_or_a_reason(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "Linden Court"
     await settle(founder)
-    await _until(hass, lambda: _member(entry), "the entry reloaded as a member")
+    await until(hass, lambda: is_member(entry), "the entry reloaded as a member")
     assert founder.link.members == 2
     assert entry.runtime_data.federation is not None
     assert entry.runtime_data.federation.community_name == "Linden Court"
@@ -112,7 +89,7 @@ async def test_failed_join_repair_fixes_the_address_and_joins(
     founder = await make_home("F")
     await founder.link.async_found("Poplar Yard", fast_rules(), founder.address)
     text = (await founder.link.async_create_invitation(3_600_000)).encode()
-    bad = _closed_address()
+    bad = closed_address()
     entry = community_entry(
         bad,
         community={CONF_COMMUNITY_ACTION: "join", CONF_INVITATION: text, CONF_ADDRESS: bad},
@@ -121,7 +98,7 @@ async def test_failed_join_repair_fixes_the_address_and_joins(
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     registry = ir.async_get(hass)
-    await _until(
+    await until(
         hass,
         lambda: registry.async_get_issue(DOMAIN, ISSUE_JOIN_FAILED) is not None,
         "the join failed",
@@ -146,7 +123,7 @@ async def test_failed_join_repair_fixes_the_address_and_joins(
     }
     result = await manager.async_configure(result["flow_id"], {CONF_ADDRESS: http_address})
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    await _until(hass, lambda: _member(entry), "the corrected join completed")
+    await until(hass, lambda: is_member(entry), "the corrected join completed")
     await settle(founder)
     assert registry.async_get_issue(DOMAIN, ISSUE_JOIN_FAILED) is None
     assert founder.link.members == 2

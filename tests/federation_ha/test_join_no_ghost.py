@@ -7,7 +7,6 @@ welcome is lost. Every home then trades on for longer than a pending join lives.
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 from homeassistant.core import HomeAssistant
@@ -19,7 +18,17 @@ from custom_components.peer_energy.diagnostics import async_get_config_entry_dia
 from custom_components.peer_energy.federation import ISSUE_PEER_UNREACHABLE
 from custom_components.peer_energy.runtime import PeerEnergyConfigEntry
 
-from .conftest import Clock, Home, HomeFactory, fast_rules, invite, join, settle, tick_all
+from .conftest import (
+    Clock,
+    Home,
+    HomeFactory,
+    closed_address,
+    fast_rules,
+    invite,
+    join,
+    settle,
+    tick_all,
+)
 
 
 class DropWelcomes:
@@ -37,14 +46,6 @@ class DropWelcomes:
 
     async def async_info(self, address: str) -> dict[str, Any] | None:
         return await self.inner.async_info(address)  # type: ignore[no-any-return]
-
-
-def _closed_address() -> str:
-    """A loopback URL where nothing listens."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def _unreachable_issues(hass: HomeAssistant) -> list[str]:
@@ -84,7 +85,7 @@ async def test_unreachable_joiner_address_leaves_no_ghost(
     b = await make_home("B")
     await join(hass, a, b, [])
     c = await make_home("C")
-    status = await c.link.async_join(await invite(hass), _closed_address())
+    status = await c.link.async_join(await invite(hass), closed_address())
     assert status == 422  # address_unreachable
     await settle(a, b, c)
     assert await c.link.async_wait_joined(0.5) == "http_422"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 from unittest.mock import patch
 
@@ -34,7 +33,7 @@ from custom_components.peer_energy.federation_setup import community_subentry
 from custom_components.peer_energy.http import INFO_PATH, HttpTransport
 from custom_components.peer_energy.runtime import PeerEnergyConfigEntry
 
-from .conftest import Clock, Home, HomeFactory, fast_rules, invite, join, settle
+from .conftest import Clock, Home, HomeFactory, fast_rules, invite, is_member, join, settle, until
 
 
 async def test_restart_keeps_membership_and_invitations(
@@ -288,26 +287,6 @@ async def _start_join(
     return entry, lossy
 
 
-async def _until(hass: HomeAssistant, done: Callable[[], bool], what: str) -> None:
-    for _ in range(200):
-        await hass.async_block_till_done()
-        if done():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting until {what}")
-
-
-def _member(entry: PeerEnergyConfigEntry) -> bool:
-    link = entry.runtime_data.federation
-    subentry = community_subentry(entry)
-    return (
-        link is not None
-        and link.joined
-        and subentry is not None
-        and subentry.data[CONF_COMMUNITY_ACTION] == "member"
-    )
-
-
 async def test_lost_welcome_is_recovered_by_resending_the_join(
     hass: HomeAssistant, clock: Clock, http_address: str, make_home: HomeFactory
 ) -> None:
@@ -319,7 +298,7 @@ async def test_lost_welcome_is_recovered_by_resending_the_join(
         patch("custom_components.peer_energy.federation_setup.JOIN_TIMEOUT_S", 10.0),
     ):
         entry, lossy = await _start_join(hass, founder, http_address)
-        await _until(hass, lambda: _member(entry), "the entry is a member")
+        await until(hass, lambda: is_member(entry), "the entry is a member")
     await settle(founder)
     assert lossy.dropped == 1
     assert founder.link.members == 2
@@ -344,7 +323,7 @@ async def test_join_resumed_after_a_restart_gets_the_welcome_again(
     ):
         entry, lossy = await _start_join(hass, founder, http_address)
         registry = ir.async_get(hass)
-        await _until(
+        await until(
             hass,
             lambda: registry.async_get_issue(DOMAIN, ISSUE_JOIN_FAILED) is not None,
             "the join failed",
@@ -364,7 +343,7 @@ async def test_join_resumed_after_a_restart_gets_the_welcome_again(
         clock.now,
     )
     assert await hass.config_entries.async_reload(entry.entry_id)
-    await _until(hass, lambda: _member(entry), "the resumed join completed")
+    await until(hass, lambda: is_member(entry), "the resumed join completed")
     await settle(founder)
     assert registry.async_get_issue(DOMAIN, ISSUE_JOIN_FAILED) is None
     assert founder.link.members == 2
