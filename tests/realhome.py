@@ -103,6 +103,10 @@ class HarnessError(RuntimeError):
     """The real Home Assistant could not be brought up as the tests need it."""
 
 
+class TokenExpiredError(HarnessError):
+    """The access token was refused (expired): the request is retried after a refresh."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -294,6 +298,52 @@ class RealHome:
         form: bool = False,
         ok: tuple[int, ...] = (200, 201),
     ) -> Any:
+        if auth and self._token_expiring():
+            self.refresh_token()
+        try:
+            return self._request(method, path, payload, auth=auth, form=form, ok=ok)
+        except TokenExpiredError:
+            # Expired between the check and the call (or the clock jumped): refresh once.
+            self.refresh_token()
+            return self._request(method, path, payload, auth=auth, form=form, ok=ok)
+
+    def _token_expiring(self) -> bool:
+        """The access token expires within a minute (Home Assistant's last 30 min)."""
+        expires = self.tokens.get("expires")
+        refresh = self.tokens.get("refresh_token")
+        return bool(refresh) and expires is not None and time.time() * 1000 > expires - 60_000
+
+    def refresh_token(self) -> None:
+        """A new access token from the refresh token, as the frontend gets one."""
+        refresh = self.tokens.get("refresh_token")
+        if not refresh:
+            raise HarnessError("no refresh token: log in first")
+        tokens = self._request(
+            "POST",
+            "/auth/token",
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": refresh,
+                "client_id": self.tokens["clientId"],
+            },
+            auth=False,
+            form=True,
+            ok=(200,),
+        )
+        self.token = tokens["access_token"]
+        expires = int(time.time() * 1000) + tokens["expires_in"] * 1000
+        self.tokens = {**self.tokens, "access_token": self.token, "expires": expires}
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        payload: Any,
+        *,
+        auth: bool,
+        form: bool,
+        ok: tuple[int, ...],
+    ) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"} if auth and self.token else {}
         data = None
         if payload is not None:
@@ -309,6 +359,8 @@ class RealHome:
                 status, body = response.status, response.read()
         except urllib.error.HTTPError as err:
             status, body = err.code, err.read()
+        if status == 401 and 401 not in ok and auth and self.tokens.get("refresh_token"):
+            raise TokenExpiredError(f"{method} {path}: HTTP 401")
         if status not in ok:
             raise HarnessError(f"{method} {path}: HTTP {status} {body[:500]!r}")
         try:
