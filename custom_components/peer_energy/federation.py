@@ -349,6 +349,7 @@ class FederationLink:
         self._out_of_step = 0
         self._step_issue = False
         self.trades_reconciled = 0
+        self.balance_disagreements = 0  # trades recorded whose stated balance differed
 
     @property
     def transport(self) -> Transport:
@@ -1091,7 +1092,8 @@ class FederationLink:
                 slot,
                 refusal,
             )
-        self._track_step(slot, bool(result.accepted), bool(refused))
+        self._report_disagreed(slot, result.disagreed)
+        self._track_step(slot, bool(result.accepted), bool(refused or result.disagreed))
         if self.peer is not None:
             self.peer.set_balances(self.ledger.balances())
         if self._waiting_settlements:  # their trades may be recorded now
@@ -1099,6 +1101,18 @@ class FederationLink:
             self._waiting_settlements.clear()
             for wslot, settlement in waiting:
                 self._queue_delivery(wslot, settlement, None)
+
+    def _report_disagreed(self, slot: int, disagreed: Sequence[str]) -> None:
+        """Trades both parties signed are recorded even when a party's stated balance
+        differs from ours (it signed from a ledger that lacked some records): say so."""
+        for trade_id in disagreed:
+            self.balance_disagreements += 1
+            LOGGER.info(
+                "Trade %s of slot %s recorded with a stated balance that differs from this "
+                "ledger's (a party signed from a ledger out of step)",
+                trade_id[:12],
+                slot,
+            )
 
     # --- reconciliation ---
 
@@ -1165,6 +1179,7 @@ class FederationLink:
                         settlement.terms.slot * 1000, settlements=[settlement]
                     )
                 added += len(result.accepted)
+                self._report_disagreed(trade.terms.slot if kind == "trade" else 0, result.disagreed)
         except HomeAssistantError as err:
             LOGGER.debug("Could not record reconciled records: %s", err)
             return
@@ -1506,6 +1521,7 @@ class FederationLink:
             "settlements_waiting": len(self._waiting_settlements),
             "records_reconciled": self.trades_reconciled,
             "ledger_out_of_step": self._step_issue,
+            "balance_disagreements": self.balance_disagreements,
             "unreachable": sorted(short(m) for m in self._unreachable),
             "transport": self.carrier.kind,
             "broker": str(self.broker_state.status) if self.broker_state is not None else None,

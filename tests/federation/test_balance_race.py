@@ -212,3 +212,40 @@ def test_unsigned_before_tells_whether_a_later_slot_must_wait() -> None:
     net.run_until(net.now + 100)
     assert not buyer.unsigned_before(later, net.now)
     assert not seller.unsigned_before(later, net.now)
+
+
+def test_a_half_signed_from_a_ledger_out_of_step_is_recorded_everywhere(tmp_path: Path) -> None:
+    """The buyer's ledger lacks its own trade of slot 1 when it signs its half of slot 2
+    (it was killed before recording it): the half states a balance without that trade.
+    Both parties signed, so every ledger records the trade, reports the stated balance
+    that differs, and the balances still agree everywhere and sum to zero."""
+    net, peers = build(3)
+    ledgers = _ledgers(tmp_path, peers, net.now)
+    seller, buyer, observer = peers
+    first = _final_slot(net, peers)
+    _settle(net, seller, ledgers[0], first)
+    _settle(net, buyer, ledgers[1], first)
+    net.run_until(net.now + 200)
+    trade1 = _trade(net, observer, first)
+    for k in (0, 2):  # the buyer lost it
+        assert ledgers[k].commit_slot(first * 1000, trades=[trade1]).accepted
+    second = _final_slot(net, peers)
+    for peer, ledger in zip(peers[:2], ledgers, strict=False):
+        _settle(net, peer, ledger, second)
+    net.run_until(net.now + 200)
+    trade2 = _trade(net, observer, second)
+    assert trade2.terms.buyer_balance == -trade2.terms.cost  # without slot 1's trade
+    # The buyer learns slot 1's trade from a member (reconciliation), then slot 2's.
+    assert ledgers[1].commit_slot(first * 1000, trades=[trade1]).accepted
+    for ledger in ledgers:
+        result = ledger.commit_slot(second * 1000, trades=[trade2])
+        assert result.refused == (), result.refused
+        assert result.accepted == (trade2.trade_id,)
+        assert result.disagreed == (trade2.trade_id,)
+    balances = [dict(ledger.credit.balances) for ledger in ledgers]
+    assert balances[0] == balances[1] == balances[2]
+    assert sum(balances[0].values()) == 0
+    assert balances[0][buyer.member_id] == -trade1.terms.cost - trade2.terms.cost
+    for ledger in ledgers:
+        assert ledger.verify(VerifyMode.FULL).ok
+        ledger.close()

@@ -10,6 +10,7 @@ these tests is ``tests/real/test_chaos.py``.
 from __future__ import annotations
 
 import asyncio
+import logging
 from types import SimpleNamespace
 from typing import Any
 
@@ -296,7 +297,9 @@ async def test_a_ledger_out_of_step_raises_a_repair(
     await a.link.async_found("Oak Lane", fast_rules(), "a")
     await open_ledger(hass, a)
     link = a.link
-    result = type("R", (), {"accepted": (), "refused": (("t" * 64, _refusal()),)})()
+    result = type(
+        "R", (), {"accepted": (), "refused": (("t" * 64, _refusal()),), "disagreed": ()}
+    )()
 
     async def refuse(*_: Any, **__: Any) -> Any:
         return result
@@ -313,6 +316,39 @@ async def test_a_ledger_out_of_step_raises_a_repair(
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_OUT_OF_STEP) is None
     # records from a member: nothing to add is nothing to report
     await link._record_ledger(LedgerRecords("m", (), (), ()))
+    await link.async_stop()
+    await a.ledger.async_close()
+
+
+async def test_stated_balances_that_differ_are_reported_and_count_as_out_of_step(
+    hass: HomeAssistant, clock: Clock, net: MemTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Trades recorded although a party's stated balance differs from this ledger's: an
+    info line each, counted in the diagnostics, and in a row they raise the repair."""
+    a = await make_link(hass, net, clock, "a", announce=True)
+    await a.link.async_found("Oak Lane", fast_rules(), "a")
+    await open_ledger(hass, a)
+    link = a.link
+    trade_id = "d" * 64
+    result = type("R", (), {"accepted": (trade_id,), "refused": (), "disagreed": (trade_id,)})()
+
+    async def record(*_: Any, **__: Any) -> Any:
+        return result
+
+    assert a.ledger is not None
+    a.ledger.async_commit_slot = record  # type: ignore[method-assign]
+    caplog.set_level(logging.INFO)
+    await link._record_trades(60, [])
+    assert link.diagnostics()["balance_disagreements"] == 1
+    assert f"Trade {'d' * 12} of slot 60 recorded with a stated balance" in caplog.text
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_OUT_OF_STEP) is None
+    for slot in (120, 180):
+        await link._record_trades(slot, [])
+    assert link.diagnostics()["balance_disagreements"] == 3
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_OUT_OF_STEP) is not None
+    result.disagreed = ()
+    await link._record_trades(240, [])
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_OUT_OF_STEP) is None
     await link.async_stop()
     await a.ledger.async_close()
 

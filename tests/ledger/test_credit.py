@@ -141,19 +141,37 @@ def test_invalid_terms_are_refused(change: dict[str, object]) -> None:
     assert verify_trade(bad).refusal is Refusal.INVALID_TERMS
 
 
-def test_wrong_balances_and_other_community_are_refused() -> None:
+def test_other_community_is_refused() -> None:
     led = ledger()
     t = trade(led, A, B, 100, 20)
-    assert led.apply_trade(signed(replace(t.terms, buyer_balance=0))).refusal is (
-        Refusal.BALANCE_MISMATCH
-    )
-    assert led.apply_trade(signed(replace(t.terms, seller_balance=5))).refusal is (
-        Refusal.BALANCE_MISMATCH
-    )
     assert led.apply_trade(signed(replace(t.terms, community="x"))).refusal is (
         Refusal.OTHER_COMMUNITY
     )
     assert led.balances == {}
+
+
+def test_a_countersigned_trade_with_a_stated_balance_that_differs_is_recorded() -> None:
+    """Both parties signed it: recorded as a delta, the differing party reported."""
+    led = ledger()
+    t = trade(led, A, B, 100, 20)
+    wrong_buyer = signed(replace(t.terms, buyer_balance=0))
+    checked = led.check_trade(wrong_buyer)
+    assert checked.ok
+    assert checked.disagreed == (A,)
+    assert led.balances == {}  # a check changes nothing
+    result = led.apply_trade(wrong_buyer)
+    assert result.ok
+    assert result.disagreed == (A,)
+    assert (led.balance(A), led.balance(B)) == (-2000, 2000)
+    wrong_both = signed(replace(t.terms, slot=SLOT + 60, buyer_balance=1, seller_balance=5))
+    assert led.apply_trade(wrong_both).disagreed == (A, B)
+    assert (led.balance(A), led.balance(B)) == (-4000, 4000)
+    right = trade(led, A, B, 100, 20)
+    assert led.apply_trade(right).disagreed == ()
+    assert led.total() == 0
+    # still checked: one signature alone is not a trade
+    half = replace(trade(led, A, B, 50, 20), seller=TradeSignature("", ""))
+    assert led.apply_trade(half).refusal is Refusal.MISSING_SIGNATURE
 
 
 def test_credit_limit_is_refused_before_signing_and_at_apply() -> None:
@@ -380,7 +398,7 @@ def test_a_trade_and_an_earlier_settlement_commute() -> None:
     assert first.balance(B) == 20_000 - 12_000 - 50 * 20
 
 
-def test_forged_balances_are_refused_after_a_settlement() -> None:
+def test_stated_balances_that_differ_are_reported_after_a_settlement() -> None:
     led, _, settlement = delivered(600, 600)
     assert led.apply_settlement(settlement).ok
     t = trade(led, B, A, 50, 20).terms
@@ -391,7 +409,8 @@ def test_forged_balances_are_refused_after_a_settlement() -> None:
         replace(t, buyer_balance=t.buyer_balance + 12_000 + 1),
         replace(t, seller_balance=0),
     ):
-        assert led.check_trade(signed(forged)).refusal is Refusal.BALANCE_MISMATCH
+        assert led.check_trade(signed(forged)).disagreed
+    assert led.check_trade(signed(t)).disagreed == ()
     # The whole balance after the trade is what homes of earlier versions signed: still
     # accepted, and the ledger moves by the trade's amounts all the same.
     legacy = replace(

@@ -221,6 +221,23 @@ def test_refused_records_are_not_recorded(tmp_path: Path) -> None:
     ledger.close()
 
 
+def test_a_countersigned_trade_is_recorded_whatever_this_home_thinks_of_the_buyer(
+    tmp_path: Path,
+) -> None:
+    """The limit is checked before signing (the buyer's orders, the bids the community
+    admits, ``propose_trade``), not when a trade both parties signed is recorded: a seller
+    whose reputation view gives the buyer no credit at all records it like everyone."""
+    ledger = open_ledger(tmp_path / "l.sqlite")
+    trade = make_trade(ledger, P, H, 100, 1)  # this home sells to P
+    ledger.credit.scores = {P: 0}
+    assert ledger.credit.limit(P) == 0
+    result = ledger.commit_slot(T0 + SLOT_MS, trades=[trade])
+    assert result.accepted == (trade.trade_id,)
+    assert ledger.credit.balance(P) == -trade.terms.cost
+    assert ledger.head.kind == "trade"
+    ledger.close()
+
+
 def test_donations_settlements_and_duplicates(tmp_path: Path) -> None:
     ledger = busy_ledger(tmp_path / "l.sqlite")
     gift = sign_transfer(

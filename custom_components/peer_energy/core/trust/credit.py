@@ -16,7 +16,10 @@ fees, limits) in *milli-minor units* (Wh x minor/kWh, exact integers).
   **settled** sum, moved only by delivery settlements. Trades and donations commit to
   the signed balance after them, which settlements never change, so a settlement and a
   trade commute: a ledger may record them in either order (a shortfall payment recorded
-  between the two halves of a trade no longer makes the trade's balances wrong).
+  between the two halves of a trade no longer makes the trade's balances wrong). A
+  countersigned trade whose stated balance still differs from a ledger's (a party signed
+  from a ledger that lacked some of its own records) is recorded all the same and the
+  difference reported: both parties agreed to it, and the ledger moves by its amounts.
   Sellers issue credit by delivering; buyers spend it and may go negative down to their
   **credit limit**: ``base x factor(reputation)``, see ``CreditPolicy``. A trade that
   would take the buyer past its limit is refused before anything is signed or recorded.
@@ -73,10 +76,15 @@ class Refusal(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class CreditResult:
-    """Outcome of a check or an apply: ``refusal`` is ``None`` when accepted."""
+    """Outcome of a check or an apply: ``refusal`` is ``None`` when accepted.
+
+    ``disagreed`` names the parties of an accepted trade whose stated balance differs from
+    this ledger's (reported, not refused: see ``CreditLedger.check_trade``).
+    """
 
     refusal: Refusal | None = None
     detail: str = ""
+    disagreed: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -695,20 +703,35 @@ class CreditLedger:
             return _refuse(Refusal.OTHER_COMMUNITY, "trade of another community")
         if terms.trade_id in self.applied:
             return _refuse(Refusal.DUPLICATE, "trade already recorded")
-        if not self._after_ok(terms.buyer, terms.buyer_balance, -terms.cost):
-            return _refuse(Refusal.BALANCE_MISMATCH, "buyer's resulting balance is wrong")
-        if not self._after_ok(terms.seller, terms.seller_balance, terms.value):
-            return _refuse(Refusal.BALANCE_MISMATCH, "seller's resulting balance is wrong")
         owed = terms.cost - self.balance(terms.buyer)  # settlements included
         if enforce_limit and owed > self.limit(terms.buyer):
             return _refuse(
                 Refusal.OVER_LIMIT,
                 f"buyer would owe {owed}, limit {self.limit(terms.buyer)}",
             )
+        disagreed = tuple(
+            party
+            for party, stated, delta in (
+                (terms.buyer, terms.buyer_balance, -terms.cost),
+                (terms.seller, terms.seller_balance, terms.value),
+            )
+            if not self._after_ok(party, stated, delta)
+        )
+        if disagreed:
+            return CreditResult(None, "stated balance differs from this ledger's", disagreed)
         return _OK
 
     def check_trade(self, trade: SignedTrade, *, enforce_limit: bool = True) -> CreditResult:
-        """Would ``apply_trade`` accept it? Never raises, never changes the ledger."""
+        """Would ``apply_trade`` accept it? Never raises, never changes the ledger.
+
+        A trade both parties signed is not refused for its stated balances: a party whose
+        ledger lacked some of its records when it signed (it was killed before recording
+        them, and learnt them later) states a balance this ledger does not hold, and the
+        trade is valid all the same (it is applied as a delta, like every record). Refusing
+        it here but not elsewhere, or everywhere while both parties signed it, would leave
+        ledgers apart for good. The parties whose stated balance differs are reported in
+        ``disagreed``.
+        """
         result = verify_trade(trade, self.keyring)
         if result.ok:
             result = self._check_terms(trade.terms, enforce_limit=enforce_limit)

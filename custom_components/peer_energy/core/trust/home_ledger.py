@@ -82,11 +82,16 @@ class HomeLedgerError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SlotResult:
-    """What one ``commit_slot`` wrote (everything here is durable) and what it refused."""
+    """What one ``commit_slot`` wrote (everything here is durable) and what it refused.
+
+    ``disagreed``: the accepted trades whose stated balance of a party differs from this
+    ledger's (recorded all the same, see ``CreditLedger.check_trade``).
+    """
 
     entries: tuple[ChainEntry, ...]
     accepted: tuple[str, ...]
     refused: tuple[tuple[str, CreditResult], ...]
+    disagreed: tuple[str, ...] = ()
 
 
 class HomeLedger:
@@ -189,7 +194,9 @@ class HomeLedger:
         ``entries`` are ``(kind, body)`` pairs for this home's own chain (orders, fills,
         delivery reports, attestations). Credit records are checked against the credit
         ledger; accepted ones are stored, and those this home is party to are also
-        appended to its chain. Refused ones are reported and not recorded. When this
+        appended to its chain. Refused ones are reported and not recorded. A trade both
+        parties signed is not refused for its stated balances nor for this home's view
+        of the buyer's credit limit (both reported or checked before signing). When this
         returns, everything in the result is on disk.
         """
         credit = self.credit
@@ -199,6 +206,7 @@ class HomeLedger:
         records: list[StoredRecord] = []
         accepted: list[str] = []
         refused: list[tuple[str, CreditResult]] = []
+        disagreed: list[str] = []
 
         def append(kind: str, body: Mapping[str, Any]) -> None:
             nonlocal head
@@ -218,10 +226,15 @@ class HomeLedger:
                         Refusal.INVALID_TERMS, "trade does not commit to an entry of our chain"
                     )
                 else:
-                    result = credit.apply_trade(trade, enforce_limit=party)
+                    # Both parties signed it: the buyer's limit was checked before signing
+                    # (its orders, the bids the community admits); this home's own
+                    # reputation view must not make its ledger differ from the others'.
+                    result = credit.apply_trade(trade, enforce_limit=False)
                 if not result.ok:
                     refused.append((record_id, result))
                     continue
+                if result.disagreed:
+                    disagreed.append(record_id)
                 body = trade.to_dict()
                 records.append(StoredRecord(record_id, TRADE, trade.terms.slot * 1000, body))
                 accepted.append(record_id)
@@ -274,7 +287,7 @@ class HomeLedger:
         self.head = head
         credit.forget_before(ts_ms - RECENT_MS)
         self.evidence.extend(evidence)
-        return SlotResult(tuple(new_entries), tuple(accepted), tuple(refused))
+        return SlotResult(tuple(new_entries), tuple(accepted), tuple(refused), tuple(disagreed))
 
     def _on_chain(
         self, trade: SignedTrade, head: ChainEntry, new_entries: Sequence[ChainEntry]
