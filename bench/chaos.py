@@ -42,7 +42,7 @@ def main() -> int:
     print(json.dumps(summary, indent=1))
     for failure in figures.failures + problems:
         print("FAILED:", failure)
-    return 1 if figures.failures or problems or figures.equivocations else 0
+    return 1 if figures.failures or problems or figures.equivocations or figures.lost else 0
 
 
 if __name__ == "__main__":

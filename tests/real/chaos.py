@@ -93,9 +93,11 @@ class Figures:
     payments: int = 0
     paid_mmu: int = 0
     equivocations: int = 0
-    # trades refused for their balances (id prefixes, from the homes' logs)
+    # trades a ledger refused (id prefixes, from the homes' logs; duplicates are not logged)
     refused: set[str] = field(default_factory=set)
     lost: int = 0  # of those, the ones no ledger holds at the end: signed, recorded nowhere
+    # trades recorded with a stated balance that differs from a ledger's (id prefixes)
+    disagreed: set[str] = field(default_factory=set)
 
     def summary(self) -> dict[str, Any]:
         times = sorted(self.converge_s) or [0.0]
@@ -108,8 +110,9 @@ class Figures:
             "paid_by_the_seller_mmu": self.paid_mmu,
             "not_converged": len(self.failures),
             "equivocations_recorded": self.equivocations,
-            "trades_refused_for_balances": len(self.refused),
+            "trades_refused": len(self.refused),
             "signed_trades_recorded_nowhere": self.lost,
+            "stated_balance_disagreements": len(self.disagreed),
             "converge_median_s": round(statistics.median(times), 1),
             "converge_max_s": round(times[-1], 1),
         }
@@ -198,19 +201,27 @@ def equivocations(homes: list[RealHome]) -> int:
     return count
 
 
-_REFUSED = re.compile(
-    r"Trade ([0-9a-f]{12}) of slot \d+ not recorded \(\S+refusal=<Refusal\.BALANCE"
-)
+_REFUSED = re.compile(r"Trade ([0-9a-f]{12}) of slot \d+ not recorded \(")
+_DISAGREED = re.compile(r"Trade ([0-9a-f]{12}) of slot \d+ recorded with a stated balance")
 
 
-def refused_trades(homes: list[RealHome]) -> set[str]:
-    """Id prefixes of the trades a home's ledger refused for their balances (its log)."""
+def _logged(homes: list[RealHome], pattern: re.Pattern[str]) -> set[str]:
     found: set[str] = set()
     for home in homes:
         if home.log_path.exists():
             text = home.log_path.read_text(encoding="utf-8", errors="replace")
-            found.update(_REFUSED.findall(text))
+            found.update(pattern.findall(text))
     return found
+
+
+def refused_trades(homes: list[RealHome]) -> set[str]:
+    """Id prefixes of the trades a home's ledger refused (its log)."""
+    return _logged(homes, _REFUSED)
+
+
+def disagreed_trades(homes: list[RealHome]) -> set[str]:
+    """Id prefixes of the trades a home recorded with a stated balance that differs."""
+    return _logged(homes, _DISAGREED)
 
 
 def keep_trading(homes: list[RealHome], slots: int = 12) -> None:
@@ -256,6 +267,7 @@ def run(
     figures.paid_mmu = sum(int(s["payment"]) for s in settlements)
     figures.equivocations += equivocations(homes)
     figures.refused |= refused_trades(homes)
+    figures.disagreed |= disagreed_trades(homes)
     recorded = {r["id"][:12] for r in data["records"] if r["kind"] == "trade"}
     figures.lost = len(figures.refused - recorded)
     return figures
@@ -279,6 +291,7 @@ def _events(
         if event == "kill":
             figures.equivocations += equivocations([victim])  # its log starts anew
             figures.refused |= refused_trades([victim])
+            figures.disagreed |= disagreed_trades([victim])
             victim.kill()
             victim.start()
             victim.wait_loaded()

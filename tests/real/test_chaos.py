@@ -42,5 +42,6 @@ def test_kills_and_reloads_lose_nothing(community: list[RealHome]) -> None:
     assert figures.trades > 0, summary  # the homes did trade meanwhile
     assert figures.payments > 0, summary  # and the seller's shortfalls moved money
     assert figures.equivocations == 0, summary
+    assert figures.lost == 0, summary  # no trade both signed is missing from every ledger
     chaos.stop(community)
     assert chaos.verify_chains(community) == []
