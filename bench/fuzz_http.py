@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python bench/fuzz_http.py [--requests 10000] [--seed 0] [--slow 8]
      .venv/bin/python bench/fuzz_http.py --requests 60000 --tracemalloc
+     .venv/bin/python bench/fuzz_http.py --requests 60000 --malloc
 
 Starts a real Home Assistant process on 127.0.0.1 (a throw-away configuration in a temporary
 folder) whose Peer Energy home founds a community, joins it from this process as a second
@@ -23,6 +24,13 @@ one at the end, and prints the growth over each half by owner (what grows in bot
 grows with the requests; what grew in the first only was filling up): allocations with a frame in
 ``custom_components/peer_energy`` are ours, the others go to the package of their innermost
 frame (``homeassistant``, ``aiohttp``, the standard library, ...), with the largest sites.
+
+``--malloc`` (glibc only) asks the process at every sample, through the same kind of hook on
+``SIGUSR2``, for what C's allocator holds (``mallinfo2``: bytes in use, bytes free but kept),
+the blocks Python's allocator has out (``sys.getallocatedblocks``) and the number of objects
+the garbage collector tracks, then has it return the free memory (``malloc_trim(0)``) and
+samples the resident memory again: growth that ``malloc_trim`` gives back was memory the
+allocator kept after short-lived buffers, growth that stays is memory in use.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections import Counter
+import json
 import os
 from pathlib import Path
 import signal
@@ -41,6 +50,7 @@ import tracemalloc
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.real.http_fuzzer import HttpFuzzReport, fuzz, rss_kib, start_home
+from tests.realhome import RealHome
 
 EVERY = 5_000  # requests between two memory samples
 FRAMES = 16
@@ -58,6 +68,32 @@ def _snapshot(signum, frame):  # off the event loop: a file write there would be
     threading.Thread(target=_dump, args=(path,), daemon=True).start()
 if tracemalloc.is_tracing():
     signal.signal(signal.SIGUSR1, _snapshot)
+"""
+
+MALLOC_HOOK = """\
+import ctypes, gc, json, os, signal, sys, threading
+_folder = os.environ["PEER_ENERGY_BENCH_SNAPSHOTS"]
+_libc = ctypes.CDLL("libc.so.6")
+class _Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+_libc.mallinfo2.restype = _Info
+_taken = [0]
+def _report(path):
+    info = _libc.mallinfo2()
+    data = {"in_use": info.uordblks + info.hblkhd, "free_kept": info.fordblks,
+            "mmapped": info.hblkhd, "python_blocks": sys.getallocatedblocks(),
+            "gc_objects": len(gc.get_objects())}
+    _libc.malloc_trim(0)
+    with open(path + ".part", "w") as out:
+        json.dump(data, out)
+    os.replace(path + ".part", path)
+def _malloc(signum, frame):  # off the event loop
+    _taken[0] += 1
+    path = os.path.join(_folder, f"malloc-{_taken[0]}.json")
+    threading.Thread(target=_report, args=(path,), daemon=True).start()
+signal.signal(signal.SIGUSR2, _malloc)
 """
 
 
@@ -107,6 +143,26 @@ def _wait_for(path: Path, timeout: float = 300.0) -> tracemalloc.Snapshot:
     return tracemalloc.Snapshot.load(str(path))
 
 
+def _allocator(folder: Path, k: int, requests: int, home: RealHome) -> str:
+    """The allocator figures the hook wrote for sample ``k``, with the resident memory
+    after its ``malloc_trim``."""
+    path = folder / f"malloc-{k}.json"
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return f"{requests}: no allocator figures"
+        time.sleep(0.05)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert home.process is not None
+    trimmed = rss_kib(home.process.pid)
+    return (
+        f"{requests}: malloc in use {data['in_use'] / 2**20:.1f} MiB "
+        f"(mmapped {data['mmapped'] / 2**20:.1f}), free but kept {data['free_kept'] / 2**20:.1f} "
+        f"MiB, Python blocks {data['python_blocks']}, gc objects {data['gc_objects']}, "
+        f"RSS after malloc_trim {trimmed / 1024:.1f} MiB"
+    )
+
+
 def growth_by_owner(first: tracemalloc.Snapshot, last: tracemalloc.Snapshot) -> list[str]:
     """The growth between two snapshots, summed by owner, and the largest sites."""
     diffs = last.compare_to(first, "traceback")
@@ -137,23 +193,31 @@ def main() -> int:
     parser.add_argument(
         "--tracemalloc", action="store_true", help="trace allocations in Home Assistant"
     )
+    parser.add_argument(
+        "--malloc",
+        action="store_true",
+        help="sample C's allocator in Home Assistant and trim it at every sample (glibc)",
+    )
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="peer-energy-fuzz-"))
     snapshots = folder / "snapshots"
-    if args.tracemalloc:
+    if args.tracemalloc or args.malloc:
         hook = folder / "hook"
         hook.mkdir()
         snapshots.mkdir()
-        (hook / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
+        code = (SITECUSTOMIZE if args.tracemalloc else "") + (MALLOC_HOOK if args.malloc else "")
+        (hook / "sitecustomize.py").write_text(code, encoding="utf-8")
         # The harness passes this process's environment on to Home Assistant.
         path = os.environ.get("PYTHONPATH")
         os.environ["PYTHONPATH"] = str(hook) + (os.pathsep + path if path else "")
-        os.environ["PYTHONTRACEMALLOC"] = str(FRAMES)
+        if args.tracemalloc:
+            os.environ["PYTHONTRACEMALLOC"] = str(FRAMES)
         os.environ["PEER_ENERGY_BENCH_SNAPSHOTS"] = str(snapshots)
     print(f"Home Assistant in {folder}", file=sys.stderr)
     home = start_home(folder)
     samples: list[tuple[int, int]] = []
+    allocator: list[str] = []
     database: list[int] = []
     signalled: list[int] = []
     mid = (args.requests + EVERY) // 2
@@ -175,6 +239,10 @@ def main() -> int:
             f"RSS {samples[-1][1] / 1024:.1f} MiB, recorder database {database[-1] / 1024:.1f} MiB",
             file=sys.stderr,
         )
+        if args.malloc:
+            home.process.send_signal(signal.SIGUSR2)
+            allocator.append(_allocator(snapshots, len(allocator) + 1, report.requests, home))
+            print(f"    {allocator[-1]}", file=sys.stderr)
 
     try:
         report = asyncio.run(
@@ -199,6 +267,10 @@ def main() -> int:
         f"{n}: {kib / 1024:.1f}" for (n, _), kib in zip(samples, database, strict=True)
     )
     print(f"recorder database with its log (MiB) after N requests: {sizes}")
+    if allocator:
+        print("C allocator and Python heap at each sample (then malloc_trim):")
+        for line in allocator:
+            print(f"  {line}")
     for k in range(len(taken) - 1):
         print(
             f"from the snapshot after {signalled[k]} requests to the one after {signalled[k + 1]}:"
