@@ -347,6 +347,11 @@ async def test_market_view_of_a_cleared_slot(
         "month": day,
         "since_joining": day,
         "since": NEXT_SLOT.date().isoformat(),
+        "delivery_settlements": {
+            "count": 0,
+            "payment": {"value": 0.0, "mmu": 0},
+            "saving": {"value": 0.0, "mmu": 0},
+        },
     }
     total = hass.states.get("sensor.maple_street_7_saved_in_total")
     assert total is not None

@@ -116,6 +116,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
     await savings.async_load()
     entry.runtime_data.savings = savings
     entry.async_on_unload(savings.async_follow(market))
+    if ledger is not None:  # delivery settlements correct the savings of their trades
+        entry.async_on_unload(savings.async_follow_ledger(ledger, market, entry.entry_id))
     entry.async_on_unload(savings.async_flush)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     market.async_start()
