@@ -161,24 +161,26 @@ async def test_runtime_controls_api(hass: HomeAssistant, init_integration: MockC
 async def test_unload_clears_only_own_issues(
     hass: HomeAssistant, init_integration: MockConfigEntry
 ) -> None:
-    """Unloading deletes this entry's repair issues and no others."""
+    """Unloading deletes the integration's repair issues (one entry: all of them, also a
+    stale one of an entry removed earlier) and no other integration's."""
     from homeassistant.helpers import issue_registry as ir
 
     hass.states.async_remove("sensor.grid_power")
     await hass.async_block_till_done()
     issues = ir.async_get(hass)
     assert len(issues.issues) == 1
-    other = "source_missing_OTHERENTRY_x_power_entity"
-    ir.async_create_issue(
-        hass,
-        DOMAIN,
-        other,
-        is_fixable=False,
-        severity=ir.IssueSeverity.WARNING,
-        translation_key="source_missing",
-    )
+    stale = "source_missing_OTHERENTRY_x_power_entity"
+    for domain, issue_id in ((DOMAIN, stale), ("other_integration", "theirs")):
+        ir.async_create_issue(
+            hass,
+            domain,
+            issue_id,
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="source_missing",
+        )
     assert await hass.config_entries.async_unload(init_integration.entry_id)
-    assert list(issues.issues) == [(DOMAIN, other)]
+    assert list(issues.issues) == [("other_integration", "theirs")]
 
 
 def test_translation_and_icon_keys() -> None:

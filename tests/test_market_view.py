@@ -347,6 +347,11 @@ async def test_market_view_of_a_cleared_slot(
         "month": day,
         "since_joining": day,
         "since": NEXT_SLOT.date().isoformat(),
+        "delivery_settlements": {
+            "count": 0,
+            "payment": {"value": 0.0, "mmu": 0},
+            "saving": {"value": 0.0, "mmu": 0},
+        },
     }
     total = hass.states.get("sensor.maple_street_7_saved_in_total")
     assert total is not None
@@ -495,6 +500,21 @@ async def test_void_slot_and_community_fields(
         # Neighbours by the names they chose, by short id without one.
         assert "Corner House" in lines
         assert "cd" * 4 not in lines
+        assert "Table (1 slot)" in lines  # counted texts agree with their number
+        assert "1 of 2 neighbours" in lines
+        # One neighbour, and the forms of the other languages.
+        view["community"]["members"] = 2
+        expected = {
+            "en": ("Table (1 slot)", "1 of 1 neighbour"),
+            "de": ("Tabelle (1 Slot)", "1 von 1 Nachbarn"),
+            "nl": ("Tabel (1 slot)", "1 van 1 buur"),
+            "fr": ("Tableau (1 créneau)", "1 voisin sur 1"),
+        }
+        for language, texts in expected.items():
+            shown = _rendered(view, tmp_path, language)
+            assert shown is not None
+            for text in texts:
+                assert text in shown.splitlines(), (language, text)
 
 
 async def test_unknown_entry_is_a_clean_error(

@@ -23,6 +23,8 @@ PANEL = PKG / "frontend" / "peer-energy-panel.js"
 PLACEHOLDER = re.compile(r"\{\w+\}")
 # Texts that read the same in a language and in English (names, units, formats).
 SAME_SHARE_MAX = 0.1
+# Plural forms of a counted text (CLDR categories; "other" is required).
+PLURAL_FORMS = frozenset({"zero", "one", "two", "few", "many", "other"})
 
 
 def _load(path: Path) -> Any:
@@ -87,9 +89,17 @@ def test_market_view_texts_exist_and_are_used() -> None:
     # time (`status.${...}`, `param.${key}`, ...: their family prefix).
     literals = set(re.findall(r"\"([a-z_]+(?:\.[a-z_]+)*)\"", source))
     dynamic = set(re.findall(r"`([a-z_]+)\.\$\{", source))
+    # Texts that depend on a count: ``_tn("key", n, ...)`` picks ``key.one``, ``key.other``...
+    counted = set(re.findall(r"_tn\(\s*\"([a-z_.]+)\"", source))
+    assert counted, "no counted texts found in the panel"
+    for key in counted:
+        assert f"{key}.other" in english, f"{key} has no plural form 'other' in English"
+        assert key not in english, f"{key} is a counted text: give it plural forms"
     for key in english:
         family = key.split(".")[0]
-        assert key in literals or family in dynamic, f"{key} is not used by the panel"
+        base, _, form = key.rpartition(".")
+        used = key in literals or family in dynamic
+        assert used or (base in counted and form in PLURAL_FORMS), f"{key} is not used"
 
 
 def test_market_view_covers_every_language_of_the_integration() -> None:

@@ -28,7 +28,7 @@ from .federation_setup import (
     async_setup_federation_actions,
     community_subentry,
 )
-from .issues import async_clear_source_issues, async_watch_sources
+from .issues import async_clear_issues, async_watch_sources
 from .ledger import LedgerSetupError
 from .market import SlotClock, async_add_blueprints
 from .runtime import PeerEnergyConfigEntry, PeerEnergyRuntime, default_controls
@@ -116,6 +116,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
     await savings.async_load()
     entry.runtime_data.savings = savings
     entry.async_on_unload(savings.async_follow(market))
+    if ledger is not None:  # delivery settlements correct the savings of their trades
+        entry.async_on_unload(savings.async_follow_ledger(ledger, market, entry.entry_id))
     entry.async_on_unload(savings.async_flush)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     market.async_start()
@@ -133,13 +135,15 @@ async def async_unload_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) 
     """Unload a config entry; its subscriptions go through ``async_on_unload``."""
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
-        async_clear_source_issues(hass, entry)
+        # Rebuilt by the next set-up where they still apply (issues.py).
+        async_clear_issues(hass)
     return unloaded
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> None:
     """The entry is deleted: leave the community and delete the home's stored files."""
     await async_remove_home(hass, entry.entry_id, community_subentry(entry))
+    async_clear_issues(hass)
 
 
 def _entry_state(entry: PeerEnergyConfigEntry) -> tuple[Any, ...]:

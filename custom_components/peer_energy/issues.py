@@ -1,4 +1,5 @@
-"""Repair issues: a mapped source entity has disappeared.
+"""Repair issues: a mapped source entity has disappeared; every issue of the integration
+is deleted when the entry unloads or is removed.
 
 A source counts as disappeared when it has no state and no entity registry entry
 (deleted, renamed, or its integration removed). A source that is only unavailable
@@ -6,6 +7,14 @@ or whose integration has not loaded yet keeps its registry entry and raises noth
 The issue is not fixable from the repair dialog; its text tells the user to edit the
 asset (Reconfigure) and pick the new entity. It goes away by itself when the entity
 comes back, and with the entry when the entry is unloaded or removed.
+
+Every repair this integration raises (a missing source, this home's address not answering,
+a failed join, the ledger out of step, the broker, an unworkable gate closure lead)
+describes the loaded entry, and the integration allows one entry: unloading it (for a
+reload, after leaving the community, disabling or removing it) deletes them all
+(``async_clear_issues``). A set-up rebuilds those that still apply: the sources are checked
+once Home Assistant runs, the address is probed, a join that fails again raises its issue
+again, the ledger and broker checks raise theirs at their next run.
 
 (Named ``issues.py``: ``repairs.py`` is the platform with the fix flows, for a failed
 join.)
@@ -101,10 +110,9 @@ def async_watch_sources(
 
 
 @callback
-def async_clear_source_issues(hass: HomeAssistant, entry: ConfigEntry[Any]) -> None:
-    """Delete every source issue of an entry (also of assets removed meanwhile)."""
-    prefix = f"{ISSUE_SOURCE_MISSING}_{entry.entry_id}_"
+def async_clear_issues(hass: HomeAssistant) -> None:
+    """Delete every repair issue of the integration (the entry unloads or is removed)."""
     registry = ir.async_get(hass)
     for domain, issue_id in list(registry.issues):
-        if domain == DOMAIN and issue_id.startswith(prefix):
+        if domain == DOMAIN:
             ir.async_delete_issue(hass, DOMAIN, issue_id)

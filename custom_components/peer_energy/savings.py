@@ -8,25 +8,46 @@ trading with the grid alone is
 
 with the grid prices the home planned the slot with. Energy is in Wh and prices in minor
 units per kWh, so a saving is an exact integer in milli-minor units (a thousandth of a
-cent in euro). The totals (today, this month, since the home started trading) live in
-Home Assistant's ``Store`` (``.storage/peer_energy.savings.<entry id>``): they survive
-restarts without depending on the restore-state cache, and an outcome delivered twice
-(a late community result, a restart) is counted once.
+cent in euro).
+
+A delivery settlement (a seller delivered less than it sold; ``docs/ledger.md``) corrects
+the saving of its trade once, when this home's ledger holds it:
+
+* as the buyer: the payment received minus the shortfall bought from the grid instead
+  (shortfall x import price),
+* as the seller: the shortfall x feed-in tariff (the fill's saving subtracted the feed-in
+  for energy the seller did not export) minus the payment made,
+
+with the grid prices of the trade's slot while the slot clock still has its plan, else
+today's. Each settlement in the ledger counts once by its ledger id, older ones too (the
+whole ledger is read at start); the ids stay in the store so that none counts twice.
+
+The totals (today, this month, since the home started trading) live in Home Assistant's
+``Store`` (``.storage/peer_energy.savings.<entry id>``): they survive restarts without
+depending on the restore-state cache, and an outcome delivered twice (a late community
+result, a restart) is counted once.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
-from .const import DOMAIN
+from .const import DOMAIN, LOGGER
+from .core.trust.credit import TradeTerms
+from .core.trust.ledger_db import LedgerDBError
+from .federation import SIGNAL_LEDGER_UPDATED
 
 if TYPE_CHECKING:
+    from .ledger import PeerLedger
     from .market import SlotClock, SlotPlan, SlotReport
 
 SAVINGS_STORE_VERSION: Final = 1
@@ -45,6 +66,20 @@ def slot_saving(report: SlotReport, import_price: int, feed_in_tariff: int) -> i
     bought = report.bought_wh * import_price - report.paid_milli
     sold = report.received_milli - report.sold_wh * feed_in_tariff
     return bought + sold
+
+
+def settlement_saving(
+    role: str, shortfall_wh: int, payment: int, import_price: int, feed_in_tariff: int
+) -> int:
+    """The correction of a trade's saving by its delivery settlement (milli-minor units).
+
+    ``role``: this home's side of the trade; ``payment``: what the seller paid the buyer for
+    the shortfall. The buyer got ``shortfall_wh`` less from its neighbour and bought it from
+    the grid; the seller exported that much less, so it also forgoes no feed-in for it.
+    """
+    if role == "buyer":
+        return payment - shortfall_wh * import_price
+    return shortfall_wh * feed_in_tariff - payment
 
 
 def _day_key(slot: int) -> str:
@@ -69,6 +104,10 @@ class SavingsTracker:
         self.days: dict[str, int] = {}  # "YYYY-MM-DD" -> saving
         self.months: dict[str, int] = {}  # "YYYY-MM" -> saving
         self.counted: dict[int, int] = {}  # slot -> saving counted for it
+        # Delivery settlements with a shortfall counted so far: ledger id -> correction.
+        self.settled: dict[str, int] = {}
+        self.settled_payment_milli = 0  # received (+) and paid (-) for shortfalls
+        self.settled_saving_milli = 0  # their corrections of the savings
         self._listeners: list[Callable[[], None]] = []
 
     # --- views -------------------------------------------------------------------------
@@ -97,21 +136,57 @@ class SavingsTracker:
         self.counted[slot] = saving
         if delta == 0:
             return False
+        self._add(slot, delta)
+        self._prune(slot)
+        self._changed()
+        return True
+
+    @callback
+    def async_count_settlement(
+        self,
+        record_id: str,
+        slot: int,
+        role: str,
+        shortfall_wh: int,
+        payment: int,
+        prices: tuple[int, int],
+    ) -> bool:
+        """Count a delivery settlement of this home's trade once; True when counted now.
+
+        ``slot``: the trade's slot (Unix seconds); ``prices``: (import price, feed-in
+        tariff) of that slot. A settlement without shortfall changes nothing.
+        """
+        if shortfall_wh <= 0 or record_id in self.settled:
+            return False
+        saving = settlement_saving(role, shortfall_wh, payment, *prices)
+        self.settled[record_id] = saving
+        self.settled_payment_milli += payment if role == "buyer" else -payment
+        self.settled_saving_milli += saving
+        if saving:
+            self._add(slot, saving)
+            self._prune_buckets()
+        self._changed()
+        return True
+
+    def _add(self, slot: int, delta: int) -> None:
         day = _day_key(slot)
         self.total_milli += delta
         self.days[day] = self.days.get(day, 0) + delta
         self.months[day[:7]] = self.months.get(day[:7], 0) + delta
         if self.since is None or day < self.since:
             self.since = day
-        self._prune(slot)
+
+    def _changed(self) -> None:
         self._store.async_delay_save(self._data, SAVE_DELAY_S)
         for listener in list(self._listeners):
             listener()
-        return True
 
     def _prune(self, slot: int) -> None:
         for old in [s for s in self.counted if s < slot - KEEP_SLOTS_S]:
             del self.counted[old]
+        self._prune_buckets()
+
+    def _prune_buckets(self) -> None:
         for buckets in (self.days, self.months):
             for key in sorted(buckets)[:-KEEP_BUCKETS]:
                 del buckets[key]
@@ -127,6 +202,80 @@ class SavingsTracker:
                     self.async_count(slot, report, plan)
 
         return clock.async_add_listener(changed)
+
+    async def async_scan_settlements(
+        self, ledger: PeerLedger, clock: SlotClock, since_ms: int = 0
+    ) -> int:
+        """Count this home's delivery settlements recorded from ``since_ms`` on (trade
+        slot, ms) that are not counted yet; return how many were counted now.
+
+        A ledger that closes meanwhile (the entry reloads) is left for the next scan.
+        """
+        try:
+            records = await ledger.async_records("settlement", since_ms)
+        except (HomeAssistantError, LedgerDBError) as err:
+            LOGGER.debug("Delivery settlements not read for the savings: %s", err)
+            return 0
+        me = ledger.member
+        counted = 0
+        for record in records:
+            body = record.body
+            try:
+                terms = TradeTerms.from_dict(body["terms"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if terms.seller == me and terms.buyer != me:
+                role = "seller"
+            elif terms.buyer == me and terms.seller != me:
+                role = "buyer"
+            else:
+                continue  # another pair's trade (the ledger records those too)
+            shortfall, payment = _int(body.get("shortfall_wh")), _int(body.get("payment"))
+            if shortfall is None or payment is None:
+                continue
+            plan = clock.plans.get(terms.slot)
+            prices = (
+                (plan.import_price, plan.feed_in_tariff)
+                if plan is not None
+                else clock.grid_prices() or (_int(body.get("import_price")) or 0, 0)
+            )
+            if self.async_count_settlement(
+                record.record_id, terms.slot, role, shortfall, payment, prices
+            ):
+                counted += 1
+        return counted
+
+    @callback
+    def async_follow_ledger(
+        self, ledger: PeerLedger, clock: SlotClock, entry_id: str
+    ) -> Callable[[], None]:
+        """Count every delivery settlement in the ledger now (all of them, however old),
+        then the recent ones whenever the ledger changes; return an unsubscriber."""
+        tasks: set[asyncio.Task[int]] = set()
+
+        def scan(since_ms: int) -> None:
+            task = self.hass.async_create_background_task(
+                self.async_scan_settlements(ledger, clock, since_ms),
+                f"{DOMAIN} savings settlements",
+            )
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        @callback
+        def updated() -> None:
+            now_ms = int(dt_util.utcnow().timestamp() * 1000)
+            scan(now_ms - KEEP_SLOTS_S * 1000)
+
+        scan(0)
+        unsub = async_dispatcher_connect(self.hass, f"{SIGNAL_LEDGER_UPDATED}_{entry_id}", updated)
+
+        @callback
+        def stop() -> None:
+            unsub()
+            for task in tasks:
+                task.cancel()
+
+        return stop
 
     @callback
     def async_add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
@@ -148,6 +297,9 @@ class SavingsTracker:
             "days": dict(self.days),
             "months": dict(self.months),
             "counted": {str(slot): value for slot, value in sorted(self.counted.items())},
+            "settled": dict(self.settled),
+            "settled_payment_mmu": self.settled_payment_milli,
+            "settled_saving_mmu": self.settled_saving_milli,
         }
 
     async def async_load(self) -> None:
@@ -169,6 +321,13 @@ class SavingsTracker:
             for key, value in counted.items():
                 if isinstance(key, str) and key.isdigit() and _int(value) is not None:
                     self.counted[int(key)] = value
+        settled = data.get("settled")
+        if isinstance(settled, dict):
+            self.settled.update(
+                {k: v for k, v in settled.items() if isinstance(k, str) and _int(v) is not None}
+            )
+        self.settled_payment_milli = _int(data.get("settled_payment_mmu")) or 0
+        self.settled_saving_milli = _int(data.get("settled_saving_mmu")) or 0
 
     async def async_flush(self) -> None:
         """Write the totals now (on unload; a pending delayed write is replaced)."""

@@ -46,6 +46,7 @@ from .coordinator import (
     state_number,
 )
 from .core.home.slot_plan import PLAN_COLUMNS, SitOut, plan_columns
+from .core.trust.reputation import NEUTRAL
 from .entity import PeerEnergyEntity, PeerEnergyMarketEntity
 from .federation import SIGNAL_REACHABILITY, short
 from .market import REASON_CODES, major_to_milli_amount, price_to_major, utc_from_ts
@@ -390,6 +391,29 @@ def _reputation_attrs(clock: SlotClock) -> dict[str, Any]:
     return attrs
 
 
+# This home's reputation in words: a score above, at or below the neutral score every
+# newcomer starts with, or no evidence about this home yet.
+REPUTATION_STATUSES: tuple[str, ...] = ("not_rated", "below_neutral", "neutral", "above_neutral")
+
+
+def reputation_status(permille: int | None) -> str:
+    """The status of a reputation score (permille; None: no evidence yet)."""
+    if permille is None:
+        return "not_rated"
+    if permille < NEUTRAL:
+        return "below_neutral"
+    return "neutral" if permille == NEUTRAL else "above_neutral"
+
+
+def _reputation_status(clock: SlotClock) -> StateType:
+    if clock.federation is None:
+        return None
+    value = getattr(clock.federation, "own_reputation", None)
+    if isinstance(value, bool) or not isinstance(value, int):
+        value = None
+    return reputation_status(value)
+
+
 MARKET_SENSORS: tuple[PeerEnergyMarketSensorDescription, ...] = (
     PeerEnergyMarketSensorDescription(
         key="clearing_price",
@@ -491,6 +515,15 @@ MARKET_SENSORS: tuple[PeerEnergyMarketSensorDescription, ...] = (
         available_fn=lambda clock: clock.federation is not None,
         value_fn=_own_reputation,
         attrs_fn=_reputation_attrs,
+    ),
+    PeerEnergyMarketSensorDescription(
+        key="reputation_status",
+        translation_key="reputation_status",
+        device_class=SensorDeviceClass.ENUM,
+        options=list(REPUTATION_STATUSES),
+        # In a community: "not_rated" (a state, not unknown) until there is evidence.
+        available_fn=lambda clock: clock.federation is not None,
+        value_fn=_reputation_status,
     ),
     PeerEnergyMarketSensorDescription(
         key="peers_online",

@@ -206,6 +206,12 @@ def _savings(savings: SavingsTracker | None, currency: str) -> dict[str, Any] | 
         "month": money(savings.month_milli()),
         "since_joining": money(savings.total_milli),
         "since": savings.since,
+        # Included above: trades whose seller delivered less (counted once each).
+        "delivery_settlements": {
+            "count": len(savings.settled),
+            "payment": money(savings.settled_payment_milli),
+            "saving": money(savings.settled_saving_milli),
+        },
     }
 
 

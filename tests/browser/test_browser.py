@@ -9,6 +9,7 @@ the home device page and the "Add asset" form. Screenshots are saved to build/br
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -125,5 +126,8 @@ async def test_market_view_at_every_width(
     for name in ("price", "expected", "battery", "ev"):
         assert series[name] >= 1, (name, series)
     assert "Last day and next 24 hours" in result["text"]
+    # Counted texts agree with their number: "Table (1 slot)", never "(1 slots)".
+    assert not re.search(r"\b1 (slots|neighbours|delivery settlements)\b", result["text"])
+    assert re.search(r"Table \((1 slot|\d+ slots)\)", result["text"]), result["text"]
     assert not browser.log.errors, browser.log.errors
     assert not browser.log.server_errors

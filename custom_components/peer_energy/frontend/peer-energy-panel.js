@@ -388,6 +388,23 @@ class PeerEnergyPanel extends HTMLElement {
     return values ? fill(text, values) : text;
   }
 
+  // A text that depends on a count ("1 slot", "2 slots"): the key's plural form for the
+  // count in the user's language (``key.one``, ``key.other``, ...), "other" as fallback.
+  _tn(key, count, values) {
+    let form = "other";
+    try {
+      form = new Intl.PluralRules(this._language()).select(count);
+    } catch (_err) {
+      // an unknown language: the "other" form
+    }
+    const texts = [this._texts, this._english];
+    for (const candidate of [`${key}.${form}`, `${key}.other`]) {
+      const text = texts.map((t) => t[candidate]).find((t) => t !== undefined);
+      if (text !== undefined) return fill(text, values);
+    }
+    return this._t(key, values);
+  }
+
   // A translated name or state of the integration's sensors.
   _entityText(key, fallback) {
     const text = this._entityTexts[TR + key];
@@ -558,13 +575,13 @@ class PeerEnergyPanel extends HTMLElement {
     // "savings" comes with a later version; the tile shows once it is sent.
     if (data.savings) {
       const saved = data.savings;
-      tiles.append(
-        this._tile(
-          this._t("savings.title"),
-          this._money(saved.today?.value ?? null),
-          this._t("savings.note", { month: this._money(saved.month?.value ?? null), total: this._money(saved.since_joining?.value ?? null) })
-        )
-      );
+      let note = this._t("savings.note", { month: this._money(saved.month?.value ?? null), total: this._money(saved.since_joining?.value ?? null) });
+      // Trades a seller delivered short of: their settlements are part of the savings.
+      const settled = saved.delivery_settlements;
+      if (settled && settled.count > 0) {
+        note += ` · ${this._tn("savings.settlements", settled.count, { count: settled.count, amount: this._signedMoney(settled.saving.value) })}`;
+      }
+      tiles.append(this._tile(this._t("savings.title"), this._money(saved.today?.value ?? null), note));
     }
     const current = data.current.outcome;
     tiles.append(
@@ -927,7 +944,7 @@ class PeerEnergyPanel extends HTMLElement {
       el(
         "details",
         { open: this._historyOpen, ontoggle: (ev) => (this._historyOpen = ev.target.open) },
-        el("summary", {}, this._t("history.table", { n: past.length })),
+        el("summary", {}, this._tn("history.table", past.length, { n: past.length })),
         el("div", { class: "scroll" }, el("table", {}, el("thead", {}, head), body))
       )
     );
@@ -1190,7 +1207,7 @@ class PeerEnergyPanel extends HTMLElement {
       card.append(el("p", { class: "explain muted" }, this._t("community.none")));
     } else {
       const others = Math.max(community.members - 1, 0);
-      row(this._entityText("peers_online.name", "Peers online"), this._t("community.online", { online: community.peers_online, others }));
+      row(this._entityText("peers_online.name", "Peers online"), this._tn("community.online", others, { online: community.peers_online, others }));
       const away = community.unreachable || [];
       row(
         this._entityText("unreachable_neighbours.name", "Unreachable neighbours"),
