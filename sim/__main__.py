@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+from custom_components.peer_energy.core.home.bids import OwnerPolicy
 from custom_components.peer_energy.core.home.planner import PlannerSettings
 
 from . import baselines, kpi, report, run
@@ -104,8 +105,15 @@ def parser() -> argparse.ArgumentParser:
         "--margin-pct",
         type=int,
         default=PlannerSettings().risk_z_pct,
-        help="uncertainty margin the homes keep back on both sides of their orders, in "
+        help="least uncertainty margin the homes keep back on both sides of their orders, in "
         "standard deviations x 100 of the first slot's net demand (default %(default)s)",
+    )
+    p.add_argument(
+        "--sale-risk-pct",
+        type=int,
+        default=OwnerPolicy().sale_risk_pct,
+        help="how much of a trade's expected gain each home risks on a forecast miss, in "
+        "percent: the graded uncertainty margin it keeps back (default %(default)s)",
     )
     p.add_argument(
         "--outlook",
@@ -199,6 +207,7 @@ def simulate(
     outlook: str = "community",
     federation: bool = False,
     ramp: bool = True,
+    sale_risk_pct: int | None = None,
     margin_pct: int | None = None,
     capacity_kw: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, kpi.RunResult]]:
@@ -231,6 +240,7 @@ def simulate(
             trading=False,
             horizon_hours=horizon_hours,
             settings=settings,
+            sale_risk_pct=sale_risk_pct,
         )
     market, ledger = run.market(
         c,
@@ -241,6 +251,7 @@ def simulate(
         federation=federation,
         settings=settings,
         capacity_w=capacity_w,
+        sale_risk_pct=sale_risk_pct,
     )
     results["market"] = market
     optimum = baselines.optimum(c) if with_baselines else None
@@ -280,6 +291,7 @@ def simulate(
         "mode": mode,
         "horizon_hours": horizon_hours,
         "margin_pct": settings.risk_z_pct,
+        "sale_risk_pct": OwnerPolicy().sale_risk_pct if sale_risk_pct is None else sale_risk_pct,
         "outlook": outlook,
         "capacity_kw": None if capacity_w is None else round(capacity_w / 1000, 2),
         "federation": federation,
@@ -333,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         horizon_hours=args.horizon_hours,
         outlook=args.outlook,
         federation=args.federation,
+        sale_risk_pct=args.sale_risk_pct,
         margin_pct=args.margin_pct,
         capacity_kw=args.capacity_kw,
     )

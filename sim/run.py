@@ -173,6 +173,7 @@ def market(
     federation: bool = False,
     settings: PlannerSettings | None = None,
     capacity_w: int | None = None,
+    sale_risk_pct: int | None = None,
 ) -> tuple[RunResult, CreditLedger]:
     """Run the community with the planner; returns the result and the final ledger.
 
@@ -182,7 +183,8 @@ def market(
     ``outlook="community"`` lets the homes expect each slot at the community price the same
     slot cleared at the day before; ``"grid"`` values later slots at grid prices only.
     ``capacity_w`` is the community's import capacity: each home plans with its share of
-    it (:func:`~.homes.capacity_shares`); None: no capacity.
+    it (:func:`~.homes.capacity_shares`); None: no capacity. ``sale_risk_pct`` sets every
+    home's :attr:`~.bids.OwnerPolicy.sale_risk_pct` (None: the default).
     """
     began = time.perf_counter()
     cpu_began = time.process_time()
@@ -213,7 +215,8 @@ def market(
     )
     arrays = {k: np.zeros((n_h, n_t), dtype=np.int64) for k in names}
     price = np.full(n_t, np.nan)
-    policies = [ag.OwnerPolicy(clean_only=h.clean_only) for h in c.homes]
+    risk = {} if sale_risk_pct is None else {"sale_risk_pct": sale_risk_pct}
+    policies = [ag.OwnerPolicy(clean_only=h.clean_only, **risk) for h in c.homes]
     states = [DeviceState(soc=int(bat.soc0[i])) for i in range(n_h)]
     has_pv = c.pv_wh.sum(axis=1) > 0
     inputs = PlannerInputs(c, max(1, horizon_hours * 3600 // sec))
@@ -271,6 +274,7 @@ def market(
                 f,
                 margin_wh=plan.margin_wh,
                 edge_margin_wh=plan.edge_margin_wh,
+                sd_wh=plan.sd_wh,
             ):
                 if order.side is Side.BUY:
                     headroom = ledger.max_buy_wh(keys[i], r, slot_rules.distributor_fee)

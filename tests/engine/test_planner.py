@@ -21,6 +21,7 @@ from custom_components.peer_energy.core.home.agents import (
     split_result,
 )
 from custom_components.peer_energy.core.home.forecast import HomeForecast
+from custom_components.peer_energy.core.home.netting import graded_margin
 from custom_components.peer_energy.core.home.planner import (
     PLANNER_REASON_CODES,
     EvSession,
@@ -41,7 +42,7 @@ from custom_components.peer_energy.core.market.orders import (
 SLOT = 900
 T0 = 1_800_000_000 - 1_800_000_000 % SLOT
 PLAN_SETTINGS = settings(max_examples=15, deadline=None)
-EXACT = PlannerSettings(flat_tiers=None, risk_z_pct=100)
+EXACT = PlannerSettings(flat_tiers=None)
 
 
 def forecast(
@@ -203,16 +204,7 @@ def test_two_sides_never_cross(home: dict[str, object], sd: int, mode: PlanMode)
     assert isinstance(fc, HomeForecast)
     home = {**home, "forecast": replace(fc, load_sd_wh=(sd,) * fc.slots)}
     plan = plan_home(mode=mode, settings=EXACT, **home)  # type: ignore[arg-type]
-    orders = home_bid(
-        "me",
-        T0,
-        plan.bids,
-        OwnerPolicy(),
-        plan.import_price,
-        plan.feed_in_tariff,
-        margin_wh=plan.margin_wh,
-        edge_margin_wh=plan.edge_margin_wh,
-    )
+    orders = plan.orders("me", OwnerPolicy())
     buys = [s.price for o in orders if o.side is Side.BUY for s in o.steps]
     sells = [s.price for o in orders if o.side is Side.SELL for s in o.steps]
     if buys and sells:
@@ -245,27 +237,38 @@ def test_advise_mode_offers_only_what_it_exports(
     home: dict[str, object], load_sd: int, pv_sd: int
 ) -> None:
     """In advise mode the home offers at most the export of its devices' own logic, less
-    the margin, and bids for at most the import."""
+    the graded margin at each price, and bids for at most the import."""
     fc = home["forecast"]
     assert isinstance(fc, HomeForecast)
     fc = replace(fc, load_sd_wh=(load_sd,) * fc.slots, pv_sd_wh=(pv_sd,) * fc.slots)
     plan = plan_home(mode=PlanMode.ADVISE, **{**home, "forecast": fc})  # type: ignore[arg-type]
-    orders = home_bid(
-        "me",
-        T0,
-        plan.bids,
-        OwnerPolicy(),
-        plan.import_price,
-        plan.feed_in_tariff,
-        margin_wh=plan.margin_wh,
-    )
+    policy = OwnerPolicy()
+    orders = plan.orders("me", policy)
     first = plan.slots[0]
-    sold = sum(o.energy_wh for o in orders if o.side is Side.SELL)
-    bought = sum(o.energy_wh for o in orders if o.side is Side.BUY)
-    assert sold == max(0, first.export_wh - plan.margin_wh)
-    assert bought == max(0, first.import_wh - plan.margin_wh)
+    lo, hi = min(plan.feed_in_tariff, plan.import_price), plan.import_price
     sd = int((load_sd**2 + pv_sd**2) ** 0.5)
-    assert sd * 2 - 2 <= plan.margin_wh <= sd * 2  # two standard deviations by default
+    assert plan.sd_wh == sd
+    # at least one standard deviation, at most five by default
+    assert (plan.margin_wh, plan.edge_margin_wh) == (sd, sd * 5)
+    for p in range(lo, hi + 1):
+        sold = sum(
+            s.energy_wh for o in orders if o.side is Side.SELL for s in o.steps if s.price <= p
+        )
+        bought = sum(
+            s.energy_wh for o in orders if o.side is Side.BUY for s in o.steps if s.price >= p
+        )
+        keep_s = graded_margin(sd, p - lo, hi - p, policy.sale_risk_pct, plan.edge_margin_wh)
+        keep_b = graded_margin(sd, hi - p, p - lo, policy.sale_risk_pct, plan.edge_margin_wh)
+        keep_s, keep_b = max(keep_s, plan.margin_wh), max(keep_b, plan.margin_wh)
+        assert sold <= max(0, first.export_wh - keep_s)
+        assert bought <= max(0, first.import_wh - keep_b)
+    # where a miss costs nothing (selling at the import price) only the least is kept back
+    assert sum(o.energy_wh for o in orders if o.side is Side.SELL) == max(
+        0, first.export_wh - plan.margin_wh
+    )
+    assert sum(o.energy_wh for o in orders if o.side is Side.BUY) == max(
+        0, first.import_wh - plan.margin_wh
+    )
     # the advise model is the devices' own logic: self-consumption, flat out on plug-in
     bats: Sequence[BatteryState] = home["batteries"]  # type: ignore[assignment]
     net = first.load_wh - first.pv_wh + first.ev_wh + first.plug_wh
@@ -577,4 +580,42 @@ def test_no_uncertain_trade_where_it_gains_nothing() -> None:
             feed_in_tariff=(8,),
         )
     )
-    assert (plan.margin_wh, plan.edge_margin_wh) == (100, 250)  # 2 and 5 sd of 50 Wh
+    # sd 50 Wh: one standard deviation at least, five at most
+    assert (plan.sd_wh, plan.margin_wh, plan.edge_margin_wh) == (50, 50, 250)
+    (sell,) = plan.orders("me", OwnerPolicy())
+    # at 20 ct a sale gains 12 and a miss costs 10: k^2 = 100 x 10 / (5 x 12), 4.08 sd
+    assert sum(s.energy_wh for s in sell.steps if s.price <= 20) == 900 - 204
+
+
+def test_graded_margin_follows_gain_and_miss_cost() -> None:
+    """The margin is the fewest standard deviations for which a miss (its chance bounded by
+    Cantelli's inequality, 1 / (1 + k^2)) costs at most ``sale_risk_pct`` of the gain."""
+    assert graded_margin(0, 5, 5, 5, 500) == 0  # no uncertainty
+    assert graded_margin(100, 5, 0, 5, 500) == 0  # a miss costs nothing
+    assert graded_margin(100, 0, 5, 5, 500) == 500  # the trade gains nothing: the cap
+    assert graded_margin(100, 22, 0, 5, 500) == 0
+    for gain in range(1, 30):
+        for loss in range(1, 30):
+            m = graded_margin(100, gain, loss, 5, 10_000)
+            k = (loss / (0.05 * gain)) ** 0.5
+            assert m <= 100 * k < m + 1  # k sd, to the Wh below
+            a = 1 / (1 + k * k)  # Cantelli: the chance of missing by more than k sd
+            assert a * loss == pytest.approx(0.05 * (1 - a) * gain)
+    # the sell side keeps back less the dearer the sale: monotone orders
+    pv = AssetBid("pv", AssetKind.PV, T0, Side.SELL, (Step(8, 1000),), Reason.of("pv_surplus"))
+    (sell,) = home_bid("me", T0, [pv], OwnerPolicy(), 30, 8, edge_margin_wh=500, sd_wh=100)
+    offered = [(s.price, s.energy_wh) for s in sell.steps]
+    assert offered[-1][0] == 30
+    assert sum(e for _, e in offered) == 1000
+    assert offered[0] == (8, 500)  # at the feed-in tariff: the cap, 5 sd
+    total = 0
+    for price, energy in offered:
+        total += energy
+        keep = graded_margin(100, price - 8, 30 - price, 5, 500)
+        assert total <= 1000 - keep
+    # a more cautious owner keeps back more at the same price
+    (careful,) = home_bid(
+        "me", T0, [pv], OwnerPolicy(sale_risk_pct=1), 30, 8, edge_margin_wh=500, sd_wh=100
+    )
+    at_20 = sum(s.energy_wh for s in sell.steps if s.price <= 20)
+    assert sum(s.energy_wh for s in careful.steps if s.price <= 20) < at_20

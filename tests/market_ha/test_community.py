@@ -116,7 +116,8 @@ async def test_agents_trade_with_a_neighbour(
     assert plan.assets[PV_ID].reason.code == "pv_surplus"
     assert plan.assets[GRID_ID].reason.code == SitOut.METER_ONLY
     # 2500 W of PV for one minute is about 41 Wh (following the sun); the household uses
-    # 500 W (8 Wh) of it itself; the rest is offered, less the forecast's uncertainty margin.
+    # 500 W (8 Wh) of it itself; the rest is offered, less the forecast's uncertainty margin
+    # (the least of it where a sale gains most, more at cheaper asks).
     pv_wh = -plan.assets[PV_ID].signed_wh
     assert plan.plan is not None
     margin = plan.plan.margin_wh
@@ -124,7 +125,9 @@ async def test_agents_trade_with_a_neighbour(
     assert margin > 0
     assert plan.order.energy_wh == pv_wh - 8 - margin >= 20
     assert plan.order.clean
-    await b.link.async_submit_orders(slot * 1000, [Order.single("buy", "", Side.BUY, slot, 20, 25)])
+    # B bids near the import price: there a shortfall would cost A little, so A's graded
+    # margin keeps back least and all 20 Wh are on offer
+    await b.link.async_submit_orders(slot * 1000, [Order.single("buy", "", Side.BUY, slot, 20, 29)])
     events = async_capture_events(hass, EVENT_SLOT_CLEARED)
     await settle(a, b)
     await run_slot(clock, [a, b], slot, rules)

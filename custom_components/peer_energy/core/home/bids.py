@@ -80,6 +80,9 @@ class OwnerPolicy:
     min_sell_price: int | None = None
     peak_margin_pct: int = 20
     priority: Priority = Priority.HOUSEHOLD
+    # How much of a trade's expected gain the home risks on a forecast miss, in percent
+    # (the graded uncertainty margin, see ``netting.graded_margin``).
+    sale_risk_pct: int = 5
 
 
 @dataclass(frozen=True, slots=True)

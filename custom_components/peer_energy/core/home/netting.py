@@ -14,9 +14,10 @@ Public API: the functions above.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from math import isqrt
 
 from ..market.clearing import clear_slot
-from ..market.orders import MarketRules, Order, Reason, Side, Step
+from ..market.orders import MAX_STEPS, MarketRules, Order, Reason, Side, Step
 from .bids import AssetAllocation, AssetBid, Horizon, OwnerPolicy, PriceOutlook
 
 # --- home agent ----------------------------------------------------------------------------
@@ -127,6 +128,33 @@ def home_orders(
     return tuple(orders)
 
 
+def graded_margin(sd_wh: int, gain: int, loss: int, risk_pct: int, cap_wh: int) -> int:
+    """Energy (Wh) to keep back of an uncertain quantity for a trade at one price.
+
+    ``sd_wh`` is the standard deviation of what the home will really have (the forecast's
+    miss), ``gain`` what each Wh gains over the grid if it is delivered (or used), ``loss``
+    what each Wh costs if it is not (bought back at the import price, or left over at the
+    feed-in tariff). The home keeps back ``k`` standard deviations, with ``k`` the smallest
+    for which the expected loss of the last Wh is at most ``risk_pct`` percent of its
+    expected gain, whatever the forecast's distribution: by the one-sided Chebyshev
+    (Cantelli) bound the chance of a miss beyond ``k`` standard deviations is at most
+    ``a = 1 / (1 + k^2)``, and ``a * loss <= risk_pct / 100 * (1 - a) * gain`` gives
+    ``k^2 = 100 * loss / (risk_pct * gain)``. Nothing is kept back where a miss costs
+    nothing; ``cap_wh`` (and no trade beyond it) where the trade gains nothing.
+    """
+    if sd_wh <= 0 or loss <= 0:
+        return 0
+    cap = max(cap_wh, 0)
+    if gain <= 0 or risk_pct <= 0:
+        return cap
+    return min(isqrt(sd_wh * sd_wh * 100 * loss // (risk_pct * gain)), cap)
+
+
+# Extra prices a graded margin is evaluated at, evenly between the feed-in tariff and the
+# import price (the margin shrinks towards the side where a trade gains most).
+GRADED_POINTS = 6
+
+
 def home_bid(
     owner: str,
     slot_start: int,
@@ -137,24 +165,34 @@ def home_bid(
     *,
     margin_wh: int = 0,
     edge_margin_wh: int | None = None,
+    sd_wh: int | None = None,
 ) -> tuple[Order, ...]:
     """The home's two-sided order for one slot: a buy order and a sell order that never cross.
 
     With the net demand ``N(p)`` of the slot's asset bids (buy steps with limit >= p minus
-    sell steps with ask <= p, non-increasing in ``p``), the home buys ``max(N(p) - margin,
-    0)`` and sells ``max(-N(p) - margin, 0)`` at each price ``p`` in ``[feed_in_tariff,
-    import_price]``. Every buy step's limit is a price where ``N > 0`` and every sell step's
+    sell steps with ask <= p, non-increasing in ``p``), the home buys ``max(N(p) - m_b(p),
+    0)`` and sells ``max(-N(p) - m_s(p), 0)`` at each price ``p`` in ``[feed_in_tariff,
+    import_price]``, ``m_b`` and ``m_s`` being the margins kept back for the forecast's
+    uncertainty. Every buy step's limit is a price where ``N > 0`` and every sell step's
     ask one where ``N < 0``, so every buy limit lies strictly below every sell ask: the two
     orders can never trade with each other (``clear_slot`` would pair a member's own buy and
     sell like any other two orders), and at any single price at most one of them fills.
-    ``margin_wh`` (the forecast's uncertainty) is kept back on both sides.
 
-    ``edge_margin_wh`` (at least ``margin_wh``) is kept back instead where the trade gains
-    the home nothing over the grid: selling at the feed-in tariff and buying at the import
-    price. Such a trade only carries the forecast's risk (energy sold and not there is
-    bought back at the import price, energy bought and not used leaves at the feed-in
-    tariff), so the home takes it only for what it will deliver or use with near
-    certainty. The owner's
+    **Graded margin** (``sd_wh`` given: the standard deviation of the slot's net demand):
+    at price ``p`` the sell side keeps back :func:`graded_margin` with the gain ``p -
+    feed_in_tariff`` (what a delivered Wh earns over exporting it) and the loss
+    ``import_price - p`` (what a Wh sold and not there costs, bought back at the import
+    price), with the owner's :attr:`~.bids.OwnerPolicy.sale_risk_pct`; the buy side the
+    same with gain and loss swapped (a Wh bought and not used leaves at the feed-in tariff).
+    So a sale near the import price keeps back little (a miss costs little), a sale near the
+    feed-in tariff much, and at the feed-in tariff itself, where the trade gains nothing,
+    ``edge_margin_wh`` (default: ``margin_wh``) caps it; ``margin_wh`` is the least kept back
+    at any price (what a shortfall costs the home's reputation is not in its bill).
+    ``m_s`` falls and ``m_b`` rises with ``p``, so both sides stay monotone.
+
+    Without ``sd_wh`` the margin is flat: ``margin_wh`` on both sides, and ``edge_margin_wh``
+    (at least ``margin_wh``) where the trade gains the home nothing over the grid (selling
+    at the feed-in tariff and buying at the import price). The owner's
     ``max_buy_price`` caps the buy limits and ``min_sell_price`` floors the sell asks here,
     on what leaves the home (its own PV still serves its own load at any price), which
     only moves the two sides further apart. Ids are ``"<owner>:<slot_start>:buy"`` and
@@ -167,27 +205,38 @@ def home_bid(
     prices, net = _net_curve(mine, lo, hi)
     margin = max(margin_wh, 0)
     edge = margin if edge_margin_wh is None else max(edge_margin_wh, margin)
-    if edge > margin and hi > lo:  # the first price with a gain on each side
-        for p in (lo + 1, hi - 1):
-            if p not in net:
-                net[p] = _net_at(mine, p)
-        prices = sorted(net)
+    extra: set[int] = set()
+    if (edge > margin or sd_wh is not None) and hi > lo:  # the first price with a gain
+        extra.update((lo + 1, hi - 1))
+    if sd_wh is not None and hi - lo > GRADED_POINTS:
+        extra.update(lo + (hi - lo) * j // (GRADED_POINTS + 1) for j in range(1, GRADED_POINTS + 1))
+    for p in extra:
+        if p not in net:
+            net[p] = _net_at(mine, p)
+    prices = sorted(net)
+
+    def keep(p: int, buying: bool) -> int:
+        if sd_wh is None:
+            return edge if (p >= hi if buying else p <= lo) else margin
+        gain, loss = (hi - p, p - lo) if buying else (p - lo, hi - p)
+        return max(graded_margin(sd_wh, gain, loss, policy.sale_risk_pct, edge), margin)
+
     cap, floor = policy.max_buy_price, policy.min_sell_price
     buy: list[Step] = []
     prev = 0
     for p in reversed(prices):
-        d = max(net[p] - (edge if p >= hi else margin), 0)
+        d = max(net[p] - keep(p, True), 0)
         if d > prev:
             buy.append(Step(p if cap is None else min(p, cap), d - prev))
             prev = d
     sell: list[Step] = []
     prev = 0
     for p in prices:
-        s = max(-net[p] - (edge if p <= lo else margin), 0)
+        s = max(-net[p] - keep(p, False), 0)
         if s > prev:
             sell.append(Step(p if floor is None else max(p, floor), s - prev))
             prev = s
-    buy, sell = _merge_steps(buy), _merge_steps(sell)
+    buy, sell = _fit_steps(_merge_steps(buy)), _fit_steps(_merge_steps(sell))
     # Signed and sent to every member: no asset count, gross figures or margin (the
     # home's own plan keeps those); only the aggregate leaves the home.
     reason = Reason.of("home_net")
@@ -220,6 +269,17 @@ def home_bid(
             )
         )
     return tuple(orders)
+
+
+def _fit_steps(steps: list[Step]) -> list[Step]:
+    """At most ``MAX_STEPS`` steps (given in the order the home would trade them): the last
+    ones become one step at the last one's price, which only asks more for a sale or bids
+    less for a purchase."""
+    if len(steps) <= MAX_STEPS:
+        return steps
+    head = steps[: MAX_STEPS - 1]
+    tail = steps[MAX_STEPS - 1 :]
+    return [*head, Step(tail[-1].price, sum(s.energy_wh for s in tail))]
 
 
 def _merge_steps(steps: list[Step]) -> list[Step]:

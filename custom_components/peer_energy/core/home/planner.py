@@ -50,11 +50,13 @@ batteries and EVs spread over the cheap hours instead of all filling the cheapes
 purchase from neighbours below the import price is not grid import and pays nothing).
 
 **Uncertainty.** The first slot's net demand has the standard deviation
-``sqrt(load_sd^2 + pv_sd^2)``; both sides of the order are reduced by
-``risk_z_pct / 100`` of it (the home offers what it will export with high probability, and
-bids for what it will import), see :func:`~.agents.home_bid`. Where a trade gains the
-home nothing over the grid (selling at the feed-in tariff, buying at the import price)
-``edge_z_pct / 100`` of it is kept back instead (``HomePlan.edge_margin_wh``).
+``sd_wh = sqrt(load_sd^2 + pv_sd^2)`` (:attr:`HomePlan.sd_wh`). Both sides of the order keep
+back a margin graded by price (:func:`~.netting.graded_margin`): as many standard deviations
+as make a miss (its chance bounded by Cantelli's inequality) cost at most the owner's
+``sale_risk_pct`` of what the trade gains at that price, at least ``risk_z_pct / 100`` of
+them (``HomePlan.margin_wh``) and at most ``edge_z_pct / 100`` (``HomePlan.edge_margin_wh``,
+where a trade gains nothing: selling at the feed-in tariff, buying at the import price). A
+sale near the import price keeps back little, one near the feed-in tariff much.
 
 Units: energy Wh, power W, prices minor units per kWh, all integers in and out.
 
@@ -77,12 +79,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..market.orders import Reason, Side, Step
+from ..market.orders import Order, Reason, Side, Step
 from .agents import AssetBid, AssetKind, BatteryState, OwnerPolicy
 from .curve import asset_bids, monotone, slot0_assets
 from .devices import EvSession, PlugTask, energy_wh, first_slot, last_slot
 from .forecast import HomeForecast
 from .home_lp import INF, BatteryModel, HomeLP, LpInput, LpSolution, WindowModel
+from .netting import home_bid
 
 __all__ = [
     "PLANNER_REASON_CODES",
@@ -128,8 +131,9 @@ class PlannerSettings:
     # Soft flattening tiers: (threshold W, extra cost per kWh of import above it in percent
     # of the horizon's mean import price, so it means the same in every currency).
     flat_tiers: tuple[tuple[int, int], tuple[int, int]] | None = ((3700, 15), (7400, 45))
-    risk_z_pct: int = 200  # uncertainty margin, in standard deviations x 100
-    # margin where a trade gains the home nothing over the grid (at the band's edges)
+    # least and most the graded uncertainty margin keeps back (the most where a trade gains
+    # the home nothing over the grid), in standard deviations x 100
+    risk_z_pct: int = 100
     edge_z_pct: int = 500
     # Cost per kWh of import above the home's share of the community's import capacity
     # (``plan_home(capacity_share_w=...)``), in percent of the horizon's mean import price.
@@ -172,12 +176,28 @@ class HomePlan:
     slots: tuple[PlanSlot, ...]
     bids: tuple[AssetBid, ...]
     curve: tuple[tuple[int, int], ...]  # (first-slot price, net import Wh), ascending price
-    margin_wh: int  # uncertainty margin taken off both sides of the order
+    margin_wh: int  # the least uncertainty margin (graded up to ``edge_margin_wh``)
     import_price: int  # of the first slot
     feed_in_tariff: int
     solves: int = 0
-    # kept back where a trade gains the home nothing (see ``netting.home_bid``)
+    # the most kept back: where a trade gains the home nothing (see ``netting.home_bid``)
     edge_margin_wh: int = 0
+    sd_wh: int = 0  # standard deviation of the first slot's net demand
+
+    def orders(self, owner: str, policy: OwnerPolicy) -> tuple[Order, ...]:
+        """The home's two-sided order for the first slot from these bids (see
+        :func:`~.netting.home_bid`), with the graded uncertainty margin."""
+        return home_bid(
+            owner,
+            self.start,
+            self.bids,
+            policy,
+            self.import_price,
+            self.feed_in_tariff,
+            margin_wh=self.margin_wh,
+            edge_margin_wh=self.edge_margin_wh,
+            sd_wh=self.sd_wh,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data of the whole plan (entity attributes, diagnostics, the market view)."""
@@ -210,11 +230,18 @@ class HomePlan:
         return net
 
 
-def _margin(forecast: HomeForecast, z_pct: int) -> int:
+def _sd(forecast: HomeForecast) -> int:
     if forecast.slots == 0:
         return 0
-    var = forecast.load_sd_wh[0] ** 2 + forecast.pv_sd_wh[0] ** 2
-    return isqrt(var) * max(z_pct, 0) // 100
+    return isqrt(forecast.load_sd_wh[0] ** 2 + forecast.pv_sd_wh[0] ** 2)
+
+
+def _margins(forecast: HomeForecast, settings: PlannerSettings) -> dict[str, int]:
+    """The plan's margin fields: the least and most kept back, and the spread they grade."""
+    sd = _sd(forecast)
+    least = sd * max(settings.risk_z_pct, 0) // 100
+    most = max(sd * max(settings.edge_z_pct, 0) // 100, least)
+    return {"margin_wh": least, "edge_margin_wh": most, "sd_wh": sd}
 
 
 def _buy_prices(forecast: HomeForecast, expected: Sequence[int]) -> list[int]:
@@ -405,10 +432,9 @@ def _advise(
         slots=rows,
         bids=tuple(bids),
         curve=curve,
-        margin_wh=_margin(forecast, settings.risk_z_pct),
         import_price=imp0,
         feed_in_tariff=fit0,
-        edge_margin_wh=_margin(forecast, max(settings.risk_z_pct, settings.edge_z_pct)),
+        **_margins(forecast, settings),
     )
 
 
@@ -652,11 +678,10 @@ def _control(
         slots=rows,
         bids=tuple(bids),
         curve=curve,
-        margin_wh=_margin(forecast, settings.risk_z_pct),
         import_price=imp0,
         feed_in_tariff=fit0,
         solves=lp.solves,
-        edge_margin_wh=_margin(forecast, max(settings.risk_z_pct, settings.edge_z_pct)),
+        **_margins(forecast, settings),
     )
 
 

@@ -571,6 +571,7 @@ def plan_slot(inputs: SlotInputs, forecast: HomeForecast | None) -> SlotDecision
         fit0,
         margin_wh=plan.margin_wh,
         edge_margin_wh=plan.edge_margin_wh,
+        sd_wh=plan.sd_wh,
     )
     return SlotDecision(
         slot_start=slot,
