@@ -141,6 +141,10 @@ ISSUE_BROKER: Final = "broker"
 BROKER_PROBLEMS: Final = frozenset(
     {"unreachable", "bad_credentials", "not_authorized", "tls_error", "disconnected"}
 )
+# A lost connection (not refused credentials or TLS) raises its repair only when it lasts
+# this long: a broker restart or a short network drop heals itself, bids are resent.
+BROKER_GRACE_S: Final = 30
+BROKER_TRANSIENT: Final = frozenset({"unreachable", "disconnected"})
 
 DATA_LINK: HassKey[FederationLink] = HassKey(f"{DOMAIN}_federation_link")
 
@@ -304,6 +308,8 @@ class FederationLink:
         self.carrier.attach(self.receive_with, self._on_broker)
         self.announcer = Announcer(hass, enabled=announce)
         self.broker_state: Any = None
+        self.broker_grace_s: float = BROKER_GRACE_S
+        self._broker_grace: asyncio.TimerHandle | None = None
         self.store = store if store is not None else federation_store(hass, entry_id)
         self.clock: Callable[[], int] = clock or (lambda: now_ms())
         self.peer: Peer | None = None
@@ -897,6 +903,7 @@ class FederationLink:
         self._tasks.clear()
         if self._join_done is not None and not self._join_done.done():
             self._join_done.set_result("stopped")
+        self._cancel_broker_grace()
         await self.carrier.async_stop()
         if self.broker_state is not None:  # not connecting any more: nothing to repair
             self.announcer.clear(ISSUE_BROKER)
@@ -916,6 +923,7 @@ class FederationLink:
         url = getattr(self.carrier, "config", None)
         broker = url.url if url is not None else "?"
         if status == "connected":
+            self._cancel_broker_grace()
             self.announcer.clear(ISSUE_BROKER)
             if previous is not None and str(previous.status) != "connecting":
                 LOGGER.info("Back on the community's broker %s", broker)
@@ -923,12 +931,32 @@ class FederationLink:
             return
         if status in BROKER_PROBLEMS:
             LOGGER.warning("Community broker %s: %s (%s)", broker, status, state.reason)
-            self.announcer.issue(
-                ISSUE_BROKER,
-                f"{ISSUE_BROKER}_{status}",
-                {"broker": broker, "reason": state.reason or status},
-                severity=ir.IssueSeverity.ERROR,
-            )
+            if status not in BROKER_TRANSIENT or self.broker_grace_s <= 0:
+                self._cancel_broker_grace()
+                self._broker_repair(broker)
+            elif self._broker_grace is None:  # a short drop heals itself: no repair yet
+                self._broker_grace = self.hass.loop.call_later(
+                    self.broker_grace_s, self._broker_repair, broker
+                )
+
+    def _broker_repair(self, broker: str) -> None:
+        """The repair naming the broker and why it is away (now, or after the grace)."""
+        self._broker_grace = None
+        state = self.broker_state
+        status = str(state.status) if state is not None else ""
+        if self._stopped or status not in BROKER_PROBLEMS:
+            return
+        self.announcer.issue(
+            ISSUE_BROKER,
+            f"{ISSUE_BROKER}_{status}",
+            {"broker": broker, "reason": state.reason or status},
+            severity=ir.IssueSeverity.ERROR,
+        )
+
+    def _cancel_broker_grace(self) -> None:
+        if self._broker_grace is not None:
+            self._broker_grace.cancel()
+            self._broker_grace = None
 
     def _resume_after_outage(self) -> None:
         """After the broker was away: send this home's open bids again (the same signed

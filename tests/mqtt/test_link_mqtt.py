@@ -14,6 +14,7 @@ from homeassistant.helpers import issue_registry as ir
 from custom_components.peer_energy.const import DOMAIN
 from custom_components.peer_energy.core.federation.community import Invitation
 from custom_components.peer_energy.federation import (
+    BROKER_GRACE_S,
     ISSUE_BROKER,
     FederationLink,
     SlotOutcome,
@@ -148,9 +149,11 @@ async def test_links_join_trade_and_survive_a_broker_restart(
         assert all(r[0].result == results[0][0].result for r in results)
         assert results[0][0].result.fills  # something traded
 
-        # The broker goes away: a repair names it, and the bids made meanwhile do not
-        # leave. It comes back before gate closure: the repair goes, the same signed bids
-        # go out again and the slot trades; nothing is committed twice.
+        # The broker goes away for longer than the grace: a repair names it, and the bids
+        # made meanwhile do not leave. It comes back before gate closure: the repair goes,
+        # the same signed bids go out again and the slot trades; nothing is committed twice.
+        for link, _ in homes:
+            link.broker_grace_s = 0.3
         mosquitto.stop()
         registry = ir.async_get(hass)
         await _until(lambda: registry.async_get_issue(DOMAIN, ISSUE_BROKER) is not None)
@@ -174,6 +177,43 @@ async def test_links_join_trade_and_survive_a_broker_restart(
             assert link.peer is not None
             assert len(link.peer.finals[again].orders) == 3
         assert all(link.rejected == 0 for link, _ in homes)
+    finally:
+        for link, _ in homes:
+            await link.async_stop()
+
+
+async def test_a_short_drop_raises_no_repair_and_resends_the_bid(
+    hass: HomeAssistant, mosquitto: Broker
+) -> None:
+    """A broker restart shorter than ``BROKER_GRACE_S`` raises no repair; the bid made
+    while it was away goes out on reconnecting and the slot trades with every home."""
+    assert BROKER_GRACE_S >= 10
+    clock = Clock()
+    homes = await _community(hass, mosquitto, clock, 3)
+    registry = ir.async_get(hass)
+    raised: list[Any] = []
+    try:
+        mosquitto.stop()
+        await _until(
+            lambda: all(link.broker_state.status is not BrokerStatus.CONNECTED for link, _ in homes)
+        )
+        clock.now += 60_000
+        slot = await _submit(homes, clock)
+        mosquitto.start()
+        while not all(link.broker_state.status is BrokerStatus.CONNECTED for link, _ in homes):
+            raised.append(registry.async_get_issue(DOMAIN, ISSUE_BROKER))
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # every home resent its bid on reconnecting
+        assert [issue for issue in raised if issue is not None] == []
+        await _run(homes, clock, slot)
+        finals = [_final(out, slot) for _, out in homes]
+        assert all(len(f) == 1 for f in finals)
+        for link, _ in homes:
+            assert link.peer is not None
+            assert len(link.peer.finals[slot].orders) == 3  # every bid made it
+        await asyncio.sleep(0.2)
+        assert registry.async_get_issue(DOMAIN, ISSUE_BROKER) is None
+        assert all(link._broker_grace is None for link, _ in homes)
     finally:
         for link, _ in homes:
             await link.async_stop()
