@@ -44,7 +44,6 @@ from homeassistant.core import (
 from homeassistant.exceptions import (
     ConfigEntryError,
     HomeAssistantError,
-    ServiceValidationError,
     Unauthorized,
     UnknownUser,
 )
@@ -75,6 +74,7 @@ from .core.federation.community import (
     InvitationError,
 )
 from .core.trust.credit import CreditPolicy
+from .errors import ActionRefusedError
 from .federation import (
     DATA_LINK,
     ISSUE_JOIN_FAILED,
@@ -426,7 +426,7 @@ async def _require_admin(hass: HomeAssistant, call: ServiceCall) -> None:
 def _member_link(hass: HomeAssistant) -> FederationLink:
     link = hass.data.get(DATA_LINK)
     if link is None or not link.joined:
-        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="not_in_community")
+        raise ActionRefusedError("not_in_community")
     return link
 
 
@@ -467,15 +467,11 @@ async def _async_remove_member(call: ServiceCall) -> None:
     await _require_admin(hass, call)
     link = _member_link(hass)
     if not link.is_admin:
-        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="not_admin")
+        raise ActionRefusedError("not_admin")
     wanted = str(call.data[ATTR_MEMBER]).strip().lower()
     matches = [m for m in link.peer.roster() if m.startswith(wanted)] if link.peer else []
     if len(wanted) < 8 or len(matches) != 1 or matches[0] == link.member_key:
-        raise ServiceValidationError(
-            translation_domain=DOMAIN,
-            translation_key="unknown_member",
-            translation_placeholders={"member": wanted[:16]},
-        )
+        raise ActionRefusedError("unknown_member", {"member": wanted[:16]})
     try:
         await link.async_remove(matches[0])
     except FederationError as err:

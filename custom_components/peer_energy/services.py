@@ -8,7 +8,8 @@ Both actions are for administrators (``Unauthorized`` for any other user; calls 
 user, such as automations and scripts the administrator set up, are allowed):
 ``place_order`` commits the home to a trade and ``export_ledger`` discloses (and can write
 to disk) every trade and balance of the home. Every refusal of the caller's input is a
-``ServiceValidationError`` with a translation key, which leaves nothing changed.
+``ServiceValidationError`` with a translation key (``ActionRefusedError``: also a 400 with the
+message over the REST API, not a logged 500), which leaves nothing changed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse, SupportsResponse
 from homeassistant.exceptions import (
     HomeAssistantError,
-    ServiceValidationError,
     Unauthorized,
     UnknownUser,
 )
@@ -30,6 +30,7 @@ import voluptuous as vol
 
 from .const import DOMAIN
 from .core.market.orders import MAX_PRICE, Side
+from .errors import ActionRefusedError
 from .market import MAX_MANUAL_WH, SECONDS_PER_DAY, SlotClock, utc_from_ts
 from .prices import InvalidPriceError, fixed_price_to_minor, minor_digits
 
@@ -63,12 +64,8 @@ EXPORT_LEDGER_SCHEMA: Final = vol.Schema(
 )
 
 
-def _invalid(key: str, **placeholders: str) -> ServiceValidationError:
-    return ServiceValidationError(
-        translation_domain=DOMAIN,
-        translation_key=key,
-        translation_placeholders=placeholders or None,
-    )
+def _invalid(key: str, **placeholders: str) -> ActionRefusedError:
+    return ActionRefusedError(key, placeholders or None)
 
 
 async def _require_admin(call: ServiceCall) -> None:

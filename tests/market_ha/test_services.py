@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-import inspect
 import json
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.components.api import APIDomainServicesView
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.exceptions import (
     HomeAssistantError,
@@ -32,8 +31,6 @@ from custom_components.peer_energy.services import SERVICE_EXPORT_LEDGER, SERVIC
 from tests.market_ha.conftest import GATE, NEXT_SLOT
 
 NEXT_TS = int(NEXT_SLOT.timestamp())
-# Whether Home Assistant's REST view answers a ServiceValidationError with 400.
-_REST_MAPS_VALIDATION = "ServiceValidationError" in inspect.getsource(APIDomainServicesView.post)
 
 
 def utc_iso(ts: int) -> str:
@@ -239,9 +236,11 @@ async def test_place_order_over_rest(
     market: SlotClock,
     hass_client: ClientSessionGenerator,
     hass_read_only_access_token: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Over the REST API: an administrator's order without a slot is accepted (200 with
-    the response); a non-admin gets 401; a refusal changes nothing."""
+    the response); a non-admin gets 401; a refusal is a 400 carrying the reason, changes
+    nothing and logs no error (no traceback)."""
     assert await async_setup_component(hass, "api", {})
     client = await hass_client()
     url = f"/api/services/{DOMAIN}/{SERVICE_PLACE_ORDER}?return_response"
@@ -254,11 +253,49 @@ async def test_place_order_over_rest(
     assert resp.status == 401
     resp = await client.post(url, json={"side": "up", "energy_kwh": 1, "limit_price": 0.2})
     assert resp.status == 400  # schema
-    resp = await client.post(url, json={"side": "buy", "energy_kwh": 0, "limit_price": 0.2})
-    # A ServiceValidationError: 400 in Home Assistant releases that map it over REST, a
-    # bare 500 from Home Assistant's own REST view before them (2025.4 here).
-    assert resp.status == (400 if _REST_MAPS_VALIDATION else 500)
-    assert len(market.manual[NEXT_TS]) == 1
+    caplog.clear()
+    for data, words in (
+        ({"energy_kwh": 0}, "energy"),
+        ({"slot": "2026-11-22T12:00:00+00:00"}, "2026-11-22T12:00:00+00:00 are closed"),
+        ({"slot": NEXT_SLOT.isoformat()}, None),  # accepted: a second manual order
+    ):
+        call = {"side": "buy", "energy_kwh": 1, "limit_price": 0.2, **data}
+        resp = await client.post(url, json=call)
+        if words is None:
+            assert resp.status == 200
+            continue
+        assert resp.status == 400
+        assert words in (await resp.json())["message"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(market.manual[NEXT_TS]) == 2
+
+
+async def test_closed_slot_over_websocket(
+    hass: HomeAssistant, market: SlotClock, hass_ws_client: WebSocketGenerator
+) -> None:
+    """The UI's path for a slot whose gate has closed: the translated validation error."""
+    client = await hass_ws_client(hass)
+    await client.send_json_auto_id(
+        {
+            "type": "call_service",
+            "domain": DOMAIN,
+            "service": SERVICE_PLACE_ORDER,
+            "service_data": {
+                "side": "buy",
+                "energy_kwh": 1,
+                "limit_price": 0.2,
+                "slot": "2026-11-22T12:00:00+00:00",
+            },
+            "return_response": True,
+        }
+    )
+    msg = await client.receive_json()
+    assert not msg["success"]
+    assert msg["error"]["code"] == "service_validation_error"
+    assert msg["error"]["translation_key"] == "slot_closed"
+    assert msg["error"]["translation_placeholders"] == {"slot": "2026-11-22T12:00:00+00:00"}
+    assert "are closed" in msg["error"]["message"]
+    assert not market.manual
 
 
 async def test_place_order_errors_over_websocket(
