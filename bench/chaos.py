@@ -2,10 +2,11 @@
 Assistant homes at random points of 10-second slots; prints the figures. The seller
 delivers 30 of every 50 Wh it sells, so every delivery settlement moves money.
 
-    .venv/bin/python bench/chaos.py [--kills 100] [--reloads 100] [--seed 1]
+    .venv/bin/python bench/chaos.py [--kills 100] [--reloads 100] [--seed 1] [--keep]
 
 Takes about an hour (each event waits a random part of a slot, then until every ledger
-agrees). The homes run in a temporary directory on 127.0.0.1.
+agrees). The homes run in a temporary directory on 127.0.0.1, removed at the end unless
+``--keep`` (or the run stops on an error): their logs and ledgers stay there to read.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+import shutil
 import sys
 import tempfile
 import time
@@ -27,15 +29,19 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=100)
     parser.add_argument("--reloads", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the homes' folder")
     args = parser.parse_args()
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="peer_energy_chaos_") as base:
-        homes = chaos.start_community(Path(base))
-        try:
-            figures = chaos.run(homes, kills=args.kills, reloads=args.reloads, seed=args.seed)
-        finally:
-            chaos.stop(homes)
-        problems = chaos.verify_chains(homes)
+    base = Path(tempfile.mkdtemp(prefix="peer_energy_chaos_"))
+    print(f"homes in {base}", file=sys.stderr)
+    homes = chaos.start_community(base)
+    try:
+        figures = chaos.run(homes, kills=args.kills, reloads=args.reloads, seed=args.seed)
+    finally:
+        chaos.stop(homes)
+    problems = chaos.verify_chains(homes)
+    if not args.keep:
+        shutil.rmtree(base, ignore_errors=True)
     summary = figures.summary()
     summary["chains_not_verifying"] = len(problems)
     summary["minutes"] = round((time.monotonic() - started) / 60, 1)

@@ -311,15 +311,16 @@ class Fuzzer:
             pool = bundles if kind == "inner" else bids if kind == "bid" else decoded
             if target is scenario.joiner and kind in {"resigned", "inner"}:
                 pool = welcomes  # what a joining home acts on
-            env = dict(self.rng.choice(pool))
-            data, must_refuse, stranger = self.generate(kind, env, scenario)
+            seed = self.rng.choice(pool)
+            # ``generate`` changes its copy; the oracle compares with the signed original.
+            data, must_refuse, stranger = self.generate(kind, dict(seed), scenario)
             if data is None:
                 continue
             self.report.kinds[kind] += 1
             self.report.messages += 1
-            self.deliver(target, data, must_refuse, kind, env)
+            self.deliver(target, data, must_refuse, kind, seed)
             if stranger and self.strangers is not None:
-                self.deliver(self.strangers, data, True, kind, env)
+                self.deliver(self.strangers, data, True, kind, seed)
         self.run_clock(target, scenario)
         self.check_state(target, scenario)
         self.report.rounds += 1
@@ -446,7 +447,12 @@ class Fuzzer:
     def deliver(
         self, target: Peer, data: bytes, must_refuse: bool, kind: str, original: dict[str, Any]
     ) -> None:
-        """Hand ``data`` to ``target`` and check the outputs."""
+        """Hand ``data`` to ``target`` and check the outputs.
+
+        ``original``: the signed message ``data`` was generated from, unchanged. A message
+        that must be refused is refused when the only output is one ``Rejected`` (what the
+        HTTP view answers with a 4xx); anything else accepted it, which is a forgery unless
+        ``data`` still decodes to exactly ``original`` (a mutation that changed nothing)."""
         try:
             out = target.receive(data, "fuzz", self.now)
         except Exception:  # that is what the fuzzer looks for

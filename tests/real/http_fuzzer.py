@@ -25,10 +25,12 @@ Requests come from many loopback source addresses (127.0.0.2, ...) so that the p
 rate limit does not turn most of them into ``429`` before they are checked; a share comes
 from 127.0.0.1 and meets the limiter.
 
-The oracle: no answer is a 5xx, no request that must be refused gets ``202`` (an accepted
-forgery), the home's log gets no traceback and no error line during the run, the member
-count is unchanged, and the home still answers. Memory: the process's resident set before
-and after.
+The oracle: no answer is a 5xx, no forgery is accepted (``ForgeryOracle``: an answer
+``202`` to a request that must be refused, unless the request still carries exactly the
+signed message it was generated from and the home had not accepted that message before; and
+any message accepted twice), the home's log gets no traceback and no error line during the
+run, the member count is unchanged, and the home still answers. Memory: the process's
+resident set before and after.
 """
 
 from __future__ import annotations
@@ -51,7 +53,11 @@ from yarl import URL
 from custom_components.peer_energy.core.federation.community import Invitation
 from custom_components.peer_energy.core.federation.protocol import Broadcast, Peer, Send
 from custom_components.peer_energy.core.market.orders import Order, Side
-from custom_components.peer_energy.core.trust.canonical import CanonicalError, decode
+from custom_components.peer_energy.core.trust.canonical import (
+    CanonicalError,
+    canonical_bytes,
+    decode,
+)
 from custom_components.peer_energy.core.trust.envelope import seal
 from custom_components.peer_energy.core.trust.identity import Identity
 from custom_components.peer_energy.http import INFO_PATH, MAX_BODY_BYTES, MESSAGE_PATH
@@ -62,7 +68,6 @@ from tests.federation.fuzzer import (
     FuzzReport,
     _interesting_ints,
     _names,
-    _same,
 )
 from tests.realhome import DOMAIN, HarnessError, RealHome, free_port
 
@@ -101,6 +106,75 @@ def community_form(url: str) -> dict[str, Any]:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class FuzzRequest:
+    """One generated request and what the oracle needs to judge its answer."""
+
+    kind: str
+    body: bytes
+    headers: dict[str, str]
+    must_refuse: bool
+    # The signed message the request was generated from, unchanged: accepting a request
+    # that still decodes to exactly it is harmless (a mutation that changed nothing).
+    original: dict[str, Any] | None = None
+
+
+def message_of(body: bytes, headers: dict[str, str]) -> dict[str, Any] | None:
+    """The message a body carries as the home reads it (inflated when its
+    ``Content-Encoding`` holds), or None when it is no canonical JSON object."""
+    encoding = headers.get("Content-Encoding", "")
+    try:
+        if encoding == "gzip":
+            body = gzip.decompress(body)
+        elif encoding == "deflate":
+            body = zlib.decompress(body)
+        message = decode(body)
+    except (CanonicalError, OSError, EOFError, zlib.error):
+        return None
+    return message if isinstance(message, dict) else None
+
+
+class ForgeryOracle:
+    """Judges the home's answers: an exact list of accepted forgeries.
+
+    An answer other than ``202`` refused the request. A ``202`` accepted it, and that is a
+    forgery when
+
+    * the message it carries was accepted before (same sender and sequence number: a
+      replay, whatever request carried it, also two copies in flight at once), or
+    * the request must be refused and does not carry exactly its signed original (no
+      original: garbage, a stranger's message, a join from a fresh key, a body the home
+      must not read, a replay).
+
+    A request that must be refused but still decodes to exactly the signed message it was
+    made from (a mutation that changed nothing), accepted for the first time, is no forgery.
+    """
+
+    def __init__(self) -> None:
+        """Nothing accepted yet."""
+        self.seen: set[tuple[str, int]] = set()
+
+    def judge(self, request: FuzzRequest, status: int) -> str | None:
+        """What is wrong with ``status`` as the answer to ``request`` (None: nothing)."""
+        if status != 202:
+            return None
+        message = message_of(request.body, request.headers)
+        sender, seq = (message or {}).get("sender"), (message or {}).get("seq")
+        key = (sender, seq) if isinstance(sender, str) and type(seq) is int else None
+        problem = None
+        if key is not None and key in self.seen:
+            problem = "accepted again"
+        elif request.must_refuse and (
+            request.original is None or not _same(request.body, request.original, request.headers)
+        ):
+            problem = "accepted"
+        if key is not None:
+            self.seen.add(key)
+        if problem is None:
+            return None
+        return f"{request.kind}: {problem} {request.body[:160]!r}"
 
 
 def rss_kib(pid: int) -> int:
@@ -250,36 +324,50 @@ class Member:
 
     def seeds(self) -> list[bytes]:
         """Valid messages signed by this member (bids, fetches, a catch-up request)."""
-        peer = self.peer
-        assert peer is not None
-        rules = peer.rules
-        now = now_ms()
-        step = rules.slot_seconds
-        out: list[bytes] = []
-        first = (now // 1000 + rules.gate_closure_lead_s + 5) // step * step + step
-        for k, slot in enumerate(range(first + step, first + 6 * step, step)):
-            side = Side.BUY if k % 2 else Side.SELL
-            orders = [Order.single(f"f{k}", peer.member_id, side, slot, 200 + 50 * k, 10 + k)]
-            for o in peer.submit_orders(slot, orders, now):
-                if isinstance(o, Send | Broadcast):
-                    out.append(o.data)
-        for slot in (first - step, first - 2 * step, first + step):
-            out.append(peer._seal("fetch", {"slot": slot, "book": ""}, now))
-        out.extend(o.data for o in peer.catch_up(now) if isinstance(o, Send | Broadcast))
-        return out
+        assert self.peer is not None
+        return member_seeds(self.peer, now_ms())
+
+
+def member_seeds(peer: Peer, now: int) -> list[bytes]:
+    """Valid messages signed by ``peer``, a member (bids, fetches, a catch-up request), not
+    sent yet."""
+    rules = peer.rules
+    step = rules.slot_seconds
+    out: list[bytes] = []
+    first = (now // 1000 + rules.gate_closure_lead_s + 5) // step * step + step
+    for k, slot in enumerate(range(first + step, first + 6 * step, step)):
+        side = Side.BUY if k % 2 else Side.SELL
+        orders = [Order.single(f"f{k}", peer.member_id, side, slot, 200 + 50 * k, 10 + k)]
+        for o in peer.submit_orders(slot, orders, now):
+            if isinstance(o, Send | Broadcast):
+                out.append(o.data)
+    for slot in (first - step, first - 2 * step, first + step):
+        out.append(peer._seal("fetch", {"slot": slot, "book": ""}, now))
+    out.extend(o.data for o in peer.catch_up(now) if isinstance(o, Send | Broadcast))
+    return out
 
 
 class HttpFuzzer:
     """Generates requests from the member's seeds and checks each answer."""
 
-    def __init__(self, seed: int, member: Member, invitation: str) -> None:
-        """``invitation``: the one the member joined with (used up by now)."""
+    def __init__(
+        self,
+        seed: int,
+        peer: Peer,
+        identity: Identity,
+        invitation: str,
+        seeds: list[bytes],
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        """``peer``: the member (key ``identity``) whose valid messages ``seeds`` are;
+        ``invitation``: the one it joined with (used up by now); ``clock``: Unix ms."""
         self.rng = random.Random(seed)
-        self.member = member
+        self.identity = identity
+        self.clock = clock
         self.invitation = invitation
         self.report = HttpFuzzReport()
-        self.accepted: list[tuple[bytes, dict[str, Any]]] = []
-        seeds = [*member.seeds(), *member.received]
+        self.oracle = ForgeryOracle()
+        self.accepted: list[FuzzRequest] = []
         self.seeds: list[dict[str, Any]] = []
         for data in seeds:
             try:
@@ -290,16 +378,14 @@ class HttpFuzzer:
                 self.seeds.append(env)
         # The protocol fuzzer's value and mutation machinery, with this run's values.
         self.mutator = Fuzzer(seed, FuzzReport())
-        peer = member.peer
-        assert peer is not None
         names: set[str] = set()
         for env in self.seeds:
             _names(env, names)
         self.mutator.names = sorted(names)
         slot = next((e["payload"].get("slot") for e in self.seeds if e["type"] == "bid"), 0)
-        self.mutator.ints = _interesting_ints(now_ms(), int(slot or 0))
+        self.mutator.ints = _interesting_ints(clock(), int(slot or 0))
         self.mutator.strs = [*_STRS, peer.member_id, peer.community_id or ""]
-        self.seq = now_ms() * 1000
+        self.seq = clock() * 1000
 
     # -- generation --
     def _seal(self, identity: Identity, env: dict[str, Any]) -> bytes | None:
@@ -309,36 +395,43 @@ class HttpFuzzer:
                 identity,
                 community=env["community"],
                 seq=self.seq,
-                ts_ms=now_ms(),
+                ts_ms=self.clock(),
                 type=env["type"],
                 payload=env["payload"],
             ).to_wire()
         except (CanonicalError, TypeError, KeyError, ValueError):
             return None
 
-    def generate(self) -> tuple[str, bytes, dict[str, str], bool, dict[str, Any] | None]:
-        """(kind, body, headers, whether it must be refused, the signed original)."""
+    def generate(self) -> FuzzRequest:
+        """One request of a random kind."""
         rng = self.rng
         kind = rng.choices(list(KINDS), list(KINDS.values()))[0]
-        env = dict(rng.choice(self.seeds))
         mutator = self.mutator
-        mutator.now = now_ms()
-        identity = self.member.identity
+        mutator.now = self.clock()
+        identity = self.identity
+        seed = rng.choice(self.seeds)
+        if kind in {"unsigned", "envelope", "bytes"}:
+            # Signed afresh first (a sequence number the home has not seen): a changed copy
+            # of it then meets the signature check, not the replay guard.
+            fresh = decode(self._seal(identity, seed) or b"null")
+            if isinstance(fresh, dict):
+                seed = fresh
+        env = dict(seed)  # ``seed``: the signed original, never changed
         if kind == "resigned":
             env["payload"] = mutator.mutate(env["payload"])
             data = self._seal(identity, env)
             if data is not None:
-                return kind, data, {}, False, None
-            return kind, mutator.encode(env), {}, True, env
+                return FuzzRequest(kind, data, {}, False)
+            return FuzzRequest(kind, mutator.encode(env), {}, True, seed)
         if kind == "unsigned":
             env["payload"] = mutator.mutate(env["payload"])
-            return kind, mutator.encode(env), {}, True, None
+            return FuzzRequest(kind, mutator.encode(env), {}, True, seed)
         if kind == "envelope":
             name = rng.choice(["v", "community", "sender", "seq", "ts", "type", "sig"])
             env[name] = (
                 rng.choice([*_TYPES, "x", ""]) if name == "type" else mutator.mutate(env[name])
             )
-            return kind, mutator.encode(env), {}, True, dict(rng.choice(self.seeds))
+            return FuzzRequest(kind, mutator.encode(env), {}, True, seed)
         if kind == "bytes":
             raw = bytearray(json.dumps(env, separators=(",", ":"), sort_keys=True).encode())
             op = rng.random()
@@ -350,14 +443,14 @@ class HttpFuzzer:
             else:
                 at = rng.randrange(len(raw))
                 raw[at:at] = rng.choice([b"\xff", b'"', b"{", b",", b"\\ud800", b"\xc3"])
-            return kind, bytes(raw), {}, True, env
+            return FuzzRequest(kind, bytes(raw), {}, True, seed)
         if kind == "garbage":
             if rng.random() < 0.5:
-                return kind, rng.randbytes(rng.randrange(1, 300)), {}, True, None
-            return kind, mutator.encode(mutator.value()), {}, True, None
+                return FuzzRequest(kind, rng.randbytes(rng.randrange(1, 300)), {}, True)
+            return FuzzRequest(kind, mutator.encode(mutator.value()), {}, True)
         if kind == "stranger":
             data = self._seal(Identity(rng.randbytes(32)), env)
-            return kind, data or b"{}", {}, True, None
+            return FuzzRequest(kind, data or b"{}", {}, True)
         if kind == "join":
             invitation = self.invitation
             if rng.random() < 0.5:  # an invitation of the same community with a made-up secret
@@ -367,39 +460,48 @@ class HttpFuzzer:
                     Identity(rng.randbytes(32)),
                     invitation,
                     address=rng.choice(["http://127.0.0.1:9", "x" * 600, "s"]),
-                    now_ms=now_ms(),
+                    now_ms=self.clock(),
                 )
             except ValueError:
-                return kind, b"{}", {}, True, None
+                return FuzzRequest(kind, b"{}", {}, True)
             data = next(o.data for o in outputs if isinstance(o, Send))
-            return kind, data, {}, True, None
+            return FuzzRequest(kind, data, {}, True)
         if kind == "replay" and self.accepted:
-            data, _original = rng.choice(self.accepted)
-            return kind, data, {}, True, None
+            # A request the home accepted, sent again exactly (its headers too).
+            again = rng.choice(self.accepted)
+            return FuzzRequest(kind, again.body, again.headers, True)
         if kind == "encoding":
             data = self._seal(identity, env) or b"{}"
             op = rng.randrange(6)
-            if op == 0:
-                return kind, data, {"Content-Encoding": "gzip"}, True, None  # a gzip lie
+            if op == 0:  # a gzip lie
+                return FuzzRequest(kind, data, {"Content-Encoding": "gzip"}, True)
             if op == 1:
-                return kind, data, {"Content-Encoding": "deflate"}, True, None
+                return FuzzRequest(kind, data, {"Content-Encoding": "deflate"}, True)
             if op == 2:  # a true gzip body: handled like the plain one
-                return kind, gzip.compress(data), {"Content-Encoding": "gzip"}, False, None
+                return FuzzRequest(kind, gzip.compress(data), {"Content-Encoding": "gzip"}, False)
             if op == 3:
                 cut = zlib.compress(data)[: rng.randrange(2, 12)]
-                return kind, cut, {"Content-Encoding": "deflate"}, True, None
+                return FuzzRequest(kind, cut, {"Content-Encoding": "deflate"}, True)
             if op == 4:
-                return kind, data.replace(b'"', b"\xff", 1), {}, True, None
+                return FuzzRequest(kind, data.replace(b'"', b"\xff", 1), {}, True)
             headers = {"Content-Type": rng.choice(["text/plain", "x/y; charset=bogus", ""])}
-            return kind, data, headers, False, None
+            return FuzzRequest(kind, data, headers, False)
         if kind == "oversized":
-            return kind, b" " * (MAX_BODY_BYTES + rng.randrange(1, 4096)), {}, True, None
+            return FuzzRequest(kind, b" " * (MAX_BODY_BYTES + rng.randrange(1, 4096)), {}, True)
         # raw (and replay before anything was accepted): sent through a plain socket
-        return "raw", self._seal(identity, env) or b"{}", {}, True, None
+        return FuzzRequest("raw", self._seal(identity, env) or b"{}", {}, True)
+
+    def check(self, request: FuzzRequest, status: int) -> None:
+        """Judge the answer ``status`` to ``request`` (the forgery oracle)."""
+        if (forgery := self.oracle.judge(request, status)) is not None:
+            self.report.forgeries.append(forgery)
+        if status == 202:
+            self.accepted.append(request)
 
     # -- sending --
     async def send(self, session: ClientSession, url: str) -> None:
-        kind, body, headers, must_refuse, original = self.generate()
+        request = self.generate()
+        kind, body, headers = request.kind, request.body, request.headers
         report = self.report
         report.requests += 1
         report.kinds[kind] += 1
@@ -415,10 +517,7 @@ class HttpFuzzer:
             report.codes[code] += 1
         if status >= 500:
             report.server_errors.append(f"{kind} -> {status} {text[:120]!r} for {body[:80]!r}")
-        if status == 202:
-            self.accepted.append((body, original or {}))
-            if must_refuse and not (original is not None and _same(body, original)):
-                report.forgeries.append(f"{kind}: accepted {body[:160]!r}")
+        self.check(request, status)
 
     async def _post(
         self, session: ClientSession, url: str, body: Any, headers: dict[str, str]
@@ -474,7 +573,7 @@ class HttpFuzzer:
         report = self.report
         report.requests += 1
         report.kinds["slow"] += 1
-        data = self._seal(self.member.identity, dict(self.rng.choice(self.seeds))) or b"{}"
+        data = self._seal(self.identity, dict(self.rng.choice(self.seeds))) or b"{}"
         target = URL(url)
         head = (
             f"POST {MESSAGE_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
@@ -506,6 +605,13 @@ class HttpFuzzer:
             report.codes[code] += 1
         if status >= 500:
             report.server_errors.append(f"slow -> {status} {text[:120]!r}")
+        self.check(FuzzRequest("slow", data, {}, False), status)
+
+
+def _same(body: bytes, original: dict[str, Any], headers: dict[str, str]) -> bool:
+    """Whether ``body`` still carries exactly the signed message ``original``."""
+    message = message_of(body, headers)
+    return message is not None and message == decode(canonical_bytes(original))
 
 
 def _chunks(body: bytes) -> Any:
@@ -606,7 +712,14 @@ async def fuzz(
         async with ClientSession(timeout=timeout) as plain:
             await member.join(plain, invitation)
         await asyncio.sleep(1.0)  # the welcome's follow-ups (records) arrive
-        fuzzer = HttpFuzzer(seed, member, invitation)
+        assert member.peer is not None
+        fuzzer = HttpFuzzer(
+            seed,
+            member.peer,
+            member.identity,
+            invitation,
+            [*member.seeds(), *member.received],
+        )
         report = fuzzer.report
         report.members_before = int(_info(home)["members"])
         assert home.process is not None
