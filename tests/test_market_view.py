@@ -734,7 +734,7 @@ async def test_trades_and_settlements_with_a_neighbour(
     await run_slot(clock, [a, b], slot, rules)
     await a.link.async_drain()
     await b.link.async_drain()
-    assert a.link.trades_recorded == 1
+    assert a.link.recorder.trades_recorded == 1
     await tick_all(clock, [a, b], (slot + rules.slot_seconds) * 1000)
     a.link.async_report_delivery(slot * 1000, exported_wh=400, imported_wh=0)
     b.link.async_report_delivery(slot * 1000, exported_wh=0, imported_wh=500)
@@ -742,7 +742,7 @@ async def test_trades_and_settlements_with_a_neighbour(
     await a.link.async_drain()
     await b.link.async_drain()
     await hass.async_block_till_done()
-    assert a.link.settlements_recorded == 1
+    assert a.link.recorder.settlements_recorded == 1
 
     view = await async_market_view(hass, entry)
     ledger = a.link.ledger

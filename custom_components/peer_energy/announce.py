@@ -120,3 +120,8 @@ class Announcer:
         """Delete a repair issue (nothing if it is not there)."""
         if self.enabled:
             ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+
+
+def short(member: str) -> str:
+    """A member id as people see it (first 8 hex characters)."""
+    return member[:8]

@@ -26,7 +26,8 @@ The interface the slot clock uses (``FederationLike`` in ``market.py``):
 ``async_submit_orders``, ``async_add_result_listener``, ``peers_online``, ``members``,
 ``gate_closure_lead_ms``, ``slot_ms`` and ``member_key``.
 
-Settlement: a final slot is recorded in this home's own chain (one ``slot`` entry with
+Settlement (recorded by ``recording.LedgerRecorder``; this module decides when to settle):
+a final slot is recorded in this home's own chain (one ``slot`` entry with
 the attested hashes and this home's fills); its fills are then countersigned as trades
 (``trade_terms``/``trade_sig``) and recorded in fill order, which moves the credit
 balances. After the slot the slot clock hands in the home's metered grid export and
@@ -56,7 +57,7 @@ from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 from homeassistant.util.hass_dict import HassKey
 
-from .announce import Announcer
+from .announce import Announcer, short
 from .const import CONF_DISPLAY_NAME, DOMAIN, LOGGER
 from .core.federation.community import (
     Charter,
@@ -89,10 +90,13 @@ from .core.federation.protocol import (
 from .core.federation.protocol.wire import LEDGER_RECORDS_MAX
 from .core.market.clearing import Fill, SlotResult
 from .core.market.orders import MarketRules, Order, OrderError
-from .core.trust.credit import Refusal, Settlement, SignedTrade, TradeTerms
 from .core.trust.identity import Identity
-from .core.trust.reputation import Evidence, delivery_evidence, equivocation_evidence
+from .core.trust.reputation import equivocation_evidence
 from .ledger import PeerLedger
+from .recording import (
+    SIGNAL_LEDGER_UPDATED,
+    LedgerRecorder,
+)
 from .transport import Carrier, HttpCarrier, Parcel, Transport
 
 STORE_VERSION: Final = 1
@@ -103,8 +107,6 @@ RECONCILE_SLOTS: Final = 24
 # After a restart the records of recent slots are asked for again each slot for this many
 # slots (the deliveries of trades observed before the restart settle meanwhile).
 RECONCILE_AFTER_START_SLOTS: Final = 4
-# Refused trades in a row (after reconciling) before a repair says the ledger is out of step.
-OUT_OF_STEP_AFTER: Final = 3
 # Bids remembered for sending again when the broker comes back before their gate closure.
 BID_SLOTS_KEPT: Final = 4
 # How long a join waits for the broker connection before it counts as not answered.
@@ -121,9 +123,6 @@ EVENT_PEER_LEFT: Final = f"{DOMAIN}_peer_left"
 EVENT_DEVICE_ENROLLED: Final = f"{DOMAIN}_device_enrolled"
 EVENT_EQUIVOCATION: Final = f"{DOMAIN}_equivocation"
 EVENT_COMMUNITY_JOINED: Final = f"{DOMAIN}_community_joined"
-# Dispatcher signal (suffixed with the entry id) sent when delivery settlements or
-# evidence changed the ledger (balances, reputation).
-SIGNAL_LEDGER_UPDATED: Final = f"{DOMAIN}_ledger_updated"
 # Dispatcher signal (suffixed with the entry id) sent when an invitation is created.
 SIGNAL_INVITATION_CREATED: Final = f"{DOMAIN}_invitation_created"
 # Sent (with the entry id appended) when a neighbour becomes unreachable or reachable again.
@@ -135,7 +134,6 @@ SIGNAL_REACHABILITY: Final = f"{DOMAIN}_reachability"
 ISSUE_PEER_UNREACHABLE: Final = "peer_unreachable"
 ISSUE_SELF_UNREACHABLE: Final = "address_unreachable"
 ISSUE_JOIN_FAILED: Final = "join_failed"
-ISSUE_OUT_OF_STEP: Final = "ledger_out_of_step"
 # The community's broker is away; the translation key adds the status (``broker_<status>``).
 ISSUE_BROKER: Final = "broker"
 BROKER_PROBLEMS: Final = frozenset(
@@ -197,11 +195,6 @@ def message_type(data: bytes) -> str:
         return ""
     start = at + len(b'"type":"')
     return data[start : data.find(b'"', start)].decode("ascii", "replace")
-
-
-def short(member: str) -> str:
-    """A member id as people see it (first 8 hex characters)."""
-    return member[:8]
 
 
 # --- Protocol state across restarts ---------------------------------------------------------
@@ -317,21 +310,9 @@ class FederationLink:
         self._schedule = schedule
         self._announce = announce
         self._settled: list[int] = []
-        # Countersigned trades waiting for the ones before them (fill order), per slot.
-        self._trades: dict[int, dict[int, SignedTrade]] = {}
-        self._next_fill: dict[int, int] = {}
-        self._recording: dict[int, int] = {}  # trade batches being recorded, per slot
-        self.trades_recorded = 0
-        self.trades_refused = 0
+        self.recorder = LedgerRecorder(self)
         self.deliveries_reported = 0
-        self.settlements_recorded = 0
         self.deliveries_unreported = 0
-        # Delivery settlements whose trade is not in the ledger yet (fill order), by id.
-        self._waiting_settlements: dict[str, tuple[int, Settlement]] = {}
-        # Deliveries to record, by slot: one ledger transaction per slot and one score
-        # refresh per batch (every member's trades settle at about the same moment).
-        self._deliveries: dict[int, tuple[list[Settlement], list[Evidence]]] = {}
-        self._flushing = False
         # This home's reputation scores (permille) as of the last delivery recorded.
         self._scores: dict[str, int] = {}
         self._join: dict[str, str] | None = None
@@ -352,10 +333,6 @@ class FederationLink:
         self._restored = False
         self._bid_slots: list[int] = []  # slots of the latest bids (resent after an outage)
         self._deferred: dict[int, tuple[Fill, ...]] = {}
-        self._out_of_step = 0
-        self._step_issue = False
-        self.trades_reconciled = 0
-        self.balance_disagreements = 0  # trades recorded whose stated balance differed
 
     @property
     def transport(self) -> Transport:
@@ -728,7 +705,7 @@ class FederationLink:
             return [Rejected("internal_error", "this home failed on the message", origin)]
         self._handle(outputs)
         if self.carrier.take_changed():
-            self._spawn(self.async_save(), "save")  # new community keys
+            self.spawn(self.async_save(), "save")  # new community keys
         if not was_joined and self.peer is not None and self.peer.joined:
             self._joined_now()
         return outputs
@@ -762,9 +739,9 @@ class FederationLink:
         sends, events = self.carrier.package(outputs, self.clock())
         for out in events:
             if isinstance(out, LedgerWanted):
-                self._spawn(self._answer_ledger(out), "ledger answer")
+                self.spawn(self._answer_ledger(out), "ledger answer")
             elif isinstance(out, LedgerRecords):
-                self._spawn(self._record_ledger(out), "ledger records")
+                self.spawn(self.recorder.record_ledger(out), "ledger records")
             elif isinstance(out, SlotCleared):
                 save = True
                 self._on_cleared(out)
@@ -787,15 +764,15 @@ class FederationLink:
                 self._on_reachable(out.member)
             elif isinstance(out, TradeSigned):
                 save = save or out.party  # the peer keeps its settlement state across restarts
-                self._on_trade(out)
+                self.recorder.on_trade(out.slot, out.fill, out.trade)
             elif isinstance(out, DeliverySettled):
                 save = save or out.party
                 s = out.settlement
-                self._on_delivery(out.slot, s.terms, s.delivered_wh, s)
+                self.recorder.on_delivery(out.slot, s.terms, s.delivered_wh, s)
             elif isinstance(out, DeliveryUnreported):
                 save = save or out.party
                 self.deliveries_unreported += 1
-                self._on_delivery(out.slot, out.trade.terms, 0, None)
+                self.recorder.on_delivery(out.slot, out.trade.terms, 0, None)
             elif isinstance(out, Rejected):
                 self.rejected += 1
                 LOGGER.debug(
@@ -804,12 +781,12 @@ class FederationLink:
         if self.carrier.take_changed():
             save = True  # a new community key (after a member left)
         if committing:
-            self._spawn(self._save_then_send(sends), "save and send")
+            self.spawn(self._save_then_send(sends), "save and send")
         else:
             if save:
-                self._spawn(self.async_save(), "save")
+                self.spawn(self.async_save(), "save")
             for parcel in sends:
-                self._spawn(self._send(parcel), "send")
+                self.spawn(self._send(parcel), "send")
         self._reschedule()
 
     async def _save_then_send(self, sends: list[Parcel]) -> None:
@@ -817,9 +794,9 @@ class FederationLink:
         delivery on its own, so a slow peer does not hold up the others)."""
         await self.async_save()
         for parcel in sends:
-            self._spawn(self._send(parcel), "send")
+            self.spawn(self._send(parcel), "send")
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         if self._stopped:
             coro.close()
             return
@@ -865,7 +842,7 @@ class FederationLink:
     def async_start(self) -> None:
         """Start the carrier and the slot timers (and catch up on slots missed while
         stopped)."""
-        self._spawn(self.carrier.async_start(), "connect")
+        self.spawn(self.carrier.async_start(), "connect")
         if self._announce:
             self._delete_old_unreachable_issues()
         self._publish_name()
@@ -876,17 +853,17 @@ class FederationLink:
                 # Reconcile after a restart: what this home still settles goes out again,
                 # and members are asked for the credit records of recent slots.
                 self._handle(self.peer.resume_settlement(now))
-                self._request_ledger(now)
+                self.request_ledger(now)
                 # Deliveries of trades observed before the restart settle in the next
                 # slots without us (their state was not kept): ask again meanwhile.
                 self._reconcile_until = now + RECONCILE_AFTER_START_SLOTS * self.slot_ms
                 if self._restored:
                     self._unreconciled_until = now + 2 * self.slot_ms
         if self.ledger is not None:  # reputation from the evidence already stored
-            self._spawn(self._refresh_scores(), "scores")
+            self.spawn(self.refresh_scores(), "scores")
         self._reschedule()
 
-    async def _refresh_scores(self) -> None:
+    async def refresh_scores(self) -> None:
         assert self.ledger is not None
         self._scores = await self.ledger.async_refresh_limits(self.clock())
         async_dispatcher_send(self.hass, f"{SIGNAL_LEDGER_UPDATED}_{self.entry_id}")
@@ -972,7 +949,7 @@ class FederationLink:
         if self.ledger is not None:
             self._handle(peer.resume_settlement(now))
             self._reconcile_asked = None
-            self._request_ledger(now)
+            self.request_ledger(now)
 
     # --- events ---
 
@@ -993,9 +970,9 @@ class FederationLink:
         final = event.final
         me = self.member_key
         if (now := self.clock()) < self._reconcile_until:
-            self._request_ledger(now)
+            self.request_ledger(now)
         if self._deferred and now >= self._unreconciled_until:
-            self._settle_deferred()
+            self.settle_deferred()
         fills = tuple(f for f in final.result.fills if me in (f.buyer, f.seller))
         if final.slot not in self._settled:
             self._settled = [*self._settled, final.slot][-SETTLED_KEPT:]
@@ -1007,18 +984,37 @@ class FederationLink:
                     "result": final.result_hash,
                     "fills": [f._asdict() for f in fills],
                 }
-                self._spawn(self._settle(final.slot, body), "settle")
+                self.recorder.record_final(final.slot, body)
         self._notify_listeners(
             SlotOutcome(final.slot * 1000, final.result, None, fills, late=final.late)
         )
 
-    def _settle_deferred(self) -> None:
+    def settle_deferred(self) -> None:
         """Settle the slots that waited (for reconciliation after a restart, or for our
         trades of earlier slots), in slot order; a slot that must still wait waits again."""
         self._unreconciled_until = 0
         deferred, self._deferred = self._deferred, {}
         for slot, fills in sorted(deferred.items()):
             self._start_settlement(slot, fills)
+
+    def settle_waiting(self) -> None:
+        """Settle the slots that waited for earlier trades, once reconciled after a
+        restart (the recorder calls this after recording trades)."""
+        if self._deferred and self.clock() >= self._unreconciled_until:
+            self.settle_deferred()
+
+    def reconciled(self, added: int) -> None:
+        """A member's credit records were recorded (``added`` new ones; the recorder calls
+        this): settle what waited, and keep asking for a while when records were missing."""
+        self._unreconciled_until = 0
+        self.settle_deferred()
+        if added:
+            # Trades learnt this way settle their deliveries in the next slots without
+            # this home deriving them (it never held both signatures): ask again meanwhile.
+            self._reconcile_until = max(
+                self._reconcile_until,
+                self.clock() + RECONCILE_AFTER_START_SLOTS * self.slot_ms,
+            )
 
     def _earlier_unrecorded(self, slot: int) -> bool:
         """Whether one of our trades of a slot before ``slot`` may still change our
@@ -1028,15 +1024,8 @@ class FederationLink:
         now, me = self.clock(), self.member_key
         if any(earlier < slot for earlier in self._deferred):
             return True
-        if any(earlier < slot and count for earlier, count in self._recording.items()):
+        if self.recorder.unrecorded_before(slot, now, me, self.slot_ms):
             return True
-        for earlier, waiting in self._trades.items():
-            if (
-                earlier < slot
-                and now < earlier * 1000 + 2 * self.slot_ms
-                and any(me in (t.terms.buyer, t.terms.seller) for t in waiting.values())
-            ):
-                return True
         return self.peer.unsigned_before(slot, now)
 
     def _start_settlement(self, slot: int, fills: Sequence[Fill]) -> None:
@@ -1068,83 +1057,9 @@ class FederationLink:
             return
         self._handle(outputs)
 
-    def _on_trade(self, event: TradeSigned) -> None:
-        """Record countersigned trades in fill order (balances after each trade chain up)."""
-        final = self.peer.finals.get(event.slot) if self.peer is not None else None
-        if self.ledger is None or final is None:
-            return
-        order = [i for i, f in enumerate(final.result.fills) if f.buyer != f.seller]
-        waiting = self._trades.setdefault(event.slot, {})
-        waiting[event.fill] = event.trade
-        position = self._next_fill.get(event.slot, 0)
-        batch: list[SignedTrade] = []
-        while position < len(order) and order[position] in waiting:
-            batch.append(waiting.pop(order[position]))
-            position += 1
-        self._next_fill[event.slot] = position
-        if position >= len(order):
-            self._trades.pop(event.slot, None)
-            self._next_fill.pop(event.slot, None)
-        if batch:
-            self._recording[event.slot] = self._recording.get(event.slot, 0) + 1
-            self._spawn(self._record_trades(event.slot, batch), "trades")
-
-    async def _record_trades(self, slot: int, trades: list[SignedTrade]) -> None:
-        try:
-            await self._record_trade_batch(slot, trades)
-        finally:
-            left = self._recording.get(slot, 1) - 1
-            if left > 0:
-                self._recording[slot] = left
-            else:
-                self._recording.pop(slot, None)
-        if self._deferred and self.clock() >= self._unreconciled_until:
-            self._settle_deferred()  # later slots waited for these trades
-
-    async def _record_trade_batch(self, slot: int, trades: list[SignedTrade]) -> None:
-        assert self.ledger is not None
-        if self.peer is not None:
-            self.ledger.set_keyring(self.peer.membership.keyring)
-        try:
-            result = await self.ledger.async_commit_slot(slot * 1000, trades=trades)
-        except HomeAssistantError as err:
-            LOGGER.error("Could not record the trades of slot %s: %s", slot, err)
-            return
-        self.trades_recorded += len(result.accepted)
-        refused = [(t, r) for t, r in result.refused if r.refusal is not Refusal.DUPLICATE]
-        self.trades_refused += len(refused)
-        for trade_id, refusal in refused:
-            LOGGER.warning(
-                "Trade %s of slot %s not recorded (%s): asking members for recent records",
-                trade_id[:12],
-                slot,
-                refusal,
-            )
-        self._report_disagreed(slot, result.disagreed)
-        self._track_step(slot, bool(result.accepted), bool(refused or result.disagreed))
-        if self.peer is not None:
-            self.peer.set_balances(self.ledger.balances())
-        if self._waiting_settlements:  # their trades may be recorded now
-            waiting = list(self._waiting_settlements.values())
-            self._waiting_settlements.clear()
-            for wslot, settlement in waiting:
-                self._queue_delivery(wslot, settlement, None)
-
-    def _report_disagreed(self, slot: int, disagreed: Sequence[str]) -> None:
-        """Trades both parties signed are recorded even when a party's stated balance
-        differs from ours (it signed from a ledger that lacked some records): say so."""
-        for trade_id in disagreed:
-            self.balance_disagreements += 1
-            LOGGER.info(
-                "Trade %s of slot %s recorded with a stated balance that differs from this "
-                "ledger's (a party signed from a ledger out of step)",
-                trade_id[:12],
-                slot,
-            )
-
     # --- reconciliation ---
 
-    def _request_ledger(self, now: int) -> None:
+    def request_ledger(self, now: int) -> None:
         """Ask members for the credit records of recent slots (at most once per slot)."""
         peer = self.peer
         if peer is None or not peer.joined or self.ledger is None:
@@ -1155,24 +1070,6 @@ class FederationLink:
         self._reconcile_asked = now
         since = max(0, now // 1000 - RECONCILE_SLOTS * step)
         self._handle(peer.ledger_request(since, now))
-
-    def _track_step(self, slot: int, accepted: bool, refused: bool) -> None:
-        """Count trades refused in a row; reconcile, and after ``OUT_OF_STEP_AFTER``
-        attempts raise a repair (cleared by the next trade recorded without refusal)."""
-        if refused:
-            self._out_of_step += 1
-            self._request_ledger(self.clock())
-            if self._out_of_step >= OUT_OF_STEP_AFTER and not self._step_issue:
-                self._step_issue = True
-                LOGGER.warning(
-                    "This home's ledger is out of step with the community since slot %s", slot
-                )
-                self.announcer.issue(ISSUE_OUT_OF_STEP, ISSUE_OUT_OF_STEP, {"slot": str(slot)})
-        elif accepted:
-            self._out_of_step = 0
-            if self._step_issue:
-                self._step_issue = False
-                self.announcer.clear(ISSUE_OUT_OF_STEP)
 
     async def _answer_ledger(self, event: LedgerWanted) -> None:
         """A member reconciles: send it our credit records of the slots it asked for."""
@@ -1185,54 +1082,6 @@ class FederationLink:
             return
         if self.peer is not None:  # also when empty: the member then knows it is in step
             self._handle(self.peer.ledger_answer(event.address, records, self.clock()))
-
-    async def _record_ledger(self, event: LedgerRecords) -> None:
-        """Record what a member's ledger holds and ours lacks, in its order (one record per
-        transaction: each trade's balances follow from the records before it)."""
-        ledger = self.ledger
-        if ledger is None:
-            return
-        if self.peer is not None:
-            ledger.set_keyring(self.peer.membership.keyring)
-        trades, settlements = iter(event.trades), iter(event.settlements)
-        added = 0
-        try:
-            for kind in event.order:
-                if kind == "trade":
-                    trade = next(trades)
-                    result = await ledger.async_commit_slot(trade.terms.slot * 1000, trades=[trade])
-                else:
-                    settlement = next(settlements)
-                    result = await ledger.async_commit_slot(
-                        settlement.terms.slot * 1000, settlements=[settlement]
-                    )
-                added += len(result.accepted)
-                self._report_disagreed(trade.terms.slot if kind == "trade" else 0, result.disagreed)
-        except HomeAssistantError as err:
-            LOGGER.debug("Could not record reconciled records: %s", err)
-            return
-        self._unreconciled_until = 0
-        self._settle_deferred()
-        if added:
-            LOGGER.info("Recorded %s credit records from %s", added, short(event.member))
-            self.trades_reconciled += added
-            # Trades learnt this way settle their deliveries in the next slots without
-            # this home deriving them (it never held both signatures): ask again meanwhile.
-            self._reconcile_until = max(
-                self._reconcile_until,
-                self.clock() + RECONCILE_AFTER_START_SLOTS * self.slot_ms,
-            )
-            self._track_step(0, True, False)
-            if self.peer is not None:
-                self.peer.set_balances(ledger.balances())
-            async_dispatcher_send(self.hass, f"{SIGNAL_LEDGER_UPDATED}_{self.entry_id}")
-
-    async def _settle(self, slot: int, body: dict[str, Any]) -> None:
-        assert self.ledger is not None
-        try:
-            await self.ledger.async_commit_slot(slot * 1000, entries=[("slot", body)])
-        except HomeAssistantError as err:
-            LOGGER.error("Could not record slot %s in the ledger: %s", slot, err)
 
     # --- delivery ---
 
@@ -1267,64 +1116,7 @@ class FederationLink:
         if outputs:
             self.deliveries_reported += 1
         self._handle(outputs)
-        self._spawn(self.async_save(), "save")  # the reading survives a restart
-
-    def _on_delivery(
-        self, slot: int, terms: TradeTerms, delivered_wh: int, settlement: Settlement | None
-    ) -> None:
-        """Record a settled (or unreported) delivery and its evidence about the seller."""
-        if self.ledger is None:
-            return
-        evidence = delivery_evidence(terms.seller, terms.energy_wh, delivered_wh, self.clock())
-        self._queue_delivery(slot, settlement, evidence)
-
-    def _queue_delivery(
-        self, slot: int, settlement: Settlement | None, evidence: Evidence | None
-    ) -> None:
-        settlements, items = self._deliveries.setdefault(slot, ([], []))
-        if settlement is not None:
-            settlements.append(settlement)
-        if evidence is not None:
-            items.append(evidence)
-        if not self._flushing:
-            self._flushing = True
-            self._spawn(self._flush_deliveries(), "delivery")
-
-    async def _flush_deliveries(self) -> None:
-        """Record the queued deliveries (also those queued meanwhile), then rescore once."""
-        assert self.ledger is not None
-        try:
-            while self._deliveries:
-                slot = min(self._deliveries)
-                settlements, evidence = self._deliveries.pop(slot)
-                await self._record_delivery(slot, settlements, evidence)
-        finally:
-            self._flushing = False
-        if self.peer is not None:
-            self.peer.set_balances(self.ledger.balances())
-        await self._refresh_scores()
-
-    async def _record_delivery(
-        self, slot: int, settlements: list[Settlement], evidence: list[Evidence]
-    ) -> None:
-        assert self.ledger is not None
-        if self.peer is not None:
-            self.ledger.set_keyring(self.peer.membership.keyring)
-        try:
-            result = await self.ledger.async_commit_slot(
-                slot * 1000, settlements=settlements, evidence=evidence
-            )
-        except HomeAssistantError as err:  # pragma: no cover - disk failure
-            LOGGER.error("Could not record the delivery of slot %s: %s", slot, err)
-            return
-        self.settlements_recorded += len(result.accepted)
-        by_id = {s.settlement_id: s for s in settlements}
-        for record_id, refusal in result.refused:
-            if refusal.refusal is Refusal.UNKNOWN_TRADE and record_id in by_id:
-                # its trade waits for an earlier fill: retried when trades are recorded
-                self._waiting_settlements[record_id] = (slot, by_id[record_id])
-            else:
-                LOGGER.debug("Settlement %s not recorded: %s", record_id[:12], refusal)
+        self.spawn(self.async_save(), "save")  # the reading survives a restart
 
     def _event_peer(self, event_type: str, member: str, **extra: Any) -> None:
         if member == self.member_key or not self._announce:
@@ -1376,14 +1168,7 @@ class FederationLink:
         )
         if self.ledger is not None:
             evidence = equivocation_evidence(proof.member, self.clock())
-            self._spawn(self._record_evidence(proof.slot, evidence), "evidence")
-
-    async def _record_evidence(self, slot: int, evidence: Any) -> None:
-        assert self.ledger is not None
-        try:
-            await self.ledger.async_commit_slot(slot * 1000, evidence=[evidence])
-        except HomeAssistantError as err:  # pragma: no cover - disk failure
-            LOGGER.error("Could not record equivocation evidence: %s", err)
+            self.recorder.record_evidence(proof.slot, evidence)
 
     def _on_unreachable(self, member: str, since_ms: int) -> None:
         """A neighbour went silent: the "Unreachable neighbours" sensor shows it (no repair:
@@ -1427,7 +1212,7 @@ class FederationLink:
             LOGGER.warning("Display name not announced: %s", err)
             return
         self._handle(outputs)
-        self._spawn(self.async_save(), "save")
+        self.spawn(self.async_save(), "save")
 
     def _delete_old_unreachable_issues(self) -> None:
         """Delete the neighbour-outage repairs earlier versions created."""
@@ -1456,7 +1241,7 @@ class FederationLink:
             f"{DOMAIN}_joined",
             community=self.peer.membership.charter.name,
         )
-        self._spawn(self.async_save(), "save")
+        self.spawn(self.async_save(), "save")
         self._publish_name()
         for cb in list(self._on_joined):
             cb()
@@ -1540,16 +1325,16 @@ class FederationLink:
                 if peer is not None
                 else {}
             ),
-            "trades_recorded": self.trades_recorded,
-            "trades_refused": self.trades_refused,
+            "trades_recorded": self.recorder.trades_recorded,
+            "trades_refused": self.recorder.trades_refused,
             "deliveries_reported": self.deliveries_reported,
-            "settlements_recorded": self.settlements_recorded,
+            "settlements_recorded": self.recorder.settlements_recorded,
             "deliveries_unreported": self.deliveries_unreported,
             "own_reputation": self.own_reputation,
-            "settlements_waiting": len(self._waiting_settlements),
-            "records_reconciled": self.trades_reconciled,
-            "ledger_out_of_step": self._step_issue,
-            "balance_disagreements": self.balance_disagreements,
+            "settlements_waiting": len(self.recorder.waiting_settlements),
+            "records_reconciled": self.recorder.trades_reconciled,
+            "ledger_out_of_step": self.recorder.out_of_step,
+            "balance_disagreements": self.recorder.balance_disagreements,
             "unreachable": sorted(short(m) for m in self._unreachable),
             "transport": self.carrier.kind,
             "broker": str(self.broker_state.status) if self.broker_state is not None else None,

@@ -54,6 +54,7 @@ from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
+from .announce import short
 from .community_flow import BROKER_KEYS
 from .const import (
     CONF_ADDRESS,
@@ -82,7 +83,6 @@ from .federation import (
     FederationError,
     FederationLink,
     federation_store,
-    short,
 )
 from .http import HttpTransport, async_register_views
 from .ledger import LedgerSetupError, PeerLedger, async_load_identity, identity_store

@@ -102,7 +102,6 @@ from .core.home.slot_plan import (
 )
 from .core.market.clearing import Fill, SlotResult
 from .core.market.orders import MarketRules, Order, Reason, Side, Step
-from .federation import SIGNAL_LEDGER_UPDATED
 from .forecast_build import NoPriceError, inflexible_load_w
 from .forecasts import async_home_forecast
 from .gate import async_check_gate_lead, max_gate_lead_s
@@ -112,6 +111,7 @@ from .prices import (
     minor_digits,
     price_state_to_minor,
 )
+from .recording import SIGNAL_LEDGER_UPDATED
 
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigEntry

@@ -44,7 +44,7 @@ from homeassistant.util import dt as dt_util
 from .const import DOMAIN, LOGGER
 from .core.trust.credit import TradeTerms
 from .core.trust.ledger_db import LedgerDBError
-from .federation import SIGNAL_LEDGER_UPDATED
+from .recording import SIGNAL_LEDGER_UPDATED
 
 if TYPE_CHECKING:
     from .ledger import PeerLedger

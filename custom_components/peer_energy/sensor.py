@@ -31,6 +31,7 @@ from homeassistant.helpers.restore_state import ExtraStoredData, RestoreEntity
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
+from .announce import short
 from .const import (
     CONF_ENERGY_ENTITY,
     CONF_POWER_ENTITY,
@@ -48,7 +49,7 @@ from .coordinator import (
 from .core.home.slot_plan import PLAN_COLUMNS, SitOut, plan_columns
 from .core.trust.reputation import NEUTRAL
 from .entity import PeerEnergyEntity, PeerEnergyMarketEntity
-from .federation import SIGNAL_REACHABILITY, short
+from .federation import SIGNAL_REACHABILITY
 from .market import REASON_CODES, major_to_milli_amount, price_to_major, utc_from_ts
 from .prices import minor_digits
 from .runtime import PeerEnergyConfigEntry

@@ -36,11 +36,11 @@ from homeassistant.helpers.translation import async_get_exception_message
 from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
+from .announce import short
 from .const import CONF_HOME_NAME, DOMAIN, LOGGER
 from .core.home.slot_plan import AssetPlan, plan_columns
 from .core.trust.credit import TradeTerms
 from .core.trust.ledger_db import LedgerDBError
-from .federation import short
 from .market import (
     MANUAL_ID,
     SECONDS_PER_DAY,

@@ -28,13 +28,13 @@ from custom_components.peer_energy.core.market.orders import Order, Side
 from custom_components.peer_energy.core.trust.chain import VerifyMode
 from custom_components.peer_energy.core.trust.credit import CreditResult, Refusal
 from custom_components.peer_energy.federation import (
-    ISSUE_OUT_OF_STEP,
     TEST_SLOT_ENV,
     FederationLink,
     community_rules,
     federation_store,
     forced_slot_seconds,
 )
+from custom_components.peer_energy.recording import ISSUE_OUT_OF_STEP
 
 from .conftest import Clock, Home, fast_rules, next_slot, open_ledger, settle
 from .test_link import MemTransport, make_link, mem_join
@@ -307,15 +307,15 @@ async def test_a_ledger_out_of_step_raises_a_repair(
     assert a.ledger is not None
     a.ledger.async_commit_slot = refuse  # type: ignore[method-assign]
     for slot in (60, 120, 180):
-        await link._record_trades(slot, [])
+        await link.recorder.record_trades(slot, [])
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_OUT_OF_STEP) is not None
     assert link.diagnostics()["ledger_out_of_step"] is True
     result.refused = ()
     result.accepted = ("t" * 64,)
-    await link._record_trades(240, [])
+    await link.recorder.record_trades(240, [])
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_OUT_OF_STEP) is None
     # records from a member: nothing to add is nothing to report
-    await link._record_ledger(LedgerRecords("m", (), (), ()))
+    await link.recorder.record_ledger(LedgerRecords("m", (), (), ()))
     await link.async_stop()
     await a.ledger.async_close()
 
@@ -338,16 +338,16 @@ async def test_stated_balances_that_differ_are_reported_and_count_as_out_of_step
     assert a.ledger is not None
     a.ledger.async_commit_slot = record  # type: ignore[method-assign]
     caplog.set_level(logging.INFO)
-    await link._record_trades(60, [])
+    await link.recorder.record_trades(60, [])
     assert link.diagnostics()["balance_disagreements"] == 1
     assert f"Trade {'d' * 12} of slot 60 recorded with a stated balance" in caplog.text
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_OUT_OF_STEP) is None
     for slot in (120, 180):
-        await link._record_trades(slot, [])
+        await link.recorder.record_trades(slot, [])
     assert link.diagnostics()["balance_disagreements"] == 3
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_OUT_OF_STEP) is not None
     result.disagreed = ()
-    await link._record_trades(240, [])
+    await link.recorder.record_trades(240, [])
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_OUT_OF_STEP) is None
     await link.async_stop()
     await a.ledger.async_close()
@@ -392,8 +392,8 @@ async def test_reconciliation_while_the_ledger_is_closed(
     await a.ledger.async_close()
     await a.link._answer_ledger(LedgerWanted(b.link.member_key, "b", 0))
     fake = SimpleNamespace(terms=SimpleNamespace(slot=60))
-    await a.link._record_ledger(LedgerRecords("m", (fake,), (), ("trade",)))  # type: ignore[arg-type]
-    assert a.link.trades_reconciled == 0
+    await a.link.recorder.record_ledger(LedgerRecords("m", (fake,), (), ("trade",)))  # type: ignore[arg-type]
+    assert a.link.recorder.trades_reconciled == 0
     for home in homes:
         await home.link.async_stop()
     for home in homes[1:]:

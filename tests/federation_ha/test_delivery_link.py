@@ -10,6 +10,7 @@ import pytest
 from custom_components.peer_energy.core.market.orders import Order, Side
 from custom_components.peer_energy.core.trust.credit import SignedTrade
 from custom_components.peer_energy.federation import FederationLink, federation_store
+from custom_components.peer_energy.recording import LedgerRecorder
 
 from .conftest import Clock, Home, fast_rules, next_slot, open_ledger, run_slot, tick_all
 from .test_link import MemTransport, make_link, mem_join
@@ -41,7 +42,7 @@ async def _trade(
     await run_slot(clock, homes, slot, rules)
     for home in homes:
         await home.link.async_drain()
-        assert home.link.trades_recorded == (1 if recorded else 0)
+        assert home.link.recorder.trades_recorded == (1 if recorded else 0)
     return homes, slot
 
 
@@ -72,7 +73,7 @@ async def test_metered_shortfall_settles_in_every_ledger_and_costs_reputation(
     balances = []
     for home in homes:
         assert home.ledger is not None
-        assert home.link.settlements_recorded == 1, home.name
+        assert home.link.recorder.settlements_recorded == 1, home.name
         records = await home.ledger.async_records("settlement")
         assert len(records) == 1
         assert records[0].body["shortfall_wh"] == 100
@@ -114,7 +115,7 @@ async def test_a_seller_that_never_reports_is_recorded_as_not_delivering(
     for home in homes:
         await home.link.async_drain()
         assert home.link.deliveries_unreported == 1
-        assert home.link.settlements_recorded == 0
+        assert home.link.recorder.settlements_recorded == 0
         # promised 500 Wh, proved none: the lowest delivery score
         assert home.link.reputations[a.link.member_key] < 500
         assert home.ledger is not None
@@ -130,10 +131,10 @@ async def test_a_settlement_waits_for_its_trade(
     """A settlement that reaches the ledger before its trade is kept and recorded after."""
     recorded: list[tuple[int, list[SignedTrade]]] = []
 
-    async def hold(_link: FederationLink, slot: int, trades: list[SignedTrade]) -> None:
+    async def hold(_recorder: LedgerRecorder, slot: int, trades: list[SignedTrade]) -> None:
         recorded.append((slot, trades))
 
-    with patch.object(FederationLink, "_record_trades", autospec=True) as record:
+    with patch.object(LedgerRecorder, "record_trades", autospec=True) as record:
         record.side_effect = hold
         homes, slot = await _trade(hass, clock, net, recorded=False)
     a, b, c = homes
@@ -145,12 +146,12 @@ async def test_a_settlement_waits_for_its_trade(
     a.link.async_report_delivery(slot * 1000, exported_wh=500, imported_wh=0)
     b.link.async_report_delivery(slot * 1000, exported_wh=0, imported_wh=500)
     await c.link.async_drain()
-    assert c.link.settlements_recorded == 0
+    assert c.link.recorder.settlements_recorded == 0
     assert c.link.diagnostics()["settlements_waiting"] == 1
-    await c.link._record_trades(slot, trades)  # the trade arrives
+    await c.link.recorder.record_trades(slot, trades)  # the trade arrives
     await c.link.async_drain()
-    assert c.link.trades_recorded == 1
-    assert c.link.settlements_recorded == 1
+    assert c.link.recorder.trades_recorded == 1
+    assert c.link.recorder.settlements_recorded == 1
     assert c.link.diagnostics()["settlements_waiting"] == 0
     await _close(homes)
 
@@ -184,7 +185,7 @@ async def test_delivery_state_survives_a_restart_of_the_seller(
     b.link.async_report_delivery(slot * 1000, exported_wh=0, imported_wh=500)
     await b.link.async_drain()
     await again.async_drain()
-    assert again.settlements_recorded == 1
+    assert again.recorder.settlements_recorded == 1
     assert a.ledger is not None
     (record,) = await a.ledger.async_records("settlement")
     assert record.body["buyer_report"] is not None

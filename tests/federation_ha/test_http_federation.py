@@ -92,8 +92,8 @@ async def test_three_homes_clear_one_slot_identically(
     # exactly what the buyers paid for the energy (fee excluded), in milli-cents.
     await settle(*homes)
     await a.link.async_drain()
-    assert a.link.trades_recorded == len(result.fills)
-    assert a.link.trades_refused == 0
+    assert a.link.recorder.trades_recorded == len(result.fills)
+    assert a.link.recorder.trades_refused == 0
     ledger_a = entry.runtime_data.ledger
     assert ledger_a is not None
     earned = sum(f.energy_wh * f.price for f in result.fills if f.seller == a.link.member_key)

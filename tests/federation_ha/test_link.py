@@ -186,7 +186,7 @@ async def test_link_guards(hass: HomeAssistant, clock: Clock, net: MemTransport)
 
     a.link._on_timer(None)  # type: ignore[arg-type]
     await a.link.async_stop()
-    a.link._spawn(a.link.async_save(), "late")  # after stop: dropped, no task
+    a.link.spawn(a.link.async_save(), "late")  # after stop: dropped, no task
     assert not a.link._tasks
     assert a.link.receive(b"{}", "x") == []
     assert now_ms() > 1_700_000_000_000
@@ -264,7 +264,7 @@ async def test_ledger_write_failures_are_logged(
         await a.link.async_drain()
     assert "Could not record slot" in caplog.text
     assert "Could not record the trades" in caplog.text
-    assert b.link.trades_recorded == 1
+    assert b.link.recorder.trades_recorded == 1
     for home in (a, b):
         await home.link.async_stop()
         assert home.ledger is not None

@@ -13,12 +13,12 @@ from custom_components.peer_energy.const import CONF_POWER_ENTITY, DOMAIN
 from custom_components.peer_energy.federation import (
     DATA_LINK,
     ISSUE_JOIN_FAILED,
-    ISSUE_OUT_OF_STEP,
     ISSUE_SELF_UNREACHABLE,
 )
 from custom_components.peer_energy.federation_setup import community_subentry
 from custom_components.peer_energy.gate import ISSUE_GATE_LEAD, gate_lead_issue_id
 from custom_components.peer_energy.issues import source_issue_id
+from custom_components.peer_energy.recording import ISSUE_OUT_OF_STEP
 from custom_components.peer_energy.runtime import PeerEnergyConfigEntry
 from tests.conftest import GRID_ID
 

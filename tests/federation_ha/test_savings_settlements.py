@@ -20,9 +20,9 @@ from custom_components.peer_energy.core.trust.credit import (
     sign_trade,
 )
 from custom_components.peer_energy.core.trust.identity import Identity
-from custom_components.peer_energy.federation import SIGNAL_LEDGER_UPDATED
 from custom_components.peer_energy.ledger import PeerLedger
 from custom_components.peer_energy.market import SlotClock
+from custom_components.peer_energy.recording import SIGNAL_LEDGER_UPDATED
 from custom_components.peer_energy.savings import SavingsTracker, settlement_saving
 from custom_components.peer_energy.websocket_api import WS_TYPE_MARKET
 from tests.market_ha.conftest import (  # noqa: F401 (fixtures)

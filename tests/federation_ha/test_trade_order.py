@@ -57,6 +57,6 @@ async def test_a_later_slot_waits_for_an_earlier_trade_countersigned_late(
         for r in trades
     )
     for home in homes:
-        assert home.link.trades_refused == 0, home.name
+        assert home.link.recorder.trades_refused == 0, home.name
     assert b.link._deferred == {}
     await _close(homes)
