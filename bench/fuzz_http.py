@@ -27,10 +27,12 @@ frame (``homeassistant``, ``aiohttp``, the standard library, ...), with the larg
 
 ``--malloc`` (glibc only) asks the process at every sample, through the same kind of hook on
 ``SIGUSR2``, for what C's allocator holds (``mallinfo2``: bytes in use, bytes free but kept),
-the blocks Python's allocator has out (``sys.getallocatedblocks``) and the number of objects
-the garbage collector tracks, then has it return the free memory (``malloc_trim(0)``) and
-samples the resident memory again: growth that ``malloc_trim`` gives back was memory the
-allocator kept after short-lived buffers, growth that stays is memory in use.
+the blocks Python's allocator has out (``sys.getallocatedblocks``), the number of objects
+the garbage collector tracks and pymalloc's arenas, bytes in blocks, free blocks and unused
+pools (``sys._debugmallocstats``), then has it return the free memory (``malloc_trim(0)``) and
+samples the resident memory again, anonymous and file-backed apart: growth that
+``malloc_trim`` gives back was memory the allocator kept after short-lived buffers, growth
+that stays is memory in use.
 """
 
 from __future__ import annotations
@@ -80,11 +82,38 @@ class _Info(ctypes.Structure):
         "fordblks", "keepcost")]
 _libc.mallinfo2.restype = _Info
 _taken = [0]
+def _pymalloc():
+    # sys._debugmallocstats writes to C's stderr: catch it in a file for a moment.
+    import tempfile
+    with tempfile.TemporaryFile() as out:
+        saved = os.dup(2)
+        try:
+            os.dup2(out.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    stats = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition("=")
+        if name.strip() and value.strip().replace(",", "").isdigit():
+            key = name.strip().lstrip("#").strip()
+            if "unused pools" in key:
+                key = "bytes in unused pools"
+            stats[key] = int(value.strip().replace(",", ""))
+    return stats
 def _report(path):
     info = _libc.mallinfo2()
+    py = _pymalloc()
     data = {"in_use": info.uordblks + info.hblkhd, "free_kept": info.fordblks,
-            "mmapped": info.hblkhd, "python_blocks": sys.getallocatedblocks(),
-            "gc_objects": len(gc.get_objects())}
+            "mmapped": info.hblkhd, "arena": info.arena, "python_blocks": sys.getallocatedblocks(),
+            "gc_objects": len(gc.get_objects()),
+            "py_arenas": py.get("arenas allocated current", -1),
+            "py_allocated_blocks_bytes": py.get("bytes in allocated blocks", -1),
+            "py_available_blocks_bytes": py.get("bytes in available blocks", -1),
+            "py_unused_pools_bytes": py.get("bytes in unused pools", -1)}
     _libc.malloc_trim(0)
     with open(path + ".part", "w") as out:
         json.dump(data, out)
@@ -155,12 +184,30 @@ def _allocator(folder: Path, k: int, requests: int, home: RealHome) -> str:
     data = json.loads(path.read_text(encoding="utf-8"))
     assert home.process is not None
     trimmed = rss_kib(home.process.pid)
+    kinds = rss_kinds_kib(home.process.pid)
+    mib = 2**20
     return (
-        f"{requests}: malloc in use {data['in_use'] / 2**20:.1f} MiB "
-        f"(mmapped {data['mmapped'] / 2**20:.1f}), free but kept {data['free_kept'] / 2**20:.1f} "
-        f"MiB, Python blocks {data['python_blocks']}, gc objects {data['gc_objects']}, "
-        f"RSS after malloc_trim {trimmed / 1024:.1f} MiB"
+        f"{requests}: malloc in use {data['in_use'] / mib:.1f} MiB "
+        f"(mmapped {data['mmapped'] / mib:.1f}), free but kept {data['free_kept'] / mib:.1f} "
+        f"MiB, Python blocks {data['python_blocks']}, gc objects {data['gc_objects']}; "
+        f"pymalloc: {data['py_arenas']} arenas, in blocks "
+        f"{data['py_allocated_blocks_bytes'] / mib:.1f} MiB, free blocks "
+        f"{data['py_available_blocks_bytes'] / mib:.1f} MiB, unused pools "
+        f"{data['py_unused_pools_bytes'] / mib:.1f} MiB; RSS after malloc_trim "
+        f"{trimmed / 1024:.1f} MiB (anonymous {kinds['RssAnon'] / 1024:.1f}, files "
+        f"{kinds['RssFile'] / 1024:.1f})"
     )
+
+
+def rss_kinds_kib(pid: int) -> dict[str, int]:
+    """Resident memory by kind (Linux): anonymous (heaps, stacks) and file-backed (code,
+    mapped files), in KiB."""
+    out = {"RssAnon": 0, "RssFile": 0, "RssShmem": 0}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name = line.split(":", 1)[0]
+        if name in out:
+            out[name] = int(line.split()[1])
+    return out
 
 
 def growth_by_owner(first: tracemalloc.Snapshot, last: tracemalloc.Snapshot) -> list[str]:
