@@ -46,7 +46,7 @@ from .coordinator import (
     state_number,
 )
 from .core.home.slot_plan import PLAN_COLUMNS, SitOut, plan_columns
-from .core.trust.reputation import NEUTRAL
+from .core.trust.reputation import REPUTATION_STATUSES, reputation_status
 from .entity import PeerEnergyEntity, PeerEnergyMarketEntity
 from .federation import SIGNAL_REACHABILITY, short
 from .market import REASON_CODES, major_to_milli_amount, price_to_major, utc_from_ts
@@ -375,7 +375,8 @@ def _own_reputation(clock: SlotClock) -> float | None:
 def _reputation_attrs(clock: SlotClock) -> dict[str, Any]:
     """``status``: "not_rated" until there is evidence about this home (the state is then
     unknown), "rated" after; ``peers``: this home's score of each neighbour (percent),
-    keyed by a short member id."""
+    keyed by a short member id; ``peers_status``: every neighbour's score in words
+    (``not_rated`` before any evidence about it; the reputation status sensor's words)."""
     federation = clock.federation
     if federation is None:
         return {}
@@ -388,21 +389,12 @@ def _reputation_attrs(clock: SlotClock) -> dict[str, Any]:
         attrs["peers"] = {
             short(member): value / 10 for member, value in sorted(scores.items()) if member != me
         }
+        attrs["peers_status"] = {
+            short(member): reputation_status(scores.get(member))
+            for member in getattr(federation, "neighbours", ())
+            if member != me
+        }
     return attrs
-
-
-# This home's reputation in words: a score above, at or below the neutral score every
-# newcomer starts with, or no evidence about this home yet.
-REPUTATION_STATUSES: tuple[str, ...] = ("not_rated", "below_neutral", "neutral", "above_neutral")
-
-
-def reputation_status(permille: int | None) -> str:
-    """The status of a reputation score (permille; None: no evidence yet)."""
-    if permille is None:
-        return "not_rated"
-    if permille < NEUTRAL:
-        return "below_neutral"
-    return "neutral" if permille == NEUTRAL else "above_neutral"
 
 
 def _reputation_status(clock: SlotClock) -> StateType:

@@ -1225,7 +1225,10 @@ class PeerEnergyPanel extends HTMLElement {
       card.append(el("h3", {}, this._t("reputation.neighbours")));
       const list = el("div", { class: "kv" });
       for (const peer of data.reputation.peers) {
-        append(list, [el("div", { class: "k" }, this._neighbour(peer.member, peer.name)), el("div", { class: "v" }, `${this._number(peer.score, 1)} %`)]);
+        const score = peer.score === null || peer.score === undefined
+          ? this._t("reputation.not_rated")
+          : [`${this._number(peer.score, 1)} %`, this._entityText(`reputation_status.state.${peer.status}`, "")].filter(Boolean).join(" · ");
+        append(list, [el("div", { class: "k" }, this._neighbour(peer.member, peer.name)), el("div", { class: "v" }, score)]);
       }
       card.append(list);
     }
