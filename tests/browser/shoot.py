@@ -1,8 +1,9 @@
 """Drive Debian's Chromium through Playwright against a real Home Assistant.
 
 Used by the browser tests, and on its own to take the screenshots of
-``docs/market_view.md`` (market view, the demo's "Energy trading" dashboard and the Energy
-dashboard) from a running demo:
+``docs/market_view.md`` (market view, the demo's "Energy trading" dashboard, the Energy
+dashboard and its configuration, the integration page, the home device page and the "Add
+asset" flow) from a running demo:
 
     .venv/bin/python -m tests.browser.shoot URL USERNAME PASSWORD OUT_DIR
 
@@ -261,9 +262,13 @@ async def shoot_market_view(browser: Browser, prefix: str = "market_view") -> li
     return shots
 
 
-# Pages of a demo home besides the market view: its "Energy trading" dashboard and the
-# Energy dashboard (scripts/demo.py configures both).
-DEMO_PAGES = (("/energy-trading/trading", "energy_trading"), ("/energy", "energy_dashboard"))
+# Pages of a demo home besides the market view: its "Energy trading" dashboard, the
+# Energy dashboard and its configuration (scripts/demo.py configures them).
+DEMO_PAGES = (
+    ("/energy-trading/trading", "energy_trading"),
+    ("/energy", "energy_dashboard"),
+    ("/config/energy", "energy_config"),
+)
 
 
 async def shoot_demo_pages(browser: Browser, width: int = 1280) -> list[Path]:
@@ -273,6 +278,68 @@ async def shoot_demo_pages(browser: Browser, width: int = 1280) -> list[Path]:
         await browser.open(path, width)
         await browser.page.wait_for_timeout(3000)  # cards and statistics load
         shots.append(await browser.screenshot(f"{name}_{width}"))
+    return shots
+
+
+INTEGRATION_PAGE = "/config/integrations/integration/peer_energy"
+
+
+async def open_entry_menu(browser: Browser, title: str, width: int = 1280) -> Any:
+    """The integration page with the home entry's menu (⋮) open, once "Add asset" shows."""
+    page = await browser.open(INTEGRATION_PAGE, width)
+    await page.get_by_text(title).first.wait_for()
+    await page.get_by_label("Menu").first.click()
+    await page.get_by_text("Add asset").first.wait_for()
+    await page.wait_for_timeout(500)  # the menu's opening animation
+    return page
+
+
+async def open_home_device(browser: Browser, entry_id: str, width: int = 1280) -> Any:
+    """The home device's page; returns the page and the device registry entry."""
+    await browser.open(INTEGRATION_PAGE, width)
+    devices = await browser.call_ws({"type": "config/device_registry/list"})
+    (home,) = [d for d in devices if ["peer_energy", entry_id] in d["identifiers"]]
+    page = await browser.open(f"/config/devices/device/{home['id']}", width)
+    await page.get_by_text("Net grid power").first.wait_for()
+    await page.wait_for_timeout(1500)  # the logbook card and the image load
+    return page, home
+
+
+async def open_add_battery(browser: Browser, title: str, width: int = 1280) -> Any:
+    """The "Add asset" flow up to its battery form; the kind menu is shot on the way."""
+    page = await open_entry_menu(browser, title, width)
+    await page.get_by_text("Add asset").first.click()
+    await page.get_by_text("Battery", exact=True).first.wait_for()
+    await page.wait_for_timeout(500)
+    await browser.screenshot(f"add_asset_kinds_{width}", full_page=False)
+    await page.get_by_text("Battery", exact=True).first.click()
+    await page.get_by_text("Usable capacity").first.wait_for()
+    await page.wait_for_timeout(500)
+    return page
+
+
+async def shoot_setup_pages(browser: Browser, width: int = 1280) -> list[Path]:
+    """The integration page (and its entry's menu), the home device page and the "Add
+    asset" flow: the kinds, the empty battery form and the same form submitted empty."""
+    (entry,) = await browser.call_ws({"type": "config_entries/get", "domain": "peer_energy"})
+    title, entry_id = entry["title"], entry["entry_id"]
+    page = await browser.open(INTEGRATION_PAGE, width)
+    await page.get_by_text(title).first.wait_for()
+    await page.wait_for_timeout(1500)
+    shots = [await browser.screenshot(f"integration_page_{width}", full_page=False)]
+    await open_entry_menu(browser, title, width)
+    shots.append(await browser.screenshot(f"integration_menu_{width}", full_page=False))
+    await browser.page.keyboard.press("Escape")
+    await open_home_device(browser, entry_id, width)
+    shots.append(await browser.screenshot(f"home_device_{width}", full_page=True))
+    page = await open_add_battery(browser, title, width)
+    shots.append(browser.out_dir / f"add_asset_kinds_{width}.png")
+    shots.append(await browser.screenshot(f"add_asset_battery_{width}", full_page=False))
+    await page.get_by_role("button", name="Submit").click()
+    await page.get_by_text("Fill in this field.").first.wait_for()
+    await page.wait_for_timeout(500)
+    shots.append(await browser.screenshot(f"add_asset_battery_errors_{width}", full_page=False))
+    await page.keyboard.press("Escape")
     return shots
 
 
@@ -293,7 +360,11 @@ def main(argv: list[str]) -> int:
 
     async def shoot() -> list[Path]:
         async with Browser(url, home.tokens, Path(out_dir)) as browser:
-            return [*await shoot_market_view(browser), *await shoot_demo_pages(browser)]
+            return [
+                *await shoot_market_view(browser),
+                *await shoot_demo_pages(browser),
+                *await shoot_setup_pages(browser),
+            ]
 
     for path in asyncio.run(shoot()):
         print(path)
