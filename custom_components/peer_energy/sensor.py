@@ -54,6 +54,7 @@ from .prices import minor_digits
 from .runtime import PeerEnergyConfigEntry
 
 if TYPE_CHECKING:
+    from .ledger import PeerLedger
     from .market import SlotClock, SlotReport
     from .savings import SavingsTracker
 
@@ -200,10 +201,9 @@ async def async_setup_entry(
             home.append(PeerEnergyHomeSensor(coordinator, home_description))
     home.extend(PeerEnergyMarketSensor(coordinator, description) for description in MARKET_SENSORS)
     home.extend(PeerEnergyMarketSensor(coordinator, description) for description in PRICE_SENSORS)
-    if entry.runtime_data.savings is not None:
-        home.extend(
-            PeerEnergySavingsSensor(coordinator, description) for description in SAVINGS_SENSORS
-        )
+    home.extend(
+        PeerEnergySavingsSensor(coordinator, description) for description in SAVINGS_SENSORS
+    )
     home.extend(PeerEnergyPlanSensor(coordinator, description) for description in PLAN_SENSORS)
     home.append(PeerEnergyUnreachableSensor(coordinator, UNREACHABLE_SENSOR))
     async_add_entities(home)
@@ -360,8 +360,8 @@ def _price(report: SlotReport | None, clock: SlotClock) -> float | None:
     return None if report is None else price_to_major(report.price, clock.currency)
 
 
-def _ledger(clock: SlotClock) -> Any:
-    return getattr(clock.runtime, "ledger", None)
+def _ledger(clock: SlotClock) -> PeerLedger | None:
+    return clock.runtime.ledger
 
 
 def _own_reputation(clock: SlotClock) -> float | None:
@@ -923,10 +923,8 @@ class PeerEnergySavingsSensor(PeerEnergyMarketEntity, SensorEntity):
 
     @property
     def savings(self) -> SavingsTracker:
-        """The entry's savings tracker (set with the slot clock)."""
-        savings = self.runtime.savings
-        assert savings is not None, "savings sensors exist only with a tracker"
-        return savings
+        """The entry's savings tracker."""
+        return self.runtime.savings
 
     async def async_added_to_hass(self) -> None:
         """Follow the tracker too (the slot clock's updates cover the day's change)."""

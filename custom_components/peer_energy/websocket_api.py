@@ -142,7 +142,6 @@ async def async_market_view(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
     """The whole market view of a loaded entry as JSON-ready data (see docs/market_view.md)."""
     runtime = entry.runtime_data
     market = runtime.market
-    assert market is not None  # checked by the caller
     currency = market.currency
     now = market.slot_now()
     step = market.slot_seconds
