@@ -15,6 +15,7 @@ and never downloads a browser of its own.
 from __future__ import annotations
 
 import asyncio
+import base64
 from dataclasses import dataclass, field
 import json
 import os
@@ -36,6 +37,10 @@ WIDTHS = (390, 1280, 1920)
 BRANDS = "https://brands.home-assistant.io/"
 BRAND_DIR = Path(__file__).resolve().parents[2] / "custom_components" / "peer_energy" / "brand"
 HEIGHTS = {390: 844}  # a phone; desktops get 1000 px
+# A transparent 1x1 PNG: the brand image of any other integration.
+BLANK_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
 
 
 class BrowserMissingError(RuntimeError):
@@ -220,16 +225,21 @@ class Browser:
         return self.page
 
     async def _route(self, route: Any) -> None:
-        """Nothing leaves the machine. Brand images (Home Assistant fetches them from its
-        brands service before 2026.3) get Peer Energy's own icon from brand/, as Home
-        Assistant 2026.3 and newer serve it; any other outside request is refused and
+        """Nothing leaves the machine. Peer Energy's brand images (Home Assistant fetches
+        them from its brands service before 2026.3) get its own icon from brand/, as Home
+        Assistant 2026.3 and newer serve it; other integrations' brand images are blank
+        (not Peer Energy's icon in their place); any other outside request is refused and
         recorded."""
         url: str = route.request.url
         if url.startswith(self.url):
             await route.continue_()
         elif url.startswith(BRANDS):
-            icon = "icon@2x.png" if "@2x" in url else "icon.png"
-            await route.fulfill(content_type="image/png", body=(BRAND_DIR / icon).read_bytes())
+            if "/peer_energy/" in url:
+                icon = "icon@2x.png" if "@2x" in url else "icon.png"
+                body = (BRAND_DIR / icon).read_bytes()
+            else:
+                body = BLANK_PNG
+            await route.fulfill(content_type="image/png", body=body)
         else:
             self.log.external.append(url)
             await route.abort()
@@ -272,12 +282,18 @@ DEMO_PAGES = (
 
 
 async def shoot_demo_pages(browser: Browser, width: int = 1280) -> list[Path]:
-    """Screenshots of the demo's dashboards (a page that is missing shows as such)."""
+    """Screenshots of the demo's dashboards and the Energy configuration with the grid
+    consumption's price (a page that is missing shows as such)."""
     shots = []
     for path, name in DEMO_PAGES:
         await browser.open(path, width)
         await browser.page.wait_for_timeout(3000)  # cards and statistics load
         shots.append(await browser.screenshot(f"{name}_{width}"))
+    # The grid consumption's edit dialog: the price entity it is costed with.
+    await browser.page.get_by_label("Edit consumption").first.click()
+    await browser.page.wait_for_timeout(2000)
+    shots.append(await browser.screenshot(f"energy_grid_price_{width}", full_page=False))
+    await browser.page.keyboard.press("Escape")
     return shots
 
 
