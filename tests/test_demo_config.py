@@ -89,6 +89,13 @@ def test_dashboard_and_automation(demo: ModuleType) -> None:
     ]
     assert OURS["savings_total"] in listed
     assert OURS["01ASSET_market_reason"] in listed
+    # Each reason row is named by its device (the entity's own name, "<device> Reason", is
+    # cut off in a card), under a title that fits.
+    named = demo.dashboard_config(OURS, {"01ASSET": "Rooftop PV"})
+    reasons = next(
+        c for c in named["views"][0]["cards"] if c.get("title") == "Each device's reason"
+    )
+    assert {"entity": OURS["01ASSET_market_reason"], "name": "Rooftop PV"} in reasons["entities"]
     automation = demo.demo_automation(OURS)
     blueprint = Path(__file__).parent.parent / "custom_components" / "peer_energy" / "blueprints"
     assert (blueprint / Path(automation["use_blueprint"]["path"]).name).exists()

@@ -159,7 +159,9 @@ def _rendered(view: dict[str, Any], tmp_path: Path, language: str = "en") -> str
     # The entity translations as frontend/get_translations returns them (English).
     prefix = f"component.{DOMAIN}.entity.sensor."
     resources = {f"{prefix}{key}.name": item["name"] for key, item in SENSORS.items()} | {
-        f"{prefix}market_reason.state.{code}": text for code, text in REASON_TEXTS.items()
+        f"{prefix}{key}.state.{code}": text
+        for key in ("market_reason", "reputation_status")
+        for code, text in SENSORS[key]["state"].items()
     }
     texts = tmp_path / "texts.json"
     texts.write_text(json.dumps(resources), encoding="utf-8")
@@ -458,8 +460,9 @@ async def test_void_slot_and_community_fields(
         unreachable_members=("ef" * 32,),
         member_names={"cd" * 32: "Corner House"},
         member_key=me,
+        neighbours=("ab" * 32, "cd" * 32, "ef" * 32),
         own_reputation=875,
-        reputations={me: 875, "cd" * 32: 990, "ef" * 32: 400},
+        reputations={me: 875, "cd" * 32: 990, "ef" * 32: 400, "12" * 32: 500},
         slot_ms=900_000,
         gate_closure_lead_ms=60_000,
     )
@@ -477,9 +480,12 @@ async def test_void_slot_and_community_fields(
     }
     assert view["reputation"] == {
         "own": 87.5,
+        # Every neighbour, rated or not yet, with its status in words; a member that left
+        # (a score, no neighbour now) is none.
         "peers": [
-            {"member": "cd" * 4, "name": "Corner House", "score": 99.0},
-            {"member": "ef" * 4, "name": None, "score": 40.0},
+            {"member": "ab" * 4, "name": None, "score": None, "status": "not_rated"},
+            {"member": "cd" * 4, "name": "Corner House", "score": 99.0, "status": "above_neutral"},
+            {"member": "ef" * 4, "name": None, "score": 40.0, "status": "below_neutral"},
         ],
     }
     nxt = view["next"]
@@ -500,6 +506,16 @@ async def test_void_slot_and_community_fields(
         # Neighbours by the names they chose, by short id without one.
         assert "Corner House" in lines
         assert "cd" * 4 not in lines
+        # Each neighbour's reputation with its status in words.
+        at = lines.index("Your neighbours' reputation")
+        assert lines[at + 1 : at + 7] == [
+            "ab" * 4,
+            "not rated yet",
+            "Corner House",
+            "99.0 % · Above neutral",
+            "ef" * 4,
+            "40.0 % · Below neutral",
+        ]
         assert "Table (1 slot)" in lines  # counted texts agree with their number
         assert "1 of 2 neighbours" in lines
         # One neighbour, and the forms of the other languages.

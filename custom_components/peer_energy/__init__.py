@@ -85,9 +85,15 @@ async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
             translation_domain=DOMAIN, translation_key="ledger_unavailable"
         ) from err
     defaults = default_controls(entry)
+    # The slot clock exists before the platforms (its entities read it) and starts after
+    # them (its first plan and restored totals then reach the entities).
+    market = SlotClock(hass, entry)
+    savings = SavingsTracker(hass, entry.entry_id)
     entry.runtime_data = PeerEnergyRuntime(
         coordinator=coordinator,
         assets=assets,
+        market=market,
+        savings=savings,
         controls=dict.fromkeys(assets, defaults),
         ledger=ledger,
         federation=link if link.joined else None,
@@ -107,14 +113,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
         # listener existed: that change would be lost without one more reload.
         hass.config_entries.async_schedule_reload(entry.entry_id)
 
-    # The slot clock exists before the platforms (its entities read it) and starts after
-    # them (its first plan and restored totals then reach the entities).
-    market = SlotClock(hass, entry)
-    entry.runtime_data.market = market
     await market.async_load()
-    savings = SavingsTracker(hass, entry.entry_id)
     await savings.async_load()
-    entry.runtime_data.savings = savings
     entry.async_on_unload(savings.async_follow(market))
     if ledger is not None:  # delivery settlements correct the savings of their trades
         entry.async_on_unload(savings.async_follow_ledger(ledger, market, entry.entry_id))

@@ -133,7 +133,7 @@ async def async_get_config_entry_diagnostics(
         except LedgerDBError as err:
             ledger_section = {"unavailable": str(err)}
     link = hass.data.get(DATA_LINK)
-    slot_seconds = runtime.market.slot_seconds if runtime.market is not None else 900
+    slot_seconds = runtime.market.slot_seconds
     forecasts = await forecaster_for(hass, entry).async_diagnostics(
         slot_seconds, FORECAST_HOURS * 3600 // slot_seconds
     )
@@ -141,7 +141,7 @@ async def async_get_config_entry_diagnostics(
         "state": entry.state.value,
         "ledger": ledger_section,
         "federation": _federation_section(link) if link is not None else None,
-        "market": runtime.market.diagnostics() if runtime.market is not None else None,
+        "market": runtime.market.diagnostics(),
         "forecasts": forecasts,
         "entry": _entry_section(entry),
         "assets": assets,

@@ -97,10 +97,8 @@ class PeerEnergyMarketEntity(PeerEnergyEntity):
 
     @property
     def market(self) -> SlotClock:
-        """The entry's slot clock (set before the platforms are set up)."""
-        market = self.runtime.market
-        assert market is not None, "market entities exist only with a slot clock"
-        return market
+        """The entry's slot clock."""
+        return self.runtime.market
 
     async def async_added_to_hass(self) -> None:
         """Follow the slot clock."""

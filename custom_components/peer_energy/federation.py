@@ -371,12 +371,16 @@ class FederationLink:
         return len(self.peer.roster()) if self.peer is not None and self.joined else 0
 
     @property
+    def neighbours(self) -> tuple[str, ...]:
+        """The other current members (member ids, sorted; none before joining)."""
+        if self.peer is None or not self.joined:
+            return ()
+        return tuple(m for m in self.peer.roster() if m != self.member_key)
+
+    @property
     def peers_online(self) -> int:
         """Other members heard from recently (not reported unreachable)."""
-        if self.peer is None or not self.joined:
-            return 0
-        others = [m for m in self.peer.roster() if m != self.member_key]
-        return sum(1 for m in others if m not in self._unreachable)
+        return sum(1 for m in self.neighbours if m not in self._unreachable)
 
     @property
     def member_names(self) -> dict[str, str]:

@@ -309,6 +309,17 @@ class PeerLedger:
                 partial(self._ledger.db.records, kind, since_ms)
             )
 
+    async def async_records_after(
+        self, kind: str | None, after_row: int
+    ) -> list[tuple[int, StoredRecord]]:
+        """Accepted credit records stored after row ``after_row`` (0: all), in the order
+        they were stored, with their row numbers (``LedgerDB.records_after``)."""
+        async with self._lock:
+            self._check_open()
+            return await self.hass.async_add_executor_job(
+                self._ledger.db.records_after, kind, after_row
+            )
+
     async def async_credit_records(
         self, since_ms: int, limit: int
     ) -> list[SignedTrade | Settlement]:

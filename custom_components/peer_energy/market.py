@@ -172,11 +172,25 @@ REASON_CODES: Final = (*AGENT_REASON_CODES, *(code.value for code in SitOut))
 class FederationLike(Protocol):
     """What the slot clock uses of the federation link."""
 
-    gate_closure_lead_ms: int
-    slot_ms: int
-    member_key: str
-    peers_online: int
-    members: int
+    @property
+    def gate_closure_lead_ms(self) -> int:
+        """Gate closure lead before a slot starts (ms)."""
+
+    @property
+    def slot_ms(self) -> int:
+        """The community's slot length (ms)."""
+
+    @property
+    def member_key(self) -> str:
+        """This home's member id."""
+
+    @property
+    def peers_online(self) -> int:
+        """Other members heard from recently."""
+
+    @property
+    def members(self) -> int:
+        """Current members, this home included."""
 
     async def async_submit_orders(self, slot_start_ms: int, orders: Sequence[Order]) -> None:
         """Send the home's orders for one slot to the community."""
@@ -319,8 +333,7 @@ class SlotClock:
     @property
     def federation(self) -> FederationLike | None:
         """The community link, or None while the home is in no community."""
-        federation: FederationLike | None = getattr(self.runtime, "federation", None)
-        return federation
+        return self.runtime.federation
 
     @property
     def slot_seconds(self) -> int:
@@ -368,8 +381,7 @@ class SlotClock:
         """The id this home's orders carry."""
         if (federation := self.federation) is not None:
             return federation.member_key
-        ledger = getattr(self.runtime, "ledger", None)
-        if ledger is not None:
+        if (ledger := self.runtime.ledger) is not None:
             return str(ledger.member)
         return self.entry.entry_id
 

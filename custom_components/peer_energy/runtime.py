@@ -49,19 +49,20 @@ type ControlsListener = Callable[[str, AssetControls], None]
 
 @dataclass(slots=True, kw_only=True)
 class PeerEnergyRuntime:
-    """Everything a loaded entry holds at run time."""
+    """Everything a loaded entry holds at run time, built in one step by
+    ``async_setup_entry`` (the slot clock and the savings tracker included)."""
 
     coordinator: PeerEnergyCoordinator
     assets: Mapping[str, AssetConfig]
+    # The slot clock (market.py); started once the platforms are set up.
+    market: SlotClock
+    # Savings versus not trading (savings.py).
+    savings: SavingsTracker
     controls: dict[str, AssetControls] = field(default_factory=dict)
-    # The slot clock (market.py); set in async_setup_entry once the entry is loaded.
-    market: SlotClock | None = None
     # The home's durable ledger (federation_setup.py; closed on unload).
     ledger: PeerLedger | None = None
     # The federation link while this home is a member of a community (None otherwise).
     federation: FederationLink | None = None
-    # Savings versus not trading (savings.py); set with the slot clock.
-    savings: SavingsTracker | None = None
     _listeners: list[ControlsListener] = field(default_factory=list)
 
     def controls_for(self, subentry_id: str) -> AssetControls:

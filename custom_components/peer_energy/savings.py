@@ -19,8 +19,10 @@ the saving of its trade once, when this home's ledger holds it:
   for energy the seller did not export) minus the payment made,
 
 with the grid prices of the trade's slot while the slot clock still has its plan, else
-today's. Each settlement in the ledger counts once by its ledger id, older ones too (the
-whole ledger is read at start); the ids stay in the store so that none counts twice.
+today's. Each settlement in the ledger counts once by its ledger id, older ones too: the
+whole ledger is read at start, then at every ledger update what was stored since (by the
+ledger's row order, so a settlement of an old trade learnt by reconciling counts when it
+is recorded); the ids stay in the store so that none counts twice.
 
 The totals (today, this month, since the home started trading) live in Home Assistant's
 ``Store`` (``.storage/peer_energy.savings.<entry id>``): they survive restarts without
@@ -108,6 +110,8 @@ class SavingsTracker:
         self.settled: dict[str, int] = {}
         self.settled_payment_milli = 0  # received (+) and paid (-) for shortfalls
         self.settled_saving_milli = 0  # their corrections of the savings
+        # The ledger's last settlement row read (in memory: a start reads them all again).
+        self._scanned_row = 0
         self._listeners: list[Callable[[], None]] = []
 
     # --- views -------------------------------------------------------------------------
@@ -203,22 +207,23 @@ class SavingsTracker:
 
         return clock.async_add_listener(changed)
 
-    async def async_scan_settlements(
-        self, ledger: PeerLedger, clock: SlotClock, since_ms: int = 0
-    ) -> int:
-        """Count this home's delivery settlements recorded from ``since_ms`` on (trade
-        slot, ms) that are not counted yet; return how many were counted now.
+    async def async_scan_settlements(self, ledger: PeerLedger, clock: SlotClock) -> int:
+        """Count this home's delivery settlements stored in the ledger since the last scan
+        (the first scan reads them all) that are not counted yet; return how many were
+        counted now.
 
         A ledger that closes meanwhile (the entry reloads) is left for the next scan.
         """
         try:
-            records = await ledger.async_records("settlement", since_ms)
+            rows = await ledger.async_records_after("settlement", self._scanned_row)
         except (HomeAssistantError, LedgerDBError) as err:
             LOGGER.debug("Delivery settlements not read for the savings: %s", err)
             return 0
+        if rows:
+            self._scanned_row = max(self._scanned_row, rows[-1][0])
         me = ledger.member
         counted = 0
-        for record in records:
+        for _row, record in rows:
             body = record.body
             try:
                 terms = TradeTerms.from_dict(body["terms"])
@@ -250,24 +255,20 @@ class SavingsTracker:
         self, ledger: PeerLedger, clock: SlotClock, entry_id: str
     ) -> Callable[[], None]:
         """Count every delivery settlement in the ledger now (all of them, however old),
-        then the recent ones whenever the ledger changes; return an unsubscriber."""
+        then those stored since whenever the ledger changes; return an unsubscriber."""
         tasks: set[asyncio.Task[int]] = set()
 
-        def scan(since_ms: int) -> None:
+        @callback
+        def scan() -> None:
             task = self.hass.async_create_background_task(
-                self.async_scan_settlements(ledger, clock, since_ms),
+                self.async_scan_settlements(ledger, clock),
                 f"{DOMAIN} savings settlements",
             )
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-        @callback
-        def updated() -> None:
-            now_ms = int(dt_util.utcnow().timestamp() * 1000)
-            scan(now_ms - KEEP_SLOTS_S * 1000)
-
-        scan(0)
-        unsub = async_dispatcher_connect(self.hass, f"{SIGNAL_LEDGER_UPDATED}_{entry_id}", updated)
+        scan()
+        unsub = async_dispatcher_connect(self.hass, f"{SIGNAL_LEDGER_UPDATED}_{entry_id}", scan)
 
         @callback
         def stop() -> None:

@@ -47,7 +47,7 @@ from .coordinator import (
     state_number,
 )
 from .core.home.slot_plan import PLAN_COLUMNS, SitOut, plan_columns
-from .core.trust.reputation import NEUTRAL
+from .core.trust.reputation import REPUTATION_STATUSES, reputation_status
 from .entity import PeerEnergyEntity, PeerEnergyMarketEntity
 from .federation import SIGNAL_REACHABILITY
 from .market import REASON_CODES, major_to_milli_amount, price_to_major, utc_from_ts
@@ -55,6 +55,7 @@ from .prices import minor_digits
 from .runtime import PeerEnergyConfigEntry
 
 if TYPE_CHECKING:
+    from .ledger import PeerLedger
     from .market import SlotClock, SlotReport
     from .savings import SavingsTracker
 
@@ -201,10 +202,9 @@ async def async_setup_entry(
             home.append(PeerEnergyHomeSensor(coordinator, home_description))
     home.extend(PeerEnergyMarketSensor(coordinator, description) for description in MARKET_SENSORS)
     home.extend(PeerEnergyMarketSensor(coordinator, description) for description in PRICE_SENSORS)
-    if entry.runtime_data.savings is not None:
-        home.extend(
-            PeerEnergySavingsSensor(coordinator, description) for description in SAVINGS_SENSORS
-        )
+    home.extend(
+        PeerEnergySavingsSensor(coordinator, description) for description in SAVINGS_SENSORS
+    )
     home.extend(PeerEnergyPlanSensor(coordinator, description) for description in PLAN_SENSORS)
     home.append(PeerEnergyUnreachableSensor(coordinator, UNREACHABLE_SENSOR))
     async_add_entities(home)
@@ -361,8 +361,8 @@ def _price(report: SlotReport | None, clock: SlotClock) -> float | None:
     return None if report is None else price_to_major(report.price, clock.currency)
 
 
-def _ledger(clock: SlotClock) -> Any:
-    return getattr(clock.runtime, "ledger", None)
+def _ledger(clock: SlotClock) -> PeerLedger | None:
+    return clock.runtime.ledger
 
 
 def _own_reputation(clock: SlotClock) -> float | None:
@@ -376,7 +376,8 @@ def _own_reputation(clock: SlotClock) -> float | None:
 def _reputation_attrs(clock: SlotClock) -> dict[str, Any]:
     """``status``: "not_rated" until there is evidence about this home (the state is then
     unknown), "rated" after; ``peers``: this home's score of each neighbour (percent),
-    keyed by a short member id."""
+    keyed by a short member id; ``peers_status``: every neighbour's score in words
+    (``not_rated`` before any evidence about it; the reputation status sensor's words)."""
     federation = clock.federation
     if federation is None:
         return {}
@@ -389,21 +390,12 @@ def _reputation_attrs(clock: SlotClock) -> dict[str, Any]:
         attrs["peers"] = {
             short(member): value / 10 for member, value in sorted(scores.items()) if member != me
         }
+        attrs["peers_status"] = {
+            short(member): reputation_status(scores.get(member))
+            for member in getattr(federation, "neighbours", ())
+            if member != me
+        }
     return attrs
-
-
-# This home's reputation in words: a score above, at or below the neutral score every
-# newcomer starts with, or no evidence about this home yet.
-REPUTATION_STATUSES: tuple[str, ...] = ("not_rated", "below_neutral", "neutral", "above_neutral")
-
-
-def reputation_status(permille: int | None) -> str:
-    """The status of a reputation score (permille; None: no evidence yet)."""
-    if permille is None:
-        return "not_rated"
-    if permille < NEUTRAL:
-        return "below_neutral"
-    return "neutral" if permille == NEUTRAL else "above_neutral"
 
 
 def _reputation_status(clock: SlotClock) -> StateType:
@@ -932,10 +924,8 @@ class PeerEnergySavingsSensor(PeerEnergyMarketEntity, SensorEntity):
 
     @property
     def savings(self) -> SavingsTracker:
-        """The entry's savings tracker (set with the slot clock)."""
-        savings = self.runtime.savings
-        assert savings is not None, "savings sensors exist only with a tracker"
-        return savings
+        """The entry's savings tracker."""
+        return self.runtime.savings
 
     async def async_added_to_hass(self) -> None:
         """Follow the tracker too (the slot clock's updates cover the day's change)."""

@@ -15,9 +15,9 @@ message over the REST API, not a logged 500), which leaves nothing changed.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, Final
+from typing import Final
 
-from homeassistant.config_entries import ConfigEntry, ConfigEntryState
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse, SupportsResponse
 from homeassistant.exceptions import (
     HomeAssistantError,
@@ -33,6 +33,7 @@ from .core.market.orders import MAX_PRICE, Side
 from .errors import ActionRefusedError
 from .market import MAX_MANUAL_WH, SECONDS_PER_DAY, SlotClock, utc_from_ts
 from .prices import InvalidPriceError, fixed_price_to_minor, minor_digits
+from .runtime import PeerEnergyConfigEntry
 
 SERVICE_PLACE_ORDER: Final = "place_order"
 SERVICE_EXPORT_LEDGER: Final = "export_ledger"
@@ -78,7 +79,7 @@ async def _require_admin(call: ServiceCall) -> None:
             raise Unauthorized(context=call.context, user_id=user.id)
 
 
-def _entry(hass: HomeAssistant, call: ServiceCall) -> ConfigEntry[Any]:
+def _entry(hass: HomeAssistant, call: ServiceCall) -> PeerEnergyConfigEntry:
     """The entry a call is for: the one named, else the one loaded entry."""
     if (entry_id := call.data.get(ATTR_CONFIG_ENTRY_ID)) is not None:
         entry = hass.config_entries.async_get_entry(entry_id)
@@ -93,11 +94,8 @@ def _entry(hass: HomeAssistant, call: ServiceCall) -> ConfigEntry[Any]:
     return loaded[0]
 
 
-def _market(entry: ConfigEntry[Any]) -> SlotClock:
-    market: SlotClock | None = getattr(entry.runtime_data, "market", None)
-    if market is None:
-        raise _invalid("entry_not_loaded", title=entry.title)
-    return market
+def _market(entry: PeerEnergyConfigEntry) -> SlotClock:
+    return entry.runtime_data.market
 
 
 def _energy_wh(kwh: float) -> int:
@@ -176,7 +174,7 @@ async def async_export_ledger(call: ServiceCall) -> ServiceResponse:
     """Return the ledger as CSV or JSON, or write it to a file under the config dir."""
     await _require_admin(call)
     entry = _entry(call.hass, call)
-    ledger = getattr(entry.runtime_data, "ledger", None)
+    ledger = entry.runtime_data.ledger
     if ledger is None:
         raise HomeAssistantError(translation_domain=DOMAIN, translation_key="no_ledger")
     fmt: str = call.data[ATTR_FORMAT]

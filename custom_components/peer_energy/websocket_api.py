@@ -41,6 +41,7 @@ from .const import CONF_HOME_NAME, DOMAIN, LOGGER
 from .core.home.slot_plan import AssetPlan, plan_columns
 from .core.trust.credit import TradeTerms
 from .core.trust.ledger_db import LedgerDBError
+from .core.trust.reputation import reputation_status
 from .market import (
     MANUAL_ID,
     SECONDS_PER_DAY,
@@ -141,7 +142,6 @@ async def async_market_view(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
     """The whole market view of a loaded entry as JSON-ready data (see docs/market_view.md)."""
     runtime = entry.runtime_data
     market = runtime.market
-    assert market is not None  # checked by the caller
     currency = market.currency
     now = market.slot_now()
     step = market.slot_seconds
@@ -609,21 +609,28 @@ def _credit(ledger: PeerLedger | None, currency: str) -> dict[str, Any] | None:
 
 
 def _reputation(federation: Any, me: str, names: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Own reputation and this home's score of each neighbour, in percent (``own`` is None
-    while there is no evidence about this home yet: "not rated yet")."""
+    """Own reputation and this home's score of each neighbour, in percent, with its status
+    in words (``score`` None and ``not_rated`` while there is no evidence about it yet;
+    ``own`` is None then too: "not rated yet")."""
     if federation is None:
         return {"own": None, "peers": []}
     own = federation.own_reputation
     scores: dict[str, int] = federation.reputations
     names = names or {}
-    return {
-        "own": None if own is None else own / 10,
-        "peers": [
-            {"member": short(member), "name": names.get(member), "score": value / 10}
-            for member, value in sorted(scores.items())
-            if member not in (me, federation.member_key)
-        ],
-    }
+    peers = []
+    for member in federation.neighbours:
+        if member in (me, federation.member_key):
+            continue
+        score = scores.get(member)
+        peers.append(
+            {
+                "member": short(member),
+                "name": names.get(member),
+                "score": None if score is None else score / 10,
+                "status": reputation_status(score),
+            }
+        )
+    return {"own": None if own is None else own / 10, "peers": peers}
 
 
 def _watched_entities(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> list[str]:

@@ -87,15 +87,33 @@ def energy_preferences(ours: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def dashboard_config(ours: Mapping[str, str]) -> dict[str, Any]:
+async def asset_names(api: Api, entry_id: str) -> dict[str, str]:
+    """The assets' names (their subentries' titles) by subentry id."""
+    subentries = await api.ws_command(
+        {"type": "config_entries/subentries/list", "entry_id": entry_id}
+    )
+    return {str(s["subentry_id"]): str(s["title"]) for s in subentries}
+
+
+def dashboard_config(
+    ours: Mapping[str, str], names: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """A Lovelace dashboard: the headline savings, the market, the neighbours, each
-    device's reason, the Energy dashboard's flow and a button to the market view."""
+    device's reason, the Energy dashboard's flow and a button to the market view.
+
+    ``names``: the assets' names by subentry id; each reason row shows its device's name
+    (the entity's own name, "<device> Reason", is cut off in a card)."""
 
     def some(*rows: tuple[str, str]) -> list[dict[str, str]]:
         """Entity rows with short names (the entities' own names repeat the home's)."""
         return [{"entity": ours[key], "name": name} for key, name in rows if key in ours]
 
-    reasons = sorted(eid for key, eid in ours.items() if key.endswith("_market_reason"))
+    suffix = "_market_reason"
+    reasons = [
+        {"entity": eid, "name": name} if (name := (names or {}).get(key[: -len(suffix)])) else eid
+        for key, eid in sorted(ours.items(), key=lambda item: item[1])
+        if key.endswith(suffix)
+    ]
     return {
         "title": "Energy trading",
         "views": [
@@ -157,7 +175,7 @@ def dashboard_config(ours: Mapping[str, str]) -> dict[str, Any]:
                     },
                     {
                         "type": "entities",
-                        "title": "Why each device does what it does",
+                        "title": "Each device's reason",
                         "entities": reasons,
                     },
                     {"type": "energy-date-selection"},
@@ -215,7 +233,7 @@ async def prepare_home(run: Run, api: Api, entry_id: str, label: str) -> list[st
         {
             "type": "lovelace/config/save",
             "url_path": DASHBOARD_PATH,
-            "config": dashboard_config(ours),
+            "config": dashboard_config(ours, await asset_names(api, entry_id)),
         }
     )
     lines.append(f"{label}: Energy dashboard and dashboard /{DASHBOARD_PATH} configured")

@@ -1,8 +1,9 @@
 """Drive Debian's Chromium through Playwright against a real Home Assistant.
 
 Used by the browser tests, and on its own to take the screenshots of
-``docs/market_view.md`` (market view, the demo's "Energy trading" dashboard and the Energy
-dashboard) from a running demo:
+``docs/market_view.md`` (market view, the demo's "Energy trading" dashboard, the Energy
+dashboard and its configuration, the integration page, the home device page and the "Add
+asset" flow) from a running demo:
 
     .venv/bin/python -m tests.browser.shoot URL USERNAME PASSWORD OUT_DIR
 
@@ -14,6 +15,7 @@ and never downloads a browser of its own.
 from __future__ import annotations
 
 import asyncio
+import base64
 from dataclasses import dataclass, field
 import json
 import os
@@ -35,6 +37,10 @@ WIDTHS = (390, 1280, 1920)
 BRANDS = "https://brands.home-assistant.io/"
 BRAND_DIR = Path(__file__).resolve().parents[2] / "custom_components" / "peer_energy" / "brand"
 HEIGHTS = {390: 844}  # a phone; desktops get 1000 px
+# A transparent 1x1 PNG: the brand image of any other integration.
+BLANK_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
 
 
 class BrowserMissingError(RuntimeError):
@@ -219,16 +225,21 @@ class Browser:
         return self.page
 
     async def _route(self, route: Any) -> None:
-        """Nothing leaves the machine. Brand images (Home Assistant fetches them from its
-        brands service before 2026.3) get Peer Energy's own icon from brand/, as Home
-        Assistant 2026.3 and newer serve it; any other outside request is refused and
+        """Nothing leaves the machine. Peer Energy's brand images (Home Assistant fetches
+        them from its brands service before 2026.3) get its own icon from brand/, as Home
+        Assistant 2026.3 and newer serve it; other integrations' brand images are blank
+        (not Peer Energy's icon in their place); any other outside request is refused and
         recorded."""
         url: str = route.request.url
         if url.startswith(self.url):
             await route.continue_()
         elif url.startswith(BRANDS):
-            icon = "icon@2x.png" if "@2x" in url else "icon.png"
-            await route.fulfill(content_type="image/png", body=(BRAND_DIR / icon).read_bytes())
+            if "/peer_energy/" in url:
+                icon = "icon@2x.png" if "@2x" in url else "icon.png"
+                body = (BRAND_DIR / icon).read_bytes()
+            else:
+                body = BLANK_PNG
+            await route.fulfill(content_type="image/png", body=body)
         else:
             self.log.external.append(url)
             await route.abort()
@@ -261,18 +272,89 @@ async def shoot_market_view(browser: Browser, prefix: str = "market_view") -> li
     return shots
 
 
-# Pages of a demo home besides the market view: its "Energy trading" dashboard and the
-# Energy dashboard (scripts/demo.py configures both).
-DEMO_PAGES = (("/energy-trading/trading", "energy_trading"), ("/energy", "energy_dashboard"))
+# Pages of a demo home besides the market view: its "Energy trading" dashboard, the
+# Energy dashboard and its configuration (scripts/demo.py configures them).
+DEMO_PAGES = (
+    ("/energy-trading/trading", "energy_trading"),
+    ("/energy", "energy_dashboard"),
+    ("/config/energy", "energy_config"),
+)
 
 
 async def shoot_demo_pages(browser: Browser, width: int = 1280) -> list[Path]:
-    """Screenshots of the demo's dashboards (a page that is missing shows as such)."""
+    """Screenshots of the demo's dashboards and the Energy configuration with the grid
+    consumption's price (a page that is missing shows as such)."""
     shots = []
     for path, name in DEMO_PAGES:
         await browser.open(path, width)
         await browser.page.wait_for_timeout(3000)  # cards and statistics load
         shots.append(await browser.screenshot(f"{name}_{width}"))
+    # The grid consumption's edit dialog: the price entity it is costed with.
+    await browser.page.get_by_label("Edit consumption").first.click()
+    await browser.page.wait_for_timeout(2000)
+    shots.append(await browser.screenshot(f"energy_grid_price_{width}", full_page=False))
+    await browser.page.keyboard.press("Escape")
+    return shots
+
+
+INTEGRATION_PAGE = "/config/integrations/integration/peer_energy"
+
+
+async def open_entry_menu(browser: Browser, title: str, width: int = 1280) -> Any:
+    """The integration page with the home entry's menu (⋮) open, once "Add asset" shows."""
+    page = await browser.open(INTEGRATION_PAGE, width)
+    await page.get_by_text(title).first.wait_for()
+    await page.get_by_label("Menu").first.click()
+    await page.get_by_text("Add asset").first.wait_for()
+    await page.wait_for_timeout(500)  # the menu's opening animation
+    return page
+
+
+async def open_home_device(browser: Browser, entry_id: str, width: int = 1280) -> Any:
+    """The home device's page; returns the page and the device registry entry."""
+    await browser.open(INTEGRATION_PAGE, width)
+    devices = await browser.call_ws({"type": "config/device_registry/list"})
+    (home,) = [d for d in devices if ["peer_energy", entry_id] in d["identifiers"]]
+    page = await browser.open(f"/config/devices/device/{home['id']}", width)
+    await page.get_by_text("Net grid power").first.wait_for()
+    await page.wait_for_timeout(1500)  # the logbook card and the image load
+    return page, home
+
+
+async def open_add_battery(browser: Browser, title: str, width: int = 1280) -> Any:
+    """The "Add asset" flow up to its battery form; the kind menu is shot on the way."""
+    page = await open_entry_menu(browser, title, width)
+    await page.get_by_text("Add asset").first.click()
+    await page.get_by_text("Battery", exact=True).first.wait_for()
+    await page.wait_for_timeout(500)
+    await browser.screenshot(f"add_asset_kinds_{width}", full_page=False)
+    await page.get_by_text("Battery", exact=True).first.click()
+    await page.get_by_text("Usable capacity").first.wait_for()
+    await page.wait_for_timeout(500)
+    return page
+
+
+async def shoot_setup_pages(browser: Browser, width: int = 1280) -> list[Path]:
+    """The integration page (and its entry's menu), the home device page and the "Add
+    asset" flow: the kinds, then the battery form submitted empty."""
+    (entry,) = await browser.call_ws({"type": "config_entries/get", "domain": "peer_energy"})
+    title, entry_id = entry["title"], entry["entry_id"]
+    page = await browser.open(INTEGRATION_PAGE, width)
+    await page.get_by_text(title).first.wait_for()
+    await page.wait_for_timeout(1500)
+    shots = [await browser.screenshot(f"integration_page_{width}", full_page=False)]
+    await open_entry_menu(browser, title, width)
+    shots.append(await browser.screenshot(f"integration_menu_{width}", full_page=False))
+    await browser.page.keyboard.press("Escape")
+    await open_home_device(browser, entry_id, width)
+    shots.append(await browser.screenshot(f"home_device_{width}", full_page=True))
+    page = await open_add_battery(browser, title, width)
+    shots.append(browser.out_dir / f"add_asset_kinds_{width}.png")
+    await page.get_by_role("button", name="Submit").click()
+    await page.get_by_text("Fill in this field.").first.wait_for()
+    await page.wait_for_timeout(500)
+    shots.append(await browser.screenshot(f"add_asset_battery_errors_{width}", full_page=False))
+    await page.keyboard.press("Escape")
     return shots
 
 
@@ -293,7 +375,11 @@ def main(argv: list[str]) -> int:
 
     async def shoot() -> list[Path]:
         async with Browser(url, home.tokens, Path(out_dir)) as browser:
-            return [*await shoot_market_view(browser), *await shoot_demo_pages(browser)]
+            return [
+                *await shoot_market_view(browser),
+                *await shoot_demo_pages(browser),
+                *await shoot_setup_pages(browser),
+            ]
 
     for path in asyncio.run(shoot()):
         print(path)

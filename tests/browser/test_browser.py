@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 
 from .harness import RealHome
-from .shoot import WIDTHS, Browser
+from .shoot import (
+    INTEGRATION_PAGE,
+    WIDTHS,
+    Browser,
+    open_add_battery,
+    open_entry_menu,
+    open_home_device,
+)
 
 CLEARED_TIMEOUT = 150.0  # 1-minute slots: the running slot has an outcome within ~80 s
 
@@ -36,14 +43,13 @@ async def _wait_for_cleared_running_slot(browser: Browser) -> dict[str, Any]:
 async def test_integration_page(real_home: RealHome, browser: Browser) -> None:
     """The entry with its assets; a device, not a service; no Add community inside one."""
     browser.log.clear()
-    page = await browser.open("/config/integrations/integration/peer_energy", 1280)
+    page = await browser.open(INTEGRATION_PAGE, 1280)
     await page.get_by_text("Maple Street 7").first.wait_for()
     await page.get_by_text("Roof PV").first.wait_for()
     text = await page.locator("body").inner_text()
     assert "service" not in text.lower()
     # The entry's menu offers assets, not a second community.
-    await page.get_by_label("Menu").first.click()
-    await page.get_by_text("Add asset").first.wait_for()
+    page = await open_entry_menu(browser, "Maple Street 7")
     menu = await page.locator("ha-md-menu-item, mwc-list-item").all_inner_texts()
     assert any("Add asset" in item for item in menu)
     assert not any("Add community" in item for item in menu)
@@ -54,15 +60,10 @@ async def test_integration_page(real_home: RealHome, browser: Browser) -> None:
 
 async def test_home_device_page(real_home: RealHome, browser: Browser) -> None:
     """The home device page loads without a server error (no image without an invitation)."""
-    await browser.open("/config/integrations/integration/peer_energy", 1280)
-    devices = await browser.call_ws({"type": "config/device_registry/list"})
-    (home,) = [d for d in devices if ["peer_energy", real_home.entry_id] in d["identifiers"]]
-    assert home["entry_type"] is None  # a device, not a service
     browser.log.clear()
-    page = await browser.open(f"/config/devices/device/{home['id']}", 1280)
+    page, home = await open_home_device(browser, real_home.entry_id)
+    assert home["entry_type"] is None  # a device, not a service
     await page.get_by_text("Maple Street 7").first.wait_for()
-    await page.get_by_text("Net grid power").first.wait_for()
-    await page.wait_for_timeout(1500)
     await browser.screenshot("home_device", full_page=True)
     assert not browser.log.server_errors
     assert not browser.log.errors, browser.log.errors
@@ -73,12 +74,7 @@ async def test_add_asset_form_shows_errors_on_the_fields(
 ) -> None:
     """The battery form starts empty (no 0.1 kWh, no 0 W); submitting it empty shows an
     error under the fields, where the user is looking."""
-    page = await browser.open("/config/integrations/integration/peer_energy", 1280)
-    await page.get_by_text("Maple Street 7").first.wait_for()
-    await page.get_by_label("Menu").first.click()
-    await page.get_by_text("Add asset").first.click()
-    await page.get_by_text("Battery", exact=True).first.click()
-    await page.get_by_text("Usable capacity").first.wait_for()
+    page = await open_add_battery(browser, "Maple Street 7")
     capacity = page.get_by_label("Usable capacity")
     assert await capacity.input_value() == ""
     assert await page.get_by_label("Maximum charge power").input_value() == ""

@@ -194,3 +194,27 @@ async def test_settlement_without_shortfall_changes_nothing(
     await _trade_and_settle(ledger, NEXT_TS, 300, 300, sell=True)
     assert await savings.async_scan_settlements(ledger, market) == 0
     assert (savings.total_milli, savings.settled, savings.settled_payment_milli) == (0, {}, 0)
+
+
+async def test_late_settlement_of_an_old_trade_counted_when_recorded(
+    hass: HomeAssistant,
+    market: SlotClock,  # noqa: F811
+) -> None:
+    """A settlement of a three-day-old trade recorded while the home runs (a neighbour's
+    ledger reconciled late) reaches the savings at that ledger update, not only at the
+    next start."""
+    runtime = market.entry.runtime_data
+    ledger, savings = runtime.ledger, runtime.savings
+    assert ledger is not None
+    assert savings is not None
+    grid_prices = market.grid_prices()
+    assert grid_prices is not None
+    await hass.async_block_till_done(wait_background_tasks=True)  # the start's scan
+    assert await savings.async_scan_settlements(ledger, market) == 0
+
+    await _trade_and_settle(ledger, OLD_TS, 500, 400, sell=True)
+    async_dispatcher_send(hass, f"{SIGNAL_LEDGER_UPDATED}_{market.entry.entry_id}")
+    await hass.async_block_till_done(wait_background_tasks=True)
+    old = settlement_saving("seller", 100, 100 * SETTLE_IMPORT, *grid_prices)
+    assert savings.total_milli == old
+    assert len(savings.settled) == 1

@@ -41,6 +41,7 @@ from custom_components.peer_energy.core.trust.ledger_db import (
     ChainConflictError,
     LedgerDB,
     LedgerDBError,
+    StoredRecord,
 )
 from custom_components.peer_energy.core.trust.reputation import delivery_evidence
 
@@ -120,6 +121,23 @@ def test_a_failed_slot_writes_nothing(tmp_path: Path) -> None:
     assert db.get_meta("x") is None
     db.commit_slot(entries=[(H, g), (H, e1)])  # the head cache was rolled back too
     assert db.head(H) == e1
+    db.close()
+
+
+def test_records_after_a_row_in_the_order_stored(tmp_path: Path) -> None:
+    """A reader that keeps the last row it read finds a record stored later with an older
+    time (learnt by reconciling), which a read by time from its last record's time misses."""
+    db = LedgerDB(tmp_path / "l.sqlite")
+    new = StoredRecord("new", "settlement", T0 + 10 * SLOT_MS, {"n": 1})
+    db.commit_slot(records=[new, StoredRecord("t", "trade", T0, {"n": 2})])
+    rows = db.records_after("settlement", 0)
+    assert [record for _, record in rows] == [new]
+    last = rows[-1][0]
+    old = StoredRecord("old", "settlement", T0 - 3 * SLOT_MS, {"n": 3})
+    db.commit_slot(records=[old])
+    assert [record for _, record in db.records_after("settlement", last)] == [old]
+    assert [r.record_id for _, r in db.records_after(None, 0)] == ["new", "t", "old"]
+    assert db.records("settlement", new.ts_ms) == [new]
     db.close()
 
 

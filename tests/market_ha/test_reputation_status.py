@@ -59,3 +59,25 @@ async def test_reputation_status_sensor(hass: HomeAssistant, market: SlotClock) 
     link.own_reputation = "high"
     await async_update_entity(hass, ENTITY)
     assert _state(hass) == "not_rated"
+
+
+async def test_each_neighbours_status_in_the_reputation_sensor(
+    hass: HomeAssistant, market: SlotClock
+) -> None:
+    """The Reputation sensor says each neighbour's score in words, a neighbour without
+    evidence "not_rated"; a member that left is no neighbour."""
+    me, rated, new, gone = "aa" * 32, "bb" * 32, "cc" * 32, "dd" * 32
+    market.runtime.federation = SimpleNamespace(  # type: ignore[assignment]
+        own_reputation=NEUTRAL,
+        member_key=me,
+        neighbours=(rated, new),
+        reputations={me: NEUTRAL, rated: 900, gone: 100},
+    )
+    entity = "sensor.maple_street_7_reputation"
+    await async_update_entity(hass, entity)
+    state = hass.states.get(entity)
+    assert state is not None
+    assert state.attributes["peers_status"] == {
+        "bb" * 4: "above_neutral",
+        "cc" * 4: "not_rated",
+    }

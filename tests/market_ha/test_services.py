@@ -392,12 +392,3 @@ async def test_export_ledger_errors(hass: HomeAssistant, market: SlotClock) -> N
     assert err.value.translation_key == "export_failed"
     assert "disk full" in str(err.value.translation_placeholders)
     market.runtime.ledger = ledger
-
-
-async def test_entry_without_slot_clock(hass: HomeAssistant, market: SlotClock) -> None:
-    """A loaded entry whose slot clock is gone is reported as not loaded."""
-    market.runtime.market = None
-    with pytest.raises(ServiceValidationError) as err:
-        await _order(hass, side="sell", energy_kwh=1, limit_price=0.1)
-    assert err.value.translation_key == "entry_not_loaded"
-    market.runtime.market = market

@@ -204,7 +204,7 @@ svg .grid { stroke: var(--divider-color); stroke-dasharray: 2 3; }
 svg .price-line { fill: none; stroke: var(--primary-color); stroke-width: 2; }
 svg .price-dot { fill: var(--primary-color); }
 svg .bought { fill: var(--success-color, #43a047); }
-svg .sold { fill: var(--info-color, #039be5); }
+svg .sold { fill: var(--indigo-color, #3f51b5); }
 svg .void-band { fill: var(--error-color, #db4437); opacity: 0.2; }
 svg .expected-line { fill: none; stroke: var(--primary-color); stroke-width: 2; stroke-dasharray: 5 3; }
 svg .plan-import { fill: var(--energy-grid-consumption-color, #488fc2); opacity: 0.6; }
@@ -897,7 +897,7 @@ class PeerEnergyPanel extends HTMLElement {
       append(legend, [
         item("background:var(--primary-color)", this._t("chart.price", { currency: data.currency })),
         item("background:var(--success-color, #43a047)", this._t("chart.bought")),
-        item("background:var(--info-color, #039be5)", this._t("chart.sold")),
+        item("background:var(--indigo-color, #3f51b5)", this._t("chart.sold")),
       ]);
       if (past.some((row) => row.void)) legend.append(item("background:var(--error-color, #db4437);opacity:.25", this._t("chart.void")));
     }
@@ -1225,7 +1225,10 @@ class PeerEnergyPanel extends HTMLElement {
       card.append(el("h3", {}, this._t("reputation.neighbours")));
       const list = el("div", { class: "kv" });
       for (const peer of data.reputation.peers) {
-        append(list, [el("div", { class: "k" }, this._neighbour(peer.member, peer.name)), el("div", { class: "v" }, `${this._number(peer.score, 1)} %`)]);
+        const score = peer.score === null || peer.score === undefined
+          ? this._t("reputation.not_rated")
+          : [`${this._number(peer.score, 1)} %`, this._entityText(`reputation_status.state.${peer.status}`, "")].filter(Boolean).join(" · ");
+        append(list, [el("div", { class: "k" }, this._neighbour(peer.member, peer.name)), el("div", { class: "v" }, score)]);
       }
       card.append(list);
     }

@@ -415,6 +415,19 @@ class LedgerDB:
         rows = self._q(query + " ORDER BY ts, id", params)
         return [_record(r) for r in rows]
 
+    def records_after(self, kind: str | None, after_row: int) -> list[tuple[int, StoredRecord]]:
+        """Accepted credit records stored after row ``after_row`` (0: all of them), in the
+        order they were stored, each with its row number. A reader that keeps the last row
+        it read finds every record stored since, however old its time (a record of an old
+        trade learnt by reconciling)."""
+        query = "SELECT rowid, id, kind, ts, body FROM records WHERE rowid > ?"
+        params: list[Any] = [after_row]
+        if kind is not None:
+            query += " AND kind = ?"
+            params.append(kind)
+        rows = self._q(query + " ORDER BY rowid", params)
+        return [(int(r[0]), _record(r[1:])) for r in rows]
+
     def records_applied(self, since_ms: int, limit: int) -> list[StoredRecord]:
         """The newest ``limit`` accepted credit records from ``since_ms`` on, in the order
         they were applied (insertion order: what a ledger replaying them needs)."""

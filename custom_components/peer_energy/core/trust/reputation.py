@@ -33,6 +33,20 @@ NEUTRAL = SCALE // 2
 DAY_MS = 86_400_000
 
 
+# A score in words: above, at or below the neutral score every newcomer starts with, or
+# no evidence about the member yet.
+REPUTATION_STATUSES: tuple[str, ...] = ("not_rated", "below_neutral", "neutral", "above_neutral")
+
+
+def reputation_status(permille: int | None) -> str:
+    """The status of a reputation score (permille; None: no evidence yet)."""
+    if permille is None:
+        return "not_rated"
+    if permille < NEUTRAL:
+        return "below_neutral"
+    return "neutral" if permille == NEUTRAL else "above_neutral"
+
+
 class EvidenceKind(StrEnum):
     """What a piece of evidence is about."""
 
