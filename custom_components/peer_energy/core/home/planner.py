@@ -563,13 +563,15 @@ def _lp_input(
         per = float(energy_wh(power, sec))
         lo = first_slot(first, start, sec)
         hi = last_slot(end, start, sec)
+        later_wh = per * max(0, hi - max(lo, n))
         return WindowModel(
             first=lo,
             last=hi,
             per_slot_wh=per,
             need_wh=float(need),
-            later_wh=per * max(0, hi - max(lo, n)),
+            later_wh=later_wh,
             later_cost=later_cost,
+            budget=_flat_out_cost(buy, lo, hi, per, float(need), later_wh, later_cost),
         )
 
     cap = None
@@ -611,6 +613,28 @@ def _lp_input(
         ),
         big=100.0 * top,
     )
+
+
+def _flat_out_cost(
+    buy: NDArray[Any],
+    first: int,
+    last: int,
+    per_slot: float,
+    need: float,
+    later_wh: float,
+    later_cost: float,
+) -> float:
+    """What a window's energy costs at the grid's import prices flat out from its start (the
+    device's own logic), what is left after the horizon at ``later_cost``."""
+    lo, hi = max(0, first), min(int(buy.size), last)
+    cost, left = 0.0, need
+    for k in range(lo, hi):
+        if left <= 0 or per_slot <= 0:
+            break
+        take = min(per_slot, left)
+        cost += float(buy[k]) * take
+        left -= take
+    return cost + later_cost * min(max(left, 0.0), later_wh)
 
 
 def _control(
