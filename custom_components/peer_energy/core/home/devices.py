@@ -19,8 +19,7 @@ class EvSession:
     ``arrive`` is when the car is (expected to be) plugged in: at or before the horizon's
     start for a car plugged in now. ``cost_cap`` is the most the energy still needed may cost
     at the import prices (Wh x minor units per kWh): what charging flat out from plug-in
-    costs, less what the session has spent; the planner holds the energy to the smaller of
-    it and what charging flat out from now costs (None: the latter).
+    costs, less what the session has spent; None: what charging flat out from now costs.
     """
 
     asset_id: str

@@ -564,10 +564,11 @@ def _lp_input(
         lo = first_slot(first, start, sec)
         hi = last_slot(end, start, sec)
         later_wh = per * max(0, hi - max(lo, n))
-        budget = _fill_cost(buy, lo, hi, per, float(need), later_wh, later_cost)
-        if cap is not None:  # never below what the cheapest slots cost: it can be met
+        if cap is None:
+            budget = _fill_cost(buy, lo, hi, per, float(need), later_wh, later_cost)
+        else:  # never below what the cheapest slots cost, so the budget can be met
             least = _fill_cost(buy, lo, hi, per, float(need), later_wh, later_cost, cheap=True)
-            budget = max(min(float(cap), budget), least)
+            budget = max(float(cap), least)
         return WindowModel(
             first=lo,
             last=hi,
