@@ -433,7 +433,7 @@ class SlotRound:
             return []  # joined after gate closure: observe only
         env = ctx.seal_env("attest", {"slot": state.slot, "book": book, "result": res}, now_ms)
         record = env.to_dict()
-        ctx.seen.add(digest_of(record).hex())
+        ctx.seen.add(env.digest().hex())
         state.attests.setdefault(ctx.member_id, {})[(book, res)] = Attest(
             ctx.member_id, book, res, record
         )
@@ -600,7 +600,7 @@ class SlotRound:
         ``CATCHUP_PEERS`` members in relay order answer it with the quorum's records, once
         per peer and slot, if they are final."""
         ctx, member, now_ms = self.ctx, msg.member, msg.now_ms
-        ctx.seen.add(digest_of(msg.env.to_dict()).hex())
+        ctx.seen.add(msg.env.digest().hex())
         out = [] if direct.attest is None else self._apply_attest(msg, direct.attest)
         state = self.slots.get(msg.int_field("slot"))
         if (
