@@ -15,19 +15,25 @@ connected. For each of K slots every home submits one small
 random order before gate closure. Figures:
 
 * **final ms**: per home and slot, from gate closure to the home's ``SlotCleared``;
-  median and p95 over all homes and slots (the first slot after the restore is a warm-up:
-  its traffic is not counted, and the restored homes do not ask for the slots that ran
-  before the bench started, which nobody ran);
+  median and p95 over all homes and measured slots, and the median and p95 of each
+  measured slot on its own (the first ``--warmup`` slots after the restore, 1 by default,
+  are run but not counted: neither their times nor their traffic; the restored homes do
+  not ask for the slots that ran before the bench started, which nobody ran);
 * **pubs/home/slot**: publications per home per slot (bids, digests, attestations and
   whatever repair traffic there was), and its growth from one N to the next (O(1) in N:
   the broker fans out);
 * whether every home holds the same result for every slot (exit status 1 if not);
 * **cpu ms/home/slot**: the workers' process time (every thread: the homes, their paho
   clients, this harness) from the first measured slot to the end, per home and slot;
+* **one home's own CPU**: per home and measured slot, the event loop thread's CPU time
+  spent in that home's frames, clock and bid (median, p95 and worst over the homes): what
+  a home pays on its own machine, apart from its MQTT client's network thread (with
+  ``--share-verify`` the signature checks another home of the process made are missing);
 * **load**: the load average (1 minute) before and after the run.
 
     .venv/bin/python bench/federation_mqtt.py                    # N = 10, 50, 100; K = 3
     .venv/bin/python bench/federation_mqtt.py --homes 10 --slots 2
+    .venv/bin/python bench/federation_mqtt.py --homes 100 --slots 3 --warmup 2
 """
 
 from __future__ import annotations
@@ -259,8 +265,23 @@ async def _worker(job: Job, queue: Any, start: Any) -> dict[str, Any]:
     due: dict[int, int] = {}
     dirty: set[int] = set()
 
+    # Each home's own CPU on the event loop thread (its frames, its clock, its bids) in the
+    # measured slots: what one home pays on its own machine (its MQTT client's network
+    # thread, the harness and, with --share-verify, the signature checks another home of the
+    # process already made are not in it).
+    home_cpu: dict[int, float] = {}
+
+    def timed(index: int, work: Any, *args: Any) -> Any:
+        if not counting[0]:
+            return work(*args)
+        before = time.thread_time()
+        try:
+            return work(*args)
+        finally:
+            home_cpu[index] = home_cpu.get(index, 0.0) + time.thread_time() - before
+
     def on_frame(home: MqttHome, index: int, route: str, frame: bytes) -> None:
-        home.frame(route, frame)
+        timed(index, home.frame, route, frame)
         dirty.add(index)
 
     shared: SharedConnection | None = None
@@ -333,11 +354,11 @@ async def _worker(job: Job, queue: Any, start: Any) -> dict[str, Any]:
     while now_ms() < end + 3_000:
         t = now_ms()
         if not slots and not start.empty():
-            slots = start.get()
+            slots, warmup = start.get()
             g_last = rules.gate_closure_ms(slots[-1])
             end = g_last + rules.sync_window_ms + rules.attest_window_ms
-            # From just before the first measured slot's bids (after the warm-up slot).
-            counted_from = rules.gate_closure_ms(slots[1]) - 3_500
+            # From just before the first measured slot's bids (after the warm-up slots).
+            counted_from = rules.gate_closure_ms(slots[warmup]) - 3_500
         for home, (index, _) in zip(homes, job.homes, strict=True):
             peer = home.channel.peer
             if t >= counted_from and index not in published_at_start:
@@ -356,14 +377,14 @@ async def _worker(job: Job, queue: Any, start: Any) -> dict[str, Any]:
                         100 + rng.randrange(400),
                         10 + rng.randrange(20),
                     )
-                    home.handle(peer.submit_orders(slot, [order], t), t)
+                    timed(index, _submit, home, slot, order, t)
                     submitted.add((index, slot))
                     dirty.add(index)
             if index in dirty or index not in due:
                 dirty.discard(index)
                 due[index] = peer.next_wakeup_ms()
             if due[index] <= t:
-                home.tick()
+                timed(index, home.tick)
                 due[index] = peer.next_wakeup_ms()
         await asyncio.sleep(0.005)
     cpu = time.process_time() - cpu_from[0]
@@ -375,7 +396,13 @@ async def _worker(job: Job, queue: Any, start: Any) -> dict[str, Any]:
         await h.transport.async_stop()
     if shared is not None:
         await shared.stop()
-    return {"cleared": cleared, "published": published, "kinds": kinds, "cpu": cpu}
+    return {
+        "cleared": cleared,
+        "published": published,
+        "kinds": kinds,
+        "cpu": cpu,
+        "home_cpu": home_cpu,
+    }
 
 
 def worker(job: Job, queue: Any, start: Any) -> None:
@@ -408,6 +435,7 @@ def start_mosquitto(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
 def run(
     n: int,
     k: int,
+    warmup: int,
     procs: int,
     slot_s: int,
     sync_ms: int,
@@ -440,17 +468,18 @@ def run(
                     raise RuntimeError("a worker failed to start")
             begin = now_ms() + 1_000
             first = -(-(begin // 1000 + rules.gate_closure_lead_s) // slot_s) * slot_s
-            slots = [first + i * slot_s for i in range(k + 1)]  # slots[0]: warm-up
+            slots = [first + i * slot_s for i in range(warmup + k)]  # warm-up slots first
             for start in starts:
-                start.put(slots)
+                start.put((slots, warmup))
             results = [queue.get(timeout=600) for _ in workers]
             for w in workers:
                 w.join(30)
         finally:
             broker.terminate()
             broker.wait(5)
-    measured = slots[1:]
+    measured = slots[warmup:]
     finals: list[int] = []
+    per_slot: list[tuple[float, int]] = []  # (median, p95) of each measured slot
     agree = True
     for slot in measured:
         g = rules.gate_closure_ms(slot)
@@ -460,17 +489,25 @@ def run(
         if len(per_home) != n or len({res for _, res in per_home.values()}) != 1:
             agree = False
             print(f"      slot {slot}: {len(per_home)} of {n} homes final", flush=True)
-        finals.extend(at - g for at, _ in per_home.values())
+        times = sorted(at - g for at, _ in per_home.values())
+        finals.extend(times)
+        if times:
+            per_slot.append((statistics.median(times), _p95(times)))
     published = [count for r in results for count in r["published"].values()]
     kinds: dict[str, int] = {}
     for r in results:
         for kind, count in r["kinds"].items():
             kinds[kind] = kinds.get(kind, 0) + count
     finals.sort()
+    home_cpu = sorted(ms * 1000 / len(measured) for r in results for ms in r["home_cpu"].values())
     return {
+        "per_slot": per_slot,
+        "home_cpu": (
+            (statistics.median(home_cpu), _p95(home_cpu), home_cpu[-1]) if home_cpu else None
+        ),
         "n": n,
         "median": statistics.median(finals) if finals else float("nan"),
-        "p95": finals[max(0, -(-95 * len(finals) // 100) - 1)] if finals else float("nan"),
+        "p95": _p95(finals) if finals else float("nan"),
         "pubs": sum(published) / n / len(measured),
         "agree": agree,
         "finals": len(finals),
@@ -480,10 +517,22 @@ def run(
     }
 
 
+def _submit(home: MqttHome, slot: int, order: Order, t: int) -> None:
+    home.handle(home.channel.peer.submit_orders(slot, [order], t), t)
+
+
+def _p95(values: list[int] | list[float]) -> Any:
+    """The 95th percentile of sorted ``values`` (nearest rank)."""
+    return values[max(0, -(-95 * len(values) // 100) - 1)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--homes", default="10,50,100")
-    parser.add_argument("--slots", type=int, default=3)
+    parser.add_argument("--slots", type=int, default=3, help="measured slots")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="slots run first and not counted (default 1)"
+    )
     parser.add_argument("--procs", type=int, default=(os.cpu_count() or 2) + 1)
     parser.add_argument("--slot-s", type=int, default=0, help="default: about max(10, N / 3)")
     parser.add_argument("--sync-ms", type=int, default=500)
@@ -512,6 +561,7 @@ def main() -> int:
         r = run(
             n,
             args.slots,
+            args.warmup,
             args.procs,
             slot_s,
             args.sync_ms,
@@ -530,6 +580,15 @@ def main() -> int:
             flush=True,
         )
         print(f"      per home per slot by type: {r['kinds']}", flush=True)
+        slots = ", ".join(f"{m:.0f}/{p}" for m, p in r["per_slot"])
+        print(f"      each measured slot, median/p95 final ms: {slots}", flush=True)
+        if r["home_cpu"] is not None:
+            med, p95, worst = r["home_cpu"]
+            print(
+                f"      one home's own CPU per slot (event loop thread): median {med:.1f} ms, "
+                f"p95 {p95:.1f} ms, worst {worst:.1f} ms",
+                flush=True,
+            )
     return 0 if ok else 1
 
 

@@ -350,11 +350,12 @@ async def test_reconfigure_shows_current_values(
         CONF_EXPORT_PRICE: 0.08,
         CONF_SLOT_MINUTES: "15",
     }
-    # A home in no community sets its own slot length here; neighbours' address is not
-    # asked (there are none).
+    # A home in no community sets its own slot length here; neighbours' address and a
+    # community broker are not asked (there are none).
     step = STRINGS["config"]["step"]["reconfigure"]
     fields = {str(key) for key in result["data_schema"].schema}
-    assert fields == set(step["data_description"]) - {"address"}
+    community_only = {"address", "broker_url", "broker_username", "broker_password"}
+    assert fields == set(step["data_description"]) - community_only
 
 
 async def test_reconfigure_switches_to_entities_and_reloads(

@@ -26,6 +26,7 @@ from .federation_setup import (
     async_remove_home,
     async_setup_federation,
     async_setup_federation_actions,
+    async_take_broker_password,
     community_subentry,
 )
 from .issues import async_clear_issues, async_watch_sources
@@ -60,6 +61,7 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 
 async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> bool:
     """Set up Peer Energy from a config entry."""
+    async_take_broker_password(hass, entry)  # before anything reads the community
     seen = _entry_state(entry)
     try:
         assets = assets_from_entry(entry)

@@ -264,6 +264,54 @@ async def async_check_broker_input(hass: HomeAssistant, data: Mapping[str, Any])
     return {"base": ERROR_BROKER_UNREACHABLE}
 
 
+def is_broker_community(data: Mapping[str, Any]) -> bool:
+    """Whether a community subentry's data is on an MQTT broker (created, joining or a
+    member: the broker keys are kept through every stage)."""
+    return data.get(CONF_TRANSPORT) == "mqtt"
+
+
+def broker_schema() -> dict[Any, Any]:
+    """The broker fields of the reconfigure form: URL, username and password (the
+    password is never prefilled: an empty one keeps the stored password)."""
+    return {vol.Required(CONF_BROKER_URL): TextSelector(), **_credential_fields()}
+
+
+def broker_values(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored broker URL and username as form values (never the password)."""
+    return {key: data[key] for key in (CONF_BROKER_URL, CONF_BROKER_USERNAME) if data.get(key)}
+
+
+async def async_validate_broker_change(
+    hass: HomeAssistant, stored: Mapping[str, Any], user_input: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Check new broker settings for a community subentry; return (its new data, errors by
+    field). An empty password keeps the stored one; an empty username means no login (the
+    password goes too). The topic prefix is the community's and stays. When the URL or
+    the credentials changed, the broker is connected to once, like at set-up: a broker
+    that does not answer is an error on the URL, one that refuses the login an error on
+    the password. Unchanged settings are not checked (a broker that is down for a while
+    must not block changing the home's prices)."""
+    url = str(user_input.get(CONF_BROKER_URL, "") or "").strip()
+    prefix = str(stored.get(CONF_TOPIC_PREFIX) or DEFAULT_PREFIX)
+    username = str(user_input.get(CONF_BROKER_USERNAME, "") or "").strip()
+    password = str(user_input.get(CONF_BROKER_PASSWORD, "") or "")
+    if username and not password:
+        password = str(stored.get(CONF_BROKER_PASSWORD, "") or "")
+    form = {CONF_BROKER_USERNAME: username, CONF_BROKER_PASSWORD: password if username else ""}
+    broker, config, errors = _broker_input(form, url, prefix)
+    data = {k: v for k, v in stored.items() if k not in BROKER_KEYS} | broker
+    if config is None:
+        return data, errors
+    if all(data.get(k) == stored.get(k) for k in BROKER_KEYS):
+        return data, {}
+    errors = await async_check_broker_input(hass, data)
+    if errors.get("base") == ERROR_BROKER_REFUSED:
+        return data, {CONF_BROKER_PASSWORD: ERROR_BROKER_REFUSED}
+    if errors:
+        return data, {CONF_BROKER_URL: ERROR_BROKER_UNREACHABLE}
+    return data, {}
+
+
 def join_schema(hass: HomeAssistant) -> vol.Schema:
     """The join form."""
     return vol.Schema(

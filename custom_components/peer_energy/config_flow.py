@@ -7,7 +7,9 @@ Step ids and field names are part of the public surface (the demo drives them ov
   is used instead of the fixed price.
 - Config flow ``reconfigure``: the same, plus slot_minutes ("5", "15", "30", "60") while the
   home is in no community (a community's slot length is its rule, set when it is created),
-  and address (where neighbours reach this home) while it is a member of one.
+  address (where neighbours reach this home) while it is a member of one on HTTP, and
+  broker_url, broker_username, broker_password while its community is on an MQTT broker
+  (an empty password keeps the stored one; a changed broker is connected to once).
 - Config flow, after ``user``: menu ``community`` with create_community, join_community,
   skip_community (fields in community_flow.py); the subentry type ``community`` ("Add
   community") offers the same create/join steps later, only while the home is in none.
@@ -60,8 +62,12 @@ from .community_flow import (
     MENU_OPTIONS,
     CommunitySubentryFlow,
     async_check_broker_input,
+    async_validate_broker_change,
+    broker_schema,
+    broker_values,
     community_subentry,
     create_schema,
+    is_broker_community,
     join_schema,
     valid_address,
     validate_create,
@@ -72,6 +78,7 @@ from .const import (
     CONF_ASSET_KIND,
     CONF_ASSET_NAME,
     CONF_BATTERY_RESERVE_PCT,
+    CONF_BROKER_PASSWORD,
     CONF_CAPACITY_KWH,
     CONF_CARBON_INTENSITY_ENTITY,
     CONF_CLEAN_ONLY,
@@ -356,9 +363,10 @@ class PeerEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
             if not errors:
                 errors = await async_check_broker_input(self.hass, data)
             if not errors:
+                home, data = _hand_over_password(self._home, data)
                 return self.async_create_entry(
                     title=self._home[CONF_HOME_NAME],
-                    data=self._home,
+                    data=home,
                     subentries=[community_subentry(data[CONF_COMMUNITY_NAME], data)],
                 )
         return self.async_show_form(
@@ -377,9 +385,10 @@ class PeerEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
         if user_input is not None:
             data, errors, title = await validate_join(self.hass, user_input)
             if not errors:
+                home, data = _hand_over_password(self._home, data)
                 return self.async_create_entry(
                     title=self._home[CONF_HOME_NAME],
-                    data=self._home,
+                    data=home,
                     subentries=[community_subentry(title, data)],
                 )
         return self.async_show_form(
@@ -397,11 +406,18 @@ class PeerEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
         neighbours reach it at only while it is a member of one (every member is told).
         """
         entry = self._get_reconfigure_entry()
-        link = _member_link(entry)
+        broker = _broker_subentry(entry)
+        link = _member_link(entry) if broker is None else None  # an address: HTTP only
         slot_length = not in_community(entry)
         errors: dict[str, str] = {}
+        broker_data: dict[str, Any] | None = None
         if user_input is not None:
             data, errors = validate_settings(self.hass, user_input, entry.data)
+            if broker is not None:
+                broker_data, broker_errors = await async_validate_broker_change(
+                    self.hass, broker.data, user_input
+                )
+                errors.update(broker_errors)
             address = str(user_input.get(CONF_ADDRESS, "")).strip().rstrip("/")
             if link is not None and not valid_address(address):
                 errors[CONF_ADDRESS] = ERROR_INVALID_ADDRESS
@@ -413,21 +429,41 @@ class PeerEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
             ):
                 errors[CONF_ADDRESS] = error
             if not errors:
+                if broker is not None and broker_data is not None and broker_data != broker.data:
+                    # the reload below connects to the broker with the new settings
+                    self.hass.config_entries.async_update_subentry(entry, broker, data=broker_data)
                 return self.async_update_reload_and_abort(
                     entry, title=data[CONF_HOME_NAME], data=data
                 )
         values = dict(user_input) if user_input is not None else _suggested_settings(entry.data)
+        values.pop(CONF_BROKER_PASSWORD, None)  # never sent back to the browser
         if link is not None and user_input is None:
             values[CONF_ADDRESS] = link.address
+        if broker is not None and user_input is None:
+            values.update(broker_values(broker.data))
         currency = values.get(CONF_CURRENCY, self.hass.config.currency)
         schema = _settings_schema(
             self.hass, currency, slot_length=slot_length, address=link is not None
         )
+        if broker is not None:
+            schema = schema.extend(broker_schema())
         return self.async_show_form(
             step_id="reconfigure",
             data_schema=self.add_suggested_values_to_schema(schema, values),
             errors=errors,
         )
+
+
+def _hand_over_password(
+    home: Mapping[str, Any], community: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(entry data, community subentry data) of a new entry: the broker password travels
+    in the entry's data, because Home Assistant sends a new entry's subentries back to the
+    browser (never its data); the set-up moves it into the subentry
+    (``federation_setup.async_take_broker_password``)."""
+    data = dict(community)
+    password = data.pop(CONF_BROKER_PASSWORD, None)
+    return ({**home, CONF_BROKER_PASSWORD: password} if password else dict(home)), data
 
 
 def in_community(entry: ConfigEntry) -> bool:
@@ -442,6 +478,18 @@ def async_refresh_subentry_types(entry: ConfigEntry) -> None:
     forget it, so "Add community" would otherwise show or hide wrongly until a restart."""
     object.__setattr__(entry, "_supported_subentry_types", None)
     entry.clear_state_cache()
+
+
+def _broker_subentry(entry: ConfigEntry) -> ConfigSubentry | None:
+    """The entry's community subentry when the community is on an MQTT broker."""
+    return next(
+        (
+            sub
+            for sub in entry.subentries.values()
+            if sub.subentry_type == SUBENTRY_COMMUNITY and is_broker_community(sub.data)
+        ),
+        None,
+    )
 
 
 def _member_link(entry: ConfigEntry) -> FederationLink | None:

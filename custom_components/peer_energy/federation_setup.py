@@ -58,6 +58,7 @@ from .announce import short
 from .community_flow import BROKER_KEYS
 from .const import (
     CONF_ADDRESS,
+    CONF_BROKER_PASSWORD,
     CONF_COMMUNITY_ACTION,
     CONF_COMMUNITY_ID,
     CONF_COMMUNITY_NAME,
@@ -132,6 +133,23 @@ def community_subentry(entry: PeerEnergyConfigEntry) -> ConfigSubentry | None:
     return next(
         (s for s in entry.subentries.values() if s.subentry_type == SUBENTRY_COMMUNITY), None
     )
+
+
+@callback
+def async_take_broker_password(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -> None:
+    """Move the broker password a new entry brought in its data (the config flow hands it
+    over there: a new entry's subentries are sent back to the browser, its data is not)
+    into the community subentry, where the carrier reads it."""
+    password = entry.data.get(CONF_BROKER_PASSWORD)
+    if password is None:
+        return
+    subentry = community_subentry(entry)
+    if subentry is not None:
+        hass.config_entries.async_update_subentry(
+            entry, subentry, data={**subentry.data, CONF_BROKER_PASSWORD: password}
+        )
+    data = {k: v for k, v in entry.data.items() if k != CONF_BROKER_PASSWORD}
+    hass.config_entries.async_update_entry(entry, data=data)
 
 
 def _member_data(link: FederationLink, previous: Mapping[str, Any]) -> dict[str, Any]:

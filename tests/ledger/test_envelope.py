@@ -247,3 +247,56 @@ def test_a_stranger_leaves_nothing_in_the_guard() -> None:
     # (and the same message from a member is remembered)
     validate(message, policy=POLICY, keyring=RING, now_ms=NOW, guard=guard)
     assert guard.highest() == {ALICE.public_key: 1}
+
+
+def _note(text: str, nested: dict[str, Any]) -> Envelope:
+    payload = {"who": ALICE.public_key, "text": text, "xs": [1], "o": nested}
+    return seal(ALICE, community=COMMUNITY, seq=3, ts_ms=NOW, type="note", payload=payload)
+
+
+def test_received_bytes_are_not_encoded_again() -> None:
+    """The signature is checked over the received bytes without their ``sig`` member; when
+    they are exactly canonical the envelope keeps them, and its digest and record id come
+    from them: the same values as encoding what was decoded, including a payload holding a
+    nested "sig" and "sender" (the top-level ones are found) and non-ASCII text."""
+    from custom_components.peer_energy.core.federation.protocol.wire import record_id
+    from custom_components.peer_energy.core.trust.canonical import digest_of
+
+    sent = _note('Zoë\'s "sig":', {"sig": "x", "sender": "y", "z": {"sig": "w"}})
+    assert sent.wire == canonical_bytes(sent.to_dict())  # sealed with its wire bytes
+    got = validate(sent.to_wire(), policy=POLICY, keyring=RING, now_ms=NOW).envelope
+    assert got is not None
+    assert got.wire == sent.wire
+    assert got.digest() == digest_of(sent.to_dict())
+    slow = Envelope(*[getattr(sent, f) for f in Envelope.__slots__ if f != "wire"])
+    assert not slow.wire
+    assert record_id("m", got) == record_id("m", slow)
+    assert got.payload_wire() == canonical_bytes(sent.payload)
+
+
+def test_bytes_that_are_not_canonical_still_verify_without_their_bytes_kept() -> None:
+    sent = _note("text", {})
+    data = sent.to_dict()
+    spaced = json.dumps(data, indent=1).encode()  # whitespace: the cut body does not verify
+    moved = json.dumps({"sig": data.pop("sig"), **data}, separators=(",", ":")).encode()
+    escaped = sent.to_wire().replace(b'"text"', b'"t\\u0065xt"')
+    for raw in (spaced, moved, escaped):
+        got = validate(raw, policy=POLICY, keyring=RING, now_ms=NOW).envelope
+        assert got is not None
+        assert got.wire == b""  # not canonical: hashed from its decoded form
+        assert got.digest() == sent.digest()
+
+
+def test_a_forged_signature_fails_on_the_cut_body_and_the_encoded_one() -> None:
+    sent = _note("text", {})
+    forged = sent.to_wire().replace(
+        sent.sig.encode(), MALLORY.sign_hex(Purpose.ENVELOPE, b"x").encode()
+    )
+    assert check(forged) is RejectCode.BAD_SIGNATURE
+    # a second "sig" member inside the payload, moved: still refused
+    other = sent.to_wire().replace(b'"o":{}', b'"o":{"sig":"' + sent.sig.encode() + b'"}')
+    roomy = EnvelopePolicy(
+        community=COMMUNITY, known_types=POLICY.known_types, max_payload_bytes=2000
+    )
+    result = validate(other, policy=roomy, keyring=RING, now_ms=NOW)
+    assert result.error is RejectCode.BAD_SIGNATURE

@@ -4,7 +4,9 @@ The simulator for tests and benchmarks: it delivers the ``Send``/``Broadcast`` o
 ``protocol.Peer`` after a per-link latency (plus seeded jitter), drops or duplicates
 messages with given probabilities, cuts links by partitions, takes peers offline (they
 neither receive, send nor tick) and back online, runs a peer's clock ahead or behind
-(``set_skew``), and ticks every peer exactly when its ``next_wakeup_ms`` says. All
+(``set_skew``), keeps a peer busy for a while (``set_busy``: a loaded CPU, its timers and
+messages wait and are handled late, in the order they fell due), and ticks every peer
+exactly when its ``next_wakeup_ms`` says. All
 randomness comes from one seeded ``random.Random``, so a run is reproducible.
 
 Malicious behaviour (``Malice``) is applied to a peer's outgoing traffic:
@@ -101,6 +103,7 @@ class MemNet:
         self.links: dict[tuple[str, str], tuple[int, int]] = {}  # (a, b) -> latency, drop_bp
         self.groups: list[frozenset[str]] | None = None
         self.skew: dict[str, int] = {}  # address -> how far its clock is ahead (ms)
+        self.busy: dict[str, int] = {}  # address -> until when its ticks and messages wait
         self.stats = NetStats()
         self._queue: list[tuple[int, int, str, str, bytes]] = []
         self._counter = 0
@@ -135,6 +138,12 @@ class MemNet:
         self._scheduled.pop(address, None)
         self._schedule(address, self.peers[address].next_wakeup_ms() - ahead_ms)
 
+    def set_busy(self, address: str, until_ms: int) -> None:
+        """The peer's CPU is taken until ``until_ms`` (network time): its ticks and the
+        messages that reach it meanwhile wait, and are handled then, in the order they
+        fell due (a loaded event loop runs its late timers and queued reads in turn)."""
+        self.busy[address] = until_ms
+
     def local_now(self, address: str) -> int:
         """The time on ``address``'s own clock."""
         return self.now + self.skew.get(address, 0)
@@ -168,7 +177,13 @@ class MemNet:
     def run_until(self, end_ms: int) -> None:
         """Process deliveries and ticks in time order up to ``end_ms``."""
         while self._queue and self._queue[0][0] <= end_ms:
-            at, _, kind, address, data = heapq.heappop(self._queue)
+            at, counter, kind, address, data = heapq.heappop(self._queue)
+            busy = self.busy.get(address, 0)
+            if at < busy:  # handled once the peer is free, in the same order
+                heapq.heappush(self._queue, (busy, counter, kind, address, data))
+                if kind == "tick" and self._scheduled.get(address) == at:
+                    self._scheduled[address] = busy
+                continue
             self.now = max(self.now, at)
             if kind == "tick":
                 if self._scheduled.get(address) != at:

@@ -19,12 +19,20 @@ Wire form: canonical JSON (see ``canonical``) of an object with exactly these ke
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from .canonical import Canonical, CanonicalError, FloatNotAllowedError, canonical_bytes, decode
+from .canonical import (
+    Canonical,
+    CanonicalError,
+    FloatNotAllowedError,
+    canonical_bytes,
+    decode,
+    digest,
+    digest_of,
+)
 from .identity import Identity, KeyRing, Purpose, is_key_hex, is_sig_hex, verify_hex
 
 PROTOCOL_VERSION = 1
@@ -81,6 +89,9 @@ class Envelope:
     type: str
     payload: Mapping[str, Canonical]
     sig: str
+    # Its canonical wire bytes when known (sealed here, or received exactly canonical):
+    # sending and hashing it then cost no second encoding.
+    wire: bytes = field(default=b"", repr=False, compare=False)
 
     def signed_body(self) -> bytes:
         """The canonical bytes the signature covers (every field except ``sig``)."""
@@ -111,7 +122,20 @@ class Envelope:
 
     def to_wire(self) -> bytes:
         """Canonical bytes to send."""
-        return canonical_bytes(self.to_dict())
+        return self.wire or canonical_bytes(self.to_dict())
+
+    def digest(self) -> bytes:
+        """``digest_of(self.to_dict())``, from the wire bytes when known."""
+        return digest(self.wire) if self.wire else digest_of(self.to_dict())
+
+    def payload_wire(self) -> bytes | None:
+        """The canonical bytes of the payload, cut from the wire bytes when known (the
+        first ``"payload":`` follows the community string, which cannot hold a bare
+        quote; the last ``,"sender":"`` is the top-level one, after the payload)."""
+        if not self.wire:
+            return None
+        start = self.wire.find(b',"payload":') + len(b',"payload":')
+        return self.wire[start : self.wire.rfind(b',"sender":"')]
 
 
 def seal(
@@ -128,8 +152,32 @@ def seal(
     unsigned = Envelope(
         version, community, identity.public_key, seq, ts_ms, type, dict(payload), ""
     )
-    sig = identity.sign_hex(Purpose.ENVELOPE, unsigned.signed_body())
-    return Envelope(version, community, identity.public_key, seq, ts_ms, type, dict(payload), sig)
+    body = unsigned.signed_body()
+    sig = identity.sign_hex(Purpose.ENVELOPE, body)
+    # The wire bytes are the body with the signature between "seq" and "ts" (sorted keys;
+    # after the top-level "ts" come only "type" and "v", so its last occurrence is it).
+    cut = body.rfind(b',"ts":')
+    wire = body[:cut] + b',"sig":"' + sig.encode("ascii") + b'"' + body[cut:]
+    return Envelope(
+        version, community, identity.public_key, seq, ts_ms, type, dict(payload), sig, wire
+    )
+
+
+_SIG_KEY = b',"sig":"'
+
+
+def _spliced_body(raw: bytes, sig: str) -> tuple[bytes, bool] | None:
+    """The signed body of received bytes without encoding them again: the bytes without
+    their (last) ``,"sig":"..."`` member, and whether they are exactly canonical (that
+    member sits right before ``,"ts":``). Only a hypothesis: it holds if the signature
+    verifies over it, because a member signs nothing but canonical bodies, which have no
+    top-level ``sig`` (so the member cut was the top-level one, and nothing else differs).
+    None when the bytes do not even look like that."""
+    cut = raw.rfind(_SIG_KEY)
+    end = cut + len(_SIG_KEY) + len(sig)
+    if cut <= 0 or raw[end : end + 1] != b'"' or raw[cut + len(_SIG_KEY) : end] != sig.encode():
+        return None
+    return raw[:cut] + raw[end + 1 :], raw.startswith(b',"ts":', end + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +336,7 @@ def validate(
     (there is no catch-all that would hide it as ``malformed``).
     """
     data: Any = message
+    raw: bytes | None = None
     # The canonical form of a decoded payload is never longer than the bytes it came in
     # (it only drops whitespace and shortens escapes): no need to encode it to bound it.
     payload_bounded = False
@@ -335,27 +384,37 @@ def validate(
         return _reject(RejectCode.UNKNOWN_SENDER, "sender key is not a member key at that time")
     if abs(ts_ms - now_ms) > policy.max_clock_skew_ms:
         return _reject(RejectCode.CLOCK_SKEW, f"timestamp off by {ts_ms - now_ms} ms")
-    envelope = Envelope(
-        data["v"],
-        data["community"],
-        data["sender"],
-        data["seq"],
-        ts_ms,
-        data["type"],
-        data["payload"],
-        data["sig"],
-    )
+    sender: str = data["sender"]
+    seq: int = data["seq"]
+    sig: str = data["sig"]
     # Replays are refused before the (costlier) signature check, but a sequence number
     # is only recorded once the signature verified: forgeries cannot poison the guard.
     if stranger:
         guard = None
     if guard is not None:
-        code = guard.check(envelope.sender, envelope.seq)
+        code = guard.check(sender, seq)
         if code is not None:
-            return _reject(code, f"sequence {envelope.seq}")
-    body = envelope.signed_body()
-    if not verify_hex(envelope.sender, Purpose.ENVELOPE, body, envelope.sig, cache=not stranger):
-        return _reject(RejectCode.BAD_SIGNATURE, "signature does not verify")
+            return _reject(code, f"sequence {seq}")
+    # The body cut from the received bytes first (no second encoding); if the signature
+    # does not verify over it, over the canonical encoding of what was decoded.
+    spliced = _spliced_body(raw, sig) if raw is not None else None
+    wire = b""
+    if spliced is not None and verify_hex(
+        sender, Purpose.ENVELOPE, spliced[0], sig, cache=not stranger
+    ):
+        wire = raw if raw is not None and spliced[1] else b""
+    else:
+        unsigned = Envelope(
+            data["v"], data["community"], sender, seq, ts_ms, data["type"], data["payload"], ""
+        )
+        body = unsigned.signed_body()
+        if (spliced is not None and body == spliced[0]) or not verify_hex(
+            sender, Purpose.ENVELOPE, body, sig, cache=not stranger
+        ):
+            return _reject(RejectCode.BAD_SIGNATURE, "signature does not verify")
     if guard is not None:
-        guard.record(envelope.sender, envelope.seq)
+        guard.record(sender, seq)
+    envelope = Envelope(
+        data["v"], data["community"], sender, seq, ts_ms, data["type"], data["payload"], sig, wire
+    )
     return ValidationResult(envelope)

@@ -158,13 +158,21 @@ class SlotRound:
         """What ``member`` may spend: balance plus the credit limit."""
         return self.balances.get(member, 0) + self.ctx.rules.credit_limit_base
 
+    def next_step_ms(self, state: SlotState) -> int:
+        """When the next step of a running slot falls due (it may be past: a late tick
+        takes one step at a time and asks for the next tick at once)."""
+        timers = self.timers(state.slot)
+        if state.phase is SlotPhase.SYNC:
+            return timers[min(state.rounds_done, DIGEST_ROUNDS)]
+        if state.phase is SlotPhase.FROZEN:
+            return timers[DIGEST_ROUNDS + 1]
+        return timers[DIGEST_ROUNDS + 2]
+
     def wakeups(self) -> list[int]:
-        """When the clock next has work: the next gate closure and the running slots'
-        timers still ahead."""
+        """When the clock next has work: the next gate closure and each running slot's
+        next step."""
         times = [self.ctx.rules.gate_closure_ms(self.next_slot)]
-        for state in self.slots.values():
-            if state.running:
-                times.extend(t for t in self.timers(state.slot) if t > (self.last_tick or 0))
+        times.extend(self.next_step_ms(s) for s in self.slots.values() if s.running)
         return times
 
     def slot_payload(self, state: SlotState, book: str) -> dict[str, Any] | None:
@@ -307,15 +315,17 @@ class SlotRound:
         last = self.last_tick
         gap = last == 0
         if last is not None and not gap:
-            due = [rules.gate_closure_ms(self.next_slot)]
-            for state in self.slots.values():
-                if state.running:
-                    due.extend(t for t in self.timers(state.slot) if t > last)
-            gap = now_ms - min(due) > window
+            gap = now_ms - min(self.wakeups()) > window
         missed = False
         while rules.gate_closure_ms(self.next_slot) <= now_ms:
             s = self.next_slot
-            if now_ms < rules.gate_closure_ms(s) + rules.sync_window_ms:
+            g = rules.gate_closure_ms(s)
+            # A home that was here (no gap) runs every slot whose deadline is ahead, even
+            # when its timer comes late (a loaded CPU): it holds the bids and owes the
+            # freeze and its attestation. One that was away runs only a slot still in its
+            # sync window (the digest rounds fetch the bids it lacks); it catches up the
+            # others.
+            if now_ms < g + rules.sync_window_ms or (not gap and now_ms < g + window):
                 self.slot(s).advance(SlotPhase.SYNC)
             else:
                 missed = True
@@ -334,19 +344,29 @@ class SlotRound:
         return out
 
     def _run_slot(self, state: SlotState, now_ms: int) -> list[Output]:
+        """Take the slot's next step if it is due: one digest round, the freeze (and our
+        attestation), the fallback or the close. One step per tick: when a late tick finds
+        several due, the next one is due at once (``next_step_ms``), so the messages that
+        waited meanwhile (digests, attestations) are read between the steps, in order."""
         out: list[Output] = []
         timers = self.timers(state.slot)
-        while state.rounds_done < DIGEST_ROUNDS and now_ms >= timers[state.rounds_done]:
-            if now_ms < timers[DIGEST_ROUNDS]:  # skip digests once attestation is due
+        if now_ms < self.next_step_ms(state):
+            return out
+        if state.phase is SlotPhase.SYNC and state.rounds_done < DIGEST_ROUNDS:
+            if now_ms < timers[DIGEST_ROUNDS]:
                 out.extend(self._digest(state, now_ms, first=state.rounds_done == 0))
-            state.rounds_done += 1
-        if state.phase is SlotPhase.SYNC and now_ms >= timers[DIGEST_ROUNDS]:
+                state.rounds_done += 1
+                return out
+            # The others froze their books at the attestation time: a digest now changes
+            # no book but ours, and a book that differs from the quorum's is fetched.
+            state.rounds_done = DIGEST_ROUNDS
+        if state.phase is SlotPhase.SYNC:
             state.advance(SlotPhase.FROZEN)
             out.extend(self._attest(state, now_ms))
-        if state.phase is SlotPhase.FROZEN and now_ms >= timers[DIGEST_ROUNDS + 1]:
+        elif state.phase is SlotPhase.FROZEN:
             state.advance(SlotPhase.FALLBACK)
             out.extend(self._fallback(state, now_ms))
-        if state.phase is SlotPhase.FALLBACK and now_ms >= timers[DIGEST_ROUNDS + 2]:
+        elif state.phase is SlotPhase.FALLBACK:
             state.advance(SlotPhase.CLOSED)
             if state.final is None:
                 self.missing.add(state.slot)
@@ -413,7 +433,7 @@ class SlotRound:
             return []  # joined after gate closure: observe only
         env = ctx.seal_env("attest", {"slot": state.slot, "book": book, "result": res}, now_ms)
         record = env.to_dict()
-        ctx.seen.add(digest_of(record).hex())
+        ctx.seen.add(env.digest().hex())
         state.attests.setdefault(ctx.member_id, {})[(book, res)] = Attest(
             ctx.member_id, book, res, record
         )
@@ -580,7 +600,7 @@ class SlotRound:
         ``CATCHUP_PEERS`` members in relay order answer it with the quorum's records, once
         per peer and slot, if they are final."""
         ctx, member, now_ms = self.ctx, msg.member, msg.now_ms
-        ctx.seen.add(digest_of(msg.env.to_dict()).hex())
+        ctx.seen.add(msg.env.digest().hex())
         out = [] if direct.attest is None else self._apply_attest(msg, direct.attest)
         state = self.slots.get(msg.int_field("slot"))
         if (

@@ -16,9 +16,10 @@ from .outputs import FinalSlot
 class SlotPhase(StrEnum):
     """Where a slot is in this peer's round (driven by ``tick``).
 
-    ``OPEN`` -> ``SYNC`` -> ``FROZEN`` -> ``FALLBACK`` -> ``CLOSED``, one step at a time
-    (a late tick walks through several in one call). A slot whose gate closure passed
-    while the home was away is never run: it stays ``OPEN`` and is caught up instead.
+    ``OPEN`` -> ``SYNC`` -> ``FROZEN`` -> ``FALLBACK`` -> ``CLOSED``, one step per tick
+    (a late tick that finds several due takes one and the next tick is due at once). A
+    slot whose gate closure passed while the home was away is never run: it stays
+    ``OPEN`` and is caught up instead.
     Finality is not a phase: a slot becomes final whenever a quorum is known (before or
     after its deadline, or from catch-up); a ``CLOSED`` slot that is not final is void.
     """

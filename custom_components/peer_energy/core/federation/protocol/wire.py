@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ...trust.canonical import CanonicalError, decode, digest_of
+from ...trust.canonical import CanonicalError, canonical_bytes, decode, digest, digest_of
 from ...trust.envelope import (
     Envelope,
     EnvelopePolicy,
@@ -194,7 +194,19 @@ def verify_record(
 
 def record_id(member: str, env: Envelope) -> str:
     """Identity of a record's statement: member and payload (not seq, ts or signature)."""
-    return digest_of({"member": member, "type": env.type, "payload": env.payload}).hex()
+    payload = env.payload_wire()
+    if payload is None:
+        return digest_of({"member": member, "type": env.type, "payload": env.payload}).hex()
+    # The same canonical bytes, with the payload's cut from the wire instead of encoded.
+    return digest(
+        b'{"member":'
+        + canonical_bytes(member)
+        + b',"payload":'
+        + payload
+        + b',"type":'
+        + canonical_bytes(env.type)
+        + b"}"
+    ).hex()
 
 
 def peek_join_sender(data: bytes) -> str | None:
