@@ -25,6 +25,7 @@ from .announce import Announcer, short
 from .const import DOMAIN, LOGGER
 from .core.federation.protocol import LedgerRecords, Peer
 from .core.trust.credit import Refusal, Settlement, SignedTrade, TradeTerms
+from .core.trust.home_ledger import SlotResult
 from .core.trust.reputation import Evidence, delivery_evidence
 from .ledger import PeerLedger
 
@@ -149,16 +150,28 @@ class LedgerRecorder:
                 self._recording.pop(slot, None)
         self._host.settle_waiting()  # later slots waited for these trades
 
-    async def _record_trade_batch(self, slot: int, trades: list[SignedTrade]) -> None:
+    async def _commit_checked(
+        self, slot: int, what: str, trades: Sequence[SignedTrade] = (), **records: Any
+    ) -> SlotResult | None:
+        """Commit ``trades`` or ``records`` of ``slot`` with the members' current keys;
+        a disk failure is logged (``what`` names what was lost) and gives None."""
         host = self._host
         ledger = host.ledger
         assert ledger is not None
         if host.peer is not None:
             ledger.set_keyring(host.peer.membership.keyring)
         try:
-            result = await ledger.async_commit_slot(slot * 1000, trades=trades)
+            return await ledger.async_commit_slot(slot * 1000, trades=trades, **records)
         except HomeAssistantError as err:
-            LOGGER.error("Could not record the trades of slot %s: %s", slot, err)
+            LOGGER.error("Could not record the %s of slot %s: %s", what, slot, err)
+            return None
+
+    async def _record_trade_batch(self, slot: int, trades: list[SignedTrade]) -> None:
+        host = self._host
+        ledger = host.ledger
+        assert ledger is not None
+        result = await self._commit_checked(slot, "trades", trades)
+        if result is None:
             return
         self.trades_recorded += len(result.accepted)
         refused = [(t, r) for t, r in result.refused if r.refusal is not Refusal.DUPLICATE]
@@ -291,17 +304,10 @@ class LedgerRecorder:
     async def _record_delivery(
         self, slot: int, settlements: list[Settlement], evidence: list[Evidence]
     ) -> None:
-        host = self._host
-        ledger = host.ledger
-        assert ledger is not None
-        if host.peer is not None:
-            ledger.set_keyring(host.peer.membership.keyring)
-        try:
-            result = await ledger.async_commit_slot(
-                slot * 1000, settlements=settlements, evidence=evidence
-            )
-        except HomeAssistantError as err:  # pragma: no cover - disk failure
-            LOGGER.error("Could not record the delivery of slot %s: %s", slot, err)
+        result = await self._commit_checked(
+            slot, "delivery", settlements=settlements, evidence=evidence
+        )
+        if result is None:  # pragma: no cover - disk failure
             return
         self.settlements_recorded += len(result.accepted)
         by_id = {s.settlement_id: s for s in settlements}

@@ -270,26 +270,33 @@ async def test_place_order_over_rest(
     assert len(market.manual[NEXT_TS]) == 2
 
 
-async def test_closed_slot_over_websocket(
-    hass: HomeAssistant, market: SlotClock, hass_ws_client: WebSocketGenerator
-) -> None:
-    """The UI's path for a slot whose gate has closed: the translated validation error."""
+async def _place_order_over_websocket(
+    hass: HomeAssistant, hass_ws_client: WebSocketGenerator, data: dict[str, Any]
+) -> dict[str, Any]:
+    """Call ``place_order`` the way the UI does and return the websocket's answer."""
     client = await hass_ws_client(hass)
     await client.send_json_auto_id(
         {
             "type": "call_service",
             "domain": DOMAIN,
             "service": SERVICE_PLACE_ORDER,
-            "service_data": {
-                "side": "buy",
-                "energy_kwh": 1,
-                "limit_price": 0.2,
-                "slot": "2026-11-22T12:00:00+00:00",
-            },
+            "service_data": data,
             "return_response": True,
         }
     )
-    msg = await client.receive_json()
+    msg: dict[str, Any] = await client.receive_json()
+    return msg
+
+
+async def test_closed_slot_over_websocket(
+    hass: HomeAssistant, market: SlotClock, hass_ws_client: WebSocketGenerator
+) -> None:
+    """The UI's path for a slot whose gate has closed: the translated validation error."""
+    msg = await _place_order_over_websocket(
+        hass,
+        hass_ws_client,
+        {"side": "buy", "energy_kwh": 1, "limit_price": 0.2, "slot": "2026-11-22T12:00:00+00:00"},
+    )
     assert not msg["success"]
     assert msg["error"]["code"] == "service_validation_error"
     assert msg["error"]["translation_key"] == "slot_closed"
@@ -302,17 +309,9 @@ async def test_place_order_errors_over_websocket(
     hass: HomeAssistant, market: SlotClock, hass_ws_client: WebSocketGenerator
 ) -> None:
     """The UI's path: a refusal arrives as a translated service validation error."""
-    client = await hass_ws_client(hass)
-    await client.send_json_auto_id(
-        {
-            "type": "call_service",
-            "domain": DOMAIN,
-            "service": SERVICE_PLACE_ORDER,
-            "service_data": {"side": "buy", "energy_kwh": 1, "limit_price": 5000},
-            "return_response": True,
-        }
+    msg = await _place_order_over_websocket(
+        hass, hass_ws_client, {"side": "buy", "energy_kwh": 1, "limit_price": 5000}
     )
-    msg = await client.receive_json()
     assert not msg["success"]
     assert msg["error"]["code"] == "service_validation_error"
     assert msg["error"]["translation_key"] == "limit_price_out_of_range"

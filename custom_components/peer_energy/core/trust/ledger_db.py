@@ -407,12 +407,7 @@ class LedgerDB:
 
     def records(self, kind: str | None = None, since_ms: int = 0) -> list[StoredRecord]:
         """Accepted credit records, oldest first."""
-        query = "SELECT id, kind, ts, body FROM records WHERE ts >= ?"
-        params: list[Any] = [since_ms]
-        if kind is not None:
-            query += " AND kind = ?"
-            params.append(kind)
-        rows = self._q(query + " ORDER BY ts, id", params)
+        rows = self._records_where("id, kind, ts, body", "ts >= ?", since_ms, kind, "ts, id")
         return [_record(r) for r in rows]
 
     def records_after(self, kind: str | None, after_row: int) -> list[tuple[int, StoredRecord]]:
@@ -420,13 +415,22 @@ class LedgerDB:
         order they were stored, each with its row number. A reader that keeps the last row
         it read finds every record stored since, however old its time (a record of an old
         trade learnt by reconciling)."""
-        query = "SELECT rowid, id, kind, ts, body FROM records WHERE rowid > ?"
-        params: list[Any] = [after_row]
+        rows = self._records_where(
+            "rowid, id, kind, ts, body", "rowid > ?", after_row, kind, "rowid"
+        )
+        return [(int(r[0]), _record(r[1:])) for r in rows]
+
+    def _records_where(
+        self, columns: str, where: str, bound: int, kind: str | None, order: str
+    ) -> list[Any]:
+        """Rows of the records table matching ``where`` (one bound parameter) and, when
+        given, ``kind``; the column, condition and order texts are this module's own."""
+        query = f"SELECT {columns} FROM records WHERE {where}"  # noqa: S608
+        params: list[Any] = [bound]
         if kind is not None:
             query += " AND kind = ?"
             params.append(kind)
-        rows = self._q(query + " ORDER BY rowid", params)
-        return [(int(r[0]), _record(r[1:])) for r in rows]
+        return self._q(query + f" ORDER BY {order}", params).fetchall()
 
     def records_applied(self, since_ms: int, limit: int) -> list[StoredRecord]:
         """The newest ``limit`` accepted credit records from ``since_ms`` on, in the order
