@@ -8,11 +8,13 @@ before any ``hass`` fixture runs, pins the right one.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Generator
+import os
 from typing import Any
 from unittest.mock import patch
 
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
+from hypothesis import settings as hypothesis_settings
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
@@ -44,6 +46,12 @@ from custom_components.peer_energy.const import (  # (import pins our package)
     ControlMode,
     PowerSign,
 )
+
+# Property tests draw the same examples on every run (a test run must not pass or fail by
+# chance). ``HYPOTHESIS_PROFILE=explore`` draws new ones, to look for failures on purpose.
+hypothesis_settings.register_profile("repeatable", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", max_examples=500)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 ENTRY_ID = "01JPEERENERGYENTRY000000000"
 PV_ID = "01JPEERENERGYPV000000000000"

@@ -332,6 +332,7 @@ def _run(home: dict[str, object], prices: Sequence[int | None], *, trade: bool) 
             assert -e <= max(0, b.soc_wh - b.reserve_wh)
             soc = b.soc_wh + (e * b.efficiency_pct // 100 if e > 0 else e)
             bats = [replace(b, soc_wh=soc)]
+            total += max(-e, 0) * b.degradation  # wear, as the planner counts it
             net += e
         if evs:
             e = energy.get("ev", 0)
@@ -346,8 +347,6 @@ def _run(home: dict[str, object], prices: Sequence[int | None], *, trade: bool) 
                 else []
             )
         total += _cost(net, price, imp, fit, bought, sold)
-        if bats:
-            total -= 0  # stored energy is valued below, at the end
     if bats:
         total -= (bats[0].soc_wh - home["batteries"][0].soc_wh) * fc.feed_in_tariff[-1]  # type: ignore[index]
     return total
