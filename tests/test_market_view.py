@@ -434,6 +434,16 @@ async def test_market_view_of_a_cleared_slot(
         value = saved / 100_000
         assert lines[at + 1] == (f"{value:.4f} EUR" if value < 1 else f"{value:.2f} EUR")
         assert "not rated yet" in lines
+        # A loss (a delivery settlement can make the savings negative) keeps its sign.
+        lost = json.loads(json.dumps(view))
+        for period in ("today", "month", "since_joining"):
+            lost["savings"][period] = {"value": -0.0021, "mmu": -210}
+        shown = _rendered(lost, tmp_path)
+        assert shown is not None
+        loss = shown.splitlines()
+        at = loss.index("Saved today versus not trading")
+        assert loss[at + 1] == "−0.0021 EUR"
+        assert loss[at + 2].startswith("This month −0.0021 EUR · since joining −0.0021 EUR")
         # Every text comes from the translations: no key is shown as such.
         keys = json.loads((TRANSLATIONS / "en.json").read_text(encoding="utf-8"))
         assert not [line for line in lines if line in keys]

@@ -575,13 +575,15 @@ class PeerEnergyPanel extends HTMLElement {
     // "savings" comes with a later version; the tile shows once it is sent.
     if (data.savings) {
       const saved = data.savings;
-      let note = this._t("savings.note", { month: this._money(saved.month?.value ?? null), total: this._money(saved.since_joining?.value ?? null) });
+      // A loss (delivery settlements can make the savings negative) keeps its sign.
+      const signed = (value) => (value === null || value === undefined ? this._money(null) : this._signedMoney(value));
+      let note = this._t("savings.note", { month: signed(saved.month?.value), total: signed(saved.since_joining?.value) });
       // Trades a seller delivered short of: their settlements are part of the savings.
       const settled = saved.delivery_settlements;
       if (settled && settled.count > 0) {
         note += ` · ${this._tn("savings.settlements", settled.count, { count: settled.count, amount: this._signedMoney(settled.saving.value) })}`;
       }
-      tiles.append(this._tile(this._t("savings.title"), this._money(saved.today?.value ?? null), note));
+      tiles.append(this._tile(this._t("savings.title"), signed(saved.today?.value), note));
     }
     const current = data.current.outcome;
     tiles.append(
