@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 import json
 from pathlib import Path
+import time
 from typing import Any
 
 import yaml  # type: ignore[import-untyped]  # no stubs in the pinned toolchain
@@ -17,11 +19,34 @@ from .util import local_time_zone
 # ---------------------------------------------------------------------------------------
 
 
-def write_config(config_dir: Path, port: int, *, fast: bool) -> None:
-    """configuration.yaml, .storage/http and the custom_components link."""
+CHECK_SIM_HOUR = 11.0  # --check: late morning, PV surplus on the sunny roofs
+
+
+def sim_hour(args: Any) -> float | None:
+    """The simulated hour to start at: ``--sim-hour``, or late morning for ``--check``
+    (at night nobody has surplus and the check would wait for a trade in vain)."""
+    if args.sim_hour is not None:
+        return float(args.sim_hour)
+    return CHECK_SIM_HOUR if args.check else None
+
+
+def sim_hour_offset(sim_hour: float, *, fast: bool) -> float:
+    """Hours to add to the simulated clock so that it reads ``sim_hour`` now (quarter
+    hours, between -12 and 12)."""
+    now = datetime.now()
+    clock = (time.time() / 60) % 24 if fast else now.hour + now.minute / 60
+    return round(((sim_hour - clock + 12) % 24 - 12) * 4) / 4
+
+
+def write_config(config_dir: Path, port: int, *, fast: bool, sim_hour: float | None = None) -> None:
+    """configuration.yaml, .storage/http and the custom_components link; ``sim_hour``:
+    the simulated hour of the day at start (default: the clock's)."""
     home = simulated_home()
     if fast:
         home["input_boolean"]["sim_fast_day"]["initial"] = True
+    if sim_hour is not None:
+        offset = sim_hour_offset(sim_hour, fast=fast)
+        home["input_number"]["sim_hour_offset"]["initial"] = offset
     config: dict[str, Any] = {
         "homeassistant": {
             "name": "Peer Energy demo",

@@ -23,7 +23,7 @@ import aiohttp
 
 from .answers import ASSETS, HOME_ANSWERS
 from .client import Api, drive_flow, fill_form
-from .hassconfig import write_config
+from .hassconfig import sim_hour, write_config
 from .normal_ha import demo, prepare_home, print_summary
 from .process import Run, onboard, remove_onboarding_entries, start_hass, stop_hass
 from .settings import DEMO_ROOT, DOMAIN, FLOW_TIMEOUT, START_TIMEOUT, SUBENTRY_TYPE, UNAVAILABLE
@@ -59,7 +59,7 @@ DELIVERY_WAIT = 200.0  # --check: then for its delivery to be settled on every h
 
 async def start_home(run: Run, api: Api, label: str) -> None:
     """Start, onboard and wait for the simulated home of one instance."""
-    write_config(run.config_dir, run.port, fast=run.args.fast)
+    write_config(run.config_dir, run.port, fast=run.args.fast, sim_hour=sim_hour(run.args))
     start_hass(run)
 
     async def answers() -> bool:
@@ -501,6 +501,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--fast", action="store_true", help="start with a fast day (1 simulated hour per minute)"
+    )
+    parser.add_argument(
+        "--sim-hour",
+        type=float,
+        default=None,
+        help=(
+            "the simulated hour of the day at start, 0 to 24 (default: the clock's; with "
+            "--check 11, so that the homes have surplus and needs to trade at any time)"
+        ),
     )
     parser.add_argument(
         "--transport",

@@ -16,7 +16,7 @@ import aiohttp
 
 from .answers import ASSETS
 from .client import Api
-from .hassconfig import write_config
+from .hassconfig import sim_hour, write_config
 from .process import Run, configure_peer_energy, onboard, remove_onboarding_entries, start_hass
 from .settings import DOMAIN, LIVE_WINDOW, ONBOARDING_DOMAINS, START_TIMEOUT, UNAVAILABLE
 from .simhome import SIM_ENTITIES
@@ -409,7 +409,7 @@ async def demo(run: Run) -> bool:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, run.stop.set)
     t0 = run.started = time.monotonic()
-    write_config(run.config_dir, run.port, fast=run.args.fast)
+    write_config(run.config_dir, run.port, fast=run.args.fast, sim_hour=sim_hour(run.args))
     say(f"config directory: {run.config_dir}")
     say(f"starting Home Assistant on {run.url} (log: {run.log_path})")
     start_hass(run)

@@ -13,9 +13,12 @@ from typing import Any
 SIM_VARIABLES: dict[str, str] = {
     "tick": "{{ trigger.platform == 'time_pattern' }}",
     "fast": "{{ is_state('input_boolean.sim_fast_day', 'on') }}",
+    # The simulated hour of the day: the clock's (or the fast day's), moved by the offset
+    # ``--sim-hour`` sets (so a check can run at midday whatever the time).
     "hour": (
-        "{{ ((as_timestamp(now()) / 60) % 24) if fast"
-        " else (now().hour + now().minute / 60 + now().second / 3600) }}"
+        "{{ (((as_timestamp(now()) / 60) if fast"
+        " else (now().hour + now().minute / 60 + now().second / 3600))"
+        " + states('input_number.sim_hour_offset') | float(0)) % 24 }}"
     ),
     "dt_h": "{{ ((600 if fast else 10) / 3600) if tick else 0 }}",
     "cloud": "{{ states('input_number.sim_cloud_cover') | float(20) / 100 }}",
@@ -200,6 +203,14 @@ def simulated_home() -> dict[str, Any]:
                 "step": 5,
                 "initial": 20,
                 "unit_of_measurement": "%",
+            },
+            "sim_hour_offset": {
+                "name": "Simulation: hours ahead of the clock",
+                "min": -24,
+                "max": 24,
+                "step": 0.25,
+                "initial": 0,
+                "unit_of_measurement": "h",
             },
             "sim_ev_charge_current": {
                 "name": "Sim EV charge current setting",
