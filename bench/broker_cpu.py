@@ -22,13 +22,14 @@ import time
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from federation_mqtt import random_order
+
 from custom_components.peer_energy.core.federation.brokernet import BrokerNet
 from custom_components.peer_energy.core.federation.channel import (
     found_on_broker,
-    join_on_broker,
 )
 from custom_components.peer_energy.core.federation.community import CommunityRules
-from custom_components.peer_energy.core.market.orders import MarketRules, Order, Side
+from custom_components.peer_energy.core.market.orders import MarketRules
 from custom_components.peer_energy.core.trust.identity import Identity
 
 
@@ -49,16 +50,9 @@ def run(n: int, slots: int) -> list[float]:
     founder = found_on_broker(
         _identity(0), name="Bench", rules=rules, now_ms=net.now, nonce=b"0123456789abcdef"
     )
-    net.add(founder)
-    channels = [founder]
     rng = random.Random(1)
-    for i in range(1, n):
-        inv = founder.peer.invite(rng.randbytes(32), net.now)
-        channel, outs = join_on_broker(_identity(i), inv.encode(), now_ms=net.now)
-        net.add(channel)
-        net.apply(channel.peer.address, outs)
-        net.run_until(net.now + 20)
-        channels.append(channel)
+    joiners = (_identity(i) for i in range(1, n))
+    channels = net.form(founder, joiners, lambda _i: rng.randbytes(32), step_ms=20)
     net.run_until(net.now + 2_000)
     step = rules.slot_seconds
     slot = (net.now // 1000 + rules.gate_closure_lead_s + 2) // step * step + step
@@ -69,15 +63,7 @@ def run(n: int, slots: int) -> list[float]:
         before = time.process_time()
         for i, channel in enumerate(channels):
             peer = channel.peer
-            side = Side.SELL if rng.random() < 0.5 else Side.BUY
-            order = Order.single(
-                f"o{i}",
-                peer.member_id,
-                side,
-                slot,
-                100 + rng.randrange(400),
-                10 + rng.randrange(20),
-            )
+            order = random_order(rng, f"o{i}", peer.member_id, slot)
             net.apply(peer.address, peer.submit_orders(slot, [order], net.now))
         net.run_until(g + rules.sync_window_ms + rules.attest_window_ms + 1_000)
         cpu.append((time.process_time() - before) * 1000 / n)

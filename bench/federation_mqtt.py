@@ -67,7 +67,6 @@ from custom_components.peer_energy.core.federation.channel import (
     ALL,
     BrokerChannel,
     found_on_broker,
-    join_on_broker,
 )
 from custom_components.peer_energy.core.federation.community import CommunityRules
 from custom_components.peer_energy.core.federation.protocol import Peer, SlotCleared
@@ -108,21 +107,22 @@ def make_rules(n: int, slot_s: int, sync_ms: int, attest_ms: int) -> CommunityRu
     )
 
 
+def random_order(rng: random.Random, order_id: str, member: str, slot: int) -> Order:
+    """One home's bench order: buy or sell 100-499 Wh at 10-29 minor units per kWh."""
+    side = Side.SELL if rng.random() < 0.5 else Side.BUY
+    return Order.single(
+        order_id, member, side, slot, 100 + rng.randrange(400), 10 + rng.randrange(20)
+    )
+
+
 def form(n: int, rules: CommunityRules) -> list[dict[str, Any]]:
     """The community, formed in memory at the real time: each home's snapshot and keys."""
     net = BrokerNet(start_ms=now_ms())
     founder = found_on_broker(
         identity(0), name="Bench street", rules=rules, now_ms=net.now, nonce=os.urandom(16)
     )
-    net.add(founder)
-    channels = [founder]
-    for i in range(1, n):
-        inv = founder.peer.invite(os.urandom(32), net.now)
-        channel, outs = join_on_broker(identity(i), inv.encode(), now_ms=net.now)
-        net.add(channel)
-        net.apply(channel.peer.address, outs)
-        net.run_until(net.now + 20)
-        channels.append(channel)
+    joiners = (identity(i) for i in range(1, n))
+    channels = net.form(founder, joiners, lambda _i: os.urandom(32), step_ms=20)
     net.run_until(net.now + 100)
     assert all(len(c.peer.roster()) == n for c in channels), "formation failed"
     return [{"peer": c.peer.snapshot(), "keys": c.keys.to_dict()} for c in channels]
@@ -368,15 +368,7 @@ async def _worker(job: Job, queue: Any, start: Any) -> dict[str, Any]:
             for slot in slots:
                 g = rules.gate_closure_ms(slot)
                 if (index, slot) not in submitted and g - 3_000 <= t < g - 500:
-                    side = Side.SELL if rng.random() < 0.5 else Side.BUY
-                    order = Order.single(
-                        f"o{index}",
-                        peer.member_id,
-                        side,
-                        slot,
-                        100 + rng.randrange(400),
-                        10 + rng.randrange(20),
-                    )
+                    order = random_order(rng, f"o{index}", peer.member_id, slot)
                     timed(index, _submit, home, slot, order, t)
                     submitted.add((index, slot))
                     dirty.add(index)

@@ -11,7 +11,6 @@ from custom_components.peer_energy.core.federation.brokernet import BrokerNet
 from custom_components.peer_energy.core.federation.channel import (
     BrokerChannel,
     found_on_broker,
-    join_on_broker,
 )
 from custom_components.peer_energy.core.federation.protocol import Peer, SlotCleared, SlotVoid
 
@@ -34,17 +33,10 @@ def build_broker(n: int, *, seed: int = 0, **net_kwargs: Any) -> tuple[BrokerNet
         nonce=b"nonce-0123456789",
         random32=seeded_random32(seed),
     )
-    net.add(founder)
-    peers = [founder.peer]
-    for i in range(1, n):
-        inv = founder.peer.invite(secret(f"p{i}"), net.now)
-        channel, outs = join_on_broker(make_identity(f"p{i}"), inv.encode(), now_ms=net.now)
-        net.add(channel)
-        net.apply(channel.peer.address, outs)
-        net.run_until(net.now + 30)
-        peers.append(channel.peer)
+    joiners = (make_identity(f"p{i}") for i in range(1, n))
+    channels = net.form(founder, joiners, lambda i: secret(f"p{i}"), step_ms=30)
     net.run_until(net.now + 200)
-    return net, peers
+    return net, [c.peer for c in channels]
 
 
 def channel_of(net: BrokerNet, peer: Peer) -> BrokerChannel:

@@ -5,13 +5,24 @@ takes one step at a time, handling the messages that waited in between."""
 
 from __future__ import annotations
 
+from custom_components.peer_energy.core.federation.community import CommunityRules
 from custom_components.peer_energy.core.federation.memnet import MemNet
-from custom_components.peer_energy.core.federation.protocol import SlotCleared, SlotVoid
+from custom_components.peer_energy.core.federation.protocol import Peer, SlotCleared, SlotVoid
 from custom_components.peer_energy.core.trust.canonical import decode
 
 from .helpers import build, next_slot, outcome, submit_all
 
 LATE = ("p1", "p2", "p3")  # a majority of five: without them no quorum
+
+
+def _bids_in(n: int) -> tuple[MemNet, list[Peer], int, CommunityRules, int]:
+    """``n`` homes that have all bid for the next slot: the net, the homes, the slot, the
+    rules and the slot's gate closure (ms)."""
+    net, peers = build(n)
+    slot = next_slot(net, peers)
+    r = peers[0].rules
+    submit_all(net, peers, slot)
+    return net, peers, slot, r, r.gate_closure_ms(slot)
 
 
 def _voids(net: MemNet, address: str, slot: int) -> int:
@@ -27,11 +38,7 @@ def _cleared(net: MemNet, address: str, slot: int) -> list[SlotCleared]:
 def test_a_majority_whose_first_tick_comes_after_the_attestation_time_still_attests() -> None:
     # Online all along, holding every bid, but their CPU is busy from before gate closure
     # until past the attestation time: they owe the freeze and their attestation.
-    net, peers = build(5)
-    slot = next_slot(net, peers)
-    r = peers[0].rules
-    g = r.gate_closure_ms(slot)
-    submit_all(net, peers, slot)
+    net, peers, slot, r, g = _bids_in(5)
     net.run_until(g - 10)
     late_by = r.sync_window_ms + r.attest_window_ms // 4  # before the fallback point
     for address in LATE:
@@ -50,11 +57,7 @@ def test_a_majority_whose_first_tick_comes_after_the_attestation_time_still_atte
 
 
 def test_one_late_home_attests_and_holds_the_result() -> None:
-    net, peers = build(3)
-    slot = next_slot(net, peers)
-    r = peers[0].rules
-    g = r.gate_closure_ms(slot)
-    submit_all(net, peers, slot)
+    net, peers, slot, r, g = _bids_in(3)
     net.run_until(g - 10)
     net.set_busy("p1", g + r.sync_window_ms + 100)
     sent: list[str] = []
@@ -78,11 +81,7 @@ def test_a_tick_past_the_deadline_reads_the_waiting_attestations_before_closing(
     # deadline: their own attestation and the others' (waiting in their inbox since before
     # the deadline) make the quorum; a home that closed the slot in the same step as it
     # froze would call it void first and then final.
-    net, peers = build(5)
-    slot = next_slot(net, peers)
-    r = peers[0].rules
-    g = r.gate_closure_ms(slot)
-    submit_all(net, peers, slot)
+    net, peers, slot, r, g = _bids_in(5)
     net.run_until(g + r.sync_window_ms - 100)  # every digest round done
     deadline = g + r.sync_window_ms + r.attest_window_ms
     for address in LATE:

@@ -19,7 +19,8 @@ import heapq
 import random
 from typing import Any
 
-from .channel import ALL, BrokerChannel, Publication
+from ..trust.identity import Identity
+from .channel import ALL, BrokerChannel, Publication, join_on_broker
 from .memnet import NetStats
 from .protocol import Output
 
@@ -61,6 +62,28 @@ class BrokerNet:
         self._scheduled: dict[str, int] = {}
 
     # -- set-up --
+    def form(
+        self,
+        founder: BrokerChannel,
+        joiners: Iterable[Identity],
+        secret: Callable[[int], bytes],
+        *,
+        step_ms: int,
+    ) -> list[BrokerChannel]:
+        """Attach ``founder`` and join each of ``joiners`` through its own invitation
+        (``secret(i)`` for the i-th home, founder 0), running ``step_ms`` after each join;
+        returns every home's channel, founder first."""
+        self.add(founder)
+        channels = [founder]
+        for i, identity in enumerate(joiners, start=1):
+            inv = founder.peer.invite(secret(i), self.now)
+            channel, outs = join_on_broker(identity, inv.encode(), now_ms=self.now)
+            self.add(channel)
+            self.apply(channel.peer.address, outs)
+            self.run_until(self.now + step_ms)
+            channels.append(channel)
+        return channels
+
     def add(self, channel: BrokerChannel) -> None:
         """Attach a home: it subscribes to the community route and its inbox."""
         address = channel.peer.address
