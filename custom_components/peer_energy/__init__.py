@@ -29,6 +29,7 @@ from .federation_setup import (
     async_take_broker_password,
     community_subentry,
 )
+from .http import RateLimiter
 from .issues import async_clear_issues, async_watch_sources
 from .ledger import LedgerSetupError
 from .market import SlotClock, async_add_blueprints
@@ -75,7 +76,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
     coordinator = PeerEnergyCoordinator(hass, entry, assets)
     await coordinator.async_config_entry_first_refresh()
     try:
-        ledger, link = await async_setup_federation(hass, entry)
+        ledger, link, start_federation = await async_setup_federation(hass, entry)
     except LedgerSetupError as err:
         LOGGER.debug("The ledger cannot be opened: %s", err)
         if isinstance(err.__cause__, HomeLedgerError):
@@ -91,6 +92,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
     # them (its first plan and restored totals then reach the entities).
     market = SlotClock(hass, entry)
     savings = SavingsTracker(hass, entry.entry_id)
+    # Built in one step, before the link starts: from here on the HTTP views find the link
+    # through this entry (also while it still sets up).
     entry.runtime_data = PeerEnergyRuntime(
         coordinator=coordinator,
         assets=assets,
@@ -98,8 +101,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: PeerEnergyConfigEntry) -
         savings=savings,
         controls=dict.fromkeys(assets, defaults),
         ledger=ledger,
+        link=link,
+        limiter=RateLimiter(),
         federation=link if link.joined else None,
     )
+    start_federation()
 
     # The home device exists before the asset devices so that their via_device links resolve.
     dr.async_get(hass).async_get_or_create(

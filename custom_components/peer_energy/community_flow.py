@@ -31,7 +31,12 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, Final
 
-from homeassistant.config_entries import ConfigSubentryData, ConfigSubentryFlow, SubentryFlowResult
+from homeassistant.config_entries import (
+    ConfigEntry,
+    ConfigSubentryData,
+    ConfigSubentryFlow,
+    SubentryFlowResult,
+)
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.network import NoURLAvailableError, get_url
 from homeassistant.helpers.selector import (
@@ -83,7 +88,7 @@ from .const import (
     CommunityAction,
 )
 from .core.federation.community import MAX_NAME_LEN, CommunityError, Invitation, InvitationError
-from .federation import DATA_LINK, community_rules
+from .federation import community_rules
 from .gate import gate_lead_error
 from .http import HttpTransport
 from .mqtt_transport import (
@@ -95,6 +100,7 @@ from .mqtt_transport import (
     check_prefix,
 )
 from .prices import InvalidPriceError, fixed_price_to_minor
+from .runtime import entry_link
 
 ERROR_NAME_REQUIRED: Final = "name_required"
 ERROR_INVALID_ADDRESS: Final = "invalid_address"
@@ -432,11 +438,11 @@ async def validate_join(
     return data, errors, f"Community {invitation.community[:8]}"
 
 
-async def _async_join_now(hass: HomeAssistant, data: Mapping[str, Any]) -> str | None:
-    """Join with the loaded entry's link (the "Add community" flow); None when joined
+async def _async_join_now(entry: ConfigEntry[Any], data: Mapping[str, Any]) -> str | None:
+    """Join with the entry's running link (the "Add community" flow); None when joined
     (and the acknowledgement of the welcome is out), else the reason code of the link
     (``http_<status>``, ``timeout``), or ``invitation`` / ``not_set_up``."""
-    link = hass.data.get(DATA_LINK)
+    link = entry_link(entry)
     if link is None or link.joined:
         return "not_set_up"
     try:
@@ -524,7 +530,7 @@ class CommunitySubentryFlow(ConfigSubentryFlow):
         if self._join_task is None:
             assert self._join_data is not None
             self._join_task = self.hass.async_create_task(
-                _async_join_now(self.hass, self._join_data), "peer_energy join flow"
+                _async_join_now(self._get_entry(), self._join_data), "peer_energy join flow"
             )
         if not self._join_task.done():
             return self.async_show_progress(
@@ -544,7 +550,7 @@ class CommunitySubentryFlow(ConfigSubentryFlow):
         self, user_input: dict[str, Any] | None = None
     ) -> SubentryFlowResult:
         """Joined: the subentry carries the community's name (the entry reloads)."""
-        link = self.hass.data.get(DATA_LINK)
+        link = entry_link(self._get_entry())
         if link is None or not link.joined:  # pragma: no cover - stopped meanwhile
             return self.async_abort(reason=ABORT_NOT_MEMBER)
         return self.async_create_entry(
@@ -564,7 +570,7 @@ class CommunitySubentryFlow(ConfigSubentryFlow):
         """Change the address this home announces; every member is told."""
         entry = self._get_entry()
         subentry = self._get_reconfigure_subentry()
-        link = self.hass.data.get(DATA_LINK)
+        link = entry_link(entry)
         if link is None or not link.joined:
             return self.async_abort(reason=ABORT_NOT_MEMBER)
         errors: dict[str, str] = {}

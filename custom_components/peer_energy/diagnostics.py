@@ -30,9 +30,9 @@ from .const import (
 )
 from .coordinator import SOURCE_KEYS, on_off, state_number
 from .core.trust.ledger_db import LedgerDBError
-from .federation import DATA_LINK, FederationLink
+from .federation import FederationLink
 from .forecasts import forecaster_for
-from .runtime import PeerEnergyConfigEntry
+from .runtime import PeerEnergyConfigEntry, entry_link
 
 TO_REDACT: Final = {
     CONF_HOME_NAME,
@@ -132,7 +132,7 @@ async def async_get_config_entry_diagnostics(
             ledger_section = async_redact_data(await ledger.async_diagnostics(), LEDGER_REDACT)
         except LedgerDBError as err:
             ledger_section = {"unavailable": str(err)}
-    link = hass.data.get(DATA_LINK)
+    link = entry_link(entry)
     slot_seconds = runtime.market.slot_seconds
     forecasts = await forecaster_for(hass, entry).async_diagnostics(
         slot_seconds, FORECAST_HOURS * 3600 // slot_seconds

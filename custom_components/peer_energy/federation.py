@@ -55,7 +55,6 @@ from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import async_track_point_in_utc_time
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
-from homeassistant.util.hass_dict import HassKey
 
 from .announce import Announcer, short
 from .const import CONF_DISPLAY_NAME, DOMAIN, LOGGER
@@ -143,8 +142,6 @@ BROKER_PROBLEMS: Final = frozenset(
 # this long: a broker restart or a short network drop heals itself, bids are resent.
 BROKER_GRACE_S: Final = 30
 BROKER_TRANSIENT: Final = frozenset({"unreachable", "disconnected"})
-
-DATA_LINK: HassKey[FederationLink] = HassKey(f"{DOMAIN}_federation_link")
 
 
 class FederationError(HomeAssistantError):
@@ -354,6 +351,11 @@ class FederationLink:
         self.carrier.bind(peer, saved)
 
     # --- the interface for the slot clock (market.py) ---
+
+    @property
+    def stopped(self) -> bool:
+        """Whether ``async_stop`` ran (the entry unloads or its set-up failed)."""
+        return self._stopped
 
     @property
     def joined(self) -> bool:

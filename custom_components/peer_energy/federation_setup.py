@@ -9,8 +9,10 @@ At set-up (``async_setup_federation``):
    no welcome comes, and a join pending before a restart is resumed), or leave when the
    user deleted the subentry;
 3. open the ledger (one SQLite file per community, ``local`` before joining) in the
-   executor and register the HTTP views;
-4. start the slot timers and probe our own address once Home Assistant has started.
+   executor;
+4. once the caller has put the link into ``entry.runtime_data`` (where the HTTP views
+   find it), register the views (once per run), start the join, the slot timers, and
+   probe our own address once Home Assistant has started.
 
 Everything is undone by ``entry.async_on_unload`` callbacks: timers stopped, deliveries
 cancelled, state saved, ledger closed.
@@ -28,7 +30,7 @@ Every text a user sees (errors, repairs) is translated.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -78,7 +80,6 @@ from .core.federation.community import (
 from .core.trust.credit import CreditPolicy
 from .errors import ActionRefusedError
 from .federation import (
-    DATA_LINK,
     ISSUE_JOIN_FAILED,
     SELF_PROBE_INTERVAL_S,
     FederationError,
@@ -88,7 +89,7 @@ from .federation import (
 from .http import HttpTransport, async_register_views
 from .ledger import LedgerSetupError, PeerLedger, async_load_identity, identity_store
 from .mqtt_transport import BrokerError, MqttCarrier, broker_config
-from .runtime import PeerEnergyConfigEntry
+from .runtime import PeerEnergyConfigEntry, async_serving_link
 from .transport import Carrier, HttpCarrier
 
 LOCAL_COMMUNITY: Final = "local"
@@ -186,8 +187,13 @@ def _carrier(hass: HomeAssistant, subentry: ConfigSubentry | None, http: HttpTra
 
 async def async_setup_federation(
     hass: HomeAssistant, entry: PeerEnergyConfigEntry
-) -> tuple[PeerLedger, FederationLink]:
+) -> tuple[PeerLedger, FederationLink, Callable[[], None]]:
     """Identity, federation and ledger of an entry (see the module docstring).
+
+    Returns the ledger, the link and a callback that starts the link: the caller puts
+    both into ``entry.runtime_data`` first, where the HTTP views find the link (a joining
+    home's welcome may arrive before the set-up ends). The link stops and the ledger
+    closes on unload, also when the set-up fails after this.
 
     Raises ``ConfigEntryError`` (not retried) when the key store is damaged or lost while
     the home already has a ledger: a new key would make the home a stranger to its own
@@ -256,8 +262,12 @@ async def async_setup_federation(
     if link.peer is not None and link.joined:
         ledger.set_keyring(link.peer.membership.keyring)
         link.peer.set_balances(ledger.balances())
-    hass.data[DATA_LINK] = link
-    async_register_views(hass)
+
+    async def _stop() -> None:
+        await link.async_stop()
+        await ledger.async_close()
+
+    entry.async_on_unload(_stop)
 
     async def _async_record_joined() -> None:
         # The acknowledgement of the welcome goes out first (confirmed joins): the
@@ -288,30 +298,26 @@ async def async_setup_federation(
     link.async_on_left(_left)
 
     wants_join = status == "joining" or (status == "none" and action == CommunityAction.JOIN)
-    if subentry is not None and not link.joined and wants_join:
-        entry.async_create_background_task(
-            hass, _async_join(hass, entry, link, subentry), f"{DOMAIN} join"
-        )
-
-    async def _stop() -> None:
-        await link.async_stop()
-        if hass.data.get(DATA_LINK) is link:
-            hass.data.pop(DATA_LINK)
-        await ledger.async_close()
-
-    entry.async_on_unload(_stop)
-    link.async_start()
 
     @callback
     def _probe(_: Any = None) -> None:
         entry.async_create_background_task(hass, link.async_probe_self(), f"{DOMAIN} probe")
 
-    if link.joined:
-        entry.async_on_unload(async_at_started(hass, _probe))
-        entry.async_on_unload(
-            async_track_time_interval(hass, _probe, timedelta(seconds=SELF_PROBE_INTERVAL_S))
-        )
-    return ledger, link
+    @callback
+    def _start() -> None:
+        async_register_views(hass)
+        if subentry is not None and not link.joined and wants_join:
+            entry.async_create_background_task(
+                hass, _async_join(hass, entry, link, subentry), f"{DOMAIN} join"
+            )
+        link.async_start()
+        if link.joined:
+            entry.async_on_unload(async_at_started(hass, _probe))
+            entry.async_on_unload(
+                async_track_time_interval(hass, _probe, timedelta(seconds=SELF_PROBE_INTERVAL_S))
+            )
+
+    return ledger, link, _start
 
 
 async def _async_join(
@@ -442,7 +448,7 @@ async def _require_admin(hass: HomeAssistant, call: ServiceCall) -> None:
 
 
 def _member_link(hass: HomeAssistant) -> FederationLink:
-    link = hass.data.get(DATA_LINK)
+    link = async_serving_link(hass)
     if link is None or not link.joined:
         raise ActionRefusedError("not_in_community")
     return link

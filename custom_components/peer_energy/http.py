@@ -43,12 +43,12 @@ from aiohttp.http_exceptions import HttpProcessingError
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.http import KEY_HASS, HomeAssistantView
-from homeassistant.util.hass_dict import HassKey
 
-from .const import DOMAIN, LOGGER
+from .const import LOGGER
 from .core.federation.protocol import MAX_MESSAGE_BYTES, Reject, Rejected
 from .core.trust.envelope import RejectCode
-from .federation import DATA_LINK, FederationLink
+from .federation import FederationLink
+from .runtime import async_serving_link, async_serving_runtime
 
 API_PREFIX: Final = "/api/peer_energy/v1"
 MESSAGE_PATH: Final = f"{API_PREFIX}/message"
@@ -157,9 +157,6 @@ class RateLimiter:
             bucket.tokens -= 1
             return 0.0
         return (1 - bucket.tokens) / rate
-
-
-DATA_VIEWS: HassKey[RateLimiter] = HassKey(f"{DOMAIN}_views")
 
 
 # --- Handlers (shared by the Home Assistant views and plain aiohttp apps in tests) ---------
@@ -286,20 +283,18 @@ def handle_info(link: FederationLink | None) -> web.Response:
 
 
 class PeerMessageView(HomeAssistantView):
-    """Receives protocol messages from other homes."""
+    """Receives protocol messages from other homes (for the entry whose link runs)."""
 
     url = MESSAGE_PATH
     name = "api:peer_energy:message"
     requires_auth = False
 
-    def __init__(self) -> None:
-        """One rate limiter for the life of Home Assistant."""
-        self.limiter = RateLimiter()
-
     async def post(self, request: web.Request) -> web.Response:
-        """Handle one message."""
-        hass = request.app[KEY_HASS]
-        return await async_handle_message(hass.data.get(DATA_LINK), self.limiter, request)
+        """Handle one message with the running entry's link and rate limiter."""
+        runtime = async_serving_runtime(request.app[KEY_HASS])
+        if runtime is None:
+            return _error(503, CODE_NO_COMMUNITY, "this home is not in a community")
+        return await async_handle_message(runtime.link, runtime.limiter, request)
 
 
 class PeerInfoView(HomeAssistantView):
@@ -311,16 +306,15 @@ class PeerInfoView(HomeAssistantView):
 
     async def get(self, request: web.Request) -> web.Response:
         """Return the info."""
-        return handle_info(request.app[KEY_HASS].data.get(DATA_LINK))
+        return handle_info(async_serving_link(request.app[KEY_HASS]))
 
 
 def async_register_views(hass: HomeAssistant) -> None:
-    """Register the views once (Home Assistant cannot unregister views)."""
-    if DATA_VIEWS in hass.data:
+    """Register the views once per run (Home Assistant cannot unregister views); the
+    router itself tells whether they are in, so nothing is kept in ``hass.data``."""
+    if any(res.canonical == MESSAGE_PATH for res in hass.http.app.router.resources()):
         return
-    view = PeerMessageView()
-    hass.data[DATA_VIEWS] = view.limiter
-    hass.http.register_view(view)
+    hass.http.register_view(PeerMessageView())
     hass.http.register_view(PeerInfoView())
 
 

@@ -1,8 +1,14 @@
 """Runtime data of a Peer Energy config entry (``entry.runtime_data``).
 
 This is the object later parts of the shell (slot clock, agents, ledger, federation)
-read: the parsed assets, the live readings through the coordinator, and the owner's
-per-asset controls set through the switch, number and time entities.
+read: the parsed assets, the live readings through the coordinator, the owner's
+per-asset controls set through the switch, number and time entities, and the federation
+link with the rate limiter of the HTTP message view.
+
+Nothing of an entry lives in ``hass.data``: the HTTP views (registered once per run) and
+the community actions find the running link through the config entry
+(``async_serving_link``), also while the entry is still setting up (a joining home's
+welcome arrives then).
 """
 
 from __future__ import annotations
@@ -12,14 +18,15 @@ from dataclasses import dataclass, field, replace
 from datetime import time
 from typing import TYPE_CHECKING, Any, Final
 
-from homeassistant.config_entries import ConfigEntry
-from homeassistant.core import callback
+from homeassistant.config_entries import ConfigEntry, ConfigEntryState
+from homeassistant.core import HomeAssistant, callback
 
-from .const import CONF_BATTERY_RESERVE_PCT, DEFAULT_BATTERY_RESERVE_PCT
+from .const import CONF_BATTERY_RESERVE_PCT, DEFAULT_BATTERY_RESERVE_PCT, DOMAIN
 from .coordinator import AssetConfig, PeerEnergyCoordinator
 
 if TYPE_CHECKING:
     from .federation import FederationLink
+    from .http import RateLimiter
     from .ledger import PeerLedger
     from .market import SlotClock
     from .savings import SavingsTracker
@@ -27,6 +34,15 @@ if TYPE_CHECKING:
 DEFAULT_EV_DEPARTURE: Final = time(7, 0)
 DEFAULT_EV_ENERGY_NEEDED_WH: Final = 10_000
 DEFAULT_PLUG_MAX_DELAY_MIN: Final = 120
+# States in which an entry's link serves the HTTP views and the actions: from the moment
+# its runtime data is built during set-up until the link stops during the unload.
+SERVING_STATES: Final = frozenset(
+    {
+        ConfigEntryState.SETUP_IN_PROGRESS,
+        ConfigEntryState.LOADED,
+        ConfigEntryState.UNLOAD_IN_PROGRESS,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,9 +75,15 @@ class PeerEnergyRuntime:
     # Savings versus not trading (savings.py).
     savings: SavingsTracker
     controls: dict[str, AssetControls] = field(default_factory=dict)
+    # The home's federation link, a member of a community or not (federation_setup.py;
+    # stopped on unload): the HTTP views, the community flow and actions use it.
+    link: FederationLink
+    # The rate limiter of the HTTP message view, for the life of this set-up.
+    limiter: RateLimiter
     # The home's durable ledger (federation_setup.py; closed on unload).
     ledger: PeerLedger | None = None
-    # The federation link while this home is a member of a community (None otherwise).
+    # The link while this home is a member of a community at set-up (None otherwise): the
+    # slot clock trades through it. A join completed later reloads the entry.
     federation: FederationLink | None = None
     _listeners: list[ControlsListener] = field(default_factory=list)
 
@@ -97,3 +119,35 @@ def default_controls(entry: ConfigEntry[Any]) -> AssetControls:
 
 
 type PeerEnergyConfigEntry = ConfigEntry[PeerEnergyRuntime]
+
+
+@callback
+def entry_link(entry: ConfigEntry[Any]) -> FederationLink | None:
+    """The entry's link while it runs: built (the entry sets up, is loaded or unloads)
+    and not stopped. Runtime data left behind by a failed set-up does not count."""
+    runtime = getattr(entry, "runtime_data", None)
+    if entry.state not in SERVING_STATES or not isinstance(runtime, PeerEnergyRuntime):
+        return None
+    return None if runtime.link.stopped else runtime.link
+
+
+@callback
+def async_serving_runtime(hass: HomeAssistant) -> PeerEnergyRuntime | None:
+    """The runtime of the entry whose link runs (``entry_link``), if any.
+
+    The HTTP views are registered once per run and outlive every entry, so they look
+    the entry up on each request; Peer Energy has one entry at most."""
+    for entry in hass.config_entries.async_entries(
+        DOMAIN, include_ignore=False, include_disabled=False
+    ):
+        if entry_link(entry) is not None:
+            runtime: PeerEnergyRuntime = entry.runtime_data
+            return runtime
+    return None
+
+
+@callback
+def async_serving_link(hass: HomeAssistant) -> FederationLink | None:
+    """The running link of the entry (``async_serving_runtime``), if any."""
+    runtime = async_serving_runtime(hass)
+    return None if runtime is None else runtime.link

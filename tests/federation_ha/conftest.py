@@ -36,7 +36,6 @@ from custom_components.peer_energy.core.federation.community import CommunityRul
 from custom_components.peer_energy.core.market.orders import MarketRules
 from custom_components.peer_energy.core.trust.identity import Identity
 from custom_components.peer_energy.federation import (
-    DATA_LINK,
     FederationLink,
     SlotOutcome,
     federation_store,
@@ -193,7 +192,7 @@ async def home_a(
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    link = hass.data[DATA_LINK]
+    link = entry.runtime_data.link
     home = Home("A", link, http_address)
     link.async_add_result_listener(home.outcomes.append)
     return entry, home

@@ -30,7 +30,7 @@ from custom_components.peer_energy.const import (
     SUBENTRY_COMMUNITY,
 )
 from custom_components.peer_energy.core.federation.community import Invitation
-from custom_components.peer_energy.federation import DATA_LINK, FederationError
+from custom_components.peer_energy.federation import FederationError
 from custom_components.peer_energy.federation_setup import community_subentry
 
 from .conftest import Clock, Home, HomeFactory, fast_rules, settle
@@ -150,7 +150,7 @@ async def test_config_flow_joins_community(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     entry = result["result"]
     await hass.async_block_till_done()
-    link = hass.data[DATA_LINK]
+    link = entry.runtime_data.link
     assert await link.async_wait_joined(5) is None
     await settle(founder, Home("J", link, http_address))  # the acknowledgement of the welcome
     await hass.async_block_till_done()
@@ -327,7 +327,7 @@ async def test_change_address_tells_the_community(
     await hass.async_block_till_done()
     from .conftest import Home
 
-    a = Home("A", hass.data[DATA_LINK], http_address)
+    a = Home("A", entry.runtime_data.link, http_address)
     b = await make_home("B")
     await join(hass, a, b, [])
     result = await entry.start_reconfigure_flow(hass)
@@ -356,5 +356,5 @@ async def test_change_address_tells_the_community(
     await hass.async_block_till_done()
     assert b.link.peer is not None
     assert b.link.peer.membership.address_of(a.link.member_key) == new
-    assert hass.data[DATA_LINK].address == new
+    assert entry.runtime_data.link.address == new
     assert community_subentry(entry).data[CONF_ADDRESS] == new  # type: ignore[union-attr]

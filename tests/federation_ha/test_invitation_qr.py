@@ -21,7 +21,6 @@ import zxingcpp
 
 from custom_components.peer_energy.const import DOMAIN
 from custom_components.peer_energy.core.federation.community import Invitation
-from custom_components.peer_energy.federation import DATA_LINK
 from custom_components.peer_energy.qr import invitation_qr_png
 from custom_components.peer_energy.runtime import PeerEnergyConfigEntry
 
@@ -162,7 +161,7 @@ async def test_latest_invitation_image_survives_a_restart(
     assert await b.link.async_join(newest, b.address) == 202
     assert await b.link.async_wait_joined(2) is None
     await b.link.async_drain()  # the acknowledgement admits B (the invitation is used)
-    await hass.data[DATA_LINK].async_drain()
+    await entry.runtime_data.link.async_drain()
     await hass.async_block_till_done()
     state = hass.states.get(entity_id)
     assert state is not None

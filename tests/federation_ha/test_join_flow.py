@@ -16,7 +16,7 @@ from custom_components.peer_energy.const import (
     DOMAIN,
     SUBENTRY_COMMUNITY,
 )
-from custom_components.peer_energy.federation import DATA_LINK, ISSUE_JOIN_FAILED
+from custom_components.peer_energy.federation import ISSUE_JOIN_FAILED
 from custom_components.peer_energy.federation_setup import community_subentry
 
 from .conftest import (
@@ -127,7 +127,7 @@ async def test_failed_join_repair_fixes_the_address_and_joins(
     await settle(founder)
     assert registry.async_get_issue(DOMAIN, ISSUE_JOIN_FAILED) is None
     assert founder.link.members == 2
-    assert hass.data[DATA_LINK].address == http_address
+    assert entry.runtime_data.link.address == http_address
     subentry = community_subentry(entry)
     assert subentry is not None
     assert subentry.title == "Poplar Yard"
@@ -155,9 +155,9 @@ async def test_join_now_without_a_link_or_with_a_damaged_invitation(
     from tests.conftest import make_entry
 
     data = {CONF_INVITATION: "peerenergy1:broken", CONF_ADDRESS: http_address}
-    assert await _async_join_now(hass, data) == "not_set_up"
     entry = make_entry(assets={})
     entry.add_to_hass(hass)
+    assert await _async_join_now(entry, data) == "not_set_up"
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    assert await _async_join_now(hass, data) == "invitation"
+    assert await _async_join_now(entry, data) == "invitation"

@@ -21,7 +21,6 @@ from custom_components.peer_energy.const import (
     DOMAIN,
 )
 from custom_components.peer_energy.federation import (
-    DATA_LINK,
     ISSUE_JOIN_FAILED,
     ISSUE_SELF_UNREACHABLE,
     FederationError,
@@ -31,7 +30,7 @@ from custom_components.peer_energy.federation import (
 )
 from custom_components.peer_energy.federation_setup import community_subentry
 from custom_components.peer_energy.http import INFO_PATH, HttpTransport
-from custom_components.peer_energy.runtime import PeerEnergyConfigEntry
+from custom_components.peer_energy.runtime import PeerEnergyConfigEntry, async_serving_link
 
 from .conftest import Clock, Home, HomeFactory, fast_rules, invite, is_member, join, settle, until
 
@@ -55,7 +54,7 @@ async def test_restart_keeps_membership_and_invitations(
 
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
-    a2 = Home("A", hass.data[DATA_LINK], a.address)
+    a2 = Home("A", entry.runtime_data.link, a.address)
     assert a2.link is not a.link
     assert a2.link.community_id == community
     assert a2.link.members == 2
@@ -96,7 +95,7 @@ async def test_unload_is_clean(
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.NOT_LOADED
-    assert DATA_LINK not in hass.data
+    assert async_serving_link(hass) is None
     assert a.link._unsub_timer is None
     assert not a.link._tasks
     client = await hass_client_no_auth()
@@ -331,9 +330,9 @@ async def test_join_resumed_after_a_restart_gets_the_welcome_again(
     assert lossy.dropped == 1
     assert founder.link.members == 1  # pending until the welcome is acknowledged
     assert founder.link.peer is not None
-    assert founder.link.peer.pending_joins() == (hass.data[DATA_LINK].member_key,)
+    assert founder.link.peer.pending_joins() == (entry.runtime_data.link.member_key,)
     assert entry.runtime_data.federation is None  # not a member (yet)
-    assert not hass.data[DATA_LINK].joined
+    assert not entry.runtime_data.link.joined
 
     # The founder restarts too (its used invitation is remembered in its store).
     await founder.link.async_save()

@@ -11,7 +11,6 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.peer_energy.const import CONF_POWER_ENTITY, DOMAIN
 from custom_components.peer_energy.federation import (
-    DATA_LINK,
     ISSUE_JOIN_FAILED,
     ISSUE_SELF_UNREACHABLE,
 )
@@ -104,7 +103,7 @@ async def test_unload_deletes_the_community_repairs(
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
-    assert hass.data[DATA_LINK].joined
+    assert entry.runtime_data.link.joined
     assert _ours(hass) == set()
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+from unittest.mock import patch
 
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
@@ -14,7 +16,6 @@ from custom_components.peer_energy.core.trust.envelope import seal
 from custom_components.peer_energy.core.trust.identity import Identity
 from custom_components.peer_energy.http import (
     ADDRESS_HEADER,
-    DATA_VIEWS,
     INFO_PATH,
     MAX_BODY_BYTES,
     MESSAGE_PATH,
@@ -105,7 +106,7 @@ async def test_rate_limit_per_peer(
     make_home: HomeFactory,
 ) -> None:
     """A flooding sender gets 429 with Retry-After; another sender still gets through."""
-    limiter = hass.data[DATA_VIEWS]
+    limiter = home_a[0].runtime_data.limiter
     limiter.burst = 3
     limiter.rate = 0.01
     limiter._buckets.clear()
@@ -245,7 +246,7 @@ async def test_strangers_share_one_bucket_per_address(
 
     The limiter's clock stands still: on a slow machine the loop may take longer than the
     half second in which a stranger's bucket earns a token back."""
-    limiter = hass.data[DATA_VIEWS]
+    limiter = home_a[0].runtime_data.limiter
     limiter._buckets.clear()
     limiter.clock = lambda: 1000.0
     client = await hass_client_no_auth()
@@ -272,3 +273,64 @@ def test_stranger_bucket_ignores_the_claimed_key() -> None:
     assert limiter.take(("1.2.3.4", "another"), stranger=True) == pytest.approx(0.5)
     assert limiter.take(("5.6.7.8", "k0"), stranger=True) == 0  # per address
     assert limiter.take(("1.2.3.4", "k0")) == 0  # a member's own bucket
+
+
+async def test_views_serve_the_link_while_the_entry_sets_up(
+    hass: HomeAssistant, hass_client_no_auth: Any, clock: Clock, http_address: str
+) -> None:
+    """The link lives in the entry's runtime data, and the views find it there already
+    while the set-up still runs (a joining home's welcome arrives then), not only once
+    the entry counts as loaded."""
+    from homeassistant.config_entries import ConfigEntries, ConfigEntryState
+
+    from .conftest import community_entry
+
+    entry = community_entry(http_address)
+    entry.add_to_hass(hass)
+    release = asyncio.Event()
+    platforms = ConfigEntries.async_forward_entry_setups
+
+    async def held(self: ConfigEntries, *args: Any) -> None:
+        await release.wait()
+        await platforms(self, *args)
+
+    client = await hass_client_no_auth()
+    with patch.object(ConfigEntries, "async_forward_entry_setups", held):
+        setup = hass.async_create_task(hass.config_entries.async_setup(entry.entry_id))
+        for _ in range(200):
+            if hasattr(entry, "runtime_data"):
+                break
+            await asyncio.sleep(0.01)
+        assert entry.state is ConfigEntryState.SETUP_IN_PROGRESS
+        resp = await client.get(INFO_PATH)
+        assert resp.status == 200
+        assert (await resp.json())["member"] == entry.runtime_data.link.member_key
+        release.set()
+        assert await setup
+    assert entry.state is ConfigEntryState.LOADED
+
+
+async def test_views_ignore_the_link_of_a_failed_set_up(
+    hass: HomeAssistant, hass_client_no_auth: Any, clock: Clock, http_address: str
+) -> None:
+    """A set-up that fails after its runtime data was built leaves that data on the entry,
+    with its link stopped: the views answer 503 instead of handing messages to it."""
+    from homeassistant.config_entries import ConfigEntryState
+    from homeassistant.exceptions import ConfigEntryNotReady
+
+    from .conftest import community_entry
+
+    entry = community_entry(http_address)
+    entry.add_to_hass(hass)
+    client = await hass_client_no_auth()
+    with patch(
+        "custom_components.peer_energy.async_register_panel",
+        side_effect=ConfigEntryNotReady("later"),
+    ):
+        assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    assert entry.runtime_data.link.stopped
+    resp = await client.get(INFO_PATH)
+    assert resp.status == 503
+    resp = await client.post(MESSAGE_PATH, data=b"{}")
+    assert (resp.status, (await resp.json())["error"]) == (503, "no_community")

@@ -15,7 +15,6 @@ from pytest_homeassistant_custom_component.common import (
 
 from custom_components.peer_energy.const import DOMAIN, SUBENTRY_ASSET
 from custom_components.peer_energy.core.market.orders import Order, Side
-from custom_components.peer_energy.federation import DATA_LINK
 from custom_components.peer_energy.market import EVENT_SLOT_CLEARED, SitOut
 from custom_components.peer_energy.runtime import PeerEnergyConfigEntry
 from tests.conftest import ASSETS, GRID_ID, PV_ID, SOURCE_STATES
@@ -85,7 +84,7 @@ async def market_home(
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    link = hass.data[DATA_LINK]
+    link = entry.runtime_data.link
     home = Home("A", link, http_address)
     link.async_add_result_listener(home.outcomes.append)
     return entry, home
