@@ -31,7 +31,6 @@ from custom_components.peer_energy.ledger import identity_store
 from custom_components.peer_energy.market import SlotClock
 from custom_components.peer_energy.runtime import PeerEnergyConfigEntry
 from custom_components.peer_energy.websocket_api import (
-    DATA_PANEL_URL,
     PANEL_FILE,
     PANEL_URL_PATH,
     STATIC_URL,
@@ -603,7 +602,7 @@ async def test_panel_registered_while_loaded(
     assert custom["name"] == "peer-energy-panel"
     url = custom["module_url"]
     assert url.startswith(f"{STATIC_URL}?v=")
-    assert url == hass.data[DATA_PANEL_URL]
+    assert [key for key in hass.data if str(key).startswith(DOMAIN)] == []
     # Registering again (another entry set-up in the same run) changes nothing.
     await async_register_panel(hass)
     assert hass.data[frontend.DATA_PANELS][PANEL_URL_PATH] is panel
@@ -666,7 +665,6 @@ async def test_no_panel_without_frontend(
     """Without the frontend (no user interface) there is no panel to show."""
     await _setup(hass, mock_config_entry)
     assert PANEL_URL_PATH not in hass.data.get(frontend.DATA_PANELS, {})
-    assert DATA_PANEL_URL not in hass.data
 
 
 async def test_panel_with_a_frozen_router(

@@ -55,7 +55,6 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
 from homeassistant.util import dt as dt_util
-from homeassistant.util.hass_dict import HassKey
 
 from .const import (
     CONF_CURRENCY,
@@ -94,8 +93,7 @@ from .prices import (
     parse_series_price_unit,
     price_state_to_minor,
 )
-
-DATA_FORECASTERS: HassKey[dict[str, HomeForecaster]] = HassKey(f"{DOMAIN}_forecasters")
+from .runtime import PeerEnergyRuntime
 
 STATS_DAYS: Final = 28
 STATS_REFRESH_S: Final = 6 * 3600
@@ -586,21 +584,18 @@ def _solar_intervals(result: object, tz: tzinfo) -> tuple[Interval, ...]:
 
 @callback
 def forecaster_for(hass: HomeAssistant, entry: ConfigEntry[Any]) -> HomeForecaster:
-    """The entry's forecaster (one per loaded entry; dropped on unload)."""
-    forecasters = hass.data.setdefault(DATA_FORECASTERS, {})
-    forecaster = forecasters.get(entry.entry_id)
-    if forecaster is None or forecaster.entry is not entry:
-        forecaster = forecasters[entry.entry_id] = HomeForecaster(hass, entry)
-        # Also while the entry sets up: its slot clock plans its first slot then.
-        if entry.state in (ConfigEntryState.LOADED, ConfigEntryState.SETUP_IN_PROGRESS):
-
-            @callback
-            def drop() -> None:
-                if forecasters.get(entry.entry_id) is forecaster:
-                    del forecasters[entry.entry_id]
-
-            entry.async_on_unload(drop)
-    return forecaster
+    """The entry's forecaster, kept in its runtime data while the entry sets up or is
+    loaded (its slot clock plans the first slot during the set-up) and gone with it; for
+    an entry without runtime data a new one that is not kept."""
+    runtime = getattr(entry, "runtime_data", None)
+    if not isinstance(runtime, PeerEnergyRuntime) or entry.state not in (
+        ConfigEntryState.LOADED,
+        ConfigEntryState.SETUP_IN_PROGRESS,
+    ):
+        return HomeForecaster(hass, entry)
+    if runtime.forecaster is None:
+        runtime.forecaster = HomeForecaster(hass, entry)
+    return runtime.forecaster
 
 
 async def async_home_forecast(

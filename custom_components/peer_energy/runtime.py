@@ -26,6 +26,7 @@ from .coordinator import AssetConfig, PeerEnergyCoordinator
 
 if TYPE_CHECKING:
     from .federation import FederationLink
+    from .forecasts import HomeForecaster
     from .http import RateLimiter
     from .ledger import PeerLedger
     from .market import SlotClock
@@ -82,6 +83,8 @@ class PeerEnergyRuntime:
     limiter: RateLimiter
     # The home's durable ledger (federation_setup.py; closed on unload).
     ledger: PeerLedger | None = None
+    # The home's forecaster (forecasts.py), made on first use.
+    forecaster: HomeForecaster | None = None
     # The link while this home is a member of a community at set-up (None otherwise): the
     # slot clock trades through it. A join completed later reloads the entry.
     federation: FederationLink | None = None

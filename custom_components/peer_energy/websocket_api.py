@@ -73,10 +73,6 @@ FRONTEND_DIR: Final = Path(__file__).parent / "frontend"
 PANEL_FILE: Final = FRONTEND_DIR / "peer-energy-panel.js"
 STATIC_PATH: Final = f"/{DOMAIN}_static"
 STATIC_URL: Final = f"{STATIC_PATH}/peer-energy-panel.js"
-# hass.data key: the static folder is registered once per Home Assistant run (aiohttp
-# routes cannot be removed); the value is the module URL with a cache-busting hash of the
-# folder's files (the panel and its translations).
-DATA_PANEL_URL: Final = f"{DOMAIN}_panel_url"
 # Most trades and settlements listed (newest first).
 MAX_RECORDS: Final = 100
 
@@ -666,16 +662,17 @@ async def async_register_panel(hass: HomeAssistant) -> None:
     """
     if frontend.DOMAIN not in hass.config.components:
         return
-    url: str | None = hass.data.get(DATA_PANEL_URL)
-    if url is None:
-        digest = await hass.async_add_executor_job(_file_hash)
+    # Static paths cannot be unregistered: the router itself tells whether ours is in, so
+    # nothing is kept in hass.data. A hash of the folder's files (the panel and its
+    # translations) in the module URL makes browsers load a changed panel after an update.
+    url = f"{STATIC_URL}?v={await hass.async_add_executor_job(_file_hash)}"
+    if not any(res.canonical == STATIC_PATH for res in hass.http.app.router.resources()):
         try:
             await hass.http.async_register_static_paths(
                 [StaticPathConfig(STATIC_PATH, str(FRONTEND_DIR), cache_headers=True)]
             )
         except RuntimeError as err:  # a frozen router (only aiohttp's test server freezes)
             LOGGER.warning("Cannot serve the market view panel file: %s", err)
-        url = hass.data[DATA_PANEL_URL] = f"{STATIC_URL}?v={digest}"
     if PANEL_URL_PATH in hass.data.get(frontend.DATA_PANELS, {}):
         return
     await panel_custom.async_register_panel(

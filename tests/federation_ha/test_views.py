@@ -11,9 +11,11 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.setup import async_setup_component
 import pytest
 
+from custom_components.peer_energy.const import DOMAIN
 from custom_components.peer_energy.core.federation.protocol import Rejected
 from custom_components.peer_energy.core.trust.envelope import seal
 from custom_components.peer_energy.core.trust.identity import Identity
+from custom_components.peer_energy.forecasts import forecaster_for
 from custom_components.peer_energy.http import (
     ADDRESS_HEADER,
     INFO_PATH,
@@ -308,6 +310,9 @@ async def test_views_serve_the_link_while_the_entry_sets_up(
         release.set()
         assert await setup
     assert entry.state is ConfigEntryState.LOADED
+    # Nothing of the entry is kept in hass.data, its forecaster neither.
+    assert forecaster_for(hass, entry) is entry.runtime_data.forecaster
+    assert [key for key in hass.data if str(key).startswith(DOMAIN)] == []
 
 
 async def test_views_ignore_the_link_of_a_failed_set_up(

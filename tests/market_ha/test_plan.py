@@ -203,10 +203,10 @@ async def test_pv_split_between_two_inverters(hass: HomeAssistant, market: SlotC
 async def test_the_clock_s_forecaster_goes_with_the_entry(
     hass: HomeAssistant, market: SlotClock, init_integration: Any
 ) -> None:
-    """The forecaster the slot clock used while the entry set up is dropped on reload."""
-    from custom_components.peer_energy.forecasts import DATA_FORECASTERS
-
-    first = hass.data[DATA_FORECASTERS][init_integration.entry_id]
+    """The forecaster the slot clock used while the entry set up lives in the entry's
+    runtime data and is dropped on reload."""
+    first = init_integration.runtime_data.forecaster
+    assert first is not None
     assert await hass.config_entries.async_reload(init_integration.entry_id)
     await hass.async_block_till_done()
-    assert hass.data[DATA_FORECASTERS].get(init_integration.entry_id) is not first
+    assert init_integration.runtime_data.forecaster is not first
