@@ -319,9 +319,12 @@ async def test_views_ignore_the_link_of_a_failed_set_up(
     hass: HomeAssistant, hass_client_no_auth: Any, clock: Clock, http_address: str
 ) -> None:
     """A set-up that fails after its runtime data was built leaves that data on the entry,
-    with its link stopped: the views answer 503 instead of handing messages to it."""
+    with its link stopped: the views answer 503 instead of handing messages to it, also
+    while the retry sets up and has not built its own yet."""
     from homeassistant.config_entries import ConfigEntryState
     from homeassistant.exceptions import ConfigEntryNotReady
+
+    import custom_components.peer_energy as init_module
 
     from .conftest import community_entry
 
@@ -339,3 +342,25 @@ async def test_views_ignore_the_link_of_a_failed_set_up(
     assert resp.status == 503
     resp = await client.post(MESSAGE_PATH, data=b"{}")
     assert (resp.status, (await resp.json())["error"]) == (503, "no_community")
+
+    # The retry sets up again: until it has built new runtime data, the old (stopped) link
+    # is still on the entry, which counts as setting up.
+    release = asyncio.Event()
+    federation = init_module.async_setup_federation
+
+    async def held(*args: Any) -> Any:
+        await release.wait()
+        return await federation(*args)
+
+    with patch.object(init_module, "async_setup_federation", held):
+        reload = hass.async_create_task(hass.config_entries.async_reload(entry.entry_id))
+        for _ in range(200):
+            if entry.state is ConfigEntryState.SETUP_IN_PROGRESS:
+                break
+            await asyncio.sleep(0.01)
+        assert entry.state is ConfigEntryState.SETUP_IN_PROGRESS
+        assert entry.runtime_data.link.stopped
+        assert (await client.get(INFO_PATH)).status == 503
+        release.set()
+        assert await reload
+    assert (await client.get(INFO_PATH)).status == 200
