@@ -448,6 +448,8 @@ class FederationLink:
             # Bid before a restart or reload: that signed bid stands (a second, different
             # one would make this home an equivocator); send it again instead.
             LOGGER.info("Kept the bid for slot %s sent before the restart", slot)
+            if slot not in self._bid_slots:  # sent again after a broker outage too
+                self._bid_slots = [*self._bid_slots[-(BID_SLOTS_KEPT - 1) :], slot]
             self._handle(peer.resend_bid(slot, self.clock()))
             return
         try:
@@ -910,7 +912,10 @@ class FederationLink:
             self.announcer.clear(ISSUE_BROKER)
             if previous is not None and str(previous.status) != "connecting":
                 LOGGER.info("Back on the community's broker %s", broker)
-                self._resume_after_outage()
+            # Also on the first connection after a start or reload: what the start sent
+            # (the catch-up, the settlement resumed, the ledger request, a kept bid) was
+            # published before the broker connected and went nowhere.
+            self._resume_after_outage()
             return
         if status in BROKER_PROBLEMS:
             LOGGER.warning("Community broker %s: %s (%s)", broker, status, state.reason)

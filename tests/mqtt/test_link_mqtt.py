@@ -275,6 +275,32 @@ async def test_a_restarted_home_keeps_its_community_key(
             await link.async_stop()
 
 
+async def test_what_a_restarted_home_sends_at_start_goes_out_once_connected(
+    hass: HomeAssistant, mosquitto: Broker
+) -> None:
+    """A home started again (a restart, or the reload after adding an asset) sends its
+    catch-up, its open settlements and its ledger request at once, before its new broker
+    connection is up: they must go out once it connects, not be lost. Here the home missed
+    a slot the others finalised; it learns it from that first catch-up alone (no tick)."""
+    clock = Clock()
+    homes = await _community(hass, mosquitto, clock, 3)
+    try:
+        away, _ = homes[2]
+        await away.async_stop()
+        slot = await _run_slot(homes[:2], clock)
+        assert all(len(_final(out, slot)) == 1 for _, out in homes[:2])
+        again, outcomes = _link(hass, "m2", mosquitto, clock)
+        assert await again.async_load() == "member"
+        again.async_start()
+        homes[2] = (again, outcomes)
+        await _connected(again)
+        await _until(lambda: len(_final(outcomes, slot)) == 1, 5)
+        assert _final(outcomes, slot)[0].result == _final(homes[0][1], slot)[0].result
+    finally:
+        for link, _ in homes:
+            await link.async_stop()
+
+
 async def test_carrier_without_a_peer(hass: HomeAssistant) -> None:
     """Before a peer is bound the carrier delivers nothing; damaged stored keys are
     replaced by waiting for a grant; it is never ready without a broker."""
