@@ -20,12 +20,19 @@ Every slot ``k`` (``0 <= k < n``)::
     buy_k <= room_k + above_k                            (soft: the home's capacity share)
     sum_k ev_ek + later_e + short_e = need_e            (per EV session)
     sum_k plug_pk + short_p = need_p                    (per plug task)
+    sum_k buy_price_k w_k + later_cost later_w <= budget_w   (EV and plug windows with one)
 
     minimise sum_k (buy_price_k buy_k - sell_price_k sell_k + pen_1 over1_k + pen_2 over2_k
                     + room_cost above_k + big unmet_k)
              + sum_b (deg_b dis_bk) - sum_b value_b soc_b,n-1
              + sum_e (later_cost_e later_e + big short_e) + big sum_p short_p
              + a tiny cost growing with k on EV and plug energy (earlier is preferred)
+
+The budget row keeps the fictional costs (the flattening tiers, the capacity share, the
+neighbours' expected prices) from moving an EV or a plug into slots that cost the home more
+at the grid's prices than running flat out from its start, which is what the device does
+without the planner: they may only spread it over slots that cost no more. Running flat out
+meets the budget, so the row never makes the model infeasible.
 
 ``unmet`` and ``short`` keep the model feasible whatever the inputs (an import limit below
 the must-run load, an EV session that cannot be finished); their cost is far above any
@@ -78,6 +85,9 @@ class WindowModel:
     need_wh: float
     later_wh: float = 0.0
     later_cost: float = 0.0
+    # Most the window's energy may cost at the buy prices (``later`` at ``later_cost``):
+    # what it costs flat out from ``first`` (None: no limit). See the module docstring.
+    budget: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +273,13 @@ class HomeLP:
                 put(np.repeat(need, 2), extra, 1.0)
                 row_lo.append(np.asarray([w.need_wh]))
                 row_hi.append(np.asarray([w.need_wh]))
+                if w.budget is not None:
+                    spend = lay.rows(1)
+                    put(np.repeat(spend, width), col, np.asarray(data.buy_price)[first:last])
+                    put(spend, extra[:1], w.later_cost)
+                    row_lo.append(np.asarray([-INF]))
+                    # round-off: the flat-out schedule meets it exactly
+                    row_hi.append(np.asarray([w.budget + 1e-6 * abs(w.budget) + 1e-3]))
                 self._win[kind].append((col, first, last))
         self._buy, self._sell, self._unmet = buy, sell, unmet
         self._over0: tuple[int, int, float, float] | None = None
