@@ -667,3 +667,27 @@ def test_ev_cost_cap_holds_after_plug_in() -> None:
     assert sum(e * p for e, p in zip(capped, imp, strict=True)) <= need * 37 + 37
     # a cap below what the cheapest slots cost is raised to it: the car still gets its energy
     assert sum(plan(0)) == need
+
+
+@pytest.mark.parametrize("waiting", [True, False])
+def test_the_plug_that_ends_first_gets_the_cheap_and_early_slots(waiting: bool) -> None:
+    """Moving energy between an EV and a plug in the same slots costs the home nothing; the
+    window that ends first takes the cheaper slots, then the earlier ones, so the choice
+    does not depend on the solver's pivoting: a plug that may wait bids only what its cheap
+    slot costs, and with every price equal it runs at once."""
+    imp = [30, 30] + [10] * 94 if waiting else [10] * 96
+    ev = EvSession(asset_id="ev", depart=at(11), energy_wh=10_000, max_power_w=11_000)
+    plug = PlugTask(asset_id="plug", energy_wh=37, power_w=150, deadline=at(5))
+    plan = plan_home(
+        forecast(96, imp=imp, load=[25, 50, 75] + [100] * 93, pv=[468, 312, 156] + [0] * 93),
+        evs=(ev,),
+        plugs=(plug,),
+        mode=PlanMode.CONTROL,
+    )
+    steps = [s for b in plan.bids if b.asset_id == "plug" for s in b.steps]
+    if waiting:
+        assert plan.slots[0].plug_wh == 0
+        assert all(s.price <= 10 for s in steps)
+    else:
+        assert plan.slots[0].plug_wh == 37
+        assert sum(s.energy_wh for s in steps) == 37
