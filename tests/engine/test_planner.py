@@ -618,3 +618,76 @@ def test_graded_margin_follows_gain_and_miss_cost() -> None:
     )
     at_20 = sum(s.energy_wh for s in sell.steps if s.price <= 20)
     assert sum(s.energy_wh for s in careful.steps if s.price <= 20) < at_20
+
+
+@pytest.mark.parametrize("share_w", [None, 0])
+def test_ev_is_never_moved_to_dearer_hours_than_plugging_in(share_w: int | None) -> None:
+    """The flattening tiers and the capacity share are not money the home pays: they may
+    spread an EV over slots that cost no more than charging from plug-in, never make its
+    energy dearer at the grid's prices than charging flat out from plug-in would (that is
+    what the home does without the planner)."""
+    imp = [37] * 4 + [41] * 4 + [42] * 4 + [40] * 4 + [37] * 4
+    ev = EvSession(asset_id="ev", depart=at(20), energy_wh=8_925, max_power_w=11_000)
+    shares = () if share_w is None else [share_w] * 20
+    plan = plan_home(
+        forecast(20, imp=imp), evs=(ev,), mode=PlanMode.CONTROL, capacity_share_w=shares
+    )
+    energy = [row.ev_wh for row in plan.slots]
+    assert sum(energy) == 8_925
+    plug_in = 8_925 * 37  # flat out from plug-in: all in the first 37 ct slots
+    assert sum(e * p for e, p in zip(energy, imp, strict=True)) <= plug_in + 37
+    assert max(energy) < 2_750  # and it still spreads over the 37 ct slots
+
+
+def test_ev_cost_cap_holds_after_plug_in() -> None:
+    """Later in a session the budget is what charging flat out from plug-in cost, less what
+    was spent (``cost_cap``), not what charging flat out from now would cost: a car whose
+    cheap plug-in hours are over is not moved into dear ones by the capacity share."""
+    imp = [41] * 4 + [42] * 4 + [37] * 4
+    shares = [11_000] * 8 + [0] * 4  # the cheap slots are the street's busy ones
+    need = 5_000
+
+    def plan(cap: int | None) -> list[int]:
+        ev = EvSession(
+            asset_id="ev", depart=at(12), energy_wh=need, max_power_w=11_000, cost_cap=cap
+        )
+        home = plan_home(
+            forecast(12, imp=imp),
+            evs=(ev,),
+            mode=PlanMode.CONTROL,
+            capacity_share_w=shares,
+            settings=EXACT,
+        )
+        return [row.ev_wh for row in home.slots]
+
+    from_now = plan(None)  # flat out from now costs 41 ct: it may spread into 41 ct slots
+    assert sum(e * p for e, p in zip(from_now, imp, strict=True)) > need * 37 + 37
+    capped = plan(need * 37)
+    assert sum(capped) == need
+    assert sum(e * p for e, p in zip(capped, imp, strict=True)) <= need * 37 + 37
+    # a cap below what the cheapest slots cost is raised to it: the car still gets its energy
+    assert sum(plan(0)) == need
+
+
+@pytest.mark.parametrize("waiting", [True, False])
+def test_the_plug_that_ends_first_gets_the_cheap_and_early_slots(waiting: bool) -> None:
+    """Moving energy between an EV and a plug in the same slots costs the home nothing; the
+    window that ends first takes the cheaper slots, then the earlier ones, so the choice
+    does not depend on the solver's pivoting: a plug that may wait bids only what its cheap
+    slot costs, and with every price equal it runs at once."""
+    imp = [30, 30] + [10] * 94 if waiting else [10] * 96
+    ev = EvSession(asset_id="ev", depart=at(11), energy_wh=10_000, max_power_w=11_000)
+    plug = PlugTask(asset_id="plug", energy_wh=37, power_w=150, deadline=at(5))
+    plan = plan_home(
+        forecast(96, imp=imp, load=[25, 50, 75] + [100] * 93, pv=[468, 312, 156] + [0] * 93),
+        evs=(ev,),
+        plugs=(plug,),
+        mode=PlanMode.CONTROL,
+    )
+    steps = [s for b in plan.bids if b.asset_id == "plug" for s in b.steps]
+    if waiting:
+        assert plan.slots[0].plug_wh == 0
+        assert all(s.price <= 10 for s in steps)
+    else:
+        assert plan.slots[0].plug_wh == 37
+        assert sum(s.energy_wh for s in steps) == 37
