@@ -453,7 +453,6 @@ def _dispatch(
                     counters["device_violations"] += 1
                 plug_use[k] = plug_use.get(k, 0) + use
         ev_wh = sum(ev_use.values())
-    st.spend(c, t, ev_use, plug_use)
     for k, use in ev_use.items():
         st.ev_left[k] = st.ev_left.get(k, home.ev.sessions[k].energy_wh if home.ev else 0) - use
     for k, use in plug_use.items():

@@ -20,28 +20,12 @@ Every slot ``k`` (``0 <= k < n``)::
     buy_k <= room_k + above_k                            (soft: the home's capacity share)
     sum_k ev_ek + later_e + short_e = need_e            (per EV session)
     sum_k plug_pk + short_p = need_p                    (per plug task)
-    sum_k buy_price_k w_k + later_cost later_w <= budget_w   (EV and plug windows with one)
 
     minimise sum_k (buy_price_k buy_k - sell_price_k sell_k + pen_1 over1_k + pen_2 over2_k
                     + room_cost above_k + big unmet_k)
              + sum_b (deg_b dis_bk) - sum_b value_b soc_b,n-1
              + sum_e (later_cost_e later_e + big short_e) + big sum_p short_p
              + a tiny cost growing with k on EV and plug energy (earlier is preferred)
-             + sum_w tie * rank_w * sum_k (buy_price_k + k / (n + 1)) w_k
-
-The last term breaks ties between windows: moving energy from one EV or plug to another in
-the same slots costs the home nothing, so without it which device takes the first slot (the
-one the home bids for) is whatever the solver's pivoting gives, and any new row can swap
-them. Windows are ranked by deadline, then by need (``rank_w`` is highest for the one that
-ends first): the higher-ranked window gets the cheaper slots and, among equally cheap ones,
-the earlier ones; the first slot counts at the price solved for. A plug that may wait an
-hour so bids only what its cheapest slot costs, and runs at once when every price is equal.
-
-The budget row keeps the fictional costs (the flattening tiers, the capacity share, the
-neighbours' expected prices) from moving an EV or a plug into slots that cost the home more
-at the grid's prices than running flat out from its start, which is what the device does
-without the planner: they may only spread it over slots that cost no more. Running flat out
-meets the budget, so the row never makes the model infeasible.
 
 ``unmet`` and ``short`` keep the model feasible whatever the inputs (an import limit below
 the must-run load, an EV session that cannot be finished); their cost is far above any
@@ -64,9 +48,6 @@ INF = float(highspy.kHighsInf)
 # Cost per Wh and slot of delay for EV and plug energy: breaks ties towards earlier slots.
 # Far below one price unit over any horizon the planner uses (it is in milli-minor per Wh).
 EARLY_EPS = 1e-3
-# Cost per Wh of the tie-break between EV and plug windows (see the module docstring), per
-# rank step and price unit: far above the solver's tolerances, far below one price unit.
-TIE_EPS = 1e-5
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +78,6 @@ class WindowModel:
     need_wh: float
     later_wh: float = 0.0
     later_cost: float = 0.0
-    # Most the window's energy may cost at the buy prices (``later`` at ``later_cost``):
-    # what it costs flat out from ``first`` (None: no limit). See the module docstring.
-    budget: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,12 +244,8 @@ class HomeLP:
             row_hi.append(rhs.copy())
             self._bat.append((ch, dis, soc))
         self._win: list[list[tuple[NDArray[Any], int, int]]] = [[], []]
-        rank = _ranks(data.evs + data.plugs, n)
-        price = np.asarray(data.buy_price, dtype=float)
-        self._tie0: list[tuple[int, float]] = []  # (first-slot column, tie weight)
         for kind, windows in enumerate((data.evs, data.plugs)):
             for w in windows:
-                weight = TIE_EPS * rank[len(self._win[0]) + len(self._win[1])]
                 first, last = max(0, w.first), min(n, w.last)
                 width = max(0, last - first)
                 col = lay.add(f"w{kind}.{len(self._win[kind])}", width)
@@ -279,10 +253,7 @@ class HomeLP:
                 lo.append(np.zeros(width + 2))
                 hi += [np.full(width, w.per_slot_wh), np.asarray([w.later_wh, INF])]
                 slots = np.arange(first, last)
-                tie = weight * (price[first:last] + slots / (n + 1))
-                cost += [EARLY_EPS * slots + tie, np.asarray([w.later_cost, data.big])]
-                if first == 0 and width > 0:
-                    self._tie0.append((int(col[0]), weight))
+                cost += [EARLY_EPS * slots, np.asarray([w.later_cost, data.big])]
                 put(balance[first:last], col, -1.0)
                 if flex_buy is not None:
                     inside = slots[slots >= 1]
@@ -292,13 +263,6 @@ class HomeLP:
                 put(np.repeat(need, 2), extra, 1.0)
                 row_lo.append(np.asarray([w.need_wh]))
                 row_hi.append(np.asarray([w.need_wh]))
-                if w.budget is not None:
-                    spend = lay.rows(1)
-                    put(np.repeat(spend, width), col, np.asarray(data.buy_price)[first:last])
-                    put(spend, extra[:1], w.later_cost)
-                    row_lo.append(np.asarray([-INF]))
-                    # round-off: the flat-out schedule meets it exactly
-                    row_hi.append(np.asarray([w.budget + 1e-6 * abs(w.budget) + 1e-3]))
                 self._win[kind].append((col, first, last))
         self._buy, self._sell, self._unmet = buy, sell, unmet
         self._over0: tuple[int, int, float, float] | None = None
@@ -356,9 +320,6 @@ class HomeLP:
                 col, room_cost = self._above0
                 cols.append(col)
                 costs.append(room_cost if price >= self._top0 else 0.0)
-            for col, weight in self._tie0:
-                cols.append(col)
-                costs.append(weight * price)
             solver.changeColsCost(
                 len(cols), np.asarray(cols, dtype=np.int32), np.asarray(costs, dtype=float)
             )
@@ -397,15 +358,3 @@ class HomeLP:
             unmet=x[self._unmet],
             objective=float(solver.getInfo().objective_function_value),
         )
-
-
-def _ranks(windows: tuple[WindowModel, ...], n: int) -> list[int]:
-    """Each window's tie-break rank: highest for the one that ends first (then the one
-    that needs least), 1 for the last; see the module docstring."""
-    order = sorted(
-        range(len(windows)), key=lambda j: (min(windows[j].last, n), windows[j].need_wh, j)
-    )
-    out = [0] * len(windows)
-    for pos, j in enumerate(order):
-        out[j] = len(windows) - pos
-    return out
