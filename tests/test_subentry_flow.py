@@ -225,11 +225,12 @@ async def test_subentry_type_supports_add_and_edit(
     hass: HomeAssistant, entry: MockConfigEntry
 ) -> None:
     """The entry offers "Add asset" and "Edit asset" (the frontend reads this), and "Add
-    community" while the home is in none."""
+    community" while the home is in none. A community is not edited as a subentry: its
+    address is changed in the entry's Reconfigure, while the home is a member."""
     await _open_form(hass, entry, AssetKind.PV)  # loads the flow handler
     assert entry.supported_subentry_types == {
         SUBENTRY_ASSET: {"supports_reconfigure": True},
-        "community": {"supports_reconfigure": True},
+        "community": {"supports_reconfigure": False},
     }
     assert {"user", "reconfigure"} <= set(ASSET_STRINGS["initiate_flow"])
 

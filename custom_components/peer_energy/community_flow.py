@@ -563,36 +563,3 @@ class CommunitySubentryFlow(ConfigSubentryFlow):
             },
             unique_id=COMMUNITY_UNIQUE_ID,
         )
-
-    async def async_step_reconfigure(
-        self, user_input: dict[str, Any] | None = None
-    ) -> SubentryFlowResult:
-        """Change the address this home announces; every member is told."""
-        entry = self._get_entry()
-        subentry = self._get_reconfigure_subentry()
-        link = entry_link(entry)
-        if link is None or not link.joined:
-            return self.async_abort(reason=ABORT_NOT_MEMBER)
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            address = str(user_input.get(CONF_ADDRESS, "")).strip().rstrip("/")
-            if valid_address(address):
-                await link.async_set_address(address)
-                return self.async_update_and_abort(
-                    entry, subentry, data={**subentry.data, CONF_ADDRESS: address}
-                )
-            errors[CONF_ADDRESS] = ERROR_INVALID_ADDRESS
-        schema = vol.Schema(
-            {
-                vol.Required(CONF_ADDRESS): TextSelector(
-                    TextSelectorConfig(type=TextSelectorType.URL)
-                )
-            }
-        )
-        return self.async_show_form(
-            step_id="reconfigure",
-            data_schema=self.add_suggested_values_to_schema(
-                schema, user_input or {CONF_ADDRESS: link.address}
-            ),
-            errors=errors,
-        )
