@@ -101,8 +101,7 @@ class PageLog:
 
 
 # Checks run in the page (Playwright's CSS engine and these walk open shadow roots).
-LAYOUT_CHECK = """
-() => {
+FIND_PANEL = """
   const find = (node) => {
     const hit = node.querySelector("peer-energy-panel");
     if (hit) return hit;
@@ -114,7 +113,25 @@ LAYOUT_CHECK = """
     }
     return null;
   };
-  const panel = find(document);
+  const panel = find(document);"""
+
+# One of the panel's own text methods, called with arguments (its words for a value).
+PANEL_CALL = (
+    """
+(call) => {"""
+    + FIND_PANEL
+    + """
+  if (!panel) return {error: "no panel"};
+  return panel[call.method](...call.args);
+}
+"""
+)
+
+LAYOUT_CHECK = (
+    """
+() => {"""
+    + FIND_PANEL
+    + """
   if (!panel || !panel.shadowRoot) return {error: "no panel"};
   const root = panel.shadowRoot;
   const width = window.innerWidth;
@@ -165,6 +182,7 @@ LAYOUT_CHECK = """
           text: root.textContent};
 }
 """
+)
 
 
 class Browser:
@@ -261,6 +279,10 @@ class Browser:
         await page.wait_for_timeout(1000)  # translations and the chart's width settle
         result: dict[str, Any] = await page.evaluate(LAYOUT_CHECK)
         return result
+
+    async def panel_text(self, method: str, *args: Any) -> Any:
+        """What the open market view's `method` makes of `args` (its words for a value)."""
+        return await self.page.evaluate(PANEL_CALL, {"method": method, "args": list(args)})
 
 
 async def shoot_market_view(browser: Browser, prefix: str = "market_view") -> list[Path]:

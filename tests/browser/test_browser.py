@@ -127,3 +127,9 @@ async def test_market_view_at_every_width(
     assert re.search(r"Table \((1 slot|\d+ slots)\)", result["text"]), result["text"]
     assert not browser.log.errors, browser.log.errors
     assert not browser.log.server_errors
+    # A balance smaller than the usual digits is not shown as zero.
+    owes = await browser.panel_text("_balanceWords", -0.00003)
+    assert owes.startswith("Your home owes the community 0.00003 EUR"), owes
+    assert await browser.panel_text("_money", 0.00003) == "0.00003 EUR"
+    assert await browser.panel_text("_money", 0.5) == "0.5000 EUR"
+    assert await browser.panel_text("_money", 0) == "0.00 EUR"

@@ -513,7 +513,10 @@ class PeerEnergyPanel extends HTMLElement {
     if (value === null || value === undefined) return "—";
     const digits = this._data.price_digits ?? 2;
     const size = Math.abs(value);
-    const shown = size !== 0 && size < 1 ? digits + 2 : digits;
+    let shown = size !== 0 && size < 1 ? digits + 2 : digits;
+    // A tiny amount that is not zero never reads as zero ("0.0000 EUR ... owes your home"):
+    // more digits until its first one shows (balances are exact to 1/1000 of a cent).
+    while (size !== 0 && shown < 8 && Number(size.toFixed(shown)) === 0) shown += 1;
     return `${this._number(size, shown)} ${this._data.currency}`;
   }
 
