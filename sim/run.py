@@ -213,10 +213,14 @@ def market(
         "clean_bought",
         "shortfall",
     )
-    arrays = {k: np.zeros((n_h, n_t), dtype=np.int64) for k in names}
+    arrays: dict[str, NDArray[Any]] = {k: np.zeros((n_h, n_t), dtype=np.int64) for k in names}
     price = np.full(n_t, np.nan)
-    risk = {} if sale_risk_pct is None else {"sale_risk_pct": sale_risk_pct}
-    policies = [ag.OwnerPolicy(clean_only=h.clean_only, **risk) for h in c.homes]
+    policies = [
+        ag.OwnerPolicy(clean_only=h.clean_only)
+        if sale_risk_pct is None
+        else ag.OwnerPolicy(clean_only=h.clean_only, sale_risk_pct=sale_risk_pct)
+        for h in c.homes
+    ]
     states = [DeviceState(soc=int(bat.soc0[i])) for i in range(n_h)]
     has_pv = c.pv_wh.sum(axis=1) > 0
     inputs = PlannerInputs(c, max(1, horizon_hours * 3600 // sec))
