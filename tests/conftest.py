@@ -8,6 +8,7 @@ before any ``hass`` fixture runs, pins the right one.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Generator
+import logging
 import os
 from typing import Any
 from unittest.mock import patch
@@ -52,6 +53,10 @@ from custom_components.peer_energy.const import (  # (import pins our package)
 hypothesis_settings.register_profile("repeatable", derandomize=True, database=None)
 hypothesis_settings.register_profile("explore", max_examples=500)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
+
+# The test harness logs every SQL statement of the recorder at INFO (tens of thousands of
+# lines in a run with statistics); a failing test's log is easier to read without them.
+logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
 
 ENTRY_ID = "01JPEERENERGYENTRY000000000"
 PV_ID = "01JPEERENERGYPV000000000000"
