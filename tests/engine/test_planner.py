@@ -127,8 +127,12 @@ def homes(draw: st.DrawFn) -> dict[str, object]:
         depart = draw(st.integers(1, n + 4))
         power = draw(st.sampled_from([3_700, 11_000]))
         need = draw(st.integers(0, power * SLOT // 3600 * depart))
+        # what is left of the session's budget from plug-in (None: flat out from now)
+        cap = draw(st.one_of(st.none(), st.integers(0, need * (fit + 31))))
         kw["evs"] = (
-            EvSession(asset_id="ev", depart=at(depart), energy_wh=need, max_power_w=power),
+            EvSession(
+                asset_id="ev", depart=at(depart), energy_wh=need, max_power_w=power, cost_cap=cap
+            ),
         )
     if draw(st.booleans()):
         first = draw(st.integers(0, n - 1))
@@ -159,13 +163,20 @@ def _buy_sell_at(bids: Sequence[AssetBid], price: int) -> dict[str, int]:
 
 
 @PLAN_SETTINGS
-@given(homes(), st.sampled_from([PlanMode.CONTROL, PlanMode.ADVISE]))
-def test_device_limits_and_energy_balance(home: dict[str, object], mode: PlanMode) -> None:
+@given(
+    homes(),
+    st.sampled_from([PlanMode.CONTROL, PlanMode.ADVISE]),
+    st.sampled_from([EXACT, PlannerSettings()]),
+)
+def test_device_limits_and_energy_balance(
+    home: dict[str, object], mode: PlanMode, plan_settings: PlannerSettings
+) -> None:
     """The plan and the bids at every price keep every device within its limits, and every
-    planned slot balances (import - export = load - PV + battery + EV + plugs)."""
+    planned slot balances (import - export = load - PV + battery + EV + plugs), with or
+    without the flattening tiers (and so with the EV's and plug's budgets binding)."""
     fc = home["forecast"]
     assert isinstance(fc, HomeForecast)
-    plan = plan_home(mode=mode, settings=EXACT, **home)  # type: ignore[arg-type]
+    plan = plan_home(mode=mode, settings=plan_settings, **home)  # type: ignore[arg-type]
     bats: Sequence[BatteryState] = home["batteries"]  # type: ignore[assignment]
     evs: Sequence[EvSession] = home["evs"]  # type: ignore[assignment]
     plugs: Sequence[PlugTask] = home["plugs"]  # type: ignore[assignment]
