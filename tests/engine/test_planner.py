@@ -915,3 +915,17 @@ def test_the_plan_that_ended_unknown_solves_at_once(monkeypatch: pytest.MonkeyPa
     assert statuses == ["Unknown", "Unknown", "Optimal"]
     assert old.fallbacks == 1
     assert again.objective == pytest.approx(solved.objective, rel=1e-9)
+
+
+def test_only_windows_that_share_a_slot_get_a_tie_break() -> None:
+    """A window alone in its slots has no tie to break (a tie-break there only costs the
+    solver accuracy); among windows that share slots the one that ends first ranks
+    highest, then the one that needs least."""
+    ev = WindowModel(first=0, last=40, per_slot_wh=2_750, need_wh=10_000)
+    plug = WindowModel(first=2, last=6, per_slot_wh=500, need_wh=400)
+    late = WindowModel(first=50, last=60, per_slot_wh=500, need_wh=400)
+    small = WindowModel(first=0, last=40, per_slot_wh=500, need_wh=400)
+    assert home_lp._ranks((ev,), 96) == [0]
+    assert home_lp._ranks((ev, late), 96) == [0, 0]
+    assert home_lp._ranks((ev, plug, late), 96) == [1, 2, 0]
+    assert home_lp._ranks((ev, small, plug), 96) == [1, 2, 3]
