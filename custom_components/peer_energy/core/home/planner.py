@@ -48,6 +48,10 @@ more than its inflexible net demand plus that share costs
 :attr:`PlannerSettings.capacity_cost_pct` of the mean import price per kWh, so the homes'
 batteries and EVs spread over the cheap hours instead of all filling the cheapest one (a
 purchase from neighbours below the import price is not grid import and pays nothing).
+These costs are not money the home pays, so they never make an EV or a plug dearer: each
+session and task has a budget at the import prices, what running flat out from its start
+costs (``EvSession.cost_cap`` / ``PlugTask.cost_cap``: what is left of it since plug-in, at
+least what its cheapest slots cost), and they only choose among schedules within it.
 
 **Uncertainty.** The first slot's net demand has the standard deviation
 ``sd_wh = sqrt(load_sd^2 + pv_sd^2)`` (:attr:`HomePlan.sd_wh`). Both sides of the order keep
