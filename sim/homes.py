@@ -12,7 +12,8 @@ integration's slot clock hands the engine's planner (``core/home/planner.py``):
   the same time of day);
 * the battery's state, the EV sessions (the one plugged in now with what it still needs,
   and the coming ones within the horizon: the owner's schedule) and the flexible plug
-  tasks (running and coming ones);
+  tasks (running and coming ones), each with its cost cap: what running flat out from its
+  start costs at the import prices, less what it has spent so far;
 * the community price each slot is expected at (:class:`PriceMemory`).
 
 :func:`own_logic` is what uncontrolled devices do in advise mode (and in the no-trading
@@ -98,6 +99,30 @@ class DeviceState:
     soc: int = 0
     ev_left: dict[int, int] = field(default_factory=dict)  # session index -> Wh still needed
     plug_left: dict[int, int] = field(default_factory=dict)  # task index -> Wh still to run
+    # what each session and task has spent at the import prices (Wh x minor units per kWh)
+    ev_spent: dict[int, int] = field(default_factory=dict)
+    plug_spent: dict[int, int] = field(default_factory=dict)
+
+    def spend(self, c: Community, t: int, ev: dict[int, int], plug: dict[int, int]) -> None:
+        """Book slot ``t``'s EV and plug energy (per session and task) at its import price."""
+        price = int(c.import_price[t])
+        for k, use in ev.items():
+            self.ev_spent[k] = self.ev_spent.get(k, 0) + use * price
+        for k, use in plug.items():
+            self.plug_spent[k] = self.plug_spent.get(k, 0) + use * price
+
+
+def flat_out_cost(c: Community, first: int, end: int, energy: int, per_slot: int) -> int:
+    """What ``energy`` costs at the import prices flat out from slot ``first`` (before
+    ``end``): what an EV or a plug spends on its own logic."""
+    cost, left = 0, energy
+    for t in range(first, end):
+        if left <= 0:
+            break
+        take = min(per_slot, left)
+        cost += take * int(c.import_price[t])
+        left -= take
+    return cost
 
 
 class PriceMemory:
@@ -229,6 +254,7 @@ class PlannerInputs:
                 continue
             need = state.ev_left.get(k, s.energy_wh) if s.arrive <= t else s.energy_wh
             if need > 0:
+                own = flat_out_cost(c, s.arrive, s.depart, s.energy_wh, c.max_wh(ev.charger_w))
                 out.append(
                     EvSession(
                         asset_id=EV,
@@ -236,6 +262,7 @@ class PlannerInputs:
                         depart=s0 + s.depart * sec,
                         energy_wh=need,
                         max_power_w=ev.charger_w,
+                        cost_cap=own - state.ev_spent.get(k, 0),
                     )
                 )
         return tuple(out)
@@ -251,6 +278,9 @@ class PlannerInputs:
                 continue
             need = state.plug_left.get(k, task.energy_wh)
             if need > 0:
+                own = flat_out_cost(
+                    c, task.earliest, task.deadline, task.energy_wh, c.max_wh(task.power_w)
+                )
                 out.append(
                     PlugTask(
                         asset_id=plug_id(k),
@@ -258,6 +288,7 @@ class PlannerInputs:
                         deadline=s0 + task.deadline * sec,
                         energy_wh=need,
                         power_w=task.power_w,
+                        cost_cap=own - state.plug_spent.get(k, 0),
                     )
                 )
         return tuple(out)

@@ -236,6 +236,7 @@ def market(
         "unfinished_wh": 0,
         "metered_vs_cleared_wh": 0,
         "lp_solves": 0,
+        "lp_fallbacks": 0,
     }
     plan_cpu = 0.0
     for t in range(n_t):
@@ -266,6 +267,7 @@ def market(
             )
             plan_cpu += time.process_time() - tic
             counters["lp_solves"] += plan.solves
+            counters["lp_fallbacks"] += plan.fallbacks
             plans.append(plan)
             if not trading:
                 continue
@@ -457,6 +459,7 @@ def _dispatch(
                     counters["device_violations"] += 1
                 plug_use[k] = plug_use.get(k, 0) + use
         ev_wh = sum(ev_use.values())
+    st.spend(c, t, ev_use, plug_use)
     for k, use in ev_use.items():
         st.ev_left[k] = st.ev_left.get(k, home.ev.sessions[k].energy_wh if home.ev else 0) - use
     for k, use in plug_use.items():

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+import json
+from pathlib import Path
 import random
 
+import highspy  # type: ignore[import-untyped]
 from hypothesis import given, settings, strategies as st
+import numpy as np
 import pytest
 
+from custom_components.peer_energy.core.home import home_lp
 from custom_components.peer_energy.core.home.agents import (
     AssetBid,
     AssetKind,
@@ -21,6 +26,12 @@ from custom_components.peer_energy.core.home.agents import (
     split_result,
 )
 from custom_components.peer_energy.core.home.forecast import HomeForecast
+from custom_components.peer_energy.core.home.home_lp import (
+    BatteryModel,
+    HomeLP,
+    LpInput,
+    WindowModel,
+)
 from custom_components.peer_energy.core.home.netting import graded_margin
 from custom_components.peer_energy.core.home.planner import (
     PLANNER_REASON_CODES,
@@ -28,6 +39,7 @@ from custom_components.peer_energy.core.home.planner import (
     PlanMode,
     PlannerSettings,
     PlugTask,
+    _lp_input,
     plan_home,
 )
 from custom_components.peer_energy.core.market.clearing import clear_slot
@@ -115,8 +127,12 @@ def homes(draw: st.DrawFn) -> dict[str, object]:
         depart = draw(st.integers(1, n + 4))
         power = draw(st.sampled_from([3_700, 11_000]))
         need = draw(st.integers(0, power * SLOT // 3600 * depart))
+        # what is left of the session's budget from plug-in (None: flat out from now)
+        cap = draw(st.one_of(st.none(), st.integers(0, need * (fit + 31))))
         kw["evs"] = (
-            EvSession(asset_id="ev", depart=at(depart), energy_wh=need, max_power_w=power),
+            EvSession(
+                asset_id="ev", depart=at(depart), energy_wh=need, max_power_w=power, cost_cap=cap
+            ),
         )
     if draw(st.booleans()):
         first = draw(st.integers(0, n - 1))
@@ -147,13 +163,20 @@ def _buy_sell_at(bids: Sequence[AssetBid], price: int) -> dict[str, int]:
 
 
 @PLAN_SETTINGS
-@given(homes(), st.sampled_from([PlanMode.CONTROL, PlanMode.ADVISE]))
-def test_device_limits_and_energy_balance(home: dict[str, object], mode: PlanMode) -> None:
+@given(
+    homes(),
+    st.sampled_from([PlanMode.CONTROL, PlanMode.ADVISE]),
+    st.sampled_from([EXACT, PlannerSettings()]),
+)
+def test_device_limits_and_energy_balance(
+    home: dict[str, object], mode: PlanMode, plan_settings: PlannerSettings
+) -> None:
     """The plan and the bids at every price keep every device within its limits, and every
-    planned slot balances (import - export = load - PV + battery + EV + plugs)."""
+    planned slot balances (import - export = load - PV + battery + EV + plugs), with or
+    without the flattening tiers (and so with the EV's and plug's budgets binding)."""
     fc = home["forecast"]
     assert isinstance(fc, HomeForecast)
-    plan = plan_home(mode=mode, settings=EXACT, **home)  # type: ignore[arg-type]
+    plan = plan_home(mode=mode, settings=plan_settings, **home)  # type: ignore[arg-type]
     bats: Sequence[BatteryState] = home["batteries"]  # type: ignore[assignment]
     evs: Sequence[EvSession] = home["evs"]  # type: ignore[assignment]
     plugs: Sequence[PlugTask] = home["plugs"]  # type: ignore[assignment]
@@ -618,3 +641,291 @@ def test_graded_margin_follows_gain_and_miss_cost() -> None:
     )
     at_20 = sum(s.energy_wh for s in sell.steps if s.price <= 20)
     assert sum(s.energy_wh for s in careful.steps if s.price <= 20) < at_20
+
+
+@pytest.mark.parametrize("share_w", [None, 0])
+def test_ev_is_never_moved_to_dearer_hours_than_plugging_in(share_w: int | None) -> None:
+    """The flattening tiers and the capacity share are not money the home pays: they may
+    spread an EV over slots that cost no more than charging from plug-in, never make its
+    energy dearer at the grid's prices than charging flat out from plug-in would (that is
+    what the home does without the planner)."""
+    imp = [37] * 4 + [41] * 4 + [42] * 4 + [40] * 4 + [37] * 4
+    ev = EvSession(asset_id="ev", depart=at(20), energy_wh=8_925, max_power_w=11_000)
+    shares = () if share_w is None else [share_w] * 20
+    plan = plan_home(
+        forecast(20, imp=imp), evs=(ev,), mode=PlanMode.CONTROL, capacity_share_w=shares
+    )
+    energy = [row.ev_wh for row in plan.slots]
+    assert sum(energy) == 8_925
+    plug_in = 8_925 * 37  # flat out from plug-in: all in the first 37 ct slots
+    assert sum(e * p for e, p in zip(energy, imp, strict=True)) <= plug_in + 37
+    assert max(energy) < 2_750  # and it still spreads over the 37 ct slots
+
+
+def test_ev_cost_cap_holds_after_plug_in() -> None:
+    """Later in a session the budget is what charging flat out from plug-in cost, less what
+    was spent (``cost_cap``), not what charging flat out from now would cost: a car whose
+    cheap plug-in hours are over is not moved into dear ones by the capacity share."""
+    imp = [41] * 4 + [42] * 4 + [37] * 4
+    shares = [11_000] * 8 + [0] * 4  # the cheap slots are the street's busy ones
+    need = 5_000
+
+    def plan(cap: int | None) -> list[int]:
+        ev = EvSession(
+            asset_id="ev", depart=at(12), energy_wh=need, max_power_w=11_000, cost_cap=cap
+        )
+        home = plan_home(
+            forecast(12, imp=imp),
+            evs=(ev,),
+            mode=PlanMode.CONTROL,
+            capacity_share_w=shares,
+            settings=EXACT,
+        )
+        return [row.ev_wh for row in home.slots]
+
+    from_now = plan(None)  # flat out from now costs 41 ct: it may spread into 41 ct slots
+    assert sum(e * p for e, p in zip(from_now, imp, strict=True)) > need * 37 + 37
+    capped = plan(need * 37)
+    assert sum(capped) == need
+    assert sum(e * p for e, p in zip(capped, imp, strict=True)) <= need * 37 + 37
+    # a cap below what the cheapest slots cost is raised to it: the car still gets its energy
+    assert sum(plan(0)) == need
+
+
+@pytest.mark.parametrize("waiting", [True, False])
+def test_the_plug_that_ends_first_gets_the_cheap_and_early_slots(waiting: bool) -> None:
+    """Moving energy between an EV and a plug in the same slots costs the home nothing; the
+    window that ends first takes the cheaper slots, then the earlier ones, so the choice
+    does not depend on the solver's pivoting: a plug that may wait bids only what its cheap
+    slot costs, and with every price equal it runs at once."""
+    imp = [30, 30] + [10] * 94 if waiting else [10] * 96
+    ev = EvSession(asset_id="ev", depart=at(11), energy_wh=10_000, max_power_w=11_000)
+    plug = PlugTask(asset_id="plug", energy_wh=37, power_w=150, deadline=at(5))
+    plan = plan_home(
+        forecast(96, imp=imp, load=[25, 50, 75] + [100] * 93, pv=[468, 312, 156] + [0] * 93),
+        evs=(ev,),
+        plugs=(plug,),
+        mode=PlanMode.CONTROL,
+    )
+    steps = [s for b in plan.bids if b.asset_id == "plug" for s in b.steps]
+    if waiting:
+        assert plan.slots[0].plug_wh == 0
+        assert all(s.price <= 10 for s in steps)
+    else:
+        assert plan.slots[0].plug_wh == 37
+        assert sum(s.energy_wh for s in steps) == 37
+
+
+@PLAN_SETTINGS
+@given(
+    homes(),
+    st.sampled_from([EXACT, PlannerSettings()]),
+    st.lists(st.integers(0, 8_000), min_size=12, max_size=12),
+    st.booleans(),
+)
+def test_ev_and_plug_never_cost_more_than_flat_out(
+    home: dict[str, object], plan_settings: PlannerSettings, shares: list[int], capped: bool
+) -> None:
+    """Whatever the tiers and the capacity share, an EV's and a plug's energy costs at most,
+    at the grid's import prices, what running flat out from its start costs (its budget;
+    with a cost cap, the larger of the cap and what its cheapest slots cost)."""
+    fc = home["forecast"]
+    assert isinstance(fc, HomeForecast)
+    n = fc.slots
+    evs = [e for e in home["evs"] if e.depart <= at(n)]  # type: ignore[attr-defined]
+    plugs = [p for p in home["plugs"] if p.deadline <= at(n)]  # type: ignore[attr-defined]
+    imp = fc.import_price
+
+    def budget(first: int, end: int, power: int, need: int, cap: int | None) -> int:
+        per_slot = power * SLOT // 3600
+        room = [(imp[k], per_slot) for k in range(first, end)]
+        flat = cheap = 0
+        left = need
+        for price, e in room:
+            flat += price * min(e, max(left, 0))
+            left -= e
+        left = need
+        for price, e in sorted(room):
+            cheap += price * min(e, max(left, 0))
+            left -= e
+        return flat if cap is None else max(cap, cheap)
+
+    if capped:
+        evs = [replace(e, cost_cap=e.energy_wh * min(imp)) for e in evs]
+        plugs = [replace(p, cost_cap=p.energy_wh * min(imp)) for p in plugs]
+    plan = plan_home(
+        fc,
+        batteries=home["batteries"],  # type: ignore[arg-type]
+        evs=evs,
+        plugs=plugs,
+        mode=PlanMode.CONTROL,
+        settings=plan_settings,
+        capacity_share_w=shares[:n],
+    )
+    rounding = n * max(abs(p) for p in imp)  # each slot's energy rounded to whole Wh
+    for kind, windows in (("ev", evs), ("plug", plugs)):
+        for w in windows:
+            if isinstance(w, EvSession):
+                first, end, power = 0, (w.depart - T0) // SLOT, w.max_power_w
+            else:
+                first, end, power = (w.earliest - T0) // SLOT, (w.deadline - T0) // SLOT, w.power_w
+            if w.energy_wh > power * SLOT // 3600 * (end - first):
+                continue  # cannot be met: the shortfall is priced, not budgeted
+            use = [row.ev_wh if kind == "ev" else row.plug_wh for row in plan.slots]
+            assert sum(use) == pytest.approx(w.energy_wh, abs=n)
+            spent = sum(u * p for u, p in zip(use, imp, strict=True))
+            assert spent <= budget(first, end, power, w.energy_wh, w.cost_cap) + rounding
+
+
+def _tied(lp: HomeLP) -> bool:
+    """Whether the windows' tie-break costs are on in the solver's model."""
+    costs = np.asarray(lp._solver.getLp().col_cost_)
+    return any(not np.allclose(costs[col], plain) for col, plain in lp._tie_cols)
+
+
+def _budgeted(lp: HomeLP) -> bool:
+    """Whether the budget rows bound the windows' spend in the solver's model."""
+    upper = np.asarray(lp._solver.getLp().row_upper_)
+    return any(upper[row] < 1e20 for row, _ in lp._budget_rows)
+
+
+def _ev_and_plug() -> tuple[HomeForecast, EvSession, PlugTask]:
+    fc = forecast(96, imp=[30, 30] + [10] * 94, load=[25, 50, 75] + [100] * 93)
+    ev = EvSession(asset_id="ev", depart=at(11), energy_wh=10_000, max_power_w=11_000)
+    return fc, ev, PlugTask(asset_id="plug", energy_wh=37, power_w=150, deadline=at(5))
+
+
+@pytest.mark.parametrize("fails_while", ["tie", "tie_or_budget"])
+def test_a_plan_solves_when_the_solver_fails_with_the_tie_break(
+    monkeypatch: pytest.MonkeyPatch, fails_while: str
+) -> None:
+    """A solve that does not end optimal is retried from scratch, then without the
+    tie-break, then also without the budgets: a plan never fails because of them, and the
+    model gets both back for the next solve."""
+    fc, ev, plug = _ev_and_plug()
+    data = _lp_input(fc, (), (ev,), (plug,), (), PlannerSettings())
+    reference = HomeLP(data).solve_at(10.0)
+    run = HomeLP._run
+
+    def failing(lp: HomeLP) -> object:
+        status = run(lp)
+        if _tied(lp) or (fails_while == "tie_or_budget" and _budgeted(lp)):
+            return highspy.HighsModelStatus.kUnknown
+        return status
+
+    lp = HomeLP(data)
+    with monkeypatch.context() as m:
+        m.setattr(HomeLP, "_run", failing)
+        solved = lp.solve_at(10.0)
+        assert lp.fallbacks == 1
+        assert lp.solves == (3 if fails_while == "tie" else 4)
+        # every window served, and as cheap as the model without the tie-break (and, for
+        # the second, without the budgets) solved at once
+        assert solved.ev.sum() == pytest.approx(10_000)
+        assert solved.plug.sum() == pytest.approx(37)
+        plain = HomeLP(data)
+        plain._tie_break(False)
+        if fails_while == "tie_or_budget":
+            plain._budgets(False)
+        assert solved.objective == pytest.approx(plain.solve_at(10.0).objective, rel=1e-9)
+        assert _tied(lp)  # back for the next solve
+        assert _budgeted(lp)
+    again = lp.solve_at(10.0)
+    assert lp.fallbacks == 1
+    assert np.allclose(again.plug, reference.plug)
+    assert np.allclose(again.ev, reference.ev)
+
+    def broken(lp: HomeLP) -> object:
+        run(lp)
+        return highspy.HighsModelStatus.kUnknown
+
+    with monkeypatch.context() as m:
+        m.setattr(HomeLP, "_run", broken)
+        with pytest.raises(RuntimeError, match="did not solve: Unknown"):
+            lp.solve_at(10.0)
+        assert _tied(lp)
+        assert _budgeted(lp)
+
+
+def test_the_home_plan_survives_a_solver_that_fails_with_the_tie_break(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The planner still plans and bids when every solve with the tie-break fails."""
+    fc, ev, plug = _ev_and_plug()
+    run = HomeLP._run
+
+    def failing(lp: HomeLP) -> object:
+        status = run(lp)
+        return highspy.HighsModelStatus.kUnknown if _tied(lp) else status
+
+    monkeypatch.setattr(HomeLP, "_run", failing)
+    plan = plan_home(fc, evs=(ev,), plugs=(plug,), mode=PlanMode.CONTROL)
+    assert sum(row.ev_wh for row in plan.slots) == 10_000
+    assert sum(row.plug_wh for row in plan.slots[:5]) == 37
+    assert {b.asset_id for b in plan.bids} >= {"ev"}
+
+
+def _unknown_case() -> tuple[LpInput, float]:
+    """The simulator's plan that HiGHS ended with status Unknown (see the file's note)."""
+    raw = json.loads((Path(__file__).parent / "data" / "plan_that_ended_unknown.json").read_text())
+    arrays = {
+        k: np.asarray(raw[k], dtype=float)
+        for k in ("net_wh", "buy_price", "sell_price", "flex_price", "room_wh")
+    }
+    (t1, t2) = raw["tiers"]
+    data = LpInput(
+        **arrays,
+        tiers=((t1[0], t1[1]), (t2[0], t2[1])),
+        room_cost=raw["room_cost"],
+        big=raw["big"],
+        batteries=tuple(BatteryModel(**b) for b in raw["batteries"]),
+        evs=tuple(WindowModel(**w) for w in raw["evs"]),
+    )
+    return data, float(raw["price"])
+
+
+def test_the_plan_that_ended_unknown_solves_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lone window gets no tie-break and the budget row reads in Wh: the week's plan that
+    HiGHS ended with status Unknown solves at once. In its old form (a tie-break on the
+    lone window at 1e-5, the budget row in money units) it still ends Unknown twice, and
+    the fallback without the tie-break gives the plan."""
+    data, price = _unknown_case()
+    lp = HomeLP(data)
+    solved = lp.solve_at(price)
+    assert (lp.solves, lp.fallbacks) == (1, 0)
+    (window,) = data.evs
+    assert solved.ev.sum() == pytest.approx(window.need_wh)
+    assert window.budget is not None
+    assert float(np.dot(solved.ev[0], data.buy_price)) <= window.budget + 1
+
+    statuses: list[str] = []
+    run = HomeLP._run
+
+    def spy(lp: HomeLP) -> object:
+        status = run(lp)
+        statuses.append(lp._solver.modelStatusToString(status))
+        return status
+
+    monkeypatch.setattr(home_lp, "TIE_EPS", 1e-5)
+    monkeypatch.setattr(home_lp, "_ranks", lambda windows, n: [1] * len(windows))
+    monkeypatch.setattr(home_lp, "_budget_scale", lambda price, later_cost: 1.0)
+    monkeypatch.setattr(HomeLP, "_run", spy)
+    old = HomeLP(data)
+    again = old.solve_at(price)
+    assert statuses == ["Unknown", "Unknown", "Optimal"]
+    assert old.fallbacks == 1
+    assert again.objective == pytest.approx(solved.objective, rel=1e-9)
+
+
+def test_only_windows_that_share_a_slot_get_a_tie_break() -> None:
+    """A window alone in its slots has no tie to break (a tie-break there only costs the
+    solver accuracy); among windows that share slots the one that ends first ranks
+    highest, then the one that needs least."""
+    ev = WindowModel(first=0, last=40, per_slot_wh=2_750, need_wh=10_000)
+    plug = WindowModel(first=2, last=6, per_slot_wh=500, need_wh=400)
+    late = WindowModel(first=50, last=60, per_slot_wh=500, need_wh=400)
+    small = WindowModel(first=0, last=40, per_slot_wh=500, need_wh=400)
+    assert home_lp._ranks((ev,), 96) == [0]
+    assert home_lp._ranks((ev, late), 96) == [0, 0]
+    assert home_lp._ranks((ev, plug, late), 96) == [1, 2, 0]
+    assert home_lp._ranks((ev, small, plug), 96) == [1, 2, 3]

@@ -17,7 +17,9 @@ class EvSession:
     """An EV charging session: ``energy_wh`` still needed by ``depart`` (Unix s, exclusive).
 
     ``arrive`` is when the car is (expected to be) plugged in: at or before the horizon's
-    start for a car plugged in now.
+    start for a car plugged in now. ``cost_cap`` is the most the energy still needed may cost
+    at the import prices (Wh x minor units per kWh): what charging flat out from plug-in
+    costs, less what the session has spent; None: what charging flat out from now costs.
     """
 
     asset_id: str
@@ -25,18 +27,21 @@ class EvSession:
     energy_wh: int
     max_power_w: int
     arrive: int = 0
+    cost_cap: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlugTask:
     """A flexible plug's task: ``energy_wh`` to run between ``earliest`` and ``deadline``
-    (Unix s, exclusive end) at up to ``power_w`` (interruptible)."""
+    (Unix s, exclusive end) at up to ``power_w`` (interruptible). ``cost_cap`` as for
+    :class:`EvSession` (running flat out from ``earliest``)."""
 
     asset_id: str
     energy_wh: int
     power_w: int
     deadline: int
     earliest: int = 0
+    cost_cap: int | None = None
 
 
 def energy_wh(power_w: int, seconds: int) -> int:

@@ -20,12 +20,39 @@ Every slot ``k`` (``0 <= k < n``)::
     buy_k <= room_k + above_k                            (soft: the home's capacity share)
     sum_k ev_ek + later_e + short_e = need_e            (per EV session)
     sum_k plug_pk + short_p = need_p                    (per plug task)
+    sum_k buy_price_k w_k + later_cost later_w <= budget_w   (EV and plug windows with one)
 
     minimise sum_k (buy_price_k buy_k - sell_price_k sell_k + pen_1 over1_k + pen_2 over2_k
                     + room_cost above_k + big unmet_k)
              + sum_b (deg_b dis_bk) - sum_b value_b soc_b,n-1
              + sum_e (later_cost_e later_e + big short_e) + big sum_p short_p
              + a tiny cost growing with k on EV and plug energy (earlier is preferred)
+             + sum_w tie * rank_w * sum_k (buy_price_k + k / (n + 1)) w_k
+
+The last term breaks ties between windows: moving energy from one EV or plug to another in
+the same slots costs the home nothing, so without it which device takes the first slot (the
+one the home bids for) is whatever the solver's pivoting gives, and any new row can swap
+them. Windows are ranked by deadline, then by need (``rank_w`` is highest for the one that
+ends first): the higher-ranked window gets the cheaper slots and, among equally cheap ones,
+the earlier ones; the first slot counts at the price solved for. A plug that may wait an
+hour so bids only what its cheapest slot costs, and runs at once when every price is equal.
+The term is only there when two windows share a slot (otherwise there is no tie to break),
+and ``tie`` keeps its smallest step (one slot later, one rank apart) well above HiGHS's
+tolerances while the whole term stays below a tenth of a price unit per Wh.
+
+The budget row keeps the fictional costs (the flattening tiers, the capacity share, the
+neighbours' expected prices) from moving an EV or a plug into slots that cost the home more
+at the grid's prices than running flat out from its start, which is what the device does
+without the planner: they may only spread it over slots that cost no more. Running flat out
+meets the budget, so the row never makes the model infeasible. The row is divided by the
+window's highest price, so it reads in Wh like the need row beside it.
+
+**A plan always solves.** The model is feasible and bounded whatever the inputs, so a status
+other than optimal is round-off in the solver. :meth:`HomeLP.solve_at` then solves again
+from scratch; if that fails too, without the tie-break (the plan is as good, only the split
+between windows at equal cost is the solver's); if that fails too, without the budget rows
+as well (the model the planner had before them). ``HomeLP.fallbacks`` counts the solves that
+needed one of the two.
 
 ``unmet`` and ``short`` keep the model feasible whatever the inputs (an import limit below
 the must-run load, an EV session that cannot be finished); their cost is far above any
@@ -48,6 +75,12 @@ INF = float(highspy.kHighsInf)
 # Cost per Wh and slot of delay for EV and plug energy: breaks ties towards earlier slots.
 # Far below one price unit over any horizon the planner uses (it is in milli-minor per Wh).
 EARLY_EPS = 1e-3
+# Cost per Wh of the tie-break between EV and plug windows (see the module docstring), per
+# rank step and price unit. Its smallest step, one slot later at one rank apart, is
+# TIE_EPS / (n + 1): about 5e-7 for 48 hours of 15-minute slots, five times HiGHS's dual
+# feasibility tolerance (1e-7); the whole term stays below 0.1 price unit per Wh for prices
+# up to about 150 minor units with five windows.
+TIE_EPS = 1e-4
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +111,9 @@ class WindowModel:
     need_wh: float
     later_wh: float = 0.0
     later_cost: float = 0.0
+    # Most the window's energy may cost at the buy prices (``later`` at ``later_cost``):
+    # what it costs flat out from ``first`` (None: no limit). See the module docstring.
+    budget: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,8 +280,15 @@ class HomeLP:
             row_hi.append(rhs.copy())
             self._bat.append((ch, dis, soc))
         self._win: list[list[tuple[NDArray[Any], int, int]]] = [[], []]
+        rank = _ranks(data.evs + data.plugs, n)
+        price = np.asarray(data.buy_price, dtype=float)
+        self._tie0: list[tuple[int, float]] = []  # (first-slot column, tie weight)
+        # (columns, their cost without the tie-break) to drop it if the solver fails
+        self._tie_cols: list[tuple[NDArray[Any], NDArray[Any]]] = []
+        self._budget_rows: list[tuple[int, float]] = []  # (row, upper bound)
         for kind, windows in enumerate((data.evs, data.plugs)):
             for w in windows:
+                weight = TIE_EPS * rank[len(self._win[0]) + len(self._win[1])]
                 first, last = max(0, w.first), min(n, w.last)
                 width = max(0, last - first)
                 col = lay.add(f"w{kind}.{len(self._win[kind])}", width)
@@ -253,7 +296,13 @@ class HomeLP:
                 lo.append(np.zeros(width + 2))
                 hi += [np.full(width, w.per_slot_wh), np.asarray([w.later_wh, INF])]
                 slots = np.arange(first, last)
-                cost += [EARLY_EPS * slots, np.asarray([w.later_cost, data.big])]
+                plain = EARLY_EPS * slots
+                cost += [plain + weight * (price[first:last] + slots / (n + 1))]
+                cost.append(np.asarray([w.later_cost, data.big]))
+                if weight > 0 and width > 0:
+                    self._tie_cols.append((col, plain))
+                    if first == 0:
+                        self._tie0.append((int(col[0]), weight))
                 put(balance[first:last], col, -1.0)
                 if flex_buy is not None:
                     inside = slots[slots >= 1]
@@ -263,6 +312,16 @@ class HomeLP:
                 put(np.repeat(need, 2), extra, 1.0)
                 row_lo.append(np.asarray([w.need_wh]))
                 row_hi.append(np.asarray([w.need_wh]))
+                if w.budget is not None:
+                    spend = lay.rows(1)
+                    scale = _budget_scale(price[first:last], w.later_cost)
+                    put(np.repeat(spend, width), col, price[first:last] / scale)
+                    put(spend, extra[:1], w.later_cost / scale)
+                    row_lo.append(np.asarray([-INF]))
+                    # round-off: the flat-out schedule meets it exactly
+                    upper = w.budget / scale
+                    row_hi.append(np.asarray([upper + 1e-6 * abs(upper) + 1e-3]))
+                    self._budget_rows.append((int(spend[0]), float(row_hi[-1][0])))
                 self._win[kind].append((col, first, last))
         self._buy, self._sell, self._unmet = buy, sell, unmet
         self._over0: tuple[int, int, float, float] | None = None
@@ -297,13 +356,18 @@ class HomeLP:
         solver.setOptionValue("presolve", "off")
         solver.passModel(lp)
         self._solver = solver
+        self._tied = [(col, np.asarray(lp.col_cost_)[col]) for col, _ in self._tie_cols]
+        self._tie_price0 = self._top0  # the first slot's price in its tie-break costs
         self.solves = 0
+        self.fallbacks = 0  # solves that needed the tie-break or the budget dropped
 
     def solve_at(self, price: float | None = None) -> LpSolution:
         """Solve with the first slot bought and sold at ``price`` (None: as built).
 
-        Raises ``RuntimeError`` if HiGHS does not report an optimal solution (the model is
-        always feasible and bounded, so that is a solver failure, not bad input).
+        A status other than optimal is retried from scratch, then without the tie-break,
+        then also without the budget rows (see the module docstring); if none of them
+        solves, raises ``RuntimeError`` (the model is always feasible and bounded, so that
+        is a solver failure, not bad input).
         """
         solver = self._solver
         b0, s0 = int(self._buy[0]), int(self._sell[0])
@@ -320,19 +384,32 @@ class HomeLP:
                 col, room_cost = self._above0
                 cols.append(col)
                 costs.append(room_cost if price >= self._top0 else 0.0)
+            for col, weight in self._tie0:
+                cols.append(col)
+                costs.append(weight * price)
+            self._tie_price0 = float(price)
             solver.changeColsCost(
                 len(cols), np.asarray(cols, dtype=np.int32), np.asarray(costs, dtype=float)
             )
-        solver.run()
-        self.solves += 1
-        status = solver.getModelStatus()
+        status = self._run()
         if status != highspy.HighsModelStatus.kOptimal:
             # A warm start can stall on round-off: solve once more from scratch.
             solver.clearSolver()
-            solver.run()
-            self.solves += 1
-            status = solver.getModelStatus()
+            status = self._run()
+        dropped = False
+        if status != highspy.HighsModelStatus.kOptimal and self._tie_cols:
+            dropped = True
+            self._tie_break(False)
+            solver.clearSolver()
+            status = self._run()
+        if status != highspy.HighsModelStatus.kOptimal and self._budget_rows:
+            dropped = True
+            self._budgets(False)
+            solver.clearSolver()
+            status = self._run()
         if status != highspy.HighsModelStatus.kOptimal:
+            if dropped:
+                self._restore()
             raise RuntimeError(f"the home plan did not solve: {solver.modelStatusToString(status)}")
         x = np.asarray(solver.getSolution().col_value)
         n = self.n
@@ -346,7 +423,7 @@ class HomeLP:
                 out[j, first:last] = x[col]
             return out
 
-        return LpSolution(
+        solution = LpSolution(
             price=self._base_buy0 if price is None else float(price),
             buy=x[self._buy],
             sell=x[self._sell],
@@ -358,3 +435,64 @@ class HomeLP:
             unmet=x[self._unmet],
             objective=float(solver.getInfo().objective_function_value),
         )
+        if dropped:
+            self.fallbacks += 1
+            self._restore()
+        return solution
+
+    def _run(self) -> Any:
+        """Run HiGHS on the model as it stands; its model status."""
+        self._solver.run()
+        self.solves += 1
+        return self._solver.getModelStatus()
+
+    def _tie_break(self, on: bool) -> None:
+        """Put the tie-break costs of the windows on or take them off."""
+        cost: dict[int, float] = {}
+        for (col, plain), (_, tied) in zip(self._tie_cols, self._tied, strict=True):
+            values = tied if on else plain
+            cost.update((int(c), float(v)) for c, v in zip(col, values, strict=True))
+        if on:  # the first slot's at the price last solved for
+            cost.update((c, w * self._tie_price0) for c, w in self._tie0)
+        idx = np.asarray(list(cost), dtype=np.int32)
+        status = self._solver.changeColsCost(
+            idx.size, idx, np.asarray(list(cost.values()), dtype=float)
+        )
+        if status != highspy.HighsStatus.kOk:
+            raise RuntimeError("the home plan's tie-break could not be changed")
+
+    def _budgets(self, on: bool) -> None:
+        """Put the budget rows' upper bounds on or take them off."""
+        for row, upper in self._budget_rows:
+            self._solver.changeRowBounds(row, -INF, upper if on else INF)
+
+    def _restore(self) -> None:
+        """The model as built (after a fallback): tie-break and budgets back on."""
+        if self._tie_cols:
+            self._tie_break(True)
+        if self._budget_rows:
+            self._budgets(True)
+
+
+def _budget_scale(price: NDArray[Any], later_cost: float) -> float:
+    """What a budget row is divided by: the window's highest price, so the row reads in Wh
+    like the need row beside it (in money units HiGHS ended a winter week's plan with
+    status Unknown)."""
+    return float(max(1.0, abs(later_cost), *np.abs(price).tolist()))
+
+
+def _ranks(windows: tuple[WindowModel, ...], n: int) -> list[int]:
+    """Each window's tie-break rank: highest for the one that ends first (then the one
+    that needs least), 1 for the last; 0 for a window that shares no slot with another
+    (there is no tie to break); see the module docstring."""
+    span = [(max(0, w.first), min(n, w.last)) for w in windows]
+    shared = [
+        j
+        for j, (a, b) in enumerate(span)
+        if any(i != j and max(a, c) < min(b, d) for i, (c, d) in enumerate(span))
+    ]
+    order = sorted(shared, key=lambda j: (span[j][1], windows[j].need_wh, j))
+    out = [0] * len(windows)
+    for pos, j in enumerate(order):
+        out[j] = len(order) - pos
+    return out

@@ -48,6 +48,10 @@ more than its inflexible net demand plus that share costs
 :attr:`PlannerSettings.capacity_cost_pct` of the mean import price per kWh, so the homes'
 batteries and EVs spread over the cheap hours instead of all filling the cheapest one (a
 purchase from neighbours below the import price is not grid import and pays nothing).
+These costs are not money the home pays, so they never make an EV or a plug dearer: each
+session and task has a budget at the import prices, what running flat out from its start
+costs (``EvSession.cost_cap`` / ``PlugTask.cost_cap``: what is left of it since plug-in, at
+least what its cheapest slots cost), and they only choose among schedules within it.
 
 **Uncertainty.** The first slot's net demand has the standard deviation
 ``sd_wh = sqrt(load_sd^2 + pv_sd^2)`` (:attr:`HomePlan.sd_wh`). Both sides of the order keep
@@ -180,6 +184,9 @@ class HomePlan:
     import_price: int  # of the first slot
     feed_in_tariff: int
     solves: int = 0
+    # solves that needed the tie-break between windows or their budgets dropped (see
+    # ``home_lp``): the plan is as cheap, but a window may cost more than its budget
+    fallbacks: int = 0
     # the most kept back: where a trade gains the home nothing (see ``netting.home_bid``)
     edge_margin_wh: int = 0
     sd_wh: int = 0  # standard deviation of the first slot's net demand
@@ -559,17 +566,24 @@ def _lp_input(
         if b.capacity_wh > 0
     )
 
-    def window(first: int, end: int, power: int, need: int) -> WindowModel:
+    def window(first: int, end: int, power: int, need: int, cap: int | None) -> WindowModel:
         per = float(energy_wh(power, sec))
         lo = first_slot(first, start, sec)
         hi = last_slot(end, start, sec)
+        later_wh = per * max(0, hi - max(lo, n))
+        if cap is None:
+            budget = _fill_cost(buy, lo, hi, per, float(need), later_wh, later_cost)
+        else:  # never below what the cheapest slots cost, so the budget can be met
+            least = _fill_cost(buy, lo, hi, per, float(need), later_wh, later_cost, cheap=True)
+            budget = max(float(cap), least)
         return WindowModel(
             first=lo,
             last=hi,
             per_slot_wh=per,
             need_wh=float(need),
-            later_wh=per * max(0, hi - max(lo, n)),
+            later_wh=later_wh,
             later_cost=later_cost,
+            budget=budget,
         )
 
     cap = None
@@ -604,13 +618,45 @@ def _lp_input(
         room_cost=mean_price * settings.capacity_cost_pct / 100,
         batteries=bats,
         evs=tuple(
-            window(e.arrive, e.depart, e.max_power_w, e.energy_wh) for e in evs if e.energy_wh > 0
+            window(e.arrive, e.depart, e.max_power_w, e.energy_wh, e.cost_cap)
+            for e in evs
+            if e.energy_wh > 0
         ),
         plugs=tuple(
-            window(p.earliest, p.deadline, p.power_w, p.energy_wh) for p in plugs if p.energy_wh > 0
+            window(p.earliest, p.deadline, p.power_w, p.energy_wh, p.cost_cap)
+            for p in plugs
+            if p.energy_wh > 0
         ),
         big=100.0 * top,
     )
+
+
+def _fill_cost(
+    buy: NDArray[Any],
+    first: int,
+    last: int,
+    per_slot: float,
+    need: float,
+    later_wh: float,
+    later_cost: float,
+    *,
+    cheap: bool = False,
+) -> float:
+    """What a window's energy costs at the import prices ``buy``: flat out from its start
+    (the device's own logic), or in its cheapest slots (``cheap``); what is left after the
+    horizon at ``later_cost``."""
+    lo, hi = max(0, first), min(int(buy.size), last)
+    slots = [(float(buy[k]), per_slot) for k in range(lo, hi)] + [(later_cost, later_wh)]
+    if cheap:
+        slots.sort(key=lambda s: s[0])
+    cost, left = 0.0, need
+    for price, room in slots:
+        if left <= 0:
+            break
+        take = min(max(room, 0.0), left)
+        cost += price * take
+        left -= take
+    return cost
 
 
 def _control(
@@ -681,6 +727,7 @@ def _control(
         import_price=imp0,
         feed_in_tariff=fit0,
         solves=lp.solves,
+        fallbacks=lp.fallbacks,
         **_margins(forecast, settings),
     )
 
