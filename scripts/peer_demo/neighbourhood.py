@@ -33,6 +33,7 @@ from .process import (
     stop_all,
     stop_hass,
 )
+from .report import measure
 from .settings import DEMO_ROOT, DOMAIN, FLOW_TIMEOUT, START_TIMEOUT, SUBENTRY_TYPE, UNAVAILABLE
 from .simhome import DEFAULT_BATTERY_SOC, SIM_ENTITIES
 from .util import DemoError, StopRequestedError, free_port, port_is_free, say
@@ -389,6 +390,14 @@ async def neighbourhood(runs: list[Run]) -> bool:
             print_summary(lead, ok)
             if lead.args.check:
                 return ok
+            if lead.args.minutes:
+                report = await measure(apis, entries, labels, lead.args.minutes, lead.pause)
+                print()
+                print(f"Peer Energy demo: {lead.args.minutes} minutes of trading")
+                for line in report:
+                    print(f"  {line}")
+                print(flush=True)
+                return ok
             print("=" * 72)
             for label, run in zip(labels, runs, strict=True):
                 print(f"  {label}: {run.url}  username: {run.username}  password: {run.password}")
@@ -546,6 +555,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         ),
     )
     parser.add_argument(
+        "--minutes",
+        type=int,
+        default=0,
+        help=(
+            "trade for N minutes (one-minute slots from the next one on), wait for their "
+            "deliveries to be settled, print delivered / sold and each home's payments for its "
+            "own shortfalls from the homes' ledgers, and stop (two or more homes)"
+        ),
+    )
+    parser.add_argument(
         "--homes",
         type=int,
         default=3,
@@ -554,7 +573,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             "and trade in 1-minute slots; 1 runs the single home without a community"
         ),
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.minutes < 0 or (args.minutes and (args.homes < 2 or args.check)):
+        parser.error("--minutes N needs N >= 1, two or more homes and no --check")
+    return args
 
 
 def main(argv: list[str]) -> int:
