@@ -100,3 +100,18 @@ def test_dashboard_and_automation(demo: ModuleType) -> None:
     blueprint = Path(__file__).parent.parent / "custom_components" / "peer_energy" / "blueprints"
     assert (blueprint / Path(automation["use_blueprint"]["path"]).name).exists()
     assert automation["use_blueprint"]["input"]["price_peak"] == OURS["price_peak"]
+
+
+def test_battery_starts_at_the_homes_state_of_charge(demo: ModuleType, tmp_path: Path) -> None:
+    """Each home's simulated battery starts at its profile's state of charge: the sunny
+    homes' batteries start full, so that they export their surplus (a battery still filling
+    stores it, and the home has nothing it can deliver to sell)."""
+    (tmp_path / "custom_components").mkdir()
+    demo.write_config(tmp_path, 8123, fast=False, battery_soc_pct=100)
+    config = load_yaml(tmp_path / "configuration.yaml")
+    assert isinstance(config, dict)
+    variables = config["template"][0]["variables"]
+    assert variables["soc_prev"] == "{{ states('sensor.sim_battery_soc') | float(100) }}"
+    neighbourhood = sys.modules["peer_demo.neighbourhood"]
+    starts = [neighbourhood.profile_of(i).battery_soc_pct for i in range(4)]
+    assert starts == [100, 55, 100, 100]

@@ -11,7 +11,7 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]  # no stubs in the pinned toolchain
 
 from .settings import DOMAIN, ROOT
-from .simhome import simulated_home
+from .simhome import DEFAULT_BATTERY_SOC, simulated_home
 from .util import local_time_zone
 
 # ---------------------------------------------------------------------------------------
@@ -38,10 +38,18 @@ def sim_hour_offset(sim_hour: float, *, fast: bool) -> float:
     return round(((sim_hour - clock + 12) % 24 - 12) * 4) / 4
 
 
-def write_config(config_dir: Path, port: int, *, fast: bool, sim_hour: float | None = None) -> None:
+def write_config(
+    config_dir: Path,
+    port: int,
+    *,
+    fast: bool,
+    sim_hour: float | None = None,
+    battery_soc_pct: float = DEFAULT_BATTERY_SOC,
+) -> None:
     """configuration.yaml, .storage/http and the custom_components link; ``sim_hour``:
-    the simulated hour of the day at start (default: the clock's)."""
-    home = simulated_home()
+    the simulated hour of the day at start (default: the clock's); ``battery_soc_pct``:
+    the simulated battery's state of charge at start."""
+    home = simulated_home(battery_soc_pct)
     if fast:
         home["input_boolean"]["sim_fast_day"]["initial"] = True
     if sim_hour is not None:

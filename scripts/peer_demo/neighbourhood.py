@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 import getpass
 from pathlib import Path
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -25,9 +24,18 @@ from .answers import ASSETS, HOME_ANSWERS
 from .client import Api, drive_flow, fill_form
 from .hassconfig import sim_hour, write_config
 from .normal_ha import demo, prepare_home, print_summary
-from .process import Run, onboard, remove_onboarding_entries, start_hass, stop_hass
+from .process import (
+    STOPPER,
+    Run,
+    onboard,
+    remove_onboarding_entries,
+    start_hass,
+    stop_all,
+    stop_hass,
+)
+from .report import measure
 from .settings import DEMO_ROOT, DOMAIN, FLOW_TIMEOUT, START_TIMEOUT, SUBENTRY_TYPE, UNAVAILABLE
-from .simhome import SIM_ENTITIES
+from .simhome import DEFAULT_BATTERY_SOC, SIM_ENTITIES
 from .util import DemoError, StopRequestedError, free_port, port_is_free, say
 
 # ---------------------------------------------------------------------------------------
@@ -57,9 +65,15 @@ TRADE_WAIT = 200.0  # --check: how long to wait for a first trade between two ho
 DELIVERY_WAIT = 200.0  # --check: then for its delivery to be settled on every home
 
 
-async def start_home(run: Run, api: Api, label: str) -> None:
+async def start_home(run: Run, api: Api, label: str, profile: HomeProfile) -> None:
     """Start, onboard and wait for the simulated home of one instance."""
-    write_config(run.config_dir, run.port, fast=run.args.fast, sim_hour=sim_hour(run.args))
+    write_config(
+        run.config_dir,
+        run.port,
+        fast=run.args.fast,
+        sim_hour=sim_hour(run.args),
+        battery_soc_pct=profile.battery_soc_pct,
+    )
     start_hass(run)
 
     async def answers() -> bool:
@@ -135,12 +149,18 @@ class HomeProfile:
     cloud_pct: int
     ev_home_daytime: bool = False
     ev_leaves_soon: bool = False
+    # The battery's state of charge at start (%).
+    battery_soc_pct: float = DEFAULT_BATTERY_SOC
 
 
 # Home 1 has a large sunny roof, home 2 a small shaded one and a car at home that must leave
-# soon, home 3 sits in between; more homes repeat the pattern.
+# soon, home 3 sits in between; more homes repeat the pattern. The batteries of homes 1 and
+# 3 start full: a battery in its own self-consumption mode stores the home's surplus until
+# it is full, and Peer Energy (advise mode) offers only what the home will export, so with
+# batteries still filling the sunny homes would have almost nothing to sell for the first
+# hour (home 1's 5 kW battery would take all but about 0.4 kW of its PV).
 HOME_PROFILES: tuple[HomeProfile, ...] = (
-    HomeProfile("large sunny roof", pv_peak_w=7000, cloud_pct=0),
+    HomeProfile("large sunny roof, battery full", pv_peak_w=7000, cloud_pct=0, battery_soc_pct=100),
     HomeProfile(
         "small shaded roof, car at home leaving in 2 h",
         pv_peak_w=1500,
@@ -148,8 +168,15 @@ HOME_PROFILES: tuple[HomeProfile, ...] = (
         ev_home_daytime=True,
         ev_leaves_soon=True,
     ),
-    HomeProfile("medium roof, some cloud", pv_peak_w=4500, cloud_pct=30),
+    HomeProfile(
+        "medium roof, some cloud, battery full", pv_peak_w=4500, cloud_pct=30, battery_soc_pct=100
+    ),
 )
+
+
+def profile_of(index: int) -> HomeProfile:
+    """The profile of home ``index`` (0-based): the pattern repeats."""
+    return HOME_PROFILES[index % len(HOME_PROFILES)]
 
 
 async def set_profile(api: Api, label: str, profile: HomeProfile) -> None:
@@ -198,19 +225,17 @@ async def neighbourhood(runs: list[Run]) -> bool:
     loop = asyncio.get_running_loop()
     lead = runs[0]
 
-    def stop_all() -> None:
-        for run in runs:
-            run.stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop_all)
+    STOPPER.attach(loop, [run.stop for run in runs])
     t0 = time.monotonic()
     async with aiohttp.ClientSession() as session:
         apis = [Api(session, run.url) for run in runs]
         try:
             labels = [f"home {i + 1}" for i in range(len(runs))]
             await asyncio.gather(
-                *(start_home(r, a, lbl) for r, a, lbl in zip(runs, apis, labels, strict=True))
+                *(
+                    start_home(r, a, lbl, profile_of(i))
+                    for i, (r, a, lbl) in enumerate(zip(runs, apis, labels, strict=True))
+                )
             )
             cleanups = [
                 asyncio.create_task(remove_onboarding_entries(r, a, time.monotonic() + 240))
@@ -258,13 +283,13 @@ async def neighbourhood(runs: list[Run]) -> bool:
             # Different homes, so that some have surplus while others need energy (identical
             # simulated homes would all want the same and never trade with each other).
             for i, api in enumerate(apis):
-                await set_profile(api, labels[i], HOME_PROFILES[i % len(HOME_PROFILES)])
+                await set_profile(api, labels[i], profile_of(i))
             await asyncio.gather(
                 *(add_assets(a, lbl, e) for a, lbl, e in zip(apis, labels, entries, strict=True))
             )
             await lead.until(f"all {n} homes back after the reloads", formed, limit=120)
             for i, api in enumerate(apis):
-                if HOME_PROFILES[i % len(HOME_PROFILES)].ev_leaves_soon:
+                if profile_of(i).ev_leaves_soon:
                     await make_ev_urgent(api, labels[i])
             prepared: list[str] = []
             for run, api, label, entry in zip(runs, apis, labels, entries, strict=True):
@@ -365,6 +390,14 @@ async def neighbourhood(runs: list[Run]) -> bool:
             print_summary(lead, ok)
             if lead.args.check:
                 return ok
+            if lead.args.minutes:
+                report = await measure(apis, entries, labels, lead.args.minutes, lead.pause)
+                print()
+                print(f"Peer Energy demo: {lead.args.minutes} minutes of trading")
+                for line in report:
+                    print(f"  {line}")
+                print(flush=True)
+                return ok
             print("=" * 72)
             for label, run in zip(labels, runs, strict=True):
                 print(f"  {label}: {run.url}  username: {run.username}  password: {run.password}")
@@ -381,6 +414,7 @@ async def neighbourhood(runs: list[Run]) -> bool:
             say("interrupted")
             return False
         finally:
+            STOPPER.detach()
             for api in apis:
                 await api.close()
 
@@ -472,8 +506,8 @@ def main_neighbourhood(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         say("interrupted")
     finally:
+        stop_all(runs)
         for run in runs:
-            stop_hass(run)
             if args.keep:
                 say(f"kept config directory {run.config_dir}")
             else:
@@ -521,6 +555,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         ),
     )
     parser.add_argument(
+        "--minutes",
+        type=int,
+        default=0,
+        help=(
+            "trade for N minutes (one-minute slots from the next one on), wait for their "
+            "deliveries to be settled, print delivered / sold and each home's payments for its "
+            "own shortfalls from the homes' ledgers, and stop (two or more homes)"
+        ),
+    )
+    parser.add_argument(
         "--homes",
         type=int,
         default=3,
@@ -529,11 +573,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             "and trade in 1-minute slots; 1 runs the single home without a community"
         ),
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.minutes < 0 or (args.minutes and (args.homes < 2 or args.check)):
+        parser.error("--minutes N needs N >= 1, two or more homes and no --check")
+    return args
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    STOPPER.install()
     if args.homes > 1:
         return main_neighbourhood(args)
     port = args.port or free_port()

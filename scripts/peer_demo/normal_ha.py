@@ -8,7 +8,6 @@ from collections.abc import Mapping
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-import signal
 import time
 from typing import Any
 
@@ -17,7 +16,14 @@ import aiohttp
 from .answers import ASSETS
 from .client import Api
 from .hassconfig import sim_hour, write_config
-from .process import Run, configure_peer_energy, onboard, remove_onboarding_entries, start_hass
+from .process import (
+    STOPPER,
+    Run,
+    configure_peer_energy,
+    onboard,
+    remove_onboarding_entries,
+    start_hass,
+)
 from .settings import DOMAIN, LIVE_WINDOW, ONBOARDING_DOMAINS, START_TIMEOUT, UNAVAILABLE
 from .simhome import SIM_ENTITIES
 from .util import DemoError, StopRequestedError, as_number, say
@@ -405,9 +411,7 @@ async def verify(run: Run, api: Api, entry_id: str) -> bool:
 
 
 async def demo(run: Run) -> bool:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, run.stop.set)
+    STOPPER.attach(asyncio.get_running_loop(), [run.stop])
     t0 = run.started = time.monotonic()
     write_config(run.config_dir, run.port, fast=run.args.fast, sim_hour=sim_hour(run.args))
     say(f"config directory: {run.config_dir}")
@@ -481,6 +485,7 @@ async def demo(run: Run) -> bool:
             say("interrupted")
             return False
         finally:
+            STOPPER.detach()
             await api.close()
 
 

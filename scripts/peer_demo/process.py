@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 import contextlib
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
 import secrets
 import signal
@@ -112,20 +113,94 @@ def start_hass(run: Run) -> None:
     out.close()
 
 
+# Signals that stop the demo: Ctrl-C, SIGTERM (kill, a service manager, a timeout) and
+# SIGHUP (the terminal closed). Home Assistant runs in its own session, so none of them
+# reaches it: the demo must stop it itself, whenever the signal comes.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_TIMEOUT = 90.0  # how long Home Assistant may take to stop cleanly before it is killed
+
+
+class Stopper:
+    """The demo's stop signals, for its whole life (set-up, running and clean-up).
+
+    A signal never kills the demo outright, which would leave its Home Assistant processes
+    running: it sets the stop events of the runs attached (set-up and the run loop end
+    with ``StopRequestedError``), and a further one while the Home Assistants are being
+    stopped kills them at once instead of waiting for their clean shutdown.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._events: list[asyncio.Event] = []
+
+    def install(self) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._handle)
+
+    def attach(self, loop: asyncio.AbstractEventLoop, events: list[asyncio.Event]) -> None:
+        """Set ``events`` (in ``loop``) on a stop signal, at once if one came already."""
+        self._loop, self._events = loop, events
+        if self.count:
+            self._set_events()
+
+    def detach(self) -> None:
+        self._loop, self._events = None, []
+
+    def _set_events(self) -> None:
+        for event in self._events:
+            event.set()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.count += 1
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._set_events)
+
+
+STOPPER = Stopper()
+
+
 def stop_hass(run: Run) -> None:
-    proc = run.process
-    if proc is None or proc.poll() is not None:
+    """Stop one run's Home Assistant (see ``stop_all``)."""
+    stop_all([run])
+
+
+def stop_all(runs: list[Run], timeout: float = STOP_TIMEOUT) -> None:
+    """Stop every run's Home Assistant: SIGTERM to all at once, then wait for all of them
+    (``timeout`` in all); kill what is left then, or at once on a further stop signal."""
+    procs = [(run, run.process) for run in runs if run.process is not None]
+    live = [(run, proc) for run, proc in procs if proc.poll() is None]
+    if not live:
         return
-    say("stopping Home Assistant (SIGTERM) ...")
+    what = "Home Assistant" if len(live) == 1 else f"{len(live)} Home Assistant processes"
+    say(f"stopping {what} (SIGTERM) ...")
     started = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=90)
-    except subprocess.TimeoutExpired:
-        say("Home Assistant did not stop within 90 s; killing it")
-        proc.kill()
-        proc.wait(timeout=30)
-    say(f"Home Assistant stopped (exit code {proc.returncode}, {time.monotonic() - started:.1f} s)")
+    signals_before = STOPPER.count
+    for _run, proc in live:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+    while any(proc.poll() is None for _run, proc in live):
+        if STOPPER.count > signals_before:
+            say("stop requested again: killing Home Assistant now")
+            break
+        if time.monotonic() - started > timeout:
+            say(f"Home Assistant did not stop within {timeout:.0f} s; killing it")
+            break
+        time.sleep(0.1)
+    for _run, proc in live:
+        if proc.poll() is None:
+            # Its whole process group: Home Assistant may have started helpers (pip).
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=30)
+    for run, proc in live:
+        say(
+            f"Home Assistant {run.url} stopped (exit code {proc.returncode}, "
+            f"{time.monotonic() - started:.1f} s)"
+        )
 
 
 async def onboard(run: Run, api: Api) -> None:

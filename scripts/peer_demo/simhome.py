@@ -53,7 +53,8 @@ SIM_VARIABLES: dict[str, str] = {
         " else 90 + (range(30) | random) if dish_min < 70"
         " else 1700 if dish_min < 90 else 1 }}"
     ),
-    "soc_prev": "{{ states('sensor.sim_battery_soc') | float(55) }}",
+    # The state of charge at start (before the sensor has a state) is ``SOC_START``.
+    "soc_prev": "{{ states('sensor.sim_battery_soc') | float(SOC_START) }}",
     "surplus": "{{ pv_w - load_w - ev_w - washer_w - dish_w }}",
     "house_deficit": "{{ load_w + washer_w + dish_w - pv_w }}",
     # The battery controller aims at zero grid power but misses by a few tens of watts.
@@ -108,8 +109,19 @@ def _relay(name: str, uid: str, helper: str) -> dict[str, Any]:
     }
 
 
-def simulated_home() -> dict[str, Any]:
-    """configuration.yaml fragments for the simulated devices."""
+# The battery's state of charge (%) when the simulated home starts, unless a home says.
+DEFAULT_BATTERY_SOC = 55.0
+
+
+def sim_variables(battery_soc_pct: float = DEFAULT_BATTERY_SOC) -> dict[str, str]:
+    """The tick's variables, the battery starting at ``battery_soc_pct`` percent."""
+    start = f"{min(max(float(battery_soc_pct), 0.0), 100.0):g}"
+    return {name: tpl.replace("SOC_START", start) for name, tpl in SIM_VARIABLES.items()}
+
+
+def simulated_home(battery_soc_pct: float = DEFAULT_BATTERY_SOC) -> dict[str, Any]:
+    """configuration.yaml fragments for the simulated devices; the battery starts at
+    ``battery_soc_pct`` percent."""
     sensors = [
         _power("Sim PV power", "sim_pv_power", "{{ pv_w }}"),
         _energy("Sim PV energy", "sim_pv_energy", _total("pv_w", 1520.0)),
@@ -227,7 +239,7 @@ def simulated_home() -> dict[str, Any]:
                     {"platform": "time_pattern", "seconds": "/10"},
                     {"platform": "homeassistant", "event": "start"},
                 ],
-                "variables": SIM_VARIABLES,
+                "variables": sim_variables(battery_soc_pct),
                 "sensor": sensors,
                 "binary_sensor": [
                     {
