@@ -532,6 +532,25 @@ def test_capacity_share_spreads_charging_over_the_cheap_slots() -> None:
     assert shared.net_at(19) >= alone.net_at(19) - 1
 
 
+def test_with_a_capacity_share_the_tiers_only_spread_equal_prices() -> None:
+    """The community's capacity share keeps the street's peak, so the home's own flattening
+    tiers drop to a tie-break: the EV fills the cheapest slots at full power (within its
+    share) instead of spreading through dearer ones, and equally priced slots are still
+    used evenly."""
+    ev = EvSession(asset_id="ev", depart=at(8), energy_wh=5_500, max_power_w=11_000)
+    full = 11_000 * SLOT // 3600
+    fc = forecast(8, imp=[30, 20, 20, 21, 21, 22, 22, 30])
+    alone = plan_home(fc, evs=(ev,), mode=PlanMode.CONTROL)
+    assert alone.slots[1].ev_wh < full  # the tiers cost more than a cent of price
+    shared = plan_home(fc, evs=(ev,), mode=PlanMode.CONTROL, capacity_share_w=[20_000] * 8)
+    assert [row.ev_wh for row in shared.slots] == [0, full, full, 0, 0, 0, 0, 0]
+    cost = sum(r.import_wh * r.import_price for r in shared.slots)
+    assert cost < sum(r.import_wh * r.import_price for r in alone.slots)
+    flat = plan_home(forecast(8), evs=(ev,), mode=PlanMode.CONTROL, capacity_share_w=[20_000] * 8)
+    assert sum(row.ev_wh for row in flat.slots) == 5_500
+    assert max(row.import_wh for row in flat.slots) <= 3_700 * SLOT // 3600 + 1
+
+
 def test_capacity_share_never_cuts_the_inflexible_load() -> None:
     """A share of zero leaves the home its own inflexible import (it is in the capacity
     already); grid charging above it pays the capacity cost, so a spread that does not

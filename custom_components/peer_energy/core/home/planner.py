@@ -47,7 +47,10 @@ import capacity, each home gets a share of it per slot (``capacity_share_w``): i
 more than its inflexible net demand plus that share costs
 :attr:`PlannerSettings.capacity_cost_pct` of the mean import price per kWh, so the homes'
 batteries and EVs spread over the cheap hours instead of all filling the cheapest one (a
-purchase from neighbours below the import price is not grid import and pays nothing).
+purchase from neighbours below the import price is not grid import and pays nothing). The
+share then keeps the peak, so the tiers drop to :attr:`PlannerSettings.shared_tiers_pct`
+(1 % and 2 % of the mean import price): enough to spread equally priced slots, too little to
+move energy into a dearer one.
 
 **Uncertainty.** The first slot's net demand has the standard deviation
 ``sd_wh = sqrt(load_sd^2 + pv_sd^2)`` (:attr:`HomePlan.sd_wh`). Both sides of the order keep
@@ -131,6 +134,12 @@ class PlannerSettings:
     # Soft flattening tiers: (threshold W, extra cost per kWh of import above it in percent
     # of the horizon's mean import price, so it means the same in every currency).
     flat_tiers: tuple[tuple[int, int], tuple[int, int]] | None = ((3700, 15), (7400, 45))
+    # The tiers' costs (same unit) when the home has a share of the community's import
+    # capacity: the share then keeps the street's peak, and tiers costing more than a price
+    # difference only move energy into dearer slots (EVs and batteries charging at a third
+    # of their power through the cheap night); this low they still spread equally priced
+    # slots. Each tier costs the smaller of the two.
+    shared_tiers_pct: tuple[int, int] = (1, 2)
     # least and most the graded uncertainty margin keeps back (the most where a trade gains
     # the home nothing over the grid), in standard deviations x 100
     risk_z_pct: int = 100
@@ -578,6 +587,9 @@ def _lp_input(
     tiers = None
     if settings.flat_tiers is not None:
         (w1, p1), (w2, p2) = settings.flat_tiers
+        if share:
+            p1 = min(p1, settings.shared_tiers_pct[0])
+            p2 = min(p2, settings.shared_tiers_pct[1])
         mean = max(float(np.mean(forecast.import_price)), 0.0)
         tiers = (
             (float(energy_wh(w1, sec)), mean * p1 / 100),
