@@ -551,6 +551,33 @@ def test_with_a_capacity_share_the_tiers_only_spread_equal_prices() -> None:
     assert max(row.import_wh for row in flat.slots) <= 3_700 * SLOT // 3600 + 1
 
 
+def test_the_sale_outlook_decides_what_the_battery_keeps_for_the_neighbours() -> None:
+    """Later sales earn the sale outlook, purchases for EVs and plugs wait for the
+    purchase outlook: where the sale outlook is the feed-in tariff the battery charges only
+    for the home's own load; without a sale outlook of its own it is the expected price."""
+    fc = forecast(4, imp=[20, 20, 30, 30])
+    args = {"batteries": (battery(2_000),), "mode": PlanMode.CONTROL, "settings": EXACT}
+    both = plan_home(fc, expected_price=[30] * 4, **args)  # type: ignore[arg-type]
+    same = plan_home(
+        fc,
+        expected_price=[30] * 4,
+        expected_sale_price=[30] * 4,
+        **args,  # type: ignore[arg-type]
+    )
+    low = plan_home(
+        fc,
+        expected_price=[30] * 4,
+        expected_sale_price=[8] * 4,
+        **args,  # type: ignore[arg-type]
+    )
+    charged = [sum(max(r.battery_wh, 0) for r in p.slots) for p in (both, same, low)]
+    assert charged[0] == charged[1]
+    assert sum(r.export_wh for r in both.slots[2:]) > 0  # sold to the neighbours later
+    assert sum(r.export_wh for r in low.slots) == 0
+    assert charged[2] < charged[0]
+    assert charged[2] <= 400 * 100 // 90 + 1  # the home's own load of the dear slots
+
+
 def test_capacity_share_never_cuts_the_inflexible_load() -> None:
     """A share of zero leaves the home its own inflexible import (it is in the capacity
     already); grid charging above it pays the capacity cost, so a spread that does not
