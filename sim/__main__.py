@@ -120,7 +120,8 @@ def parser() -> argparse.ArgumentParser:
         choices=("community", "grid"),
         default="community",
         help="what the homes expect later slots to clear at: 'community' (the community "
-        "price of the same slot the day before) or 'grid' (grid prices only)",
+        "price of the same slot on the last two days: purchases at the dearest, sales at "
+        "the cheapest) or 'grid' (grid prices only)",
     )
     p.add_argument(
         "--capacity-kw",

@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 
 from custom_components.peer_energy.core.home.agents import BatteryState
 from custom_components.peer_energy.core.home.forecast import HomeForecast
+from custom_components.peer_energy.core.home.outlook import same_slot_outlook
 from custom_components.peer_energy.core.home.planner import EvSession, PlugTask
 from custom_components.peer_energy.core.home.slot_plan import nowcast
 
@@ -126,8 +127,10 @@ def flat_out_cost(c: Community, first: int, end: int, energy: int, per_slot: int
 
 
 class PriceMemory:
-    """The community price each coming slot is expected at: where the same slot of an
-    earlier day cleared within its grid band (0 = feed-in tariff, 1 = import price).
+    """The community price each coming slot is expected at: where the same slot cleared
+    within its grid band (0 = feed-in tariff, 1 = import price) on the last days, weighed
+    like the integration does (``core.home.outlook.same_slot_outlook``): a purchase at the
+    highest of those places, a sale at the lowest.
 
     A slot with trades counts at its traded price, one without at the grid price the
     community faced (the import price when it imported, else the feed-in tariff). Before
@@ -140,6 +143,7 @@ class PriceMemory:
         load, pv, _, _ = c.forecasts()
         balance = (load - pv).sum(axis=0)
         self.band = np.where(balance < 0, 0.0, 1.0)  # prior, replaced as slots clear
+        self.cleared: dict[int, float] = {}
         self.c = c
 
     def record(self, t: int, price: float | None, imported: bool) -> None:
@@ -149,15 +153,24 @@ class PriceMemory:
             self.band[t] = 1.0 if imported else 0.0
         else:
             self.band[t] = min(1.0, max(0.0, (price - fit) / (imp - fit)))
+        self.cleared[t] = float(self.band[t])
 
-    def expected(self, t: int, imports: NDArray[Any], feed_ins: NDArray[Any]) -> tuple[int, ...]:
-        """Expected price of slots ``t, t+1, ...`` (as many as ``imports``), within each
-        slot's band: the same slot of the latest day that has cleared (or the prior)."""
+    def expected(
+        self, t: int, imports: NDArray[Any], feed_ins: NDArray[Any]
+    ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(purchase, sale) outlook of slots ``t, t+1, ...`` (as many as ``imports``) in
+        prices, within each slot's band: the highest and the lowest place of the same slot on
+        the last days that have cleared (the prior where none has)."""
         n = imports.size
-        idx = np.arange(t, t + n)
-        past = idx - self.per_day * (-(-(idx - t + 1) // self.per_day))
-        band = np.where(past >= 0, self.band[np.clip(past, 0, None)], self.band[idx])
-        return tuple(int(x) for x in np.rint(feed_ins + band * (imports - feed_ins)))
+        buy, sale = same_slot_outlook(self.cleared, t, n, 1, day=self.per_day)
+        prior = self.band[t : t + n]
+        hi = np.asarray([p if b is None else b for b, p in zip(buy, prior, strict=True)])
+        lo = np.asarray([p if b is None else b for b, p in zip(sale, prior, strict=True)])
+
+        def prices(band: NDArray[Any]) -> tuple[int, ...]:
+            return tuple(int(x) for x in np.rint(feed_ins + band * (imports - feed_ins)))
+
+        return prices(hi), prices(lo)
 
 
 class PlannerInputs:

@@ -181,7 +181,8 @@ def market(
     ``trading=False`` is the "alone but smart" baseline: the same planner, no market (each
     home's result is split at its own price, as the integration does without a community).
     ``outlook="community"`` lets the homes expect each slot at the community price the same
-    slot cleared at the day before; ``"grid"`` values later slots at grid prices only.
+    slot cleared at on the last two days (purchases at the dearest, sales at the cheapest;
+    :class:`~.homes.PriceMemory`); ``"grid"`` values later slots at grid prices only.
     ``capacity_w`` is the community's import capacity: each home plans with its share of
     it (:func:`~.homes.capacity_shares`); None: no capacity. ``sale_risk_pct`` sets every
     home's :attr:`~.bids.OwnerPolicy.sale_risk_pct` (None: the default).
@@ -246,8 +247,9 @@ def market(
         plans = []
         orders: list[Order] = []
         expected: tuple[int, ...] = ()
+        expected_sale: tuple[int, ...] = ()
         if trading and outlook == "community":
-            expected = memory.expected(t, *inputs.prices(t))
+            expected, expected_sale = memory.expected(t, *inputs.prices(t))
         for i in range(n_h):
             st = states[i]
             battery = inputs.battery(i, st.soc, clean=bool(has_pv[i]))
@@ -260,6 +262,7 @@ def market(
                 mode=plan_mode,
                 policy=policies[i],
                 expected_price=expected,
+                expected_sale_price=expected_sale,
                 settings=settings,
                 capacity_share_w=()
                 if shares is None

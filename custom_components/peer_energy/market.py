@@ -85,6 +85,7 @@ from .core.home.agents import (
     split_result,
 )
 from .core.home.forecast import HomeForecast
+from .core.home.outlook import OUTLOOK_DAYS, same_slot_outlook
 from .core.home.peerbank import (
     Observation,
     PeerBankConfig,
@@ -649,9 +650,13 @@ class SlotClock:
         keep = slot - SECONDS_PER_DAY
         for old in [s for s in self.metered if s < keep]:
             del self.metered[old]
-        for store in (self.plans, self.reports, self.prices, self.manual):
+        for store in (self.plans, self.reports, self.manual):
             for old in [s for s in store if s < keep]:
                 del store[old]
+        # the community outlook weighs the same slot on the last days
+        keep_prices = slot - OUTLOOK_DAYS * SECONDS_PER_DAY
+        for old in [s for s in self.prices if s < keep_prices]:
+            del self.prices[old]
 
     # --- step 1: plan the slot ----------------------------------------------------------
 
@@ -776,7 +781,7 @@ class SlotClock:
             assets=tuple(assets),
             base_load_w=inflexible_load_w(runtime.assets, data, runtime.controls_for),
             manual=tuple(self.manual.get(slot, ())),
-            expected_price=self._expected_prices(slot),
+            **self._outlook(slot),
             now=int(dt_util.utcnow().timestamp()),
             capacity_share_w=self._capacity_share_w(),
         )
@@ -794,18 +799,18 @@ class SlotClock:
         members = max(1, federation.members)
         return capacity_wh * SECONDS_PER_HOUR // self.slot_seconds // members
 
-    def _expected_prices(self, slot: int) -> tuple[int, ...]:
-        """The community's price of the same slots a day earlier, as far as all are known
-        (the planner then expects them again; nothing is expected without a community)."""
+    def _outlook(self, slot: int) -> dict[str, tuple[int, ...]]:
+        """The community outlook of the horizon, as far as it is known from the first slot
+        on: a purchase expected at the dearest price the same slot cleared at on the last
+        days, a sale at the cheapest (``core.home.outlook``; nothing without a community)."""
         if self.federation is None:
-            return ()
-        out: list[int] = []
-        for k in range(self.horizon_slots):
-            price = self.prices.get(slot + k * self.slot_seconds - SECONDS_PER_DAY)
-            if price is None:
-                break
-            out.append(price)
-        return tuple(out)
+            return {"expected_price": (), "expected_sale_price": ()}
+        buy, sale = same_slot_outlook(self.prices, slot, self.horizon_slots, self.slot_seconds)
+        known = next((k for k, price in enumerate(buy) if price is None), len(buy))
+        return {
+            "expected_price": tuple(p for p in buy[:known] if p is not None),
+            "expected_sale_price": tuple(p for p in sale[:known] if p is not None),
+        }
 
     def _departure(self, slot: int, departure: Any) -> int:
         """Next departure (Unix seconds) after the slot starts."""

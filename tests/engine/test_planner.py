@@ -555,6 +555,52 @@ def test_capacity_share_spreads_charging_over_the_cheap_slots() -> None:
     assert shared.net_at(19) >= alone.net_at(19) - 1
 
 
+def test_with_a_capacity_share_the_tiers_only_spread_equal_prices() -> None:
+    """The community's capacity share keeps the street's peak, so the home's own flattening
+    tiers drop to a tie-break: the EV fills the cheapest slots at full power (within its
+    share) instead of spreading through dearer ones, and equally priced slots are still
+    used evenly."""
+    ev = EvSession(asset_id="ev", depart=at(8), energy_wh=5_500, max_power_w=11_000)
+    full = 11_000 * SLOT // 3600
+    fc = forecast(8, imp=[30, 20, 20, 21, 21, 22, 22, 30])
+    alone = plan_home(fc, evs=(ev,), mode=PlanMode.CONTROL)
+    assert alone.slots[1].ev_wh < full  # the tiers cost more than a cent of price
+    shared = plan_home(fc, evs=(ev,), mode=PlanMode.CONTROL, capacity_share_w=[20_000] * 8)
+    assert [row.ev_wh for row in shared.slots] == [0, full, full, 0, 0, 0, 0, 0]
+    cost = sum(r.import_wh * r.import_price for r in shared.slots)
+    assert cost < sum(r.import_wh * r.import_price for r in alone.slots)
+    flat = plan_home(forecast(8), evs=(ev,), mode=PlanMode.CONTROL, capacity_share_w=[20_000] * 8)
+    assert sum(row.ev_wh for row in flat.slots) == 5_500
+    assert max(row.import_wh for row in flat.slots) <= 3_700 * SLOT // 3600 + 1
+
+
+def test_the_sale_outlook_decides_what_the_battery_keeps_for_the_neighbours() -> None:
+    """Later sales earn the sale outlook, purchases for EVs and plugs wait for the
+    purchase outlook: where the sale outlook is the feed-in tariff the battery charges only
+    for the home's own load; without a sale outlook of its own it is the expected price."""
+    fc = forecast(4, imp=[20, 20, 30, 30])
+    args = {"batteries": (battery(2_000),), "mode": PlanMode.CONTROL, "settings": EXACT}
+    both = plan_home(fc, expected_price=[30] * 4, **args)  # type: ignore[arg-type]
+    same = plan_home(
+        fc,
+        expected_price=[30] * 4,
+        expected_sale_price=[30] * 4,
+        **args,  # type: ignore[arg-type]
+    )
+    low = plan_home(
+        fc,
+        expected_price=[30] * 4,
+        expected_sale_price=[8] * 4,
+        **args,  # type: ignore[arg-type]
+    )
+    charged = [sum(max(r.battery_wh, 0) for r in p.slots) for p in (both, same, low)]
+    assert charged[0] == charged[1]
+    assert sum(r.export_wh for r in both.slots[2:]) > 0  # sold to the neighbours later
+    assert sum(r.export_wh for r in low.slots) == 0
+    assert charged[2] < charged[0]
+    assert charged[2] <= 400 * 100 // 90 + 1  # the home's own load of the dear slots
+
+
 def test_capacity_share_never_cuts_the_inflexible_load() -> None:
     """A share of zero leaves the home its own inflexible import (it is in the capacity
     already); grid charging above it pays the capacity cost, so a spread that does not

@@ -32,12 +32,14 @@ so the home is never filled beyond what it wants at the price it gets. Per asset
 change of ``N`` between neighbouring prices is shared among the assets that moved in that
 direction, which keeps every asset's curve monotone and within its limits.
 
-**Later slots** are valued as the home alone would see them, with one exception: import
-costs ``min(import price, max(expected community price, feed-in tariff))`` where the owner's
-expected community price is given (the home may wait for cheaper neighbours' energy, and
-pays at most the import price if it does not come), export earns the feed-in tariff (it
-never counts on selling to neighbours later). Battery content left at the end of the
-horizon is worth the last slot's feed-in tariff.
+**Later slots** are valued as the home alone would see them, with two exceptions where the
+community's outlook is given (:mod:`.outlook`): EV and plug energy may be bought at
+``min(import price, max(expected community price, feed-in tariff))`` (the home may wait for
+cheaper neighbours' energy, and pays at most the import price if it does not come; a
+battery never counts on it), and export earns ``max(feed-in tariff, min(expected sale
+price, import price))`` (the sale outlook: the cheapest the slot cleared at on the last
+days, so a sale is counted on only where every one of them bore it out). Battery content
+left at the end of the horizon is worth the last slot's feed-in tariff.
 
 **Grid-friendly.** Two soft tiers (:attr:`PlannerSettings.flat_tiers`) add a small cost to
 the home's import above a threshold, so equal-price slots are used evenly (no stacking of EV
@@ -47,7 +49,10 @@ import capacity, each home gets a share of it per slot (``capacity_share_w``): i
 more than its inflexible net demand plus that share costs
 :attr:`PlannerSettings.capacity_cost_pct` of the mean import price per kWh, so the homes'
 batteries and EVs spread over the cheap hours instead of all filling the cheapest one (a
-purchase from neighbours below the import price is not grid import and pays nothing).
+purchase from neighbours below the import price is not grid import and pays nothing). The
+share then keeps the peak, so the tiers drop to :attr:`PlannerSettings.shared_tiers_pct`
+(1 % and 2 % of the mean import price): enough to spread equally priced slots, too little to
+move energy into a dearer one.
 These costs are not money the home pays, so they never make an EV or a plug dearer: each
 session and task has a budget at the import prices, what running flat out from its start
 costs (``EvSession.cost_cap`` / ``PlugTask.cost_cap``: what is left of it since plug-in, at
@@ -135,6 +140,12 @@ class PlannerSettings:
     # Soft flattening tiers: (threshold W, extra cost per kWh of import above it in percent
     # of the horizon's mean import price, so it means the same in every currency).
     flat_tiers: tuple[tuple[int, int], tuple[int, int]] | None = ((3700, 15), (7400, 45))
+    # The tiers' costs (same unit) when the home has a share of the community's import
+    # capacity: the share then keeps the street's peak, and tiers costing more than a price
+    # difference only move energy into dearer slots (EVs and batteries charging at a third
+    # of their power through the cheap night); this low they still spread equally priced
+    # slots. Each tier costs the smaller of the two.
+    shared_tiers_pct: tuple[int, int] = (1, 2)
     # least and most the graded uncertainty margin keeps back (the most where a trade gains
     # the home nothing over the grid), in standard deviations x 100
     risk_z_pct: int = 100
@@ -274,8 +285,14 @@ def plan_home(
     expected_price: Sequence[int] = (),
     settings: PlannerSettings | None = None,
     capacity_share_w: Sequence[int] = (),
+    expected_sale_price: Sequence[int] | None = None,
 ) -> HomePlan:
     """Plan the home over ``forecast``'s horizon and bid for its first slot.
+
+    ``expected_price`` is the community price the home expects per slot (from the first
+    slot on; empty: no community), what EV and plug energy may wait for;
+    ``expected_sale_price`` what a later sale to the neighbours is expected to earn (None:
+    ``expected_price``), see :func:`~.outlook.same_slot_outlook`.
 
     ``capacity_share_w`` is the home's share of the community's import capacity per slot
     (W, from the first slot on; empty: no capacity): what it may import in a slot on top of
@@ -297,8 +314,17 @@ def plan_home(
     )
     if mode is PlanMode.ADVISE or not flexible:
         return _advise(forecast, batteries, evs, plugs, policy, expected, settings, mode)
+    sale = expected if expected_sale_price is None else tuple(expected_sale_price)
     return _control(
-        forecast, batteries, evs, plugs, policy, expected, settings, tuple(capacity_share_w)
+        forecast,
+        batteries,
+        evs,
+        plugs,
+        policy,
+        expected,
+        settings,
+        tuple(capacity_share_w),
+        sale=sale,
     )
 
 
@@ -539,15 +565,17 @@ def _lp_input(
     expected: tuple[int, ...],
     settings: PlannerSettings,
     share: tuple[int, ...] = (),
+    *,
+    sale: tuple[int, ...] = (),
 ) -> LpInput:
     n, sec, start = forecast.slots, forecast.slot_seconds, forecast.start
     buy = np.asarray(forecast.import_price, dtype=float)
     flex = np.asarray(_buy_prices(forecast, expected), dtype=float) if expected else None
     sell = np.asarray(forecast.feed_in_tariff, dtype=float)
-    if expected:
-        # later sales to neighbours at the expected price (never below the feed-in tariff)
-        k = min(len(expected), n)
-        sell[:k] = np.maximum(sell[:k], np.minimum(np.asarray(expected[:k], dtype=float), buy[:k]))
+    if sale:
+        # later sales to neighbours at the sale outlook (never below the feed-in tariff)
+        k = min(len(sale), n)
+        sell[:k] = np.maximum(sell[:k], np.minimum(np.asarray(sale[:k], dtype=float), buy[:k]))
     net = np.asarray(forecast.load_wh, dtype=float) - np.asarray(forecast.pv_wh, dtype=float)
     later_cost = float(buy.mean())
     end_value = max(0.0, float(forecast.feed_in_tariff[-1]))
@@ -592,6 +620,9 @@ def _lp_input(
     tiers = None
     if settings.flat_tiers is not None:
         (w1, p1), (w2, p2) = settings.flat_tiers
+        if share:
+            p1 = min(p1, settings.shared_tiers_pct[0])
+            p2 = min(p2, settings.shared_tiers_pct[1])
         mean = max(float(np.mean(forecast.import_price)), 0.0)
         tiers = (
             (float(energy_wh(w1, sec)), mean * p1 / 100),
@@ -668,10 +699,12 @@ def _control(
     expected: tuple[int, ...],
     settings: PlannerSettings,
     share: tuple[int, ...] = (),
+    *,
+    sale: tuple[int, ...] = (),
 ) -> HomePlan:
     imp0, fit0 = forecast.import_price[0], forecast.feed_in_tariff[0]
     lo, hi = min(fit0, imp0), imp0
-    data = _lp_input(forecast, batteries, evs, plugs, expected, settings, share)
+    data = _lp_input(forecast, batteries, evs, plugs, expected, settings, share, sale=sale)
     lp = HomeLP(data)
     solved: dict[int, LpSolution] = {}
 

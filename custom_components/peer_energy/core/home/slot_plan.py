@@ -158,6 +158,8 @@ class SlotInputs:
     base_load_w: int | None = None  # the inflexible load now (for the persistence fallback)
     manual: tuple[AssetBid, ...] = ()
     expected_price: tuple[int, ...] = ()  # expected community prices from slot 0 on
+    # what a later sale to the neighbours is expected to earn (None: ``expected_price``)
+    expected_sale_price: tuple[int, ...] | None = None
     now: int | None = None  # when the readings were taken (Unix s), for the nowcast
     # The home's share of the community's import capacity (W, every slot of the horizon;
     # None: no capacity), see ``planner.plan_home(capacity_share_w=...)``.
@@ -473,6 +475,9 @@ def plan_slot(inputs: SlotInputs, forecast: HomeForecast | None) -> SlotDecision
         "plugs": plugs,
         "policy": inputs.policy,
         "expected_price": inputs.expected_price[: forecast.slots],
+        "expected_sale_price": None
+        if inputs.expected_sale_price is None
+        else inputs.expected_sale_price[: forecast.slots],
         "settings": settings,
         "capacity_share_w": ()
         if inputs.capacity_share_w is None
