@@ -65,8 +65,10 @@ def test_delivered_over_sold_and_shortfall_payments_per_home() -> None:
     assert (three.sold_wh, three.delivered_wh, three.shortfall_wh) == (40, 30, 10)
     assert three.paid_for_shortfalls == 3000
     assert (two.sold_wh, two.bought_wh, two.received_for_shortfalls) == (0, 120, 3000)
+    log.exported["home 1"] = 95  # its simulated grid meter, from the history
     lines = log.lines(["home 1", "home 2", "home 3"])
     assert "sold 120 Wh, delivered 110 Wh, delivered / sold 91.7 %" in lines[1]
+    assert "delivered 80 Wh (100.0 %) of 95 Wh exported, shortfall 0 Wh" in lines[2]
     assert "paid for its own shortfalls 0.030" in lines[4]
     assert lines[-1].startswith("target delivered / sold >= 95 %: missed")
     assert lines[-1].endswith("by their own shortfalls: home 3")

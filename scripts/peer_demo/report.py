@@ -10,6 +10,8 @@ all homes and per home:
   meter reports: the seller's export in the slot, at most what it sold); delivered / sold;
 - the balance moved against each seller by its own shortfalls: the payments it made to its
   buyers for what it did not deliver (delivery settlements against it).
+- what each home's simulated grid meter exported over the measured slots (Home Assistant's
+  history), so that what was sold can be set against what the home had.
 
 A sale is counted once its delivery is settled; the report says how many were not yet.
 """
@@ -17,17 +19,22 @@ A sale is counted once its delivery is settled; the report says how many were no
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 import os
 import time
 from typing import Any
+from urllib.parse import quote
+
+import aiohttp
 
 from .client import Api
-from .util import say
+from .util import DemoError, say
 
 WS_MARKET = "peer_energy/market"
+EXPORT_METER = "sensor.sim_grid_export_energy"
 POLL_SECONDS = 20.0
 # After the last measured slot: how long to wait for its deliveries to be settled (a
 # delivery is settled once both homes metered the slot, or at the deadline a slot later).
@@ -72,6 +79,8 @@ class DeliveryLog:
         default_factory=dict
     )
     digits: int = 2
+    # What each home's simulated grid meter exported over the measured slots (Wh).
+    exported: dict[str, int] = field(default_factory=dict)
 
     def add(self, label: str, view: Mapping[str, Any]) -> None:
         """Take what one home's market view lists of the measured slots."""
@@ -128,10 +137,12 @@ class DeliveryLog:
             + (f"; {unsettled} sales not settled yet (not counted)" if unsettled else ""),
         ]
         for label, f in per.items():
+            exported = self.exported.get(label)
             out.append(
                 f"{label}: sold {f.sold_wh} Wh in {f.sales_settled} sales, delivered "
                 f"{f.delivered_wh} Wh"
                 + ("" if f.delivered_pct is None else f" ({f.delivered_pct} %)")
+                + ("" if exported is None else f" of {exported} Wh exported")
                 + f", shortfall {f.shortfall_wh} Wh, paid for its own shortfalls "
                 f"{self.money(f.paid_for_shortfalls)}; bought {f.bought_wh} Wh, received for "
                 f"its sellers' shortfalls {self.money(f.received_for_shortfalls)}"
@@ -148,6 +159,28 @@ class DeliveryLog:
             + (", ".join(against) if against else "none")
         )
         return out
+
+
+async def exported_wh(api: Api, start: int, end: int) -> int | None:
+    """What the home's simulated grid meter exported from ``start`` to ``end`` (Unix s),
+    from Home Assistant's history (the meter's states every 10 s); None if unknown."""
+    since = datetime.fromtimestamp(start, UTC).isoformat()
+    until = datetime.fromtimestamp(end, UTC).isoformat()
+    path = (
+        f"/api/history/period/{quote(since)}?end_time={quote(until)}"
+        f"&filter_entity_id={EXPORT_METER}&minimal_response&no_attributes"
+    )
+    try:
+        history = await api.request("GET", path, limit=60)
+    except (DemoError, aiohttp.ClientError, TimeoutError):
+        return None
+    values = []
+    for state in history[0] if history else ():
+        with contextlib.suppress(TypeError, ValueError):
+            values.append(float(state["state"]))
+    if len(values) < 2:
+        return None
+    return round((values[-1] - values[0]) * 1000)
 
 
 def load_average() -> str:
@@ -198,6 +231,10 @@ async def measure(
     while log.unsettled() and time.monotonic() - waited < SETTLE_WAIT:
         await pause(POLL_SECONDS)
         await poll()
+    for api, label in zip(apis, labels, strict=True):
+        exported = await exported_wh(api, log.start, log.end)
+        if exported is not None:
+            log.exported[label] = exported
     lines = log.lines(labels)
     lines.append(f"load average (1, 5, 15 min) at start {loads[0]}, at the end {loads[1]}")
     return lines
