@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from sim import baselines, kpi, report, run
+from sim import baselines, gap, kpi, report, run
 from sim.__main__ import main, simulate
 from sim.community import Community, Options, build
 from sim.homes import PriceMemory
@@ -565,3 +565,29 @@ def test_price_memory_expects_purchases_at_the_dearest_and_sales_at_the_cheapest
     buy, sale = memory.expected(t, imports, feed_ins)
     assert sale[0] == fit
     assert abs(buy[0] - band) <= 1
+
+
+def test_gap_by_device_day_and_hour(
+    community: Community, results: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m sim.gap``: fixing a device class to the optimum's own dispatch costs
+    nothing, fixing it to the market's costs at least that; the days add up to the
+    difference of the grid costs; the hours cover the day."""
+    market, optimum = results["market"], results["optimum"]
+    assert isinstance(market, kpi.RunResult)
+    assert isinstance(optimum, kpi.RunResult)
+    own = gap.by_device(community, optimum, optimum)
+    assert all(abs(v) < 0.01 for v in own.values()), own
+    parts = gap.by_device(community, market, optimum)
+    assert set(parts) == {"ev", "plugs", "batteries"}
+    assert all(v > -0.01 for v in parts.values()), parts
+    days = gap.by_day(community, market, optimum)
+    whole = gap.grid_cost(community, market).sum() - gap.grid_cost(community, optimum).sum()
+    assert sum(days) == pytest.approx(whole)
+    hours = gap.by_hour(community, market, optimum)
+    assert [r["hour"] for r in hours] == list(range(24))
+    assert sum(r["discharge"] for r in hours) == pytest.approx(market.discharge.sum() / 1000)
+    assert gap.main(["--homes", "4", "--days", "1", "--start", "2025-06-16"]) == 0
+    out = capsys.readouterr().out
+    assert "by device" in out
+    assert "batteries" in out
