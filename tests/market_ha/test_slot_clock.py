@@ -676,3 +676,34 @@ async def test_capacity_share_from_the_community_rules(
     assert market.slot_inputs(NEXT_TS).capacity_share_w is None
     market.runtime.federation = None
     assert market.slot_inputs(NEXT_TS).capacity_share_w is None
+
+
+async def test_community_outlook_weighs_the_last_two_days(market: SlotClock) -> None:
+    """In a community the planner expects a purchase at the dearest and a sale at the
+    cheapest price the same slot cleared at on the last two days, as far as the next slots
+    are known; alone it expects nothing. Two days of prices are kept."""
+    assert market._outlook(NEXT_TS) == {"expected_price": (), "expected_sale_price": ()}
+    market.runtime.federation = SimpleNamespace(  # type: ignore[assignment]
+        slot_ms=900_000, gate_closure_lead_ms=60_000
+    )
+    day = 86_400
+    market.prices.update(
+        {
+            NEXT_TS - day: 30,  # a dull day: the import price
+            NEXT_TS - 2 * day: 9,  # a sunny one: near the feed-in tariff
+            NEXT_TS + 900 - day: 12,
+            NEXT_TS + 900 - 2 * day: 14,
+            NEXT_TS + 1800 - 2 * day: 20,  # the day before yesterday only: it counts alone
+        }
+    )
+    assert market._outlook(NEXT_TS) == {
+        "expected_price": (30, 14, 20),
+        "expected_sale_price": (9, 12, 20),
+    }
+    market.prices.pop(NEXT_TS + 1800 - 2 * day)  # nothing known: the outlook stops there
+    assert market._outlook(NEXT_TS)["expected_sale_price"] == (9, 12)
+    market._prune(NEXT_TS)
+    assert NEXT_TS - 2 * day in market.prices
+    market._prune(NEXT_TS + 900)
+    assert NEXT_TS - 2 * day not in market.prices
+    assert NEXT_TS - day in market.prices

@@ -10,9 +10,10 @@ import re
 import numpy as np
 import pytest
 
-from sim import baselines, kpi, report, run
+from sim import baselines, gap, kpi, report, run
 from sim.__main__ import main, simulate
 from sim.community import Community, Options, build
+from sim.homes import PriceMemory
 from sim.scenario import ScenarioError, read_scenario, write_scenario
 
 OPTIONS = Options(
@@ -539,3 +540,54 @@ def test_homes_with_forecast_error_plan_from_their_readings(community: Community
     assert moved > 0
     exact = PlannerInputs(community, 96)
     assert exact.forecast(0, 30).load_wh == tuple(int(x) for x in community.load_wh[0, 30:126])
+
+
+def test_price_memory_expects_purchases_at_the_dearest_and_sales_at_the_cheapest() -> None:
+    """The community outlook of the simulated homes: the same slot on the last two days that
+    cleared, a purchase at the higher place in the band, a sale at the lower; the prior
+    where no day has cleared yet."""
+    c = build(replace(OPTIONS, days=3))
+    memory = PriceMemory(c)
+    per_day = memory.per_day
+    t = 2 * per_day
+    imp, fit = int(c.import_price[t]), int(c.feed_in[t])
+    band = fit + (imp - fit) // 2  # halfway through the band
+    memory.record(t - 2 * per_day, float(int(c.feed_in[t - 2 * per_day])), True)  # at the floor
+    memory.record(t - per_day, None, True)  # no trade, the community imported: the top
+    imports, feed_ins = c.import_price[t : t + 2], c.feed_in[t : t + 2]
+    buy, sale = memory.expected(t, imports, feed_ins)
+    assert (buy[0], sale[0]) == (imp, fit)
+    prior = memory.band[t + 1]
+    assert (
+        buy[1] == sale[1] == round(int(feed_ins[1]) + prior * (int(imports[1]) - int(feed_ins[1])))
+    )
+    memory.record(t - per_day, float(band), False)  # yesterday at the middle of the band
+    buy, sale = memory.expected(t, imports, feed_ins)
+    assert sale[0] == fit
+    assert abs(buy[0] - band) <= 1
+
+
+def test_gap_by_device_day_and_hour(
+    community: Community, results: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m sim.gap``: fixing a device class to the optimum's own dispatch costs
+    nothing, fixing it to the market's costs at least that; the days add up to the
+    difference of the grid costs; the hours cover the day."""
+    market, optimum = results["market"], results["optimum"]
+    assert isinstance(market, kpi.RunResult)
+    assert isinstance(optimum, kpi.RunResult)
+    own = gap.by_device(community, optimum, optimum)
+    assert all(abs(v) < 0.01 for v in own.values()), own
+    parts = gap.by_device(community, market, optimum)
+    assert set(parts) == {"ev", "plugs", "batteries"}
+    assert all(v > -0.01 for v in parts.values()), parts
+    days = gap.by_day(community, market, optimum)
+    whole = gap.grid_cost(community, market).sum() - gap.grid_cost(community, optimum).sum()
+    assert sum(days) == pytest.approx(whole)
+    hours = gap.by_hour(community, market, optimum)
+    assert [r["hour"] for r in hours] == list(range(24))
+    assert sum(r["discharge"] for r in hours) == pytest.approx(market.discharge.sum() / 1000)
+    assert gap.main(["--homes", "4", "--days", "1", "--start", "2025-06-16"]) == 0
+    out = capsys.readouterr().out
+    assert "by device" in out
+    assert "batteries" in out
