@@ -45,7 +45,7 @@ def test_delivered_over_sold_and_shortfall_payments_per_home() -> None:
     log = DeliveryLog(start=START, end=START + 3 * 60)
     s1 = START + 60
     # Home 1 sold 80 Wh to home 2 and delivered all; home 3 sold 40 Wh, delivered 30 and
-    # paid home 2 3000 milli-cents (0.030 EUR) for the rest.
+    # paid home 2 3000 milli-cents (0.03000 EUR) for the rest.
     log.add(
         "home 1",
         view([trade(s1, "seller", "b2", 80)], [settled(s1, "seller", "b2", 80, 0, 0)]),
@@ -69,7 +69,7 @@ def test_delivered_over_sold_and_shortfall_payments_per_home() -> None:
     lines = log.lines(["home 1", "home 2", "home 3"])
     assert "sold 120 Wh, delivered 110 Wh, delivered / sold 91.7 %" in lines[1]
     assert "delivered 80 Wh (100.0 %) of 95 Wh exported, shortfall 0 Wh" in lines[2]
-    assert "paid for its own shortfalls 0.030" in lines[4]
+    assert "paid for its own shortfalls 0.03000" in lines[4]
     assert lines[-1].startswith("target delivered / sold >= 95 %: missed")
     assert lines[-1].endswith("by their own shortfalls: home 3")
 

@@ -117,8 +117,9 @@ class DeliveryLog:
         return sum(self.figures(label).sales_unsettled for label in self.trades)
 
     def money(self, milli: int) -> str:
-        """Milli-minor units in major units (exact)."""
-        return f"{Decimal(milli) / (1000 * 10**self.digits):.{self.digits + 1}f}"
+        """Milli-minor units in major units (exact: a shortfall of a few Wh costs less than
+        a cent)."""
+        return f"{Decimal(milli) / (1000 * 10**self.digits):.{self.digits + 3}f}"
 
     def lines(self, labels: Sequence[str]) -> list[str]:
         """The report: over all homes, then per home."""
