@@ -489,7 +489,8 @@ class SlotClock:
     # --- timers -------------------------------------------------------------------------
 
     async def async_load(self) -> None:
-        """Load the clearing prices of the last day (expected prices, price peak average)."""
+        """Load the clearing prices of the last day (expected prices, price peak average),
+        the meter mark and the EV sessions."""
         data = await self._store.async_load()
         mark = data.get("meter_mark") if isinstance(data, dict) else None
         if (
@@ -512,8 +513,8 @@ class SlotClock:
 
     @callback
     def _save_store(self) -> None:
-        """Write the price history (small: one day of slots) and the meter mark in the
-        background."""
+        """Write the price history (small: one day of slots), the meter mark and the EV
+        sessions in the background."""
         data: dict[str, Any] = {
             "prices": {str(slot): price for slot, price in sorted(self.prices.items())}
         }

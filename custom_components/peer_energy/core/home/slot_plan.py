@@ -24,7 +24,8 @@ and blend toward the forecast, and the first slot's PV spread is narrowed to wha
 minutes old leaves open (:func:`nowcast`).
 
 :class:`DeviceMemory` is what the slot clock remembers across slots for the planner: the EV
-energy charged since the last departure and each plug's power and waiting time.
+energy charged since the last departure, each EV's session since plug-in (:class:`EvRun`,
+from which :func:`session_cost_cap` makes its budget) and each plug's power and waiting time.
 
 Units: energy Wh, power W, prices minor units per kWh, all integers.
 
