@@ -46,6 +46,12 @@ async def test_diagnostics(
     if plan is not None:  # (none when set up in the last minute before a slot's gate)
         assert (plan["mode"], plan["fallback"], plan["slots"]) == ("advise", None, 96)
         assert set(plan) == {"slot_start", "mode", "fallback", "slots", "margin_wh", "orders"}
+    # And the EV session, plugged in when that plan was made.
+    sessions = result["market"].pop("ev_sessions")
+    assert set(sessions) == (set() if plan is None else {EV_ID})
+    for session in sessions.values():
+        assert set(session) == {"plugged_in", "need_wh", "spent", "budget_from_plug_in"}
+        assert session["budget_from_plug_in"] is True
     assert result == snapshot
     assert forecasts["series"]["import_price"]["sources"] == {"fixed": 192}
 

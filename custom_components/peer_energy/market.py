@@ -489,7 +489,8 @@ class SlotClock:
     # --- timers -------------------------------------------------------------------------
 
     async def async_load(self) -> None:
-        """Load the clearing prices of the last day (expected prices, price peak average)."""
+        """Load the clearing prices of the last day (expected prices, price peak average),
+        the meter mark and the EV sessions."""
         data = await self._store.async_load()
         mark = data.get("meter_mark") if isinstance(data, dict) else None
         if (
@@ -499,6 +500,8 @@ class SlotClock:
             and all(type(v) is int for v in (mark[0], mark[2], mark[3]))
         ):
             self._meter_mark = (mark[0], "meter", mark[2], mark[3])
+        if isinstance(data, dict):
+            self.memory.restore_ev(data.get("ev"))
         prices = data.get("prices") if isinstance(data, dict) else None
         if not isinstance(prices, dict):
             return
@@ -510,13 +513,14 @@ class SlotClock:
 
     @callback
     def _save_store(self) -> None:
-        """Write the price history (small: one day of slots) and the meter mark in the
-        background."""
+        """Write the price history (small: one day of slots), the meter mark and the EV
+        sessions in the background."""
         data: dict[str, Any] = {
             "prices": {str(slot): price for slot, price in sorted(self.prices.items())}
         }
         if self._meter_mark is not None and self._meter_mark[1] == "meter":
             data["meter_mark"] = list(self._meter_mark)
+        data["ev"] = self.memory.ev_state()
         self.entry.async_create_background_task(
             self.hass, self._store.async_save(data), f"{DOMAIN} save prices"
         )
@@ -740,6 +744,10 @@ class SlotClock:
                 need = self.memory.ev_need(
                     sid, departure, controls.ev_energy_needed_wh, reading.plugged
                 )
+                plugged = reading.plugged is True or (
+                    reading.plugged is None and CONF_PLUGGED_ENTITY not in sources
+                )
+                run = self.memory.ev_session(sid, slot, plugged, need)
                 assets.append(
                     AssetInput(
                         **common,
@@ -749,6 +757,12 @@ class SlotClock:
                         need_wh=need,
                         departure=departure,
                         max_charge_w=asset.max_charge_w,
+                        plugged_at=None if run is None else run.plugged_at,
+                        plug_need_wh=0 if run is None else run.need_wh,
+                        spent=0 if run is None else run.spent,
+                        plug_prices=None
+                        if run is None or run.prices is None
+                        else tuple(run.prices),
                     )
                 )
             elif asset.kind is AssetKind.PLUG:
@@ -1007,7 +1021,11 @@ class SlotClock:
         for sid, asset_plan in plan.assets.items():
             if asset_plan.reason.code == SitOut.PLUG_WAIT:
                 energy.setdefault(sid, 0)
-        self.memory.after_slot(kinds, energy, self.slot_seconds)
+        self.memory.after_slot(
+            kinds, energy, self.slot_seconds, slot=plan.slot_start, import_price=plan.import_price
+        )
+        if self.memory.ev_runs:
+            self._save_store()  # the EV sessions survive a restart
 
     # --- step 4: act --------------------------------------------------------------------
 
@@ -1168,6 +1186,17 @@ class SlotClock:
             "control_mode": self.control_mode.value,
             "community": self.federation is not None,
             "manual_orders": sum(len(bids) for bids in self.manual.values()),
+            # each EV session since plug-in; without every price since then its budget is
+            # counted from the slot planned (as without a session)
+            "ev_sessions": {
+                sid: {
+                    "plugged_in": utc_from_ts(run.plugged_at).isoformat(),
+                    "need_wh": run.need_wh,
+                    "spent": run.spent,
+                    "budget_from_plug_in": run.prices is not None,
+                }
+                for sid, run in self.memory.ev_runs.items()
+            },
             "plan": self._plan_diagnostics(),
             "last_outcome": None
             if last is None

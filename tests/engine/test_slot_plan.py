@@ -416,3 +416,103 @@ def test_capacity_share_reaches_the_planner() -> None:
     assert max(row.ev_wh for row in shared.plan.slots) <= 500 + 1  # 2 kW for 15 minutes
     assert max(row.ev_wh for row in free.plan.slots) > 500
     assert sum(row.ev_wh for row in shared.plan.slots) == 6000
+
+
+def _plugged_ev(prices: tuple[int, ...] | None, **kw: object) -> AssetInput:
+    """A car plugged in a slot before ``SLOT``, needing one full slot at 11 kW by 5 h on."""
+    base: dict[str, object] = {
+        "asset_id": "ev",
+        "kind": "ev_charger",
+        "plugged": True,
+        "plugged_known": True,
+        "controllable": True,
+        "need_wh": 2750,
+        "departure": SLOT + 20 * 900,
+        "max_charge_w": 11_000,
+        "plugged_at": SLOT - 900,
+        "plug_need_wh": 2750,
+        "spent": 0,
+        "plug_prices": prices,
+    }
+    base.update(kw)
+    return AssetInput(**base)  # type: ignore[arg-type]
+
+
+def test_ev_budget_from_plug_in_keeps_a_cheap_session_out_of_dear_hours() -> None:
+    """A car plugged in at a cheap hour (10) that did not charge yet: counted from now the
+    flat-out budget is the dear hour's (30), and the plan buys some of it there because the
+    neighbours are expected at 20; counted from plug-in the budget is the cheap hour's, so
+    the plan keeps the whole charge for the cheap slot left in the horizon."""
+    prices = [30] * 96
+    prices[8] = 10
+    n = 96
+    forecast = HomeForecast(
+        start=SLOT,
+        slot_seconds=900,
+        pv_wh=(0,) * n,
+        pv_sd_wh=(0,) * n,
+        load_wh=(0,) * n,
+        load_sd_wh=(0,) * n,
+        import_price=tuple(prices),
+        feed_in_tariff=(8,) * n,
+    )
+    expected = (20,) * n
+    planned = {}
+    for known in (None, (10,)):
+        ev = _plugged_ev(known)
+        decision = plan_slot(_inputs(ev, control=True, expected_price=expected), forecast)
+        assert decision.plan is not None
+        planned[known] = [s.ev_wh for s in decision.plan.slots]
+    assert sp.session_cost_cap(_plugged_ev((10,)), prices, SLOT, 900, 11_000) == 2750 * 10
+    assert sp.session_cost_cap(_plugged_ev(None), prices, SLOT, 900, 11_000) is None
+    assert planned[None][0] > 0  # from now: some of it at the import price of 30
+    assert planned[(10,)][0] == 0  # from plug-in: not a Wh in the dear hour
+    assert planned[(10,)][8] == 2750
+
+
+def test_ev_session_cost_cap() -> None:
+    """Flat out from plug-in at the prices since then and the forecast's, less what was spent;
+    None when a slot's price since plug-in is missing."""
+    cap = sp.session_cost_cap
+    ev = _plugged_ev((10,), plug_need_wh=6000, spent=2750 * 10, need_wh=3250)
+    # 2750 at 10 (spent), 2750 at 30 now, 500 at 40 next
+    assert cap(ev, (30, 40, 50), SLOT, 900, 11_000) == 2750 * 30 + 500 * 40
+    assert cap(ev, (30,), SLOT, 900, 11_000) == 2750 * 30 + 500 * 30  # after the horizon: mean
+    assert cap(replace_ev(ev, plug_prices=()), (30,), SLOT, 900, 11_000) is None  # a gap
+    assert cap(replace_ev(ev, plugged_at=None), (30,), SLOT, 900, 11_000) is None
+    # a departure right after the slot: only what fits before it
+    assert cap(replace_ev(ev, departure=SLOT + 900), (30,), SLOT, 900, 11_000) == 2750 * 30
+
+
+def replace_ev(ev: AssetInput, **kw: object) -> AssetInput:
+    from dataclasses import replace
+
+    return replace(ev, **kw)  # type: ignore[arg-type]
+
+
+def test_ev_session_memory() -> None:
+    """The session starts when the charger is first seen plugged, spends each cleared slot at
+    its import price, keeps those prices in order, ends when unplugged and survives a round
+    trip through plain data."""
+    memory = DeviceMemory()
+    need = memory.ev_need("ev", 9000, 5000, True)
+    run = memory.ev_session("ev", SLOT, True, need)
+    assert run is not None
+    assert (run.plugged_at, run.need_wh) == (SLOT, 5000)
+    assert memory.ev_session("ev", SLOT + 900, True, 4000) is run  # the same session
+    memory.after_slot({"ev": "ev_charger"}, {"ev": 1000}, 900, slot=SLOT, import_price=12)
+    memory.after_slot({"ev": "ev_charger"}, {}, 900, slot=SLOT + 900, import_price=30)
+    assert (run.spent, run.prices) == (12_000, [12, 30])
+    again = DeviceMemory()
+    again.restore_ev(memory.ev_state())
+    assert again.ev_runs == memory.ev_runs
+    assert again.ev_need("ev", 9000, 5000, True) == 4000
+    again.after_slot({"ev": "ev_charger"}, {"ev": 10}, 900, slot=SLOT + 2700, import_price=30)
+    assert again.ev_runs["ev"].prices is None  # a slot was missed
+    assert again.ev_runs["ev"].spent == 12_300
+    again.restore_ev({"runs": {"x": {"plugged_at": "no"}}, "charged": [1]})
+    assert "x" not in again.ev_runs
+    memory.ev_need("ev", 9000, 5000, False)
+    assert memory.ev_session("ev", SLOT + 1800, False, 5000) is None
+    assert "ev" not in memory.ev_runs
+    assert memory.ev_session("ev", SLOT + 2700, True, 5000).plugged_at == SLOT + 2700  # type: ignore[union-attr]

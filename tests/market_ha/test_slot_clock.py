@@ -707,3 +707,61 @@ async def test_community_outlook_weighs_the_last_two_days(market: SlotClock) -> 
     market._prune(NEXT_TS + 900)
     assert NEXT_TS - 2 * day not in market.prices
     assert NEXT_TS - day in market.prices
+
+
+async def test_ev_session_survives_a_reload_and_starts_again_after_unplugging(
+    hass: HomeAssistant,
+    market: SlotClock,
+    frozen: FrozenDateTimeFactory,
+    init_integration: MockConfigEntry,
+) -> None:
+    """An EV session is kept from plug-in (what it needed then, what it spent and the import
+    prices since) across a reload of the entry; unplugging and plugging in again starts a new
+    one."""
+    run = market.memory.ev_runs[EV_ID]  # plugged in when the next slot was planned
+    assert (run.plugged_at, run.spent, run.prices) == (NEXT_TS, 0, [])
+    await _advance(hass, frozen, GATE)  # the slot clears: the session spends at 30
+    charged = max(market.reports[NEXT_TS].allocations[EV_ID].energy_wh, 0)
+    assert charged > 0
+    assert (run.spent, run.prices) == (charged * 30, [30])
+    await _advance(hass, frozen, NEXT_SLOT + timedelta(minutes=1))
+    ev = next(a for a in market.slot_inputs(NEXT_TS + 900).assets if a.asset_id == EV_ID)
+    assert (ev.plugged_at, ev.spent, ev.plug_prices) == (NEXT_TS, charged * 30, (30,))
+    assert market.diagnostics()["ev_sessions"][EV_ID]["budget_from_plug_in"] is True
+
+    assert await hass.config_entries.async_reload(init_integration.entry_id)
+    await hass.async_block_till_done()
+    again = init_integration.runtime_data.market
+    assert again is not None
+    assert again is not market
+    kept = again.memory.ev_runs[EV_ID]
+    assert (kept.plugged_at, kept.need_wh, kept.spent) == (NEXT_TS, run.need_wh, charged * 30)
+    assert kept.prices == [30]
+    assert again.memory.ev_charged[EV_ID] == market.memory.ev_charged[EV_ID]
+
+    hass.states.async_set("binary_sensor.ev_plugged", "off")
+    await hass.async_block_till_done()
+    again.slot_inputs(NEXT_TS + 900)
+    assert EV_ID not in again.memory.ev_runs
+    hass.states.async_set("binary_sensor.ev_plugged", "on", {"device_class": "plug"})
+    await hass.async_block_till_done()
+    again.slot_inputs(NEXT_TS + 1800)
+    fresh = again.memory.ev_runs[EV_ID]
+    assert (fresh.plugged_at, fresh.spent, fresh.prices) == (NEXT_TS + 1800, 0, [])
+    assert fresh.need_wh == kept.need_wh  # the car needs the whole charge again
+
+
+async def test_ev_budget_unknown_after_missed_slots(
+    hass: HomeAssistant, market: SlotClock, frozen: FrozenDateTimeFactory
+) -> None:
+    """A slot of the session that was never cleared (Home Assistant was down) leaves its
+    budget from plug-in unknown: the planner counts it from the slot planned, and the
+    diagnostics say so."""
+    ev = next(a for a in market.slot_inputs(NEXT_TS + 1800).assets if a.asset_id == EV_ID)
+    assert ev.plugged_at == NEXT_TS
+    assert ev.plug_prices == ()  # two slots since plug-in, no price kept
+    market.memory.after_slot(
+        {EV_ID: "ev_charger"}, {EV_ID: 100}, 900, slot=NEXT_TS + 900, import_price=30
+    )
+    assert market.memory.ev_runs[EV_ID].prices is None
+    assert market.diagnostics()["ev_sessions"][EV_ID]["budget_from_plug_in"] is False

@@ -24,12 +24,14 @@ and blend toward the forecast, and the first slot's PV spread is narrowed to wha
 minutes old leaves open (:func:`nowcast`).
 
 :class:`DeviceMemory` is what the slot clock remembers across slots for the planner: the EV
-energy charged since the last departure and each plug's power and waiting time.
+energy charged since the last departure, each EV's session since plug-in (:class:`EvRun`,
+from which :func:`session_cost_cap` makes its budget) and each plug's power and waiting time.
 
 Units: energy Wh, power W, prices minor units per kWh, all integers.
 
 Public API: :class:`SitOut`, :class:`AssetInput`, :class:`SlotInputs`, :class:`AssetPlan`,
-:class:`SlotDecision`, :class:`DeviceMemory`, :func:`plan_slot`,
+:class:`SlotDecision`, :class:`DeviceMemory`, :class:`EvRun`, :func:`plan_slot`,
+:func:`session_cost_cap`,
 :func:`persistence_forecast`, :func:`plan_columns`, :data:`SLOT_FALLBACKS`.
 """
 
@@ -55,12 +57,14 @@ __all__ = [
     "AssetInput",
     "AssetPlan",
     "DeviceMemory",
+    "EvRun",
     "SitOut",
     "SlotDecision",
     "SlotInputs",
     "persistence_forecast",
     "plan_columns",
     "plan_slot",
+    "session_cost_cap",
 ]
 
 # The plan's columns (``plan_columns``), one value per slot.
@@ -135,6 +139,14 @@ class AssetInput:
     plugged_known: bool = False
     need_wh: int = 0
     departure: int = 0
+    # the running session (see :class:`DeviceMemory`): the slot it was plugged in (Unix s,
+    # None: not known), the energy it needed then (Wh), what it has spent since at the import
+    # prices (Wh x minor units per kWh) and the import price of each slot since plug-in
+    # before this one (None: not all known, e.g. after a long restart)
+    plugged_at: int | None = None
+    plug_need_wh: int = 0
+    spent: int = 0
+    plug_prices: tuple[int, ...] | None = None
     # plug: ``flexible`` (the owner lets it wait), its running power (the last one seen),
     # how long it may still wait
     flexible: bool = False
@@ -215,21 +227,94 @@ class SlotDecision:
 
 
 @dataclass(slots=True)
+class EvRun:
+    """An EV charging session since plug-in: the slot it was first seen plugged in (Unix s),
+    the energy it needed then (Wh), what it has spent since at the import prices (Wh x minor
+    units per kWh) and the import price of each of its slots cleared so far, in order (None:
+    a slot was missed, so the budget from plug-in is not known)."""
+
+    plugged_at: int
+    need_wh: int
+    spent: int = 0
+    prices: list[int] | None = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class DeviceMemory:
-    """What the slot clock remembers across slots for the planner (in memory only)."""
+    """What the slot clock remembers across slots for the planner. The EV part
+    (:meth:`ev_state`) is kept across a restart by the shell; the plugs' is in memory only."""
 
     ev_charged: dict[str, int] = field(default_factory=dict)
     ev_departure: dict[str, int] = field(default_factory=dict)
+    ev_runs: dict[str, EvRun] = field(default_factory=dict)
     plug_power: dict[str, int] = field(default_factory=dict)
     plug_waited: dict[str, int] = field(default_factory=dict)
 
     def ev_need(self, asset_id: str, departure: int, need_wh: int, plugged: bool | None) -> int:
         """Energy still to charge before ``departure``: a new departure or an unplugged car
-        starts over."""
+        starts over (and ends the session)."""
         if self.ev_departure.get(asset_id) != departure or plugged is False:
             self.ev_departure[asset_id] = departure
             self.ev_charged[asset_id] = 0
+            self.ev_runs.pop(asset_id, None)
         return max(0, need_wh - self.ev_charged.get(asset_id, 0))
+
+    def ev_session(self, asset_id: str, slot: int, plugged: bool, need_wh: int) -> EvRun | None:
+        """The running session of a charger seen ``plugged`` (or without a plug sensor) when
+        ``slot`` is planned: the first such slot after being unplugged or unknown starts one,
+        needing ``need_wh``."""
+        if not plugged:
+            self.ev_runs.pop(asset_id, None)
+            return None
+        run = self.ev_runs.get(asset_id)
+        if run is None or run.plugged_at > slot:
+            run = self.ev_runs[asset_id] = EvRun(plugged_at=slot, need_wh=need_wh)
+        return run
+
+    def ev_state(self) -> dict[str, Any]:
+        """The EV part as plain JSON data (see :meth:`restore_ev`)."""
+        return {
+            "charged": dict(self.ev_charged),
+            "departure": dict(self.ev_departure),
+            "runs": {
+                sid: {
+                    "plugged_at": run.plugged_at,
+                    "need_wh": run.need_wh,
+                    "spent": run.spent,
+                    "prices": None if run.prices is None else list(run.prices),
+                }
+                for sid, run in self.ev_runs.items()
+            },
+        }
+
+    def restore_ev(self, data: Any) -> None:
+        """Take back what :meth:`ev_state` gave (malformed parts are left out)."""
+        if not isinstance(data, dict):
+            return
+
+        def ints(value: Any) -> dict[str, int]:
+            if not isinstance(value, dict):
+                return {}
+            return {k: v for k, v in value.items() if isinstance(k, str) and _is_int(v)}
+
+        self.ev_charged.update(ints(data.get("charged")))
+        self.ev_departure.update(ints(data.get("departure")))
+        runs = data.get("runs")
+        for sid, run in (runs if isinstance(runs, dict) else {}).items():
+            if not isinstance(run, dict) or not all(
+                _is_int(run.get(key)) for key in ("plugged_at", "need_wh", "spent")
+            ):
+                continue
+            prices = run.get("prices")
+            known: list[int] | None = None
+            if isinstance(prices, list) and all(_is_int(p) for p in prices):
+                known = [int(p) for p in prices]
+            self.ev_runs[str(sid)] = EvRun(
+                plugged_at=run["plugged_at"],
+                need_wh=run["need_wh"],
+                spent=run["spent"],
+                prices=known,
+            )
 
     def plug_seen(self, asset_id: str, power_w: int | None) -> int | None:
         """The plug's running power: the last positive reading."""
@@ -242,15 +327,35 @@ class DeviceMemory:
         return max(0, max_delay_s - self.plug_waited.get(asset_id, 0))
 
     def after_slot(
-        self, kinds: Mapping[str, str], energy: Mapping[str, int], slot_seconds: int
+        self,
+        kinds: Mapping[str, str],
+        energy: Mapping[str, int],
+        slot_seconds: int,
+        *,
+        slot: int | None = None,
+        import_price: int | None = None,
     ) -> None:
-        """Count a slot's outcome: EV energy charged, and whether a plug ran or waited.
+        """Count a slot's outcome: EV energy charged and spent, and whether a plug ran or
+        waited.
 
         ``energy`` is each asset's allocation (Wh, positive consumes); a plug that ran its
-        slot starts its waiting budget over, one that did not used up a slot of it.
+        slot starts its waiting budget over, one that did not used up a slot of it. A running
+        EV session spends its energy at the slot's ``import_price`` and keeps the price; a
+        slot that does not follow its last one (or without a price) leaves its prices unknown.
         """
         for sid, kind in kinds.items():
             used = max(energy.get(sid, 0), 0)
+            run = self.ev_runs.get(sid) if kind == "ev_charger" else None
+            if run is not None and slot is not None and slot >= run.plugged_at:
+                if import_price is None:
+                    run.prices = None
+                else:
+                    run.spent += used * import_price
+                    if run.prices is not None:
+                        if run.plugged_at + len(run.prices) * slot_seconds == slot:
+                            run.prices.append(import_price)
+                        else:
+                            run.prices = None
             if kind == "ev_charger" and sid in energy:
                 self.ev_charged[sid] = self.ev_charged.get(sid, 0) + used
             elif kind == "plug" and (power := self.plug_power.get(sid)) is not None:
@@ -260,6 +365,43 @@ class DeviceMemory:
                     self.plug_waited[sid] = 0
                 else:
                     self.plug_waited[sid] = self.plug_waited.get(sid, 0) + slot_seconds
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def session_cost_cap(
+    asset: AssetInput, import_price: Sequence[int], slot: int, slot_seconds: int, power_w: int
+) -> int | None:
+    """An EV session's budget at the import prices (``EvSession.cost_cap``): what charging
+    the energy needed at plug-in flat out from plug-in costs, less what the session has spent.
+
+    The slots since plug-in are priced by ``asset.plug_prices`` (one per slot, up to
+    ``slot``), those from ``slot`` on by ``import_price`` (the forecast's), and any after the
+    horizon at their mean. None (the planner's budget from now) when the session or the price
+    of one of its slots is not known.
+    """
+    past = asset.plug_prices
+    if (
+        asset.plugged_at is None
+        or past is None
+        or asset.plugged_at + len(past) * slot_seconds != slot
+        or not import_price
+    ):
+        return None
+    per = energy_wh(power_w, slot_seconds)
+    if per <= 0:
+        return None
+    later = sum(import_price) // len(import_price)
+    cost, left, t = 0, asset.plug_need_wh, asset.plugged_at
+    prices = iter((*past, *import_price))
+    while left > 0 and t < asset.departure:
+        take = min(per, left)
+        cost += take * next(prices, later)
+        left -= take
+        t += slot_seconds
+    return cost - asset.spent
 
 
 def persistence_forecast(
@@ -438,13 +580,16 @@ def plan_slot(inputs: SlotInputs, forecast: HomeForecast | None) -> SlotDecision
             elif a.need_wh <= 0:
                 plans[sid] = _sit_out(sid, SitOut.NO_BID)
             else:
+                power = a.max_charge_w or DEFAULT_EV_POWER_W
+                cap = session_cost_cap(a, forecast.import_price, slot, sec, power)
                 evs.append(
                     EvSession(
                         asset_id=sid,
                         depart=a.departure,
                         energy_wh=a.need_wh,
-                        max_power_w=a.max_charge_w or DEFAULT_EV_POWER_W,
-                        arrive=slot,
+                        max_power_w=power,
+                        arrive=slot if cap is None or a.plugged_at is None else a.plugged_at,
+                        cost_cap=cap,
                     )
                 )
                 controllable = controllable and a.controllable
