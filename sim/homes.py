@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from custom_components.peer_energy.core.home.agents import BatteryState
+from custom_components.peer_energy.core.home.devices import flat_out_cost
 from custom_components.peer_energy.core.home.forecast import HomeForecast
 from custom_components.peer_energy.core.home.outlook import same_slot_outlook
 from custom_components.peer_energy.core.home.planner import EvSession, PlugTask
@@ -111,19 +112,6 @@ class DeviceState:
             self.ev_spent[k] = self.ev_spent.get(k, 0) + use * price
         for k, use in plug.items():
             self.plug_spent[k] = self.plug_spent.get(k, 0) + use * price
-
-
-def flat_out_cost(c: Community, first: int, end: int, energy: int, per_slot: int) -> int:
-    """What ``energy`` costs at the import prices flat out from slot ``first`` (before
-    ``end``): what an EV or a plug spends on its own logic."""
-    cost, left = 0, energy
-    for t in range(first, end):
-        if left <= 0:
-            break
-        take = min(per_slot, left)
-        cost += take * int(c.import_price[t])
-        left -= take
-    return cost
 
 
 class PriceMemory:
@@ -267,7 +255,9 @@ class PlannerInputs:
                 continue
             need = state.ev_left.get(k, s.energy_wh) if s.arrive <= t else s.energy_wh
             if need > 0:
-                own = flat_out_cost(c, s.arrive, s.depart, s.energy_wh, c.max_wh(ev.charger_w))
+                own = flat_out_cost(
+                    c.import_price[s.arrive : s.depart], s.energy_wh, c.max_wh(ev.charger_w)
+                )
                 out.append(
                     EvSession(
                         asset_id=EV,
@@ -292,7 +282,9 @@ class PlannerInputs:
             need = state.plug_left.get(k, task.energy_wh)
             if need > 0:
                 own = flat_out_cost(
-                    c, task.earliest, task.deadline, task.energy_wh, c.max_wh(task.power_w)
+                    c.import_price[task.earliest : task.deadline],
+                    task.energy_wh,
+                    c.max_wh(task.power_w),
                 )
                 out.append(
                     PlugTask(

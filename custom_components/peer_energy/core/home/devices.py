@@ -1,12 +1,13 @@
 """What the planner plans for, besides batteries: EV sessions and flexible plug tasks, and
 the slot arithmetic they share with the planner.
 
-Public API: :class:`EvSession`, :class:`PlugTask`, :func:`energy_wh`, :func:`first_slot`,
-:func:`last_slot`.
+Public API: :class:`EvSession`, :class:`PlugTask`, :func:`energy_wh`, :func:`flat_out_cost`,
+:func:`first_slot`, :func:`last_slot`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 SECONDS_PER_HOUR = 3600
@@ -46,6 +47,20 @@ class PlugTask:
 
 def energy_wh(power_w: int, seconds: int) -> int:
     return max(0, power_w) * seconds // SECONDS_PER_HOUR
+
+
+def flat_out_cost(prices: Iterable[int], energy: int, per_slot_wh: int) -> int:
+    """What ``energy`` (Wh) costs bought flat out, ``per_slot_wh`` a slot, at the import
+    ``prices`` of the slots it may use, in order (what an EV or a plug spends on its own
+    logic; the base of its cost budget, ``cost_cap``)."""
+    cost, left = 0, energy
+    for price in prices:
+        if left <= 0:
+            break
+        take = min(per_slot_wh, left)
+        cost += take * int(price)
+        left -= take
+    return cost
 
 
 def first_slot(moment: int, start: int, seconds: int) -> int:

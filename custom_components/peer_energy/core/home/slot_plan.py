@@ -40,13 +40,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from itertools import chain, islice, repeat
 from math import isqrt
 from typing import Any
 
 from ..market.orders import Order, Reason, Side, Step
 from .agents import BatteryState
 from .bids import AssetBid, OwnerPolicy
-from .devices import EvSession, PlugTask, energy_wh
+from .devices import EvSession, PlugTask, energy_wh, flat_out_cost
 from .forecast import HomeForecast
 from .netting import home_bid
 from .planner import HomePlan, PlanMode, PlannerSettings, plan_home
@@ -394,14 +395,9 @@ def session_cost_cap(
     if per <= 0:
         return None
     later = sum(import_price) // len(import_price)
-    cost, left, t = 0, asset.plug_need_wh, asset.plugged_at
-    prices = iter((*past, *import_price))
-    while left > 0 and t < asset.departure:
-        take = min(per, left)
-        cost += take * next(prices, later)
-        left -= take
-        t += slot_seconds
-    return cost - asset.spent
+    slots = max(0, -(-(asset.departure - asset.plugged_at) // slot_seconds))
+    prices = islice(chain(past, import_price, repeat(later)), slots)
+    return flat_out_cost(prices, asset.plug_need_wh, per) - asset.spent
 
 
 def persistence_forecast(
